@@ -1,0 +1,242 @@
+//! Wire types shared by the eBPF programs (`freeze-ebpf`) and the user side (`freeze-user`).
+//!
+//! Everything here is `#[repr(C)]` with explicit padding and only integer fields (no `bool`, no
+//! enums), so that the kernel side and the user side agree on the bytes whatever compiler built
+//! them. Numeric kinds are stable: a trace file written today must decode tomorrow, so numbers are
+//! only ever added, never reused.
+#![no_std]
+
+/// Event kinds (`RawEvent::kind`). Stable numbers.
+pub mod kind {
+    /// A freeze of a superblock started (FIFREEZE entry, or `freeze_super` entry).
+    pub const FREEZE_BEGIN: u32 = 1;
+    /// A freeze returned; `ret` holds the result and `begin_ts_ns` the matching begin.
+    pub const FREEZE_END: u32 = 2;
+    /// A thaw started (FITHAW entry, or `thaw_super` entry).
+    pub const THAW_BEGIN: u32 = 3;
+    /// A thaw returned.
+    pub const THAW_END: u32 = 4;
+}
+
+/// Which program produced an event (`RawEvent::hook`). Stable numbers.
+pub mod hook {
+    /// `syscalls:sys_enter_ioctl` / `sys_exit_ioctl` for FIFREEZE and FITHAW.
+    pub const TP_IOCTL: u32 = 1;
+    /// fentry/fexit on `freeze_super` / `thaw_super`.
+    pub const FENTRY_FREEZE: u32 = 2;
+}
+
+/// `enum freeze_holder` bits as the kernel defines them (6.6+); 0 means unknown.
+pub mod holder {
+    pub const UNKNOWN: u32 = 0;
+    pub const KERNEL: u32 = 1;
+    pub const USERSPACE: u32 = 2;
+    pub const MAY_NEST: u32 = 4;
+    pub const EXCL: u32 = 8;
+}
+
+/// Values of `sb->s_writers.frozen`.
+pub mod level {
+    pub const UNFROZEN: u32 = 0;
+    pub const WRITE: u32 = 1;
+    pub const PAGEFAULT: u32 = 2;
+    pub const FS: u32 = 3;
+    pub const COMPLETE: u32 = 4;
+    /// The level could not be read (a failed kernel read); never a real level.
+    pub const UNKNOWN: u32 = u32::MAX;
+}
+
+/// Slots of the per-CPU `COUNTERS` array that the programs bump and user space reads.
+pub mod counter {
+    /// The ring buffer was full: an event was dropped (this is the loss count).
+    pub const RINGBUF_FULL: u32 = 0;
+    /// A kernel read failed while building an event (the event was still sent, with blanks).
+    pub const READ_FAILED: u32 = 1;
+    /// FIFREEZE/FITHAW ioctls seen by the tracepoint hook.
+    pub const IOCTL_SEEN: u32 = 2;
+    /// freeze_super/thaw_super calls seen by the fentry hook.
+    pub const FENTRY_SEEN: u32 = 3;
+    /// A begin whose pending slot could not be stored (the end will lack its begin).
+    pub const PENDING_FULL: u32 = 4;
+    pub const COUNT: u32 = 8;
+}
+
+/// FIFREEZE / FITHAW ioctl numbers (`_IOWR('X', 119, int)` / `_IOWR('X', 120, int)`).
+pub const FIFREEZE: u32 = 0xC004_5877;
+pub const FITHAW: u32 = 0xC004_5878;
+
+/// Identity of a superblock, read from `struct super_block` at event time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SbIdent {
+    /// Kernel address of the superblock: the key that ties events together.
+    pub sb: u64,
+    /// `sb->s_dev` in the kernel's encoding (major << 20 | minor).
+    pub dev: u32,
+    pub _pad: u32,
+    /// `sb->s_type->name`, NUL padded.
+    pub fstype: [u8; 16],
+    /// `sb->s_id`, NUL padded (the block device name for block filesystems).
+    pub s_id: [u8; 32],
+    /// `sb->s_uuid`.
+    pub uuid: [u8; 16],
+}
+
+impl SbIdent {
+    pub const fn zeroed() -> Self {
+        Self { sb: 0, dev: 0, _pad: 0, fstype: [0; 16], s_id: [0; 32], uuid: [0; 16] }
+    }
+}
+
+/// One event as it travels through the ring buffer. Fixed size; fields a kind does not use are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// One of [`kind`].
+    pub kind: u32,
+    /// One of [`hook`].
+    pub hook: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event happened.
+    pub ts_ns: u64,
+    /// For *_END kinds: the timestamp of the matching begin; 0 when unknown.
+    pub begin_ts_ns: u64,
+    /// Thread group id (what user space calls the pid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub comm: [u8; 16],
+    /// `sb->s_writers.frozen` when the operation started.
+    pub level_before: u32,
+    /// `sb->s_writers.frozen` when the event was emitted (for *_END: after the operation).
+    pub level_after: u32,
+    /// One of [`holder`] (bits), 0 when unknown.
+    pub holder: u32,
+    pub flags: u32,
+    /// Return value of the operation (for *_END), 0 otherwise.
+    pub ret: i64,
+    /// Kind-specific argument (reserved for later kinds).
+    pub arg: u64,
+    pub sb: SbIdent,
+}
+
+impl RawEvent {
+    pub const fn zeroed() -> Self {
+        Self {
+            kind: 0,
+            hook: 0,
+            ts_ns: 0,
+            begin_ts_ns: 0,
+            pid: 0,
+            tid: 0,
+            comm: [0; 16],
+            level_before: 0,
+            level_after: 0,
+            holder: 0,
+            flags: 0,
+            ret: 0,
+            arg: 0,
+            sb: SbIdent::zeroed(),
+        }
+    }
+}
+
+/// Field offsets the programs need, resolved by user space from the running kernel's BTF and
+/// handed over as a read-only global. Rust eBPF objects carry no CO-RE relocations, so without
+/// this the programs would only be right for the kernel they were built against.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KernelOffsets {
+    /// Non-zero once user space has filled the struct; programs do nothing while it is 0.
+    pub valid: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_f_inode: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_dev: u32,
+    pub sb_s_type: u32,
+    /// Offset of `s_writers.frozen` from the start of `struct super_block`.
+    pub sb_frozen: u32,
+    /// Size in bytes of `frozen` (2 on 6.6+, 4 before).
+    pub sb_frozen_size: u32,
+    pub sb_s_id: u32,
+    pub sb_s_uuid: u32,
+    pub fstype_name: u32,
+    /// Number of parameters of `freeze_super` (1 on 6.1, 2 on 6.6–6.15, 3 on 6.16+).
+    pub freeze_super_nargs: u32,
+    pub _pad: u32,
+}
+
+impl KernelOffsets {
+    /// All zero, `valid == 0`: the value the eBPF object ships with until user space fills it.
+    pub const fn zeroed() -> Self {
+        Self {
+            valid: 0,
+            task_files: 0,
+            files_fdt: 0,
+            fdtable_max_fds: 0,
+            fdtable_fd: 0,
+            file_f_inode: 0,
+            inode_i_sb: 0,
+            sb_s_dev: 0,
+            sb_s_type: 0,
+            sb_frozen: 0,
+            sb_frozen_size: 0,
+            sb_s_id: 0,
+            sb_s_uuid: 0,
+            fstype_name: 0,
+            freeze_super_nargs: 0,
+            _pad: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both types are `#[repr(C)]`, contain only integers and arrays of integers, and have
+    // explicit padding fields, so every bit pattern is valid and there are no uninitialised bytes.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RawEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn raw_event_layout_is_stable() {
+        // The trace decoder and the eBPF side both rely on these exact numbers.
+        assert_eq!(size_of::<SbIdent>(), 80);
+        assert_eq!(size_of::<RawEvent>(), 160);
+        assert_eq!(align_of::<RawEvent>(), 8);
+        assert_eq!(offset_of!(RawEvent, kind), 0);
+        assert_eq!(offset_of!(RawEvent, ts_ns), 8);
+        assert_eq!(offset_of!(RawEvent, begin_ts_ns), 16);
+        assert_eq!(offset_of!(RawEvent, pid), 24);
+        assert_eq!(offset_of!(RawEvent, comm), 32);
+        assert_eq!(offset_of!(RawEvent, level_before), 48);
+        assert_eq!(offset_of!(RawEvent, ret), 64);
+        assert_eq!(offset_of!(RawEvent, arg), 72);
+        assert_eq!(offset_of!(RawEvent, sb), 80);
+        assert_eq!(offset_of!(SbIdent, fstype), 16);
+        assert_eq!(offset_of!(SbIdent, s_id), 32);
+        assert_eq!(offset_of!(SbIdent, uuid), 64);
+    }
+
+    #[test]
+    fn kernel_offsets_has_no_implicit_padding() {
+        // 16 u32 fields, nothing else.
+        assert_eq!(size_of::<KernelOffsets>(), 16 * 4);
+    }
+
+    #[test]
+    fn ioctl_numbers_match_the_uapi_encoding() {
+        // _IOWR(type, nr, size) = (3 << 30) | (size << 16) | (type << 8) | nr
+        let iowr = |nr: u32| (3u32 << 30) | (4 << 16) | ((b'X' as u32) << 8) | nr;
+        assert_eq!(FIFREEZE, iowr(119));
+        assert_eq!(FITHAW, iowr(120));
+    }
+}

@@ -1,0 +1,313 @@
+//! freezewatch eBPF programs.
+//!
+//! Freeze and thaw are watched by one of two hooks, chosen by the loader (best first):
+//! - fentry/fexit on `freeze_super` / `thaw_super`: sees every freeze path (FIFREEZE, block-device
+//!   freeze, suspend). Refused on hosts that forbid tracing programs.
+//! - `syscalls:sys_{enter,exit}_ioctl` for FIFREEZE / FITHAW: the fallback that loads everywhere;
+//!   the superblock is resolved from the ioctl's file descriptor.
+//!
+//! Both feed the same begin/end pair of events. Struct offsets come from `OFFSETS`, which user space
+//! fills from the running kernel's BTF (Rust eBPF objects carry no CO-RE relocations).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
+        generated::{bpf_get_current_task, bpf_get_func_arg},
+    },
+    macros::{fentry, fexit, map, tracepoint},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::{FEntryContext, FExitContext, TracePointContext},
+};
+use freeze_common::{FIFREEZE, FITHAW, KernelOffsets, RawEvent, SbIdent, counter, holder, hook, kind, level};
+
+/// Filled by user space before load (`EbpfLoader::set_global`); read-only for the programs.
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets::zeroed();
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Operations that began and have not ended yet, by thread id.
+#[map]
+static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
+
+/// Per-CPU counters, slots in `freeze_common::counter`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Pending {
+    sb: u64,
+    begin_ts_ns: u64,
+    level_before: u32,
+    begin_kind: u32,
+    holder: u32,
+    hook: u32,
+}
+
+/// Reads one field of `OFFSETS`. Volatile so the compiler cannot fold the zero it was built with.
+macro_rules! off {
+    ($field:ident) => {
+        // SAFETY: OFFSETS is a static that lives for the whole program; the read is in bounds.
+        unsafe { core::ptr::read_volatile(&raw const OFFSETS.$field) } as u64
+    };
+}
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn read_u64(addr: u64) -> Result<u64, i32> {
+    // SAFETY: bpf_probe_read_kernel validates the address and fails instead of faulting.
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }
+}
+
+#[inline(always)]
+fn read_u32(addr: u64) -> Result<u32, i32> {
+    // SAFETY: as read_u64.
+    unsafe { bpf_probe_read_kernel(addr as *const u32) }
+}
+
+/// `current->files->fdt->fd[fd]->f_inode->i_sb`, or an error if any step fails.
+#[inline(always)]
+fn sb_from_fd(fd: u32) -> Result<u64, i32> {
+    // SAFETY: the helper has no preconditions; it returns the current task's address.
+    let task = unsafe { bpf_get_current_task() };
+    let files = read_u64(task + off!(task_files))?;
+    let fdt = read_u64(files + off!(files_fdt))?;
+    let max_fds = read_u32(fdt + off!(fdtable_max_fds))?;
+    if fd >= max_fds {
+        return Err(-9); // EBADF: the ioctl itself will fail the same way.
+    }
+    let fd_array = read_u64(fdt + off!(fdtable_fd))?;
+    let file = read_u64(fd_array + (fd as u64) * 8)?;
+    let inode = read_u64(file + off!(file_f_inode))?;
+    let sb = read_u64(inode + off!(inode_i_sb))?;
+    if sb == 0 { Err(-2) } else { Ok(sb) }
+}
+
+/// `sb->s_writers.frozen`, whose width changed from int to unsigned short in 6.6.
+#[inline(always)]
+fn read_level(sb: u64) -> u32 {
+    if sb == 0 {
+        return level::UNKNOWN;
+    }
+    let addr = sb + off!(sb_frozen);
+    let value = if off!(sb_frozen_size) == 2 {
+        // SAFETY: as read_u64.
+        unsafe { bpf_probe_read_kernel(addr as *const u16) }.map(u32::from)
+    } else {
+        read_u32(addr)
+    };
+    value.unwrap_or_else(|_| {
+        bump(counter::READ_FAILED);
+        level::UNKNOWN
+    })
+}
+
+#[inline(always)]
+fn fill_ident(sb: u64, out: &mut SbIdent) {
+    out.sb = sb;
+    if sb == 0 {
+        return;
+    }
+    let mut ok = true;
+    match read_u32(sb + off!(sb_s_dev)) {
+        Ok(dev) => out.dev = dev,
+        Err(_) => ok = false,
+    }
+    match read_u64(sb + off!(sb_s_type)).and_then(|t| read_u64(t + off!(fstype_name))) {
+        Ok(name) => {
+            // SAFETY: the helper bounds the copy by the destination length.
+            ok &= unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut out.fstype) }.is_ok();
+        }
+        Err(_) => ok = false,
+    }
+    let (id_addr, uuid_addr) = (sb + off!(sb_s_id), sb + off!(sb_s_uuid));
+    // SAFETY: fixed-size copies into arrays of exactly that size.
+    ok &= unsafe { bpf_probe_read_kernel_buf(id_addr as *const u8, &mut out.s_id) }.is_ok();
+    // SAFETY: as above.
+    ok &= unsafe { bpf_probe_read_kernel_buf(uuid_addr as *const u8, &mut out.uuid) }.is_ok();
+    if !ok {
+        bump(counter::READ_FAILED);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn emit(
+    kind: u32,
+    hook: u32,
+    ts_ns: u64,
+    begin_ts_ns: u64,
+    sb: u64,
+    level_before: u32,
+    level_after: u32,
+    holder: u32,
+    ret: i64,
+) {
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        bump(counter::RINGBUF_FULL);
+        return;
+    };
+    entry.write(RawEvent::zeroed());
+    // SAFETY: the entry was just initialised by the write above.
+    let ev = unsafe { entry.assume_init_mut() };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.kind = kind;
+    ev.hook = hook;
+    ev.ts_ns = ts_ns;
+    ev.begin_ts_ns = begin_ts_ns;
+    ev.pid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.level_before = level_before;
+    ev.level_after = level_after;
+    ev.holder = holder;
+    ev.ret = ret;
+    fill_ident(sb, &mut ev.sb);
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let level_before = read_level(sb);
+    let pending = Pending { sb, begin_ts_ns: ts, level_before, begin_kind, holder, hook };
+    if PENDING.insert(&tid, &pending, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+    emit(begin_kind, hook, ts, 0, sb, level_before, level_before, holder, 0);
+}
+
+#[inline(always)]
+fn on_end(hook: u32, ret: i64) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out at once, before any other map operation.
+    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+        return;
+    };
+    if p.hook != hook {
+        return;
+    }
+    let _ = PENDING.remove(&tid);
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let level_after = read_level(p.sb);
+    // Every *_END kind is its *_BEGIN kind + 1.
+    emit(p.begin_kind + 1, hook, ts, p.begin_ts_ns, p.sb, p.level_before, level_after, p.holder, ret);
+}
+
+// syscalls:sys_enter_ioctl: fd at offset 16, cmd at 24 (8-byte slots, stable since syscall
+// tracepoints exist). sys_exit_ioctl: ret at 16.
+const IOCTL_FD: usize = 16;
+const IOCTL_CMD: usize = 24;
+const SYSCALL_RET: usize = 16;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
+pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    // SAFETY: the offsets are inside the tracepoint's record (see the format file).
+    let cmd = unsafe { ctx.read_at::<u64>(IOCTL_CMD) }.unwrap_or(0) as u32;
+    let begin_kind = match cmd {
+        FIFREEZE => kind::FREEZE_BEGIN,
+        FITHAW => kind::THAW_BEGIN,
+        _ => return 0,
+    };
+    bump(counter::IOCTL_SEEN);
+    // SAFETY: as above.
+    let fd = unsafe { ctx.read_at::<u64>(IOCTL_FD) }.unwrap_or(u64::MAX) as u32;
+    let sb = match sb_from_fd(fd) {
+        Ok(sb) => sb,
+        Err(_) => {
+            bump(counter::READ_FAILED);
+            aya_log_ebpf::warn!(&ctx, "freezewatch: no superblock for ioctl fd {}", fd);
+            0
+        }
+    };
+    on_begin(begin_kind, hook::TP_IOCTL, sb, holder::USERSPACE);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_ioctl")]
+pub fn fw_ioctl_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offset is inside the tracepoint's record.
+    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
+    on_end(hook::TP_IOCTL, ret);
+    0
+}
+
+/// The holder (`enum freeze_holder who`, argument 1) exists from 6.6 on; before that it is unknown.
+#[inline(always)]
+fn holder_arg(ctx: *mut core::ffi::c_void) -> u32 {
+    if off!(freeze_super_nargs) < 2 {
+        return holder::UNKNOWN;
+    }
+    let mut who: u64 = 0;
+    // SAFETY: bpf_get_func_arg checks the index against the traced function's arity.
+    if unsafe { bpf_get_func_arg(ctx, 1, &raw mut who) } != 0 {
+        return holder::UNKNOWN;
+    }
+    who as u32
+}
+
+#[fentry(function = "freeze_super")]
+pub fn fw_freeze_super_entry(ctx: FEntryContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    bump(counter::FENTRY_SEEN);
+    let sb: u64 = ctx.arg(0);
+    on_begin(kind::FREEZE_BEGIN, hook::FENTRY_FREEZE, sb, holder_arg(ctx.as_ptr()));
+    0
+}
+
+#[fexit(function = "freeze_super")]
+pub fn fw_freeze_super_exit(ctx: FExitContext) -> u32 {
+    let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
+    on_end(hook::FENTRY_FREEZE, ret as i64);
+    0
+}
+
+#[fentry(function = "thaw_super")]
+pub fn fw_thaw_super_entry(ctx: FEntryContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    bump(counter::FENTRY_SEEN);
+    let sb: u64 = ctx.arg(0);
+    on_begin(kind::THAW_BEGIN, hook::FENTRY_FREEZE, sb, holder_arg(ctx.as_ptr()));
+    0
+}
+
+#[fexit(function = "thaw_super")]
+pub fn fw_thaw_super_exit(ctx: FExitContext) -> u32 {
+    let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
+    on_end(hook::FENTRY_FREEZE, ret as i64);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible licence: required for bpf_probe_read_kernel and for tracing programs.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,218 @@
+//! `freezewatch doctor`: what this kernel offers, what freezewatch will use, and what is missing.
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    btf::Btf,
+    kernel::{self, Privileges},
+    loader::Loaded,
+    offsets,
+    probe::{self, ProbeResult, Status},
+    trace::ActiveHook,
+};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub kernel: String,
+    pub btf: Result<usize, String>,
+    pub privileges: Privileges,
+    pub tracefs: Result<String, String>,
+    pub lsms: Result<Vec<String>, String>,
+    pub bpf_lsm_listed: bool,
+    pub program_types: Vec<ProbeResult>,
+    pub offsets: Result<freeze_common_offsets::Offsets, String>,
+    /// What a real load of freezewatch's programs attached, per feature.
+    pub features: Result<Vec<ActiveHook>, String>,
+    /// Whether `freezewatch record` can run here.
+    pub can_record: bool,
+    pub problems: Vec<String>,
+}
+
+/// `KernelOffsets` as JSON (freeze-common stays free of serde).
+mod freeze_common_offsets {
+    #[derive(Debug, serde::Serialize)]
+    pub struct Offsets(pub std::collections::BTreeMap<&'static str, u32>);
+
+    impl From<freeze_common::KernelOffsets> for Offsets {
+        fn from(o: freeze_common::KernelOffsets) -> Self {
+            Offsets(
+                [
+                    ("task_struct.files", o.task_files),
+                    ("files_struct.fdt", o.files_fdt),
+                    ("fdtable.max_fds", o.fdtable_max_fds),
+                    ("fdtable.fd", o.fdtable_fd),
+                    ("file.f_inode", o.file_f_inode),
+                    ("inode.i_sb", o.inode_i_sb),
+                    ("super_block.s_dev", o.sb_s_dev),
+                    ("super_block.s_type", o.sb_s_type),
+                    ("super_block.s_writers.frozen", o.sb_frozen),
+                    ("super_block.s_writers.frozen(size)", o.sb_frozen_size),
+                    ("super_block.s_id", o.sb_s_id),
+                    ("super_block.s_uuid", o.sb_s_uuid),
+                    ("file_system_type.name", o.fstype_name),
+                    ("freeze_super(nargs)", o.freeze_super_nargs),
+                ]
+                .into_iter()
+                .collect(),
+            )
+        }
+    }
+}
+
+pub fn run() -> Report {
+    let mut problems = Vec::new();
+    let privileges = Privileges::current();
+    if let Some(m) = privileges.missing() {
+        problems.push(m);
+    }
+    let btf = Btf::from_sys_fs();
+    let btf_status = btf.as_ref().map(Btf::len).map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"));
+    let offsets = match &btf {
+        Ok(b) => offsets::resolve(b).map(Into::into).map_err(|e| e.to_string()),
+        Err(_) => Err("needs kernel BTF".to_owned()),
+    };
+    let tracefs = kernel::ensure_tracefs()
+        .map(|mounted| {
+            if mounted { format!("{} (mounted it now)", kernel::TRACEFS) } else { kernel::TRACEFS.to_owned() }
+        })
+        .map_err(|e| format!("{} not mounted and mount failed: {e}", kernel::TRACEFS));
+    let lsms = kernel::active_lsms().map_err(|e| format!("cannot read the LSM list: {e}"));
+    let bpf_lsm_listed = lsms.as_ref().is_ok_and(|l| l.iter().any(|s| s == "bpf"));
+    let program_types = probe::probe_all(btf.as_ref().ok());
+    let tracepoint_ok =
+        program_types.iter().any(|p| p.program_type == "tracepoint" && p.status == Status::Ok);
+
+    let features = if privileges.missing().is_some() {
+        Err("not tried: needs privileges".to_owned())
+    } else {
+        Loaded::load().map(|l| l.hooks.clone()).map_err(|e| e.to_string())
+    };
+    if let Err(e) = &btf_status {
+        problems.push(format!("kernel BTF unreadable: {e}"));
+    }
+    if let Err(e) = &offsets {
+        problems.push(format!("offsets: {e}"));
+    }
+    if let Err(e) = &tracefs {
+        problems.push(e.clone());
+    }
+    if !tracepoint_ok && privileges.missing().is_none() {
+        problems.push("tracepoint programs are refused: the recorder has no fallback left".into());
+    }
+    if let Err(e) = &features {
+        problems.push(format!("loading freezewatch's programs: {e}"));
+    }
+    let can_record = features.is_ok() && problems.is_empty();
+    Report {
+        kernel: kernel::release(),
+        btf: btf_status,
+        privileges,
+        tracefs,
+        lsms,
+        bpf_lsm_listed,
+        program_types,
+        offsets,
+        features,
+        can_record,
+        problems,
+    }
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "ok  " } else { "FAIL" }
+}
+
+impl Report {
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "freezewatch doctor — kernel {}", self.kernel);
+        let _ = writeln!(s);
+        match &self.btf {
+            Ok(n) => _ = writeln!(s, "  [ok  ] kernel BTF: {n} types"),
+            Err(e) => _ = writeln!(s, "  [FAIL] kernel BTF: {e}"),
+        }
+        let p = &self.privileges;
+        let _ = writeln!(
+            s,
+            "  [{}] privileges: euid {}, CAP_SYS_ADMIN {}, CAP_BPF {}, CAP_PERFMON {}",
+            mark(p.missing().is_none()),
+            p.euid,
+            p.cap_sys_admin,
+            p.cap_bpf,
+            p.cap_perfmon
+        );
+        match &self.tracefs {
+            Ok(t) => _ = writeln!(s, "  [ok  ] tracefs: {t}"),
+            Err(e) => _ = writeln!(s, "  [FAIL] tracefs: {e}"),
+        }
+        match &self.lsms {
+            Ok(l) => {
+                let _ = writeln!(s, "  [info] active LSMs: {}", l.join(","));
+                let _ = writeln!(
+                    s,
+                    "  [info] BPF LSM {} the list{}",
+                    if self.bpf_lsm_listed { "is in" } else { "is NOT in" },
+                    if self.bpf_lsm_listed {
+                        ""
+                    } else {
+                        " (boot with lsm=...,bpf on the kernel command line to enable it)"
+                    }
+                );
+            }
+            Err(e) => _ = writeln!(s, "  [info] {e}"),
+        }
+        let _ = writeln!(s, "\nprogram types (probed by loading a trivial program):");
+        for p in &self.program_types {
+            let tag = match p.status {
+                Status::Ok => "ok     ",
+                Status::Refused => "REFUSED",
+                Status::Unavailable => "n/a    ",
+            };
+            let _ = writeln!(s, "  [{tag}] {:<15} {}", p.program_type, p.detail);
+        }
+        if self.program_types.iter().any(|p| p.program_type == "lsm" && p.status == Status::Refused)
+            && self.bpf_lsm_listed
+        {
+            let _ = writeln!(
+                s,
+                "  note: BPF LSM is listed but LSM programs are refused: the host forbids them \
+                 (a hypervisor or lockdown policy), not the boot command line."
+            );
+        }
+        let _ = writeln!(s, "\nstruct offsets from BTF:");
+        match &self.offsets {
+            Ok(o) => {
+                for (k, v) in &o.0 {
+                    let _ = writeln!(s, "  {k:<38} {v}");
+                }
+            }
+            Err(e) => _ = writeln!(s, "  FAIL: {e}"),
+        }
+        let _ = writeln!(s, "\nfeatures (what a real load attached):");
+        match &self.features {
+            Ok(hooks) => {
+                for h in hooks {
+                    let _ = writeln!(s, "  {:<8} {}", h.feature, h.hook.as_deref().unwrap_or("NONE"));
+                    for f in &h.fallbacks {
+                        let _ = writeln!(s, "           not used: {f}");
+                    }
+                    if let Some(l) = &h.limits {
+                        let _ = writeln!(s, "           limits: {l}");
+                    }
+                }
+            }
+            Err(e) => _ = writeln!(s, "  FAIL: {e}"),
+        }
+        let _ = writeln!(s);
+        if self.can_record {
+            let _ = writeln!(s, "verdict: freezewatch can record on this machine.");
+        } else {
+            let _ = writeln!(s, "verdict: freezewatch cannot record here:");
+            for p in &self.problems {
+                let _ = writeln!(s, "  - {p}");
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,300 @@
+//! The event model: what the kernel reported, decoded into named fields. Pure code, no aya.
+use freeze_common::{RawEvent, SbIdent, holder, hook, kind, level};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    FreezeBegin,
+    FreezeEnd,
+    ThawBegin,
+    ThawEnd,
+}
+
+impl EventKind {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            kind::FREEZE_BEGIN => Self::FreezeBegin,
+            kind::FREEZE_END => Self::FreezeEnd,
+            kind::THAW_BEGIN => Self::ThawBegin,
+            kind::THAW_END => Self::ThawEnd,
+            _ => return None,
+        })
+    }
+
+    /// Whether this kind closes an operation (and so carries a return value).
+    pub fn is_end(self) -> bool {
+        matches!(self, Self::FreezeEnd | Self::ThawEnd)
+    }
+}
+
+/// Which program produced an event. Names are what `doctor` and the trace show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Hook {
+    /// `syscalls:sys_{enter,exit}_ioctl`, FIFREEZE/FITHAW only.
+    #[serde(rename = "tracepoint:syscalls:ioctl")]
+    TracepointIoctl,
+    /// fentry/fexit on freeze_super/thaw_super.
+    #[serde(rename = "fentry:freeze_super")]
+    FentryFreezeSuper,
+}
+
+impl Hook {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            hook::TP_IOCTL => Self::TracepointIoctl,
+            hook::FENTRY_FREEZE => Self::FentryFreezeSuper,
+            _ => return None,
+        })
+    }
+}
+
+/// Identity of a superblock, as the kernel named it plus where user space sees it mounted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Superblock {
+    /// Kernel address of the superblock as hex: stable while the filesystem stays mounted.
+    pub id: String,
+    /// `major:minor` of `sb->s_dev` (btrfs uses an anonymous device, `0:NN`).
+    pub dev: String,
+    pub fstype: String,
+    /// `sb->s_id`: the block device name for block filesystems.
+    pub s_id: String,
+    pub uuid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<String>,
+}
+
+/// One decoded event (a `"type":"event"` line of a trace).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub hook: Hook,
+    /// CLOCK_MONOTONIC nanoseconds (the trace header maps it to wall time).
+    pub ts_ns: u64,
+    /// For *_end: when the operation began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub begin_ts_ns: Option<u64>,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub sb: Superblock,
+    /// `sb->s_writers.frozen` when the operation began (0 unfrozen … 4 complete); null if unread.
+    pub level_before: Option<u32>,
+    /// The level when the event was emitted (after the operation, for *_end).
+    pub level_after: Option<u32>,
+    /// Freeze holder: "kernel", "userspace", with "+may_nest"/"+excl"; null when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// Return value, for *_end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<i64>,
+    /// errno name of a negative return (e.g. "EBUSY").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record is {0} bytes, expected {1}")]
+    Size(usize, usize),
+    #[error("unknown event kind {0}")]
+    Kind(u32),
+    #[error("unknown hook {0}")]
+    Hook(u32),
+}
+
+fn c_str(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Splits a kernel `dev_t` (major << 20 | minor).
+pub fn dev_parts(dev: u32) -> (u32, u32) {
+    (dev >> 20, dev & 0xf_ffff)
+}
+
+fn uuid_string(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+pub fn holder_name(bits: u32) -> Option<String> {
+    let base = if bits & holder::USERSPACE != 0 {
+        "userspace"
+    } else if bits & holder::KERNEL != 0 {
+        "kernel"
+    } else {
+        return None;
+    };
+    let mut s = base.to_owned();
+    if bits & holder::MAY_NEST != 0 {
+        s.push_str("+may_nest");
+    }
+    if bits & holder::EXCL != 0 {
+        s.push_str("+excl");
+    }
+    Some(s)
+}
+
+/// Name of an errno value (positive), for the errors freeze and thaw return.
+pub fn errno_name(errno: i64) -> String {
+    match errno {
+        1 => "EPERM",
+        2 => "ENOENT",
+        5 => "EIO",
+        9 => "EBADF",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        22 => "EINVAL",
+        25 => "ENOTTY",
+        30 => "EROFS",
+        95 => "EOPNOTSUPP",
+        _ => return format!("E{errno}"),
+    }
+    .to_owned()
+}
+
+fn level(raw: u32) -> Option<u32> {
+    (raw != level::UNKNOWN).then_some(raw)
+}
+
+impl Superblock {
+    pub fn from_raw(sb: &SbIdent, mountpoint: Option<String>) -> Self {
+        let (major, minor) = dev_parts(sb.dev);
+        Self {
+            id: format!("{:#x}", sb.sb),
+            dev: format!("{major}:{minor}"),
+            fstype: c_str(&sb.fstype),
+            s_id: c_str(&sb.s_id),
+            uuid: uuid_string(&sb.uuid),
+            mountpoint,
+        }
+    }
+}
+
+impl Event {
+    /// Decodes a ring-buffer record. `mountpoint` maps a (major, minor) to where it is mounted.
+    pub fn decode(
+        bytes: &[u8],
+        mountpoint: impl FnOnce((u32, u32)) -> Option<String>,
+    ) -> Result<Self, DecodeError> {
+        let want = std::mem::size_of::<RawEvent>();
+        if bytes.len() < want {
+            return Err(DecodeError::Size(bytes.len(), want));
+        }
+        // SAFETY: the length was checked above, RawEvent is plain integers (any bit pattern is
+        // valid), and read_unaligned does not require the ring buffer's alignment.
+        let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        Self::from_raw(&raw, mountpoint)
+    }
+
+    pub fn from_raw(
+        raw: &RawEvent,
+        mountpoint: impl FnOnce((u32, u32)) -> Option<String>,
+    ) -> Result<Self, DecodeError> {
+        let kind = EventKind::from_raw(raw.kind).ok_or(DecodeError::Kind(raw.kind))?;
+        let hook = Hook::from_raw(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
+        let mp = if raw.sb.sb != 0 { mountpoint(dev_parts(raw.sb.dev)) } else { None };
+        let ret = kind.is_end().then_some(raw.ret);
+        Ok(Self {
+            kind,
+            hook,
+            ts_ns: raw.ts_ns,
+            begin_ts_ns: (raw.begin_ts_ns != 0).then_some(raw.begin_ts_ns),
+            pid: raw.pid,
+            tid: raw.tid,
+            comm: c_str(&raw.comm),
+            sb: Superblock::from_raw(&raw.sb, mp),
+            level_before: level(raw.level_before),
+            level_after: level(raw.level_after),
+            holder: holder_name(raw.holder),
+            ret,
+            error: ret.filter(|r| *r < 0).map(|r| errno_name(-r)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_freeze_end() -> RawEvent {
+        let mut r = RawEvent::zeroed();
+        r.kind = kind::FREEZE_END;
+        r.hook = hook::TP_IOCTL;
+        r.ts_ns = 2_000;
+        r.begin_ts_ns = 1_000;
+        r.pid = 42;
+        r.tid = 43;
+        r.comm[..8].copy_from_slice(b"fsfreeze");
+        r.level_before = 0;
+        r.level_after = 4;
+        r.holder = holder::USERSPACE;
+        r.ret = -16;
+        r.sb.sb = 0xffff_8880_0000_1000;
+        r.sb.dev = (7 << 20) | 3;
+        r.sb.fstype[..4].copy_from_slice(b"ext4");
+        r.sb.s_id[..5].copy_from_slice(b"loop3");
+        r.sb.uuid = [0x11; 16];
+        r
+    }
+
+    #[test]
+    fn decodes_every_field_from_bytes() {
+        let raw = raw_freeze_end();
+        // SAFETY: RawEvent is plain old data; viewing it as bytes is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&raw as *const RawEvent).cast::<u8>(), size_of::<RawEvent>())
+        };
+        let ev = Event::decode(bytes, |dev| (dev == (7, 3)).then(|| "/mnt/a".to_owned())).expect("decodes");
+        assert_eq!(ev.kind, EventKind::FreezeEnd);
+        assert_eq!(ev.hook, Hook::TracepointIoctl);
+        assert_eq!((ev.ts_ns, ev.begin_ts_ns), (2_000, Some(1_000)));
+        assert_eq!((ev.pid, ev.tid, ev.comm.as_str()), (42, 43, "fsfreeze"));
+        assert_eq!((ev.level_before, ev.level_after), (Some(0), Some(4)));
+        assert_eq!(ev.holder.as_deref(), Some("userspace"));
+        assert_eq!((ev.ret, ev.error.as_deref()), (Some(-16), Some("EBUSY")));
+        assert_eq!(ev.sb.id, "0xffff888000001000");
+        assert_eq!(
+            (ev.sb.dev.as_str(), ev.sb.fstype.as_str(), ev.sb.s_id.as_str()),
+            ("7:3", "ext4", "loop3")
+        );
+        assert_eq!(ev.sb.uuid, "11111111-1111-1111-1111-111111111111");
+        assert_eq!(ev.sb.mountpoint.as_deref(), Some("/mnt/a"));
+    }
+
+    #[test]
+    fn json_round_trip_is_lossless() {
+        let ev = Event::from_raw(&raw_freeze_end(), |_| Some("/m".into())).expect("decodes");
+        let json = serde_json::to_string(&ev).expect("serialises");
+        assert!(json.contains(r#""kind":"freeze_end""#), "{json}");
+        assert!(json.contains(r#""hook":"tracepoint:syscalls:ioctl""#), "{json}");
+        let back: Event = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn begin_events_carry_no_return_and_unknown_levels_are_null() {
+        let mut raw = raw_freeze_end();
+        raw.kind = kind::FREEZE_BEGIN;
+        raw.begin_ts_ns = 0;
+        raw.level_after = level::UNKNOWN;
+        raw.holder = holder::KERNEL | holder::MAY_NEST;
+        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        assert_eq!((ev.ret, ev.error, ev.begin_ts_ns, ev.level_after), (None, None, None, None));
+        assert_eq!(ev.holder.as_deref(), Some("kernel+may_nest"));
+    }
+
+    #[test]
+    fn bad_records_are_errors() {
+        assert_eq!(Event::decode(&[0u8; 10], |_| None), Err(DecodeError::Size(10, 160)));
+        let mut raw = raw_freeze_end();
+        raw.kind = 999;
+        assert_eq!(Event::from_raw(&raw, |_| None), Err(DecodeError::Kind(999)));
+        raw.kind = kind::THAW_BEGIN;
+        raw.hook = 77;
+        assert_eq!(Event::from_raw(&raw, |_| None), Err(DecodeError::Hook(77)));
+    }
+}

@@ -1,0 +1,16 @@
+//! freezewatch: watch the Linux filesystem freeze gate with eBPF.
+//!
+//! Analysis modules (`btf`, `offsets`, `event`, `trace`, `mountinfo`, `units`) are pure and need
+//! neither aya nor root. `loader` is the only module that touches the kernel through aya; `probe`
+//! issues raw `bpf(2)` calls for `doctor`.
+pub mod btf;
+pub mod doctor;
+pub mod event;
+pub mod kernel;
+pub mod loader;
+pub mod mountinfo;
+pub mod offsets;
+pub mod probe;
+pub mod record;
+pub mod trace;
+pub mod units;

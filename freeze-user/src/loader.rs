@@ -1,0 +1,198 @@
+//! Loads the eBPF object and attaches each feature's hook chain. The only module that uses aya.
+//!
+//! Chain for freeze/thaw: fentry/fexit on `freeze_super`/`thaw_super` (sees every freeze path),
+//! then the `syscalls:sys_{enter,exit}_ioctl` tracepoints (FIFREEZE/FITHAW only). Every program
+//! detaches when the `Loaded` value is dropped, and the kernel detaches them if the process dies.
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{FEntry, FExit, ProgramError, TracePoint},
+};
+use freeze_common::{KernelOffsets, counter};
+
+use crate::{
+    btf::Btf,
+    event::Hook,
+    kernel,
+    offsets::{self, OffsetError},
+    trace::{ActiveHook, Counters},
+};
+
+/// The eBPF object, built by build.rs (aya-build) for bpfel-unknown-none.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/freeze-ebpf"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Privileges(String),
+    #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: {0}")]
+    Tracefs(std::io::Error),
+    #[error("cannot read kernel BTF (/sys/kernel/btf/vmlinux; the kernel needs CONFIG_DEBUG_INFO_BTF): {0}")]
+    Btf(std::io::Error),
+    #[error("kernel BTF lacks a field freezewatch reads: {0}")]
+    Offsets(#[from] OffsetError),
+    #[error("loading the eBPF object failed: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("no hook could attach for {feature}: {reasons}")]
+    NoHook { feature: &'static str, reasons: String },
+}
+
+/// Formats an error with its sources, which is where aya puts the errno and the verifier log.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    // Verifier logs can be long; keep the first line, which names the problem, and drop aya's
+    // "Verifier output:" label when the log is empty (as it is for EPERM).
+    let first = s.lines().next().unwrap_or_default().trim_end();
+    first.strip_suffix("Verifier output:").unwrap_or(first).trim_end().trim_end_matches('.').to_owned()
+}
+
+pub type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+pub struct Loaded {
+    // Field order matters: programs (in `ebpf`) are dropped before the log map they write to.
+    ebpf: Ebpf,
+    logger: Option<Logger>,
+    pub offsets: KernelOffsets,
+    pub hooks: Vec<ActiveHook>,
+    pub freeze_hook: Hook,
+}
+
+const FENTRY_PROGS: [(&str, &str, bool); 4] = [
+    ("fw_freeze_super_entry", "freeze_super", true),
+    ("fw_freeze_super_exit", "freeze_super", false),
+    ("fw_thaw_super_entry", "thaw_super", true),
+    ("fw_thaw_super_exit", "thaw_super", false),
+];
+
+fn attach_fentry(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), ProgramError> {
+    for (name, func, entry) in FENTRY_PROGS {
+        let prog = ebpf.program_mut(name).ok_or(ProgramError::UnexpectedProgramType)?;
+        if entry {
+            let p: &mut FEntry = prog.try_into()?;
+            p.load(func, btf)?;
+            p.attach()?;
+        } else {
+            let p: &mut FExit = prog.try_into()?;
+            p.load(func, btf)?;
+            p.attach()?;
+        }
+    }
+    Ok(())
+}
+
+fn detach_fentry(ebpf: &mut Ebpf) {
+    for (name, _, entry) in FENTRY_PROGS {
+        let Some(prog) = ebpf.program_mut(name) else { continue };
+        // Unloading detaches every link of the program; errors mean it was never loaded.
+        let _ = if entry {
+            <&mut FEntry>::try_from(prog).map(|p| p.unload())
+        } else {
+            <&mut FExit>::try_from(prog).map(|p| p.unload())
+        };
+    }
+}
+
+fn attach_ioctl_tracepoints(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
+    for (name, tp) in [("fw_ioctl_enter", "sys_enter_ioctl"), ("fw_ioctl_exit", "sys_exit_ioctl")] {
+        let prog = ebpf.program_mut(name).ok_or(ProgramError::UnexpectedProgramType)?;
+        let p: &mut TracePoint = prog.try_into()?;
+        p.load()?;
+        p.attach("syscalls", tp)?;
+    }
+    Ok(())
+}
+
+/// Whether to try fentry first. `FREEZEWATCH_NO_FENTRY=1` forces the tracepoint fallback, so that
+/// the fallback can be tested on kernels where fentry works.
+fn fentry_allowed() -> bool {
+    std::env::var_os("FREEZEWATCH_NO_FENTRY").is_none_or(|v| v != "1")
+}
+
+impl Loaded {
+    /// Checks privileges, resolves offsets, loads the object and attaches every feature.
+    pub fn load() -> Result<Self, LoadError> {
+        if let Some(missing) = kernel::Privileges::current().missing() {
+            return Err(LoadError::Privileges(missing));
+        }
+        kernel::ensure_tracefs().map_err(LoadError::Tracefs)?;
+        let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
+        let offsets = offsets::resolve(&btf)?;
+        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(std::io::Error::other(e)))?;
+        let mut ebpf =
+            EbpfLoader::new().btf(Some(&aya_btf)).override_global("OFFSETS", &offsets, true).load(OBJECT)?;
+        // The logger owns the AYA_LOGS map: it must outlive the programs that write to it.
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .inspect_err(|e| log::debug!("eBPF logging unavailable: {e}"))
+            .ok();
+
+        let mut fallbacks = Vec::new();
+        let freeze_hook = if !fentry_allowed() {
+            fallbacks.push("fentry/fexit freeze_super: skipped (FREEZEWATCH_NO_FENTRY=1)".to_owned());
+            None
+        } else {
+            match attach_fentry(&mut ebpf, &aya_btf) {
+                Ok(()) => Some(Hook::FentryFreezeSuper),
+                Err(e) => {
+                    detach_fentry(&mut ebpf);
+                    fallbacks.push(format!("fentry/fexit freeze_super: {}", chain(&e)));
+                    None
+                }
+            }
+        };
+        let freeze_hook = match freeze_hook {
+            Some(h) => h,
+            None => match attach_ioctl_tracepoints(&mut ebpf) {
+                Ok(()) => Hook::TracepointIoctl,
+                Err(e) => {
+                    fallbacks.push(format!("tracepoint syscalls:sys_*_ioctl: {}", chain(&e)));
+                    return Err(LoadError::NoHook { feature: "freeze", reasons: fallbacks.join("; ") });
+                }
+            },
+        };
+        let limits = match freeze_hook {
+            Hook::TracepointIoctl => Some(
+                "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
+                 device-mapper, suspend) are not seen"
+                    .to_owned(),
+            ),
+            Hook::FentryFreezeSuper => None,
+        };
+        let hook_name = serde_json::to_value(freeze_hook).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let hooks = vec![ActiveHook { feature: "freeze".into(), hook: hook_name, fallbacks, limits }];
+        Ok(Self { ebpf, logger, offsets, hooks, freeze_hook })
+    }
+
+    /// Takes the ring buffer out (once).
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        RingBuf::try_from(self.ebpf.take_map("EVENTS")?).ok()
+    }
+
+    /// Takes the eBPF log reader out (once); keep it alive as long as `self`.
+    pub fn take_logger(&mut self) -> Option<Logger> {
+        self.logger.take()
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn counters(&self) -> Counters {
+        let Some(map) = self.ebpf.map("COUNTERS") else { return Counters::default() };
+        let Ok(array) = PerCpuArray::<_, u64>::try_from(map) else { return Counters::default() };
+        let read = |slot: u32| -> u64 { array.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        Counters {
+            lost_ringbuf_full: read(counter::RINGBUF_FULL),
+            lost_undecodable: 0,
+            read_failed: read(counter::READ_FAILED),
+            pending_full: read(counter::PENDING_FULL),
+            ioctl_seen: read(counter::IOCTL_SEEN),
+            fentry_seen: read(counter::FENTRY_SEEN),
+        }
+    }
+}

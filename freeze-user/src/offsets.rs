@@ -1,0 +1,187 @@
+//! Resolves the struct field offsets the eBPF programs need from BTF.
+//!
+//! The programs get no CO-RE relocations, so this is what makes one binary right on 6.1, 6.12 and
+//! 6.18, whose `super_block`, `sb_writers` and `freeze_super` differ.
+use freeze_common::KernelOffsets;
+
+use crate::btf::{Btf, BtfError, FieldLoc};
+
+/// Every field the programs read, as (struct, path), for error messages and `doctor`.
+pub const FIELDS: &[(&str, &[&str])] = &[
+    ("task_struct", &["files"]),
+    ("files_struct", &["fdt"]),
+    ("fdtable", &["max_fds"]),
+    ("fdtable", &["fd"]),
+    ("file", &["f_inode"]),
+    ("inode", &["i_sb"]),
+    ("super_block", &["s_dev"]),
+    ("super_block", &["s_type"]),
+    ("super_block", &["s_writers", "frozen"]),
+    ("super_block", &["s_id"]),
+    ("super_block", &["s_uuid"]),
+    ("file_system_type", &["name"]),
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OffsetError {
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("`{what}` is {got} bytes wide; freezewatch expects {expected}")]
+    UnexpectedSize { what: String, got: u32, expected: &'static str },
+}
+
+fn sized(
+    btf: &Btf,
+    strukt: &str,
+    path: &[&str],
+    ok: &[u32],
+    expected: &'static str,
+) -> Result<FieldLoc, OffsetError> {
+    let loc = btf.field(strukt, path)?;
+    if !ok.contains(&loc.size) {
+        return Err(OffsetError::UnexpectedSize {
+            what: format!("{strukt}.{}", path.join(".")),
+            got: loc.size,
+            expected,
+        });
+    }
+    Ok(loc)
+}
+
+fn ptr(btf: &Btf, strukt: &str, path: &[&str]) -> Result<u32, OffsetError> {
+    Ok(sized(btf, strukt, path, &[8], "8 (a pointer)")?.offset)
+}
+
+/// Resolves every offset; the first missing or surprising field is the error.
+pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
+    let frozen = sized(btf, "super_block", &["s_writers", "frozen"], &[2, 4], "2 or 4")?;
+    let s_id = sized(btf, "super_block", &["s_id"], &[32], "32 (char[32])")?;
+    let s_uuid = sized(btf, "super_block", &["s_uuid"], &[16], "16 (uuid_t)")?;
+    Ok(KernelOffsets {
+        valid: 1,
+        task_files: ptr(btf, "task_struct", &["files"])?,
+        files_fdt: ptr(btf, "files_struct", &["fdt"])?,
+        fdtable_max_fds: sized(btf, "fdtable", &["max_fds"], &[4], "4")?.offset,
+        fdtable_fd: ptr(btf, "fdtable", &["fd"])?,
+        file_f_inode: ptr(btf, "file", &["f_inode"])?,
+        inode_i_sb: ptr(btf, "inode", &["i_sb"])?,
+        sb_s_dev: sized(btf, "super_block", &["s_dev"], &[4], "4 (dev_t)")?.offset,
+        sb_s_type: ptr(btf, "super_block", &["s_type"])?,
+        sb_frozen: frozen.offset,
+        sb_frozen_size: frozen.size,
+        sb_s_id: s_id.offset,
+        sb_s_uuid: s_uuid.offset,
+        fstype_name: ptr(btf, "file_system_type", &["name"])?,
+        freeze_super_nargs: btf.func_nargs("freeze_super")?,
+        _pad: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::btf_kind as k;
+    use crate::btf::builder::BtfBuilder;
+
+    /// A miniature kernel with the 6.1 shapes: `int frozen`, one-argument freeze_super.
+    fn kernel_6_1_like() -> Btf {
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4);
+        let uint = b.int("unsigned int", 4);
+        let ch = b.int("char", 1);
+        let pch = b.ptr(ch);
+        let fst = b.composite(k::STRUCT, "file_system_type", 16, &[("name", pch, 0)]);
+        let sbw = b.composite(k::STRUCT, "sb_writers", 8, &[("frozen", int, 0)]);
+        let uuid = b.composite(
+            k::STRUCT,
+            "uuid_t",
+            16,
+            &[("b0", int, 0), ("b1", int, 32), ("b2", int, 64), ("b3", int, 96)],
+        );
+        let sid = b.composite(k::STRUCT, "s_id_t", 32, &[]);
+        let pfst = b.ptr(fst);
+        let sb = b.composite(
+            k::STRUCT,
+            "super_block",
+            200,
+            &[
+                ("s_dev", uint, 128),
+                ("s_type", pfst, 320),
+                ("s_writers", sbw, 640),
+                ("s_id", sid, 800),
+                ("s_uuid", uuid, 1056),
+            ],
+        );
+        let psb = b.ptr(sb);
+        b.composite(k::STRUCT, "inode", 64, &[("i_sb", psb, 320)]);
+        let inode = b.ptr(sb);
+        b.composite(k::STRUCT, "file", 64, &[("f_inode", inode, 256)]);
+        let pp = b.ptr(inode);
+        b.composite(k::STRUCT, "fdtable", 32, &[("max_fds", uint, 0), ("fd", pp, 64)]);
+        let fdt = b.ptr(int);
+        b.composite(k::STRUCT, "files_struct", 64, &[("fdt", fdt, 256)]);
+        let files = b.ptr(int);
+        b.composite(k::STRUCT, "task_struct", 4096, &[("files", files, 8 * 2000)]);
+        b.func("freeze_super", int, &[psb]);
+        Btf::parse(b.build()).expect("BTF builds")
+    }
+
+    #[test]
+    fn resolves_a_6_1_shaped_kernel() {
+        let o = resolve(&kernel_6_1_like()).expect("all fields present");
+        assert_eq!(o.valid, 1);
+        assert_eq!(o.sb_s_dev, 16);
+        assert_eq!(o.sb_s_type, 40);
+        assert_eq!(o.sb_frozen, 80);
+        assert_eq!(o.sb_frozen_size, 4);
+        assert_eq!(o.sb_s_id, 100);
+        assert_eq!(o.sb_s_uuid, 132);
+        assert_eq!(o.inode_i_sb, 40);
+        assert_eq!(o.file_f_inode, 32);
+        assert_eq!(o.fdtable_max_fds, 0);
+        assert_eq!(o.fdtable_fd, 8);
+        assert_eq!(o.files_fdt, 32);
+        assert_eq!(o.task_files, 2000);
+        assert_eq!(o.freeze_super_nargs, 1);
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4);
+        b.composite(k::STRUCT, "super_block", 8, &[("s_dev", int, 0)]);
+        let err = resolve(&Btf::parse(b.build()).expect("parses")).unwrap_err();
+        assert_eq!(err.to_string(), "struct `super_block` has no field `s_writers`");
+    }
+
+    /// The running kernel's BTF: every field resolves, and the numbers hang together. On the 6.18
+    /// kernel this project's machines run, they must equal what was measured there.
+    #[test]
+    fn resolves_the_running_kernels_btf() {
+        let btf = match Btf::from_sys_fs() {
+            Ok(btf) => btf,
+            Err(e) if std::env::var_os("FREEZEWATCH_REQUIRE_KERNEL").is_none() => {
+                eprintln!("skipped: no kernel BTF ({e})");
+                return;
+            }
+            Err(e) => panic!("FREEZEWATCH_REQUIRE_KERNEL is set but kernel BTF is unreadable: {e}"),
+        };
+        let o = resolve(&btf).expect("every field the programs read exists in this kernel");
+        let sb_size = btf.struct_size("super_block").expect("super_block");
+        for off in [o.sb_s_dev, o.sb_s_type, o.sb_frozen, o.sb_s_id, o.sb_s_uuid] {
+            assert!(off < sb_size, "offset {off} outside super_block ({sb_size} bytes)");
+        }
+        assert!((1..=3).contains(&o.freeze_super_nargs));
+        assert_eq!(btf.func_nargs("thaw_super").ok(), Some(o.freeze_super_nargs));
+        let release = crate::kernel::release();
+        if release.starts_with("6.18.") {
+            // Measured on this project's 6.18 host (shared/KERNEL-FACTS.md).
+            assert_eq!(sb_size, 1472);
+            assert_eq!((o.sb_s_dev, o.sb_s_type, o.sb_s_id, o.sb_s_uuid), (16, 40, 936, 968));
+            let writers = btf.field("super_block", &["s_writers"]).expect("s_writers").offset;
+            assert_eq!(writers, 576);
+            assert_eq!((o.sb_frozen, o.sb_frozen_size), (576, 2));
+            assert_eq!(o.freeze_super_nargs, 3);
+        }
+    }
+}

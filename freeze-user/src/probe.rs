@@ -1,0 +1,135 @@
+//! Probes which BPF program types this kernel accepts, by loading a two-instruction program
+//! (`r0 = 0; exit`) of each type with raw `bpf(BPF_PROG_LOAD)`. The answer is the kernel's own,
+//! which `bpftool feature probe` approximates but does not give for tracing and LSM programs.
+use serde::Serialize;
+
+use crate::btf::{Btf, btf_kind};
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+
+// Program and attach types from the uapi (stable ABI numbers).
+const PROG_TRACEPOINT: u32 = 5;
+const PROG_RAW_TRACEPOINT: u32 = 17;
+const PROG_TRACING: u32 = 26;
+const PROG_LSM: u32 = 29;
+const ATTACH_TRACE_RAW_TP: u32 = 23;
+const ATTACH_TRACE_FENTRY: u32 = 24;
+const ATTACH_LSM_MAC: u32 = 27;
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// The kernel refused the load (errno in the detail).
+    Refused,
+    /// The probe could not be made (a BTF target is missing).
+    Unavailable,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeResult {
+    pub program_type: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+struct Spec {
+    name: &'static str,
+    prog_type: u32,
+    attach_type: u32,
+    /// (BTF kind, name) of the attach target, for BTF-attached types.
+    target: Option<(u32, &'static str)>,
+}
+
+const SPECS: [Spec; 5] = [
+    Spec { name: "tracepoint", prog_type: PROG_TRACEPOINT, attach_type: 0, target: None },
+    Spec { name: "raw_tracepoint", prog_type: PROG_RAW_TRACEPOINT, attach_type: 0, target: None },
+    Spec {
+        name: "tp_btf",
+        prog_type: PROG_TRACING,
+        attach_type: ATTACH_TRACE_RAW_TP,
+        target: Some((btf_kind::TYPEDEF, "btf_trace_sched_switch")),
+    },
+    Spec {
+        name: "fentry",
+        prog_type: PROG_TRACING,
+        attach_type: ATTACH_TRACE_FENTRY,
+        target: Some((btf_kind::FUNC, "freeze_super")),
+    },
+    Spec {
+        name: "lsm",
+        prog_type: PROG_LSM,
+        attach_type: ATTACH_LSM_MAC,
+        target: Some((btf_kind::FUNC, "bpf_lsm_sb_mount")),
+    },
+];
+
+fn put_u32(attr: &mut [u8], at: usize, v: u32) {
+    attr[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(attr: &mut [u8], at: usize, v: u64) {
+    attr[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// Loads `r0 = 0; exit` as the given type; Ok(()) or the errno.
+fn try_load(prog_type: u32, attach_type: u32, attach_btf_id: u32) -> Result<(), std::io::Error> {
+    // BPF_MOV64_IMM(R0, 0); BPF_EXIT_INSN()
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    // `union bpf_attr` for BPF_PROG_LOAD, up to attach_btf_obj_fd (offsets from the uapi header).
+    let mut attr = [0u8; 120];
+    put_u32(&mut attr, 0, prog_type);
+    put_u32(&mut attr, 4, insns.len() as u32);
+    put_u64(&mut attr, 8, insns.as_ptr() as u64);
+    put_u64(&mut attr, 16, license.as_ptr() as u64);
+    attr[48..56].copy_from_slice(b"fw_probe");
+    put_u32(&mut attr, 68, attach_type);
+    put_u32(&mut attr, 108, attach_btf_id);
+    // SAFETY: attr is a correctly laid out bpf_attr prefix whose pointers (insns, license) outlive
+    // the call; the kernel reads at most attr.len() bytes.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len() as u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+/// Probes every program type freezewatch may use. `btf` is None when kernel BTF is unreadable.
+pub fn probe_all(btf: Option<&Btf>) -> Vec<ProbeResult> {
+    SPECS
+        .iter()
+        .map(|s| {
+            let btf_id = match (s.target, btf) {
+                (None, _) => 0,
+                (Some(_), None) => {
+                    return ProbeResult {
+                        program_type: s.name,
+                        status: Status::Unavailable,
+                        detail: "needs kernel BTF".into(),
+                    };
+                }
+                (Some((kind, name)), Some(btf)) => match btf.id_by_name(kind, name) {
+                    Some(id) => id,
+                    None => {
+                        return ProbeResult {
+                            program_type: s.name,
+                            status: Status::Unavailable,
+                            detail: format!("`{name}` is not in kernel BTF"),
+                        };
+                    }
+                },
+            };
+            match try_load(s.prog_type, s.attach_type, btf_id) {
+                Ok(()) => ProbeResult { program_type: s.name, status: Status::Ok, detail: "loads".into() },
+                Err(e) => ProbeResult {
+                    program_type: s.name,
+                    status: Status::Refused,
+                    detail: format!("BPF_PROG_LOAD: {e}"),
+                },
+            }
+        })
+        .collect()
+}

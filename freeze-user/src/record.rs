@@ -1,0 +1,199 @@
+//! `freezewatch record`: attach, stream events as NDJSON, stop on command exit, duration or signal.
+use std::{
+    io::Write,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    process::Command,
+    signal::unix::SignalKind,
+};
+
+use crate::{
+    event::Event,
+    kernel,
+    loader::Loaded,
+    mountinfo::MountTable,
+    trace::{EndReason, Footer, Header, Record, TraceWriter},
+};
+
+pub struct Options {
+    pub out: Option<std::path::PathBuf>,
+    pub duration: Option<Duration>,
+    pub command: Vec<String>,
+}
+
+/// What a recording ended with, for the caller's exit code.
+pub struct Outcome {
+    pub events: u64,
+    pub lost: u64,
+    pub command_exit: Option<i32>,
+    pub ended_by: EndReason,
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+struct Sink {
+    writer: TraceWriter<Box<dyn Write + Send>>,
+    mounts: MountTable,
+    events: u64,
+    undecodable: u64,
+}
+
+impl Sink {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
+        while let Some(item) = ring.next() {
+            let mounts = &mut self.mounts;
+            match Event::decode(&item, |dev| mounts.mountpoint_refreshing(dev)) {
+                Ok(ev) => {
+                    self.writer.write(&Record::Event(ev)).context("writing the trace")?;
+                    self.events += 1;
+                }
+                Err(e) => {
+                    self.undecodable += 1;
+                    log::warn!("dropped an undecodable record: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Stop {
+    Command(Option<i32>),
+    Duration,
+    Signal,
+}
+
+pub async fn record(opts: Options) -> Result<Outcome> {
+    let mut loaded = Loaded::load()?;
+    let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
+
+    let to_stdout = opts.out.is_none();
+    let out: Box<dyn Write + Send> = match &opts.out {
+        Some(path) => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout()),
+    };
+    let mut sink =
+        Sink { writer: TraceWriter::new(out), mounts: MountTable::load(), events: 0, undecodable: 0 };
+    let started = Instant::now();
+    let header = Header {
+        tool: "freezewatch".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        kernel: kernel::release(),
+        started_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        started_monotonic_ns: monotonic_ns(),
+        hooks: loaded.hooks.clone(),
+        command: (!opts.command.is_empty()).then(|| opts.command.clone()),
+    };
+    sink.writer.write(&Record::Header(header)).context("writing the trace header")?;
+    for h in &loaded.hooks {
+        eprintln!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
+        for f in &h.fallbacks {
+            eprintln!("freezewatch:   (not used: {f})");
+        }
+    }
+
+    // Spawn the command only now, so that nothing it does happens before the hooks are attached.
+    let mut child = match opts.command.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            if to_stdout {
+                // The trace owns stdout; the command's output goes to stderr so both stay readable.
+                cmd.stdout(std::io::stderr());
+            }
+            Some(cmd.spawn().with_context(|| format!("starting `{program}`"))?)
+        }
+        None => None,
+    };
+    if child.is_none() {
+        eprintln!(
+            "freezewatch: recording{}; Ctrl-C to stop",
+            opts.duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
+        );
+    }
+
+    // SAFETY: the RingBuf owns its map's file descriptor, which stays open and unchanged until
+    // the RingBuf is dropped or taken back out with `into_inner` below.
+    let mut ring_fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    let mut logs = match loaded.take_logger() {
+        // SAFETY: as for the ring buffer: the logger owns its map's fd for its whole life.
+        Some(l) => Some(
+            unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("polling the eBPF log: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let stop = loop {
+        tokio::select! {
+            guard = ring_fd.readable_mut() => {
+                let mut guard = guard.context("polling the ring buffer")?;
+                sink.drain(guard.get_inner_mut())?;
+                guard.clear_ready();
+            }
+            guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
+                let mut guard = guard.context("polling the eBPF log")?;
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            status = async { child.as_mut().expect("guarded by the select condition").wait().await }, if child.is_some() => {
+                let status = status.context("waiting for the command")?;
+                break Stop::Command(status.code());
+            }
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                break Stop::Duration;
+            }
+            _ = sigint.recv() => break Stop::Signal,
+            _ = sigterm.recv() => break Stop::Signal,
+        }
+    };
+    // Whatever the programs emitted before the stop is already in the ring buffer: take it all.
+    ring = ring_fd.into_inner();
+    sink.drain(&mut ring)?;
+
+    let (ended_by, command_exit) = match stop {
+        Stop::Command(code) => (EndReason::Command, code),
+        Stop::Duration => (EndReason::Duration, None),
+        Stop::Signal => (EndReason::Signal, None),
+    };
+    if let (Stop::Signal | Stop::Duration, Some(child)) = (&stop, child.as_mut()) {
+        // Ask the command to stop, but never wait for it: a writer blocked on a frozen
+        // filesystem sits in D state and would hang us.
+        let _ = child.start_kill();
+    }
+    let mut counters = loaded.counters();
+    counters.lost_undecodable = sink.undecodable;
+    let lost = counters.lost();
+    let footer = Footer {
+        events: sink.events,
+        ended_by: ended_by.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        command_exit,
+        counters,
+    };
+    sink.writer.write(&Record::Footer(footer)).context("writing the trace footer")?;
+    let dest = opts.out.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
+    eprintln!("freezewatch: {} events, {} lost, written to {dest}", sink.events, lost);
+    if lost > 0 {
+        eprintln!("freezewatch: WARNING: {lost} events were lost; the trace is incomplete");
+    }
+    Ok(Outcome { events: sink.events, lost, command_exit, ended_by })
+}

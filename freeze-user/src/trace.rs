@@ -1,0 +1,244 @@
+//! Trace files: NDJSON, one record per line, each with `"v"` (the schema version) and `"type"`.
+//! The schema is documented in docs/trace-format.md; keep the two in step.
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+
+/// Schema version written on every line. Bump only for incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which program each feature is using, as recorded in the header and shown by `doctor`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveHook {
+    /// The feature ("freeze").
+    pub feature: String,
+    /// The hook in use (e.g. "tracepoint:syscalls:ioctl"), or null when none could attach.
+    pub hook: Option<String>,
+    /// Why better hooks of the chain were not used (one entry per hook tried and refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// What this hook cannot see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub tool: String,
+    pub tool_version: String,
+    pub kernel: String,
+    /// Wall clock at start, Unix milliseconds.
+    pub started_unix_ms: u64,
+    /// CLOCK_MONOTONIC at the same instant, ns: `unix_ms = started_unix_ms + (ts_ns - this) / 1e6`.
+    pub started_monotonic_ns: u64,
+    pub hooks: Vec<ActiveHook>,
+    /// The traced command, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+/// Counters read from the kernel side: losses are counted, never silent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Events dropped because the ring buffer was full.
+    pub lost_ringbuf_full: u64,
+    /// Records user space could not decode (unknown kind, short record).
+    pub lost_undecodable: u64,
+    /// Kernel reads that failed while building an event (fields left blank).
+    pub read_failed: u64,
+    /// Begins that could not be remembered (their end lacks `begin_ts_ns`).
+    pub pending_full: u64,
+    /// FIFREEZE/FITHAW ioctls seen by the tracepoint hook.
+    pub ioctl_seen: u64,
+    /// freeze_super/thaw_super calls seen by the fentry hook.
+    pub fentry_seen: u64,
+}
+
+impl Counters {
+    /// Events that never reached the trace.
+    pub fn lost(&self) -> u64 {
+        self.lost_ringbuf_full + self.lost_undecodable
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The traced command exited.
+    Command,
+    /// `--duration` passed.
+    Duration,
+    /// SIGINT or SIGTERM.
+    Signal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footer {
+    pub events: u64,
+    pub ended_by: EndReason,
+    pub duration_ms: u64,
+    /// Exit code of the traced command (null if it was killed by a signal or there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_exit: Option<i32>,
+    pub counters: Counters,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Header(Header),
+    Event(Event),
+    Footer(Footer),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line<R> {
+    v: u32,
+    #[serde(flatten)]
+    record: R,
+}
+
+/// Writes records as NDJSON, flushing each line so that a reader (or a crash) loses nothing.
+pub struct TraceWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> TraceWriter<W> {
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+
+    pub fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, &Line { v: SCHEMA_VERSION, record })?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot read trace: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: {message}")]
+    Line { line: usize, message: String },
+}
+
+/// Reads every record; the first malformed line is an error that names it.
+pub fn read_trace(input: impl BufRead) -> Result<Vec<Record>, TraceError> {
+    let mut out = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| TraceError::Line { line: n, message: format!("not JSON: {e}") })?;
+        match value.get("v").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) => {
+                return Err(TraceError::Line {
+                    line: n,
+                    message: format!("schema version {v}, this freezewatch reads version {SCHEMA_VERSION}"),
+                });
+            }
+            None => {
+                return Err(TraceError::Line { line: n, message: "no \"v\" (schema version) field".into() });
+            }
+        }
+        let parsed: Line<Record> = serde_json::from_value(value)
+            .map_err(|e| TraceError::Line { line: n, message: e.to_string() })?;
+        out.push(parsed.record);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, Hook, Superblock};
+
+    fn event() -> Event {
+        Event {
+            kind: EventKind::ThawEnd,
+            hook: Hook::TracepointIoctl,
+            ts_ns: 5,
+            begin_ts_ns: Some(4),
+            pid: 1,
+            tid: 1,
+            comm: "fsfreeze".into(),
+            sb: Superblock {
+                id: "0x1".into(),
+                dev: "7:0".into(),
+                fstype: "xfs".into(),
+                s_id: "loop0".into(),
+                uuid: "u".into(),
+                mountpoint: None,
+            },
+            level_before: Some(4),
+            level_after: Some(0),
+            holder: Some("userspace".into()),
+            ret: Some(0),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn written_traces_read_back_identically() {
+        let records = vec![
+            Record::Header(Header {
+                tool: "freezewatch".into(),
+                tool_version: "0.1.0".into(),
+                kernel: "6.18".into(),
+                started_unix_ms: 1,
+                started_monotonic_ns: 2,
+                hooks: vec![ActiveHook {
+                    feature: "freeze".into(),
+                    hook: Some("tracepoint:syscalls:ioctl".into()),
+                    fallbacks: vec!["fentry: EPERM".into()],
+                    limits: None,
+                }],
+                command: Some(vec!["true".into()]),
+            }),
+            Record::Event(event()),
+            Record::Footer(Footer {
+                events: 1,
+                ended_by: EndReason::Command,
+                duration_ms: 3,
+                command_exit: Some(0),
+                counters: Counters { lost_ringbuf_full: 2, ..Default::default() },
+            }),
+        ];
+        let mut buf = Vec::new();
+        let mut w = TraceWriter::new(&mut buf);
+        for r in &records {
+            w.write(r).expect("writes");
+        }
+        let text = String::from_utf8(buf).expect("utf8");
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().all(|l| l.starts_with(r#"{"v":1,"type":"#)), "{text}");
+        assert_eq!(read_trace(text.as_bytes()).expect("reads"), records);
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let good = {
+            let mut b = Vec::new();
+            TraceWriter::new(&mut b).write(&Record::Event(event())).expect("writes");
+            String::from_utf8(b).expect("utf8")
+        };
+        let cases = [
+            (format!("{good}\n{{oops"), "line 3: not JSON"),
+            (format!("{good}{{\"type\":\"event\"}}"), "line 2: no \"v\""),
+            (format!("{{\"v\":9,\"type\":\"event\"}}\n{good}"), "line 1: schema version 9"),
+            (format!("{good}{{\"v\":1,\"type\":\"bogus\"}}"), "line 2: unknown variant `bogus`"),
+            (format!("{{\"v\":1,\"type\":\"event\",\"kind\":\"freeze_end\"}}"), "line 1: missing field"),
+        ];
+        for (text, want) in cases {
+            let err = read_trace(text.as_bytes()).expect_err("must fail").to_string();
+            assert!(err.starts_with(want), "{err:?} should start with {want:?}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Durations as people write them: `500ms`, `2s`, `1.5s`, `3m`, `1h`, `250us`, `10ns`.
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("`{0}` has no unit; write e.g. 500ms, 2s, 3m")]
+    NoUnit(String),
+    #[error("`{0}`: unknown unit `{1}` (use ns, us, ms, s, m, h)")]
+    Unit(String, String),
+    #[error("`{0}` is not a number followed by a unit")]
+    Number(String),
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if unit.is_empty() {
+        return Err(DurationError::NoUnit(s.to_owned()));
+    }
+    let value: f64 = num.parse().map_err(|_| DurationError::Number(s.to_owned()))?;
+    let nanos_per = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        _ => return Err(DurationError::Unit(s.to_owned(), unit.to_owned())),
+    };
+    let nanos = value * nanos_per;
+    if !nanos.is_finite() || nanos > u64::MAX as f64 {
+        return Err(DurationError::Number(s.to_owned()));
+    }
+    Ok(Duration::from_nanos(nanos.round() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit() {
+        let cases = [
+            ("10ns", 10),
+            ("250us", 250_000),
+            ("500ms", 500_000_000),
+            ("2s", 2_000_000_000),
+            ("1.5s", 1_500_000_000),
+            ("3m", 180_000_000_000),
+            ("1h", 3_600_000_000_000),
+        ];
+        for (text, nanos) in cases {
+            assert_eq!(parse_duration(text), Ok(Duration::from_nanos(nanos)), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_with_reasons() {
+        assert_eq!(parse_duration(""), Err(DurationError::Empty));
+        assert_eq!(parse_duration("5"), Err(DurationError::NoUnit("5".into())));
+        assert_eq!(
+            parse_duration("5 parsecs"),
+            Err(DurationError::Unit("5 parsecs".into(), " parsecs".into()))
+        );
+        assert_eq!(parse_duration("1.2.3s"), Err(DurationError::Number("1.2.3s".into())));
+        assert_eq!(parse_duration("s"), Err(DurationError::Number("s".into())));
+    }
+}

@@ -1,1 +1,283 @@
+//! Fixtures for freezewatch's kernel tests: loop-image filesystems that clean up after themselves,
+//! and a runner for the `freezewatch` binary.
+//!
+//! Safety rules these fixtures enforce: only filesystems they created on a loop image in a temp
+//! dir are ever frozen; every `LoopFs` thaws, unmounts and detaches in `Drop` (so also on panic);
+//! nothing here waits synchronously for a process that may be blocked on a frozen filesystem.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+
+/// Whether kernel tests must run (CI sets FREEZEWATCH_REQUIRE_KERNEL=1).
+pub fn kernel_required() -> bool {
+    std::env::var_os("FREEZEWATCH_REQUIRE_KERNEL").is_some_and(|v| v == "1")
+}
+
+/// Returns true when kernel tests can run here. Otherwise prints why and returns false, or
+/// panics when FREEZEWATCH_REQUIRE_KERNEL=1, so that CI never passes on a skipped kernel test.
+pub fn kernel_available(test: &str) -> bool {
+    let why = if !is_root() {
+        Some("not root".to_owned())
+    } else if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Some("no kernel BTF".to_owned())
+    } else if !Path::new("/dev/loop-control").exists() {
+        Some("no loop device support".to_owned())
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if kernel_required() => panic!("{test}: FREEZEWATCH_REQUIRE_KERNEL=1 but {why}"),
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why} (set FREEZEWATCH_REQUIRE_KERNEL=1 to make this fail)");
+            false
+        }
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Path of the freezewatch binary: $FREEZEWATCH_BIN (set by `cargo xtask test`), else the one
+/// cargo built beside this test binary (target/<profile>/freezewatch).
+pub fn freezewatch_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FREEZEWATCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("freezewatch");
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo xtask test` (or build freeze-user first)",
+        bin.display()
+    );
+    bin
+}
+
+fn sh(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsType {
+    Ext4,
+    Xfs,
+    Btrfs,
+}
+
+impl FsType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "ext4",
+            FsType::Xfs => "xfs",
+            FsType::Btrfs => "btrfs",
+        }
+    }
+
+    /// mkfs.xfs refuses images under 300 MB; btrfs wants about 114 MB.
+    fn image_mb(self) -> u64 {
+        match self {
+            FsType::Ext4 => 64,
+            FsType::Xfs => 320,
+            FsType::Btrfs => 128,
+        }
+    }
+
+    fn mkfs(self, dev: &str) -> Command {
+        let mut c = match self {
+            FsType::Ext4 => Command::new("mkfs.ext4"),
+            FsType::Xfs => Command::new("mkfs.xfs"),
+            FsType::Btrfs => Command::new("mkfs.btrfs"),
+        };
+        match self {
+            FsType::Ext4 => c.args(["-q", "-F", dev]),
+            FsType::Xfs => c.args(["-q", "-f", dev]),
+            FsType::Btrfs => c.args(["-q", "-f", dev]),
+        };
+        c
+    }
+}
+
+/// A filesystem on a loop device over a sparse image in a temp dir, mounted at `mountpoint`.
+/// Dropping it thaws (in case a test left it frozen), unmounts and detaches the loop device.
+pub struct LoopFs {
+    pub fstype: FsType,
+    pub loopdev: String,
+    pub mountpoint: PathBuf,
+    mounted: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    pub fn new(fstype: FsType) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("freezewatch-test-").tempdir()?;
+        let image = dir.path().join("fs.img");
+        std::fs::File::create(&image)?.set_len(fstype.image_mb() << 20)?;
+        let loopdev = sh(Command::new("losetup").args(["--find", "--show"]).arg(&image))?;
+        let mountpoint = dir.path().join("mnt");
+        std::fs::create_dir(&mountpoint)?;
+        let mut fs = LoopFs { fstype, loopdev, mountpoint, mounted: false, _dir: dir };
+        // From here on, Drop cleans up whatever the next steps managed to do.
+        sh(&mut fstype.mkfs(&fs.loopdev))?;
+        sh(Command::new("mount").args(["-t", fstype.name(), &fs.loopdev]).arg(&fs.mountpoint))?;
+        fs.mounted = true;
+        Ok(fs)
+    }
+
+    pub fn mnt(&self) -> &str {
+        self.mountpoint.to_str().expect("temp paths are UTF-8")
+    }
+
+    /// major:minor of the loop device.
+    pub fn loop_dev_number(&self) -> Result<String> {
+        dev_number_of(&self.loopdev, true)
+    }
+
+    /// major:minor of the mounted filesystem's root (st_dev). On btrfs this is the subvolume's
+    /// anonymous device, which is *not* the superblock's `s_dev`.
+    pub fn st_dev_number(&self) -> Result<String> {
+        dev_number_of(self.mnt(), false)
+    }
+
+    /// major:minor that /proc/self/mountinfo gives for the mount: the superblock's `s_dev`.
+    pub fn mountinfo_dev_number(&self) -> Result<String> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+        text.lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.get(4) == Some(&self.mnt())).then(|| f[2].to_owned())
+            })
+            .with_context(|| format!("{} is not in mountinfo", self.mnt()))
+    }
+}
+
+fn dev_number_of(path: &str, rdev: bool) -> Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let md = std::fs::metadata(path).with_context(|| format!("stat {path}"))?;
+    let d = if rdev { md.rdev() } else { md.dev() };
+    // SAFETY: major/minor are pure arithmetic on the value.
+    let (ma, mi) = unsafe { (libc::major(d), libc::minor(d)) };
+    Ok(format!("{ma}:{mi}"))
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        if self.mounted {
+            // Thaw first: unmounting or touching a frozen filesystem would block.
+            let _ = Command::new("fsfreeze").arg("-u").arg(&self.mountpoint).stderr(Stdio::null()).status();
+            let _ = Command::new("umount").arg(&self.mountpoint).status();
+        }
+        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
+    }
+}
+
+/// A freeze taken by the test itself; thawed in Drop.
+pub struct Frozen<'a> {
+    fs: &'a LoopFs,
+}
+
+impl<'a> Frozen<'a> {
+    pub fn new(fs: &'a LoopFs) -> Result<Self> {
+        sh(Command::new("fsfreeze").args(["-f", fs.mnt()]))?;
+        Ok(Frozen { fs })
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").args(["-u", self.fs.mnt()]).status();
+    }
+}
+
+/// What a `freezewatch` run produced.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs freezewatch with `args`, killing it after `limit`. The freezewatch process itself never
+/// blocks on a frozen filesystem, so waiting for it here is safe.
+pub fn freezewatch(args: &[&str], limit: Duration) -> Result<Run> {
+    freezewatch_cmd(Command::new(freezewatch_bin()).args(args), limit)
+}
+
+pub fn freezewatch_cmd(cmd: &mut Command, limit: Duration) -> Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .context("starting freezewatch")?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            bail!("freezewatch did not finish within {limit:?}: {}", std::fs::read_to_string(&err_path)?);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Run {
+        code: status.code(),
+        stdout: std::fs::read_to_string(out_path)?,
+        stderr: std::fs::read_to_string(err_path)?,
+    })
+}
+
+/// A parsed trace: all records, as JSON values.
+pub struct Trace {
+    pub records: Vec<Value>,
+}
+
+impl Trace {
+    pub fn parse(text: &str) -> Result<Self> {
+        let records = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("trace line {}: {l}", i + 1)))
+            .collect::<Result<Vec<Value>>>()?;
+        Ok(Trace { records })
+    }
+
+    pub fn of_type(&self, ty: &str) -> Vec<&Value> {
+        self.records.iter().filter(|r| r["type"] == ty).collect()
+    }
+
+    pub fn events(&self) -> Vec<&Value> {
+        self.of_type("event")
+    }
+
+    pub fn footer(&self) -> &Value {
+        self.of_type("footer").into_iter().next_back().expect("trace has a footer")
+    }
+}
+
+/// Records `script` (run by `sh -c`) and returns the parsed trace.
+pub fn record_script(script: &str) -> Result<Trace> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("trace.ndjson");
+    let out_s = out.to_str().expect("UTF-8 temp path");
+    let run = freezewatch(&["record", "--out", out_s, "--", "sh", "-c", script], Duration::from_secs(60))?;
+    if run.code != Some(0) {
+        bail!("freezewatch record exited {:?}: {}", run.code, run.stderr);
+    }
+    Trace::parse(&std::fs::read_to_string(&out)?)
+}

@@ -1,1 +1,105 @@
-fn main() {}
+//! `cargo xtask`: everything a fresh machine needs to build, run and test freezewatch.
+mod setup;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run and test freezewatch",
+    after_help = "A newcomer needs two commands:\n  \
+        cargo xtask run     build everything (installing what is missing) and start recording\n  \
+        cargo xtask test    run every test (kernel tests need root)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and the tests need (idempotent): nightly rust-src, bpf-linker built
+    /// against the nightly's own LLVM, and the Debian packages the kernel tests use.
+    Setup {
+        /// Only report what is missing; change nothing (exit 1 if something is).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build freezewatch (the eBPF programs are built by freeze-user's build.rs).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run freezewatch with ARGS (default: `record`, which streams NDJSON to stdout).
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Arguments for freezewatch (after `--`), e.g. `-- doctor`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, then the kernel tests (root; one at a time, on loop images).
+    /// With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run fails instead of skipping.
+    Test {
+        /// Extra arguments for the kernel test binaries (after `--`), e.g. a test name filter.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+pub(crate) fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", cmd.get_program());
+    }
+    Ok(())
+}
+
+fn build(release: bool) -> Result<PathBuf> {
+    setup::ensure(false)?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "freeze-user", "--bin", "freezewatch"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("freezewatch"))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let bin = build(false)?;
+    // Unit tests: everything but the kernel integration tests.
+    run(cargo().args(["test", "--workspace", "--exclude", "freezewatch-tests"]))?;
+    // Kernel tests: real freezes on loop devices, strictly one at a time.
+    let mut cmd = cargo();
+    cmd.args(["test", "--package", "freezewatch-tests", "--", "--test-threads=1"]).args(args);
+    cmd.env("FREEZEWATCH_BIN", &bin);
+    run(&mut cmd)
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup { check } => setup::ensure(check),
+        Cmd::Build { release } => build(release).map(|bin| eprintln!("xtask: built {}", bin.display())),
+        Cmd::Run { release, args } => {
+            let bin = build(release)?;
+            let args = if args.is_empty() { vec!["record".to_owned()] } else { args };
+            run(Command::new(bin).args(&args))
+        }
+        Cmd::Test { args } => test(&args),
+    }
+}

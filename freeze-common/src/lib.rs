@@ -16,6 +16,14 @@ pub mod kind {
     pub const THAW_BEGIN: u32 = 3;
     /// A thaw returned.
     pub const THAW_END: u32 = 4;
+    /// A write bio was queued to the block device of a superblock at level COMPLETE:
+    /// `arg` = sector, `flags` = bytes, `bdev` = the block device. Kernel-filtered: only frozen.
+    pub const BLOCK_WRITE: u32 = 10;
+    /// A task started waiting on a superblock's freeze gate (`s_writers.rw_sem[flags - 1]`);
+    /// `flags` = gate level (1 write, 2 page fault, 3 fs-internal).
+    pub const WRITER_BLOCKED: u32 = 20;
+    /// That wait ended; `begin_ts_ns` = when it started, `ret` = the lock's result.
+    pub const WRITER_UNBLOCKED: u32 = 21;
 }
 
 /// Which program produced an event (`RawEvent::hook`). Stable numbers.
@@ -24,6 +32,10 @@ pub mod hook {
     pub const TP_IOCTL: u32 = 1;
     /// fentry/fexit on `freeze_super` / `thaw_super`.
     pub const FENTRY_FREEZE: u32 = 2;
+    /// `block:block_bio_queue` (in the submitting task's context).
+    pub const TP_BLOCK_BIO_QUEUE: u32 = 3;
+    /// `lock:contention_begin` / `contention_end` on a superblock's `s_writers.rw_sem[]`.
+    pub const TP_LOCK_CONTENTION: u32 = 4;
 }
 
 /// `enum freeze_holder` bits as the kernel defines them (6.6+); 0 means unknown.
@@ -58,6 +70,10 @@ pub mod counter {
     pub const FENTRY_SEEN: u32 = 3;
     /// A begin whose pending slot could not be stored (the end will lack its begin).
     pub const PENDING_FULL: u32 = 4;
+    /// Block writes and lock contentions that cost only a map lookup (not a watched object).
+    pub const FILTERED: u32 = 5;
+    /// A superblock could not be added to the watch maps (maps full).
+    pub const WATCH_FULL: u32 = 6;
     pub const COUNT: u32 = 8;
 }
 
@@ -114,8 +130,11 @@ pub struct RawEvent {
     pub flags: u32,
     /// Return value of the operation (for *_END), 0 otherwise.
     pub ret: i64,
-    /// Kind-specific argument (reserved for later kinds).
+    /// Kind-specific argument (see [`kind`]).
     pub arg: u64,
+    /// Block device (kernel dev_t encoding) for block-layer events, 0 otherwise.
+    pub bdev: u32,
+    pub _pad: u32,
     pub sb: SbIdent,
 }
 
@@ -135,6 +154,8 @@ impl RawEvent {
             flags: 0,
             ret: 0,
             arg: 0,
+            bdev: 0,
+            _pad: 0,
             sb: SbIdent::zeroed(),
         }
     }
@@ -165,6 +186,14 @@ pub struct KernelOffsets {
     pub fstype_name: u32,
     /// Number of parameters of `freeze_super` (1 on 6.1, 2 on 6.6–6.15, 3 on 6.16+).
     pub freeze_super_nargs: u32,
+    /// `super_block.s_bdev` (pointer to the block device; NULL for non-block filesystems).
+    pub sb_s_bdev: u32,
+    /// `block_device.bd_dev`.
+    pub bdev_bd_dev: u32,
+    /// Offset of `s_writers.rw_sem[0]` from the start of `struct super_block`.
+    pub sb_rw_sem: u32,
+    /// `sizeof(struct percpu_rw_semaphore)`: the stride of `rw_sem[]`.
+    pub rw_sem_size: u32,
     pub _pad: u32,
 }
 
@@ -187,6 +216,10 @@ impl KernelOffsets {
             sb_s_uuid: 0,
             fstype_name: 0,
             freeze_super_nargs: 0,
+            sb_s_bdev: 0,
+            bdev_bd_dev: 0,
+            sb_rw_sem: 0,
+            rw_sem_size: 0,
             _pad: 0,
         }
     }
@@ -210,7 +243,7 @@ mod tests {
     fn raw_event_layout_is_stable() {
         // The trace decoder and the eBPF side both rely on these exact numbers.
         assert_eq!(size_of::<SbIdent>(), 80);
-        assert_eq!(size_of::<RawEvent>(), 160);
+        assert_eq!(size_of::<RawEvent>(), 168);
         assert_eq!(align_of::<RawEvent>(), 8);
         assert_eq!(offset_of!(RawEvent, kind), 0);
         assert_eq!(offset_of!(RawEvent, ts_ns), 8);
@@ -220,7 +253,8 @@ mod tests {
         assert_eq!(offset_of!(RawEvent, level_before), 48);
         assert_eq!(offset_of!(RawEvent, ret), 64);
         assert_eq!(offset_of!(RawEvent, arg), 72);
-        assert_eq!(offset_of!(RawEvent, sb), 80);
+        assert_eq!(offset_of!(RawEvent, bdev), 80);
+        assert_eq!(offset_of!(RawEvent, sb), 88);
         assert_eq!(offset_of!(SbIdent, fstype), 16);
         assert_eq!(offset_of!(SbIdent, s_id), 32);
         assert_eq!(offset_of!(SbIdent, uuid), 64);
@@ -228,8 +262,8 @@ mod tests {
 
     #[test]
     fn kernel_offsets_has_no_implicit_padding() {
-        // 16 u32 fields, nothing else.
-        assert_eq!(size_of::<KernelOffsets>(), 16 * 4);
+        // 20 u32 fields, nothing else.
+        assert_eq!(size_of::<KernelOffsets>(), 20 * 4);
     }
 
     #[test]

@@ -39,6 +39,41 @@ static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+/// Block devices of superblocks that are freezing or frozen → their superblock. Block writes to
+/// any other device cost this one lookup and a counter, not a ring-buffer record.
+#[map]
+static WATCHED_DEVS: HashMap<u32, u64> = HashMap::with_max_entries(256, 0);
+
+/// Member block device → the `s_dev` of the btrfs filesystem it belongs to, filled by user space
+/// (btrfs has an anonymous s_dev and no s_bdev, so the programs cannot find its devices).
+#[map]
+static BDEV_ALIAS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+
+/// `&sb->s_writers.rw_sem[i]` of watched superblocks → (superblock, gate level i + 1).
+#[map]
+static GATE_LOCKS: HashMap<u64, GateLock> = HashMap::with_max_entries(768, 0);
+
+/// Tasks waiting at a gate, by thread id.
+#[map]
+static WAITING: HashMap<u32, Waiting> = HashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GateLock {
+    sb: u64,
+    level: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Waiting {
+    sb: u64,
+    begin_ts_ns: u64,
+    level: u32,
+    _pad: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Pending {
@@ -143,9 +178,9 @@ fn fill_ident(sb: u64, out: &mut SbIdent) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn emit(
+/// Everything an event carries besides the task, which `emit` reads itself.
+#[derive(Clone, Copy)]
+struct Emit {
     kind: u32,
     hook: u32,
     ts_ns: u64,
@@ -154,8 +189,34 @@ fn emit(
     level_before: u32,
     level_after: u32,
     holder: u32,
+    flags: u32,
     ret: i64,
-) {
+    arg: u64,
+    bdev: u32,
+}
+
+impl Emit {
+    #[inline(always)]
+    const fn new(kind: u32, hook: u32, ts_ns: u64, sb: u64) -> Self {
+        Self {
+            kind,
+            hook,
+            ts_ns,
+            begin_ts_ns: 0,
+            sb,
+            level_before: 0,
+            level_after: 0,
+            holder: 0,
+            flags: 0,
+            ret: 0,
+            arg: 0,
+            bdev: 0,
+        }
+    }
+}
+
+#[inline(always)]
+fn emit(e: &Emit) {
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
         bump(counter::RINGBUF_FULL);
         return;
@@ -164,18 +225,21 @@ fn emit(
     // SAFETY: the entry was just initialised by the write above.
     let ev = unsafe { entry.assume_init_mut() };
     let pid_tgid = bpf_get_current_pid_tgid();
-    ev.kind = kind;
-    ev.hook = hook;
-    ev.ts_ns = ts_ns;
-    ev.begin_ts_ns = begin_ts_ns;
+    ev.kind = e.kind;
+    ev.hook = e.hook;
+    ev.ts_ns = e.ts_ns;
+    ev.begin_ts_ns = e.begin_ts_ns;
     ev.pid = (pid_tgid >> 32) as u32;
     ev.tid = pid_tgid as u32;
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    ev.level_before = level_before;
-    ev.level_after = level_after;
-    ev.holder = holder;
-    ev.ret = ret;
-    fill_ident(sb, &mut ev.sb);
+    ev.level_before = e.level_before;
+    ev.level_after = e.level_after;
+    ev.holder = e.holder;
+    ev.flags = e.flags;
+    ev.ret = e.ret;
+    ev.arg = e.arg;
+    ev.bdev = e.bdev;
+    fill_ident(e.sb, &mut ev.sb);
     entry.submit(0);
 }
 
@@ -189,7 +253,14 @@ fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
     if PENDING.insert(&tid, &pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
-    emit(begin_kind, hook, ts, 0, sb, level_before, level_before, holder, 0);
+    if begin_kind == kind::FREEZE_BEGIN && sb != 0 {
+        watch(sb);
+    }
+    let mut e = Emit::new(begin_kind, hook, ts, sb);
+    e.level_before = level_before;
+    e.level_after = level_before;
+    e.holder = holder;
+    emit(&e);
 }
 
 #[inline(always)]
@@ -206,8 +277,56 @@ fn on_end(hook: u32, ret: i64) {
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let level_after = read_level(p.sb);
+    // Once really unfrozen (whoever's thaw it was, and nested holders included), stop watching.
+    if level_after == level::UNFROZEN && p.sb != 0 {
+        unwatch(p.sb);
+    }
     // Every *_END kind is its *_BEGIN kind + 1.
-    emit(p.begin_kind + 1, hook, ts, p.begin_ts_ns, p.sb, p.level_before, level_after, p.holder, ret);
+    let mut e = Emit::new(p.begin_kind + 1, hook, ts, p.sb);
+    e.begin_ts_ns = p.begin_ts_ns;
+    e.level_before = p.level_before;
+    e.level_after = level_after;
+    e.holder = p.holder;
+    e.ret = ret;
+    emit(&e);
+}
+
+/// The block device behind a superblock: `s_bdev->bd_dev`, or `s_dev` without a block device.
+#[inline(always)]
+fn sb_bdev(sb: u64) -> u32 {
+    match read_u64(sb + off!(sb_s_bdev)) {
+        Ok(bdev) if bdev != 0 => read_u32(bdev + off!(bdev_bd_dev)).unwrap_or(0),
+        _ => read_u32(sb + off!(sb_s_dev)).unwrap_or(0),
+    }
+}
+
+#[inline(always)]
+fn gate_lock_addr(sb: u64, index: u64) -> u64 {
+    sb + off!(sb_rw_sem) + index * off!(rw_sem_size)
+}
+
+#[inline(always)]
+fn watch(sb: u64) {
+    let mut ok = WATCHED_DEVS.insert(&sb_bdev(sb), &sb, 0).is_ok();
+    let mut i = 0u64;
+    while i < 3 {
+        let gate = GateLock { sb, level: i as u32 + 1, _pad: 0 };
+        ok &= GATE_LOCKS.insert(&gate_lock_addr(sb, i), &gate, 0).is_ok();
+        i += 1;
+    }
+    if !ok {
+        bump(counter::WATCH_FULL);
+    }
+}
+
+#[inline(always)]
+fn unwatch(sb: u64) {
+    let _ = WATCHED_DEVS.remove(&sb_bdev(sb));
+    let mut i = 0u64;
+    while i < 3 {
+        let _ = GATE_LOCKS.remove(&gate_lock_addr(sb, i));
+        i += 1;
+    }
 }
 
 // syscalls:sys_enter_ioctl: fd at offset 16, cmd at 24 (8-byte slots, stable since syscall
@@ -248,6 +367,103 @@ pub fn fw_ioctl_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: the offset is inside the tracepoint's record.
     let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
     on_end(hook::TP_IOCTL, ret);
+    0
+}
+
+// block:block_bio_queue: dev at 8, sector at 16, nr_sector at 24, rwbs[10] at 28. User space
+// checks these against the tracepoint's format file before attaching.
+const BIO_DEV: usize = 8;
+const BIO_SECTOR: usize = 16;
+const BIO_NR_SECTOR: usize = 24;
+const BIO_RWBS: usize = 28;
+
+#[tracepoint(category = "block", name = "block_bio_queue")]
+pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offsets are inside the tracepoint's record.
+    let dev = unsafe { ctx.read_at::<u32>(BIO_DEV) }.unwrap_or(0);
+    // SAFETY: the key is a plain u32 and the value is copied out at once.
+    let watched = unsafe { WATCHED_DEVS.get(&dev) }.copied().or_else(|| {
+        // SAFETY: as above.
+        let fs_dev = unsafe { BDEV_ALIAS.get(&dev) }.copied()?;
+        // SAFETY: as above.
+        unsafe { WATCHED_DEVS.get(&fs_dev) }.copied()
+    });
+    let Some(sb) = watched else {
+        bump(counter::FILTERED);
+        return 0;
+    };
+    // SAFETY: as above.
+    let rwbs = unsafe { ctx.read_at::<[u8; 10]>(BIO_RWBS) }.unwrap_or([0; 10]);
+    if !rwbs.contains(&b'W') {
+        return 0;
+    }
+    // Writes while the freeze is still syncing (levels 1-3) are the freeze's own writeback.
+    let level = read_level(sb);
+    if level != level::COMPLETE {
+        return 0;
+    }
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let mut e = Emit::new(kind::BLOCK_WRITE, hook::TP_BLOCK_BIO_QUEUE, ts, sb);
+    e.level_before = level;
+    e.level_after = level;
+    // SAFETY: the offsets are inside the tracepoint's record.
+    e.arg = unsafe { ctx.read_at::<u64>(BIO_SECTOR) }.unwrap_or(0);
+    // SAFETY: as above.
+    e.flags = unsafe { ctx.read_at::<u32>(BIO_NR_SECTOR) }.unwrap_or(0).saturating_mul(512);
+    e.bdev = dev;
+    emit(&e);
+    0
+}
+
+// lock:contention_begin: lock_addr at 8, flags at 16. contention_end: lock_addr at 8, ret at 16.
+const LOCK_ADDR: usize = 8;
+const LOCK_RET: usize = 16;
+
+#[tracepoint(category = "lock", name = "contention_begin")]
+pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offset is inside the tracepoint's record.
+    let lock = unsafe { ctx.read_at::<u64>(LOCK_ADDR) }.unwrap_or(0);
+    // SAFETY: the value is copied out at once.
+    let Some(gate) = (unsafe { GATE_LOCKS.get(&lock) }).copied() else {
+        bump(counter::FILTERED);
+        return 0;
+    };
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let waiting = Waiting { sb: gate.sb, begin_ts_ns: ts, level: gate.level, _pad: 0 };
+    if WAITING.insert(&tid, &waiting, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+    let level = read_level(gate.sb);
+    let mut e = Emit::new(kind::WRITER_BLOCKED, hook::TP_LOCK_CONTENTION, ts, gate.sb);
+    e.level_before = level;
+    e.level_after = level;
+    e.flags = gate.level;
+    emit(&e);
+    0
+}
+
+#[tracepoint(category = "lock", name = "contention_end")]
+pub fn fw_contention_end(ctx: TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(w) = (unsafe { WAITING.get(&tid) }).copied() else {
+        return 0;
+    };
+    let _ = WAITING.remove(&tid);
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let level = read_level(w.sb);
+    let mut e = Emit::new(kind::WRITER_UNBLOCKED, hook::TP_LOCK_CONTENTION, ts, w.sb);
+    e.begin_ts_ns = w.begin_ts_ns;
+    e.level_before = level;
+    e.level_after = level;
+    e.flags = w.level;
+    // SAFETY: the offset is inside the tracepoint's record.
+    e.ret = i64::from(unsafe { ctx.read_at::<i32>(LOCK_RET) }.unwrap_or(0));
+    emit(&e);
     0
 }
 

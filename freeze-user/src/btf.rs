@@ -336,6 +336,14 @@ pub(crate) mod builder {
             self.header("", k::PTR, 0, false, to)
         }
 
+        pub fn array(&mut self, elem: u32, index: u32, n: u32) -> u32 {
+            let id = self.header("", k::ARRAY, 0, false, 0);
+            for v in [elem, index, n] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            id
+        }
+
         pub fn typedef(&mut self, name: &str, to: u32) -> u32 {
             self.header(name, k::TYPEDEF, 0, false, to)
         }

@@ -52,6 +52,10 @@ mod freeze_common_offsets {
                     ("super_block.s_uuid", o.sb_s_uuid),
                     ("file_system_type.name", o.fstype_name),
                     ("freeze_super(nargs)", o.freeze_super_nargs),
+                    ("super_block.s_bdev", o.sb_s_bdev),
+                    ("block_device.bd_dev", o.bdev_bd_dev),
+                    ("super_block.s_writers.rw_sem", o.sb_rw_sem),
+                    ("percpu_rw_semaphore(size)", o.rw_sem_size),
                 ]
                 .into_iter()
                 .collect(),

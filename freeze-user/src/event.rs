@@ -9,6 +9,12 @@ pub enum EventKind {
     FreezeEnd,
     ThawBegin,
     ThawEnd,
+    /// A write queued to the block device of a frozen superblock (bypasses the freeze gate).
+    BlockWrite,
+    /// A task started waiting at a superblock's freeze gate.
+    WriterBlocked,
+    /// That wait ended.
+    WriterUnblocked,
 }
 
 impl EventKind {
@@ -18,13 +24,16 @@ impl EventKind {
             kind::FREEZE_END => Self::FreezeEnd,
             kind::THAW_BEGIN => Self::ThawBegin,
             kind::THAW_END => Self::ThawEnd,
+            kind::BLOCK_WRITE => Self::BlockWrite,
+            kind::WRITER_BLOCKED => Self::WriterBlocked,
+            kind::WRITER_UNBLOCKED => Self::WriterUnblocked,
             _ => return None,
         })
     }
 
     /// Whether this kind closes an operation (and so carries a return value).
     pub fn is_end(self) -> bool {
-        matches!(self, Self::FreezeEnd | Self::ThawEnd)
+        matches!(self, Self::FreezeEnd | Self::ThawEnd | Self::WriterUnblocked)
     }
 }
 
@@ -37,6 +46,12 @@ pub enum Hook {
     /// fentry/fexit on freeze_super/thaw_super.
     #[serde(rename = "fentry:freeze_super")]
     FentryFreezeSuper,
+    /// `block:block_bio_queue`.
+    #[serde(rename = "tracepoint:block:block_bio_queue")]
+    TracepointBlockBioQueue,
+    /// `lock:contention_begin/end` on `s_writers.rw_sem[]`.
+    #[serde(rename = "tracepoint:lock:contention")]
+    TracepointLockContention,
 }
 
 impl Hook {
@@ -44,6 +59,8 @@ impl Hook {
         Some(match raw {
             hook::TP_IOCTL => Self::TracepointIoctl,
             hook::FENTRY_FREEZE => Self::FentryFreezeSuper,
+            hook::TP_BLOCK_BIO_QUEUE => Self::TracepointBlockBioQueue,
+            hook::TP_LOCK_CONTENTION => Self::TracepointLockContention,
             _ => return None,
         })
     }
@@ -91,6 +108,21 @@ pub struct Event {
     /// errno name of a negative return (e.g. "EBUSY").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// block_write: the write that bypassed the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockIo>,
+    /// writer_blocked / writer_unblocked: the gate level waited on (1 write, 2 page fault, 3 fs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_level: Option<u32>,
+}
+
+/// A block-layer write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIo {
+    /// `major:minor` of the block device written to.
+    pub dev: String,
+    pub sector: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -198,6 +230,12 @@ impl Event {
         let hook = Hook::from_raw(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
         let mp = if raw.sb.sb != 0 { mountpoint(dev_parts(raw.sb.dev)) } else { None };
         let ret = kind.is_end().then_some(raw.ret);
+        let block = (kind == EventKind::BlockWrite).then(|| {
+            let (ma, mi) = dev_parts(raw.bdev);
+            BlockIo { dev: format!("{ma}:{mi}"), sector: raw.arg, bytes: u64::from(raw.flags) }
+        });
+        let gate_level =
+            matches!(kind, EventKind::WriterBlocked | EventKind::WriterUnblocked).then_some(raw.flags);
         Ok(Self {
             kind,
             hook,
@@ -212,6 +250,8 @@ impl Event {
             holder: holder_name(raw.holder),
             ret,
             error: ret.filter(|r| *r < 0).map(|r| errno_name(-r)),
+            block,
+            gate_level,
         })
     }
 }
@@ -288,8 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn block_writes_and_gate_waits_carry_their_details() {
+        let mut raw = raw_freeze_end();
+        raw.kind = kind::BLOCK_WRITE;
+        raw.hook = hook::TP_BLOCK_BIO_QUEUE;
+        raw.arg = 2048;
+        raw.flags = 4096;
+        raw.bdev = (7 << 20) | 1;
+        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        assert_eq!(ev.block, Some(BlockIo { dev: "7:1".into(), sector: 2048, bytes: 4096 }));
+        assert_eq!((ev.ret, ev.gate_level), (None, None));
+
+        raw.kind = kind::WRITER_UNBLOCKED;
+        raw.hook = hook::TP_LOCK_CONTENTION;
+        raw.flags = 1;
+        raw.ret = 0;
+        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        assert_eq!((ev.gate_level, ev.ret, ev.block), (Some(1), Some(0), None));
+    }
+
+    #[test]
     fn bad_records_are_errors() {
-        assert_eq!(Event::decode(&[0u8; 10], |_| None), Err(DecodeError::Size(10, 160)));
+        assert_eq!(Event::decode(&[0u8; 10], |_| None), Err(DecodeError::Size(10, 168)));
         let mut raw = raw_freeze_end();
         raw.kind = 999;
         assert_eq!(Event::from_raw(&raw, |_| None), Err(DecodeError::Kind(999)));

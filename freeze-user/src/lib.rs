@@ -4,6 +4,8 @@
 //! neither aya nor root. `loader` is the only module that touches the kernel through aya; `probe`
 //! issues raw `bpf(2)` calls for `doctor`.
 pub mod btf;
+pub mod btrfs_devs;
+pub mod correlate;
 pub mod doctor;
 pub mod event;
 pub mod kernel;
@@ -12,5 +14,7 @@ pub mod mountinfo;
 pub mod offsets;
 pub mod probe;
 pub mod record;
+pub mod report;
+pub mod tpformat;
 pub mod trace;
 pub mod units;

@@ -111,6 +111,79 @@ fn attach_ioctl_tracepoints(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
     Ok(())
 }
 
+/// A feature made of tracepoint programs, which have no better program type on this kernel yet.
+/// When one fails, the feature is reported as unavailable and recording goes on.
+struct TpFeature {
+    feature: &'static str,
+    /// The hook name in traces and `doctor`.
+    hook: &'static str,
+    progs: &'static [TpProg],
+}
+
+/// One tracepoint program and the record fields it reads, as (name, offset, size).
+struct TpProg {
+    program: &'static str,
+    category: &'static str,
+    tracepoint: &'static str,
+    fields: &'static [(&'static str, usize, usize)],
+}
+
+const TRACEPOINT_FEATURES: &[TpFeature] = &[
+    TpFeature {
+        feature: "block-writes",
+        hook: "tracepoint:block:block_bio_queue",
+        progs: &[TpProg {
+            program: "fw_block_bio_queue",
+            category: "block",
+            tracepoint: "block_bio_queue",
+            fields: &[("dev", 8, 4), ("sector", 16, 8), ("nr_sector", 24, 4), ("rwbs", 28, 10)],
+        }],
+    },
+    TpFeature {
+        feature: "blocked-writers",
+        hook: "tracepoint:lock:contention",
+        progs: &[
+            TpProg {
+                program: "fw_contention_begin",
+                category: "lock",
+                tracepoint: "contention_begin",
+                fields: &[("lock_addr", 8, 8)],
+            },
+            TpProg {
+                program: "fw_contention_end",
+                category: "lock",
+                tracepoint: "contention_end",
+                fields: &[("lock_addr", 8, 8), ("ret", 16, 4)],
+            },
+        ],
+    },
+];
+
+fn attach_tracepoint_feature(ebpf: &mut Ebpf, spec: &TpFeature) -> ActiveHook {
+    let result =
+        spec.progs.iter().try_for_each(|TpProg { program: prog, category, tracepoint: tp, fields }| {
+            crate::tpformat::check(category, tp, fields)?;
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| format!("program {prog} missing from the object"))?
+                .try_into()
+                .map_err(|e: ProgramError| chain(&e))?;
+            p.load().map_err(|e| chain(&e))?;
+            p.attach(category, tp).map_err(|e| chain(&e))?;
+            Ok::<(), String>(())
+        });
+    let feature = spec.feature.to_owned();
+    match result {
+        Ok(()) => ActiveHook { feature, hook: Some(spec.hook.into()), fallbacks: vec![], limits: None },
+        Err(e) => ActiveHook {
+            feature,
+            hook: None,
+            fallbacks: vec![format!("{}: {e}", spec.hook)],
+            limits: Some("unavailable: this feature records nothing".into()),
+        },
+    }
+}
+
 /// Whether to try fentry first. `FREEZEWATCH_NO_FENTRY=1` forces the tracepoint fallback, so that
 /// the fallback can be tested on kernels where fentry works.
 fn fentry_allowed() -> bool {
@@ -158,22 +231,32 @@ impl Loaded {
                 }
             },
         };
-        let limits = match freeze_hook {
-            Hook::TracepointIoctl => Some(
-                "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
-                 device-mapper, suspend) are not seen"
-                    .to_owned(),
-            ),
-            Hook::FentryFreezeSuper => None,
-        };
+        let limits = (freeze_hook == Hook::TracepointIoctl).then(|| {
+            "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
+             device-mapper, suspend) are not seen"
+                .to_owned()
+        });
         let hook_name = serde_json::to_value(freeze_hook).ok().and_then(|v| v.as_str().map(str::to_owned));
-        let hooks = vec![ActiveHook { feature: "freeze".into(), hook: hook_name, fallbacks, limits }];
+        let mut hooks = vec![ActiveHook { feature: "freeze".into(), hook: hook_name, fallbacks, limits }];
+        for spec in TRACEPOINT_FEATURES {
+            hooks.push(attach_tracepoint_feature(&mut ebpf, spec));
+        }
         Ok(Self { ebpf, logger, offsets, hooks, freeze_hook })
     }
 
     /// Takes the ring buffer out (once).
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         RingBuf::try_from(self.ebpf.take_map("EVENTS")?).ok()
+    }
+
+    /// Tells the programs which block devices belong to which btrfs filesystem (see btrfs_devs).
+    /// Returns how many aliases are now known.
+    pub fn refresh_btrfs_aliases(&mut self, mounts: &[crate::mountinfo::Mount]) -> usize {
+        let pairs = crate::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), mounts);
+        let Some(map) = self.ebpf.map_mut("BDEV_ALIAS") else { return 0 };
+        let Ok(mut alias) = aya::maps::HashMap::<_, u32, u32>::try_from(map) else { return 0 };
+        let kdev = |(ma, mi): (u32, u32)| (ma << 20) | mi;
+        pairs.iter().filter(|(member, fs)| alias.insert(kdev(*member), kdev(*fs), 0).is_ok()).count()
     }
 
     /// Takes the eBPF log reader out (once); keep it alive as long as `self`.
@@ -193,6 +276,8 @@ impl Loaded {
             pending_full: read(counter::PENDING_FULL),
             ioctl_seen: read(counter::IOCTL_SEEN),
             fentry_seen: read(counter::FENTRY_SEEN),
+            filtered: read(counter::FILTERED),
+            watch_full: read(counter::WATCH_FULL),
         }
     }
 }

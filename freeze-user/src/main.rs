@@ -2,7 +2,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use freezewatch::{doctor, loader::LoadError, record, units::parse_duration};
+use freezewatch::{correlate, doctor, loader::LoadError, record, report, trace, units::parse_duration};
 
 /// Exit code when the tracer itself could not run (no privileges, no BTF, programs refused).
 const EXIT_TRACER: u8 = 3;
@@ -60,10 +60,48 @@ enum Cmd {
         /// Stop after this long (e.g. 500ms, 30s, 5m).
         #[arg(long, short, value_name = "D", value_parser = parse_duration_arg)]
         duration: Option<Duration>,
+        /// Flag freezes longer than this as `long-freeze`.
+        #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
+        long_freeze: Duration,
         /// Command to run while recording (after `--`).
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Correlate a recorded trace: per-filesystem summary and findings (slips, failed freezes, …).
+    #[command(long_about = "Read a trace written by `freezewatch record` and print what happened at the \
+            freeze gate: per superblock, freezes, time frozen, slips and blocked writers; then every \
+            finding, oldest first:\n\n\
+            \x20 slip                a write reached a frozen filesystem (e.g. straight to its block device)\n\
+            \x20 freeze-failed       a freeze returned an error (EBUSY: it was already frozen)\n\
+            \x20 thaw-without-freeze a thaw of a filesystem that was not frozen\n\
+            \x20 left-frozen         still frozen when recording ended\n\
+            \x20 long-freeze         frozen longer than --long-freeze\n\
+            \x20 blocked-writer      a task waited at the gate (expected; shown with its wait)\n\n\
+            Needs no privileges. Exits 0 when the trace was read, 2 when it is malformed (the \
+            message names the line).")]
+    Report {
+        /// The trace file (NDJSON from `freezewatch record`); `-` for stdin.
+        trace: PathBuf,
+        /// Print JSON (findings, summaries, lost_events, complete).
+        #[arg(long)]
+        json: bool,
+        /// Flag freezes longer than this as `long-freeze`.
+        #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
+        long_freeze: Duration,
+    },
+}
+
+/// Exit code for unreadable input (a malformed trace), as for usage errors.
+const EXIT_INPUT: u8 = 2;
+
+fn read_trace_file(path: &std::path::Path) -> Result<trace::Contents, String> {
+    let records = if path.as_os_str() == "-" {
+        trace::read_trace(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        trace::read_trace(std::io::BufReader::new(file))
+    };
+    records.map(trace::Contents::from_records).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -93,7 +131,30 @@ fn main() -> ExitCode {
             }
             if report.can_record { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Cmd::Record { out, duration, command } => {
+        Cmd::Report { trace, json, long_freeze } => {
+            let contents = match read_trace_file(&trace) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("freezewatch: {e}");
+                    return ExitCode::from(EXIT_INPUT);
+                }
+            };
+            let opts = correlate::Options { long_freeze_ns: long_freeze.as_nanos() as u64 };
+            let rep = report::build(&contents, &opts);
+            if json {
+                match serde_json::to_string_pretty(&rep) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("freezewatch: cannot serialise the report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", report::human(&rep, contents.header.as_ref()));
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Record { out, duration, long_freeze, command } => {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -101,7 +162,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(record::record(record::Options { out, duration, command })) {
+            match runtime.block_on(record::record(record::Options { out, duration, long_freeze, command })) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("freezewatch: {e:#}");

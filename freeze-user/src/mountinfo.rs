@@ -69,6 +69,10 @@ impl MountTable {
         Self { by_dev }
     }
 
+    pub fn all(&self) -> Vec<Mount> {
+        self.by_dev.values().flatten().cloned().collect()
+    }
+
     pub fn refresh(&mut self) {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         *self = Self::from_mounts(parse(&text));

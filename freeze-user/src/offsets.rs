@@ -20,7 +20,13 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("super_block", &["s_id"]),
     ("super_block", &["s_uuid"]),
     ("file_system_type", &["name"]),
+    ("super_block", &["s_bdev"]),
+    ("block_device", &["bd_dev"]),
+    ("super_block", &["s_writers", "rw_sem"]),
 ];
+
+/// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
+const FREEZE_LEVELS: u32 = 3;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OffsetError {
@@ -57,6 +63,14 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
     let frozen = sized(btf, "super_block", &["s_writers", "frozen"], &[2, 4], "2 or 4")?;
     let s_id = sized(btf, "super_block", &["s_id"], &[32], "32 (char[32])")?;
     let s_uuid = sized(btf, "super_block", &["s_uuid"], &[16], "16 (uuid_t)")?;
+    let rw_sem = btf.field("super_block", &["s_writers", "rw_sem"])?;
+    if rw_sem.size == 0 || rw_sem.size % FREEZE_LEVELS != 0 {
+        return Err(OffsetError::UnexpectedSize {
+            what: "super_block.s_writers.rw_sem".into(),
+            got: rw_sem.size,
+            expected: "a multiple of 3 (one semaphore per freeze level)",
+        });
+    }
     Ok(KernelOffsets {
         valid: 1,
         task_files: ptr(btf, "task_struct", &["files"])?,
@@ -73,6 +87,10 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         sb_s_uuid: s_uuid.offset,
         fstype_name: ptr(btf, "file_system_type", &["name"])?,
         freeze_super_nargs: btf.func_nargs("freeze_super")?,
+        sb_s_bdev: ptr(btf, "super_block", &["s_bdev"])?,
+        bdev_bd_dev: sized(btf, "block_device", &["bd_dev"], &[4], "4 (dev_t)")?.offset,
+        sb_rw_sem: rw_sem.offset,
+        rw_sem_size: rw_sem.size / FREEZE_LEVELS,
         _pad: 0,
     })
 }
@@ -91,7 +109,11 @@ mod tests {
         let ch = b.int("char", 1);
         let pch = b.ptr(ch);
         let fst = b.composite(k::STRUCT, "file_system_type", 16, &[("name", pch, 0)]);
-        let sbw = b.composite(k::STRUCT, "sb_writers", 8, &[("frozen", int, 0)]);
+        let sem = b.composite(k::STRUCT, "percpu_rw_semaphore", 48, &[("x", int, 0)]);
+        let sems = b.array(sem, int, 3);
+        let sbw = b.composite(k::STRUCT, "sb_writers", 152, &[("frozen", int, 0), ("rw_sem", sems, 64)]);
+        let bdev = b.composite(k::STRUCT, "block_device", 64, &[("bd_dev", uint, 32)]);
+        let pbdev = b.ptr(bdev);
         let uuid = b.composite(
             k::STRUCT,
             "uuid_t",
@@ -103,13 +125,14 @@ mod tests {
         let sb = b.composite(
             k::STRUCT,
             "super_block",
-            200,
+            400,
             &[
                 ("s_dev", uint, 128),
                 ("s_type", pfst, 320),
+                ("s_bdev", pbdev, 384),
                 ("s_writers", sbw, 640),
-                ("s_id", sid, 800),
-                ("s_uuid", uuid, 1056),
+                ("s_id", sid, 2048),
+                ("s_uuid", uuid, 2304),
             ],
         );
         let psb = b.ptr(sb);
@@ -134,8 +157,11 @@ mod tests {
         assert_eq!(o.sb_s_type, 40);
         assert_eq!(o.sb_frozen, 80);
         assert_eq!(o.sb_frozen_size, 4);
-        assert_eq!(o.sb_s_id, 100);
-        assert_eq!(o.sb_s_uuid, 132);
+        assert_eq!(o.sb_s_id, 256);
+        assert_eq!(o.sb_s_uuid, 288);
+        assert_eq!(o.sb_s_bdev, 48);
+        assert_eq!(o.bdev_bd_dev, 4);
+        assert_eq!((o.sb_rw_sem, o.rw_sem_size), (88, 48));
         assert_eq!(o.inode_i_sb, 40);
         assert_eq!(o.file_f_inode, 32);
         assert_eq!(o.fdtable_max_fds, 0);

@@ -13,15 +13,18 @@ use tokio::{
 };
 
 use crate::{
+    correlate,
     event::Event,
     kernel,
     loader::Loaded,
     mountinfo::MountTable,
-    trace::{EndReason, Footer, Header, Record, TraceWriter},
+    trace::{EndReason, Footer, Header, Record, SummaryLine, TraceWriter},
 };
 
 pub struct Options {
     pub out: Option<std::path::PathBuf>,
+    /// Freezes longer than this are flagged `long-freeze`.
+    pub long_freeze: Duration,
     pub duration: Option<Duration>,
     pub command: Vec<String>,
 }
@@ -44,7 +47,7 @@ fn monotonic_ns() -> u64 {
 struct Sink {
     writer: TraceWriter<Box<dyn Write + Send>>,
     mounts: MountTable,
-    events: u64,
+    events: Vec<Event>,
     undecodable: u64,
 }
 
@@ -54,8 +57,8 @@ impl Sink {
             let mounts = &mut self.mounts;
             match Event::decode(&item, |dev| mounts.mountpoint_refreshing(dev)) {
                 Ok(ev) => {
-                    self.writer.write(&Record::Event(ev)).context("writing the trace")?;
-                    self.events += 1;
+                    self.writer.write(&Record::Event(ev.clone())).context("writing the trace")?;
+                    self.events.push(ev);
                 }
                 Err(e) => {
                     self.undecodable += 1;
@@ -84,8 +87,13 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         }
         None => Box::new(std::io::stdout()),
     };
-    let mut sink =
-        Sink { writer: TraceWriter::new(out), mounts: MountTable::load(), events: 0, undecodable: 0 };
+    let mut sink = Sink {
+        writer: TraceWriter::new(out),
+        mounts: MountTable::load(),
+        events: Vec::new(),
+        undecodable: 0,
+    };
+    loaded.refresh_btrfs_aliases(&sink.mounts.all());
     let started = Instant::now();
     let header = Header {
         tool: "freezewatch".into(),
@@ -142,6 +150,8 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    // btrfs filesystems mounted while we record get their device aliases within a second.
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
     let stop = loop {
         tokio::select! {
             guard = ring_fd.readable_mut() => {
@@ -160,6 +170,10 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 break Stop::Duration;
+            }
+            _ = refresh.tick() => {
+                sink.mounts.refresh();
+                loaded.refresh_btrfs_aliases(&sink.mounts.all());
             }
             _ = sigint.recv() => break Stop::Signal,
             _ = sigterm.recv() => break Stop::Signal,
@@ -182,8 +196,22 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut counters = loaded.counters();
     counters.lost_undecodable = sink.undecodable;
     let lost = counters.lost();
+    let end_ns = monotonic_ns();
+    let analysis = correlate::analyze(
+        &sink.events,
+        &correlate::Options { long_freeze_ns: opts.long_freeze.as_nanos() as u64 },
+        Some(end_ns),
+    );
+    for f in &analysis.findings {
+        sink.writer.write(&Record::Finding(f.clone())).context("writing a finding")?;
+    }
+    for (sb_id, summary) in &analysis.summaries {
+        let line = SummaryLine { sb_id: sb_id.clone(), summary: summary.clone() };
+        sink.writer.write(&Record::Summary(line)).context("writing a summary")?;
+    }
+    let slips = analysis.count(correlate::FindingKind::Slip);
     let footer = Footer {
-        events: sink.events,
+        events: sink.events.len() as u64,
         ended_by: ended_by.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
         command_exit,
@@ -191,9 +219,13 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     };
     sink.writer.write(&Record::Footer(footer)).context("writing the trace footer")?;
     let dest = opts.out.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
-    eprintln!("freezewatch: {} events, {} lost, written to {dest}", sink.events, lost);
+    eprintln!(
+        "freezewatch: {} events, {} findings ({slips} slips), {lost} lost, written to {dest}",
+        sink.events.len(),
+        analysis.findings.len()
+    );
     if lost > 0 {
         eprintln!("freezewatch: WARNING: {lost} events were lost; the trace is incomplete");
     }
-    Ok(Outcome { events: sink.events, lost, command_exit, ended_by })
+    Ok(Outcome { events: sink.events.len() as u64, lost, command_exit, ended_by })
 }

@@ -4,7 +4,10 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Event;
+use crate::{
+    correlate::{Finding, Summary},
+    event::Event,
+};
 
 /// Schema version written on every line. Bump only for incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -54,6 +57,12 @@ pub struct Counters {
     pub ioctl_seen: u64,
     /// freeze_super/thaw_super calls seen by the fentry hook.
     pub fentry_seen: u64,
+    /// Block writes and lock contentions on objects nobody watched (cost: one map lookup).
+    #[serde(default)]
+    pub filtered: u64,
+    /// Superblocks that could not be added to the kernel's watch maps (their writes go unseen).
+    #[serde(default)]
+    pub watch_full: u64,
 }
 
 impl Counters {
@@ -85,12 +94,51 @@ pub struct Footer {
     pub counters: Counters,
 }
 
+/// Per-superblock totals, written after the events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryLine {
+    pub sb_id: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     Header(Header),
     Event(Event),
+    Finding(Finding),
+    Summary(SummaryLine),
     Footer(Footer),
+}
+
+/// The events, the recording's end (monotonic ns) and the loss counters of a read trace.
+pub struct Contents {
+    pub header: Option<Header>,
+    pub events: Vec<Event>,
+    pub footer: Option<Footer>,
+}
+
+impl Contents {
+    pub fn from_records(records: Vec<Record>) -> Self {
+        let mut c = Contents { header: None, events: Vec::new(), footer: None };
+        for r in records {
+            match r {
+                Record::Header(h) => c.header = Some(h),
+                Record::Event(e) => c.events.push(e),
+                Record::Footer(f) => c.footer = Some(f),
+                // Findings and summaries are recomputed from the events.
+                Record::Finding(_) | Record::Summary(_) => {}
+            }
+        }
+        c
+    }
+
+    /// When recording ended, in the events' clock (from the header and footer).
+    pub fn end_ns(&self) -> Option<u64> {
+        let (h, f) = (self.header.as_ref()?, self.footer.as_ref()?);
+        Some(h.started_monotonic_ns + f.duration_ms * 1_000_000)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -182,6 +230,8 @@ mod tests {
             holder: Some("userspace".into()),
             ret: Some(0),
             error: None,
+            block: None,
+            gate_level: None,
         }
     }
 
@@ -234,7 +284,7 @@ mod tests {
             (format!("{good}{{\"type\":\"event\"}}"), "line 2: no \"v\""),
             (format!("{{\"v\":9,\"type\":\"event\"}}\n{good}"), "line 1: schema version 9"),
             (format!("{good}{{\"v\":1,\"type\":\"bogus\"}}"), "line 2: unknown variant `bogus`"),
-            (format!("{{\"v\":1,\"type\":\"event\",\"kind\":\"freeze_end\"}}"), "line 1: missing field"),
+            (r#"{"v":1,"type":"event","kind":"freeze_end"}"#.to_owned(), "line 1: missing field"),
         ];
         for (text, want) in cases {
             let err = read_trace(text.as_bytes()).expect_err("must fail").to_string();

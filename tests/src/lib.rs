@@ -136,6 +136,11 @@ impl LoopFs {
         Ok(fs)
     }
 
+    /// Size of the loop device in 4 KiB blocks.
+    pub fn blocks_4k(&self) -> u64 {
+        self.fstype.image_mb() * 256
+    }
+
     pub fn mnt(&self) -> &str {
         self.mountpoint.to_str().expect("temp paths are UTF-8")
     }
@@ -167,8 +172,7 @@ fn dev_number_of(path: &str, rdev: bool) -> Result<String> {
     use std::os::unix::fs::MetadataExt as _;
     let md = std::fs::metadata(path).with_context(|| format!("stat {path}"))?;
     let d = if rdev { md.rdev() } else { md.dev() };
-    // SAFETY: major/minor are pure arithmetic on the value.
-    let (ma, mi) = unsafe { (libc::major(d), libc::minor(d)) };
+    let (ma, mi) = (libc::major(d), libc::minor(d));
     Ok(format!("{ma}:{mi}"))
 }
 
@@ -263,6 +267,10 @@ impl Trace {
 
     pub fn events(&self) -> Vec<&Value> {
         self.of_type("event")
+    }
+
+    pub fn findings(&self, kind: &str) -> Vec<&Value> {
+        self.of_type("finding").into_iter().filter(|f| f["kind"] == kind).collect()
     }
 
     pub fn footer(&self) -> &Value {

@@ -1,0 +1,89 @@
+//! btrfs superblocks carry an anonymous `s_dev` (0:NN) and no `s_bdev`, so the kernel side cannot
+//! tell which block devices belong to a frozen btrfs. This reads that from sysfs
+//! (`/sys/fs/btrfs/<fsid>/devices/<name>/dev`) and pairs every member device with the `s_dev`
+//! mountinfo shows for the filesystem.
+use std::path::Path;
+
+use crate::mountinfo::Mount;
+
+/// (member block device, filesystem s_dev) pairs, both as (major, minor).
+pub fn aliases(sysfs_btrfs: &Path, mounts: &[Mount]) -> Vec<((u32, u32), (u32, u32))> {
+    let mut out = Vec::new();
+    let Ok(fsids) = std::fs::read_dir(sysfs_btrfs) else { return out };
+    for fsid in fsids.flatten() {
+        let Ok(devices) = std::fs::read_dir(fsid.path().join("devices")) else { continue };
+        let members: Vec<(u32, u32)> = devices
+            .flatten()
+            .filter_map(|d| std::fs::read_to_string(d.path().join("dev")).ok())
+            .filter_map(|s| {
+                let (ma, mi) = s.trim().split_once(':')?;
+                Some((ma.parse().ok()?, mi.parse().ok()?))
+            })
+            .collect();
+        // The mount whose source is one of the members is this filesystem.
+        let fs_dev = mounts.iter().filter(|m| m.fstype == "btrfs").find_map(|m| {
+            let rdev = rdev_of(&m.source)?;
+            members.contains(&rdev).then_some(m.dev)
+        });
+        if let Some(fs_dev) = fs_dev {
+            out.extend(members.iter().map(|&member| (member, fs_dev)));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn rdev_of(path: &str) -> Option<(u32, u32)> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let md = std::fs::metadata(path).ok()?;
+    if !md.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = md.rdev();
+    Some((libc::major(rdev), libc::minor(rdev)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_btrfs_there_are_no_aliases() {
+        let dir = std::env::temp_dir().join(format!("fw-btrfs-none-{}", std::process::id()));
+        assert!(aliases(&dir, &[]).is_empty());
+    }
+
+    #[test]
+    fn members_are_paired_with_the_mounted_filesystem() {
+        // A fake sysfs whose member is a real block device node if the machine has one.
+        let Some(node) = ["/dev/loop0", "/dev/vda", "/dev/sda"].into_iter().find(|p| rdev_of(p).is_some())
+        else {
+            eprintln!("skipped: no block device node to point a fake mount at");
+            return;
+        };
+        let rdev = rdev_of(node).expect("block device");
+        let dir = std::env::temp_dir().join(format!("fw-btrfs-{}", std::process::id()));
+        let member = dir.join("abcd-fsid/devices/member0");
+        std::fs::create_dir_all(&member).expect("mkdir");
+        std::fs::write(member.join("dev"), format!("{}:{}\n", rdev.0, rdev.1)).expect("write");
+        let mounts = vec![
+            Mount {
+                dev: (0, 55),
+                root: "/".into(),
+                mountpoint: "/m".into(),
+                fstype: "btrfs".into(),
+                source: node.into(),
+            },
+            Mount {
+                dev: (0, 56),
+                root: "/".into(),
+                mountpoint: "/o".into(),
+                fstype: "ext4".into(),
+                source: node.into(),
+            },
+        ];
+        assert_eq!(aliases(&dir, &mounts), vec![(rdev, (0, 55))]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,594 @@
+//! Correlation: turns a stream of events into findings a user can act on. Pure and deterministic:
+//! events are taken in timestamp order (ties keep their input order), one state machine per
+//! superblock (unfrozen → freezing → frozen → thawing → unfrozen, nested holders counted).
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, EventKind, Superblock};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// Something modified a frozen superblock.
+    Slip,
+    /// A freeze returned an error.
+    FreezeFailed,
+    /// A thaw of a superblock that was not frozen.
+    ThawWithoutFreeze,
+    /// Still frozen when the recording ended.
+    LeftFrozen,
+    /// A freeze that lasted longer than the threshold.
+    LongFreeze,
+    /// A task waited at the freeze gate (normal: that is what the gate is for).
+    BlockedWriter,
+    /// An event that looks like a slip but is legitimate; the message says why.
+    Exempt,
+}
+
+impl FindingKind {
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::Slip | Self::LeftFrozen => Severity::Error,
+            Self::FreezeFailed | Self::ThawWithoutFreeze | Self::LongFreeze => Severity::Warning,
+            Self::BlockedWriter | Self::Exempt => Severity::Info,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// When it happened (CLOCK_MONOTONIC ns; for durations, the start).
+    pub ts_ns: u64,
+    pub sb: Superblock,
+    pub pid: u32,
+    pub comm: String,
+    pub hook: String,
+    /// Freeze level of the superblock at the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ns: Option<u64>,
+    /// One sentence a person can read.
+    pub message: String,
+}
+
+/// Per-superblock totals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub sb: Option<Superblock>,
+    pub freezes: u64,
+    pub failed_freezes: u64,
+    pub thaws: u64,
+    pub total_frozen_ns: u64,
+    pub max_frozen_ns: u64,
+    pub slips: u64,
+    pub blocked_writers: u64,
+    pub left_frozen: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Freezes longer than this get a `long-freeze` finding.
+    pub long_freeze_ns: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { long_freeze_ns: 10_000_000_000 }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub findings: Vec<Finding>,
+    /// By superblock id.
+    pub summaries: BTreeMap<String, Summary>,
+}
+
+impl Analysis {
+    pub fn count(&self, kind: FindingKind) -> usize {
+        self.findings.iter().filter(|f| f.kind == kind).count()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Unfrozen,
+    Freezing,
+    Frozen,
+    Thawing,
+}
+
+#[derive(Default)]
+struct Track {
+    state: State,
+    /// Successful freezes not yet matched by a successful thaw (nesting: kernel + userspace).
+    holders: u32,
+    frozen_since: Option<u64>,
+    summary: Summary,
+    /// Blocked writers by tid: the event that started each wait.
+    waiting: HashMap<u32, Event>,
+    /// The task running the thaw in progress.
+    thawing_tid: Option<u32>,
+}
+
+fn finding(kind: FindingKind, ev: &Event, message: String) -> Finding {
+    Finding {
+        kind,
+        severity: kind.severity(),
+        ts_ns: ev.ts_ns,
+        sb: ev.sb.clone(),
+        pid: ev.pid,
+        comm: ev.comm.clone(),
+        hook: serde_json::to_value(ev.hook)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        level: ev.level_after,
+        duration_ns: None,
+        message,
+    }
+}
+
+fn ms(ns: u64) -> String {
+    format!("{:.1} ms", ns as f64 / 1e6)
+}
+
+fn where_(sb: &Superblock) -> String {
+    let mp = sb.mountpoint.as_deref().unwrap_or("?");
+    format!("{} {} ({mp})", sb.fstype, sb.dev)
+}
+
+/// Analyses `events`. `end_ns` is when recording stopped (for `left-frozen` durations); None
+/// uses the last event's time.
+pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysis {
+    let mut order: Vec<&Event> = events.iter().collect();
+    order.sort_by_key(|e| e.ts_ns); // stable: equal timestamps keep their order
+    let end_ns = end_ns.or(order.last().map(|e| e.ts_ns)).unwrap_or(0);
+    let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
+    let mut findings = Vec::new();
+
+    for ev in order {
+        let t = tracks.entry(ev.sb.id.clone()).or_default();
+        if t.summary.sb.is_none() || t.summary.sb.as_ref().is_some_and(|s| s.mountpoint.is_none()) {
+            t.summary.sb = Some(ev.sb.clone());
+        }
+        let ok = ev.ret.is_some_and(|r| r == 0);
+        match ev.kind {
+            EventKind::FreezeBegin => {
+                if t.state == State::Unfrozen {
+                    t.state = State::Freezing;
+                }
+            }
+            EventKind::FreezeEnd if ok => {
+                t.summary.freezes += 1;
+                t.holders += 1;
+                if t.frozen_since.is_none() {
+                    t.frozen_since = Some(ev.ts_ns);
+                }
+                t.state = State::Frozen;
+            }
+            EventKind::FreezeEnd => {
+                t.summary.failed_freezes += 1;
+                let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
+                let why = if ev.level_before == Some(4) { " (it was already frozen)" } else { "" };
+                findings.push(finding(
+                    FindingKind::FreezeFailed,
+                    ev,
+                    format!("freeze of {} by {}[{}] failed: {err}{why}", where_(&ev.sb), ev.comm, ev.pid),
+                ));
+                t.state =
+                    if t.holders > 0 || ev.level_after == Some(4) { State::Frozen } else { State::Unfrozen };
+            }
+            EventKind::ThawBegin => {
+                if t.state == State::Frozen {
+                    t.state = State::Thawing;
+                    t.thawing_tid = Some(ev.tid);
+                }
+            }
+            EventKind::ThawEnd if ok => {
+                t.summary.thaws += 1;
+                t.thawing_tid = None;
+                t.holders = t.holders.saturating_sub(1);
+                // The kernel's level is the truth (nested holders, or a freeze we did not see).
+                let unfrozen = ev.level_after == Some(0) || (ev.level_after.is_none() && t.holders == 0);
+                if unfrozen {
+                    t.holders = 0;
+                    t.state = State::Unfrozen;
+                    if let Some(since) = t.frozen_since.take() {
+                        let d = ev.ts_ns.saturating_sub(since);
+                        t.summary.total_frozen_ns += d;
+                        t.summary.max_frozen_ns = t.summary.max_frozen_ns.max(d);
+                        if d > opts.long_freeze_ns {
+                            let mut f = finding(
+                                FindingKind::LongFreeze,
+                                ev,
+                                format!(
+                                    "{} stayed frozen for {} (threshold {})",
+                                    where_(&ev.sb),
+                                    ms(d),
+                                    ms(opts.long_freeze_ns)
+                                ),
+                            );
+                            f.ts_ns = since;
+                            f.duration_ns = Some(d);
+                            findings.push(f);
+                        }
+                    }
+                } else {
+                    t.state = State::Frozen;
+                }
+            }
+            EventKind::ThawEnd => {
+                t.thawing_tid = None;
+                if ev.level_before == Some(0) || t.state == State::Unfrozen {
+                    let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
+                    findings.push(finding(
+                        FindingKind::ThawWithoutFreeze,
+                        ev,
+                        format!(
+                            "{}[{}] thawed {}, which was not frozen ({err})",
+                            ev.comm,
+                            ev.pid,
+                            where_(&ev.sb)
+                        ),
+                    ));
+                }
+                if t.state == State::Thawing {
+                    t.state = State::Frozen;
+                }
+            }
+            EventKind::BlockWrite => {
+                // The kernel only reports writes at level 4; the level in the event decides.
+                if ev.level_after == Some(4) && t.state == State::Thawing && t.thawing_tid == Some(ev.tid) {
+                    // thaw_super runs ->unfreeze_fs before lowering the level; ext4 writes its
+                    // superblock there.
+                    findings.push(finding(
+                        FindingKind::Exempt,
+                        ev,
+                        format!(
+                            "{}[{}] wrote {} bytes to {} during its own thaw (unfreeze_fs writing the \
+                             superblock): not a slip",
+                            ev.comm,
+                            ev.pid,
+                            ev.block.as_ref().map_or(0, |b| b.bytes),
+                            where_(&ev.sb)
+                        ),
+                    ));
+                } else if ev.level_after == Some(4) {
+                    t.summary.slips += 1;
+                    let io = ev.block.as_ref();
+                    findings.push(finding(
+                        FindingKind::Slip,
+                        ev,
+                        format!(
+                            "{}[{}] wrote {} bytes at sector {} of block device {} while {} was frozen: \
+                             a write that bypassed the freeze gate",
+                            ev.comm,
+                            ev.pid,
+                            io.map_or(0, |b| b.bytes),
+                            io.map_or(0, |b| b.sector),
+                            io.map_or("?", |b| b.dev.as_str()),
+                            where_(&ev.sb)
+                        ),
+                    ));
+                }
+            }
+            EventKind::WriterBlocked => {
+                t.waiting.insert(ev.tid, ev.clone());
+            }
+            EventKind::WriterUnblocked => {
+                let start = t.waiting.remove(&ev.tid);
+                t.summary.blocked_writers += 1;
+                let begin = start.as_ref().map(|s| s.ts_ns).or(ev.begin_ts_ns).unwrap_or(ev.ts_ns);
+                let d = ev.ts_ns.saturating_sub(begin);
+                let mut f = finding(
+                    FindingKind::BlockedWriter,
+                    ev,
+                    format!(
+                        "{}[{}] waited {} at the {} gate of {}",
+                        ev.comm,
+                        ev.pid,
+                        ms(d),
+                        gate_name(ev.gate_level),
+                        where_(&ev.sb)
+                    ),
+                );
+                f.ts_ns = begin;
+                f.duration_ns = Some(d);
+                findings.push(f);
+            }
+        }
+    }
+
+    for t in tracks.values_mut() {
+        for (_, start) in t.waiting.drain() {
+            t.summary.blocked_writers += 1;
+            let d = end_ns.saturating_sub(start.ts_ns);
+            let mut f = finding(
+                FindingKind::BlockedWriter,
+                &start,
+                format!(
+                    "{}[{}] was still waiting at the {} gate of {} when recording ended ({} so far)",
+                    start.comm,
+                    start.pid,
+                    gate_name(start.gate_level),
+                    where_(&start.sb),
+                    ms(d)
+                ),
+            );
+            f.duration_ns = Some(d);
+            findings.push(f);
+        }
+        if let (Some(since), Some(sb)) = (t.frozen_since, t.summary.sb.clone()) {
+            let d = end_ns.saturating_sub(since);
+            t.summary.left_frozen = true;
+            t.summary.total_frozen_ns += d;
+            t.summary.max_frozen_ns = t.summary.max_frozen_ns.max(d);
+            findings.push(Finding {
+                kind: FindingKind::LeftFrozen,
+                severity: FindingKind::LeftFrozen.severity(),
+                ts_ns: since,
+                sb: sb.clone(),
+                pid: 0,
+                comm: String::new(),
+                hook: String::new(),
+                level: Some(4),
+                duration_ns: Some(d),
+                message: format!(
+                    "{} was still frozen when recording ended (frozen for {})",
+                    where_(&sb),
+                    ms(d)
+                ),
+            });
+        }
+    }
+    findings.sort_by_key(|f| f.ts_ns);
+    let summaries = tracks.into_iter().map(|(id, t)| (id, t.summary)).collect();
+    Analysis { findings, summaries }
+}
+
+fn gate_name(level: Option<u32>) -> &'static str {
+    match level {
+        Some(1) => "write",
+        Some(2) => "page-fault",
+        Some(3) => "fs-internal",
+        _ => "freeze",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{BlockIo, Hook};
+
+    fn sb(id: &str) -> Superblock {
+        Superblock {
+            id: id.into(),
+            dev: "7:0".into(),
+            fstype: "ext4".into(),
+            s_id: "loop0".into(),
+            uuid: "u".into(),
+            mountpoint: Some("/mnt".into()),
+        }
+    }
+
+    fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<i64>) -> Event {
+        Event {
+            kind,
+            hook: Hook::TracepointIoctl,
+            ts_ns: ts,
+            begin_ts_ns: None,
+            pid: 10,
+            tid: 10,
+            comm: "fsfreeze".into(),
+            sb: sb("0xa"),
+            level_before: Some(before),
+            level_after: Some(after),
+            holder: Some("userspace".into()),
+            ret,
+            error: ret.filter(|r| *r < 0).map(|r| crate::event::errno_name(-r)),
+            block: None,
+            gate_level: None,
+        }
+    }
+
+    fn freeze(ts: u64) -> [Event; 2] {
+        [ev(EventKind::FreezeBegin, ts, 0, 0, None), ev(EventKind::FreezeEnd, ts + 10, 0, 4, Some(0))]
+    }
+
+    fn thaw(ts: u64, after: u32) -> [Event; 2] {
+        [ev(EventKind::ThawBegin, ts, 4, 4, None), ev(EventKind::ThawEnd, ts + 10, 4, after, Some(0))]
+    }
+
+    fn block_write(ts: u64, level: u32) -> Event {
+        let mut e = ev(EventKind::BlockWrite, ts, level, level, None);
+        e.hook = Hook::TracepointBlockBioQueue;
+        e.comm = "dd".into();
+        e.pid = 77;
+        e.block = Some(BlockIo { dev: "7:0".into(), sector: 8, bytes: 4096 });
+        e
+    }
+
+    fn kinds(a: &Analysis) -> Vec<FindingKind> {
+        a.findings.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn a_clean_freeze_has_no_findings_and_is_summarised() {
+        let events: Vec<Event> = freeze(100).into_iter().chain(thaw(1_000_110, 0)).collect();
+        let a = analyze(&events, &Options::default(), None);
+        assert!(a.findings.is_empty(), "{:?}", a.findings);
+        let s = &a.summaries["0xa"];
+        assert_eq!((s.freezes, s.thaws, s.failed_freezes, s.slips, s.left_frozen), (1, 1, 0, 0, false));
+        // Frozen from the freeze's return (110) to the thaw's return (1_000_120).
+        assert_eq!(s.total_frozen_ns, 1_000_010);
+        assert_eq!(s.max_frozen_ns, 1_000_010);
+    }
+
+    #[test]
+    fn a_block_write_while_frozen_is_a_slip_naming_the_writer() {
+        let mut events: Vec<Event> = freeze(100).into();
+        events.push(block_write(500, 4));
+        events.extend(thaw(900, 0));
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::Slip]);
+        let f = &a.findings[0];
+        assert_eq!((f.severity, f.pid, f.comm.as_str(), f.level), (Severity::Error, 77, "dd", Some(4)));
+        assert_eq!(f.hook, "tracepoint:block:block_bio_queue");
+        assert!(
+            f.message.contains("dd[77] wrote 4096 bytes at sector 8 of block device 7:0"),
+            "{}",
+            f.message
+        );
+        assert_eq!(a.summaries["0xa"].slips, 1);
+    }
+
+    #[test]
+    fn the_thawing_tasks_own_write_is_exempt_but_another_tasks_is_a_slip() {
+        let mut events: Vec<Event> = freeze(100).into();
+        let [tb, te] = thaw(900, 0);
+        let mut own = block_write(905, 4);
+        own.tid = tb.tid;
+        own.comm = "fsfreeze".into();
+        let other = block_write(906, 4); // dd, another tid
+        events.extend([tb, own, other, te]);
+        let mut other_tid = events.clone();
+        other_tid.iter_mut().filter(|e| e.comm == "dd").for_each(|e| e.tid = 99);
+        let a = analyze(&other_tid, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::Exempt, FindingKind::Slip]);
+        assert!(a.findings[0].message.contains("during its own thaw"), "{}", a.findings[0].message);
+        assert_eq!(a.summaries["0xa"].slips, 1);
+    }
+
+    #[test]
+    fn a_write_during_freezing_is_not_a_slip() {
+        let events = vec![ev(EventKind::FreezeBegin, 100, 0, 0, None), block_write(105, 2)];
+        let a = analyze(&events, &Options::default(), Some(200));
+        assert_eq!(a.count(FindingKind::Slip), 0);
+    }
+
+    #[test]
+    fn out_of_order_events_are_sorted_before_the_state_machine_runs() {
+        let mut events: Vec<Event> = thaw(900, 0).into();
+        events.push(block_write(500, 4));
+        events.extend(freeze(100));
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::Slip]);
+        assert_eq!(a.summaries["0xa"].freezes, 1);
+        assert!(!a.summaries["0xa"].left_frozen);
+    }
+
+    #[test]
+    fn a_failed_freeze_of_a_frozen_fs_keeps_it_frozen() {
+        let mut events: Vec<Event> = freeze(100).into();
+        events.push(ev(EventKind::FreezeBegin, 200, 4, 4, None));
+        events.push(ev(EventKind::FreezeEnd, 210, 4, 4, Some(-16)));
+        events.push(block_write(300, 4));
+        events.extend(thaw(400, 0));
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::FreezeFailed, FindingKind::Slip]);
+        assert!(a.findings[0].message.contains("EBUSY (it was already frozen)"), "{}", a.findings[0].message);
+        assert_eq!(a.summaries["0xa"].failed_freezes, 1);
+    }
+
+    #[test]
+    fn nested_holders_keep_the_gate_closed_until_the_kernel_says_unfrozen() {
+        // Two holders (kernel + userspace): the first thaw leaves level 4.
+        let mut events: Vec<Event> = freeze(100).into();
+        events.extend(freeze(200));
+        events.extend(thaw(300, 4));
+        events.push(block_write(350, 4));
+        events.extend(thaw(400, 0));
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::Slip]);
+        let s = &a.summaries["0xa"];
+        assert_eq!((s.freezes, s.thaws), (2, 2));
+        assert_eq!(s.total_frozen_ns, 410 - 110, "one window, from the first freeze to the last thaw");
+    }
+
+    #[test]
+    fn a_thaw_of_an_unfrozen_fs_is_flagged() {
+        let events =
+            vec![ev(EventKind::ThawBegin, 10, 0, 0, None), ev(EventKind::ThawEnd, 20, 0, 0, Some(-22))];
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::ThawWithoutFreeze]);
+        assert!(a.findings[0].message.contains("EINVAL"));
+    }
+
+    #[test]
+    fn a_freeze_still_held_at_the_end_is_left_frozen() {
+        let a = analyze(&freeze(100), &Options::default(), Some(5_000));
+        assert_eq!(kinds(&a), [FindingKind::LeftFrozen]);
+        assert_eq!(a.findings[0].duration_ns, Some(5_000 - 110));
+        assert!(a.summaries["0xa"].left_frozen);
+    }
+
+    #[test]
+    fn a_long_freeze_is_flagged_over_the_threshold_only() {
+        let events: Vec<Event> = freeze(0).into_iter().chain(thaw(2_000, 0)).collect();
+        let short = analyze(&events, &Options { long_freeze_ns: 10_000 }, None);
+        assert!(short.findings.is_empty());
+        let long = analyze(&events, &Options { long_freeze_ns: 1_000 }, None);
+        assert_eq!(kinds(&long), [FindingKind::LongFreeze]);
+        assert_eq!(long.findings[0].duration_ns, Some(2_000));
+    }
+
+    #[test]
+    fn blocked_writers_are_reported_with_their_wait() {
+        let mut events: Vec<Event> = freeze(100).into();
+        let mut b = ev(EventKind::WriterBlocked, 200, 4, 4, None);
+        b.comm = "sh".into();
+        b.tid = 55;
+        b.gate_level = Some(1);
+        let mut u = b.clone();
+        u.kind = EventKind::WriterUnblocked;
+        u.ts_ns = 2_200;
+        u.ret = Some(0);
+        // A second writer that never unblocks before the end.
+        let mut still = b.clone();
+        still.tid = 56;
+        still.ts_ns = 300;
+        events.extend([b, still, u]);
+        let a = analyze(&events, &Options::default(), Some(10_000));
+        // Sorted by start: frozen since 110, waits from 200 and 300.
+        assert_eq!(
+            kinds(&a),
+            [FindingKind::LeftFrozen, FindingKind::BlockedWriter, FindingKind::BlockedWriter]
+        );
+        let done =
+            a.findings.iter().find(|f| f.kind == FindingKind::BlockedWriter && f.ts_ns == 200).expect("w1");
+        assert_eq!(done.duration_ns, Some(2_000));
+        assert!(done.message.contains("sh[10] waited 0.0 ms at the write gate"), "{}", done.message);
+        let open = a.findings.iter().find(|f| f.ts_ns == 300).expect("w2");
+        assert_eq!(open.duration_ns, Some(9_700));
+        assert!(open.message.contains("still waiting"));
+        assert_eq!(a.summaries["0xa"].blocked_writers, 2);
+        assert_eq!(a.count(FindingKind::Slip), 0);
+    }
+
+    #[test]
+    fn superblocks_are_tracked_independently() {
+        let mut events: Vec<Event> = freeze(100).into();
+        let mut other = block_write(500, 4);
+        other.sb = sb("0xb");
+        other.level_after = Some(0);
+        events.push(other);
+        events.extend(thaw(900, 0));
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(a.count(FindingKind::Slip), 0, "a write to an unfrozen superblock is no slip");
+        assert_eq!(a.summaries.len(), 2);
+    }
+}

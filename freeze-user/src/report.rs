@@ -1,0 +1,83 @@
+//! `freezewatch report`: the correlation of a trace, for people (text) and tools (JSON).
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    correlate::{self, Analysis, Severity},
+    trace::{Contents, Header},
+};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub analysis: Analysis,
+    /// Events that never reached the trace (from the footer); null when the trace has no footer.
+    pub lost_events: Option<u64>,
+    /// Whether the trace ends with a footer (a recorder that was killed leaves none).
+    pub complete: bool,
+}
+
+pub fn build(contents: &Contents, opts: &correlate::Options) -> Report {
+    let analysis = correlate::analyze(&contents.events, opts, contents.end_ns());
+    Report {
+        analysis,
+        lost_events: contents.footer.as_ref().map(|f| f.counters.lost()),
+        complete: contents.footer.is_some(),
+    }
+}
+
+fn secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
+pub fn human(report: &Report, header: Option<&Header>) -> String {
+    let mut s = String::new();
+    if let Some(h) = header {
+        let hooks: Vec<String> = h
+            .hooks
+            .iter()
+            .map(|k| format!("{}={}", k.feature, k.hook.as_deref().unwrap_or("none")))
+            .collect();
+        let _ = writeln!(s, "kernel {}; hooks: {}", h.kernel, hooks.join(", "));
+    }
+    let start = header.map(|h| h.started_monotonic_ns).unwrap_or(0);
+    let _ = writeln!(s, "\nsuperblocks ({}):", report.analysis.summaries.len());
+    for (id, sum) in &report.analysis.summaries {
+        let name = sum
+            .sb
+            .as_ref()
+            .map(|b| format!("{} {} {}", b.fstype, b.dev, b.mountpoint.as_deref().unwrap_or("?")))
+            .unwrap_or_else(|| id.clone());
+        let _ = writeln!(
+            s,
+            "  {name}: {} freezes ({} failed), {} thaws, frozen {} in total (longest {}), {} slips, \
+             {} blocked writers{}",
+            sum.freezes,
+            sum.failed_freezes,
+            sum.thaws,
+            secs(sum.total_frozen_ns),
+            secs(sum.max_frozen_ns),
+            sum.slips,
+            sum.blocked_writers,
+            if sum.left_frozen { ", LEFT FROZEN" } else { "" }
+        );
+    }
+    let _ = writeln!(s, "\nfindings ({}):", report.analysis.findings.len());
+    for f in &report.analysis.findings {
+        let sev = match f.severity {
+            Severity::Error => "ERROR",
+            Severity::Warning => "WARN ",
+            Severity::Info => "info ",
+        };
+        let kind =
+            serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let _ = writeln!(s, "  {sev} {kind:<20} +{:<9} {}", secs(f.ts_ns.saturating_sub(start)), f.message);
+    }
+    match (report.complete, report.lost_events) {
+        (true, Some(0)) => _ = writeln!(s, "\nno events lost"),
+        (true, Some(n)) => _ = writeln!(s, "\nWARNING: {n} events were lost; findings may be missing"),
+        _ => _ = writeln!(s, "\nWARNING: the trace has no footer (recording was cut short); losses unknown"),
+    }
+    s
+}

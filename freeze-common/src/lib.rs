@@ -24,7 +24,14 @@ pub mod kind {
     pub const WRITER_BLOCKED: u32 = 20;
     /// That wait ended; `begin_ts_ns` = when it started, `ret` = the lock's result.
     pub const WRITER_UNBLOCKED: u32 = 21;
+    /// A filesystem transaction started (or, for btrfs, committed) on a freezing or frozen
+    /// superblock. `arg` = caller address (0 if unknown), `flags` = fs-specific flags
+    /// (xfs `t_flags`, ext4 handle type).
+    pub const TXN_START: u32 = 30;
 }
+
+/// xfs `t_flags` bit: a transaction that does not take freeze protection (legitimate when frozen).
+pub const XFS_TRANS_NO_WRITECOUNT: u32 = 0x40;
 
 /// Which program produced an event (`RawEvent::hook`). Stable numbers.
 pub mod hook {
@@ -36,6 +43,12 @@ pub mod hook {
     pub const TP_BLOCK_BIO_QUEUE: u32 = 3;
     /// `lock:contention_begin` / `contention_end` on a superblock's `s_writers.rw_sem[]`.
     pub const TP_LOCK_CONTENTION: u32 = 4;
+    /// `ext4:ext4_journal_start_sb` / `ext4_journal_start_inode` (fire before ext4's frozen check).
+    pub const TP_EXT4_JOURNAL_START: u32 = 5;
+    /// `xfs:xfs_trans_alloc`.
+    pub const TP_XFS_TRANS_ALLOC: u32 = 6;
+    /// `btrfs:btrfs_transaction_commit` (btrfs has no transaction-start tracepoint).
+    pub const TP_BTRFS_COMMIT: u32 = 7;
 }
 
 /// `enum freeze_holder` bits as the kernel defines them (6.6+); 0 means unknown.
@@ -134,7 +147,8 @@ pub struct RawEvent {
     pub arg: u64,
     /// Block device (kernel dev_t encoding) for block-layer events, 0 otherwise.
     pub bdev: u32,
-    pub _pad: u32,
+    /// Kernel stack: id in the `STACKS` map + 1; 0 when none was taken.
+    pub stack_id: u32,
     pub sb: SbIdent,
 }
 
@@ -155,7 +169,7 @@ impl RawEvent {
             ret: 0,
             arg: 0,
             bdev: 0,
-            _pad: 0,
+            stack_id: 0,
             sb: SbIdent::zeroed(),
         }
     }

@@ -12,15 +12,15 @@
 #![no_main]
 
 use aya_ebpf::{
-    EbpfContext as _,
+    EbpfContext,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
         generated::{bpf_get_current_task, bpf_get_func_arg},
     },
     macros::{fentry, fexit, map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
-    programs::{FEntryContext, FExitContext, TracePointContext},
+    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{FEntryContext, FExitContext, TracePointContext, tracing::StackIdContext},
 };
 use freeze_common::{FIFREEZE, FITHAW, KernelOffsets, RawEvent, SbIdent, counter, holder, hook, kind, level};
 
@@ -49,6 +49,14 @@ static WATCHED_DEVS: HashMap<u32, u64> = HashMap::with_max_entries(256, 0);
 #[map]
 static BDEV_ALIAS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
 
+/// `sb->s_uuid` of watched superblocks → superblock (btrfs tracepoints name the fsid, which is it).
+#[map]
+static WATCHED_UUIDS: HashMap<[u8; 16], u64> = HashMap::with_max_entries(256, 0);
+
+/// Kernel stacks of events that can become findings (block writes, transaction starts).
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
+
 /// `&sb->s_writers.rw_sem[i]` of watched superblocks → (superblock, gate level i + 1).
 #[map]
 static GATE_LOCKS: HashMap<u64, GateLock> = HashMap::with_max_entries(768, 0);
@@ -69,6 +77,9 @@ struct GateLock {
 #[derive(Clone, Copy)]
 struct Waiting {
     sb: u64,
+    /// The gate semaphore waited on: only its contention_end ends the wait (the waiter may
+    /// contend other locks meanwhile, e.g. the semaphore's own waitqueue spinlock).
+    lock: u64,
     begin_ts_ns: u64,
     level: u32,
     _pad: u32,
@@ -193,6 +204,7 @@ struct Emit {
     ret: i64,
     arg: u64,
     bdev: u32,
+    stack_id: u32,
 }
 
 impl Emit {
@@ -211,6 +223,7 @@ impl Emit {
             ret: 0,
             arg: 0,
             bdev: 0,
+            stack_id: 0,
         }
     }
 }
@@ -239,6 +252,7 @@ fn emit(e: &Emit) {
     ev.ret = e.ret;
     ev.arg = e.arg;
     ev.bdev = e.bdev;
+    ev.stack_id = e.stack_id;
     fill_ident(e.sb, &mut ev.sb);
     entry.submit(0);
 }
@@ -305,9 +319,28 @@ fn gate_lock_addr(sb: u64, index: u64) -> u64 {
     sb + off!(sb_rw_sem) + index * off!(rw_sem_size)
 }
 
+/// Id + 1 of the current kernel stack in `STACKS`, 0 when it could not be taken.
+#[inline(always)]
+fn stack_of<C: StackIdContext>(ctx: &C) -> u32 {
+    match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id as u32 + 1,
+        Err(_) => 0,
+    }
+}
+
+#[inline(always)]
+fn sb_uuid(sb: u64) -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    let addr = sb + off!(sb_s_uuid);
+    // SAFETY: a fixed-size copy into an array of that size.
+    let _ = unsafe { bpf_probe_read_kernel_buf(addr as *const u8, &mut uuid) };
+    uuid
+}
+
 #[inline(always)]
 fn watch(sb: u64) {
     let mut ok = WATCHED_DEVS.insert(&sb_bdev(sb), &sb, 0).is_ok();
+    ok &= WATCHED_UUIDS.insert(&sb_uuid(sb), &sb, 0).is_ok();
     let mut i = 0u64;
     while i < 3 {
         let gate = GateLock { sb, level: i as u32 + 1, _pad: 0 };
@@ -322,6 +355,7 @@ fn watch(sb: u64) {
 #[inline(always)]
 fn unwatch(sb: u64) {
     let _ = WATCHED_DEVS.remove(&sb_bdev(sb));
+    let _ = WATCHED_UUIDS.remove(&sb_uuid(sb));
     let mut i = 0u64;
     while i < 3 {
         let _ = GATE_LOCKS.remove(&gate_lock_addr(sb, i));
@@ -412,7 +446,88 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     e.flags = unsafe { ctx.read_at::<u32>(BIO_NR_SECTOR) }.unwrap_or(0).saturating_mul(512);
     e.bdev = dev;
+    e.stack_id = stack_of(&ctx);
     emit(&e);
+    0
+}
+
+/// A transaction start on `sb` (looked up by the caller): emitted while freezing or frozen only.
+#[inline(always)]
+fn on_txn<C: StackIdContext>(ctx: &C, hook: u32, sb: u64, caller: u64, flags: u32) {
+    let level = read_level(sb);
+    if level == level::UNFROZEN || level == level::UNKNOWN {
+        return;
+    }
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let mut e = Emit::new(kind::TXN_START, hook, ts, sb);
+    e.level_before = level;
+    e.level_after = level;
+    e.arg = caller;
+    e.flags = flags;
+    e.stack_id = stack_of(ctx);
+    emit(&e);
+}
+
+#[inline(always)]
+fn watched_dev(dev: u32) -> Option<u64> {
+    // SAFETY: the value is copied out at once.
+    let sb = unsafe { WATCHED_DEVS.get(&dev) }.copied();
+    if sb.is_none() {
+        bump(counter::FILTERED);
+    }
+    sb
+}
+
+// ext4:ext4_journal_start_sb: dev 8, ip 16, type 36. ext4_journal_start_inode: dev 16, ip 24, type 44.
+#[tracepoint(category = "ext4", name = "ext4_journal_start_sb")]
+pub fn fw_ext4_journal_start_sb(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
+    let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+    if let Some(sb) = watched_dev(dev) {
+        // SAFETY: as above.
+        let (ip, ty) = unsafe { (ctx.read_at::<u64>(16).unwrap_or(0), ctx.read_at::<u32>(36).unwrap_or(0)) };
+        on_txn(&ctx, hook::TP_EXT4_JOURNAL_START, sb, ip, ty);
+    }
+    0
+}
+
+#[tracepoint(category = "ext4", name = "ext4_journal_start_inode")]
+pub fn fw_ext4_journal_start_inode(ctx: TracePointContext) -> u32 {
+    // SAFETY: as above.
+    let dev = unsafe { ctx.read_at::<u32>(16) }.unwrap_or(0);
+    if let Some(sb) = watched_dev(dev) {
+        // SAFETY: as above.
+        let (ip, ty) = unsafe { (ctx.read_at::<u64>(24).unwrap_or(0), ctx.read_at::<u32>(44).unwrap_or(0)) };
+        on_txn(&ctx, hook::TP_EXT4_JOURNAL_START, sb, ip, ty);
+    }
+    0
+}
+
+// xfs:xfs_trans_alloc: dev 8, flags 16, caller_ip 24.
+#[tracepoint(category = "xfs", name = "xfs_trans_alloc")]
+pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {
+    // SAFETY: as above.
+    let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+    if let Some(sb) = watched_dev(dev) {
+        // SAFETY: as above.
+        let (flags, ip) =
+            unsafe { (ctx.read_at::<u32>(16).unwrap_or(0), ctx.read_at::<u64>(24).unwrap_or(0)) };
+        on_txn(&ctx, hook::TP_XFS_TRANS_ALLOC, sb, ip, flags);
+    }
+    0
+}
+
+// btrfs:btrfs_transaction_commit: fsid[16] at 8.
+#[tracepoint(category = "btrfs", name = "btrfs_transaction_commit")]
+pub fn fw_btrfs_transaction_commit(ctx: TracePointContext) -> u32 {
+    // SAFETY: as above.
+    let fsid = unsafe { ctx.read_at::<[u8; 16]>(8) }.unwrap_or([0; 16]);
+    // SAFETY: the value is copied out at once.
+    match unsafe { WATCHED_UUIDS.get(&fsid) }.copied() {
+        Some(sb) => on_txn(&ctx, hook::TP_BTRFS_COMMIT, sb, 0, 0),
+        None => bump(counter::FILTERED),
+    }
     0
 }
 
@@ -432,7 +547,7 @@ pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let tid = bpf_get_current_pid_tgid() as u32;
-    let waiting = Waiting { sb: gate.sb, begin_ts_ns: ts, level: gate.level, _pad: 0 };
+    let waiting = Waiting { sb: gate.sb, lock, begin_ts_ns: ts, level: gate.level, _pad: 0 };
     if WAITING.insert(&tid, &waiting, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
@@ -452,6 +567,10 @@ pub fn fw_contention_end(ctx: TracePointContext) -> u32 {
     let Some(w) = (unsafe { WAITING.get(&tid) }).copied() else {
         return 0;
     };
+    // SAFETY: the offset is inside the tracepoint's record.
+    if unsafe { ctx.read_at::<u64>(LOCK_ADDR) }.unwrap_or(0) != w.lock {
+        return 0;
+    }
     let _ = WAITING.remove(&tid);
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };

@@ -61,6 +61,9 @@ pub struct Finding {
     pub duration_ns: Option<u64>,
     /// One sentence a person can read.
     pub message: String,
+    /// Kernel stack of the event behind the finding, innermost first, when one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<String>>,
 }
 
 /// Per-superblock totals.
@@ -139,7 +142,34 @@ fn finding(kind: FindingKind, ev: &Event, message: String) -> Finding {
         level: ev.level_after,
         duration_ns: None,
         message,
+        stack: ev.stack.clone(),
     }
+}
+
+/// Why a transaction start on a freezing or frozen superblock is legitimate, if it is.
+fn txn_exemption(ev: &Event, thawing_tid: Option<u32>) -> Option<String> {
+    let txn = ev.txn.as_ref();
+    let caller = txn.and_then(|t| t.caller.as_deref()).unwrap_or("");
+    if ev.level_after.is_some_and(|l| l < 4) {
+        return Some(format!(
+            "started inside freeze_super at level {} (the freeze's own sync), before the gate closed",
+            ev.level_after.unwrap_or(0)
+        ));
+    }
+    if thawing_tid == Some(ev.tid) {
+        return Some("started by the thawing task during its own thaw".into());
+    }
+    if ev.hook == crate::event::Hook::TracepointXfsTransAlloc {
+        if txn.is_some_and(|t| t.flags & freeze_common::XFS_TRANS_NO_WRITECOUNT != 0) {
+            return Some("xfs NO_WRITECOUNT transaction: it takes no freeze protection by design".into());
+        }
+        if caller.starts_with("xfs_trans_alloc_empty") {
+            return Some(
+                "xfs empty transaction (no log reservation: a read such as GETFSMAP or scrub)".into(),
+            );
+        }
+    }
+    None
 }
 
 fn ms(ns: u64) -> String {
@@ -286,6 +316,40 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
                     ));
                 }
             }
+            EventKind::TxnStart => {
+                let what = match ev.hook {
+                    crate::event::Hook::TracepointBtrfsCommit => "btrfs transaction commit",
+                    crate::event::Hook::TracepointXfsTransAlloc => "xfs transaction",
+                    _ => "ext4 journal handle",
+                };
+                let caller = ev
+                    .txn
+                    .as_ref()
+                    .and_then(|t| t.caller.clone())
+                    .map(|c| format!(" from {c}"))
+                    .unwrap_or_default();
+                match txn_exemption(ev, t.thawing_tid) {
+                    Some(reason) => findings.push(finding(
+                        FindingKind::Exempt,
+                        ev,
+                        format!("{what} by {}[{}]{caller} on {}: {reason}", ev.comm, ev.pid, where_(&ev.sb)),
+                    )),
+                    None => {
+                        t.summary.slips += 1;
+                        findings.push(finding(
+                            FindingKind::Slip,
+                            ev,
+                            format!(
+                                "{what} started by {}[{}]{caller} while {} was frozen: it modifies the filesystem \
+                                 behind the freeze",
+                                ev.comm,
+                                ev.pid,
+                                where_(&ev.sb)
+                            ),
+                        ));
+                    }
+                }
+            }
             EventKind::WriterBlocked => {
                 t.waiting.insert(ev.tid, ev.clone());
             }
@@ -352,6 +416,7 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
                     where_(&sb),
                     ms(d)
                 ),
+                stack: None,
             });
         }
     }
@@ -402,6 +467,8 @@ mod tests {
             error: ret.filter(|r| *r < 0).map(|r| crate::event::errno_name(-r)),
             block: None,
             gate_level: None,
+            txn: None,
+            stack: None,
         }
     }
 
@@ -471,6 +538,55 @@ mod tests {
         assert_eq!(kinds(&a), [FindingKind::Exempt, FindingKind::Slip]);
         assert!(a.findings[0].message.contains("during its own thaw"), "{}", a.findings[0].message);
         assert_eq!(a.summaries["0xa"].slips, 1);
+    }
+
+    fn txn(ts: u64, level: u32, hook: Hook, flags: u32, caller: &str) -> Event {
+        let mut e = ev(EventKind::TxnStart, ts, level, level, None);
+        e.hook = hook;
+        e.comm = "kworker/0:1".into();
+        e.tid = 300;
+        e.txn = Some(crate::event::Txn { flags, caller: Some(caller.into()) });
+        e.stack = Some(vec!["xfs_trans_alloc+0x10".into(), "xfs_create+0x99".into()]);
+        e
+    }
+
+    #[test]
+    fn transaction_starts_are_slips_unless_exempt() {
+        let mut events: Vec<Event> = freeze(100).into();
+        events.push(txn(150, 4, Hook::TracepointXfsTransAlloc, 0x04, "xfs_create+0x40"));
+        events.push(txn(160, 4, Hook::TracepointXfsTransAlloc, 0x40, "xfs_log_quiesce+0x1"));
+        events.push(txn(170, 4, Hook::TracepointXfsTransAlloc, 0, "xfs_trans_alloc_empty+0x20"));
+        events.push(txn(180, 4, Hook::TracepointBtrfsCommit, 0, ""));
+        events.extend(thaw(900, 0));
+        events.insert(1, txn(105, 2, Hook::TracepointExt4JournalStart, 1, "ext4_dirty_inode+0x3"));
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(
+            kinds(&a),
+            [
+                FindingKind::Exempt,
+                FindingKind::Slip,
+                FindingKind::Exempt,
+                FindingKind::Exempt,
+                FindingKind::Slip
+            ]
+        );
+        assert!(
+            a.findings[0].message.contains("inside freeze_super at level 2"),
+            "{}",
+            a.findings[0].message
+        );
+        let slip = &a.findings[1];
+        assert!(
+            slip.message.starts_with("xfs transaction started by kworker/0:1[10] from xfs_create+0x40"),
+            "{}",
+            slip.message
+        );
+        let stack = ["xfs_trans_alloc+0x10".to_owned(), "xfs_create+0x99".to_owned()];
+        assert_eq!(slip.stack.as_deref(), Some(&stack[..]));
+        assert!(a.findings[2].message.contains("NO_WRITECOUNT"));
+        assert!(a.findings[3].message.contains("empty transaction"));
+        assert!(a.findings[4].message.starts_with("btrfs transaction commit"));
+        assert_eq!(a.summaries["0xa"].slips, 2);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum EventKind {
     WriterBlocked,
     /// That wait ended.
     WriterUnblocked,
+    /// A filesystem transaction started (btrfs: committed) while freezing or frozen.
+    TxnStart,
 }
 
 impl EventKind {
@@ -27,6 +29,7 @@ impl EventKind {
             kind::BLOCK_WRITE => Self::BlockWrite,
             kind::WRITER_BLOCKED => Self::WriterBlocked,
             kind::WRITER_UNBLOCKED => Self::WriterUnblocked,
+            kind::TXN_START => Self::TxnStart,
             _ => return None,
         })
     }
@@ -52,6 +55,12 @@ pub enum Hook {
     /// `lock:contention_begin/end` on `s_writers.rw_sem[]`.
     #[serde(rename = "tracepoint:lock:contention")]
     TracepointLockContention,
+    #[serde(rename = "tracepoint:ext4:ext4_journal_start")]
+    TracepointExt4JournalStart,
+    #[serde(rename = "tracepoint:xfs:xfs_trans_alloc")]
+    TracepointXfsTransAlloc,
+    #[serde(rename = "tracepoint:btrfs:btrfs_transaction_commit")]
+    TracepointBtrfsCommit,
 }
 
 impl Hook {
@@ -61,6 +70,9 @@ impl Hook {
             hook::FENTRY_FREEZE => Self::FentryFreezeSuper,
             hook::TP_BLOCK_BIO_QUEUE => Self::TracepointBlockBioQueue,
             hook::TP_LOCK_CONTENTION => Self::TracepointLockContention,
+            hook::TP_EXT4_JOURNAL_START => Self::TracepointExt4JournalStart,
+            hook::TP_XFS_TRANS_ALLOC => Self::TracepointXfsTransAlloc,
+            hook::TP_BTRFS_COMMIT => Self::TracepointBtrfsCommit,
             _ => return None,
         })
     }
@@ -114,6 +126,23 @@ pub struct Event {
     /// writer_blocked / writer_unblocked: the gate level waited on (1 write, 2 page fault, 3 fs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_level: Option<u32>,
+    /// txn_start: the transaction's details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<Txn>,
+    /// Kernel stack, innermost frame first, symbolized from /proc/kallsyms (events that can
+    /// become findings: block writes and transaction starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<String>>,
+}
+
+/// A transaction start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Filesystem-specific flags: xfs `t_flags` (0x40 = NO_WRITECOUNT), ext4 handle type.
+    pub flags: u32,
+    /// The function that started it (symbolized caller address), when the tracepoint gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 /// A block-layer write.
@@ -192,6 +221,17 @@ fn level(raw: u32) -> Option<u32> {
     (raw != level::UNKNOWN).then_some(raw)
 }
 
+/// Copies a ring-buffer record into a `RawEvent`.
+pub fn raw_from_bytes(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
+    let want = std::mem::size_of::<RawEvent>();
+    if bytes.len() < want {
+        return Err(DecodeError::Size(bytes.len(), want));
+    }
+    // SAFETY: the length was checked above, RawEvent is plain integers (any bit pattern is
+    // valid), and read_unaligned does not require the ring buffer's alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
 impl Superblock {
     pub fn from_raw(sb: &SbIdent, mountpoint: Option<String>) -> Self {
         let (major, minor) = dev_parts(sb.dev);
@@ -212,14 +252,7 @@ impl Event {
         bytes: &[u8],
         mountpoint: impl FnOnce((u32, u32)) -> Option<String>,
     ) -> Result<Self, DecodeError> {
-        let want = std::mem::size_of::<RawEvent>();
-        if bytes.len() < want {
-            return Err(DecodeError::Size(bytes.len(), want));
-        }
-        // SAFETY: the length was checked above, RawEvent is plain integers (any bit pattern is
-        // valid), and read_unaligned does not require the ring buffer's alignment.
-        let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        Self::from_raw(&raw, mountpoint)
+        Self::from_raw(&raw_from_bytes(bytes)?, mountpoint)
     }
 
     pub fn from_raw(
@@ -236,6 +269,9 @@ impl Event {
         });
         let gate_level =
             matches!(kind, EventKind::WriterBlocked | EventKind::WriterUnblocked).then_some(raw.flags);
+        // The caller address is symbolized by the recorder, which has the kernel's symbols.
+        let txn = (kind == EventKind::TxnStart)
+            .then(|| Txn { flags: raw.flags, caller: (raw.arg != 0).then(|| format!("{:#x}", raw.arg)) });
         Ok(Self {
             kind,
             hook,
@@ -252,6 +288,8 @@ impl Event {
             error: ret.filter(|r| *r < 0).map(|r| errno_name(-r)),
             block,
             gate_level,
+            txn,
+            stack: None,
         })
     }
 }
@@ -345,6 +383,19 @@ mod tests {
         raw.ret = 0;
         let ev = Event::from_raw(&raw, |_| None).expect("decodes");
         assert_eq!((ev.gate_level, ev.ret, ev.block), (Some(1), Some(0), None));
+    }
+
+    #[test]
+    fn transaction_starts_carry_flags_and_caller() {
+        let mut raw = raw_freeze_end();
+        raw.kind = kind::TXN_START;
+        raw.hook = hook::TP_XFS_TRANS_ALLOC;
+        raw.flags = freeze_common::XFS_TRANS_NO_WRITECOUNT;
+        raw.arg = 0xffff_ffff_8120_0010;
+        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        assert_eq!(ev.hook, Hook::TracepointXfsTransAlloc);
+        assert_eq!(ev.txn, Some(Txn { flags: 0x40, caller: Some("0xffffffff81200010".into()) }));
+        assert_eq!((ev.ret, ev.stack), (None, None));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod correlate;
 pub mod doctor;
 pub mod event;
 pub mod kernel;
+pub mod ksyms;
 pub mod loader;
 pub mod mountinfo;
 pub mod offsets;

@@ -157,6 +157,44 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
             },
         ],
     },
+    TpFeature {
+        feature: "txn-ext4",
+        hook: "tracepoint:ext4:ext4_journal_start",
+        progs: &[
+            TpProg {
+                program: "fw_ext4_journal_start_sb",
+                category: "ext4",
+                tracepoint: "ext4_journal_start_sb",
+                fields: &[("dev", 8, 4), ("ip", 16, 8), ("type", 36, 4)],
+            },
+            TpProg {
+                program: "fw_ext4_journal_start_inode",
+                category: "ext4",
+                tracepoint: "ext4_journal_start_inode",
+                fields: &[("dev", 16, 4), ("ip", 24, 8), ("type", 44, 4)],
+            },
+        ],
+    },
+    TpFeature {
+        feature: "txn-xfs",
+        hook: "tracepoint:xfs:xfs_trans_alloc",
+        progs: &[TpProg {
+            program: "fw_xfs_trans_alloc",
+            category: "xfs",
+            tracepoint: "xfs_trans_alloc",
+            fields: &[("dev", 8, 4), ("flags", 16, 4), ("caller_ip", 24, 8)],
+        }],
+    },
+    TpFeature {
+        feature: "txn-btrfs",
+        hook: "tracepoint:btrfs:btrfs_transaction_commit",
+        progs: &[TpProg {
+            program: "fw_btrfs_transaction_commit",
+            category: "btrfs",
+            tracepoint: "btrfs_transaction_commit",
+            fields: &[("fsid", 8, 16)],
+        }],
+    },
 ];
 
 fn attach_tracepoint_feature(ebpf: &mut Ebpf, spec: &TpFeature) -> ActiveHook {
@@ -262,6 +300,15 @@ impl Loaded {
     /// Takes the eBPF log reader out (once); keep it alive as long as `self`.
     pub fn take_logger(&mut self) -> Option<Logger> {
         self.logger.take()
+    }
+
+    /// The kernel stack stored under `stack_id` (as carried in events: id + 1), innermost first.
+    pub fn stack(&self, stack_id: u32) -> Option<Vec<u64>> {
+        let id = stack_id.checked_sub(1)?;
+        let map = self.ebpf.map("STACKS")?;
+        let stacks = aya::maps::StackTraceMap::try_from(map).ok()?;
+        let trace = stacks.get(&id, 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).filter(|ip| *ip != 0).collect())
     }
 
     /// Sums the per-CPU counters.

@@ -14,8 +14,9 @@ use tokio::{
 
 use crate::{
     correlate,
-    event::Event,
+    event::{Event, raw_from_bytes},
     kernel,
+    ksyms::Ksyms,
     loader::Loaded,
     mountinfo::MountTable,
     trace::{EndReason, Footer, Header, Record, SummaryLine, TraceWriter},
@@ -49,14 +50,20 @@ struct Sink {
     mounts: MountTable,
     events: Vec<Event>,
     undecodable: u64,
+    /// Loaded on the first event that carries a stack or a caller address.
+    ksyms: Option<Ksyms>,
 }
 
 impl Sink {
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, loaded: &Loaded) -> Result<()> {
         while let Some(item) = ring.next() {
             let mounts = &mut self.mounts;
-            match Event::decode(&item, |dev| mounts.mountpoint_refreshing(dev)) {
-                Ok(ev) => {
+            let decoded = raw_from_bytes(&item).and_then(|raw| {
+                Event::from_raw(&raw, |dev| mounts.mountpoint_refreshing(dev)).map(|ev| (raw, ev))
+            });
+            match decoded {
+                Ok((raw, mut ev)) => {
+                    self.symbolize(&raw, &mut ev, loaded);
                     self.writer.write(&Record::Event(ev.clone())).context("writing the trace")?;
                     self.events.push(ev);
                 }
@@ -67,6 +74,21 @@ impl Sink {
             }
         }
         Ok(())
+    }
+
+    /// Names the stack frames and the transaction caller from /proc/kallsyms.
+    fn symbolize(&mut self, raw: &freeze_common::RawEvent, ev: &mut Event, loaded: &Loaded) {
+        let caller = ev.txn.as_ref().and_then(|_| (raw.arg != 0).then_some(raw.arg));
+        if raw.stack_id == 0 && caller.is_none() {
+            return;
+        }
+        let ksyms = self.ksyms.get_or_insert_with(Ksyms::load);
+        if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {
+            txn.caller = Some(ksyms.name(addr));
+        }
+        if let Some(frames) = loaded.stack(raw.stack_id) {
+            ev.stack = Some(frames.into_iter().map(|ip| ksyms.name(ip)).collect());
+        }
     }
 }
 
@@ -92,6 +114,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         mounts: MountTable::load(),
         events: Vec::new(),
         undecodable: 0,
+        ksyms: None,
     };
     loaded.refresh_btrfs_aliases(&sink.mounts.all());
     let started = Instant::now();
@@ -156,7 +179,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         tokio::select! {
             guard = ring_fd.readable_mut() => {
                 let mut guard = guard.context("polling the ring buffer")?;
-                sink.drain(guard.get_inner_mut())?;
+                sink.drain(guard.get_inner_mut(), &loaded)?;
                 guard.clear_ready();
             }
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
@@ -181,7 +204,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     };
     // Whatever the programs emitted before the stop is already in the ring buffer: take it all.
     ring = ring_fd.into_inner();
-    sink.drain(&mut ring)?;
+    sink.drain(&mut ring, &loaded)?;
 
     let (ended_by, command_exit) = match stop {
         Stop::Command(code) => (EndReason::Command, code),

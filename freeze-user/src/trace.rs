@@ -232,6 +232,8 @@ mod tests {
             error: None,
             block: None,
             gate_level: None,
+            txn: None,
+            stack: None,
         }
     }
 

@@ -28,6 +28,30 @@ pub mod kind {
     /// superblock. `arg` = caller address (0 if unknown), `flags` = fs-specific flags
     /// (xfs `t_flags`, ext4 handle type).
     pub const TXN_START: u32 = 30;
+    /// A mount call started: the record is a [`RawMount`] (source, target, fstype strings).
+    /// `flags` = [`mount_api`], `arg` = mount flags. For move_mount the superblock being
+    /// attached is resolved from `from_dfd` when `from_pathname` is empty.
+    pub const MOUNT_BEGIN: u32 = 40;
+    /// The mount call returned; `ret` holds the result.
+    pub const MOUNT_END: u32 = 41;
+}
+
+/// Which mount API a MOUNT_* event came from (`RawEvent::flags`).
+pub mod mount_api {
+    /// mount(2): new mounts, bind mounts, remounts.
+    pub const MOUNT: u32 = 1;
+    /// move_mount(2): attaching a mount made with fsmount(2) or open_tree(2).
+    pub const MOVE_MOUNT: u32 = 2;
+}
+
+/// A MOUNT_BEGIN record: the common event, then the user-supplied strings (NUL padded, cut to size).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawMount {
+    pub event: RawEvent,
+    pub source: [u8; 64],
+    pub target: [u8; 128],
+    pub fstype: [u8; 16],
 }
 
 /// xfs `t_flags` bit: a transaction that does not take freeze protection (legitimate when frozen).
@@ -49,6 +73,8 @@ pub mod hook {
     pub const TP_XFS_TRANS_ALLOC: u32 = 6;
     /// `btrfs:btrfs_transaction_commit` (btrfs has no transaction-start tracepoint).
     pub const TP_BTRFS_COMMIT: u32 = 7;
+    /// `syscalls:sys_{enter,exit}_mount` and `sys_{enter,exit}_move_mount`.
+    pub const TP_SYS_MOUNT: u32 = 8;
 }
 
 /// `enum freeze_holder` bits as the kernel defines them (6.6+); 0 means unknown.
@@ -246,6 +272,8 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RawEvent {}
+    // SAFETY: as above (a RawEvent followed by byte arrays; 376 bytes, no padding).
+    unsafe impl aya::Pod for super::RawMount {}
 }
 
 #[cfg(test)]
@@ -272,6 +300,15 @@ mod tests {
         assert_eq!(offset_of!(SbIdent, fstype), 16);
         assert_eq!(offset_of!(SbIdent, s_id), 32);
         assert_eq!(offset_of!(SbIdent, uuid), 64);
+    }
+
+    #[test]
+    fn raw_mount_is_an_event_then_strings() {
+        assert_eq!(offset_of!(RawMount, event), 0);
+        assert_eq!(offset_of!(RawMount, source), 168);
+        assert_eq!(offset_of!(RawMount, target), 232);
+        assert_eq!(offset_of!(RawMount, fstype), 360);
+        assert_eq!(size_of::<RawMount>(), 376);
     }
 
     #[test]

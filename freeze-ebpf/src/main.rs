@@ -15,14 +15,17 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task, bpf_get_func_arg},
     },
     macros::{fentry, fexit, map, tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{FEntryContext, FExitContext, TracePointContext, tracing::StackIdContext},
 };
-use freeze_common::{FIFREEZE, FITHAW, KernelOffsets, RawEvent, SbIdent, counter, holder, hook, kind, level};
+use freeze_common::{
+    FIFREEZE, FITHAW, KernelOffsets, RawEvent, RawMount, SbIdent, counter, holder, hook, kind, level,
+    mount_api,
+};
 
 /// Filled by user space before load (`EbpfLoader::set_global`); read-only for the programs.
 #[unsafe(no_mangle)]
@@ -236,7 +239,13 @@ fn emit(e: &Emit) {
     };
     entry.write(RawEvent::zeroed());
     // SAFETY: the entry was just initialised by the write above.
-    let ev = unsafe { entry.assume_init_mut() };
+    fill(unsafe { entry.assume_init_mut() }, e);
+    entry.submit(0);
+}
+
+/// Fills the common event fields; the task's ids and comm are read here.
+#[inline(always)]
+fn fill(ev: &mut RawEvent, e: &Emit) {
     let pid_tgid = bpf_get_current_pid_tgid();
     ev.kind = e.kind;
     ev.hook = e.hook;
@@ -254,6 +263,31 @@ fn emit(e: &Emit) {
     ev.bdev = e.bdev;
     ev.stack_id = e.stack_id;
     fill_ident(e.sb, &mut ev.sb);
+}
+
+/// A MOUNT_BEGIN record with the call's strings (user memory; unreadable ones stay empty).
+#[inline(always)]
+fn emit_mount(e: &Emit, source: u64, target: u64, fstype: u64) {
+    let Some(mut entry) = EVENTS.reserve::<RawMount>(0) else {
+        bump(counter::RINGBUF_FULL);
+        return;
+    };
+    entry.write(RawMount { event: RawEvent::zeroed(), source: [0; 64], target: [0; 128], fstype: [0; 16] });
+    // SAFETY: the entry was just initialised by the write above.
+    let m = unsafe { entry.assume_init_mut() };
+    fill(&mut m.event, e);
+    // SAFETY: the helper bounds each copy by the destination and fails instead of faulting.
+    unsafe {
+        if source != 0 {
+            let _ = bpf_probe_read_user_str_bytes(source as *const u8, &mut m.source);
+        }
+        if target != 0 {
+            let _ = bpf_probe_read_user_str_bytes(target as *const u8, &mut m.target);
+        }
+        if fstype != 0 {
+            let _ = bpf_probe_read_user_str_bytes(fstype as *const u8, &mut m.fstype);
+        }
+    }
     entry.submit(0);
 }
 
@@ -583,6 +617,94 @@ pub fn fw_contention_end(ctx: TracePointContext) -> u32 {
     // SAFETY: the offset is inside the tracepoint's record.
     e.ret = i64::from(unsafe { ctx.read_at::<i32>(LOCK_RET) }.unwrap_or(0));
     emit(&e);
+    0
+}
+
+/// Starts a pending MOUNT operation for this thread and emits its begin record.
+#[inline(always)]
+fn on_mount_begin(api: u32, sb: u64, flags: u64, source: u64, target: u64, fstype: u64) {
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let level = read_level(sb);
+    let pending = Pending {
+        sb,
+        begin_ts_ns: ts,
+        level_before: level,
+        begin_kind: kind::MOUNT_BEGIN,
+        holder: 0,
+        hook: hook::TP_SYS_MOUNT,
+    };
+    if PENDING.insert(&tid, &pending, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+    let mut e = Emit::new(kind::MOUNT_BEGIN, hook::TP_SYS_MOUNT, ts, sb);
+    e.level_before = level;
+    e.level_after = level;
+    e.flags = api;
+    e.arg = flags;
+    emit_mount(&e, source, target, fstype);
+}
+
+// syscalls:sys_enter_mount: dev_name 16, dir_name 24, type 32, flags 40.
+#[tracepoint(category = "syscalls", name = "sys_enter_mount")]
+pub fn fw_mount_enter(ctx: TracePointContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
+    let (source, target, fstype, flags) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(0),
+            ctx.read_at::<u64>(24).unwrap_or(0),
+            ctx.read_at::<u64>(32).unwrap_or(0),
+            ctx.read_at::<u64>(40).unwrap_or(0),
+        )
+    };
+    on_mount_begin(mount_api::MOUNT, 0, flags, source, target, fstype);
+    0
+}
+
+// syscalls:sys_enter_move_mount: from_dfd 16, from_pathname 24, to_pathname 40, flags 48.
+#[tracepoint(category = "syscalls", name = "sys_enter_move_mount")]
+pub fn fw_move_mount_enter(ctx: TracePointContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    let (from_dfd, from_path, to_path, flags) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(u64::MAX),
+            ctx.read_at::<u64>(24).unwrap_or(0),
+            ctx.read_at::<u64>(40).unwrap_or(0),
+            ctx.read_at::<u64>(48).unwrap_or(0),
+        )
+    };
+    // With an empty from_pathname (MOVE_MOUNT_F_EMPTY_PATH, how fsmount results are attached)
+    // from_dfd is the mount itself: its file's superblock is the one being attached.
+    let mut first = [0u8; 2];
+    // SAFETY: a bounded copy from user memory.
+    let empty = from_path == 0
+        || unsafe { bpf_probe_read_user_str_bytes(from_path as *const u8, &mut first) }
+            .map_or(true, |s| s.is_empty());
+    let sb = if empty { sb_from_fd(from_dfd as u32).unwrap_or(0) } else { 0 };
+    on_mount_begin(mount_api::MOVE_MOUNT, sb, flags, from_path, to_path, 0);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_mount")]
+pub fn fw_mount_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offset is inside the tracepoint's record.
+    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
+    on_end(hook::TP_SYS_MOUNT, ret);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_move_mount")]
+pub fn fw_move_mount_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offset is inside the tracepoint's record.
+    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
+    on_end(hook::TP_SYS_MOUNT, ret);
     0
 }
 

@@ -32,12 +32,14 @@ pub enum FindingKind {
     BlockedWriter,
     /// An event that looks like a slip but is legitimate; the message says why.
     Exempt,
+    /// A mount of a frozen filesystem (its device, a bind from it, or its fsmount) succeeded.
+    MountWhileFrozen,
 }
 
 impl FindingKind {
     pub fn severity(self) -> Severity {
         match self {
-            Self::Slip | Self::LeftFrozen => Severity::Error,
+            Self::Slip | Self::LeftFrozen | Self::MountWhileFrozen => Severity::Error,
             Self::FreezeFailed | Self::ThawWithoutFreeze | Self::LongFreeze => Severity::Warning,
             Self::BlockedWriter | Self::Exempt => Severity::Info,
         }
@@ -77,6 +79,7 @@ pub struct Summary {
     pub max_frozen_ns: u64,
     pub slips: u64,
     pub blocked_writers: u64,
+    pub mounts_while_frozen: u64,
     pub left_frozen: bool,
 }
 
@@ -191,6 +194,12 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
     let mut findings = Vec::new();
 
     for ev in order {
+        if matches!(ev.kind, EventKind::MountBegin | EventKind::MountEnd) {
+            if let Some(f) = mount_finding(ev, &mut tracks) {
+                findings.push(f);
+            }
+            continue;
+        }
         let t = tracks.entry(ev.sb.id.clone()).or_default();
         if t.summary.sb.is_none() || t.summary.sb.as_ref().is_some_and(|s| s.mountpoint.is_none()) {
             t.summary.sb = Some(ev.sb.clone());
@@ -353,6 +362,8 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
             EventKind::WriterBlocked => {
                 t.waiting.insert(ev.tid, ev.clone());
             }
+            // Handled before the superblock lookup (a mount(2) event names no superblock).
+            EventKind::MountBegin | EventKind::MountEnd => {}
             EventKind::WriterUnblocked => {
                 let start = t.waiting.remove(&ev.tid);
                 t.summary.blocked_writers += 1;
@@ -425,6 +436,48 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
     Analysis { findings, summaries }
 }
 
+/// A successful mount whose superblock is frozen (or freezing, or thawing) at that moment.
+fn mount_finding(ev: &Event, tracks: &mut BTreeMap<String, Track>) -> Option<Finding> {
+    if ev.kind != EventKind::MountEnd || ev.ret != Some(0) {
+        return None;
+    }
+    let call = ev.mount.as_ref()?;
+    // The kernel's superblock (move_mount of an fsmount fd), else the one mountinfo shows at the
+    // target afterwards (mount(2)).
+    let id = if ev.sb.id != "0x0" {
+        ev.sb.id.clone()
+    } else {
+        let dev = call.mounted_dev.as_ref()?;
+        tracks.iter().find(|(_, t)| t.summary.sb.as_ref().is_some_and(|s| &s.dev == dev))?.0.clone()
+    };
+    let t = tracks.get_mut(&id)?;
+    if t.state == State::Unfrozen {
+        return None;
+    }
+    t.summary.mounts_while_frozen += 1;
+    let sb = t.summary.sb.clone().unwrap_or_else(|| ev.sb.clone());
+    let what = if call.api == "move_mount" {
+        format!("move_mount to {}", call.target)
+    } else if call.flags & 4096 != 0 {
+        format!("bind mount of {} on {}", call.source, call.target)
+    } else {
+        format!("mount of {} on {}", call.source, call.target)
+    };
+    let mut f = finding(
+        FindingKind::MountWhileFrozen,
+        ev,
+        format!(
+            "{what} by {}[{}] landed while {} was frozen: the snapshot's source is exposed mid-snapshot",
+            ev.comm,
+            ev.pid,
+            where_(&sb)
+        ),
+    );
+    f.sb = sb;
+    f.level = Some(4);
+    Some(f)
+}
+
 fn gate_name(level: Option<u32>) -> &'static str {
     match level {
         Some(1) => "write",
@@ -468,6 +521,7 @@ mod tests {
             block: None,
             gate_level: None,
             txn: None,
+            mount: None,
             stack: None,
         }
     }
@@ -587,6 +641,43 @@ mod tests {
         assert!(a.findings[3].message.contains("empty transaction"));
         assert!(a.findings[4].message.starts_with("btrfs transaction commit"));
         assert_eq!(a.summaries["0xa"].slips, 2);
+    }
+
+    fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&str>, ret: i64) -> Event {
+        let mut e = ev(EventKind::MountEnd, ts, 0, 0, Some(ret));
+        e.hook = Hook::TracepointSysMount;
+        e.comm = "mount".into();
+        e.sb.id = sb_id.into();
+        e.mount = Some(crate::event::MountCall {
+            api: api.into(),
+            source: "/dev/loop0".into(),
+            target: "/mnt2".into(),
+            fstype: "ext4".into(),
+            flags: 0,
+            mounted_dev: mounted_dev.map(Into::into),
+        });
+        e
+    }
+
+    #[test]
+    fn a_mount_of_a_frozen_filesystem_is_flagged_by_device_or_superblock() {
+        let mut events: Vec<Event> = freeze(100).into();
+        events.push(mount_end(200, "mount", "0x0", Some("7:0"), 0)); // mount(2) of its device
+        events.push(mount_end(210, "move_mount", "0xa", None, 0)); // fsmount + move_mount
+        events.push(mount_end(220, "mount", "0x0", Some("8:1"), 0)); // another filesystem
+        events.push(mount_end(230, "mount", "0x0", Some("7:0"), -1)); // failed: nothing landed
+        events.extend(thaw(900, 0));
+        events.push(mount_end(1_000, "mount", "0x0", Some("7:0"), 0)); // after the thaw: fine
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::MountWhileFrozen, FindingKind::MountWhileFrozen]);
+        assert!(
+            a.findings[0]
+                .message
+                .starts_with("mount of /dev/loop0 on /mnt2 by mount[10] landed while ext4 7:0")
+        );
+        assert!(a.findings[1].message.starts_with("move_mount to /mnt2"));
+        assert_eq!(a.summaries["0xa"].mounts_while_frozen, 2);
+        assert!(!a.summaries.contains_key("0x0"), "mount(2) events create no phantom superblock");
     }
 
     #[test]

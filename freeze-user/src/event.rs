@@ -17,6 +17,10 @@ pub enum EventKind {
     WriterUnblocked,
     /// A filesystem transaction started (btrfs: committed) while freezing or frozen.
     TxnStart,
+    /// A mount call started (mount(2) or move_mount(2)); `mount` holds its arguments.
+    MountBegin,
+    /// It returned; `mount` repeats the arguments and says where it landed.
+    MountEnd,
 }
 
 impl EventKind {
@@ -30,13 +34,15 @@ impl EventKind {
             kind::WRITER_BLOCKED => Self::WriterBlocked,
             kind::WRITER_UNBLOCKED => Self::WriterUnblocked,
             kind::TXN_START => Self::TxnStart,
+            kind::MOUNT_BEGIN => Self::MountBegin,
+            kind::MOUNT_END => Self::MountEnd,
             _ => return None,
         })
     }
 
     /// Whether this kind closes an operation (and so carries a return value).
     pub fn is_end(self) -> bool {
-        matches!(self, Self::FreezeEnd | Self::ThawEnd | Self::WriterUnblocked)
+        matches!(self, Self::FreezeEnd | Self::ThawEnd | Self::WriterUnblocked | Self::MountEnd)
     }
 }
 
@@ -61,6 +67,9 @@ pub enum Hook {
     TracepointXfsTransAlloc,
     #[serde(rename = "tracepoint:btrfs:btrfs_transaction_commit")]
     TracepointBtrfsCommit,
+    /// `syscalls:sys_{enter,exit}_{mount,move_mount}`.
+    #[serde(rename = "tracepoint:syscalls:mount")]
+    TracepointSysMount,
 }
 
 impl Hook {
@@ -73,6 +82,7 @@ impl Hook {
             hook::TP_EXT4_JOURNAL_START => Self::TracepointExt4JournalStart,
             hook::TP_XFS_TRANS_ALLOC => Self::TracepointXfsTransAlloc,
             hook::TP_BTRFS_COMMIT => Self::TracepointBtrfsCommit,
+            hook::TP_SYS_MOUNT => Self::TracepointSysMount,
             _ => return None,
         })
     }
@@ -129,10 +139,33 @@ pub struct Event {
     /// txn_start: the transaction's details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn: Option<Txn>,
+    /// mount_begin / mount_end: the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountCall>,
     /// Kernel stack, innermost frame first, symbolized from /proc/kallsyms (events that can
     /// become findings: block writes and transaction starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<Vec<String>>,
+}
+
+/// A mount call. `sb` of the event is the superblock being attached when the kernel knows it
+/// (move_mount of an fsmount/open_tree fd); for mount(2) `mounted_dev` says where it landed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountCall {
+    /// "mount" or "move_mount".
+    pub api: String,
+    /// mount(2): the source (device, or directory for a bind); move_mount: from_pathname.
+    pub source: String,
+    /// mount(2): the target directory; move_mount: to_pathname.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fstype: String,
+    /// MS_* (mount) or MOVE_MOUNT_* (move_mount) flags.
+    pub flags: u64,
+    /// On a successful mount_end: `major:minor` of the superblock now mounted at `target`, from
+    /// mountinfo (the same number as a superblock's `dev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounted_dev: Option<String>,
 }
 
 /// A transaction start.
@@ -252,7 +285,21 @@ impl Event {
         bytes: &[u8],
         mountpoint: impl FnOnce((u32, u32)) -> Option<String>,
     ) -> Result<Self, DecodeError> {
-        Self::from_raw(&raw_from_bytes(bytes)?, mountpoint)
+        let mut ev = Self::from_raw(&raw_from_bytes(bytes)?, mountpoint)?;
+        ev.add_mount_strings(bytes);
+        Ok(ev)
+    }
+
+    /// A MOUNT_BEGIN record is a `RawMount`: reads its strings into `mount`.
+    pub fn add_mount_strings(&mut self, bytes: &[u8]) {
+        use freeze_common::RawMount;
+        let (Some(call), true) = (self.mount.as_mut(), bytes.len() >= std::mem::size_of::<RawMount>()) else {
+            return;
+        };
+        let field = |off: usize, len: usize| c_str(&bytes[off..off + len]);
+        call.source = field(std::mem::offset_of!(RawMount, source), 64);
+        call.target = field(std::mem::offset_of!(RawMount, target), 128);
+        call.fstype = field(std::mem::offset_of!(RawMount, fstype), 16);
     }
 
     pub fn from_raw(
@@ -270,6 +317,15 @@ impl Event {
         let gate_level =
             matches!(kind, EventKind::WriterBlocked | EventKind::WriterUnblocked).then_some(raw.flags);
         // The caller address is symbolized by the recorder, which has the kernel's symbols.
+        let mount = matches!(kind, EventKind::MountBegin | EventKind::MountEnd).then(|| MountCall {
+            api: if raw.flags == freeze_common::mount_api::MOVE_MOUNT { "move_mount" } else { "mount" }
+                .into(),
+            source: String::new(),
+            target: String::new(),
+            fstype: String::new(),
+            flags: raw.arg,
+            mounted_dev: None,
+        });
         let txn = (kind == EventKind::TxnStart)
             .then(|| Txn { flags: raw.flags, caller: (raw.arg != 0).then(|| format!("{:#x}", raw.arg)) });
         Ok(Self {
@@ -289,6 +345,7 @@ impl Event {
             block,
             gate_level,
             txn,
+            mount,
             stack: None,
         })
     }
@@ -396,6 +453,38 @@ mod tests {
         assert_eq!(ev.hook, Hook::TracepointXfsTransAlloc);
         assert_eq!(ev.txn, Some(Txn { flags: 0x40, caller: Some("0xffffffff81200010".into()) }));
         assert_eq!((ev.ret, ev.stack), (None, None));
+    }
+
+    #[test]
+    fn mount_records_carry_their_strings() {
+        let mut m = freeze_common::RawMount {
+            event: raw_freeze_end(),
+            source: [0; 64],
+            target: [0; 128],
+            fstype: [0; 16],
+        };
+        m.event.kind = kind::MOUNT_BEGIN;
+        m.event.hook = hook::TP_SYS_MOUNT;
+        m.event.flags = freeze_common::mount_api::MOUNT;
+        m.event.arg = 4096; // MS_BIND
+        m.source[..10].copy_from_slice(b"/dev/loop0");
+        m.target[..4].copy_from_slice(b"/mnt");
+        m.fstype[..4].copy_from_slice(b"ext4");
+        // SAFETY: RawMount is plain old data; viewing it as bytes is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&m as *const freeze_common::RawMount).cast::<u8>(),
+                size_of::<freeze_common::RawMount>(),
+            )
+        };
+        let ev = Event::decode(bytes, |_| None).expect("decodes");
+        let call = ev.mount.expect("mount call");
+        assert_eq!(
+            (call.api.as_str(), call.source.as_str(), call.target.as_str()),
+            ("mount", "/dev/loop0", "/mnt")
+        );
+        assert_eq!((call.fstype.as_str(), call.flags, call.mounted_dev), ("ext4", 4096, None));
+        assert_eq!(ev.ret, None);
     }
 
     #[test]

@@ -195,6 +195,41 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
             fields: &[("fsid", 8, 16)],
         }],
     },
+    TpFeature {
+        feature: "mounts",
+        hook: "tracepoint:syscalls:mount",
+        progs: &[
+            TpProg {
+                program: "fw_mount_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_mount",
+                fields: &[("dev_name", 16, 8), ("dir_name", 24, 8), ("type", 32, 8), ("flags", 40, 8)],
+            },
+            TpProg {
+                program: "fw_mount_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_mount",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_move_mount_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_move_mount",
+                fields: &[
+                    ("from_dfd", 16, 8),
+                    ("from_pathname", 24, 8),
+                    ("to_pathname", 40, 8),
+                    ("flags", 48, 8),
+                ],
+            },
+            TpProg {
+                program: "fw_move_mount_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_move_mount",
+                fields: &[("ret", 16, 8)],
+            },
+        ],
+    },
 ];
 
 fn attach_tracepoint_feature(ebpf: &mut Ebpf, spec: &TpFeature) -> ActiveHook {

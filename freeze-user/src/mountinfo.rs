@@ -52,6 +52,8 @@ pub fn parse(text: &str) -> Vec<Mount> {
 #[derive(Default)]
 pub struct MountTable {
     by_dev: HashMap<(u32, u32), Vec<Mount>>,
+    /// In mountinfo order: the last entry at a mountpoint is the one on top.
+    in_order: Vec<Mount>,
 }
 
 impl MountTable {
@@ -63,14 +65,19 @@ impl MountTable {
 
     pub fn from_mounts(mounts: Vec<Mount>) -> Self {
         let mut by_dev: HashMap<(u32, u32), Vec<Mount>> = HashMap::new();
-        for m in mounts {
-            by_dev.entry(m.dev).or_default().push(m);
+        for m in &mounts {
+            by_dev.entry(m.dev).or_default().push(m.clone());
         }
-        Self { by_dev }
+        Self { by_dev, in_order: mounts }
     }
 
     pub fn all(&self) -> Vec<Mount> {
-        self.by_dev.values().flatten().cloned().collect()
+        self.in_order.clone()
+    }
+
+    /// The device of the mount on top at `mountpoint`.
+    pub fn dev_at(&self, mountpoint: &str) -> Option<(u32, u32)> {
+        self.in_order.iter().rev().find(|m| m.mountpoint == mountpoint).map(|m| m.dev)
     }
 
     pub fn refresh(&mut self) {
@@ -122,5 +129,7 @@ garbage line without separator
         assert_eq!(t.mountpoint((7, 0)), Some("/tmp/fw test/mnt"));
         assert_eq!(t.mountpoint((0, 55)), Some("/tmp/b"));
         assert_eq!(t.mountpoint((9, 9)), None);
+        assert_eq!(t.dev_at("/tmp/b"), Some((0, 55)));
+        assert_eq!(t.dev_at("/nowhere"), None);
     }
 }

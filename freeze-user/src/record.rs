@@ -1,5 +1,6 @@
 //! `freezewatch record`: attach, stream events as NDJSON, stop on command exit, duration or signal.
 use std::{
+    collections::HashMap,
     io::Write,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -14,7 +15,7 @@ use tokio::{
 
 use crate::{
     correlate,
-    event::{Event, raw_from_bytes},
+    event::{Event, EventKind, MountCall, raw_from_bytes},
     kernel,
     ksyms::Ksyms,
     loader::Loaded,
@@ -52,6 +53,8 @@ struct Sink {
     undecodable: u64,
     /// Loaded on the first event that carries a stack or a caller address.
     ksyms: Option<Ksyms>,
+    /// Mount calls in progress, by thread: their end event repeats them.
+    mount_calls: HashMap<u32, MountCall>,
 }
 
 impl Sink {
@@ -63,7 +66,9 @@ impl Sink {
             });
             match decoded {
                 Ok((raw, mut ev)) => {
+                    ev.add_mount_strings(&item);
                     self.symbolize(&raw, &mut ev, loaded);
+                    self.complete_mount(&mut ev);
                     self.writer.write(&Record::Event(ev.clone())).context("writing the trace")?;
                     self.events.push(ev);
                 }
@@ -74,6 +79,29 @@ impl Sink {
             }
         }
         Ok(())
+    }
+
+    /// A mount_end repeats its begin's call, and says which device is now mounted at the target.
+    fn complete_mount(&mut self, ev: &mut Event) {
+        match ev.kind {
+            EventKind::MountBegin => {
+                if let Some(call) = &ev.mount {
+                    self.mount_calls.insert(ev.tid, call.clone());
+                }
+            }
+            EventKind::MountEnd => {
+                let Some(mut call) = self.mount_calls.remove(&ev.tid) else { return };
+                if ev.ret == Some(0) && call.target.starts_with('/') {
+                    let target = std::fs::canonicalize(&call.target)
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| call.target.clone());
+                    self.mounts.refresh();
+                    call.mounted_dev = self.mounts.dev_at(&target).map(|(ma, mi)| format!("{ma}:{mi}"));
+                }
+                ev.mount = Some(call);
+            }
+            _ => {}
+        }
     }
 
     /// Names the stack frames and the transaction caller from /proc/kallsyms.
@@ -115,6 +143,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         events: Vec::new(),
         undecodable: 0,
         ksyms: None,
+        mount_calls: HashMap::new(),
     };
     loaded.refresh_btrfs_aliases(&sink.mounts.all());
     let started = Instant::now();

@@ -233,6 +233,7 @@ mod tests {
             block: None,
             gate_level: None,
             txn: None,
+            mount: None,
             stack: None,
         }
     }

@@ -187,6 +187,23 @@ impl Drop for LoopFs {
     }
 }
 
+/// Extra mounts a test makes (on top of its `LoopFs`es): thaws `thaw` first, then unmounts every
+/// path in Drop, also when the test fails half-way.
+pub struct ExtraMounts {
+    pub thaw: PathBuf,
+    pub paths: Vec<PathBuf>,
+}
+
+impl Drop for ExtraMounts {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.thaw).stderr(Stdio::null()).status();
+        for p in self.paths.iter().rev() {
+            // A path may hold several mounts (or none, if the test never got that far).
+            while Command::new("umount").arg(p).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {}
+        }
+    }
+}
+
 /// A freeze taken by the test itself; thawed in Drop.
 pub struct Frozen<'a> {
     fs: &'a LoopFs,

@@ -34,6 +34,9 @@ pub mod kind {
     pub const MOUNT_BEGIN: u32 = 40;
     /// The mount call returned; `ret` holds the result.
     pub const MOUNT_END: u32 = 41;
+    /// A write syscall to a regular file completed (`ret` > 0 bytes) while its superblock was
+    /// still at level COMPLETE: the write went past the gate. `arg` = bytes written.
+    pub const WRITE_DONE: u32 = 50;
 }
 
 /// Which mount API a MOUNT_* event came from (`RawEvent::flags`).
@@ -75,6 +78,10 @@ pub mod hook {
     pub const TP_BTRFS_COMMIT: u32 = 7;
     /// `syscalls:sys_{enter,exit}_mount` and `sys_{enter,exit}_move_mount`.
     pub const TP_SYS_MOUNT: u32 = 8;
+    /// `syscalls:sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}`.
+    pub const TP_SYS_WRITE: u32 = 9;
+    /// Number of hook ids (size of the per-hook hit counters).
+    pub const COUNT: u32 = 16;
 }
 
 /// `enum freeze_holder` bits as the kernel defines them (6.6+); 0 means unknown.
@@ -234,7 +241,8 @@ pub struct KernelOffsets {
     pub sb_rw_sem: u32,
     /// `sizeof(struct percpu_rw_semaphore)`: the stride of `rw_sem[]`.
     pub rw_sem_size: u32,
-    pub _pad: u32,
+    /// `inode.i_mode` (umode_t, 2 bytes).
+    pub inode_i_mode: u32,
 }
 
 impl KernelOffsets {
@@ -260,7 +268,7 @@ impl KernelOffsets {
             bdev_bd_dev: 0,
             sb_rw_sem: 0,
             rw_sem_size: 0,
-            _pad: 0,
+            inode_i_mode: 0,
         }
     }
 }

@@ -19,7 +19,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_task, bpf_get_func_arg},
     },
     macros::{fentry, fexit, map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{FEntryContext, FExitContext, TracePointContext, tracing::StackIdContext},
 };
 use freeze_common::{
@@ -55,6 +55,19 @@ static BDEV_ALIAS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
 /// `sb->s_uuid` of watched superblocks → superblock (btrfs tracepoints name the fsid, which is it).
 #[map]
 static WATCHED_UUIDS: HashMap<[u8; 16], u64> = HashMap::with_max_entries(256, 0);
+
+/// Write syscalls in flight on a watched superblock's regular file, by thread id → superblock.
+#[map]
+static WRITING: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
+
+/// Slot 0 becomes 1 at the first freeze of this recording and stays so: until then write
+/// syscalls cost one array lookup, not an fd-to-superblock walk.
+#[map]
+static ANY_FREEZE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Hits per hook id (`freeze_common::hook`), per CPU.
+#[map]
+static HOOK_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::COUNT, 0);
 
 /// Kernel stacks of events that can become findings (block writes, transaction starts).
 #[map]
@@ -116,6 +129,14 @@ fn bump(slot: u32) {
 }
 
 #[inline(always)]
+fn hit(hook: u32) {
+    if let Some(p) = HOOK_HITS.get_ptr_mut(hook) {
+        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
 fn read_u64(addr: u64) -> Result<u64, i32> {
     // SAFETY: bpf_probe_read_kernel validates the address and fails instead of faulting.
     unsafe { bpf_probe_read_kernel(addr as *const u64) }
@@ -127,9 +148,9 @@ fn read_u32(addr: u64) -> Result<u32, i32> {
     unsafe { bpf_probe_read_kernel(addr as *const u32) }
 }
 
-/// `current->files->fdt->fd[fd]->f_inode->i_sb`, or an error if any step fails.
+/// `current->files->fdt->fd[fd]->f_inode`, or an error if any step fails.
 #[inline(always)]
-fn sb_from_fd(fd: u32) -> Result<u64, i32> {
+fn inode_from_fd(fd: u32) -> Result<u64, i32> {
     // SAFETY: the helper has no preconditions; it returns the current task's address.
     let task = unsafe { bpf_get_current_task() };
     let files = read_u64(task + off!(task_files))?;
@@ -140,8 +161,13 @@ fn sb_from_fd(fd: u32) -> Result<u64, i32> {
     }
     let fd_array = read_u64(fdt + off!(fdtable_fd))?;
     let file = read_u64(fd_array + (fd as u64) * 8)?;
-    let inode = read_u64(file + off!(file_f_inode))?;
-    let sb = read_u64(inode + off!(inode_i_sb))?;
+    read_u64(file + off!(file_f_inode))
+}
+
+/// The superblock of the file behind `fd`.
+#[inline(always)]
+fn sb_from_fd(fd: u32) -> Result<u64, i32> {
+    let sb = read_u64(inode_from_fd(fd)? + off!(inode_i_sb))?;
     if sb == 0 { Err(-2) } else { Ok(sb) }
 }
 
@@ -373,6 +399,10 @@ fn sb_uuid(sb: u64) -> [u8; 16] {
 
 #[inline(always)]
 fn watch(sb: u64) {
+    if let Some(p) = ANY_FREEZE.get_ptr_mut(0) {
+        // SAFETY: the pointer comes from the map lookup; a racing store writes the same value.
+        unsafe { *p = 1 };
+    }
     let mut ok = WATCHED_DEVS.insert(&sb_bdev(sb), &sb, 0).is_ok();
     ok &= WATCHED_UUIDS.insert(&sb_uuid(sb), &sb, 0).is_ok();
     let mut i = 0u64;
@@ -416,6 +446,7 @@ pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
         _ => return 0,
     };
     bump(counter::IOCTL_SEEN);
+    hit(hook::TP_IOCTL);
     // SAFETY: as above.
     let fd = unsafe { ctx.read_at::<u64>(IOCTL_FD) }.unwrap_or(u64::MAX) as u32;
     let sb = match sb_from_fd(fd) {
@@ -447,6 +478,7 @@ const BIO_RWBS: usize = 28;
 
 #[tracepoint(category = "block", name = "block_bio_queue")]
 pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_BLOCK_BIO_QUEUE);
     // SAFETY: the offsets are inside the tracepoint's record.
     let dev = unsafe { ctx.read_at::<u32>(BIO_DEV) }.unwrap_or(0);
     // SAFETY: the key is a plain u32 and the value is copied out at once.
@@ -516,6 +548,7 @@ fn watched_dev(dev: u32) -> Option<u64> {
 // ext4:ext4_journal_start_sb: dev 8, ip 16, type 36. ext4_journal_start_inode: dev 16, ip 24, type 44.
 #[tracepoint(category = "ext4", name = "ext4_journal_start_sb")]
 pub fn fw_ext4_journal_start_sb(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_EXT4_JOURNAL_START);
     // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
     let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
     if let Some(sb) = watched_dev(dev) {
@@ -528,6 +561,7 @@ pub fn fw_ext4_journal_start_sb(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "ext4", name = "ext4_journal_start_inode")]
 pub fn fw_ext4_journal_start_inode(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_EXT4_JOURNAL_START);
     // SAFETY: as above.
     let dev = unsafe { ctx.read_at::<u32>(16) }.unwrap_or(0);
     if let Some(sb) = watched_dev(dev) {
@@ -541,6 +575,7 @@ pub fn fw_ext4_journal_start_inode(ctx: TracePointContext) -> u32 {
 // xfs:xfs_trans_alloc: dev 8, flags 16, caller_ip 24.
 #[tracepoint(category = "xfs", name = "xfs_trans_alloc")]
 pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_XFS_TRANS_ALLOC);
     // SAFETY: as above.
     let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
     if let Some(sb) = watched_dev(dev) {
@@ -555,6 +590,7 @@ pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {
 // btrfs:btrfs_transaction_commit: fsid[16] at 8.
 #[tracepoint(category = "btrfs", name = "btrfs_transaction_commit")]
 pub fn fw_btrfs_transaction_commit(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_BTRFS_COMMIT);
     // SAFETY: as above.
     let fsid = unsafe { ctx.read_at::<[u8; 16]>(8) }.unwrap_or([0; 16]);
     // SAFETY: the value is copied out at once.
@@ -571,6 +607,7 @@ const LOCK_RET: usize = 16;
 
 #[tracepoint(category = "lock", name = "contention_begin")]
 pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_LOCK_CONTENTION);
     // SAFETY: the offset is inside the tracepoint's record.
     let lock = unsafe { ctx.read_at::<u64>(LOCK_ADDR) }.unwrap_or(0);
     // SAFETY: the value is copied out at once.
@@ -649,6 +686,7 @@ fn on_mount_begin(api: u32, sb: u64, flags: u64, source: u64, target: u64, fstyp
 // syscalls:sys_enter_mount: dev_name 16, dir_name 24, type 32, flags 40.
 #[tracepoint(category = "syscalls", name = "sys_enter_mount")]
 pub fn fw_mount_enter(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_SYS_MOUNT);
     if off!(valid) == 0 {
         return 0;
     }
@@ -668,6 +706,7 @@ pub fn fw_mount_enter(ctx: TracePointContext) -> u32 {
 // syscalls:sys_enter_move_mount: from_dfd 16, from_pathname 24, to_pathname 40, flags 48.
 #[tracepoint(category = "syscalls", name = "sys_enter_move_mount")]
 pub fn fw_move_mount_enter(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_SYS_MOUNT);
     if off!(valid) == 0 {
         return 0;
     }
@@ -708,6 +747,83 @@ pub fn fw_move_mount_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+const S_IFMT: u16 = 0o170000;
+const S_IFREG: u16 = 0o100000;
+
+/// A write syscall's fd: remembered when it is a regular file on a watched superblock.
+#[inline(always)]
+fn on_write_enter(ctx: &TracePointContext) -> u32 {
+    if ANY_FREEZE.get(0).copied().unwrap_or(0) == 0 {
+        return 0;
+    }
+    hit(hook::TP_SYS_WRITE);
+    // SAFETY: the offset is inside the tracepoint's record (checked by user space).
+    let fd = unsafe { ctx.read_at::<u64>(IOCTL_FD) }.unwrap_or(u64::MAX) as u32;
+    let Ok(inode) = inode_from_fd(fd) else { return 0 };
+    let mode_addr = inode + off!(inode_i_mode);
+    // SAFETY: as read_u64.
+    let mode = unsafe { bpf_probe_read_kernel(mode_addr as *const u16) }.unwrap_or(0);
+    if mode & S_IFMT != S_IFREG {
+        return 0;
+    }
+    let Ok(sb) = read_u64(inode + off!(inode_i_sb)) else { return 0 };
+    // Watched: its block device maps back to this very superblock.
+    // SAFETY: the value is copied out at once.
+    if unsafe { WATCHED_DEVS.get(&sb_bdev(sb)) }.copied() != Some(sb) {
+        bump(counter::FILTERED);
+        return 0;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if WRITING.insert(&tid, &sb, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+    0
+}
+
+#[inline(always)]
+fn on_write_exit(ctx: &TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(sb) = unsafe { WRITING.get(&tid) }.copied() else { return 0 };
+    let _ = WRITING.remove(&tid);
+    // SAFETY: the offset is inside the tracepoint's record.
+    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
+    let level = read_level(sb);
+    if ret <= 0 || level != level::COMPLETE {
+        return 0;
+    }
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let mut e = Emit::new(kind::WRITE_DONE, hook::TP_SYS_WRITE, ts, sb);
+    e.level_before = level;
+    e.level_after = level;
+    e.arg = ret as u64;
+    e.ret = ret;
+    e.stack_id = stack_of(ctx);
+    emit(&e);
+    0
+}
+
+macro_rules! write_syscall {
+    ($enter:ident, $exit:ident, $tp_enter:literal, $tp_exit:literal) => {
+        #[tracepoint(category = "syscalls", name = $tp_enter)]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            on_write_enter(&ctx)
+        }
+
+        #[tracepoint(category = "syscalls", name = $tp_exit)]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            on_write_exit(&ctx)
+        }
+    };
+}
+
+write_syscall!(fw_write_enter, fw_write_exit, "sys_enter_write", "sys_exit_write");
+write_syscall!(fw_pwrite64_enter, fw_pwrite64_exit, "sys_enter_pwrite64", "sys_exit_pwrite64");
+write_syscall!(fw_writev_enter, fw_writev_exit, "sys_enter_writev", "sys_exit_writev");
+write_syscall!(fw_pwritev_enter, fw_pwritev_exit, "sys_enter_pwritev", "sys_exit_pwritev");
+write_syscall!(fw_pwritev2_enter, fw_pwritev2_exit, "sys_enter_pwritev2", "sys_exit_pwritev2");
+
 /// The holder (`enum freeze_holder who`, argument 1) exists from 6.6 on; before that it is unknown.
 #[inline(always)]
 fn holder_arg(ctx: *mut core::ffi::c_void) -> u32 {
@@ -728,6 +844,7 @@ pub fn fw_freeze_super_entry(ctx: FEntryContext) -> u32 {
         return 0;
     }
     bump(counter::FENTRY_SEEN);
+    hit(hook::FENTRY_FREEZE);
     let sb: u64 = ctx.arg(0);
     on_begin(kind::FREEZE_BEGIN, hook::FENTRY_FREEZE, sb, holder_arg(ctx.as_ptr()));
     0
@@ -746,6 +863,7 @@ pub fn fw_thaw_super_entry(ctx: FEntryContext) -> u32 {
         return 0;
     }
     bump(counter::FENTRY_SEEN);
+    hit(hook::FENTRY_FREEZE);
     let sb: u64 = ctx.arg(0);
     on_begin(kind::THAW_BEGIN, hook::FENTRY_FREEZE, sb, holder_arg(ctx.as_ptr()));
     0

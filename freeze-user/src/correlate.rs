@@ -155,7 +155,7 @@ fn txn_exemption(ev: &Event, thawing_tid: Option<u32>) -> Option<String> {
     let caller = txn.and_then(|t| t.caller.as_deref()).unwrap_or("");
     if ev.level_after.is_some_and(|l| l < 4) {
         return Some(format!(
-            "started inside freeze_super at level {} (the freeze's own sync), before the gate closed",
+            "started at level {} while freeze_super was still draining and syncing, before the gate closed",
             ev.level_after.unwrap_or(0)
         ));
     }
@@ -298,8 +298,8 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
                         FindingKind::Exempt,
                         ev,
                         format!(
-                            "{}[{}] wrote {} bytes to {} during its own thaw (unfreeze_fs writing the \
-                             superblock): not a slip",
+                            "{}[{}] wrote {} bytes to {}: written during its own thaw (unfreeze_fs writing \
+                             the superblock before the level drops)",
                             ev.comm,
                             ev.pid,
                             ev.block.as_ref().map_or(0, |b| b.bytes),
@@ -361,6 +361,24 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
             }
             EventKind::WriterBlocked => {
                 t.waiting.insert(ev.tid, ev.clone());
+            }
+            EventKind::WriteDone => {
+                // The kernel only reports writes that returned while the level was COMPLETE.
+                if ev.level_after == Some(4) {
+                    t.summary.slips += 1;
+                    findings.push(finding(
+                        FindingKind::Slip,
+                        ev,
+                        format!(
+                            "{}[{}] completed a {}-byte write to a regular file on {} while it was frozen: \
+                             the write went past the gate",
+                            ev.comm,
+                            ev.pid,
+                            ev.ret.unwrap_or(0),
+                            where_(&ev.sb)
+                        ),
+                    ));
+                }
             }
             // Handled before the superblock lookup (a mount(2) event names no superblock).
             EventKind::MountBegin | EventKind::MountEnd => {}
@@ -625,7 +643,7 @@ mod tests {
             ]
         );
         assert!(
-            a.findings[0].message.contains("inside freeze_super at level 2"),
+            a.findings[0].message.contains("started at level 2 while freeze_super"),
             "{}",
             a.findings[0].message
         );
@@ -678,6 +696,24 @@ mod tests {
         assert!(a.findings[1].message.starts_with("move_mount to /mnt2"));
         assert_eq!(a.summaries["0xa"].mounts_while_frozen, 2);
         assert!(!a.summaries.contains_key("0x0"), "mount(2) events create no phantom superblock");
+    }
+
+    #[test]
+    fn a_write_that_completes_while_frozen_is_a_slip() {
+        let mut events: Vec<Event> = freeze(100).into();
+        let mut w = ev(EventKind::WriteDone, 500, 4, 4, Some(4096));
+        w.hook = Hook::TracepointSysWrite;
+        w.comm = "writer".into();
+        events.push(w);
+        events.extend(thaw(900, 0));
+        let a = analyze(&events, &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::Slip]);
+        assert!(
+            a.findings[0].message.starts_with("writer[10] completed a 4096-byte write"),
+            "{}",
+            a.findings[0].message
+        );
+        assert_eq!(a.findings[0].hook, "tracepoint:syscalls:write");
     }
 
     #[test]

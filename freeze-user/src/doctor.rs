@@ -56,6 +56,7 @@ mod freeze_common_offsets {
                     ("block_device.bd_dev", o.bdev_bd_dev),
                     ("super_block.s_writers.rw_sem", o.sb_rw_sem),
                     ("percpu_rw_semaphore(size)", o.rw_sem_size),
+                    ("inode.i_mode", o.inode_i_mode),
                 ]
                 .into_iter()
                 .collect(),

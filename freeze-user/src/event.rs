@@ -21,6 +21,8 @@ pub enum EventKind {
     MountBegin,
     /// It returned; `mount` repeats the arguments and says where it landed.
     MountEnd,
+    /// A write syscall to a regular file completed while its filesystem was frozen.
+    WriteDone,
 }
 
 impl EventKind {
@@ -36,13 +38,17 @@ impl EventKind {
             kind::TXN_START => Self::TxnStart,
             kind::MOUNT_BEGIN => Self::MountBegin,
             kind::MOUNT_END => Self::MountEnd,
+            kind::WRITE_DONE => Self::WriteDone,
             _ => return None,
         })
     }
 
     /// Whether this kind closes an operation (and so carries a return value).
     pub fn is_end(self) -> bool {
-        matches!(self, Self::FreezeEnd | Self::ThawEnd | Self::WriterUnblocked | Self::MountEnd)
+        matches!(
+            self,
+            Self::FreezeEnd | Self::ThawEnd | Self::WriterUnblocked | Self::MountEnd | Self::WriteDone
+        )
     }
 }
 
@@ -70,6 +76,9 @@ pub enum Hook {
     /// `syscalls:sys_{enter,exit}_{mount,move_mount}`.
     #[serde(rename = "tracepoint:syscalls:mount")]
     TracepointSysMount,
+    /// `syscalls:sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}`.
+    #[serde(rename = "tracepoint:syscalls:write")]
+    TracepointSysWrite,
 }
 
 impl Hook {
@@ -83,6 +92,7 @@ impl Hook {
             hook::TP_XFS_TRANS_ALLOC => Self::TracepointXfsTransAlloc,
             hook::TP_BTRFS_COMMIT => Self::TracepointBtrfsCommit,
             hook::TP_SYS_MOUNT => Self::TracepointSysMount,
+            hook::TP_SYS_WRITE => Self::TracepointSysWrite,
             _ => return None,
         })
     }

@@ -230,6 +230,72 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
             },
         ],
     },
+    TpFeature {
+        feature: "completed-writes",
+        hook: "tracepoint:syscalls:write",
+        progs: &[
+            TpProg {
+                program: "fw_write_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_write",
+                fields: &[("fd", 16, 8)],
+            },
+            TpProg {
+                program: "fw_write_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_write",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_pwrite64_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_pwrite64",
+                fields: &[("fd", 16, 8)],
+            },
+            TpProg {
+                program: "fw_pwrite64_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_pwrite64",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_writev_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_writev",
+                fields: &[("fd", 16, 8)],
+            },
+            TpProg {
+                program: "fw_writev_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_writev",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_pwritev_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_pwritev",
+                fields: &[("fd", 16, 8)],
+            },
+            TpProg {
+                program: "fw_pwritev_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_pwritev",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_pwritev2_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_pwritev2",
+                fields: &[("fd", 16, 8)],
+            },
+            TpProg {
+                program: "fw_pwritev2_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_pwritev2",
+                fields: &[("ret", 16, 8)],
+            },
+        ],
+    },
 ];
 
 fn attach_tracepoint_feature(ebpf: &mut Ebpf, spec: &TpFeature) -> ActiveHook {
@@ -346,6 +412,22 @@ impl Loaded {
         Some(trace.frames().iter().map(|f| f.ip).filter(|ip| *ip != 0).collect())
     }
 
+    /// Per-hook hit counts, by hook name; hooks that never ran are left out.
+    fn hook_hits(&self) -> std::collections::BTreeMap<String, u64> {
+        let Some(array) = self.ebpf.map("HOOK_HITS").and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+        else {
+            return Default::default();
+        };
+        (0..freeze_common::hook::COUNT)
+            .filter_map(|id| {
+                let hits: u64 = array.get(&id, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                let hook = Hook::from_raw(id)?;
+                let name = serde_json::to_value(hook).ok()?.as_str()?.to_owned();
+                (hits > 0).then_some((name, hits))
+            })
+            .collect()
+    }
+
     /// Sums the per-CPU counters.
     pub fn counters(&self) -> Counters {
         let Some(map) = self.ebpf.map("COUNTERS") else { return Counters::default() };
@@ -360,6 +442,7 @@ impl Loaded {
             fentry_seen: read(counter::FENTRY_SEEN),
             filtered: read(counter::FILTERED),
             watch_full: read(counter::WATCH_FULL),
+            hook_hits: self.hook_hits(),
         }
     }
 }

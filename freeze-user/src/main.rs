@@ -76,7 +76,9 @@ enum Cmd {
             \x20 thaw-without-freeze a thaw of a filesystem that was not frozen\n\
             \x20 left-frozen         still frozen when recording ended\n\
             \x20 long-freeze         frozen longer than --long-freeze\n\
-            \x20 blocked-writer      a task waited at the gate (expected; shown with its wait)\n\n\
+            \x20 blocked-writer      a task waited at the gate (expected; shown with its wait)\n\
+            \x20 mount-while-frozen  a mount of a frozen filesystem landed mid-snapshot\n\
+            \x20 exempt              looked like a slip but is legitimate (counted by reason; --all lists them)\n\n\
             Needs no privileges. Exits 0 when the trace was read, 2 when it is malformed (the \
             message names the line).")]
     Report {
@@ -85,6 +87,9 @@ enum Cmd {
         /// Print JSON (findings, summaries, lost_events, complete).
         #[arg(long)]
         json: bool,
+        /// List every exempt event too (by default they are counted by reason).
+        #[arg(long)]
+        all: bool,
         /// Flag freezes longer than this as `long-freeze`.
         #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
         long_freeze: Duration,
@@ -113,6 +118,10 @@ fn tracer_failed(e: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when the reader of our stdout goes away (`freezewatch report t | head`), as
+    // Unix tools do, instead of panicking on a failed print.
+    // SAFETY: resetting a signal disposition to its default has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match cli.command {
@@ -131,7 +140,7 @@ fn main() -> ExitCode {
             }
             if report.can_record { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Cmd::Report { trace, json, long_freeze } => {
+        Cmd::Report { trace, json, all, long_freeze } => {
             let contents = match read_trace_file(&trace) {
                 Ok(c) => c,
                 Err(e) => {
@@ -150,7 +159,7 @@ fn main() -> ExitCode {
                     }
                 }
             } else {
-                print!("{}", report::human(&rep, contents.header.as_ref()));
+                print!("{}", report::human(&rep, contents.header.as_ref(), all));
             }
             ExitCode::SUCCESS
         }

@@ -23,6 +23,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("super_block", &["s_bdev"]),
     ("block_device", &["bd_dev"]),
     ("super_block", &["s_writers", "rw_sem"]),
+    ("inode", &["i_mode"]),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -91,7 +92,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         bdev_bd_dev: sized(btf, "block_device", &["bd_dev"], &[4], "4 (dev_t)")?.offset,
         sb_rw_sem: rw_sem.offset,
         rw_sem_size: rw_sem.size / FREEZE_LEVELS,
-        _pad: 0,
+        inode_i_mode: sized(btf, "inode", &["i_mode"], &[2], "2 (umode_t)")?.offset,
     })
 }
 
@@ -136,7 +137,8 @@ mod tests {
             ],
         );
         let psb = b.ptr(sb);
-        b.composite(k::STRUCT, "inode", 64, &[("i_sb", psb, 320)]);
+        let umode = b.int("unsigned short", 2);
+        b.composite(k::STRUCT, "inode", 64, &[("i_mode", umode, 0), ("i_sb", psb, 320)]);
         let inode = b.ptr(sb);
         b.composite(k::STRUCT, "file", 64, &[("f_inode", inode, 256)]);
         let pp = b.ptr(inode);
@@ -162,6 +164,7 @@ mod tests {
         assert_eq!(o.sb_s_bdev, 48);
         assert_eq!(o.bdev_bd_dev, 4);
         assert_eq!((o.sb_rw_sem, o.rw_sem_size), (88, 48));
+        assert_eq!(o.inode_i_mode, 0);
         assert_eq!(o.inode_i_sb, 40);
         assert_eq!(o.file_f_inode, 32);
         assert_eq!(o.fdtable_max_fds, 0);

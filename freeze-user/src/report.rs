@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    correlate::{self, Analysis, Severity},
+    correlate::{self, Analysis, Finding, FindingKind, Severity},
     trace::{Contents, Header},
 };
 
@@ -31,7 +31,7 @@ fn secs(ns: u64) -> String {
     format!("{:.3}s", ns as f64 / 1e9)
 }
 
-pub fn human(report: &Report, header: Option<&Header>) -> String {
+pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
     let mut s = String::new();
     if let Some(h) = header {
         let hooks: Vec<String> = h
@@ -63,8 +63,10 @@ pub fn human(report: &Report, header: Option<&Header>) -> String {
             if sum.left_frozen { ", LEFT FROZEN" } else { "" }
         );
     }
-    let _ = writeln!(s, "\nfindings ({}):", report.analysis.findings.len());
-    for f in &report.analysis.findings {
+    let (exempt, shown): (Vec<&Finding>, Vec<&Finding>) =
+        report.analysis.findings.iter().partition(|f| f.kind == FindingKind::Exempt && !all);
+    let _ = writeln!(s, "\nfindings ({}):", shown.len());
+    for f in shown {
         let sev = match f.severity {
             Severity::Error => "ERROR",
             Severity::Warning => "WARN ",
@@ -73,6 +75,18 @@ pub fn human(report: &Report, header: Option<&Header>) -> String {
         let kind =
             serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let _ = writeln!(s, "  {sev} {kind:<20} +{:<9} {}", secs(f.ts_ns.saturating_sub(start)), f.message);
+    }
+    if !exempt.is_empty() {
+        // Group by the reason (what follows the last ": " of the message).
+        let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+        for f in &exempt {
+            let reason = f.message.rsplit_once(": ").map_or(f.message.as_str(), |(_, r)| r);
+            *reasons.entry(reason).or_default() += 1;
+        }
+        let _ = writeln!(s, "\nexempt, not slips ({}; --all lists them):", exempt.len());
+        for (reason, n) in reasons {
+            let _ = writeln!(s, "  {n:>6} × {reason}");
+        }
     }
     match (report.complete, report.lost_events) {
         (true, Some(0)) => _ = writeln!(s, "\nno events lost"),

@@ -63,6 +63,10 @@ pub struct Counters {
     /// Superblocks that could not be added to the kernel's watch maps (their writes go unseen).
     #[serde(default)]
     pub watch_full: u64,
+    /// How often each hook's programs ran, by hook name (tracepoints that fire on every
+    /// superblock count every call, including the filtered ones).
+    #[serde(default)]
+    pub hook_hits: std::collections::BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -104,6 +108,8 @@ pub struct SummaryLine {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Records are built and written one at a time; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
     Header(Header),
     Event(Event),

@@ -3,6 +3,7 @@
 //! Analysis modules (`btf`, `offsets`, `event`, `trace`, `mountinfo`, `units`) are pure and need
 //! neither aya nor root. `loader` is the only module that touches the kernel through aya; `probe`
 //! issues raw `bpf(2)` calls for `doctor`.
+pub mod assertions;
 pub mod btf;
 pub mod btrfs_devs;
 pub mod correlate;
@@ -19,3 +20,4 @@ pub mod report;
 pub mod tpformat;
 pub mod trace;
 pub mod units;
+pub mod verdicts;

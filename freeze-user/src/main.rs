@@ -2,7 +2,14 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use freezewatch::{correlate, doctor, loader::LoadError, record, report, trace, units::parse_duration};
+use freezewatch::{
+    assertions::{self, Assertion},
+    correlate, doctor,
+    loader::LoadError,
+    record, report, trace,
+    units::parse_duration,
+    verdicts,
+};
 
 /// Exit code when the tracer itself could not run (no privileges, no BTF, programs refused).
 const EXIT_TRACER: u8 = 3;
@@ -67,6 +74,34 @@ enum Cmd {
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Trace CMD and assert on what happened at the freeze gate; for CI (exit code, JUnit).
+    #[command(
+        long_about = "Attach, run CMD, detach, then evaluate every assertion on what was recorded \
+            and print a verdict for each. The trace is kept with --out (otherwise it lives in a \
+            temporary file), so that `freezewatch check` can re-evaluate it later with the same result.",
+        after_help = RUN_HELP,
+    )]
+    Run {
+        #[command(flatten)]
+        args: AssertArgs,
+        /// Keep the trace in FILE.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// When CMD exits non-zero, exit with its status (after printing the verdicts).
+        #[arg(long)]
+        propagate_exit: bool,
+        /// The command to trace (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Evaluate assertions on a recorded trace (no root needed).
+    #[command(after_help = CHECK_HELP)]
+    Check {
+        /// The trace file; `-` for stdin.
+        trace: PathBuf,
+        #[command(flatten)]
+        args: AssertArgs,
+    },
     /// Correlate a recorded trace: per-filesystem summary and findings (slips, failed freezes, …).
     #[command(long_about = "Read a trace written by `freezewatch record` and print what happened at the \
             freeze gate: per superblock, freezes, time frozen, slips and blocked writers; then every \
@@ -96,8 +131,102 @@ enum Cmd {
     },
 }
 
-/// Exit code for unreadable input (a malformed trace), as for usage errors.
+/// Exit code for unreadable input (a malformed trace, a bad assertion), as for usage errors.
 const EXIT_INPUT: u8 = 2;
+
+/// The assertion language, for the help of `run` and `check` (a macro: concat! wants literals).
+macro_rules! assert_help {
+    () => {
+        "Assertions: METRIC [@SCOPE] OP VALUE\n  \
+    METRIC  freezes thaws failed_freezes slips blocked_writers mounts_while_frozen denied_mounts\n          \
+    lost_events left_frozen (counts); max_frozen total_frozen (durations: 500ms, 2s, 1m)\n  \
+    SCOPE   @/mount/point  @fs=xfs  @dev=7:0   (none: every filesystem in the trace)\n  \
+    OP      == != < <= > >=\n  \
+    Shorthands: no-slips, frozen @SCOPE (freezes >= 1), no-mounts-while-frozen, no-lost-events,\n  \
+    not-left-frozen. An --assertions file holds one per line; # starts a comment.\n\n\
+    Exit codes: 0 every assertion holds, 1 one failed, 2 bad assertion or trace (the message\n\
+    names the line and column), 3 the tracer could not run."
+    };
+}
+
+const RUN_HELP: &str = concat!(
+    "Example:\n  freezewatch run --assert 'frozen @/mnt/data' --assert no-slips --junit report.xml -- \\\n",
+    "      sh -c 'fsfreeze -f /mnt/data; take-snapshot; fsfreeze -u /mnt/data'\n\n",
+    assert_help!()
+);
+const CHECK_HELP: &str = concat!(
+    "Example:\n  freezewatch check trace.ndjson --assert no-slips --assert 'max_frozen < 2s'\n\n",
+    assert_help!()
+);
+
+/// Assertion options shared by `run` and `check`.
+#[derive(clap::Args)]
+struct AssertArgs {
+    /// An assertion (repeatable), e.g. `no-slips`, `frozen @/mnt/data`, `max_frozen < 2s`.
+    #[arg(long = "assert", short = 'a', value_name = "EXPR")]
+    asserts: Vec<String>,
+    /// A file of assertions, one per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    assertions: Option<PathBuf>,
+    /// Also write a JUnit XML report (one test case per assertion) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Print the verdicts as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Freezes longer than this count as `long-freeze` findings.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
+    long_freeze: Duration,
+}
+
+impl AssertArgs {
+    /// Every assertion, from --assert and --assertions; the error is ready to print.
+    fn collect(&self) -> Result<Vec<Assertion>, String> {
+        let mut out = Vec::new();
+        for text in &self.asserts {
+            out.push(assertions::parse(text).map_err(|e| format!("--assert '{text}': {e}"))?);
+        }
+        if let Some(path) = &self.assertions {
+            let content = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            out.extend(assertions::parse_file(&content).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        if out.is_empty() {
+            return Err("no assertions: give --assert EXPR or --assertions FILE (see --help)".into());
+        }
+        Ok(out)
+    }
+}
+
+/// Evaluates, prints and writes JUnit; returns the exit code (0 all hold, 1 some failed).
+fn judge(contents: &trace::Contents, list: &[Assertion], args: &AssertArgs, suite: &str) -> ExitCode {
+    let opts = correlate::Options { long_freeze_ns: args.long_freeze.as_nanos() as u64 };
+    let (verdicts, rep) = verdicts::evaluate(contents, list, &opts);
+    let command_exit = contents.footer.as_ref().and_then(|f| f.command_exit);
+    let passed = verdicts.iter().all(|v| v.passed);
+    if args.json {
+        let summary = verdicts::Summary {
+            passed,
+            verdicts: &verdicts,
+            lost_events: rep.lost_events,
+            complete: rep.complete,
+            command_exit,
+        };
+        match serde_json::to_string_pretty(&summary) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("freezewatch: cannot serialise the verdicts: {e}"),
+        }
+    } else {
+        print!("{}", verdicts::human(&verdicts, command_exit));
+    }
+    if let Some(path) = &args.junit {
+        let seconds = contents.footer.as_ref().map_or(0.0, |f| f.duration_ms as f64 / 1e3);
+        if let Err(e) = verdicts::write_junit(path, &verdicts, suite, seconds) {
+            eprintln!("freezewatch: cannot write {}: {e}", path.display());
+            return ExitCode::from(EXIT_INPUT);
+        }
+    }
+    if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
 
 fn read_trace_file(path: &std::path::Path) -> Result<trace::Contents, String> {
     let records = if path.as_os_str() == "-" {
@@ -111,6 +240,69 @@ fn read_trace_file(path: &std::path::Path) -> Result<trace::Contents, String> {
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn run_command(
+    args: AssertArgs,
+    out: Option<PathBuf>,
+    propagate_exit: bool,
+    command: Vec<String>,
+) -> ExitCode {
+    // Bad assertions are found before anything is attached or run.
+    let list = match args.collect() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("freezewatch: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let tmp;
+    let path = match out {
+        Some(p) => p,
+        None => match tempfile::Builder::new().prefix("freezewatch-").suffix(".ndjson").tempfile() {
+            Ok(f) => {
+                tmp = f.into_temp_path();
+                tmp.to_path_buf()
+            }
+            Err(e) => {
+                eprintln!("freezewatch: cannot create a temporary trace file: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("freezewatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = record::Options {
+        out: Some(path.clone()),
+        duration: None,
+        long_freeze: args.long_freeze,
+        command: command.clone(),
+    };
+    let outcome = match runtime.block_on(record::record(opts)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("freezewatch: {e:#}");
+            return if tracer_failed(&e) { ExitCode::from(EXIT_TRACER) } else { ExitCode::FAILURE };
+        }
+    };
+    // Judge the trace as written, exactly as `check` would.
+    let contents = match read_trace_file(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("freezewatch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = judge(&contents, &list, &args, &command.join(" "));
+    match outcome.command_exit {
+        Some(c) if c != 0 && propagate_exit => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        _ => code,
+    }
 }
 
 fn tracer_failed(e: &anyhow::Error) -> bool {
@@ -140,6 +332,24 @@ fn main() -> ExitCode {
             }
             if report.can_record { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
+        Cmd::Check { trace, args } => {
+            let list = match args.collect() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("freezewatch: {e}");
+                    return ExitCode::from(EXIT_INPUT);
+                }
+            };
+            let contents = match read_trace_file(&trace) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("freezewatch: {e}");
+                    return ExitCode::from(EXIT_INPUT);
+                }
+            };
+            judge(&contents, &list, &args, &trace.display().to_string())
+        }
+        Cmd::Run { args, out, propagate_exit, command } => run_command(args, out, propagate_exit, command),
         Cmd::Report { trace, json, all, long_freeze } => {
             let contents = match read_trace_file(&trace) {
                 Ok(c) => c,

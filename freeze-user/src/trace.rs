@@ -182,9 +182,10 @@ pub enum TraceError {
 /// Reads every record; the first malformed line is an error that names it.
 pub fn read_trace(input: impl BufRead) -> Result<Vec<Record>, TraceError> {
     let mut out = Vec::new();
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
+    for (i, line) in input.split(b'\n').enumerate() {
         let n = i + 1;
+        let line = String::from_utf8(line?)
+            .map_err(|e| TraceError::Line { line: n, message: format!("not UTF-8 ({e})") })?;
         if line.trim().is_empty() {
             continue;
         }

@@ -68,10 +68,31 @@ pub struct Finding {
     pub stack: Option<Vec<String>>,
 }
 
+/// Where a superblock stands at the end of the analysed events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SbState {
+    #[default]
+    Unfrozen,
+    /// freeze_super is running; the level is in `Summary::level`.
+    Freezing,
+    Frozen,
+    Thawing,
+}
+
 /// Per-superblock totals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub sb: Option<Superblock>,
+    /// State after the last event.
+    #[serde(default)]
+    pub state: SbState,
+    /// The last freeze level the kernel reported for it.
+    #[serde(default)]
+    pub level: u32,
+    /// When the current frozen window began (None when not frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_since_ns: Option<u64>,
     pub freezes: u64,
     pub failed_freezes: u64,
     pub thaws: u64,
@@ -201,6 +222,9 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
             continue;
         }
         let t = tracks.entry(ev.sb.id.clone()).or_default();
+        if let Some(level) = ev.level_after {
+            t.summary.level = level;
+        }
         if t.summary.sb.is_none() || t.summary.sb.as_ref().is_some_and(|s| s.mountpoint.is_none()) {
             t.summary.sb = Some(ev.sb.clone());
         }
@@ -407,6 +431,13 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
     }
 
     for t in tracks.values_mut() {
+        t.summary.state = match t.state {
+            State::Unfrozen => SbState::Unfrozen,
+            State::Freezing => SbState::Freezing,
+            State::Frozen => SbState::Frozen,
+            State::Thawing => SbState::Thawing,
+        };
+        t.summary.frozen_since_ns = t.frozen_since;
         for (_, start) in t.waiting.drain() {
             t.summary.blocked_writers += 1;
             let d = end_ns.saturating_sub(start.ts_ns);
@@ -465,7 +496,8 @@ fn mount_finding(ev: &Event, tracks: &mut BTreeMap<String, Track>) -> Option<Fin
     let id = if ev.sb.id != "0x0" {
         ev.sb.id.clone()
     } else {
-        let dev = call.mounted_dev.as_ref()?;
+        // Where it landed if that was seen, else what its source belongs to.
+        let dev = call.mounted_dev.as_ref().or(call.source_dev.as_ref())?;
         tracks.iter().find(|(_, t)| t.summary.sb.as_ref().is_some_and(|s| &s.dev == dev))?.0.clone()
     };
     let t = tracks.get_mut(&id)?;
@@ -673,6 +705,7 @@ mod tests {
             fstype: "ext4".into(),
             flags: 0,
             mounted_dev: mounted_dev.map(Into::into),
+            source_dev: None,
         });
         e
     }
@@ -684,17 +717,20 @@ mod tests {
         events.push(mount_end(210, "move_mount", "0xa", None, 0)); // fsmount + move_mount
         events.push(mount_end(220, "mount", "0x0", Some("8:1"), 0)); // another filesystem
         events.push(mount_end(230, "mount", "0x0", Some("7:0"), -1)); // failed: nothing landed
+        let mut gone = mount_end(240, "mount", "0x0", None, 0); // unmounted before it was looked up
+        gone.mount.as_mut().expect("call").source_dev = Some("7:0".into());
+        events.push(gone);
         events.extend(thaw(900, 0));
         events.push(mount_end(1_000, "mount", "0x0", Some("7:0"), 0)); // after the thaw: fine
         let a = analyze(&events, &Options::default(), None);
-        assert_eq!(kinds(&a), [FindingKind::MountWhileFrozen, FindingKind::MountWhileFrozen]);
+        assert_eq!(kinds(&a), [FindingKind::MountWhileFrozen; 3]);
         assert!(
             a.findings[0]
                 .message
                 .starts_with("mount of /dev/loop0 on /mnt2 by mount[10] landed while ext4 7:0")
         );
         assert!(a.findings[1].message.starts_with("move_mount to /mnt2"));
-        assert_eq!(a.summaries["0xa"].mounts_while_frozen, 2);
+        assert_eq!(a.summaries["0xa"].mounts_while_frozen, 3);
         assert!(!a.summaries.contains_key("0x0"), "mount(2) events create no phantom superblock");
     }
 
@@ -775,6 +811,10 @@ mod tests {
     fn a_freeze_still_held_at_the_end_is_left_frozen() {
         let a = analyze(&freeze(100), &Options::default(), Some(5_000));
         assert_eq!(kinds(&a), [FindingKind::LeftFrozen]);
+        let s = &a.summaries["0xa"];
+        assert_eq!((s.state, s.level, s.frozen_since_ns), (SbState::Frozen, 4, Some(110)));
+        let begun = analyze(&freeze(100)[..1], &Options::default(), Some(5_000));
+        assert_eq!(begun.summaries["0xa"].state, SbState::Freezing);
         assert_eq!(a.findings[0].duration_ns, Some(5_000 - 110));
         assert!(a.summaries["0xa"].left_frozen);
     }

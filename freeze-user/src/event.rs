@@ -176,6 +176,10 @@ pub struct MountCall {
     /// mountinfo (the same number as a superblock's `dev`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mounted_dev: Option<String>,
+    /// `major:minor` of the superblock the source belongs to, resolved when the call began: a
+    /// block device's number (a btrfs member maps to its filesystem), or a bind source's st_dev.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_dev: Option<String>,
 }
 
 /// A transaction start.
@@ -335,6 +339,7 @@ impl Event {
             fstype: String::new(),
             flags: raw.arg,
             mounted_dev: None,
+            source_dev: None,
         });
         let txn = (kind == EventKind::TxnStart)
             .then(|| Txn { flags: raw.flags, caller: (raw.arg != 0).then(|| format!("{:#x}", raw.arg)) });

@@ -19,5 +19,6 @@ pub mod record;
 pub mod report;
 pub mod tpformat;
 pub mod trace;
+pub mod tui;
 pub mod units;
 pub mod verdicts;

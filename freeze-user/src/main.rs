@@ -94,6 +94,31 @@ enum Cmd {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Watch freezes, blocked writers, mounts and slips live, or replay a trace.
+    #[command(
+        long_about = "A terminal UI over the same correlation `report` and `check` compute: \
+            superblocks with their state and a live frozen-for clock, a timeline of freeze \
+            windows with slips and mounts marked, findings (Enter for the task, hook, level, \
+            kernel stack and the events around it), and a filterable event log.\n\n\
+            Live (root): attaches like `record`; --out also writes the trace.\n\
+            --replay FILE: the same screens from a recorded trace, no root, with play/pause and speed.\n\n\
+            Press ? for every key; q quits and restores the terminal.",
+        after_help = "Examples:\n  sudo freezewatch tui --out trace.ndjson\n  freezewatch tui --replay trace.ndjson --speed 4"
+    )]
+    Tui {
+        /// Replay this trace instead of attaching.
+        #[arg(long, value_name = "FILE", conflicts_with = "out")]
+        replay: Option<PathBuf>,
+        /// Replay speed (× real time).
+        #[arg(long, default_value = "1", requires = "replay")]
+        speed: f64,
+        /// Live: also write the trace to FILE.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Flag freezes longer than this as `long-freeze`.
+        #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
+        long_freeze: Duration,
+    },
     /// Evaluate assertions on a recorded trace (no root needed).
     #[command(after_help = CHECK_HELP)]
     Check {
@@ -278,10 +303,13 @@ fn run_command(
         }
     };
     let opts = record::Options {
-        out: Some(path.clone()),
+        out: record::TraceOut::File(path.clone()),
         duration: None,
         long_freeze: args.long_freeze,
         command: command.clone(),
+        tap: None,
+        stop: None,
+        quiet: false,
     };
     let outcome = match runtime.block_on(record::record(opts)) {
         Ok(o) => o,
@@ -349,6 +377,23 @@ fn main() -> ExitCode {
             };
             judge(&contents, &list, &args, &trace.display().to_string())
         }
+        Cmd::Tui { replay, speed, out, long_freeze } => {
+            let result = match replay {
+                Some(path) => freezewatch::tui::run::replay(
+                    path,
+                    speed,
+                    correlate::Options { long_freeze_ns: long_freeze.as_nanos() as u64 },
+                ),
+                None => freezewatch::tui::run::live(freezewatch::tui::run::LiveOptions { out, long_freeze }),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("freezewatch: {e:#}");
+                    if tracer_failed(&e) { ExitCode::from(EXIT_TRACER) } else { ExitCode::FAILURE }
+                }
+            }
+        }
         Cmd::Run { args, out, propagate_exit, command } => run_command(args, out, propagate_exit, command),
         Cmd::Report { trace, json, all, long_freeze } => {
             let contents = match read_trace_file(&trace) {
@@ -381,7 +426,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(record::record(record::Options { out, duration, long_freeze, command })) {
+            match runtime.block_on(record::record(record::Options {
+                out: out.map_or(record::TraceOut::Stdout, record::TraceOut::File),
+                duration,
+                long_freeze,
+                command,
+                tap: None,
+                stop: None,
+                quiet: false,
+            })) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("freezewatch: {e:#}");

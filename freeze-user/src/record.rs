@@ -24,11 +24,34 @@ use crate::{
 };
 
 pub struct Options {
-    pub out: Option<std::path::PathBuf>,
+    pub out: TraceOut,
     /// Freezes longer than this are flagged `long-freeze`.
     pub long_freeze: Duration,
     pub duration: Option<Duration>,
     pub command: Vec<String>,
+    /// Receives the header, every event and a counters snapshot each second (the live TUI).
+    pub tap: Option<std::sync::mpsc::Sender<Tap>>,
+    /// Stops the recording when it fires (or when its sender is dropped).
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// No status lines on stderr while recording (the TUI owns the terminal); the closing
+    /// summary is still printed.
+    pub quiet: bool,
+}
+
+/// Where the trace goes.
+pub enum TraceOut {
+    Stdout,
+    File(std::path::PathBuf),
+    /// Nowhere (the live TUI without --out).
+    Discard,
+}
+
+/// What the recorder tells a live consumer.
+#[derive(Clone, Debug)]
+pub enum Tap {
+    Header(Header),
+    Event(Box<Event>),
+    Counters(crate::trace::Counters),
 }
 
 /// What a recording ended with, for the caller's exit code.
@@ -51,10 +74,13 @@ struct Sink {
     mounts: MountTable,
     events: Vec<Event>,
     undecodable: u64,
-    /// Loaded on the first event that carries a stack or a caller address.
+    /// Kernel symbols, loaded on a thread from the start (parsing takes a while) and taken on the
+    /// first event that carries a stack or a caller address.
     ksyms: Option<Ksyms>,
+    ksyms_loading: Option<std::thread::JoinHandle<Ksyms>>,
     /// Mount calls in progress, by thread: their end event repeats them.
     mount_calls: HashMap<u32, MountCall>,
+    tap: Option<std::sync::mpsc::Sender<Tap>>,
 }
 
 impl Sink {
@@ -70,6 +96,9 @@ impl Sink {
                     self.symbolize(&raw, &mut ev, loaded);
                     self.complete_mount(&mut ev);
                     self.writer.write(&Record::Event(ev.clone())).context("writing the trace")?;
+                    if let Some(tap) = &self.tap {
+                        let _ = tap.send(Tap::Event(Box::new(ev.clone())));
+                    }
                     self.events.push(ev);
                 }
                 Err(e) => {
@@ -85,7 +114,8 @@ impl Sink {
     fn complete_mount(&mut self, ev: &mut Event) {
         match ev.kind {
             EventKind::MountBegin => {
-                if let Some(call) = &ev.mount {
+                if let Some(call) = ev.mount.as_mut() {
+                    call.source_dev = self.source_dev(&call.source);
                     self.mount_calls.insert(ev.tid, call.clone());
                 }
             }
@@ -104,13 +134,35 @@ impl Sink {
         }
     }
 
+    /// The superblock device a mount source belongs to: a block device's number (btrfs members
+    /// map to their filesystem's anonymous device), or the st_dev of a directory being bound.
+    fn source_dev(&self, source: &str) -> Option<String> {
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        let md = std::fs::metadata(source).ok()?;
+        let (dev, is_bdev) =
+            if md.file_type().is_block_device() { (md.rdev(), true) } else { (md.dev(), false) };
+        let mut num = (libc::major(dev), libc::minor(dev));
+        if is_bdev {
+            let aliases =
+                crate::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), &self.mounts.all());
+            if let Some((_, fs)) = aliases.iter().find(|(member, _)| *member == num) {
+                num = *fs;
+            }
+        }
+        Some(format!("{}:{}", num.0, num.1))
+    }
+
     /// Names the stack frames and the transaction caller from /proc/kallsyms.
     fn symbolize(&mut self, raw: &freeze_common::RawEvent, ev: &mut Event, loaded: &Loaded) {
         let caller = ev.txn.as_ref().and_then(|_| (raw.arg != 0).then_some(raw.arg));
         if raw.stack_id == 0 && caller.is_none() {
             return;
         }
-        let ksyms = self.ksyms.get_or_insert_with(Ksyms::load);
+        if self.ksyms.is_none() {
+            let loaded = self.ksyms_loading.take().and_then(|h| h.join().ok());
+            self.ksyms = Some(loaded.unwrap_or_else(Ksyms::load));
+        }
+        let Some(ksyms) = self.ksyms.as_ref() else { return };
         if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {
             txn.caller = Some(ksyms.name(addr));
         }
@@ -130,12 +182,13 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut loaded = Loaded::load()?;
     let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
 
-    let to_stdout = opts.out.is_none();
+    let to_stdout = matches!(opts.out, TraceOut::Stdout);
     let out: Box<dyn Write + Send> = match &opts.out {
-        Some(path) => {
+        TraceOut::File(path) => {
             Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
         }
-        None => Box::new(std::io::stdout()),
+        TraceOut::Stdout => Box::new(std::io::stdout()),
+        TraceOut::Discard => Box::new(std::io::sink()),
     };
     let mut sink = Sink {
         writer: TraceWriter::new(out),
@@ -143,7 +196,9 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         events: Vec::new(),
         undecodable: 0,
         ksyms: None,
+        ksyms_loading: Some(std::thread::spawn(Ksyms::load)),
         mount_calls: HashMap::new(),
+        tap: opts.tap,
     };
     loaded.refresh_btrfs_aliases(&sink.mounts.all());
     let started = Instant::now();
@@ -159,8 +214,11 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         hooks: loaded.hooks.clone(),
         command: (!opts.command.is_empty()).then(|| opts.command.clone()),
     };
-    sink.writer.write(&Record::Header(header)).context("writing the trace header")?;
-    for h in &loaded.hooks {
+    sink.writer.write(&Record::Header(header.clone())).context("writing the trace header")?;
+    if let Some(tap) = &sink.tap {
+        let _ = tap.send(Tap::Header(header));
+    }
+    for h in loaded.hooks.iter().filter(|_| !opts.quiet) {
         eprintln!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
         for f in &h.fallbacks {
             eprintln!("freezewatch:   (not used: {f})");
@@ -180,7 +238,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         }
         None => None,
     };
-    if child.is_none() {
+    if child.is_none() && !opts.quiet {
         eprintln!(
             "freezewatch: recording{}; Ctrl-C to stop",
             opts.duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
@@ -202,6 +260,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut stop = opts.stop;
     // btrfs filesystems mounted while we record get their device aliases within a second.
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     let stop = loop {
@@ -223,10 +282,16 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 break Stop::Duration;
             }
-            _ = refresh.tick() => {
+                        _ = refresh.tick() => {
                 sink.mounts.refresh();
                 loaded.refresh_btrfs_aliases(&sink.mounts.all());
+                if let Some(tap) = &sink.tap {
+                    let mut counters = loaded.counters();
+                    counters.lost_undecodable = sink.undecodable;
+                    let _ = tap.send(Tap::Counters(counters));
+                }
             }
+            _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => break Stop::Signal,
             _ = sigint.recv() => break Stop::Signal,
             _ = sigterm.recv() => break Stop::Signal,
         }
@@ -270,7 +335,11 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         counters,
     };
     sink.writer.write(&Record::Footer(footer)).context("writing the trace footer")?;
-    let dest = opts.out.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
+    let dest = match &opts.out {
+        TraceOut::File(p) => p.display().to_string(),
+        TraceOut::Stdout => "stdout".into(),
+        TraceOut::Discard => "nowhere (no --out)".into(),
+    };
     eprintln!(
         "freezewatch: {} events, {} findings ({slips} slips), {lost} lost, written to {dest}",
         sink.events.len(),

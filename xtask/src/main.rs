@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
     name = "cargo xtask",
     about = "Build, run and test freezewatch",
     after_help = "A newcomer needs two commands:\n  \
-        cargo xtask run     build everything (installing what is missing) and start recording\n  \
+        cargo xtask run     build everything (installing what is missing) and start the live TUI\n  \
         cargo xtask test    run every test (kernel tests need root)"
 )]
 struct Cli {
@@ -33,7 +33,7 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Build, then run freezewatch with ARGS (default: `record`, which streams NDJSON to stdout).
+    /// Build, then run freezewatch with ARGS (default: `tui`, the live screen; needs root).
     Run {
         #[arg(long)]
         release: bool,
@@ -97,7 +97,7 @@ fn main() -> Result<()> {
         Cmd::Build { release } => build(release).map(|bin| eprintln!("xtask: built {}", bin.display())),
         Cmd::Run { release, args } => {
             let bin = build(release)?;
-            let args = if args.is_empty() { vec!["record".to_owned()] } else { args };
+            let args = if args.is_empty() { vec!["tui".to_owned()] } else { args };
             run(Command::new(bin).args(&args))
         }
         Cmd::Test { args } => test(&args),

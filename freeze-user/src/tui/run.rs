@@ -1,0 +1,226 @@
+//! The TUI's loops: the terminal is set up and always restored (Drop, panic, SIGTERM); events
+//! come from a trace (replay) or from the recorder on another thread (live), in bounded batches
+//! so a burst never freezes the screen.
+use std::{
+    io::Stdout,
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use ratatui::{
+    Terminal,
+    crossterm::event::{self, Event as TermEvent, KeyEventKind},
+    prelude::CrosstermBackend,
+};
+
+use super::{
+    app::{App, Mode},
+    keys::action_for,
+};
+use crate::{
+    correlate,
+    record::{self, Tap, TraceOut},
+    trace::{Contents, read_trace},
+};
+
+/// Events applied per frame at most: a burst is spread over frames instead of blocking input.
+const BATCH: usize = 2000;
+const FRAME: Duration = Duration::from_millis(100);
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    TERMINATE.store(true, Ordering::SeqCst);
+}
+
+/// Raw mode and the alternate screen, undone in Drop (and by ratatui's panic hook).
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> Self {
+        // ratatui::init also installs a panic hook that restores the terminal first.
+        Self { terminal: ratatui::init() }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Reads keys for up to `wait` and applies them.
+fn handle_input(app: &mut App, wait: Duration) -> Result<()> {
+    if event::poll(wait).context("reading the terminal")? {
+        if let TermEvent::Key(key) = event::read().context("reading the terminal")? {
+            if key.kind == KeyEventKind::Press {
+                let action = action_for(app, key);
+                app.apply(action);
+            }
+        }
+    }
+    if TERMINATE.load(Ordering::SeqCst) {
+        app.should_quit = true;
+    }
+    Ok(())
+}
+
+pub fn replay(path: PathBuf, speed: f64, opts: correlate::Options) -> Result<()> {
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let contents = Contents::from_records(
+        read_trace(std::io::BufReader::new(file)).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+    );
+    let mut events = contents.events;
+    events.sort_by_key(|e| e.ts_ns);
+    let first_ts = events.first().map(|e| e.ts_ns).unwrap_or(0);
+    let mut app = App::new(Mode::Replay { speed, playing: true, position: 0, total: events.len() }, opts);
+    app.header = contents.header;
+    if let Some(f) = &contents.footer {
+        app.counters = f.counters.clone();
+    }
+    app.trace_file = Some(path.display().to_string());
+    app.now_ns = first_ts;
+
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGTERM, on_sigterm as *const () as libc::sighandler_t) };
+    let mut guard = TerminalGuard::enter();
+    let mut clock = first_ts as f64; // replay position, in the trace's clock
+    let mut last = Instant::now();
+    let mut next = 0usize;
+    while !app.should_quit {
+        let elapsed = last.elapsed();
+        last = Instant::now();
+        if let Mode::Replay { speed, playing, position, .. } = &mut app.mode {
+            if *playing {
+                clock += elapsed.as_nanos() as f64 * *speed;
+            }
+            let mut applied = 0;
+            while next < events.len() && (events[next].ts_ns as f64) <= clock && applied < BATCH {
+                next += 1;
+                applied += 1;
+            }
+            *position = next;
+            if next == events.len() {
+                *playing = false;
+            }
+        }
+        for ev in events[app.events.len()..next].iter().cloned() {
+            app.push_event(ev);
+        }
+        let end = if next == events.len() {
+            // At the end, the clock stops where the recording stopped.
+            contents_end(&app).unwrap_or(events.last().map_or(first_ts, |e| e.ts_ns))
+        } else {
+            clock as u64
+        };
+        app.refresh(end);
+        guard.terminal.draw(|f| f.render_widget(&app, f.area())).context("drawing")?;
+        handle_input(&mut app, FRAME)?;
+    }
+    Ok(())
+}
+
+fn contents_end(app: &App) -> Option<u64> {
+    let h = app.header.as_ref()?;
+    Some(h.started_monotonic_ns.max(app.now_ns))
+}
+
+pub struct LiveOptions {
+    pub out: Option<PathBuf>,
+    pub long_freeze: Duration,
+}
+
+pub fn live(opts: LiveOptions) -> Result<()> {
+    let (tap_tx, tap_rx) = std::sync::mpsc::channel::<Tap>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let trace_file = opts.out.as_ref().map(|p| p.display().to_string());
+    let record_opts = record::Options {
+        out: opts.out.map_or(TraceOut::Discard, TraceOut::File),
+        duration: None,
+        long_freeze: opts.long_freeze,
+        command: Vec::new(),
+        tap: Some(tap_tx),
+        stop: Some(stop_rx),
+        quiet: true,
+    };
+    let recorder = std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(record::record(record_opts)).map(|_| ())
+        })
+        .context("starting the recorder")?;
+
+    // Wait until the hooks are attached (the header arrives) before taking over the terminal,
+    // so that a failure to load is printed as a plain error.
+    let header = loop {
+        match tap_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Tap::Header(h)) => break h,
+            Ok(_) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !recorder.is_finished() => continue,
+            Err(_) => {
+                return match recorder.join() {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(anyhow!("the recorder stopped before attaching")),
+                };
+            }
+        }
+    };
+    let mut app =
+        App::new(Mode::Live, correlate::Options { long_freeze_ns: opts.long_freeze.as_nanos() as u64 });
+    app.header = Some(header);
+    app.trace_file = trace_file;
+    let result = live_loop(&mut app, &tap_rx);
+    let _ = stop_tx.send(());
+    // The recorder drains, writes the footer and detaches (the kernel takes a second or two).
+    let recorded = recorder.join().map_err(|_| anyhow!("the recorder panicked"))?;
+    result.and(recorded)
+}
+
+fn live_loop(app: &mut App, taps: &std::sync::mpsc::Receiver<Tap>) -> Result<()> {
+    let mut guard = TerminalGuard::enter();
+    let mut rate_window = (Instant::now(), 0usize);
+    while !app.should_quit {
+        let mut n = 0;
+        loop {
+            match taps.try_recv() {
+                Ok(Tap::Event(ev)) => {
+                    app.push_event(*ev);
+                    n += 1;
+                    if n >= BATCH {
+                        break;
+                    }
+                }
+                Ok(Tap::Counters(c)) => app.counters = c,
+                Ok(Tap::Header(h)) => app.header = Some(h),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                // The recorder ended (SIGTERM, or an error it will report): leave the screen.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    app.should_quit = true;
+                    break;
+                }
+            }
+        }
+        rate_window.1 += n;
+        let secs = rate_window.0.elapsed().as_secs_f64();
+        if secs >= 1.0 {
+            app.events_per_sec = rate_window.1 as f64 / secs;
+            rate_window = (Instant::now(), 0);
+        }
+        app.refresh(monotonic_ns());
+        guard.terminal.draw(|f| f.render_widget(&*app, f.area())).context("drawing")?;
+        handle_input(app, FRAME)?;
+    }
+    Ok(())
+}

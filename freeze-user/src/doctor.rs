@@ -198,14 +198,26 @@ impl Report {
         match &self.features {
             Ok(hooks) => {
                 for h in hooks {
-                    let _ = writeln!(s, "  {:<8} {}", h.feature, h.hook.as_deref().unwrap_or("NONE"));
+                    let _ = writeln!(s, "  {:<17} {}", h.feature, h.hook.as_deref().unwrap_or("NONE"));
                     for f in &h.fallbacks {
-                        let _ = writeln!(s, "           not used: {f}");
+                        let _ = writeln!(s, "  {:<17}   not used: {f}", "");
                     }
                     if let Some(l) = &h.limits {
-                        let _ = writeln!(s, "           limits: {l}");
+                        let _ = writeln!(s, "  {:<17}   limits: {l}", "");
                     }
                 }
+                let lsm = self.program_types.iter().find(|p| p.program_type == "lsm");
+                let lsm_here = match lsm.map(|p| &p.status) {
+                    Some(Status::Ok) => "this kernel accepts LSM programs",
+                    Some(Status::Refused) => "this kernel refuses LSM programs",
+                    _ => "LSM programs could not be probed",
+                };
+                let _ = writeln!(s, "  {:<17} NONE", "mount-denial");
+                let _ = writeln!(
+                    s,
+                    "  {:<17}   not built yet (planned: BPF LSM on sb_mount/move_mount); {lsm_here}",
+                    ""
+                );
             }
             Err(e) => _ = writeln!(s, "  FAIL: {e}"),
         }

@@ -21,9 +21,12 @@ const EXIT_TRACER: u8 = 3;
     about = "Watch the Linux filesystem freeze gate with eBPF",
     long_about = "Watch the Linux filesystem freeze gate with eBPF.\n\n\
         Freezing a filesystem (fsfreeze, xfs_freeze, FIFREEZE, device-mapper, suspend) is how backup \
-        and snapshot tools get a consistent image. freezewatch records every freeze and thaw, with \
-        the task, the superblock and the freeze level before and after.\n\n\
-        Start with `freezewatch doctor` to see what this kernel allows, then `freezewatch record`.",
+                and snapshot tools get a consistent image. freezewatch records every freeze and thaw, and \
+        everything that reaches a frozen filesystem: writes to its block device, transaction starts, \
+        completed writes, writers held at the gate, mounts that land on it. It flags what slipped \
+        past the gate, with the task and the kernel stack.\n\n\
+        Start with `freezewatch doctor` to see what this kernel allows; `freezewatch tui` to watch; \
+        `freezewatch run --assert no-slips -- ./backup.sh` in CI.",
     after_help = "Examples:\n  \
         freezewatch doctor\n  \
         freezewatch record --out trace.ndjson -- sh -c 'fsfreeze -f /mnt/data; fsfreeze -u /mnt/data'\n  \
@@ -48,11 +51,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Record freeze events as NDJSON until CMD exits, DURATION passes, or Ctrl-C.
+    /// Record freeze-gate events as NDJSON until CMD exits, DURATION passes, or Ctrl-C.
     #[command(
-        long_about = "Attach to the kernel and record freeze and thaw events as NDJSON: one JSON \
-            object per line (schema: docs/trace-format.md), a header first, a footer with counters \
-            (including lost events) last.\n\n\
+        long_about = "Attach to the kernel and record freeze-gate events as NDJSON: one JSON \
+            object per line (schema: docs/trace-format.md): a header first, then events, then the \
+            findings and per-filesystem summaries, and a footer with counters (including lost \
+            events) last.\n\n\
             With `-- CMD ARGS...`, CMD is started once the hooks are attached and recording stops \
             when it exits; its stdout goes to stderr when the trace is written to stdout. Without \
             CMD, recording runs until --duration passes or Ctrl-C/SIGTERM.\n\n\

@@ -62,13 +62,12 @@ fn monotonic_ns() -> u64 {
 
 /// Reads keys for up to `wait` and applies them.
 fn handle_input(app: &mut App, wait: Duration) -> Result<()> {
-    if event::poll(wait).context("reading the terminal")? {
-        if let TermEvent::Key(key) = event::read().context("reading the terminal")? {
-            if key.kind == KeyEventKind::Press {
-                let action = action_for(app, key);
-                app.apply(action);
-            }
-        }
+    if event::poll(wait).context("reading the terminal")?
+        && let TermEvent::Key(key) = event::read().context("reading the terminal")?
+        && key.kind == KeyEventKind::Press
+    {
+        let action = action_for(app, key);
+        app.apply(action);
     }
     if TERMINATE.load(Ordering::SeqCst) {
         app.should_quit = true;

@@ -110,6 +110,12 @@ pub struct Options {
     pub long_freeze_ns: u64,
 }
 
+impl Options {
+    pub fn with_long_freeze(threshold: std::time::Duration) -> Self {
+        Self { long_freeze_ns: u64::try_from(threshold.as_nanos()).unwrap_or(u64::MAX) }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self { long_freeze_ns: 10_000_000_000 }

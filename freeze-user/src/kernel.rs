@@ -4,6 +4,14 @@ use std::path::Path;
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub const SECURITYFS: &str = "/sys/kernel/security";
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` (and so every event) uses.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// `uname -r`.
 pub fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -228,7 +228,7 @@ impl AssertArgs {
 
 /// Evaluates, prints and writes JUnit; returns the exit code (0 all hold, 1 some failed).
 fn judge(contents: &trace::Contents, list: &[Assertion], args: &AssertArgs, suite: &str) -> ExitCode {
-    let opts = correlate::Options { long_freeze_ns: args.long_freeze.as_nanos() as u64 };
+    let opts = correlate::Options::with_long_freeze(args.long_freeze);
     let (verdicts, rep) = verdicts::evaluate(contents, list, &opts);
     let command_exit = contents.footer.as_ref().and_then(|f| f.command_exit);
     let passed = verdicts.iter().all(|v| v.passed);
@@ -240,10 +240,7 @@ fn judge(contents: &trace::Contents, list: &[Assertion], args: &AssertArgs, suit
             complete: rep.complete,
             command_exit,
         };
-        match serde_json::to_string_pretty(&summary) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("freezewatch: cannot serialise the verdicts: {e}"),
-        }
+        print_json(&summary);
     } else {
         print!("{}", verdicts::human(&verdicts, command_exit));
     }
@@ -299,12 +296,9 @@ fn run_command(
             }
         },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("freezewatch: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let opts = record::Options {
         out: record::TraceOut::File(path.clone()),
@@ -317,10 +311,7 @@ fn run_command(
     };
     let outcome = match runtime.block_on(record::record(opts)) {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("freezewatch: {e:#}");
-            return if tracer_failed(&e) { ExitCode::from(EXIT_TRACER) } else { ExitCode::FAILURE };
-        }
+        Err(e) => return failed(&e),
     };
     // Judge the trace as written, exactly as `check` would.
     let contents = match read_trace_file(&path) {
@@ -335,6 +326,41 @@ fn run_command(
         Some(c) if c != 0 && propagate_exit => ExitCode::from(u8::try_from(c).unwrap_or(1)),
         _ => code,
     }
+}
+
+/// Prints `value` as pretty JSON on stdout; false (after saying why) when it cannot.
+fn print_json(value: &impl serde::Serialize) -> bool {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => {
+            println!("{s}");
+            true
+        }
+        Err(e) => {
+            eprintln!("freezewatch: cannot serialise the output as JSON: {e}");
+            false
+        }
+    }
+}
+
+/// Reads a trace, or says what is wrong with it (naming the line) and gives the input-error code.
+fn load_trace(path: &std::path::Path) -> Result<trace::Contents, ExitCode> {
+    read_trace_file(path).map_err(|e| {
+        eprintln!("freezewatch: {e}");
+        ExitCode::from(EXIT_INPUT)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("freezewatch: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints a top-level error; exit 3 when the tracer itself could not run, else 1.
+fn failed(e: &anyhow::Error) -> ExitCode {
+    eprintln!("freezewatch: {e:#}");
+    if tracer_failed(e) { ExitCode::from(EXIT_TRACER) } else { ExitCode::FAILURE }
 }
 
 fn tracer_failed(e: &anyhow::Error) -> bool {
@@ -352,12 +378,8 @@ fn main() -> ExitCode {
         Cmd::Doctor { json } => {
             let report = doctor::run();
             if json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("freezewatch: cannot serialise the report: {e}");
-                        return ExitCode::FAILURE;
-                    }
+                if !print_json(&report) {
+                    return ExitCode::FAILURE;
                 }
             } else {
                 print!("{}", report.human());
@@ -372,12 +394,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_INPUT);
                 }
             };
-            let contents = match read_trace_file(&trace) {
+            let contents = match load_trace(&trace) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("freezewatch: {e}");
-                    return ExitCode::from(EXIT_INPUT);
-                }
+                Err(code) => return code,
             };
             judge(&contents, &list, &args, &trace.display().to_string())
         }
@@ -386,36 +405,26 @@ fn main() -> ExitCode {
                 Some(path) => freezewatch::tui::run::replay(
                     path,
                     speed,
-                    correlate::Options { long_freeze_ns: long_freeze.as_nanos() as u64 },
+                    correlate::Options::with_long_freeze(long_freeze),
                 ),
                 None => freezewatch::tui::run::live(freezewatch::tui::run::LiveOptions { out, long_freeze }),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("freezewatch: {e:#}");
-                    if tracer_failed(&e) { ExitCode::from(EXIT_TRACER) } else { ExitCode::FAILURE }
-                }
+                Err(e) => failed(&e),
             }
         }
         Cmd::Run { args, out, propagate_exit, command } => run_command(args, out, propagate_exit, command),
         Cmd::Report { trace, json, all, long_freeze } => {
-            let contents = match read_trace_file(&trace) {
+            let contents = match load_trace(&trace) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("freezewatch: {e}");
-                    return ExitCode::from(EXIT_INPUT);
-                }
+                Err(code) => return code,
             };
-            let opts = correlate::Options { long_freeze_ns: long_freeze.as_nanos() as u64 };
+            let opts = correlate::Options::with_long_freeze(long_freeze);
             let rep = report::build(&contents, &opts);
             if json {
-                match serde_json::to_string_pretty(&rep) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("freezewatch: cannot serialise the report: {e}");
-                        return ExitCode::FAILURE;
-                    }
+                if !print_json(&rep) {
+                    return ExitCode::FAILURE;
                 }
             } else {
                 print!("{}", report::human(&rep, contents.header.as_ref(), all));
@@ -423,12 +432,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Record { out, duration, long_freeze, command } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("freezewatch: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(record::record(record::Options {
                 out: out.map_or(record::TraceOut::Stdout, record::TraceOut::File),
@@ -440,10 +446,7 @@ fn main() -> ExitCode {
                 quiet: false,
             })) {
                 Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("freezewatch: {e:#}");
-                    if tracer_failed(&e) { ExitCode::from(EXIT_TRACER) } else { ExitCode::FAILURE }
-                }
+                Err(e) => failed(&e),
             }
         }
     }

@@ -62,13 +62,6 @@ pub struct Outcome {
     pub ended_by: EndReason,
 }
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec to write into; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 struct Sink {
     writer: TraceWriter<Box<dyn Write + Send>>,
     mounts: MountTable,
@@ -210,7 +203,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
-        started_monotonic_ns: monotonic_ns(),
+        started_monotonic_ns: kernel::monotonic_ns(),
         hooks: loaded.hooks.clone(),
         command: (!opts.command.is_empty()).then(|| opts.command.clone()),
     };
@@ -313,10 +306,10 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut counters = loaded.counters();
     counters.lost_undecodable = sink.undecodable;
     let lost = counters.lost();
-    let end_ns = monotonic_ns();
+    let end_ns = kernel::monotonic_ns();
     let analysis = correlate::analyze(
         &sink.events,
-        &correlate::Options { long_freeze_ns: opts.long_freeze.as_nanos() as u64 },
+        &correlate::Options::with_long_freeze(opts.long_freeze),
         Some(end_ns),
     );
     for f in &analysis.findings {

@@ -53,13 +53,6 @@ impl Drop for TerminalGuard {
     }
 }
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec to write into; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Reads keys for up to `wait` and applies them.
 fn handle_input(app: &mut App, wait: Duration) -> Result<()> {
     if event::poll(wait).context("reading the terminal")?
@@ -176,8 +169,7 @@ pub fn live(opts: LiveOptions) -> Result<()> {
             }
         }
     };
-    let mut app =
-        App::new(Mode::Live, correlate::Options { long_freeze_ns: opts.long_freeze.as_nanos() as u64 });
+    let mut app = App::new(Mode::Live, correlate::Options::with_long_freeze(opts.long_freeze));
     app.header = Some(header);
     app.trace_file = trace_file;
     let result = live_loop(&mut app, &tap_rx);
@@ -217,7 +209,7 @@ fn live_loop(app: &mut App, taps: &std::sync::mpsc::Receiver<Tap>) -> Result<()>
             app.events_per_sec = rate_window.1 as f64 / secs;
             rate_window = (Instant::now(), 0);
         }
-        app.refresh(monotonic_ns());
+        app.refresh(crate::kernel::monotonic_ns());
         guard.terminal.draw(|f| f.render_widget(&*app, f.area())).context("drawing")?;
         handle_input(app, FRAME)?;
     }

@@ -45,6 +45,12 @@ pub mod mount_api {
     pub const MOUNT: u32 = 1;
     /// move_mount(2): attaching a mount made with fsmount(2) or open_tree(2).
     pub const MOVE_MOUNT: u32 = 2;
+    /// fsopen(2): `fstype` holds the filesystem type.
+    pub const FSOPEN: u32 = 3;
+    /// fsconfig(2) with FSCONFIG_SET_STRING: `source` holds the key, `target` the value.
+    pub const FSCONFIG: u32 = 4;
+    /// fsmount(2): turns a configured context into a detached mount (not yet visible).
+    pub const FSMOUNT: u32 = 5;
 }
 
 /// A MOUNT_BEGIN record: the common event, then the user-supplied strings (NUL padded, cut to size).
@@ -80,6 +86,9 @@ pub mod hook {
     pub const TP_SYS_MOUNT: u32 = 8;
     /// `syscalls:sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}`.
     pub const TP_SYS_WRITE: u32 = 9;
+    /// `btrfs:btrfs_space_reservation` of type "transaction" (a transaction start reserving
+    /// metadata space; btrfs has no transaction-start tracepoint).
+    pub const TP_BTRFS_TXN_RESERVE: u32 = 10;
     /// Number of hook ids (size of the per-hook hit counters).
     pub const COUNT: u32 = 16;
 }

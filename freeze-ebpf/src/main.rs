@@ -587,6 +587,38 @@ pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {
     0
 }
 
+// btrfs:btrfs_space_reservation: fsid[16] at 8, type (__data_loc: offset in the low 16 bits) at
+// 24, bytes at 40, reserve at 48. Only reservations of type "transaction" are transaction starts.
+#[tracepoint(category = "btrfs", name = "btrfs_space_reservation")]
+pub fn fw_btrfs_space_reservation(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_BTRFS_TXN_RESERVE);
+    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
+    let (fsid, loc, reserve) = unsafe {
+        (
+            ctx.read_at::<[u8; 16]>(8).unwrap_or([0; 16]),
+            ctx.read_at::<u32>(24).unwrap_or(0),
+            ctx.read_at::<i32>(48).unwrap_or(0),
+        )
+    };
+    if reserve == 0 {
+        return 0;
+    }
+    // SAFETY: the value is copied out at once.
+    let Some(sb) = unsafe { WATCHED_UUIDS.get(&fsid) }.copied() else {
+        bump(counter::FILTERED);
+        return 0;
+    };
+    // SAFETY: the data_loc offset points inside the record; the read is bounded to 12 bytes.
+    let ty = unsafe { ctx.read_at::<[u8; 12]>((loc & 0xffff) as usize) }.unwrap_or([0; 12]);
+    if &ty != b"transaction\0" {
+        return 0;
+    }
+    // SAFETY: as above.
+    let bytes = unsafe { ctx.read_at::<u64>(40) }.unwrap_or(0);
+    on_txn(&ctx, hook::TP_BTRFS_TXN_RESERVE, sb, 0, bytes.min(u64::from(u32::MAX)) as u32);
+    0
+}
+
 // btrfs:btrfs_transaction_commit: fsid[16] at 8.
 #[tracepoint(category = "btrfs", name = "btrfs_transaction_commit")]
 pub fn fw_btrfs_transaction_commit(ctx: TracePointContext) -> u32 {
@@ -731,20 +763,86 @@ pub fn fw_move_mount_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_mount")]
-pub fn fw_mount_exit(ctx: TracePointContext) -> u32 {
+// syscalls:sys_enter_fsopen: _fs_name 16. sys_enter_fsconfig: fd 16, cmd 24, _key 32, _value 40.
+// sys_enter_fsmount: fs_fd 16. Their exits share on_end with mount(2).
+#[tracepoint(category = "syscalls", name = "sys_enter_fsopen")]
+pub fn fw_fsopen_enter(ctx: TracePointContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    hit(hook::TP_SYS_MOUNT);
+    // SAFETY: the offset is inside the tracepoint's record.
+    let name = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0);
+    on_mount_begin(mount_api::FSOPEN, 0, 0, 0, 0, name);
+    0
+}
+
+const FSCONFIG_SET_STRING: u64 = 1;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_fsconfig")]
+pub fn fw_fsconfig_enter(ctx: TracePointContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    hit(hook::TP_SYS_MOUNT);
+    // SAFETY: the offsets are inside the tracepoint's record.
+    let (cmd, key, value) = unsafe {
+        (
+            ctx.read_at::<u64>(24).unwrap_or(0),
+            ctx.read_at::<u64>(32).unwrap_or(0),
+            ctx.read_at::<u64>(40).unwrap_or(0),
+        )
+    };
+    // Only string settings have a readable value; other commands keep the key alone.
+    let value = if cmd == FSCONFIG_SET_STRING { value } else { 0 };
+    on_mount_begin(mount_api::FSCONFIG, 0, cmd, key, value, 0);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_fsmount")]
+pub fn fw_fsmount_enter(ctx: TracePointContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    hit(hook::TP_SYS_MOUNT);
+    // SAFETY: the offset is inside the tracepoint's record.
+    let flags = unsafe { ctx.read_at::<u64>(24) }.unwrap_or(0);
+    on_mount_begin(mount_api::FSMOUNT, 0, flags, 0, 0, 0);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_fsopen")]
+pub fn fw_fsopen_exit(ctx: TracePointContext) -> u32 {
+    mount_call_exit(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_fsconfig")]
+pub fn fw_fsconfig_exit(ctx: TracePointContext) -> u32 {
+    mount_call_exit(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_fsmount")]
+pub fn fw_fsmount_exit(ctx: TracePointContext) -> u32 {
+    mount_call_exit(&ctx)
+}
+
+/// The exit of any mount-family call: ends the thread's pending MOUNT operation.
+#[inline(always)]
+fn mount_call_exit(ctx: &TracePointContext) -> u32 {
     // SAFETY: the offset is inside the tracepoint's record.
     let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
     on_end(hook::TP_SYS_MOUNT, ret);
     0
 }
 
+#[tracepoint(category = "syscalls", name = "sys_exit_mount")]
+pub fn fw_mount_exit(ctx: TracePointContext) -> u32 {
+    mount_call_exit(&ctx)
+}
+
 #[tracepoint(category = "syscalls", name = "sys_exit_move_mount")]
 pub fn fw_move_mount_exit(ctx: TracePointContext) -> u32 {
-    // SAFETY: the offset is inside the tracepoint's record.
-    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
-    on_end(hook::TP_SYS_MOUNT, ret);
-    0
+    mount_call_exit(&ctx)
 }
 
 const S_IFMT: u16 = 0o170000;

@@ -358,6 +358,7 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
             EventKind::TxnStart => {
                 let what = match ev.hook {
                     crate::event::Hook::TracepointBtrfsCommit => "btrfs transaction commit",
+                    crate::event::Hook::TracepointBtrfsTxnReserve => "btrfs transaction (space reservation)",
                     crate::event::Hook::TracepointXfsTransAlloc => "xfs transaction",
                     _ => "ext4 journal handle",
                 };
@@ -497,6 +498,10 @@ fn mount_finding(ev: &Event, tracks: &mut BTreeMap<String, Track>) -> Option<Fin
         return None;
     }
     let call = ev.mount.as_ref()?;
+    // Only these make a mount visible; fsopen/fsconfig/fsmount prepare one (move_mount attaches it).
+    if call.api != "mount" && call.api != "move_mount" {
+        return None;
+    }
     // The kernel's superblock (move_mount of an fsmount fd), else the one mountinfo shows at the
     // target afterwards (mount(2)).
     let id = if ev.sb.id != "0x0" {
@@ -728,6 +733,7 @@ mod tests {
         events.push(gone);
         events.extend(thaw(900, 0));
         events.push(mount_end(1_000, "mount", "0x0", Some("7:0"), 0)); // after the thaw: fine
+        events.push(mount_end(250, "fsconfig", "0x0", Some("7:0"), 0)); // prepares, attaches nothing
         let a = analyze(&events, &Options::default(), None);
         assert_eq!(kinds(&a), [FindingKind::MountWhileFrozen; 3]);
         assert!(
@@ -756,6 +762,32 @@ mod tests {
             a.findings[0].message
         );
         assert_eq!(a.findings[0].hook, "tracepoint:syscalls:write");
+    }
+
+    #[test]
+    fn lost_events_do_not_derail_the_state_machine() {
+        // The freeze's end was lost: the kernel's level on the next events still says frozen.
+        let events = vec![
+            ev(EventKind::FreezeBegin, 100, 0, 0, None),
+            block_write(500, 4),
+            // The thaw's begin was lost too; its end (level 0) closes the window.
+            ev(EventKind::ThawEnd, 900, 4, 0, Some(0)),
+        ];
+        let a = analyze(&events, &Options::default(), Some(1_000));
+        assert_eq!(kinds(&a), [FindingKind::Slip], "the slip is still seen, nothing is left frozen");
+        let s = &a.summaries["0xa"];
+        assert_eq!((s.state, s.freezes, s.thaws), (SbState::Unfrozen, 0, 1));
+        // Only ends, no begins at all: the freeze is counted and the window closed.
+        let ends =
+            vec![ev(EventKind::FreezeEnd, 100, 0, 4, Some(0)), ev(EventKind::ThawEnd, 300, 4, 0, Some(0))];
+        let a = analyze(&ends, &Options::default(), Some(1_000));
+        assert!(a.findings.is_empty(), "{:?}", a.findings);
+        assert_eq!((a.summaries["0xa"].freezes, a.summaries["0xa"].total_frozen_ns), (1, 200));
+        // A writer whose wait began before the recording (its start was never seen).
+        let mut u = ev(EventKind::WriterUnblocked, 400, 0, 0, Some(0));
+        u.begin_ts_ns = Some(50);
+        let a = analyze(&[u], &Options::default(), None);
+        assert_eq!(a.findings[0].duration_ns, Some(350), "the kernel's begin time is used");
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub enum Hook {
     /// `syscalls:sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}`.
     #[serde(rename = "tracepoint:syscalls:write")]
     TracepointSysWrite,
+    /// `btrfs:btrfs_space_reservation` of type "transaction".
+    #[serde(rename = "tracepoint:btrfs:btrfs_space_reservation")]
+    TracepointBtrfsTxnReserve,
 }
 
 impl Hook {
@@ -93,6 +96,7 @@ impl Hook {
             hook::TP_BTRFS_COMMIT => Self::TracepointBtrfsCommit,
             hook::TP_SYS_MOUNT => Self::TracepointSysMount,
             hook::TP_SYS_WRITE => Self::TracepointSysWrite,
+            hook::TP_BTRFS_TXN_RESERVE => Self::TracepointBtrfsTxnReserve,
             _ => return None,
         })
     }
@@ -162,11 +166,12 @@ pub struct Event {
 /// (move_mount of an fsmount/open_tree fd); for mount(2) `mounted_dev` says where it landed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountCall {
-    /// "mount" or "move_mount".
+    /// "mount", "move_mount", "fsopen", "fsconfig" or "fsmount".
     pub api: String,
-    /// mount(2): the source (device, or directory for a bind); move_mount: from_pathname.
+    /// mount(2): the source (device, or directory for a bind); move_mount: from_pathname;
+    /// fsconfig: the key (e.g. "source").
     pub source: String,
-    /// mount(2): the target directory; move_mount: to_pathname.
+    /// mount(2): the target directory; move_mount: to_pathname; fsconfig: a string value.
     pub target: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fstype: String,
@@ -268,6 +273,18 @@ fn level(raw: u32) -> Option<u32> {
     (raw != level::UNKNOWN).then_some(raw)
 }
 
+/// The mount API a MOUNT_* event came from.
+pub fn mount_api_name(api: u32) -> &'static str {
+    use freeze_common::mount_api as m;
+    match api {
+        m::MOVE_MOUNT => "move_mount",
+        m::FSOPEN => "fsopen",
+        m::FSCONFIG => "fsconfig",
+        m::FSMOUNT => "fsmount",
+        _ => "mount",
+    }
+}
+
 /// Copies a ring-buffer record into a `RawEvent`.
 pub fn raw_from_bytes(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
     let want = std::mem::size_of::<RawEvent>();
@@ -332,8 +349,7 @@ impl Event {
             matches!(kind, EventKind::WriterBlocked | EventKind::WriterUnblocked).then_some(raw.flags);
         // The caller address is symbolized by the recorder, which has the kernel's symbols.
         let mount = matches!(kind, EventKind::MountBegin | EventKind::MountEnd).then(|| MountCall {
-            api: if raw.flags == freeze_common::mount_api::MOVE_MOUNT { "move_mount" } else { "mount" }
-                .into(),
+            api: mount_api_name(raw.flags).into(),
             source: String::new(),
             target: String::new(),
             fstype: String::new(),

@@ -187,13 +187,21 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
     TpFeature {
         feature: "txn-btrfs",
-        hook: "tracepoint:btrfs:btrfs_transaction_commit",
-        progs: &[TpProg {
-            program: "fw_btrfs_transaction_commit",
-            category: "btrfs",
-            tracepoint: "btrfs_transaction_commit",
-            fields: &[("fsid", 8, 16)],
-        }],
+        hook: "tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
+        progs: &[
+            TpProg {
+                program: "fw_btrfs_transaction_commit",
+                category: "btrfs",
+                tracepoint: "btrfs_transaction_commit",
+                fields: &[("fsid", 8, 16)],
+            },
+            TpProg {
+                program: "fw_btrfs_space_reservation",
+                category: "btrfs",
+                tracepoint: "btrfs_space_reservation",
+                fields: &[("fsid", 8, 16), ("type", 24, 4), ("bytes", 40, 8), ("reserve", 48, 4)],
+            },
+        ],
     },
     TpFeature {
         feature: "mounts",
@@ -226,6 +234,42 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
                 program: "fw_move_mount_exit",
                 category: "syscalls",
                 tracepoint: "sys_exit_move_mount",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_fsopen_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_fsopen",
+                fields: &[("_fs_name", 16, 8)],
+            },
+            TpProg {
+                program: "fw_fsopen_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_fsopen",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_fsconfig_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_fsconfig",
+                fields: &[("cmd", 24, 8), ("_key", 32, 8), ("_value", 40, 8)],
+            },
+            TpProg {
+                program: "fw_fsconfig_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_fsconfig",
+                fields: &[("ret", 16, 8)],
+            },
+            TpProg {
+                program: "fw_fsmount_enter",
+                category: "syscalls",
+                tracepoint: "sys_enter_fsmount",
+                fields: &[("flags", 24, 8)],
+            },
+            TpProg {
+                program: "fw_fsmount_exit",
+                category: "syscalls",
+                tracepoint: "sys_exit_fsmount",
                 fields: &[("ret", 16, 8)],
             },
         ],

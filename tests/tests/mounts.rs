@@ -63,6 +63,20 @@ fn mounts_while_frozen_are_flagged(fstype: FsType) {
         assert_eq!(f["sb"]["fstype"], fstype.name(), "{f}");
         assert_eq!(f["sb"]["mountpoint"], fs.mnt(), "{f}");
     }
+    // Every call of the new mount API was recorded with its result; only move_mount attached.
+    let ends: Vec<_> = trace.events().into_iter().filter(|e| e["kind"] == "mount_end").collect();
+    let api = |name: &str| ends.iter().filter(|e| e["mount"]["api"] == name).collect::<Vec<_>>();
+    assert_eq!(api("fsopen").len(), 1, "{ends:?}");
+    assert_eq!(api("fsopen")[0]["mount"]["fstype"], fstype.name());
+    assert!(api("fsopen")[0]["ret"].as_i64().is_some_and(|fd| fd >= 0), "fsopen returns an fd");
+    let source =
+        api("fsconfig").into_iter().find(|e| e["mount"]["source"] == "source").expect("fsconfig source");
+    assert_eq!(
+        (source["mount"]["target"].as_str(), source["ret"].as_i64()),
+        (Some(fs.loopdev.as_str()), Some(0))
+    );
+    assert_eq!(api("fsmount").len(), 1);
+    assert_eq!(api("move_mount").len(), 1);
     // The unrelated ext4 mount was recorded, and not flagged.
     let ends: Vec<_> = trace.events().into_iter().filter(|e| e["kind"] == "mount_end").collect();
     assert!(

@@ -65,3 +65,52 @@ pub fn write_junit(
 ) -> std::io::Result<()> {
     std::fs::write(path, assertions::junit(verdicts, suite, seconds))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{assertions::parse, trace::read_trace};
+
+    /// A hand-written trace: /mnt/a (ext4 7:0) frozen for 2 s with a dd write while frozen, and
+    /// /mnt/b (xfs 7:1) frozen and never thawed. The footer says one event was lost.
+    const TRACE: &str = r#"{"v":1,"type":"header","tool":"freezewatch","tool_version":"0","kernel":"6.18","started_unix_ms":0,"started_monotonic_ns":1000000000,"hooks":[]}
+{"v":1,"type":"event","kind":"freeze_end","hook":"tracepoint:syscalls:ioctl","ts_ns":1000000000,"pid":1,"tid":1,"comm":"fsfreeze","sb":{"id":"0xa","dev":"7:0","fstype":"ext4","s_id":"loop0","uuid":"u","mountpoint":"/mnt/a"},"level_before":0,"level_after":4,"ret":0}
+{"v":1,"type":"event","kind":"block_write","hook":"tracepoint:block:block_bio_queue","ts_ns":1500000000,"pid":9,"tid":9,"comm":"dd","sb":{"id":"0xa","dev":"7:0","fstype":"ext4","s_id":"loop0","uuid":"u","mountpoint":"/mnt/a"},"level_before":4,"level_after":4,"block":{"dev":"7:0","sector":8,"bytes":4096}}
+{"v":1,"type":"event","kind":"thaw_end","hook":"tracepoint:syscalls:ioctl","ts_ns":3000000000,"pid":2,"tid":2,"comm":"fsfreeze","sb":{"id":"0xa","dev":"7:0","fstype":"ext4","s_id":"loop0","uuid":"u","mountpoint":"/mnt/a"},"level_before":4,"level_after":0,"ret":0}
+{"v":1,"type":"event","kind":"freeze_end","hook":"tracepoint:syscalls:ioctl","ts_ns":3500000000,"pid":3,"tid":3,"comm":"xfs_freeze","sb":{"id":"0xb","dev":"7:1","fstype":"xfs","s_id":"loop1","uuid":"v","mountpoint":"/mnt/b"},"level_before":0,"level_after":4,"ret":0}
+{"v":1,"type":"footer","events":4,"ended_by":"command","duration_ms":4000,"command_exit":0,"counters":{"lost_ringbuf_full":1,"lost_undecodable":0,"read_failed":0,"pending_full":0,"ioctl_seen":3,"fentry_seen":0}}
+"#;
+
+    #[test]
+    fn assertions_on_a_hand_written_trace() {
+        let contents = Contents::from_records(read_trace(TRACE.as_bytes()).expect("parses"));
+        let cases = [
+            ("frozen @/mnt/a", true, 1),
+            ("frozen @/mnt/c", false, 0),
+            ("no-slips @/mnt/a", false, 1),
+            ("no-slips @fs=xfs", true, 0),
+            ("slips @dev=7:0 == 1", true, 1),
+            ("max_frozen @/mnt/a <= 2s", true, 2_000_000_000),
+            // /mnt/b: frozen from 3.5 s until the recording ended at 5 s.
+            ("max_frozen @/mnt/b == 1500ms", true, 1_500_000_000),
+            ("total_frozen == 3500ms", true, 3_500_000_000),
+            ("not-left-frozen @/mnt/a", true, 0),
+            ("left_frozen == 1", true, 1),
+            ("no-lost-events", false, 1),
+            ("thaws @fs=xfs == 0", true, 0),
+        ];
+        let list: Vec<_> = cases.iter().map(|(t, _, _)| parse(t).expect(t)).collect();
+        let (verdicts, _) = evaluate(&contents, &list, &correlate::Options::default());
+        for ((text, passed, value), v) in cases.iter().zip(&verdicts) {
+            assert_eq!((v.passed, v.value), (*passed, *value), "{text}: {}", v.message);
+        }
+        let slip = &verdicts[2];
+        assert_eq!(slip.findings.len(), 1);
+        assert_eq!(slip.findings[0].comm, "dd");
+        let text = human(&verdicts, Some(3));
+        assert!(text.contains("FAIL  no-slips @/mnt/a"), "{text}");
+        assert!(text.contains("      - dd[9] wrote 4096 bytes"), "{text}");
+        assert!(text.contains("9 of 12 assertions hold"), "{text}");
+        assert!(text.ends_with("note: the traced command exited with status 3\n"), "{text}");
+    }
+}

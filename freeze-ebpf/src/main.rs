@@ -469,8 +469,9 @@ pub fn fw_ioctl_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-// block:block_bio_queue: dev at 8, sector at 16, nr_sector at 24, rwbs[10] at 28. User space
-// checks these against the tracepoint's format file before attaching.
+// block:block_bio_queue: dev at 8, sector at 16, nr_sector at 24, rwbs at 28. User space checks
+// these against the tracepoint's format file before attaching. rwbs is char[8] up to 6.12 and
+// char[10] on 6.18; only its first 8 bytes are read (the W comes first, or after F for a flush).
 const BIO_DEV: usize = 8;
 const BIO_SECTOR: usize = 16;
 const BIO_NR_SECTOR: usize = 24;
@@ -493,7 +494,7 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // SAFETY: as above.
-    let rwbs = unsafe { ctx.read_at::<[u8; 10]>(BIO_RWBS) }.unwrap_or([0; 10]);
+    let rwbs = unsafe { ctx.read_at::<[u8; 8]>(BIO_RWBS) }.unwrap_or([0; 8]);
     if !rwbs.contains(&b'W') {
         return 0;
     }
@@ -635,7 +636,11 @@ pub fn fw_btrfs_transaction_commit(ctx: TracePointContext) -> u32 {
 
 // lock:contention_begin: lock_addr at 8, flags at 16. contention_end: lock_addr at 8, ret at 16.
 const LOCK_ADDR: usize = 8;
+const LOCK_FLAGS: usize = 16;
 const LOCK_RET: usize = 16;
+/// `LCB_F_READ`: a reader waiting. Writers held at a gate wait for reading; freeze_super itself
+/// contends for writing (LCB_F_WRITE) while it drains them, and is not a blocked writer.
+const LCB_F_READ: u32 = 1 << 1;
 
 #[tracepoint(category = "lock", name = "contention_begin")]
 pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
@@ -647,6 +652,10 @@ pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
         bump(counter::FILTERED);
         return 0;
     };
+    // SAFETY: the offset is inside the tracepoint's record.
+    if unsafe { ctx.read_at::<u32>(LOCK_FLAGS) }.unwrap_or(0) & LCB_F_READ == 0 {
+        return 0;
+    }
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let tid = bpf_get_current_pid_tgid() as u32;

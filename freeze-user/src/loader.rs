@@ -136,7 +136,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
             program: "fw_block_bio_queue",
             category: "block",
             tracepoint: "block_bio_queue",
-            fields: &[("dev", 8, 4), ("sector", 16, 8), ("nr_sector", 24, 4), ("rwbs", 28, 10)],
+            fields: &[("dev", 8, 4), ("sector", 16, 8), ("nr_sector", 24, 4), ("rwbs", 28, 8)],
         }],
     },
     TpFeature {
@@ -147,7 +147,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
                 program: "fw_contention_begin",
                 category: "lock",
                 tracepoint: "contention_begin",
-                fields: &[("lock_addr", 8, 8)],
+                fields: &[("lock_addr", 8, 8), ("flags", 16, 4)],
             },
             TpProg {
                 program: "fw_contention_end",

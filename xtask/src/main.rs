@@ -1,5 +1,6 @@
 //! `cargo xtask`: everything a fresh machine needs to build, run and test freezewatch.
 mod setup;
+mod vm;
 
 use std::{path::PathBuf, process::Command};
 
@@ -41,8 +42,16 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Run every test: unit tests, then the kernel tests (root; one at a time, on loop images).
-    /// With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run fails instead of skipping.
+    /// Boot Debian cloud kernels (6.1, 6.12) under QEMU, where fentry and BPF LSM load, and check
+    /// the fentry path there: freeze, failed freeze, thaw, a slip and a blocked writer.
+    VmTest {
+        /// 6.1, 6.12 or all.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
+    /// Run every test: unit tests, the kernel tests (root; one at a time, on loop images), then
+    /// `vm-test --kernel all`. With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
+    /// fails instead of skipping.
     Test {
         /// Extra arguments for the kernel test binaries (after `--`), e.g. a test name filter.
         #[arg(last = true)]
@@ -88,7 +97,9 @@ fn test(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["test", "--package", "freezewatch-tests", "--", "--test-threads=1"]).args(args);
     cmd.env("FREEZEWATCH_BIN", &bin);
-    run(&mut cmd)
+    run(&mut cmd)?;
+    // The fentry path, on kernels that allow it (this host refuses fentry): QEMU guests.
+    vm::vm_test("all", &bin)
 }
 
 fn main() -> Result<()> {
@@ -101,5 +112,9 @@ fn main() -> Result<()> {
             run(Command::new(bin).args(&args))
         }
         Cmd::Test { args } => test(&args),
+        Cmd::VmTest { kernel } => {
+            let bin = build(false)?;
+            vm::vm_test(&kernel, &bin)
+        }
     }
 }

@@ -89,6 +89,8 @@ pub mod hook {
     /// `btrfs:btrfs_space_reservation` of type "transaction" (a transaction start reserving
     /// metadata space; btrfs has no transaction-start tracepoint).
     pub const TP_BTRFS_TXN_RESERVE: u32 = 10;
+    /// fexit on `vfs_write`: every write path (syscalls, io_uring, aio, kernel writers).
+    pub const FEXIT_VFS_WRITE: u32 = 11;
     /// Number of hook ids (size of the per-hook hit counters).
     pub const COUNT: u32 = 16;
 }

@@ -911,6 +911,48 @@ fn on_write_exit(ctx: &TracePointContext) -> u32 {
     0
 }
 
+/// fexit on `vfs_write(file, buf, count, pos)`: the first choice for completed writes, since it
+/// also sees writes that come through no write syscall (io_uring, aio, kernel writers).
+#[fexit(function = "vfs_write")]
+pub fn fw_vfs_write_exit(ctx: FExitContext) -> u32 {
+    if off!(valid) == 0 || ANY_FREEZE.get(0).copied().unwrap_or(0) == 0 {
+        return 0;
+    }
+    hit(hook::FEXIT_VFS_WRITE);
+    let ret = ctx.ret::<i64>().unwrap_or(0);
+    if ret <= 0 {
+        return 0;
+    }
+    let file: u64 = ctx.arg(0);
+    let Ok(inode) = read_u64(file + off!(file_f_inode)) else { return 0 };
+    let mode_addr = inode + off!(inode_i_mode);
+    // SAFETY: as read_u64.
+    let mode = unsafe { bpf_probe_read_kernel(mode_addr as *const u16) }.unwrap_or(0);
+    if mode & S_IFMT != S_IFREG {
+        return 0;
+    }
+    let Ok(sb) = read_u64(inode + off!(inode_i_sb)) else { return 0 };
+    // SAFETY: the value is copied out at once.
+    if unsafe { WATCHED_DEVS.get(&sb_bdev(sb)) }.copied() != Some(sb) {
+        bump(counter::FILTERED);
+        return 0;
+    }
+    let level = read_level(sb);
+    if level != level::COMPLETE {
+        return 0;
+    }
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let mut e = Emit::new(kind::WRITE_DONE, hook::FEXIT_VFS_WRITE, ts, sb);
+    e.level_before = level;
+    e.level_after = level;
+    e.arg = ret as u64;
+    e.ret = ret;
+    e.stack_id = stack_of(&ctx);
+    emit(&e);
+    0
+}
+
 macro_rules! write_syscall {
     ($enter:ident, $exit:ident, $tp_enter:literal, $tp_exit:literal) => {
         #[tracepoint(category = "syscalls", name = $tp_enter)]

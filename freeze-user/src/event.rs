@@ -82,6 +82,9 @@ pub enum Hook {
     /// `btrfs:btrfs_space_reservation` of type "transaction".
     #[serde(rename = "tracepoint:btrfs:btrfs_space_reservation")]
     TracepointBtrfsTxnReserve,
+    /// fexit on `vfs_write`.
+    #[serde(rename = "fexit:vfs_write")]
+    FexitVfsWrite,
 }
 
 impl Hook {
@@ -97,6 +100,7 @@ impl Hook {
             hook::TP_SYS_MOUNT => Self::TracepointSysMount,
             hook::TP_SYS_WRITE => Self::TracepointSysWrite,
             hook::TP_BTRFS_TXN_RESERVE => Self::TracepointBtrfsTxnReserve,
+            hook::FEXIT_VFS_WRITE => Self::FexitVfsWrite,
             _ => return None,
         })
     }

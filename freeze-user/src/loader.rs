@@ -111,10 +111,13 @@ fn attach_ioctl_tracepoints(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
     Ok(())
 }
 
-/// A feature made of tracepoint programs, which have no better program type on this kernel yet.
-/// When one fails, the feature is reported as unavailable and recording goes on.
+/// A feature made of tracepoint programs, optionally preceded by an fexit program that is tried
+/// first where the kernel allows it. When nothing attaches, the feature is reported as
+/// unavailable and recording goes on.
 struct TpFeature {
     feature: &'static str,
+    /// An fexit program to try first, as (program, kernel function), where fentry is allowed.
+    fexit_first: Option<(&'static str, &'static str)>,
     /// The hook name in traces and `doctor`.
     hook: &'static str,
     progs: &'static [TpProg],
@@ -130,6 +133,7 @@ struct TpProg {
 
 const TRACEPOINT_FEATURES: &[TpFeature] = &[
     TpFeature {
+        fexit_first: None,
         feature: "block-writes",
         hook: "tracepoint:block:block_bio_queue",
         progs: &[TpProg {
@@ -140,6 +144,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
         }],
     },
     TpFeature {
+        fexit_first: None,
         feature: "blocked-writers",
         hook: "tracepoint:lock:contention",
         progs: &[
@@ -158,6 +163,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
         ],
     },
     TpFeature {
+        fexit_first: None,
         feature: "txn-ext4",
         hook: "tracepoint:ext4:ext4_journal_start",
         progs: &[
@@ -176,6 +182,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
         ],
     },
     TpFeature {
+        fexit_first: None,
         feature: "txn-xfs",
         hook: "tracepoint:xfs:xfs_trans_alloc",
         progs: &[TpProg {
@@ -186,6 +193,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
         }],
     },
     TpFeature {
+        fexit_first: None,
         feature: "txn-btrfs",
         hook: "tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
         progs: &[
@@ -204,6 +212,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
         ],
     },
     TpFeature {
+        fexit_first: None,
         feature: "mounts",
         hook: "tracepoint:syscalls:mount",
         progs: &[
@@ -275,6 +284,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
         ],
     },
     TpFeature {
+        fexit_first: Some(("fw_vfs_write_exit", "vfs_write")),
         feature: "completed-writes",
         hook: "tracepoint:syscalls:write",
         progs: &[
@@ -342,7 +352,38 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
 ];
 
-fn attach_tracepoint_feature(ebpf: &mut Ebpf, spec: &TpFeature) -> ActiveHook {
+fn attach_tracepoint_feature(ebpf: &mut Ebpf, btf: &aya::Btf, spec: &TpFeature) -> ActiveHook {
+    let mut fallbacks = Vec::new();
+    if let Some((prog, func)) = spec.fexit_first {
+        if !fentry_allowed() {
+            fallbacks.push(format!("fexit:{func}: skipped (FREEZEWATCH_NO_FENTRY=1)"));
+        } else {
+            let attached = ebpf
+                .program_mut(prog)
+                .ok_or(ProgramError::UnexpectedProgramType)
+                .and_then(|p| <&mut FExit>::try_from(p))
+                .and_then(|p| {
+                    p.load(func, btf)?;
+                    p.attach().map(|_| ())
+                });
+            match attached {
+                Ok(()) => {
+                    return ActiveHook {
+                        feature: spec.feature.into(),
+                        hook: Some(format!("fexit:{func}")),
+                        fallbacks,
+                        limits: None,
+                    };
+                }
+                Err(e) => {
+                    if let Some(p) = ebpf.program_mut(prog).and_then(|p| <&mut FExit>::try_from(p).ok()) {
+                        let _ = p.unload();
+                    }
+                    fallbacks.push(format!("fexit:{func}: {}", chain(&e)));
+                }
+            }
+        }
+    }
     let result =
         spec.progs.iter().try_for_each(|TpProg { program: prog, category, tracepoint: tp, fields }| {
             crate::tpformat::check(category, tp, fields)?;
@@ -357,13 +398,16 @@ fn attach_tracepoint_feature(ebpf: &mut Ebpf, spec: &TpFeature) -> ActiveHook {
         });
     let feature = spec.feature.to_owned();
     match result {
-        Ok(()) => ActiveHook { feature, hook: Some(spec.hook.into()), fallbacks: vec![], limits: None },
-        Err(e) => ActiveHook {
-            feature,
-            hook: None,
-            fallbacks: vec![format!("{}: {e}", spec.hook)],
-            limits: Some("unavailable: this feature records nothing".into()),
-        },
+        Ok(()) => ActiveHook { feature, hook: Some(spec.hook.into()), fallbacks, limits: None },
+        Err(e) => {
+            fallbacks.push(format!("{}: {e}", spec.hook));
+            ActiveHook {
+                feature,
+                hook: None,
+                fallbacks,
+                limits: Some("unavailable: this feature records nothing".into()),
+            }
+        }
     }
 }
 
@@ -422,7 +466,7 @@ impl Loaded {
         let hook_name = serde_json::to_value(freeze_hook).ok().and_then(|v| v.as_str().map(str::to_owned));
         let mut hooks = vec![ActiveHook { feature: "freeze".into(), hook: hook_name, fallbacks, limits }];
         for spec in TRACEPOINT_FEATURES {
-            hooks.push(attach_tracepoint_feature(&mut ebpf, spec));
+            hooks.push(attach_tracepoint_feature(&mut ebpf, &aya_btf, spec));
         }
         Ok(Self { ebpf, logger, offsets, hooks, freeze_hook })
     }

@@ -232,6 +232,12 @@ fn check(name: &str, log: &str) -> Result<()> {
         freeze_hook.is_some_and(|h| h["hook"] == "fentry:freeze_super"),
         "{name}: the freeze hook is {freeze_hook:?}, not fentry"
     );
+    let writes_hook =
+        header["hooks"].as_array().and_then(|h| h.iter().find(|h| h["feature"] == "completed-writes"));
+    ensure!(
+        writes_hook.is_some_and(|h| h["hook"] == "fexit:vfs_write"),
+        "{name}: completed writes use {writes_hook:?}, not fexit:vfs_write"
+    );
     let events: Vec<&Value> = records.iter().filter(|r| r["type"] == "event").collect();
     let freeze_thaw: Vec<&&Value> = events.iter().filter(|e| e["hook"] == "fentry:freeze_super").collect();
     let kinds: Vec<&str> = freeze_thaw.iter().filter_map(|e| e["kind"].as_str()).collect();

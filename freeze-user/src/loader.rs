@@ -361,7 +361,7 @@ fn attach_tracepoint_feature(ebpf: &mut Ebpf, btf: &aya::Btf, spec: &TpFeature) 
             let attached = ebpf
                 .program_mut(prog)
                 .ok_or(ProgramError::UnexpectedProgramType)
-                .and_then(|p| <&mut FExit>::try_from(p))
+                .and_then(<&mut FExit>::try_from)
                 .and_then(|p| {
                     p.load(func, btf)?;
                     p.attach().map(|_| ())

@@ -573,6 +573,20 @@ pub fn fw_ext4_journal_start_inode(ctx: TracePointContext) -> u32 {
     0
 }
 
+// ext4:ext4_journal_start (up to 6.4, before the _sb/_inode split): dev 8, ip 16; no handle type.
+#[tracepoint(category = "ext4", name = "ext4_journal_start")]
+pub fn fw_ext4_journal_start(ctx: TracePointContext) -> u32 {
+    hit(hook::TP_EXT4_JOURNAL_START);
+    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
+    let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+    if let Some(sb) = watched_dev(dev) {
+        // SAFETY: as above.
+        let ip = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0);
+        on_txn(&ctx, hook::TP_EXT4_JOURNAL_START, sb, ip, 0);
+    }
+    0
+}
+
 // xfs:xfs_trans_alloc: dev 8, flags 16, caller_ip 24.
 #[tracepoint(category = "xfs", name = "xfs_trans_alloc")]
 pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {

@@ -181,6 +181,18 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
             },
         ],
     },
+    // Before 6.5 ext4 has one journal-start tracepoint, without the handle type.
+    TpFeature {
+        fexit_first: None,
+        feature: "txn-ext4",
+        hook: "tracepoint:ext4:ext4_journal_start",
+        progs: &[TpProg {
+            program: "fw_ext4_journal_start",
+            category: "ext4",
+            tracepoint: "ext4_journal_start",
+            fields: &[("dev", 8, 4), ("ip", 16, 8)],
+        }],
+    },
     TpFeature {
         fexit_first: None,
         feature: "txn-xfs",
@@ -400,6 +412,12 @@ fn attach_tracepoint_feature(ebpf: &mut Ebpf, btf: &aya::Btf, spec: &TpFeature) 
     match result {
         Ok(()) => ActiveHook { feature, hook: Some(spec.hook.into()), fallbacks, limits: None },
         Err(e) => {
+            // Nothing of a feature that did not fully attach stays loaded.
+            for TpProg { program, .. } in spec.progs {
+                if let Some(p) = ebpf.program_mut(program).and_then(|p| <&mut TracePoint>::try_from(p).ok()) {
+                    let _ = p.unload();
+                }
+            }
             fallbacks.push(format!("{}: {e}", spec.hook));
             ActiveHook {
                 feature,
@@ -466,6 +484,18 @@ impl Loaded {
         let hook_name = serde_json::to_value(freeze_hook).ok().and_then(|v| v.as_str().map(str::to_owned));
         let mut hooks = vec![ActiveHook { feature: "freeze".into(), hook: hook_name, fallbacks, limits }];
         for spec in TRACEPOINT_FEATURES {
+            // Entries of one feature stand in a row, best first: the first that attaches wins,
+            // and the reasons the earlier ones failed are kept as its fallbacks.
+            if let Some(last) = hooks.last_mut().filter(|h| h.feature == spec.feature) {
+                if last.hook.is_none() {
+                    let mut next = attach_tracepoint_feature(&mut ebpf, &aya_btf, spec);
+                    let mut fallbacks = std::mem::take(&mut last.fallbacks);
+                    fallbacks.append(&mut next.fallbacks);
+                    next.fallbacks = fallbacks;
+                    *last = next;
+                }
+                continue;
+            }
             hooks.push(attach_tracepoint_feature(&mut ebpf, &aya_btf, spec));
         }
         Ok(Self { ebpf, logger, offsets, hooks, freeze_hook })

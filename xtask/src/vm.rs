@@ -238,6 +238,11 @@ fn check(name: &str, log: &str) -> Result<()> {
         writes_hook.is_some_and(|h| h["hook"] == "fexit:vfs_write"),
         "{name}: completed writes use {writes_hook:?}, not fexit:vfs_write"
     );
+    let ext4_hook = header["hooks"].as_array().and_then(|h| h.iter().find(|h| h["feature"] == "txn-ext4"));
+    ensure!(
+        ext4_hook.is_some_and(|h| h["hook"].as_str().is_some_and(|n| n.starts_with("tracepoint:ext4:"))),
+        "{name}: ext4 transaction starts are not watched: {ext4_hook:?}"
+    );
     let events: Vec<&Value> = records.iter().filter(|r| r["type"] == "event").collect();
     let freeze_thaw: Vec<&&Value> = events.iter().filter(|e| e["hook"] == "fentry:freeze_super").collect();
     let kinds: Vec<&str> = freeze_thaw.iter().filter_map(|e| e["kind"].as_str()).collect();

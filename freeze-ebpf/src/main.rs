@@ -546,60 +546,45 @@ fn watched_dev(dev: u32) -> Option<u64> {
     sb
 }
 
-// ext4:ext4_journal_start_sb: dev 8, ip 16, type 36. ext4_journal_start_inode: dev 16, ip 24, type 44.
-#[tracepoint(category = "ext4", name = "ext4_journal_start_sb")]
-pub fn fw_ext4_journal_start_sb(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_EXT4_JOURNAL_START);
-    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
-    let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+/// A transaction-start tracepoint whose record names the device: the fields' offsets are given
+/// (`flags_at` None when the record has no flags), and user space checked them against the
+/// format file before attaching.
+#[inline(always)]
+fn dev_txn(ctx: &TracePointContext, hook: u32, dev_at: usize, ip_at: usize, flags_at: Option<usize>) -> u32 {
+    hit(hook);
+    // SAFETY: the offsets are inside the tracepoint's record.
+    let dev = unsafe { ctx.read_at::<u32>(dev_at) }.unwrap_or(0);
     if let Some(sb) = watched_dev(dev) {
         // SAFETY: as above.
-        let (ip, ty) = unsafe { (ctx.read_at::<u64>(16).unwrap_or(0), ctx.read_at::<u32>(36).unwrap_or(0)) };
-        on_txn(&ctx, hook::TP_EXT4_JOURNAL_START, sb, ip, ty);
+        let ip = unsafe { ctx.read_at::<u64>(ip_at) }.unwrap_or(0);
+        // SAFETY: as above.
+        let flags = flags_at.map_or(0, |at| unsafe { ctx.read_at::<u32>(at) }.unwrap_or(0));
+        on_txn(ctx, hook, sb, ip, flags);
     }
     0
 }
 
+// ext4:ext4_journal_start_sb: dev 8, ip 16, type 36. ext4_journal_start_inode: dev 16, ip 24, type 44.
+#[tracepoint(category = "ext4", name = "ext4_journal_start_sb")]
+pub fn fw_ext4_journal_start_sb(ctx: TracePointContext) -> u32 {
+    dev_txn(&ctx, hook::TP_EXT4_JOURNAL_START, 8, 16, Some(36))
+}
+
 #[tracepoint(category = "ext4", name = "ext4_journal_start_inode")]
 pub fn fw_ext4_journal_start_inode(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_EXT4_JOURNAL_START);
-    // SAFETY: as above.
-    let dev = unsafe { ctx.read_at::<u32>(16) }.unwrap_or(0);
-    if let Some(sb) = watched_dev(dev) {
-        // SAFETY: as above.
-        let (ip, ty) = unsafe { (ctx.read_at::<u64>(24).unwrap_or(0), ctx.read_at::<u32>(44).unwrap_or(0)) };
-        on_txn(&ctx, hook::TP_EXT4_JOURNAL_START, sb, ip, ty);
-    }
-    0
+    dev_txn(&ctx, hook::TP_EXT4_JOURNAL_START, 16, 24, Some(44))
 }
 
 // ext4:ext4_journal_start (up to 6.4, before the _sb/_inode split): dev 8, ip 16; no handle type.
 #[tracepoint(category = "ext4", name = "ext4_journal_start")]
 pub fn fw_ext4_journal_start(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_EXT4_JOURNAL_START);
-    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
-    let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
-    if let Some(sb) = watched_dev(dev) {
-        // SAFETY: as above.
-        let ip = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0);
-        on_txn(&ctx, hook::TP_EXT4_JOURNAL_START, sb, ip, 0);
-    }
-    0
+    dev_txn(&ctx, hook::TP_EXT4_JOURNAL_START, 8, 16, None)
 }
 
 // xfs:xfs_trans_alloc: dev 8, flags 16, caller_ip 24.
 #[tracepoint(category = "xfs", name = "xfs_trans_alloc")]
 pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_XFS_TRANS_ALLOC);
-    // SAFETY: as above.
-    let dev = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
-    if let Some(sb) = watched_dev(dev) {
-        // SAFETY: as above.
-        let (flags, ip) =
-            unsafe { (ctx.read_at::<u32>(16).unwrap_or(0), ctx.read_at::<u64>(24).unwrap_or(0)) };
-        on_txn(&ctx, hook::TP_XFS_TRANS_ALLOC, sb, ip, flags);
-    }
-    0
+    dev_txn(&ctx, hook::TP_XFS_TRANS_ALLOC, 8, 24, Some(16))
 }
 
 // btrfs:btrfs_space_reservation: fsid[16] at 8, type (__data_loc: offset in the low 16 bits) at
@@ -871,6 +856,26 @@ pub fn fw_move_mount_exit(ctx: TracePointContext) -> u32 {
 const S_IFMT: u16 = 0o170000;
 const S_IFREG: u16 = 0o100000;
 
+/// The superblock of `inode` when it is a regular file on a watched (freezing or frozen)
+/// superblock: writes to anything else cannot slip past a freeze.
+#[inline(always)]
+fn watched_regular_file(inode: u64) -> Option<u64> {
+    let mode_addr = inode + off!(inode_i_mode);
+    // SAFETY: as read_u64.
+    let mode = unsafe { bpf_probe_read_kernel(mode_addr as *const u16) }.unwrap_or(0);
+    if mode & S_IFMT != S_IFREG {
+        return None;
+    }
+    let sb = read_u64(inode + off!(inode_i_sb)).ok()?;
+    // Watched: its block device maps back to this very superblock.
+    // SAFETY: the value is copied out at once.
+    if unsafe { WATCHED_DEVS.get(&sb_bdev(sb)) }.copied() != Some(sb) {
+        bump(counter::FILTERED);
+        return None;
+    }
+    Some(sb)
+}
+
 /// A write syscall's fd: remembered when it is a regular file on a watched superblock.
 #[inline(always)]
 fn on_write_enter(ctx: &TracePointContext) -> u32 {
@@ -880,20 +885,7 @@ fn on_write_enter(ctx: &TracePointContext) -> u32 {
     hit(hook::TP_SYS_WRITE);
     // SAFETY: the offset is inside the tracepoint's record (checked by user space).
     let fd = unsafe { ctx.read_at::<u64>(IOCTL_FD) }.unwrap_or(u64::MAX) as u32;
-    let Ok(inode) = inode_from_fd(fd) else { return 0 };
-    let mode_addr = inode + off!(inode_i_mode);
-    // SAFETY: as read_u64.
-    let mode = unsafe { bpf_probe_read_kernel(mode_addr as *const u16) }.unwrap_or(0);
-    if mode & S_IFMT != S_IFREG {
-        return 0;
-    }
-    let Ok(sb) = read_u64(inode + off!(inode_i_sb)) else { return 0 };
-    // Watched: its block device maps back to this very superblock.
-    // SAFETY: the value is copied out at once.
-    if unsafe { WATCHED_DEVS.get(&sb_bdev(sb)) }.copied() != Some(sb) {
-        bump(counter::FILTERED);
-        return 0;
-    }
+    let Some(sb) = inode_from_fd(fd).ok().and_then(watched_regular_file) else { return 0 };
     let tid = bpf_get_current_pid_tgid() as u32;
     if WRITING.insert(&tid, &sb, 0).is_err() {
         bump(counter::PENDING_FULL);
@@ -938,19 +930,7 @@ pub fn fw_vfs_write_exit(ctx: FExitContext) -> u32 {
         return 0;
     }
     let file: u64 = ctx.arg(0);
-    let Ok(inode) = read_u64(file + off!(file_f_inode)) else { return 0 };
-    let mode_addr = inode + off!(inode_i_mode);
-    // SAFETY: as read_u64.
-    let mode = unsafe { bpf_probe_read_kernel(mode_addr as *const u16) }.unwrap_or(0);
-    if mode & S_IFMT != S_IFREG {
-        return 0;
-    }
-    let Ok(sb) = read_u64(inode + off!(inode_i_sb)) else { return 0 };
-    // SAFETY: the value is copied out at once.
-    if unsafe { WATCHED_DEVS.get(&sb_bdev(sb)) }.copied() != Some(sb) {
-        bump(counter::FILTERED);
-        return 0;
-    }
+    let Some(sb) = read_u64(file + off!(file_f_inode)).ok().and_then(watched_regular_file) else { return 0 };
     let level = read_level(sb);
     if level != level::COMPLETE {
         return 0;

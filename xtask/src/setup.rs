@@ -36,6 +36,27 @@ fn on_path(name: &str) -> bool {
     std::env::split_paths(&path).chain(extra).any(|d| d.join(name).is_file())
 }
 
+/// The packages of `wanted` (package, a command it provides) whose command is not installed.
+pub(crate) fn absent_packages<'a>(wanted: &[(&'a str, &str)]) -> Vec<&'a str> {
+    wanted.iter().filter(|(_, cmd)| !on_path(cmd)).map(|(pkg, _)| *pkg).collect()
+}
+
+/// Installs Debian packages; without root, says what to run instead.
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}; as root run: apt-get install -y {}",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -122,22 +143,12 @@ pub fn ensure(check_only: bool) -> Result<()> {
             did.push("installed bpf-linker");
         }
     }
-    let absent: Vec<&str> = PACKAGES.iter().filter(|(_, cmd)| !on_path(cmd)).map(|(pkg, _)| *pkg).collect();
+    let absent = absent_packages(PACKAGES);
     if !absent.is_empty() {
         if check_only {
             missing.push(format!("Debian packages: {}", absent.join(" ")));
-        } else if !is_root() {
-            bail!(
-                "missing Debian packages {}; as root run: apt-get install -y {}",
-                absent.join(", "),
-                absent.join(" ")
-            );
         } else {
-            run(Command::new("apt-get").args(["update", "-qq"]))?;
-            run(Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(&absent)
-                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            apt_install(&absent)?;
             did.push("installed Debian packages");
         }
     }

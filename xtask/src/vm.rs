@@ -39,19 +39,8 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|(_, bin)| Command::new("which").arg(bin).output().map_or(true, |o| !o.status.success()))
-        .map(|(pkg, _)| *pkg)
-        .collect();
-    if !missing.is_empty() {
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
-    Ok(())
+    let missing = crate::setup::absent_packages(PACKAGES);
+    if missing.is_empty() { Ok(()) } else { crate::setup::apt_install(&missing) }
 }
 
 /// The newest package matching `pattern`, downloaded into the cache (once) and unpacked.
@@ -73,22 +62,19 @@ fn kernel(name: &str, pattern: &str) -> Result<(PathBuf, PathBuf)> {
         Some(p) => p,
         None => search(true)?.with_context(|| format!("no package matches {pattern}"))?,
     };
-    let deb = match std::fs::read_dir(&cache)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_"))))
-    {
+    let cached = || -> Result<Option<PathBuf>> {
+        let prefix = format!("{package}_");
+        Ok(std::fs::read_dir(&cache)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))))
+    };
+    let deb = match cached()? {
         Some(deb) => deb,
         None => {
             eprintln!("xtask: downloading {package}");
             run(Command::new("apt-get").args(["download", "-qq", &package]).current_dir(&cache))?;
-            std::fs::read_dir(&cache)?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
-                })
-                .context("apt-get download left no .deb")?
+            cached()?.context("apt-get download left no .deb")?
         }
     };
     let unpacked = root().join("target/vm").join(name);

@@ -901,20 +901,29 @@ fn on_write_exit(ctx: &TracePointContext) -> u32 {
     let _ = WRITING.remove(&tid);
     // SAFETY: the offset is inside the tracepoint's record.
     let ret = unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0);
+    if ret > 0 {
+        write_done(ctx, hook::TP_SYS_WRITE, sb, ret);
+    }
+    0
+}
+
+/// A write of `ret` bytes to a regular file on watched `sb` returned: it went past the gate if
+/// the superblock is still at level COMPLETE.
+#[inline(always)]
+fn write_done<C: StackIdContext>(ctx: &C, hook: u32, sb: u64, ret: i64) {
     let level = read_level(sb);
-    if ret <= 0 || level != level::COMPLETE {
-        return 0;
+    if level != level::COMPLETE {
+        return;
     }
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
-    let mut e = Emit::new(kind::WRITE_DONE, hook::TP_SYS_WRITE, ts, sb);
+    let mut e = Emit::new(kind::WRITE_DONE, hook, ts, sb);
     e.level_before = level;
     e.level_after = level;
     e.arg = ret as u64;
     e.ret = ret;
     e.stack_id = stack_of(ctx);
     emit(&e);
-    0
 }
 
 /// fexit on `vfs_write(file, buf, count, pos)`: the first choice for completed writes, since it
@@ -931,19 +940,7 @@ pub fn fw_vfs_write_exit(ctx: FExitContext) -> u32 {
     }
     let file: u64 = ctx.arg(0);
     let Some(sb) = read_u64(file + off!(file_f_inode)).ok().and_then(watched_regular_file) else { return 0 };
-    let level = read_level(sb);
-    if level != level::COMPLETE {
-        return 0;
-    }
-    // SAFETY: the helper has no preconditions.
-    let ts = unsafe { bpf_ktime_get_ns() };
-    let mut e = Emit::new(kind::WRITE_DONE, hook::FEXIT_VFS_WRITE, ts, sb);
-    e.level_before = level;
-    e.level_after = level;
-    e.arg = ret as u64;
-    e.ret = ret;
-    e.stack_id = stack_of(&ctx);
-    emit(&e);
+    write_done(&ctx, hook::FEXIT_VFS_WRITE, sb, ret);
     0
 }
 

@@ -37,6 +37,30 @@ pub mod kind {
     /// A write syscall to a regular file completed (`ret` > 0 bytes) while its superblock was
     /// still at level COMPLETE: the write went past the gate. `arg` = bytes written.
     pub const WRITE_DONE: u32 = 50;
+    /// A BPF LSM program found a mount that would expose a freezing or frozen superblock (`sb`).
+    /// `flags` = [`deny`] mode, `arg` = [`lsm_hook`], `ret` = the verdict returned to the kernel
+    /// (-1 = EPERM in enforce mode, 0 in audit mode), levels = the superblock's level then.
+    pub const MOUNT_DENIED: u32 = 42;
+}
+
+/// `--deny-mounts` mode, as the eBPF global `DENY_MODE` and a MOUNT_DENIED event's `flags`.
+pub mod deny {
+    /// Not denying (the LSM programs are not loaded).
+    pub const OFF: u32 = 0;
+    /// Let the mount proceed, record that it would have been denied.
+    pub const AUDIT: u32 = 1;
+    /// Refuse the mount with EPERM.
+    pub const ENFORCE: u32 = 2;
+}
+
+/// Which LSM hook saw a denied mount (`RawEvent::arg` of MOUNT_DENIED).
+pub mod lsm_hook {
+    /// `sb_kern_mount(sb)`: mount(2) of a new mount of the superblock (its device).
+    pub const SB_KERN_MOUNT: u64 = 1;
+    /// `sb_mount(dev_name, …, MS_BIND)`: a bind mount whose source path lies on the superblock.
+    pub const SB_MOUNT_BIND: u64 = 2;
+    /// `move_mount(from, to)`: attaching a mount of the superblock (fsmount, open_tree).
+    pub const MOVE_MOUNT: u64 = 3;
 }
 
 /// Which mount API a MOUNT_* event came from (`RawEvent::flags`).
@@ -91,6 +115,8 @@ pub mod hook {
     pub const TP_BTRFS_TXN_RESERVE: u32 = 10;
     /// fexit on `vfs_write`: every write path (syscalls, io_uring, aio, kernel writers).
     pub const FEXIT_VFS_WRITE: u32 = 11;
+    /// BPF LSM programs on `sb_kern_mount`, `sb_mount` and `move_mount` (mount denial).
+    pub const LSM_MOUNT: u32 = 12;
     /// Number of hook ids (size of the per-hook hit counters).
     pub const COUNT: u32 = 16;
 }
@@ -254,6 +280,10 @@ pub struct KernelOffsets {
     pub rw_sem_size: u32,
     /// `inode.i_mode` (umode_t, 2 bytes).
     pub inode_i_mode: u32,
+    /// `path.mnt` (pointer to `struct vfsmount`).
+    pub path_mnt: u32,
+    /// `vfsmount.mnt_sb`.
+    pub vfsmount_mnt_sb: u32,
 }
 
 impl KernelOffsets {
@@ -280,6 +310,8 @@ impl KernelOffsets {
             sb_rw_sem: 0,
             rw_sem_size: 0,
             inode_i_mode: 0,
+            path_mnt: 0,
+            vfsmount_mnt_sb: 0,
         }
     }
 }
@@ -332,8 +364,8 @@ mod tests {
 
     #[test]
     fn kernel_offsets_has_no_implicit_padding() {
-        // 20 u32 fields, nothing else.
-        assert_eq!(size_of::<KernelOffsets>(), 20 * 4);
+        // 22 u32 fields, nothing else.
+        assert_eq!(size_of::<KernelOffsets>(), 22 * 4);
     }
 
     #[test]

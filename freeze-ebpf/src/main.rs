@@ -18,18 +18,22 @@ use aya_ebpf::{
         bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task, bpf_get_func_arg},
     },
-    macros::{fentry, fexit, map, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::{FEntryContext, FExitContext, TracePointContext, tracing::StackIdContext},
+    macros::{fentry, fexit, lsm, map, tracepoint},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, StackTrace, lpm_trie::Key},
+    programs::{FEntryContext, FExitContext, LsmContext, TracePointContext, tracing::StackIdContext},
 };
 use freeze_common::{
-    FIFREEZE, FITHAW, KernelOffsets, RawEvent, RawMount, SbIdent, counter, holder, hook, kind, level,
-    mount_api,
+    FIFREEZE, FITHAW, KernelOffsets, RawEvent, RawMount, SbIdent, counter, deny, holder, hook, kind, level,
+    lsm_hook, mount_api,
 };
 
 /// Filled by user space before load (`EbpfLoader::set_global`); read-only for the programs.
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets::zeroed();
+
+/// `--deny-mounts` mode (`freeze_common::deny`), set by user space before load.
+#[unsafe(no_mangle)]
+static DENY_MODE: u32 = deny::OFF;
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
@@ -76,6 +80,25 @@ static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
 /// `&sb->s_writers.rw_sem[i]` of watched superblocks → (superblock, gate level i + 1).
 #[map]
 static GATE_LOCKS: HashMap<u64, GateLock> = HashMap::with_max_entries(768, 0);
+
+/// `s_dev` → superblock, for every superblock seen freezing while we run (entries go when it is
+/// really thawed). A bind mount's source is known by path only: its `s_dev` comes from
+/// `MOUNT_PATHS`, its superblock from here, and the superblock's own level decides.
+#[map]
+static FROZEN_SBS: HashMap<u32, u64> = HashMap::with_max_entries(256, 0);
+
+/// Longest bind-source path a program compares, in bytes (a longer source is not matched).
+const PATH_MAX_KEY: usize = 128;
+
+/// Mount points with a trailing '/' (bit-length prefixes) → `s_dev` of the filesystem mounted
+/// there, from user space's mountinfo. A longest-prefix match of a path names the filesystem it
+/// lies on (for absolute, canonical paths, which is what mount(8) passes).
+#[map]
+static MOUNT_PATHS: LpmTrie<[u8; PATH_MAX_KEY], u32> = LpmTrie::with_max_entries(4096, 0);
+
+/// Per-CPU room for one path key (too big for the BPF stack next to everything else).
+#[map]
+static PATH_SCRATCH: PerCpuArray<Key<[u8; PATH_MAX_KEY]>> = PerCpuArray::with_max_entries(1, 0);
 
 /// Tasks waiting at a gate, by thread id.
 #[map]
@@ -405,6 +428,9 @@ fn watch(sb: u64) {
     }
     let mut ok = WATCHED_DEVS.insert(&sb_bdev(sb), &sb, 0).is_ok();
     ok &= WATCHED_UUIDS.insert(&sb_uuid(sb), &sb, 0).is_ok();
+    if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
+        ok &= FROZEN_SBS.insert(&dev, &sb, 0).is_ok();
+    }
     let mut i = 0u64;
     while i < 3 {
         let gate = GateLock { sb, level: i as u32 + 1, _pad: 0 };
@@ -420,6 +446,9 @@ fn watch(sb: u64) {
 fn unwatch(sb: u64) {
     let _ = WATCHED_DEVS.remove(&sb_bdev(sb));
     let _ = WATCHED_UUIDS.remove(&sb_uuid(sb));
+    if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
+        let _ = FROZEN_SBS.remove(&dev);
+    }
     let mut i = 0u64;
     while i < 3 {
         let _ = GATE_LOCKS.remove(&gate_lock_addr(sb, i));
@@ -1014,6 +1043,111 @@ pub fn fw_thaw_super_exit(ctx: FExitContext) -> u32 {
     let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
     on_end(hook::FENTRY_FREEZE, ret as i64);
     0
+}
+
+// ---- Mount denial (BPF LSM) -------------------------------------------------------------------
+//
+// Loaded only with --deny-mounts. Each program finds the superblock a mount would expose and
+// reads that superblock's own freeze level: the gate is closed exactly while the kernel says it is
+// freezing or frozen (nested holders included), and nothing is counted here. Every error allows
+// the mount (fail open), and a verdict already given by an earlier LSM is passed on untouched.
+
+const EPERM: i32 = 1;
+const MS_REMOUNT: u64 = 32;
+const MS_BIND: u64 = 4096;
+
+#[inline(always)]
+fn mount_gate(lsm: u64, sb: u64) -> i32 {
+    // SAFETY: DENY_MODE is a static that lives for the whole program; volatile so that the value
+    // user space set at load time is read, not the default it was compiled with.
+    let mode = unsafe { core::ptr::read_volatile(&raw const DENY_MODE) };
+    if mode == deny::OFF || sb == 0 || off!(valid) == 0 {
+        return 0;
+    }
+    let level = read_level(sb);
+    if level == level::UNFROZEN || level == level::UNKNOWN {
+        return 0;
+    }
+    let verdict = if mode == deny::ENFORCE { -EPERM } else { 0 };
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let mut e = Emit::new(kind::MOUNT_DENIED, hook::LSM_MOUNT, ts, sb);
+    e.level_before = level;
+    e.level_after = level;
+    e.flags = mode;
+    e.arg = lsm;
+    e.ret = verdict as i64;
+    emit(&e);
+    verdict
+}
+
+/// mount(2) of a filesystem's device (a new mount of an existing superblock) reaches here with
+/// the superblock, before the mount is attached.
+#[lsm(hook = "sb_kern_mount")]
+pub fn fw_lsm_sb_kern_mount(ctx: LsmContext) -> i32 {
+    hit(hook::LSM_MOUNT);
+    let retval: i32 = ctx.arg(1);
+    if retval != 0 {
+        return retval;
+    }
+    mount_gate(lsm_hook::SB_KERN_MOUNT, ctx.arg(0))
+}
+
+/// move_mount(2) attaches a detached mount (fsmount, open_tree): its superblock is
+/// `from_path->mnt->mnt_sb`.
+#[lsm(hook = "move_mount")]
+pub fn fw_lsm_move_mount(ctx: LsmContext) -> i32 {
+    hit(hook::LSM_MOUNT);
+    let retval: i32 = ctx.arg(2);
+    if retval != 0 {
+        return retval;
+    }
+    let from_path: u64 = ctx.arg(0);
+    let sb = read_u64(from_path + off!(path_mnt)).and_then(|mnt| read_u64(mnt + off!(vfsmount_mnt_sb)));
+    mount_gate(lsm_hook::MOVE_MOUNT, sb.unwrap_or(0))
+}
+
+/// A bind mount: the LSM sees only the source path string (the kernel resolves it afterwards),
+/// so the filesystem it lies on is found by longest-prefix match against the mount points.
+#[lsm(hook = "sb_mount")]
+pub fn fw_lsm_sb_mount(ctx: LsmContext) -> i32 {
+    hit(hook::LSM_MOUNT);
+    let retval: i32 = ctx.arg(5);
+    if retval != 0 {
+        return retval;
+    }
+    let flags: u64 = ctx.arg(3);
+    if flags & MS_BIND == 0 || flags & MS_REMOUNT != 0 {
+        return 0;
+    }
+    mount_gate(lsm_hook::SB_MOUNT_BIND, bind_source_sb(ctx.arg(0)).unwrap_or(0))
+}
+
+/// The superblock (seen freezing while we run) that the absolute path `dev_name` lies on.
+#[inline(always)]
+fn bind_source_sb(dev_name: u64) -> Option<u64> {
+    let key = PATH_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: the pointer comes from the map lookup and is this CPU's slot; nothing else on this
+    // CPU uses it while the program runs.
+    let key = unsafe { &mut *key };
+    // SAFETY: the helper bounds the copy by the destination and fails instead of faulting.
+    let len = unsafe { bpf_probe_read_kernel_str_bytes(dev_name as *const u8, &mut key.data) }.ok()?.len();
+    if len == 0 || key.data[0] != b'/' {
+        return None; // relative source: not matched (fail open)
+    }
+    // Mount points are stored with a trailing '/', so "/mnt/a" matches "/mnt/a/..." only.
+    let mut bytes = len;
+    if key.data[(len - 1) & (PATH_MAX_KEY - 1)] != b'/' {
+        if len >= PATH_MAX_KEY {
+            return None;
+        }
+        key.data[len & (PATH_MAX_KEY - 1)] = b'/';
+        bytes = len + 1;
+    }
+    key.prefix_len = (bytes * 8) as u32;
+    let dev = *MOUNT_PATHS.get(&*key)?;
+    // SAFETY: the key is a plain u32 and the value is copied out at once.
+    unsafe { FROZEN_SBS.get(&dev) }.copied()
 }
 
 #[cfg(not(test))]

@@ -2,7 +2,7 @@
 //!
 //! Pure: parsing and evaluation need no kernel. Grammar (documented in README):
 //! - METRIC: freezes, thaws, failed_freezes, slips, blocked_writers, mounts_while_frozen,
-//!   denied_mounts, lost_events, left_frozen (counts); max_frozen, total_frozen (durations).
+//!   denied_mounts, would_deny_mounts, lost_events, left_frozen (counts); max_frozen, total_frozen (durations).
 //! - SCOPE: `@/mount/point`, `@fs=TYPE`, `@dev=MAJOR:MINOR`; none means every superblock.
 //! - OP: `==`, `!=`, `<`, `<=`, `>`, `>=`. VALUE: an integer, or a duration with unit (`500ms`).
 //! - Shorthands: `no-slips` (`slips == 0`), `frozen @SCOPE` (`freezes @SCOPE >= 1`),
@@ -27,6 +27,7 @@ pub enum Metric {
     BlockedWriters,
     MountsWhileFrozen,
     DeniedMounts,
+    WouldDenyMounts,
     LostEvents,
     LeftFrozen,
     MaxFrozen,
@@ -41,6 +42,7 @@ const METRICS: &[(&str, Metric)] = &[
     ("blocked_writers", Metric::BlockedWriters),
     ("mounts_while_frozen", Metric::MountsWhileFrozen),
     ("denied_mounts", Metric::DeniedMounts),
+    ("would_deny_mounts", Metric::WouldDenyMounts),
     ("lost_events", Metric::LostEvents),
     ("left_frozen", Metric::LeftFrozen),
     ("max_frozen", Metric::MaxFrozen),
@@ -62,7 +64,8 @@ impl Metric {
             Metric::Slips => &[FindingKind::Slip],
             Metric::FailedFreezes => &[FindingKind::FreezeFailed],
             Metric::BlockedWriters => &[FindingKind::BlockedWriter],
-            Metric::MountsWhileFrozen | Metric::DeniedMounts => &[FindingKind::MountWhileFrozen],
+            Metric::MountsWhileFrozen => &[FindingKind::MountWhileFrozen],
+            Metric::DeniedMounts | Metric::WouldDenyMounts => &[FindingKind::MountDenied],
             Metric::LeftFrozen => &[FindingKind::LeftFrozen],
             Metric::MaxFrozen | Metric::TotalFrozen => &[FindingKind::LongFreeze, FindingKind::LeftFrozen],
             Metric::Freezes | Metric::Thaws | Metric::LostEvents => &[],
@@ -357,7 +360,8 @@ pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
         Metric::BlockedWriters => sum(|s| s.blocked_writers),
         Metric::MountsWhileFrozen => sum(|s| s.mounts_while_frozen),
         // Mount denial (BPF LSM) is not available yet: nothing is ever denied.
-        Metric::DeniedMounts => 0,
+        Metric::DeniedMounts => sum(|s| s.denied_mounts),
+        Metric::WouldDenyMounts => sum(|s| s.would_deny_mounts),
         Metric::LostEvents => report.lost_events.unwrap_or(0),
         Metric::LeftFrozen => selected.iter().filter(|(_, s)| s.left_frozen).count() as u64,
         Metric::MaxFrozen => selected.iter().map(|(_, s)| s.max_frozen_ns).max().unwrap_or(0),
@@ -567,6 +571,7 @@ mod tests {
                     slips: 1,
                     max_frozen_ns: 3_000_000_000,
                     total_frozen_ns: 4_000_000_000,
+                    denied_mounts: 2,
                     ..Default::default()
                 },
             ),
@@ -579,6 +584,7 @@ mod tests {
                     left_frozen: true,
                     max_frozen_ns: 1_000_000_000,
                     total_frozen_ns: 1_000_000_000,
+                    would_deny_mounts: 1,
                     ..Default::default()
                 },
             ),
@@ -620,6 +626,15 @@ mod tests {
         assert!(evaluate(&ok("no-slips @dev=7:1"), &r).passed);
         assert!(evaluate(&ok("not-left-frozen @/mnt/data"), &r).passed);
         assert!(!evaluate(&ok("not-left-frozen"), &r).passed);
+    }
+
+    #[test]
+    fn mount_denials_are_counted_per_mode() {
+        let r = report();
+        assert_eq!(evaluate(&ok("denied_mounts == 2"), &r).value, 2);
+        assert!(evaluate(&ok("denied_mounts @/mnt/logs == 0"), &r).passed);
+        assert_eq!(evaluate(&ok("would_deny_mounts >= 1"), &r).value, 1);
+        assert!(!evaluate(&ok("would_deny_mounts == 0"), &r).passed);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum FindingKind {
     Exempt,
     /// A mount of a frozen filesystem (its device, a bind from it, or its fsmount) succeeded.
     MountWhileFrozen,
+    /// `--deny-mounts` refused a mount of a frozen filesystem (enforce), or would have (audit).
+    MountDenied,
 }
 
 impl FindingKind {
@@ -41,7 +43,7 @@ impl FindingKind {
         match self {
             Self::Slip | Self::LeftFrozen | Self::MountWhileFrozen => Severity::Error,
             Self::FreezeFailed | Self::ThawWithoutFreeze | Self::LongFreeze => Severity::Warning,
-            Self::BlockedWriter | Self::Exempt => Severity::Info,
+            Self::BlockedWriter | Self::Exempt | Self::MountDenied => Severity::Info,
         }
     }
 }
@@ -101,6 +103,12 @@ pub struct Summary {
     pub slips: u64,
     pub blocked_writers: u64,
     pub mounts_while_frozen: u64,
+    /// Mounts `--deny-mounts=enforce` refused.
+    #[serde(default)]
+    pub denied_mounts: u64,
+    /// Mounts `--deny-mounts=audit` would have refused (they went ahead).
+    #[serde(default)]
+    pub would_deny_mounts: u64,
     pub left_frozen: bool,
 }
 
@@ -219,8 +227,16 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
     let end_ns = end_ns.or(order.last().map(|e| e.ts_ns)).unwrap_or(0);
     let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
     let mut findings = Vec::new();
+    let mut denials = Denials::default();
 
     for ev in order {
+        if ev.kind == EventKind::MountBegin {
+            denials.begin(ev);
+        }
+        if ev.kind == EventKind::MountDenied {
+            findings.extend(denials.finding(ev, &mut tracks));
+            continue;
+        }
         if matches!(ev.kind, EventKind::MountBegin | EventKind::MountEnd) {
             if let Some(f) = mount_finding(ev, &mut tracks) {
                 findings.push(f);
@@ -412,7 +428,7 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
                 }
             }
             // Handled before the superblock lookup (a mount(2) event names no superblock).
-            EventKind::MountBegin | EventKind::MountEnd => {}
+            EventKind::MountBegin | EventKind::MountEnd | EventKind::MountDenied => {}
             EventKind::WriterUnblocked => {
                 let start = t.waiting.remove(&ev.tid);
                 t.summary.blocked_writers += 1;
@@ -492,6 +508,87 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
     Analysis { findings, summaries }
 }
 
+/// "mount of /dev/loop0 on /mnt", "bind mount of /a/sub on /b", "move_mount to /c".
+fn describe_mount(call: &crate::event::MountCall) -> String {
+    const MS_BIND: u64 = 4096;
+    if call.api == "move_mount" {
+        format!("move_mount to {}", call.target)
+    } else if call.flags & MS_BIND != 0 {
+        format!("bind mount of {} on {}", call.source, call.target)
+    } else {
+        format!("mount of {} on {}", call.source, call.target)
+    }
+}
+
+/// What the mount-gate findings need from the mount calls around them.
+#[derive(Default)]
+struct Denials<'a> {
+    /// The mount call each thread is in: a denial names the superblock, the call the paths.
+    calls: HashMap<u32, &'a crate::event::MountCall>,
+    /// The "source" each thread last gave fsconfig (the new mount API's device).
+    fs_sources: HashMap<u32, &'a str>,
+    /// Audit mode: threads whose fsconfig create was already judged, with the superblock. Their
+    /// move_mount of the same superblock is the same mount, judged once.
+    judged_creates: HashMap<u32, String>,
+}
+
+impl<'a> Denials<'a> {
+    fn begin(&mut self, ev: &'a Event) {
+        let Some(call) = &ev.mount else { return };
+        if call.api == "fsconfig" && call.source == "source" {
+            self.fs_sources.insert(ev.tid, call.target.as_str());
+        }
+        self.calls.insert(ev.tid, call);
+    }
+
+    /// A mount the gate refused (enforce) or would have refused (audit).
+    fn finding(&mut self, ev: &Event, tracks: &mut BTreeMap<String, Track>) -> Option<Finding> {
+        let call = self.calls.get(&ev.tid).copied();
+        let api = call.map_or("", |c| c.api.as_str());
+        let audit = ev.denial.as_ref().is_some_and(|d| d.mode == crate::deny::DenyMode::Audit);
+        if audit && api == "fsconfig" {
+            self.judged_creates.insert(ev.tid, ev.sb.id.clone());
+        } else if audit && api == "move_mount" && self.judged_creates.get(&ev.tid) == Some(&ev.sb.id) {
+            self.judged_creates.remove(&ev.tid);
+            return None;
+        }
+        let what = match call {
+            Some(c) if c.api == "fsconfig" => {
+                format!("fsconfig create of {}", self.fs_sources.get(&ev.tid).copied().unwrap_or("?"))
+            }
+            Some(c) => describe_mount(c),
+            None => format!("a mount ({})", ev.denial.as_ref().map_or("?", |d| d.lsm_hook.as_str())),
+        };
+        Some(denial_finding(ev, what, tracks))
+    }
+}
+
+/// A mount the gate refused (enforce) or would have refused (audit). The event names the frozen
+/// superblock; `what` the mount.
+fn denial_finding(ev: &Event, what: String, tracks: &mut BTreeMap<String, Track>) -> Finding {
+    let t = tracks.entry(ev.sb.id.clone()).or_default();
+    if t.summary.sb.is_none() {
+        t.summary.sb = Some(ev.sb.clone());
+    }
+    let sb = t.summary.sb.clone().unwrap_or_else(|| ev.sb.clone());
+    let enforced = ev.denial.as_ref().is_some_and(|d| d.mode == crate::deny::DenyMode::Enforce);
+    let message = if enforced {
+        t.summary.denied_mounts += 1;
+        format!("{what} by {}[{}] was denied (EPERM): {} is frozen", ev.comm, ev.pid, where_(&sb))
+    } else {
+        t.summary.would_deny_mounts += 1;
+        format!(
+            "{what} by {}[{}] would have been denied (audit mode; it went ahead): {} is frozen",
+            ev.comm,
+            ev.pid,
+            where_(&sb)
+        )
+    };
+    let mut f = finding(FindingKind::MountDenied, ev, message);
+    f.sb = sb;
+    f
+}
+
 /// A successful mount whose superblock is frozen (or freezing, or thawing) at that moment.
 fn mount_finding(ev: &Event, tracks: &mut BTreeMap<String, Track>) -> Option<Finding> {
     if ev.kind != EventKind::MountEnd || ev.ret != Some(0) {
@@ -517,13 +614,7 @@ fn mount_finding(ev: &Event, tracks: &mut BTreeMap<String, Track>) -> Option<Fin
     }
     t.summary.mounts_while_frozen += 1;
     let sb = t.summary.sb.clone().unwrap_or_else(|| ev.sb.clone());
-    let what = if call.api == "move_mount" {
-        format!("move_mount to {}", call.target)
-    } else if call.flags & 4096 != 0 {
-        format!("bind mount of {} on {}", call.source, call.target)
-    } else {
-        format!("mount of {} on {}", call.source, call.target)
-    };
+    let what = describe_mount(call);
     let mut f = finding(
         FindingKind::MountWhileFrozen,
         ev,
@@ -583,6 +674,7 @@ mod tests {
             gate_level: None,
             txn: None,
             mount: None,
+            denial: None,
             stack: None,
         }
     }
@@ -744,6 +836,94 @@ mod tests {
         assert!(a.findings[1].message.starts_with("move_mount to /mnt2"));
         assert_eq!(a.summaries["0xa"].mounts_while_frozen, 3);
         assert!(!a.summaries.contains_key("0x0"), "mount(2) events create no phantom superblock");
+    }
+
+    fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &str, flags: u64) -> Event {
+        let mut e = ev(EventKind::MountBegin, ts, 0, 0, None);
+        e.hook = Hook::TracepointSysMount;
+        e.sb.id = "0x0".into();
+        e.tid = tid;
+        e.mount = Some(crate::event::MountCall {
+            api: api.into(),
+            source: source.into(),
+            target: target.into(),
+            fstype: String::new(),
+            flags,
+            mounted_dev: None,
+            source_dev: None,
+        });
+        e
+    }
+
+    fn denied(ts: u64, tid: u32, mode: crate::deny::DenyMode, lsm_hook: &str) -> Event {
+        let ret = if mode == crate::deny::DenyMode::Enforce { -1 } else { 0 };
+        let mut e = ev(EventKind::MountDenied, ts, 4, 4, Some(ret));
+        e.hook = Hook::LsmMount;
+        e.tid = tid;
+        e.denial = Some(crate::event::Denial { mode, lsm_hook: lsm_hook.into() });
+        e
+    }
+
+    /// mount(2) of the device, a bind mount, and the new mount API (fsconfig source + create,
+    /// then, when not refused at create, move_mount), each on its own thread.
+    fn gated_mounts(mode: crate::deny::DenyMode) -> Vec<Event> {
+        let mut events: Vec<Event> = freeze(100).into();
+        events.push(mount_begin(200, 1, "mount", "/dev/loop0", "/m1", 0));
+        events.push(denied(201, 1, mode, "sb_kern_mount"));
+        events.push(mount_begin(210, 2, "mount", "/mnt/sub", "/m2", 4096));
+        events.push(denied(211, 2, mode, "sb_mount"));
+        events.push(mount_begin(220, 3, "fsconfig", "source", "/dev/loop0", 1));
+        events.push(mount_begin(221, 3, "fsconfig", "", "", 6));
+        events.push(denied(222, 3, mode, "sb_kern_mount"));
+        if mode == crate::deny::DenyMode::Audit {
+            events.push(mount_begin(230, 3, "move_mount", "", "/m3", 4));
+            events.push(denied(231, 3, mode, "move_mount"));
+        }
+        events.extend(thaw(900, 0));
+        events
+    }
+
+    #[test]
+    fn enforced_denials_are_one_finding_per_mount_naming_it() {
+        let a = analyze(&gated_mounts(crate::deny::DenyMode::Enforce), &Options::default(), None);
+        assert_eq!(kinds(&a), [FindingKind::MountDenied; 3]);
+        let m: Vec<&str> = a.findings.iter().map(|f| f.message.as_str()).collect();
+        assert!(
+            m[0].starts_with("mount of /dev/loop0 on /m1 by fsfreeze[10] was denied (EPERM)"),
+            "{}",
+            m[0]
+        );
+        assert!(m[1].starts_with("bind mount of /mnt/sub on /m2"), "{}", m[1]);
+        assert!(m[2].starts_with("fsconfig create of /dev/loop0"), "{}", m[2]);
+        assert!(m.iter().all(|m| m.ends_with("ext4 7:0 (/mnt) is frozen")), "{m:?}");
+        assert_eq!(a.findings[0].severity, Severity::Info);
+        let s = &a.summaries["0xa"];
+        assert_eq!((s.denied_mounts, s.would_deny_mounts, s.freezes), (3, 0, 1));
+    }
+
+    #[test]
+    fn audit_denials_judge_the_new_mount_api_once() {
+        let a = analyze(&gated_mounts(crate::deny::DenyMode::Audit), &Options::default(), None);
+        assert_eq!(
+            kinds(&a),
+            [FindingKind::MountDenied; 3],
+            "fsconfig create and its move_mount are one mount"
+        );
+        assert!(a.findings.iter().all(|f| f.message.contains("would have been denied (audit mode")));
+        let s = &a.summaries["0xa"];
+        assert_eq!((s.denied_mounts, s.would_deny_mounts), (0, 3));
+    }
+
+    #[test]
+    fn a_denial_without_its_mount_call_still_names_the_hook() {
+        let mut events: Vec<Event> = freeze(100).into();
+        events.push(denied(300, 9, crate::deny::DenyMode::Enforce, "move_mount"));
+        let a = analyze(&events, &Options::default(), None);
+        assert!(
+            a.findings.iter().any(|f| f.message.starts_with("a mount (move_mount) by")),
+            "{:?}",
+            a.findings
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::{
     btf::Btf,
+    deny::DenyMode,
     kernel::{self, Privileges},
     loader::Loaded,
     offsets,
@@ -91,7 +92,8 @@ pub fn run() -> Report {
     let features = if privileges.missing().is_some() {
         Err("not tried: needs privileges".to_owned())
     } else {
-        Loaded::load().map(|l| l.hooks.clone()).map_err(|e| e.to_string())
+        // Audit mode: the mount-denial programs are tried (and reported) but never refuse anything.
+        Loaded::load(Some(DenyMode::Audit)).map(|l| l.hooks.clone()).map_err(|e| e.to_string())
     };
     if let Err(e) = &btf_status {
         problems.push(format!("kernel BTF unreadable: {e}"));
@@ -129,6 +131,25 @@ fn mark(ok: bool) -> &'static str {
 }
 
 impl Report {
+    /// How to get `--deny-mounts=enforce` working, when it cannot work here.
+    fn deny_mounts_advice(&self) -> String {
+        let lsm_refused =
+            self.program_types.iter().any(|p| p.program_type == "lsm" && p.status == Status::Refused);
+        if !self.bpf_lsm_listed {
+            let list = self.lsms.as_ref().map(|l| l.join(",")).unwrap_or_else(|_| "...".into());
+            format!(
+                "--deny-mounts needs the BPF LSM: boot with lsm={list},bpf on the kernel command \
+                 line (CONFIG_BPF_LSM=y); until then only --deny-mounts=audit runs, flagging instead of denying"
+            )
+        } else if lsm_refused {
+            "--deny-mounts needs BPF LSM programs, which this host refuses (a hypervisor or lockdown \
+             policy); only --deny-mounts=audit runs here, flagging instead of denying"
+                .into()
+        } else {
+            "--deny-mounts=enforce will fail here for the reason above; --deny-mounts=audit runs".into()
+        }
+    }
+
     pub fn human(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "freezewatch doctor — kernel {}", self.kernel);
@@ -206,18 +227,9 @@ impl Report {
                         let _ = writeln!(s, "  {:<17}   limits: {l}", "");
                     }
                 }
-                let lsm = self.program_types.iter().find(|p| p.program_type == "lsm");
-                let lsm_here = match lsm.map(|p| &p.status) {
-                    Some(Status::Ok) => "this kernel accepts LSM programs",
-                    Some(Status::Refused) => "this kernel refuses LSM programs",
-                    _ => "LSM programs could not be probed",
-                };
-                let _ = writeln!(s, "  {:<17} NONE", "mount-denial");
-                let _ = writeln!(
-                    s,
-                    "  {:<17}   not built yet (planned: BPF LSM on sb_mount/move_mount); {lsm_here}",
-                    ""
-                );
+                if hooks.iter().any(|h| h.feature == "mount-denial" && h.hook.is_none()) {
+                    let _ = writeln!(s, "  {:<17}   {}", "", self.deny_mounts_advice());
+                }
             }
             Err(e) => _ = writeln!(s, "  FAIL: {e}"),
         }

@@ -23,6 +23,9 @@ pub enum EventKind {
     MountEnd,
     /// A write syscall to a regular file completed while its filesystem was frozen.
     WriteDone,
+    /// A BPF LSM program found a mount that would expose a frozen superblock: refused it
+    /// (enforce) or let it through (audit); `denial` says which.
+    MountDenied,
 }
 
 impl EventKind {
@@ -39,6 +42,7 @@ impl EventKind {
             kind::MOUNT_BEGIN => Self::MountBegin,
             kind::MOUNT_END => Self::MountEnd,
             kind::WRITE_DONE => Self::WriteDone,
+            kind::MOUNT_DENIED => Self::MountDenied,
             _ => return None,
         })
     }
@@ -47,7 +51,12 @@ impl EventKind {
     pub fn is_end(self) -> bool {
         matches!(
             self,
-            Self::FreezeEnd | Self::ThawEnd | Self::WriterUnblocked | Self::MountEnd | Self::WriteDone
+            Self::FreezeEnd
+                | Self::ThawEnd
+                | Self::WriterUnblocked
+                | Self::MountEnd
+                | Self::WriteDone
+                | Self::MountDenied
         )
     }
 }
@@ -85,6 +94,9 @@ pub enum Hook {
     /// fexit on `vfs_write`.
     #[serde(rename = "fexit:vfs_write")]
     FexitVfsWrite,
+    /// BPF LSM on `sb_kern_mount`, `sb_mount` (bind) and `move_mount`.
+    #[serde(rename = "lsm:mount")]
+    LsmMount,
 }
 
 impl Hook {
@@ -101,6 +113,7 @@ impl Hook {
             hook::TP_SYS_WRITE => Self::TracepointSysWrite,
             hook::TP_BTRFS_TXN_RESERVE => Self::TracepointBtrfsTxnReserve,
             hook::FEXIT_VFS_WRITE => Self::FexitVfsWrite,
+            hook::LSM_MOUNT => Self::LsmMount,
             _ => return None,
         })
     }
@@ -160,6 +173,9 @@ pub struct Event {
     /// mount_begin / mount_end: the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<MountCall>,
+    /// mount_denied: what the mount gate decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial: Option<Denial>,
     /// Kernel stack, innermost frame first, symbolized from /proc/kallsyms (events that can
     /// become findings: block writes and transaction starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +205,15 @@ pub struct MountCall {
     /// block device's number (a btrfs member maps to its filesystem), or a bind source's st_dev.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_dev: Option<String>,
+}
+
+/// A mount the gate refused (enforce) or would have refused (audit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    pub mode: crate::deny::DenyMode,
+    /// The LSM hook that saw it: "sb_kern_mount" (mount(2) of the device), "sb_mount" (a bind
+    /// mount) or "move_mount" (fsmount/open_tree + move_mount).
+    pub lsm_hook: String,
 }
 
 /// A transaction start.
@@ -361,6 +386,16 @@ impl Event {
             mounted_dev: None,
             source_dev: None,
         });
+        let denial = (kind == EventKind::MountDenied).then(|| Denial {
+            mode: crate::deny::DenyMode::from_raw(raw.flags).unwrap_or(crate::deny::DenyMode::Audit),
+            lsm_hook: match raw.arg {
+                freeze_common::lsm_hook::SB_KERN_MOUNT => "sb_kern_mount",
+                freeze_common::lsm_hook::SB_MOUNT_BIND => "sb_mount",
+                freeze_common::lsm_hook::MOVE_MOUNT => "move_mount",
+                _ => "unknown",
+            }
+            .into(),
+        });
         let txn = (kind == EventKind::TxnStart)
             .then(|| Txn { flags: raw.flags, caller: (raw.arg != 0).then(|| format!("{:#x}", raw.arg)) });
         Ok(Self {
@@ -381,6 +416,7 @@ impl Event {
             gate_level,
             txn,
             mount,
+            denial,
             stack: None,
         })
     }

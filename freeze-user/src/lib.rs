@@ -7,6 +7,7 @@ pub mod assertions;
 pub mod btf;
 pub mod btrfs_devs;
 pub mod correlate;
+pub mod deny;
 pub mod doctor;
 pub mod event;
 pub mod kernel;

@@ -6,12 +6,13 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, FExit, ProgramError, TracePoint},
+    programs::{FEntry, FExit, Lsm, ProgramError, TracePoint},
 };
 use freeze_common::{KernelOffsets, counter};
 
 use crate::{
     btf::Btf,
+    deny::DenyMode,
     event::Hook,
     kernel,
     offsets::{self, OffsetError},
@@ -35,6 +36,12 @@ pub enum LoadError {
     Object(#[from] aya::EbpfError),
     #[error("no hook could attach for {feature}: {reasons}")]
     NoHook { feature: &'static str, reasons: String },
+    #[error(
+        "--deny-mounts=enforce cannot deny mounts here: {0}. Use --deny-mounts=audit to record \
+         anyway (mounts of frozen filesystems are then flagged, not refused); `freezewatch doctor` \
+         tells what this kernel allows"
+    )]
+    DenyUnavailable(String),
 }
 
 /// Formats an error with its sources, which is where aya puts the errno and the verifier log.
@@ -64,6 +71,57 @@ pub struct Loaded {
     pub offsets: KernelOffsets,
     pub hooks: Vec<ActiveHook>,
     pub freeze_hook: Hook,
+    /// Whether the mount-denial programs are attached (their mode is in the trace header's hooks).
+    pub denying: bool,
+    /// The mount-point table last written to the kernel (for bind-source matching).
+    mount_paths: Vec<crate::deny::PathKey>,
+}
+
+const LSM_PROGS: [(&str, &str); 3] = [
+    ("fw_lsm_sb_kern_mount", "sb_kern_mount"),
+    ("fw_lsm_sb_mount", "sb_mount"),
+    ("fw_lsm_move_mount", "move_mount"),
+];
+
+/// Attaches the mount-denial programs, all or none. BPF LSM programs attach even where the BPF
+/// LSM is not active, and then never run: the active list is checked first.
+fn attach_lsm(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), String> {
+    match kernel::active_lsms() {
+        Ok(list) if !list.iter().any(|l| l == "bpf") => {
+            return Err(format!(
+                "the BPF LSM is not active (/sys/kernel/security/lsm: {}); boot with \
+                 lsm={},bpf on the kernel command line",
+                list.join(","),
+                list.join(",")
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(format!("cannot read the active LSMs: {e}")),
+    }
+    let result = LSM_PROGS.iter().try_for_each(|(name, hook)| {
+        let p: &mut Lsm = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the object"))?
+            .try_into()
+            .map_err(|e: ProgramError| chain(&e))?;
+        p.load(hook, btf).map_err(|e| format!("lsm:{hook}: {}", chain(&e)))?;
+        p.attach().map_err(|e| format!("lsm:{hook}: {}", chain(&e)))?;
+        Ok::<(), String>(())
+    });
+    if result.is_err() {
+        for (name, _) in LSM_PROGS {
+            if let Some(p) = ebpf.program_mut(name).and_then(|p| <&mut Lsm>::try_from(p).ok()) {
+                let _ = p.unload();
+            }
+        }
+    }
+    result.map_err(|e| {
+        if e.contains("Operation not permitted") || e.contains("EPERM") {
+            format!("{e} (this kernel refuses BPF LSM programs)")
+        } else {
+            e
+        }
+    })
 }
 
 const FENTRY_PROGS: [(&str, &str, bool); 4] = [
@@ -436,8 +494,10 @@ fn fentry_allowed() -> bool {
 }
 
 impl Loaded {
-    /// Checks privileges, resolves offsets, loads the object and attaches every feature.
-    pub fn load() -> Result<Self, LoadError> {
+    /// Checks privileges, resolves offsets, loads the object and attaches every feature; with
+    /// `deny`, also the mount-denial programs (where they cannot attach, enforce mode is an
+    /// error and audit mode records on, flagging mounts from the mount tracepoints instead).
+    pub fn load(deny: Option<DenyMode>) -> Result<Self, LoadError> {
         if let Some(missing) = kernel::Privileges::current().missing() {
             return Err(LoadError::Privileges(missing));
         }
@@ -445,8 +505,12 @@ impl Loaded {
         let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
         let offsets = offsets::resolve(&btf)?;
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(std::io::Error::other(e)))?;
-        let mut ebpf =
-            EbpfLoader::new().btf(Some(&aya_btf)).override_global("OFFSETS", &offsets, true).load(OBJECT)?;
+        let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("DENY_MODE", &deny_raw, true)
+            .load(OBJECT)?;
         // The logger owns the AYA_LOGS map: it must outlive the programs that write to it.
         let logger = aya_log::EbpfLogger::init(&mut ebpf)
             .inspect_err(|e| log::debug!("eBPF logging unavailable: {e}"))
@@ -498,7 +562,62 @@ impl Loaded {
             }
             hooks.push(attach_tracepoint_feature(&mut ebpf, &aya_btf, spec));
         }
-        Ok(Self { ebpf, logger, offsets, hooks, freeze_hook })
+        let mut denying = false;
+        if let Some(mode) = deny {
+            match attach_lsm(&mut ebpf, &aya_btf) {
+                Ok(()) => {
+                    denying = true;
+                    hooks.push(ActiveHook {
+                        feature: "mount-denial".into(),
+                        hook: Some("lsm:sb_kern_mount+sb_mount+move_mount".into()),
+                        fallbacks: Vec::new(),
+                        limits: Some(
+                            "bind mounts are matched by their source path: relative sources and \
+                             paths through symlinks are allowed"
+                                .into(),
+                        ),
+                    });
+                }
+                Err(e) if mode == DenyMode::Enforce => return Err(LoadError::DenyUnavailable(e)),
+                Err(e) => hooks.push(ActiveHook {
+                    feature: "mount-denial".into(),
+                    hook: None,
+                    fallbacks: vec![format!("lsm:sb_kern_mount+sb_mount+move_mount: {e}")],
+                    limits: Some(
+                        "nothing is denied; mounts of frozen filesystems are flagged from the mount \
+                         tracepoints (mount-while-frozen)"
+                            .into(),
+                    ),
+                }),
+            }
+        }
+        Ok(Self { ebpf, logger, offsets, hooks, freeze_hook, denying, mount_paths: Vec::new() })
+    }
+
+    /// Writes the mount points (for matching bind-mount sources) into the kernel, when the
+    /// mount-denial programs are attached. Only changes are written.
+    pub fn refresh_mount_paths(&mut self, mounts: &[crate::mountinfo::Mount]) {
+        if !self.denying {
+            return;
+        }
+        let keys = crate::deny::path_keys(mounts);
+        if keys == self.mount_paths {
+            return;
+        }
+        let Some(map) = self.ebpf.map_mut("MOUNT_PATHS") else { return };
+        let Ok(mut trie) = aya::maps::LpmTrie::<_, [u8; crate::deny::PATH_KEY_BYTES], u32>::try_from(map)
+        else {
+            return;
+        };
+        for old in self.mount_paths.iter().filter(|k| !keys.iter().any(|n| n.data == k.data)) {
+            let _ = trie.remove(&aya::maps::lpm_trie::Key::new(old.prefix_bits, old.data));
+        }
+        for k in &keys {
+            if let Err(e) = trie.insert(&aya::maps::lpm_trie::Key::new(k.prefix_bits, k.data), k.kdev, 0) {
+                log::warn!("mount-denial: cannot add a mount point: {e}");
+            }
+        }
+        self.mount_paths = keys;
     }
 
     /// Takes the ring buffer out (once).

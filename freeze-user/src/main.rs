@@ -4,7 +4,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use freezewatch::{
     assertions::{self, Assertion},
-    correlate, doctor,
+    correlate,
+    deny::DenyMode,
+    doctor,
     loader::LoadError,
     record, report, trace,
     units::parse_duration,
@@ -74,6 +76,8 @@ enum Cmd {
         /// Flag freezes longer than this as `long-freeze`.
         #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
         long_freeze: Duration,
+        #[command(flatten)]
+        deny_mounts: DenyArg,
         /// Command to run while recording (after `--`).
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
@@ -94,6 +98,8 @@ enum Cmd {
         /// When CMD exits non-zero, exit with its status (after printing the verdicts).
         #[arg(long)]
         propagate_exit: bool,
+        #[command(flatten)]
+        deny_mounts: DenyArg,
         /// The command to trace (after `--`).
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -122,6 +128,8 @@ enum Cmd {
         /// Flag freezes longer than this as `long-freeze`.
         #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
         long_freeze: Duration,
+        #[command(flatten)]
+        deny_mounts: DenyArg,
     },
     /// Evaluate assertions on a recorded trace (no root needed).
     #[command(after_help = CHECK_HELP)]
@@ -142,6 +150,7 @@ enum Cmd {
             \x20 long-freeze         frozen longer than --long-freeze\n\
             \x20 blocked-writer      a task waited at the gate (expected; shown with its wait)\n\
             \x20 mount-while-frozen  a mount of a frozen filesystem landed mid-snapshot\n\
+            \x20 mount-denied        --deny-mounts refused a mount of a frozen filesystem (audit: would have)\n\
             \x20 exempt              looked like a slip but is legitimate (counted by reason; --all lists them)\n\n\
             Needs no privileges. Exits 0 when the trace was read, 2 when it is malformed (the \
             message names the line).")]
@@ -160,6 +169,24 @@ enum Cmd {
     },
 }
 
+/// `--deny-mounts[=MODE]`, shared by the commands that attach.
+#[derive(clap::Args)]
+struct DenyArg {
+    /// While a filesystem is frozen, refuse new mounts of it (its device, a bind mount from it,
+    /// fsmount + move_mount) with EPERM (`enforce`, the default), or let them proceed and record
+    /// that they would have been denied (`audit`). Needs the BPF LSM (see `freezewatch doctor`);
+    /// without it, enforce exits 3 and audit records on, flagging instead. Other mounts are never
+    /// touched, and nothing is denied once freezewatch exits.
+    #[arg(
+        long = "deny-mounts",
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "enforce"
+    )]
+    mode: Option<DenyMode>,
+}
+
 /// Exit code for unreadable input (a malformed trace, a bad assertion), as for usage errors.
 const EXIT_INPUT: u8 = 2;
 
@@ -168,7 +195,7 @@ macro_rules! assert_help {
     () => {
         "Assertions: METRIC [@SCOPE] OP VALUE\n  \
     METRIC  freezes thaws failed_freezes slips blocked_writers mounts_while_frozen denied_mounts\n          \
-    lost_events left_frozen (counts); max_frozen total_frozen (durations: 500ms, 2s, 1m)\n  \
+    would_deny_mounts lost_events left_frozen (counts); max_frozen total_frozen (durations)\n  \
     SCOPE   @/mount/point  @fs=xfs  @dev=7:0   (none: every filesystem in the trace)\n  \
     OP      == != < <= > >=\n  \
     Shorthands: no-slips, frozen @SCOPE (freezes >= 1), no-mounts-while-frozen, no-lost-events,\n  \
@@ -272,6 +299,7 @@ fn run_command(
     args: AssertArgs,
     out: Option<PathBuf>,
     propagate_exit: bool,
+    deny_mounts: Option<DenyMode>,
     command: Vec<String>,
 ) -> ExitCode {
     // Bad assertions are found before anything is attached or run.
@@ -308,6 +336,7 @@ fn run_command(
         tap: None,
         stop: None,
         quiet: false,
+        deny_mounts,
     };
     let outcome = match runtime.block_on(record::record(opts)) {
         Ok(o) => o,
@@ -400,21 +429,28 @@ fn main() -> ExitCode {
             };
             judge(&contents, &list, &args, &trace.display().to_string())
         }
-        Cmd::Tui { replay, speed, out, long_freeze } => {
+        Cmd::Tui { replay, speed, out, long_freeze, deny_mounts } => {
+            let deny_mounts = deny_mounts.mode;
             let result = match replay {
                 Some(path) => freezewatch::tui::run::replay(
                     path,
                     speed,
                     correlate::Options::with_long_freeze(long_freeze),
                 ),
-                None => freezewatch::tui::run::live(freezewatch::tui::run::LiveOptions { out, long_freeze }),
+                None => freezewatch::tui::run::live(freezewatch::tui::run::LiveOptions {
+                    out,
+                    long_freeze,
+                    deny_mounts,
+                }),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => failed(&e),
             }
         }
-        Cmd::Run { args, out, propagate_exit, command } => run_command(args, out, propagate_exit, command),
+        Cmd::Run { args, out, propagate_exit, deny_mounts, command } => {
+            run_command(args, out, propagate_exit, deny_mounts.mode, command)
+        }
         Cmd::Report { trace, json, all, long_freeze } => {
             let contents = match load_trace(&trace) {
                 Ok(c) => c,
@@ -431,7 +467,8 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Record { out, duration, long_freeze, command } => {
+        Cmd::Record { out, duration, long_freeze, deny_mounts, command } => {
+            let deny_mounts = deny_mounts.mode;
             let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,
@@ -444,6 +481,7 @@ fn main() -> ExitCode {
                 tap: None,
                 stop: None,
                 quiet: false,
+                deny_mounts,
             })) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => failed(&e),

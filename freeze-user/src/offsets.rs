@@ -93,6 +93,8 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         sb_rw_sem: rw_sem.offset,
         rw_sem_size: rw_sem.size / FREEZE_LEVELS,
         inode_i_mode: sized(btf, "inode", &["i_mode"], &[2], "2 (umode_t)")?.offset,
+        path_mnt: ptr(btf, "path", &["mnt"])?,
+        vfsmount_mnt_sb: ptr(btf, "vfsmount", &["mnt_sb"])?,
     })
 }
 
@@ -147,6 +149,9 @@ mod tests {
         b.composite(k::STRUCT, "files_struct", 64, &[("fdt", fdt, 256)]);
         let files = b.ptr(int);
         b.composite(k::STRUCT, "task_struct", 4096, &[("files", files, 8 * 2000)]);
+        let vfsmount = b.composite(k::STRUCT, "vfsmount", 32, &[("mnt_sb", psb, 64)]);
+        let pvfsmount = b.ptr(vfsmount);
+        b.composite(k::STRUCT, "path", 16, &[("mnt", pvfsmount, 0), ("dentry", fdt, 64)]);
         b.func("freeze_super", int, &[psb]);
         Btf::parse(b.build()).expect("BTF builds")
     }
@@ -172,6 +177,7 @@ mod tests {
         assert_eq!(o.files_fdt, 32);
         assert_eq!(o.task_files, 2000);
         assert_eq!(o.freeze_super_nargs, 1);
+        assert_eq!((o.path_mnt, o.vfsmount_mnt_sb), (0, 8));
     }
 
     #[test]

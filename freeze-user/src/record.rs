@@ -20,7 +20,7 @@ use crate::{
     ksyms::Ksyms,
     loader::Loaded,
     mountinfo::MountTable,
-    trace::{EndReason, Footer, Header, Record, SummaryLine, TraceWriter},
+    trace::{DenyStatus, EndReason, Footer, Header, Record, SummaryLine, TraceWriter},
 };
 
 pub struct Options {
@@ -36,6 +36,8 @@ pub struct Options {
     /// No status lines on stderr while recording (the TUI owns the terminal); the closing
     /// summary is still printed.
     pub quiet: bool,
+    /// Deny (or, in audit mode, flag) mounts of frozen filesystems with BPF LSM programs.
+    pub deny_mounts: Option<crate::deny::DenyMode>,
 }
 
 /// Where the trace goes.
@@ -74,6 +76,8 @@ struct Sink {
     /// Mount calls in progress, by thread: their end event repeats them.
     mount_calls: HashMap<u32, MountCall>,
     tap: Option<std::sync::mpsc::Sender<Tap>>,
+    /// A mount landed or a freeze began since the mount points were last given to the kernel.
+    mounts_changed: bool,
 }
 
 impl Sink {
@@ -106,6 +110,7 @@ impl Sink {
     /// A mount_end repeats its begin's call, and says which device is now mounted at the target.
     fn complete_mount(&mut self, ev: &mut Event) {
         match ev.kind {
+            EventKind::FreezeBegin => self.mounts_changed = true,
             EventKind::MountBegin => {
                 if let Some(call) = ev.mount.as_mut() {
                     call.source_dev = self.source_dev(&call.source);
@@ -114,6 +119,9 @@ impl Sink {
             }
             EventKind::MountEnd => {
                 let Some(mut call) = self.mount_calls.remove(&ev.tid) else { return };
+                if ev.ret == Some(0) {
+                    self.mounts_changed = true;
+                }
                 if ev.ret == Some(0) && call.target.starts_with('/') {
                     let target = std::fs::canonicalize(&call.target)
                         .map(|p| p.to_string_lossy().into_owned())
@@ -172,7 +180,7 @@ enum Stop {
 }
 
 pub async fn record(opts: Options) -> Result<Outcome> {
-    let mut loaded = Loaded::load()?;
+    let mut loaded = Loaded::load(opts.deny_mounts)?;
     let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
 
     let to_stdout = matches!(opts.out, TraceOut::Stdout);
@@ -192,8 +200,10 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         ksyms_loading: Some(std::thread::spawn(Ksyms::load)),
         mount_calls: HashMap::new(),
         tap: opts.tap,
+        mounts_changed: false,
     };
     loaded.refresh_btrfs_aliases(&sink.mounts.all());
+    loaded.refresh_mount_paths(&sink.mounts.all());
     let started = Instant::now();
     let header = Header {
         tool: "freezewatch".into(),
@@ -206,6 +216,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         started_monotonic_ns: kernel::monotonic_ns(),
         hooks: loaded.hooks.clone(),
         command: (!opts.command.is_empty()).then(|| opts.command.clone()),
+        deny_mounts: opts.deny_mounts.map(|mode| DenyStatus { mode, active: loaded.denying }),
     };
     sink.writer.write(&Record::Header(header.clone())).context("writing the trace header")?;
     if let Some(tap) = &sink.tap {
@@ -216,6 +227,20 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         for f in &h.fallbacks {
             eprintln!("freezewatch:   (not used: {f})");
         }
+    }
+    if let (Some(mode), false) = (opts.deny_mounts, loaded.denying) {
+        // Audit mode without the BPF LSM: said even with --quiet, since the user asked for it.
+        let why = loaded
+            .hooks
+            .iter()
+            .find(|h| h.feature == "mount-denial")
+            .and_then(|h| h.fallbacks.first().cloned())
+            .unwrap_or_default();
+        eprintln!(
+            "freezewatch: WARNING: --deny-mounts={} is not active ({why}); mounts of frozen \
+             filesystems are flagged from the mount tracepoints, nothing is denied",
+            serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        );
     }
 
     // Spawn the command only now, so that nothing it does happens before the hooks are attached.
@@ -262,6 +287,10 @@ pub async fn record(opts: Options) -> Result<Outcome> {
                 let mut guard = guard.context("polling the ring buffer")?;
                 sink.drain(guard.get_inner_mut(), &loaded)?;
                 guard.clear_ready();
+                if std::mem::take(&mut sink.mounts_changed) {
+                    sink.mounts.refresh();
+                    loaded.refresh_mount_paths(&sink.mounts.all());
+                }
             }
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                 let mut guard = guard.context("polling the eBPF log")?;
@@ -278,6 +307,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
                         _ = refresh.tick() => {
                 sink.mounts.refresh();
                 loaded.refresh_btrfs_aliases(&sink.mounts.all());
+                loaded.refresh_mount_paths(&sink.mounts.all());
                 if let Some(tap) = &sink.tap {
                     let mut counters = loaded.counters();
                     counters.lost_undecodable = sink.undecodable;

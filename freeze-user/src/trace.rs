@@ -40,6 +40,17 @@ pub struct Header {
     /// The traced command, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// `--deny-mounts`, when asked for: the mode, and whether the LSM programs are attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_mounts: Option<DenyStatus>,
+}
+
+/// Mount denial as a recording ran it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenyStatus {
+    pub mode: crate::deny::DenyMode,
+    /// False when the BPF LSM was unavailable (audit mode records on without it).
+    pub active: bool,
 }
 
 /// Counters read from the kernel side: losses are counted, never silent.
@@ -241,6 +252,7 @@ mod tests {
             gate_level: None,
             txn: None,
             mount: None,
+            denial: None,
             stack: None,
         }
     }
@@ -261,6 +273,7 @@ mod tests {
                     limits: None,
                 }],
                 command: Some(vec!["true".into()]),
+                deny_mounts: Some(DenyStatus { mode: crate::deny::DenyMode::Enforce, active: true }),
             }),
             Record::Event(event()),
             Record::Footer(Footer {

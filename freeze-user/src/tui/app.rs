@@ -302,6 +302,7 @@ pub fn kind_name(k: EventKind) -> &'static str {
         EventKind::MountBegin => "mount_begin",
         EventKind::MountEnd => "mount_end",
         EventKind::WriteDone => "write_done",
+        EventKind::MountDenied => "mount_denied",
     }
 }
 
@@ -331,6 +332,10 @@ pub fn event_line(e: &Event) -> String {
     }
     if let Some(t) = &e.txn {
         s.push_str(&format!(" {}", t.caller.as_deref().unwrap_or("")));
+    }
+    if let Some(d) = &e.denial {
+        let verdict = if d.mode == crate::deny::DenyMode::Enforce { "denied" } else { "would deny" };
+        s.push_str(&format!(" {verdict} at {}", d.lsm_hook));
     }
     s
 }

@@ -131,6 +131,7 @@ fn contents_end(app: &App) -> Option<u64> {
 pub struct LiveOptions {
     pub out: Option<PathBuf>,
     pub long_freeze: Duration,
+    pub deny_mounts: Option<crate::deny::DenyMode>,
 }
 
 pub fn live(opts: LiveOptions) -> Result<()> {
@@ -145,6 +146,7 @@ pub fn live(opts: LiveOptions) -> Result<()> {
         tap: Some(tap_tx),
         stop: Some(stop_rx),
         quiet: true,
+        deny_mounts: opts.deny_mounts,
     };
     let recorder = std::thread::Builder::new()
         .name("recorder".into())

@@ -57,6 +57,22 @@ fn key(code: KeyCode) -> KeyEvent {
 }
 
 #[test]
+fn the_status_line_says_how_mounts_are_gated() {
+    use crate::{deny::DenyMode, trace::DenyStatus};
+    let mut app = replay_app();
+    for (status, label) in [
+        (Some(DenyStatus { mode: DenyMode::Enforce, active: true }), "deny mounts: enforce"),
+        (Some(DenyStatus { mode: DenyMode::Audit, active: true }), "deny mounts: audit"),
+        (Some(DenyStatus { mode: DenyMode::Audit, active: false }), "deny mounts: audit (inactive)"),
+        (None, "deny mounts: off"),
+    ] {
+        app.header.as_mut().expect("replay has a header").deny_mounts = status;
+        let lines = screen(&app, 200, 44);
+        assert!(lines[0].contains(label), "{label}: {}", lines[0]);
+    }
+}
+
+#[test]
 fn main_screen_shows_the_superblock_findings_and_status() {
     let app = replay_app();
     let lines = screen(&app, 160, 44);

@@ -48,6 +48,17 @@ fn kind_label(k: FindingKind) -> String {
 }
 
 impl App {
+    /// "off", "enforce", "audit", or "audit (inactive)" when the BPF LSM was unavailable.
+    fn deny_mounts_label(&self) -> String {
+        match self.header.as_ref().and_then(|h| h.deny_mounts) {
+            None => "off".into(),
+            Some(d) => {
+                let mode = if d.mode == crate::deny::DenyMode::Enforce { "enforce" } else { "audit" };
+                if d.active { mode.into() } else { format!("{mode} (inactive)") }
+            }
+        }
+    }
+
     fn status_line(&self) -> Line<'_> {
         let mut spans = vec![Span::styled(" freezewatch ", Style::new().add_modifier(Modifier::REVERSED))];
         match &self.mode {
@@ -60,7 +71,7 @@ impl App {
         if self.paused {
             spans.push(Span::styled(" PAUSED", Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)));
         }
-        spans.push(Span::raw(" │ deny mounts: off"));
+        spans.push(Span::raw(format!(" │ deny mounts: {}", self.deny_mounts_label())));
         spans.push(Span::raw(format!(" │ {:.1} ev/s", self.events_per_sec)));
         let lost = self.counters.lost();
         let lost_style =

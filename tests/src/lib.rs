@@ -297,12 +297,238 @@ impl Trace {
 
 /// Records `script` (run by `sh -c`) and returns the parsed trace.
 pub fn record_script(script: &str) -> Result<Trace> {
+    record_script_with(script, &[])
+}
+
+/// `record_script` with extra environment for freezewatch (e.g. FREEZEWATCH_NO_FENTRY=1).
+pub fn record_script_with(script: &str, env: &[(&str, &str)]) -> Result<Trace> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("trace.ndjson");
     let out_s = out.to_str().expect("UTF-8 temp path");
-    let run = freezewatch(&["record", "--out", out_s, "--", "sh", "-c", script], Duration::from_secs(60))?;
+    let mut cmd = Command::new(freezewatch_bin());
+    cmd.args(["record", "--out", out_s, "--", "sh", "-c", script]).envs(env.iter().copied());
+    let run = freezewatch_cmd(&mut cmd, Duration::from_secs(60))?;
     if run.code != Some(0) {
         bail!("freezewatch record exited {:?}: {}", run.code, run.stderr);
     }
     Trace::parse(&std::fs::read_to_string(&out)?)
+}
+
+/// What `freezewatch doctor --json` says this kernel allows, read once per test.
+pub struct Capabilities {
+    pub fentry: bool,
+    /// BPF LSM active and LSM programs accepted: `--deny-mounts` can enforce.
+    pub lsm: bool,
+}
+
+impl Capabilities {
+    pub fn probe() -> Self {
+        let run = freezewatch(&["doctor", "--json"], Duration::from_secs(60)).expect("doctor runs");
+        let report: Value = serde_json::from_str(&run.stdout).expect("doctor --json is JSON");
+        let hook = |feature: &str| {
+            report["features"]["Ok"]
+                .as_array()
+                .and_then(|f| f.iter().find(|h| h["feature"] == feature))
+                .and_then(|h| h["hook"].as_str().map(str::to_owned))
+        };
+        Capabilities {
+            fentry: hook("freeze").is_some_and(|h| h.starts_with("fentry:")),
+            lsm: hook("mount-denial").is_some(),
+        }
+    }
+}
+
+/// Like `kernel_available`, for tests that need fentry (`what` = "fentry") or the BPF LSM
+/// (`what` = "lsm"), which this project's host refuses and its QEMU guests allow. The guests set
+/// FREEZEWATCH_REQUIRE_FENTRY=1 / FREEZEWATCH_REQUIRE_LSM=1 so that such a test cannot skip there.
+pub fn guest_feature_available(test: &str, what: &str) -> bool {
+    if !kernel_available(test) {
+        return false;
+    }
+    let caps = Capabilities::probe();
+    let (have, var) = match what {
+        "fentry" => (caps.fentry, "FREEZEWATCH_REQUIRE_FENTRY"),
+        "lsm" => (caps.lsm, "FREEZEWATCH_REQUIRE_LSM"),
+        other => panic!("unknown feature {other}"),
+    };
+    if have {
+        return true;
+    }
+    if std::env::var_os(var).is_some_and(|v| v == "1") {
+        panic!("{test}: {var}=1 but this kernel does not allow {what} programs (see freezewatch doctor)");
+    }
+    eprintln!(
+        "SKIPPED {test}: this kernel does not allow {what} programs; it runs in the QEMU guests \
+         (cargo xtask vm-test)"
+    );
+    false
+}
+
+/// The fw-fsmount helper: $FREEZEWATCH_FSMOUNT_BIN (the QEMU guests set it), else the path cargo
+/// built it at (`built`, from `env!("CARGO_BIN_EXE_fw-fsmount")` in the test).
+pub fn fsmount_bin(built: &str) -> String {
+    std::env::var("FREEZEWATCH_FSMOUNT_BIN").unwrap_or_else(|_| built.to_owned())
+}
+
+/// The errno a mount call failed with, or Ok.
+pub type MountResult = std::result::Result<(), i32>;
+
+fn c_path(p: &str) -> std::ffi::CString {
+    std::ffi::CString::new(p).expect("no NUL in paths")
+}
+
+fn errno_result(rc: libc::c_long) -> std::result::Result<libc::c_long, i32> {
+    if rc < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(rc) }
+}
+
+/// umount(2); errors are ignored (cleanup).
+pub fn unmount(target: &Path) {
+    let t = c_path(target.to_str().expect("UTF-8"));
+    // SAFETY: a valid NUL-terminated path that outlives the call.
+    unsafe { libc::umount2(t.as_ptr(), 0) };
+}
+
+/// mount(2) of a block device (a new mount of whatever superblock is on it).
+pub fn mount_device(fstype: &str, dev: &str, target: &Path) -> MountResult {
+    let (src, dst, ty) = (c_path(dev), c_path(target.to_str().expect("UTF-8")), c_path(fstype));
+    // SAFETY: valid NUL-terminated strings that outlive the call; no data argument.
+    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+    errno_result(rc.into()).map(drop)
+}
+
+/// mount(2) with MS_BIND.
+pub fn bind_mount(source: &Path, target: &Path) -> MountResult {
+    let (src, dst) = (c_path(source.to_str().expect("UTF-8")), c_path(target.to_str().expect("UTF-8")));
+    // SAFETY: as for mount_device.
+    let rc =
+        unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    errno_result(rc.into()).map(drop)
+}
+
+/// fsopen + fsconfig(source) + fsconfig(CREATE) + fsmount + move_mount: the new mount API.
+/// The first call that fails gives the errno.
+pub fn fsmount_move(fstype: &str, dev: &str, target: &Path) -> MountResult {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let (ty, key, src) = (c_path(fstype), c_path("source"), c_path(dev));
+    let (dst, empty) = (c_path(target.to_str().expect("UTF-8")), c_path(""));
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the calls; the fds
+    // passed along are the ones the previous calls returned, and both are closed at the end.
+    unsafe {
+        let fs = errno_result(libc::syscall(libc::SYS_fsopen, ty.as_ptr(), 0))? as libc::c_int;
+        let result = (|| {
+            errno_result(libc::syscall(
+                libc::SYS_fsconfig,
+                fs,
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                src.as_ptr(),
+                0,
+            ))?;
+            let null = std::ptr::null::<u8>();
+            errno_result(libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, null, null, 0))?;
+            let mnt = errno_result(libc::syscall(libc::SYS_fsmount, fs, 0, 0))? as libc::c_int;
+            let moved = errno_result(libc::syscall(
+                libc::SYS_move_mount,
+                mnt,
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                dst.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            ));
+            libc::close(mnt);
+            moved.map(drop)
+        })();
+        libc::close(fs);
+        result
+    }
+}
+
+/// A `freezewatch record` running in the background until stopped: for tests that act on the
+/// system themselves while freezewatch watches (and, with --deny-mounts, gates mounts).
+pub struct Recorder {
+    child: Option<std::process::Child>,
+    pub trace_path: PathBuf,
+    stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Recorder {
+    /// Starts `freezewatch record --out FILE ARGS...` and waits until the hooks are attached
+    /// (the trace header is written only then).
+    pub fn start(args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let trace_path = dir.path().join("trace.ndjson");
+        let stderr_path = dir.path().join("stderr");
+        let child = Command::new(freezewatch_bin())
+            .arg("record")
+            .arg("--out")
+            .arg(&trace_path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path)?)
+            .spawn()
+            .context("starting freezewatch record")?;
+        let mut rec = Recorder { child: Some(child), trace_path, stderr_path, _dir: dir };
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&rec.trace_path).unwrap_or_default();
+            if text.lines().next().is_some_and(|l| l.contains("\"header\"")) {
+                return Ok(rec);
+            }
+            if let Some(status) = rec.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("freezewatch record exited ({status}) before attaching: {}", rec.stderr());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("freezewatch record did not attach within 60 s: {}", rec.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Sends `signal` and waits (bounded) for the recorder to exit; returns its exit status.
+    pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped, so the pid is still ours.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                bail!("freezewatch record did not exit within 60 s of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops recording (SIGINT, as Ctrl-C) and returns the trace.
+    pub fn finish(mut self) -> Result<Trace> {
+        let status = self.stop_with(libc::SIGINT)?;
+        if !status.success() {
+            bail!("freezewatch record exited with {status}: {}", self.stderr());
+        }
+        Trace::parse(&std::fs::read_to_string(&self.trace_path)?)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

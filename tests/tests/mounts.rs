@@ -1,6 +1,6 @@
 //! Mounts that land on a frozen filesystem: mount(2) of its device, a bind mount out of it, and
 //! fsmount + move_mount of it are all flagged; a mount of an unrelated filesystem is not.
-use freezewatch_tests::{ExtraMounts, FsType, LoopFs, kernel_available, record_script};
+use freezewatch_tests::{ExtraMounts, FsType, LoopFs, fsmount_bin, kernel_available, record_script};
 
 fn mounts_while_frozen_are_flagged(fstype: FsType) {
     if !kernel_available(&format!("mounts_while_frozen_are_flagged({})", fstype.name())) {
@@ -41,7 +41,7 @@ fn mounts_while_frozen_are_flagged(fstype: FsType) {
         o = other_mnt.display(),
         o_src = other.mnt(),
         o_dev = other.loopdev,
-        fsmount = env!("CARGO_BIN_EXE_fw-fsmount"),
+        fsmount = fsmount_bin(env!("CARGO_BIN_EXE_fw-fsmount")),
     );
     let trace = record_script(&script).expect("recording");
     let flagged = trace.findings("mount-while-frozen");

@@ -23,6 +23,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "fsfreeze"),
     ("bpftool", "bpftool"),
     ("tmux", "tmux"),
+    ("dmsetup", "dmsetup"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {

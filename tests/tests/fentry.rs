@@ -1,0 +1,76 @@
+//! The freeze chain's first choice, fentry/fexit on freeze_super/thaw_super, reports what the
+//! FIFREEZE/FITHAW tracepoint fallback reports, field for field. Needs fentry, which this
+//! project's host refuses: runs in the QEMU guests (`cargo xtask vm-test`), where both paths
+//! exist and FREEZEWATCH_NO_FENTRY=1 forces the fallback.
+use freezewatch_tests::{FsType, LoopFs, Trace, guest_feature_available, record_script_with};
+use serde_json::Value;
+
+/// The freeze/thaw events of a trace, without what differs between two runs (times, task ids,
+/// the hook) — and the holder, which is compared separately.
+fn freeze_thaw(trace: &Trace) -> Vec<Value> {
+    trace
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("freeze_") || k.starts_with("thaw_")))
+        .map(|e| {
+            let mut e = e.clone();
+            for volatile in ["ts_ns", "begin_ts_ns", "pid", "tid", "hook", "holder"] {
+                e.as_object_mut().expect("event object").remove(volatile);
+            }
+            e
+        })
+        .collect()
+}
+
+fn freeze_hook(trace: &Trace) -> String {
+    let header = &trace.of_type("header")[0];
+    let hooks = header["hooks"].as_array().expect("hooks");
+    let freeze = hooks.iter().find(|h| h["feature"] == "freeze").expect("freeze feature");
+    freeze["hook"].as_str().unwrap_or_default().to_owned()
+}
+
+fn matches_the_tracepoint_path(fstype: FsType) {
+    let name = format!("fentry_matches_the_tracepoint_path({})", fstype.name());
+    if !guest_feature_available(&name, "fentry") {
+        return;
+    }
+    let fs = LoopFs::new(fstype).expect("loop fs");
+    // Freeze, a second freeze that fails with EBUSY, thaw.
+    let script = format!("fsfreeze -f {m}; fsfreeze -f {m}; fsfreeze -u {m}", m = fs.mnt());
+    let fentry = record_script_with(&script, &[]).expect("fentry recording");
+    let tracepoint = record_script_with(&script, &[("FREEZEWATCH_NO_FENTRY", "1")]).expect("tp recording");
+    assert_eq!(freeze_hook(&fentry), "fentry:freeze_super");
+    assert_eq!(freeze_hook(&tracepoint), "tracepoint:syscalls:ioctl");
+
+    let (a, b) = (freeze_thaw(&fentry), freeze_thaw(&tracepoint));
+    let kinds: Vec<&str> = a.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["freeze_begin", "freeze_end", "freeze_begin", "freeze_end", "thaw_begin", "thaw_end"]);
+    assert_eq!(a, b, "fentry and tracepoint events differ");
+    assert_eq!(a[3]["error"], "EBUSY");
+    assert_eq!(a[0]["sb"]["mountpoint"], fs.mnt());
+    // The holder: the ioctl path knows FIFREEZE is userspace; fentry reads freeze_super's
+    // `who`, which exists from 6.6 on (6.1's freeze_super(sb) has no holder).
+    let is_freeze_thaw =
+        |e: &&Value| e["kind"].as_str().is_some_and(|k| k.starts_with("freeze_") || k.starts_with("thaw_"));
+    let tp_holders: Vec<&Value> =
+        tracepoint.events().into_iter().filter(is_freeze_thaw).map(|e| &e["holder"]).collect();
+    assert_eq!(tp_holders.len(), 6);
+    assert!(tp_holders.iter().all(|h| *h == "userspace"), "{tp_holders:?}");
+    let fentry_holder =
+        fentry.events().into_iter().find(|e| e["kind"] == "freeze_end").map(|e| e["holder"].clone());
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("release");
+    let mut v = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    let expected = if (major, minor) >= (6, 6) { Value::from("userspace") } else { Value::Null };
+    assert_eq!(fentry_holder, Some(expected), "kernel {release}");
+}
+
+#[test]
+fn ext4_fentry_matches_the_tracepoint_path() {
+    matches_the_tracepoint_path(FsType::Ext4);
+}
+
+#[test]
+fn xfs_fentry_matches_the_tracepoint_path() {
+    matches_the_tracepoint_path(FsType::Xfs);
+}

@@ -532,3 +532,20 @@ impl Drop for Recorder {
         }
     }
 }
+
+/// The running kernel's version as (major, minor).
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0))
+}
+
+/// The holder a FIFREEZE/FITHAW event reports: "userspace", except through fentry on kernels
+/// before 6.6, whose `freeze_super(sb)` has no holder argument (null).
+pub fn expected_fifreeze_holder(event: &Value) -> Value {
+    if event["hook"] == "fentry:freeze_super" && kernel_version() < (6, 6) {
+        Value::Null
+    } else {
+        Value::from("userspace")
+    }
+}

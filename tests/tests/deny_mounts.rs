@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use freezewatch_tests::{
     Capabilities, ExtraMounts, Frozen, FsType, LoopFs, MountResult, Recorder, Trace, bind_mount, freezewatch,
-    fsmount_move, guest_feature_available, kernel_available, mount_device, unmount,
+    fsmount_move, guest_feature_available, kernel_available, kernel_version, mount_device, unmount,
 };
 
 /// Mount targets for one test, and the guard that unmounts them (after thawing `fs`).
@@ -240,13 +240,6 @@ impl Drop for DmFs {
         let _ = dmsetup(&["remove", &self.name, "--noudevsync"]);
         let _ = std::process::Command::new("losetup").args(["-d", &self.loopdev]).status();
     }
-}
-
-/// The kernel's version as (major, minor).
-fn kernel_version() -> (u32, u32) {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut v = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
-    (v.next().unwrap_or(0), v.next().unwrap_or(0))
 }
 
 #[test]

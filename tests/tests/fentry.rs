@@ -2,7 +2,10 @@
 //! FIFREEZE/FITHAW tracepoint fallback reports, field for field. Needs fentry, which this
 //! project's host refuses: runs in the QEMU guests (`cargo xtask vm-test`), where both paths
 //! exist and FREEZEWATCH_NO_FENTRY=1 forces the fallback.
-use freezewatch_tests::{FsType, LoopFs, Trace, guest_feature_available, record_script_with};
+use freezewatch_tests::{
+    FsType, LoopFs, Trace, expected_fifreeze_holder, guest_feature_available, kernel_version,
+    record_script_with,
+};
 use serde_json::Value;
 
 /// The freeze/thaw events of a trace, without what differs between two runs (times, task ids,
@@ -56,13 +59,14 @@ fn matches_the_tracepoint_path(fstype: FsType) {
         tracepoint.events().into_iter().filter(is_freeze_thaw).map(|e| &e["holder"]).collect();
     assert_eq!(tp_holders.len(), 6);
     assert!(tp_holders.iter().all(|h| *h == "userspace"), "{tp_holders:?}");
-    let fentry_holder =
-        fentry.events().into_iter().find(|e| e["kind"] == "freeze_end").map(|e| e["holder"].clone());
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("release");
-    let mut v = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-    let expected = if (major, minor) >= (6, 6) { Value::from("userspace") } else { Value::Null };
-    assert_eq!(fentry_holder, Some(expected), "kernel {release}");
+    let fentry_freeze_end = fentry.events().into_iter().find(|e| e["kind"] == "freeze_end").cloned();
+    let fentry_freeze_end = fentry_freeze_end.expect("a freeze_end");
+    assert_eq!(
+        fentry_freeze_end["holder"],
+        expected_fifreeze_holder(&fentry_freeze_end),
+        "{kernel:?}",
+        kernel = kernel_version()
+    );
 }
 
 #[test]

@@ -319,8 +319,9 @@ fn boot(name: &str, vmlinuz: &Path, initrd: &Path, filter: Option<&str>) -> Resu
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(line) => {
                 // doctor's JSON is long and checked below: show the guest's progress, not it.
+                // (The first marker may follow the firmware's terminal escapes on the same line.)
                 in_doctor =
-                    (in_doctor || line.starts_with("FW-DOCTOR-BEGIN")) && !line.starts_with("FW-DOCTOR-END");
+                    (in_doctor || line.contains("FW-DOCTOR-BEGIN")) && !line.contains("FW-DOCTOR-END");
                 if !in_doctor {
                     eprintln!("[guest {name}] {line}");
                 }

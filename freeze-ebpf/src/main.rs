@@ -35,8 +35,10 @@ static OFFSETS: KernelOffsets = KernelOffsets::zeroed();
 #[unsafe(no_mangle)]
 static DENY_MODE: u32 = deny::OFF;
 
+/// 4 MiB: bursts of events while a freeze drains (journal starts of busy writers) must fit while
+/// user space catches up, also on slow machines (the QEMU guests lost events with 1 MiB).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 /// Operations that began and have not ended yet, by thread id.
 #[map]

@@ -265,6 +265,8 @@ pub fn freezewatch_cmd(cmd: &mut Command, limit: Duration) -> Result<Run> {
 /// A parsed trace: all records, as JSON values.
 pub struct Trace {
     pub records: Vec<Value>,
+    /// What freezewatch and the recorded command printed on stderr (record_script only).
+    pub stderr: String,
 }
 
 impl Trace {
@@ -275,7 +277,7 @@ impl Trace {
             .enumerate()
             .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("trace line {}: {l}", i + 1)))
             .collect::<Result<Vec<Value>>>()?;
-        Ok(Trace { records })
+        Ok(Trace { records, stderr: String::new() })
     }
 
     pub fn of_type(&self, ty: &str) -> Vec<&Value> {
@@ -288,6 +290,31 @@ impl Trace {
 
     pub fn findings(&self, kind: &str) -> Vec<&Value> {
         self.of_type("finding").into_iter().filter(|f| f["kind"] == kind).collect()
+    }
+
+    /// The events within `window` ns of `ts_ns` on the same superblock, one line each: for
+    /// assertion messages that must show what happened around a finding.
+    pub fn around(&self, finding: &Value, window: u64) -> String {
+        let ts = finding["ts_ns"].as_u64().unwrap_or(0);
+        self.events()
+            .into_iter()
+            .filter(|e| e["sb"]["id"] == finding["sb"]["id"])
+            .filter(|e| e["ts_ns"].as_u64().is_some_and(|t| t.abs_diff(ts) <= window))
+            .map(|e| {
+                format!(
+                    "{} {} {}[{}] level {}->{} ret {} hook {}",
+                    e["ts_ns"],
+                    e["kind"],
+                    e["comm"],
+                    e["tid"],
+                    e["level_before"],
+                    e["level_after"],
+                    e["ret"],
+                    e["hook"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn footer(&self) -> &Value {
@@ -311,7 +338,9 @@ pub fn record_script_with(script: &str, env: &[(&str, &str)]) -> Result<Trace> {
     if run.code != Some(0) {
         bail!("freezewatch record exited {:?}: {}", run.code, run.stderr);
     }
-    Trace::parse(&std::fs::read_to_string(&out)?)
+    let mut trace = Trace::parse(&std::fs::read_to_string(&out)?)?;
+    trace.stderr = run.stderr;
+    Ok(trace)
 }
 
 /// What `freezewatch doctor --json` says this kernel allows, read once per test.

@@ -44,9 +44,26 @@ fn mounts_while_frozen_are_flagged(fstype: FsType) {
         fsmount = fsmount_bin(env!("CARGO_BIN_EXE_fw-fsmount")),
     );
     let trace = record_script(&script).expect("recording");
+    assert_eq!(
+        trace.footer()["counters"]["lost_ringbuf_full"],
+        0,
+        "events were lost: the checks below would be wrong"
+    );
     let flagged = trace.findings("mount-while-frozen");
     let messages: Vec<&str> = flagged.iter().filter_map(|f| f["message"].as_str()).collect();
-    assert_eq!(flagged.len(), 3, "{messages:#?}");
+    let calls: Vec<String> = trace
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "mount_end")
+        .map(|e| format!("{} ret {} sb {} level {}", e["mount"], e["ret"], e["sb"]["id"], e["level_after"]))
+        .collect();
+    assert_eq!(
+        flagged.len(),
+        3,
+        "{messages:#?}\nmount calls:\n{}\nstderr:\n{}",
+        calls.join("\n"),
+        trace.stderr
+    );
     assert!(
         messages[0].starts_with(&format!("mount of {} on {}", fs.loopdev, dev_mnt.display())),
         "{}",

@@ -582,7 +582,7 @@ impl Loaded {
                 Err(e) => hooks.push(ActiveHook {
                     feature: "mount-denial".into(),
                     hook: None,
-                    fallbacks: vec![format!("lsm:sb_kern_mount+sb_mount+move_mount: {e}")],
+                    fallbacks: vec![e],
                     limits: Some(
                         "nothing is denied; mounts of frozen filesystems are flagged from the mount \
                          tracepoints (mount-while-frozen)"

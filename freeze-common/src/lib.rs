@@ -117,6 +117,9 @@ pub mod hook {
     pub const FEXIT_VFS_WRITE: u32 = 11;
     /// BPF LSM programs on `sb_kern_mount`, `sb_mount` and `move_mount` (mount denial).
     pub const LSM_MOUNT: u32 = 12;
+    /// fexit on `btrfs_start_transaction`, `btrfs_start_transaction_fallback_global_rsv` and
+    /// `btrfs_join_transaction`: a btrfs transaction handle that was obtained (past the gate).
+    pub const FEXIT_BTRFS_TXN: u32 = 13;
     /// Number of hook ids (size of the per-hook hit counters).
     pub const COUNT: u32 = 16;
 }
@@ -284,6 +287,10 @@ pub struct KernelOffsets {
     pub path_mnt: u32,
     /// `vfsmount.mnt_sb`.
     pub vfsmount_mnt_sb: u32,
+    /// `btrfs_root.fs_info`, from btrfs's BTF (module or vmlinux); 0 when btrfs has none.
+    pub btrfs_root_fs_info: u32,
+    /// `btrfs_fs_info.sb`; 0 when btrfs has no BTF.
+    pub btrfs_fs_info_sb: u32,
 }
 
 impl KernelOffsets {
@@ -312,6 +319,8 @@ impl KernelOffsets {
             inode_i_mode: 0,
             path_mnt: 0,
             vfsmount_mnt_sb: 0,
+            btrfs_root_fs_info: 0,
+            btrfs_fs_info_sb: 0,
         }
     }
 }
@@ -365,7 +374,7 @@ mod tests {
     #[test]
     fn kernel_offsets_has_no_implicit_padding() {
         // 22 u32 fields, nothing else.
-        assert_eq!(size_of::<KernelOffsets>(), 22 * 4);
+        assert_eq!(size_of::<KernelOffsets>(), 24 * 4);
     }
 
     #[test]

@@ -664,6 +664,59 @@ pub fn fw_btrfs_transaction_commit(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A btrfs transaction handle returned to its caller (fexit; `nargs` is the function's parameter
+/// count, the slot after the parameters holds the return value). The start functions reserve
+/// space and only then wait at the freeze gate (`sb_start_intwrite`), so the exit is where a
+/// start is known to have got past it: a caller still waiting returns only after the thaw.
+#[inline(always)]
+fn btrfs_txn_exit(ctx: &FExitContext, nargs: usize) -> u32 {
+    if off!(valid) == 0 || off!(btrfs_fs_info_sb) == 0 {
+        return 0;
+    }
+    hit(hook::FEXIT_BTRFS_TXN);
+    let handle: u64 = ctx.arg(nargs);
+    // NULL or ERR_PTR(-errno): no transaction was started.
+    if handle == 0 || handle >= (-4095i64) as u64 {
+        return 0;
+    }
+    let root: u64 = ctx.arg(0);
+    let sb =
+        match read_u64(root + off!(btrfs_root_fs_info)).and_then(|f| read_u64(f + off!(btrfs_fs_info_sb))) {
+            Ok(sb) if sb != 0 => sb,
+            _ => {
+                bump(counter::READ_FAILED);
+                return 0;
+            }
+        };
+    // Only superblocks seen freezing while we run, like every other transaction hook.
+    let dev = read_u32(sb + off!(sb_s_dev)).unwrap_or(0);
+    // SAFETY: the value is only tested for presence.
+    if unsafe { FROZEN_SBS.get(&dev) }.is_none() {
+        bump(counter::FILTERED);
+        return 0;
+    }
+    let items: u64 = if nargs > 1 { ctx.arg(1) } else { 0 };
+    on_txn(ctx, hook::FEXIT_BTRFS_TXN, sb, 0, items as u32);
+    0
+}
+
+// These three are module functions when btrfs is a module: aya attaches fexit to vmlinux BTF
+// only, so user space loads them itself (`module_fexit`) with the module's BTF object.
+#[fexit(function = "btrfs_start_transaction")]
+pub fn fw_btrfs_start_transaction_exit(ctx: FExitContext) -> u32 {
+    btrfs_txn_exit(&ctx, 2)
+}
+
+#[fexit(function = "btrfs_start_transaction_fallback_global_rsv")]
+pub fn fw_btrfs_start_transaction_rsv_exit(ctx: FExitContext) -> u32 {
+    btrfs_txn_exit(&ctx, 2)
+}
+
+#[fexit(function = "btrfs_join_transaction")]
+pub fn fw_btrfs_join_transaction_exit(ctx: FExitContext) -> u32 {
+    btrfs_txn_exit(&ctx, 1)
+}
+
 // lock:contention_begin: lock_addr at 8, flags at 16. contention_end: lock_addr at 8, ret at 16.
 const LOCK_ADDR: usize = 8;
 const LOCK_FLAGS: usize = 16;

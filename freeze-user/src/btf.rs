@@ -70,6 +70,9 @@ struct TypeEntry {
 pub struct Btf {
     bytes: Vec<u8>,
     strings: std::ops::Range<usize>,
+    /// Split BTF (a module's): where its own strings start in the string numbering (the base's
+    /// string length), and where they lie in `bytes`.
+    split_strings: Option<(u32, std::ops::Range<usize>)>,
     /// Index 0 is the implicit `void`.
     types: Vec<TypeEntry>,
     by_name: HashMap<(u32, String), Vec<u32>>,
@@ -88,6 +91,80 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, BtfError> {
         .ok_or(BtfError::Truncated("type section"))
 }
 
+/// Where one BTF blob's type and string sections lie, as ranges of the buffer holding it.
+struct Sections {
+    types: std::ops::Range<usize>,
+    strings: std::ops::Range<usize>,
+}
+
+impl Sections {
+    /// Reads the header of the blob that starts at `at` in `bytes`.
+    fn read(bytes: &[u8], at: usize) -> Result<Self, BtfError> {
+        let blob = &bytes[at.min(bytes.len())..];
+        if blob.len() < 24 {
+            return Err(BtfError::Truncated("header"));
+        }
+        let magic = u16::from_le_bytes([blob[0], blob[1]]);
+        if magic != MAGIC {
+            return Err(BtfError::BadMagic(magic));
+        }
+        let field = |i: usize| u32_at(blob, i).map(|v| v as usize);
+        let hdr_len = field(4)?;
+        let (type_off, type_len, str_off, str_len) = (field(8)?, field(12)?, field(16)?, field(20)?);
+        let types = at + hdr_len + type_off..at + hdr_len + type_off + type_len;
+        let strings = at + hdr_len + str_off..at + hdr_len + str_off + str_len;
+        if types.end > bytes.len() || strings.end > bytes.len() {
+            return Err(BtfError::Truncated("sections run past the end"));
+        }
+        Ok(Self { types, strings })
+    }
+}
+
+/// Appends the types of one type section to `types` (whose length is the next type id).
+fn parse_types(
+    bytes: &[u8],
+    section: std::ops::Range<usize>,
+    types: &mut Vec<TypeEntry>,
+) -> Result<(), BtfError> {
+    let mut at = section.start;
+    while at < section.end {
+        let id = types.len() as u32;
+        let name_off = u32_at(bytes, at)?;
+        let info = u32_at(bytes, at + 4)?;
+        let size_or_type = u32_at(bytes, at + 8)?;
+        let kind = (info >> 24) & 0x1f;
+        let vlen = info & 0xffff;
+        let data = at + 12;
+        let extra = match kind {
+            k::INT => 4,
+            k::PTR
+            | k::FWD
+            | k::TYPEDEF
+            | k::VOLATILE
+            | k::CONST
+            | k::RESTRICT
+            | k::FUNC
+            | k::FLOAT
+            | k::TYPE_TAG => 0,
+            k::ARRAY => 12,
+            k::STRUCT | k::UNION => 12 * vlen as usize,
+            k::ENUM => 8 * vlen as usize,
+            k::FUNC_PROTO => 8 * vlen as usize,
+            k::VAR => 4,
+            k::DATASEC => 12 * vlen as usize,
+            k::DECL_TAG => 4,
+            k::ENUM64 => 12 * vlen as usize,
+            _ => return Err(BtfError::UnknownKind { id, kind }),
+        };
+        types.push(TypeEntry { kind, name_off, vlen, kind_flag: info >> 31 == 1, size_or_type, data });
+        at = data + extra;
+    }
+    if at != section.end {
+        return Err(BtfError::Truncated("last type runs past the type section"));
+    }
+    Ok(())
+}
+
 impl Btf {
     /// Reads the running kernel's BTF.
     pub fn from_sys_fs() -> std::io::Result<Self> {
@@ -96,81 +173,63 @@ impl Btf {
     }
 
     pub fn parse(bytes: Vec<u8>) -> Result<Self, BtfError> {
-        if bytes.len() < 24 {
-            return Err(BtfError::Truncated("header"));
-        }
-        let magic = u16::from_le_bytes([bytes[0], bytes[1]]);
-        if magic != MAGIC {
-            return Err(BtfError::BadMagic(magic));
-        }
-        let hdr_len = u32_at(&bytes, 4)? as usize;
-        let type_off = u32_at(&bytes, 8)? as usize;
-        let type_len = u32_at(&bytes, 12)? as usize;
-        let str_off = u32_at(&bytes, 16)? as usize;
-        let str_len = u32_at(&bytes, 20)? as usize;
-        let types_start = hdr_len + type_off;
-        let types_end = types_start + type_len;
-        let strings = hdr_len + str_off..hdr_len + str_off + str_len;
-        if types_end > bytes.len() || strings.end > bytes.len() {
-            return Err(BtfError::Truncated("sections run past the end"));
-        }
-
+        let sections = Sections::read(&bytes, 0)?;
         let mut types =
             vec![TypeEntry { kind: 0, name_off: 0, vlen: 0, kind_flag: false, size_or_type: 0, data: 0 }];
-        let mut at = types_start;
-        while at < types_end {
-            let id = types.len() as u32;
-            let name_off = u32_at(&bytes, at)?;
-            let info = u32_at(&bytes, at + 4)?;
-            let size_or_type = u32_at(&bytes, at + 8)?;
-            let kind = (info >> 24) & 0x1f;
-            let vlen = info & 0xffff;
-            let data = at + 12;
-            let extra = match kind {
-                k::INT => 4,
-                k::PTR
-                | k::FWD
-                | k::TYPEDEF
-                | k::VOLATILE
-                | k::CONST
-                | k::RESTRICT
-                | k::FUNC
-                | k::FLOAT
-                | k::TYPE_TAG => 0,
-                k::ARRAY => 12,
-                k::STRUCT | k::UNION => 12 * vlen as usize,
-                k::ENUM => 8 * vlen as usize,
-                k::FUNC_PROTO => 8 * vlen as usize,
-                k::VAR => 4,
-                k::DATASEC => 12 * vlen as usize,
-                k::DECL_TAG => 4,
-                k::ENUM64 => 12 * vlen as usize,
-                _ => return Err(BtfError::UnknownKind { id, kind }),
-            };
-            types.push(TypeEntry { kind, name_off, vlen, kind_flag: info >> 31 == 1, size_or_type, data });
-            at = data + extra;
-        }
-        if at != types_end {
-            return Err(BtfError::Truncated("last type runs past the type section"));
-        }
-        let mut btf = Btf { bytes, strings, types, by_name: HashMap::new() };
-        let mut by_name: HashMap<(u32, String), Vec<u32>> = HashMap::new();
-        for (id, t) in btf.types.iter().enumerate().skip(1) {
-            if t.name_off != 0 {
-                let name = btf.name(t.name_off).to_owned();
-                by_name.entry((t.kind, name)).or_default().push(id as u32);
-            }
-        }
-        btf.by_name = by_name;
+        parse_types(&bytes, sections.types, &mut types)?;
+        let mut btf =
+            Btf { bytes, strings: sections.strings, split_strings: None, types, by_name: HashMap::new() };
+        btf.index_names(1);
         Ok(btf)
     }
 
+    /// Reads a kernel module's BTF (`/sys/kernel/btf/<module>`), which is split BTF on top of
+    /// `base` (vmlinux): its type ids continue after the base's and its strings after the base's
+    /// string section. The result answers for both, with the ids the kernel uses.
+    pub fn parse_split(base: &Btf, split: &[u8]) -> Result<Self, BtfError> {
+        let shift = base.bytes.len();
+        let mut bytes = Vec::with_capacity(shift + split.len());
+        bytes.extend_from_slice(&base.bytes);
+        bytes.extend_from_slice(split);
+        let sections = Sections::read(&bytes, shift)?;
+        let base_str_len =
+            (base.strings.len() + base.split_strings.as_ref().map_or(0, |(_, r)| r.len())) as u32;
+        let mut types = base.types.clone();
+        let first = types.len();
+        parse_types(&bytes, sections.types, &mut types)?;
+        let mut btf = Btf {
+            bytes,
+            strings: base.strings.clone(),
+            split_strings: Some((base_str_len, sections.strings)),
+            types,
+            by_name: base.by_name.clone(),
+        };
+        btf.index_names(first);
+        Ok(btf)
+    }
+
+    /// Adds the named types from id `first` on to the name index.
+    fn index_names(&mut self, first: usize) {
+        let mut by_name = std::mem::take(&mut self.by_name);
+        for (id, t) in self.types.iter().enumerate().skip(first) {
+            if t.name_off != 0 {
+                let name = self.name(t.name_off).to_owned();
+                by_name.entry((t.kind, name)).or_default().push(id as u32);
+            }
+        }
+        self.by_name = by_name;
+    }
+
     fn name(&self, off: u32) -> &str {
-        let start = self.strings.start + off as usize;
-        if start >= self.strings.end {
+        let (range, off) = match &self.split_strings {
+            Some((base_len, range)) if off >= *base_len => (range, off - base_len),
+            _ => (&self.strings, off),
+        };
+        let start = range.start + off as usize;
+        if start >= range.end {
             return "";
         }
-        let s = &self.bytes[start..self.strings.end];
+        let s = &self.bytes[start..range.end];
         let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
         std::str::from_utf8(&s[..end]).unwrap_or("")
     }
@@ -298,18 +357,30 @@ pub(crate) mod builder {
         types: Vec<u8>,
         strings: Vec<u8>,
         next_id: u32,
+        /// For split BTF: the base's string length, where this blob's string offsets start.
+        str_base: u32,
     }
 
     impl BtfBuilder {
         pub fn new() -> Self {
-            Self { types: Vec::new(), strings: vec![0], next_id: 1 }
+            Self { types: Vec::new(), strings: vec![0], next_id: 1, str_base: 0 }
+        }
+
+        /// A module's BTF on top of `base`: ids and string offsets continue after the base's.
+        pub fn split(base: &BtfBuilder) -> Self {
+            Self {
+                types: Vec::new(),
+                strings: Vec::new(),
+                next_id: base.next_id,
+                str_base: base.strings.len() as u32,
+            }
         }
 
         fn str(&mut self, s: &str) -> u32 {
             if s.is_empty() {
                 return 0;
             }
-            let off = self.strings.len() as u32;
+            let off = self.str_base + self.strings.len() as u32;
             self.strings.extend_from_slice(s.as_bytes());
             self.strings.push(0);
             off
@@ -442,6 +513,40 @@ mod tests {
         let mut bytes = blob.build();
         bytes.truncate(bytes.len() - 3);
         assert!(Btf::parse(bytes).is_err());
+    }
+
+    #[test]
+    fn split_btf_continues_the_base_ids_and_strings() {
+        let mut base = BtfBuilder::new();
+        let int = base.int("int", 4);
+        let sb = base.composite(k::STRUCT, "super_block", 64, &[("s_dev", int, 0)]);
+        let psb = base.ptr(sb);
+        let base_btf = Btf::parse(base.build()).expect("base parses");
+
+        let mut module = BtfBuilder::split(&base);
+        let fs_info = module.composite(k::STRUCT, "btrfs_fs_info", 128, &[("pad", int, 0), ("sb", psb, 512)]);
+        let pfs = module.ptr(fs_info);
+        let root = module.composite(k::STRUCT, "btrfs_root", 64, &[("fs_info", pfs, 64)]);
+        let proot = module.ptr(root);
+        let func = module.func("btrfs_start_transaction", proot, &[proot, int]);
+        let btf = Btf::parse_split(&base_btf, &module.build()).expect("split parses");
+
+        assert_eq!(btf.id_by_name(k::FUNC, "btrfs_start_transaction"), Some(func));
+        assert!(func > base_btf.len() as u32, "module ids come after the base's");
+        assert_eq!(btf.field("btrfs_root", &["fs_info"]), Ok(FieldLoc { offset: 8, size: 8 }));
+        assert_eq!(btf.field("btrfs_fs_info", &["sb"]), Ok(FieldLoc { offset: 64, size: 8 }));
+        assert_eq!(btf.func_nargs("btrfs_start_transaction"), Ok(2));
+        // Base types still answer, by their own ids.
+        assert_eq!(btf.field("super_block", &["s_dev"]), Ok(FieldLoc { offset: 0, size: 4 }));
+        assert_eq!(btf.id_by_name(k::STRUCT, "super_block"), Some(sb));
+        // A module blob is not complete on its own: alone, its strings point past its end.
+        assert_eq!(
+            Btf::parse(module.build())
+                .map(|b| b.id_by_name(k::FUNC, "btrfs_start_transaction"))
+                .ok()
+                .flatten(),
+            None
+        );
     }
 
     #[test]

@@ -375,6 +375,7 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
                 let what = match ev.hook {
                     crate::event::Hook::TracepointBtrfsCommit => "btrfs transaction commit",
                     crate::event::Hook::TracepointBtrfsTxnReserve => "btrfs transaction (space reservation)",
+                    crate::event::Hook::FexitBtrfsTxn => "btrfs transaction",
                     crate::event::Hook::TracepointXfsTransAlloc => "xfs transaction",
                     _ => "ext4 journal handle",
                 };

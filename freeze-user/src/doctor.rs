@@ -58,8 +58,16 @@ mod freeze_common_offsets {
                     ("super_block.s_writers.rw_sem", o.sb_rw_sem),
                     ("percpu_rw_semaphore(size)", o.rw_sem_size),
                     ("inode.i_mode", o.inode_i_mode),
+                    ("path.mnt", o.path_mnt),
+                    ("vfsmount.mnt_sb", o.vfsmount_mnt_sb),
                 ]
                 .into_iter()
+                // btrfs's fields come from its module's BTF, when it has one.
+                .chain(
+                    [("btrfs_root.fs_info", o.btrfs_root_fs_info), ("btrfs_fs_info.sb", o.btrfs_fs_info_sb)]
+                        .into_iter()
+                        .filter(|(_, v)| *v != 0),
+                )
                 .collect(),
             )
         }
@@ -75,7 +83,16 @@ pub fn run() -> Report {
     let btf = Btf::from_sys_fs();
     let btf_status = btf.as_ref().map(Btf::len).map_err(|e| format!("/sys/kernel/btf/vmlinux: {e}"));
     let offsets = match &btf {
-        Ok(b) => offsets::resolve(b).map(Into::into).map_err(|e| e.to_string()),
+        Ok(b) => offsets::resolve(b)
+            .map(|mut o| {
+                // Best effort: without btrfs BTF only the btrfs fexit hooks are missing, which
+                // the features section reports.
+                if let Ok(btrfs) = crate::module_fexit::btf_of_module(b, "btrfs", "btrfs_start_transaction") {
+                    let _ = offsets::resolve_btrfs(btrfs.btf(), &mut o);
+                }
+                o.into()
+            })
+            .map_err(|e| e.to_string()),
         Err(_) => Err("needs kernel BTF".to_owned()),
     };
     let tracefs = kernel::ensure_tracefs()

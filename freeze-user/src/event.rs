@@ -97,6 +97,10 @@ pub enum Hook {
     /// BPF LSM on `sb_kern_mount`, `sb_mount` (bind) and `move_mount`.
     #[serde(rename = "lsm:mount")]
     LsmMount,
+    /// fexit on `btrfs_start_transaction`, `btrfs_start_transaction_fallback_global_rsv` and
+    /// `btrfs_join_transaction`: a transaction handle the caller got.
+    #[serde(rename = "fexit:btrfs_transaction")]
+    FexitBtrfsTxn,
 }
 
 impl Hook {
@@ -114,6 +118,7 @@ impl Hook {
             hook::TP_BTRFS_TXN_RESERVE => Self::TracepointBtrfsTxnReserve,
             hook::FEXIT_VFS_WRITE => Self::FexitVfsWrite,
             hook::LSM_MOUNT => Self::LsmMount,
+            hook::FEXIT_BTRFS_TXN => Self::FexitBtrfsTxn,
             _ => return None,
         })
     }

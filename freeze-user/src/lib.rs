@@ -13,6 +13,7 @@ pub mod event;
 pub mod kernel;
 pub mod ksyms;
 pub mod loader;
+pub mod module_fexit;
 pub mod mountinfo;
 pub mod offsets;
 pub mod probe;

@@ -15,12 +15,13 @@ use crate::{
     deny::DenyMode,
     event::Hook,
     kernel,
+    module_fexit::{self, FuncBtf},
     offsets::{self, OffsetError},
     trace::{ActiveHook, Counters},
 };
 
 /// The eBPF object, built by build.rs (aya-build) for bpfel-unknown-none.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/freeze-ebpf"));
+pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/freeze-ebpf"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -65,6 +66,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 pub struct Loaded {
+    /// Programs on module functions, loaded outside aya (`module_fexit`); detached on drop.
+    _module_programs: Vec<module_fexit::Attached>,
     // Field order matters: programs (in `ebpf`) are dropped before the log map they write to.
     ebpf: Ebpf,
     logger: Option<Logger>,
@@ -176,10 +179,26 @@ struct TpFeature {
     feature: &'static str,
     /// An fexit program to try first, as (program, kernel function), where fentry is allowed.
     fexit_first: Option<(&'static str, &'static str)>,
+    /// fexit programs on a module's functions (see `module_fexit`), all required, attached
+    /// before `progs`; where they cannot attach the entry fails and the next one is tried.
+    module_fexit: Option<ModuleFexit>,
     /// The hook name in traces and `doctor`.
     hook: &'static str,
     progs: &'static [TpProg],
 }
+
+/// fexit programs on functions of `module` (or of vmlinux when it is built in).
+struct ModuleFexit {
+    module: &'static str,
+    /// (program, kernel function) pairs.
+    progs: &'static [(&'static str, &'static str)],
+}
+
+const BTRFS_TXN_FEXIT: &[(&str, &str)] = &[
+    ("fw_btrfs_start_transaction_exit", "btrfs_start_transaction"),
+    ("fw_btrfs_start_transaction_rsv_exit", "btrfs_start_transaction_fallback_global_rsv"),
+    ("fw_btrfs_join_transaction_exit", "btrfs_join_transaction"),
+];
 
 /// One tracepoint program and the record fields it reads, as (name, offset, size).
 struct TpProg {
@@ -192,6 +211,7 @@ struct TpProg {
 const TRACEPOINT_FEATURES: &[TpFeature] = &[
     TpFeature {
         fexit_first: None,
+        module_fexit: None,
         feature: "block-writes",
         hook: "tracepoint:block:block_bio_queue",
         progs: &[TpProg {
@@ -203,6 +223,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
     TpFeature {
         fexit_first: None,
+        module_fexit: None,
         feature: "blocked-writers",
         hook: "tracepoint:lock:contention",
         progs: &[
@@ -222,6 +243,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
     TpFeature {
         fexit_first: None,
+        module_fexit: None,
         feature: "txn-ext4",
         hook: "tracepoint:ext4:ext4_journal_start",
         progs: &[
@@ -242,6 +264,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     // Before 6.5 ext4 has one journal-start tracepoint, without the handle type.
     TpFeature {
         fexit_first: None,
+        module_fexit: None,
         feature: "txn-ext4",
         hook: "tracepoint:ext4:ext4_journal_start",
         progs: &[TpProg {
@@ -253,6 +276,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
     TpFeature {
         fexit_first: None,
+        module_fexit: None,
         feature: "txn-xfs",
         hook: "tracepoint:xfs:xfs_trans_alloc",
         progs: &[TpProg {
@@ -262,8 +286,23 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
             fields: &[("dev", 8, 4), ("flags", 16, 4), ("caller_ip", 24, 8)],
         }],
     },
+    // btrfs transaction handles at fexit (a start that got past the gate), commits from the
+    // tracepoint; without fexit, starts are seen where they reserve space, before the gate.
     TpFeature {
         fexit_first: None,
+        module_fexit: Some(ModuleFexit { module: "btrfs", progs: BTRFS_TXN_FEXIT }),
+        feature: "txn-btrfs",
+        hook: "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit",
+        progs: &[TpProg {
+            program: "fw_btrfs_transaction_commit",
+            category: "btrfs",
+            tracepoint: "btrfs_transaction_commit",
+            fields: &[("fsid", 8, 16)],
+        }],
+    },
+    TpFeature {
+        fexit_first: None,
+        module_fexit: None,
         feature: "txn-btrfs",
         hook: "tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
         progs: &[
@@ -283,6 +322,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
     TpFeature {
         fexit_first: None,
+        module_fexit: None,
         feature: "mounts",
         hook: "tracepoint:syscalls:mount",
         progs: &[
@@ -355,6 +395,7 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
     TpFeature {
         fexit_first: Some(("fw_vfs_write_exit", "vfs_write")),
+        module_fexit: None,
         feature: "completed-writes",
         hook: "tracepoint:syscalls:write",
         progs: &[
@@ -422,8 +463,46 @@ const TRACEPOINT_FEATURES: &[TpFeature] = &[
     },
 ];
 
-fn attach_tracepoint_feature(ebpf: &mut Ebpf, btf: &aya::Btf, spec: &TpFeature) -> ActiveHook {
+/// What module programs need: each module's BTF (looked up once, before the object is loaded,
+/// since its struct offsets go into it) and the programs attached so far, which `Loaded` keeps.
+struct Modules<'a> {
+    btf: std::collections::HashMap<&'static str, Result<FuncBtf<'a>, String>>,
+    /// Every map's fd, for relocating the module programs (see `module_fexit::map_fds`).
+    map_fds: Vec<(String, std::os::fd::OwnedFd)>,
+    attached: Vec<module_fexit::Attached>,
+}
+
+fn attach_tracepoint_feature(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    spec: &TpFeature,
+    modules: &mut Modules<'_>,
+) -> ActiveHook {
     let mut fallbacks = Vec::new();
+    let mut module_links = Vec::new();
+    if let Some(m) = &spec.module_fexit {
+        let name = spec.hook.split('+').next().unwrap_or(spec.hook);
+        let tried = if !fentry_allowed() {
+            Err("skipped (FREEZEWATCH_NO_FENTRY=1)".to_owned())
+        } else {
+            match modules.btf.get(m.module) {
+                Some(Ok(target)) => module_fexit::attach_all(&modules.map_fds, OBJECT, target, m.progs),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(format!("the BTF of {} was not looked up", m.module)),
+            }
+        };
+        match tried {
+            Ok(links) => module_links = links,
+            Err(e) => {
+                return ActiveHook {
+                    feature: spec.feature.into(),
+                    hook: None,
+                    fallbacks: vec![format!("{name}: {e}")],
+                    limits: Some("unavailable: this feature records nothing".into()),
+                };
+            }
+        }
+    }
     if let Some((prog, func)) = spec.fexit_first {
         if !fentry_allowed() {
             fallbacks.push(format!("fexit:{func}: skipped (FREEZEWATCH_NO_FENTRY=1)"));
@@ -468,7 +547,10 @@ fn attach_tracepoint_feature(ebpf: &mut Ebpf, btf: &aya::Btf, spec: &TpFeature) 
         });
     let feature = spec.feature.to_owned();
     match result {
-        Ok(()) => ActiveHook { feature, hook: Some(spec.hook.into()), fallbacks, limits: None },
+        Ok(()) => {
+            modules.attached.append(&mut module_links);
+            ActiveHook { feature, hook: Some(spec.hook.into()), fallbacks, limits: None }
+        }
         Err(e) => {
             // Nothing of a feature that did not fully attach stays loaded.
             for TpProg { program, .. } in spec.progs {
@@ -503,7 +585,11 @@ impl Loaded {
         }
         kernel::ensure_tracefs().map_err(LoadError::Tracefs)?;
         let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
-        let offsets = offsets::resolve(&btf)?;
+        let mut offsets = offsets::resolve(&btf)?;
+        let btrfs = module_fexit::btf_of_module(&btf, "btrfs", "btrfs_start_transaction").and_then(|b| {
+            offsets::resolve_btrfs(b.btf(), &mut offsets).map_err(|e| e.to_string())?;
+            Ok(b)
+        });
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(std::io::Error::other(e)))?;
         let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
         let mut ebpf = EbpfLoader::new()
@@ -511,6 +597,11 @@ impl Loaded {
             .override_global("OFFSETS", &offsets, true)
             .override_global("DENY_MODE", &deny_raw, true)
             .load(OBJECT)?;
+        let mut modules = Modules {
+            btf: [("btrfs", btrfs)].into_iter().collect(),
+            map_fds: module_fexit::map_fds(&ebpf),
+            attached: Vec::new(),
+        };
         // The logger owns the AYA_LOGS map: it must outlive the programs that write to it.
         let logger = aya_log::EbpfLogger::init(&mut ebpf)
             .inspect_err(|e| log::debug!("eBPF logging unavailable: {e}"))
@@ -552,7 +643,7 @@ impl Loaded {
             // and the reasons the earlier ones failed are kept as its fallbacks.
             if let Some(last) = hooks.last_mut().filter(|h| h.feature == spec.feature) {
                 if last.hook.is_none() {
-                    let mut next = attach_tracepoint_feature(&mut ebpf, &aya_btf, spec);
+                    let mut next = attach_tracepoint_feature(&mut ebpf, &aya_btf, spec, &mut modules);
                     let mut fallbacks = std::mem::take(&mut last.fallbacks);
                     fallbacks.append(&mut next.fallbacks);
                     next.fallbacks = fallbacks;
@@ -560,7 +651,7 @@ impl Loaded {
                 }
                 continue;
             }
-            hooks.push(attach_tracepoint_feature(&mut ebpf, &aya_btf, spec));
+            hooks.push(attach_tracepoint_feature(&mut ebpf, &aya_btf, spec, &mut modules));
         }
         let mut denying = false;
         if let Some(mode) = deny {
@@ -591,7 +682,16 @@ impl Loaded {
                 }),
             }
         }
-        Ok(Self { ebpf, logger, offsets, hooks, freeze_hook, denying, mount_paths: Vec::new() })
+        Ok(Self {
+            _module_programs: modules.attached,
+            ebpf,
+            logger,
+            offsets,
+            hooks,
+            freeze_hook,
+            denying,
+            mount_paths: Vec::new(),
+        })
     }
 
     /// Writes the mount points (for matching bind-mount sources) into the kernel, when the

@@ -95,7 +95,18 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         inode_i_mode: sized(btf, "inode", &["i_mode"], &[2], "2 (umode_t)")?.offset,
         path_mnt: ptr(btf, "path", &["mnt"])?,
         vfsmount_mnt_sb: ptr(btf, "vfsmount", &["mnt_sb"])?,
+        // btrfs's own structs are described by its module's BTF: `resolve_btrfs` fills these.
+        btrfs_root_fs_info: 0,
+        btrfs_fs_info_sb: 0,
     })
+}
+
+/// Fills the btrfs fields from the BTF that describes btrfs (vmlinux when btrfs is built in,
+/// its module's split BTF otherwise).
+pub fn resolve_btrfs(btf: &Btf, offsets: &mut KernelOffsets) -> Result<(), OffsetError> {
+    offsets.btrfs_root_fs_info = ptr(btf, "btrfs_root", &["fs_info"])?;
+    offsets.btrfs_fs_info_sb = ptr(btf, "btrfs_fs_info", &["sb"])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -78,3 +78,48 @@ fn ext4_fentry_matches_the_tracepoint_path() {
 fn xfs_fentry_matches_the_tracepoint_path() {
     matches_the_tracepoint_path(FsType::Xfs);
 }
+
+/// btrfs transaction handles come from fexit on btrfs's own functions (a module in the guests,
+/// which aya cannot attach to: `module_fexit` loads them). Dirty data written back while the
+/// freeze drains makes btrfs join transactions at levels 1-3: each is on this filesystem, seen
+/// by the fexit hook, and exempt (the gate had not closed), never a slip.
+#[test]
+fn btrfs_transactions_come_from_fexit_on_the_module() {
+    if !guest_feature_available("btrfs_transactions_come_from_fexit_on_the_module", "fentry") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Btrfs).expect("loop fs");
+    let script = format!(
+        "dd if=/dev/urandom of={m}/dirty bs=64k count=32 status=none; fsfreeze -f {m}; fsfreeze -u {m}",
+        m = fs.mnt()
+    );
+    let trace = record_script_with(&script, &[]).expect("recording");
+    let header = &trace.of_type("header")[0];
+    let hooks = header["hooks"].as_array().expect("hooks");
+    let btrfs = hooks.iter().find(|h| h["feature"] == "txn-btrfs").expect("txn-btrfs feature");
+    assert_eq!(btrfs["hook"], "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit", "{btrfs}");
+
+    let dev = fs.mountinfo_dev_number().expect("btrfs s_dev");
+    let txns: Vec<&Value> = trace
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "txn_start" && e["hook"] == "fexit:btrfs_transaction")
+        .collect();
+    assert!(
+        !txns.is_empty(),
+        "no btrfs transaction from fexit while the freeze drained dirty data:\n{}",
+        trace.stderr
+    );
+    for t in &txns {
+        assert_eq!(t["sb"]["dev"], dev.as_str(), "{t}");
+        assert_eq!(t["sb"]["fstype"], "btrfs", "{t}");
+        let level = t["level_after"].as_u64().expect("a level");
+        assert!((1..=3).contains(&level), "a transaction got past a closed gate: {t}");
+    }
+    assert!(trace.findings("slip").is_empty(), "{:?}", trace.findings("slip"));
+    let exempt = trace.findings("exempt");
+    assert!(
+        exempt.iter().any(|f| f["message"].as_str().is_some_and(|m| m.starts_with("btrfs transaction by"))),
+        "{exempt:?}"
+    );
+}

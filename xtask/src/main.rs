@@ -44,7 +44,8 @@ enum Cmd {
     },
     /// Boot Debian cloud kernels (6.1, 6.12) under QEMU, where fentry and BPF LSM load, and run
     /// the kernel test suite there (fentry paths, mount denial). Downloads are cached under
-    /// target/vm/cache; each guest takes a few minutes under TCG.
+    /// target/vm/cache. KVM is used where a probe boot works (FREEZEWATCH_VM_KVM=1/0 decides
+    /// instead), TCG otherwise; each guest takes several minutes under TCG.
     VmTest {
         /// 6.1, 6.12 or all.
         #[arg(long, default_value = "all")]

@@ -87,9 +87,7 @@ pub fn run() -> Report {
             .map(|mut o| {
                 // Best effort: without btrfs BTF only the btrfs fexit hooks are missing, which
                 // the features section reports.
-                if let Ok(btrfs) = crate::module_fexit::btf_of_module(b, "btrfs", "btrfs_start_transaction") {
-                    let _ = offsets::resolve_btrfs(btrfs.btf(), &mut o);
-                }
+                let _ = crate::module_fexit::btrfs(b, &mut o);
                 o.into()
             })
             .map_err(|e| e.to_string()),

@@ -586,10 +586,7 @@ impl Loaded {
         kernel::ensure_tracefs().map_err(LoadError::Tracefs)?;
         let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
         let mut offsets = offsets::resolve(&btf)?;
-        let btrfs = module_fexit::btf_of_module(&btf, "btrfs", "btrfs_start_transaction").and_then(|b| {
-            offsets::resolve_btrfs(b.btf(), &mut offsets).map_err(|e| e.to_string())?;
-            Ok(b)
-        });
+        let btrfs = module_fexit::btrfs(&btf, &mut offsets);
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(std::io::Error::other(e)))?;
         let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
         let mut ebpf = EbpfLoader::new()

@@ -54,6 +54,17 @@ pub fn btf_of_module<'a>(vmlinux: &'a Btf, module: &str, probe_func: &str) -> Re
     Ok(FuncBtf::Module { name: module.to_owned(), btf })
 }
 
+/// btrfs's BTF, with the btrfs struct offsets the programs read filled into `offsets`. Where
+/// it fails, those offsets stay 0, which keeps the btrfs fexit programs inert.
+pub fn btrfs<'a>(
+    vmlinux: &'a Btf,
+    offsets: &mut freeze_common::KernelOffsets,
+) -> Result<FuncBtf<'a>, String> {
+    let target = btf_of_module(vmlinux, "btrfs", "btrfs_start_transaction")?;
+    crate::offsets::resolve_btrfs(target.btf(), offsets).map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
 /// One attached program: the link keeps it attached, the program fd keeps it loaded.
 pub struct Attached {
     _link: OwnedFd,

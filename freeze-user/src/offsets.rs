@@ -102,10 +102,11 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
 }
 
 /// Fills the btrfs fields from the BTF that describes btrfs (vmlinux when btrfs is built in,
-/// its module's split BTF otherwise).
+/// its module's split BTF otherwise): both or, on error, neither.
 pub fn resolve_btrfs(btf: &Btf, offsets: &mut KernelOffsets) -> Result<(), OffsetError> {
-    offsets.btrfs_root_fs_info = ptr(btf, "btrfs_root", &["fs_info"])?;
+    let root_fs_info = ptr(btf, "btrfs_root", &["fs_info"])?;
     offsets.btrfs_fs_info_sb = ptr(btf, "btrfs_fs_info", &["sb"])?;
+    offsets.btrfs_root_fs_info = root_fs_info;
     Ok(())
 }
 

@@ -87,6 +87,35 @@ pub struct RawMount {
     pub fstype: [u8; 16],
 }
 
+/// mount(2) flags the mount programs and the analysis read.
+pub mod mount_flags {
+    /// A bind mount: the source is a path, not a device.
+    pub const MS_BIND: u64 = 4096;
+    /// A remount changes flags of an existing mount; it exposes nothing new.
+    pub const MS_REMOUNT: u64 = 32;
+}
+
+/// Bytes of a mount-point key in the kernel's `MOUNT_PATHS` trie (longer mount points are left
+/// out, so a bind from below them is allowed: fail open).
+pub const PATH_KEY_BYTES: usize = 128;
+
+/// The kernel's internal `dev_t` encoding (`MAJOR << 20 | MINOR`), as `sb->s_dev` and
+/// `bio->bi_bdev->bd_dev` hold it (not the user-space encoding `stat` returns).
+pub mod kdev {
+    const MINOR_BITS: u32 = 20;
+    const MINOR_MASK: u32 = (1 << MINOR_BITS) - 1;
+
+    /// `major:minor` → kernel dev_t.
+    pub const fn make(major: u32, minor: u32) -> u32 {
+        (major << MINOR_BITS) | (minor & MINOR_MASK)
+    }
+
+    /// Kernel dev_t → (major, minor).
+    pub const fn split(dev: u32) -> (u32, u32) {
+        (dev >> MINOR_BITS, dev & MINOR_MASK)
+    }
+}
+
 /// xfs `t_flags` bit: a transaction that does not take freeze protection (legitimate when frozen).
 pub const XFS_TRANS_NO_WRITECOUNT: u32 = 0x40;
 

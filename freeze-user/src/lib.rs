@@ -1,26 +1,15 @@
 //! freezewatch: watch the Linux filesystem freeze gate with eBPF.
 //!
-//! Analysis modules (`btf`, `offsets`, `event`, `trace`, `mountinfo`, `units`) are pure and need
-//! neither aya nor root. `loader` is the only module that touches the kernel through aya; `probe`
-//! issues raw `bpf(2)` calls for `doctor`.
-pub mod assertions;
-pub mod btf;
-pub mod btrfs_devs;
-pub mod correlate;
-pub mod deny;
-pub mod doctor;
-pub mod event;
-pub mod kernel;
-pub mod ksyms;
-pub mod loader;
-pub mod module_fexit;
-pub mod mountinfo;
-pub mod offsets;
-pub mod probe;
+//! The analysis (events, correlation, traces, reports, assertions) is the `freeze-model` crate.
+//! This crate is the part that touches the machine, by layer:
+//! - `host`: what the running kernel and system say (BTF and the offsets read from it, tracefs
+//!   formats, mountinfo, kallsyms, btrfs member devices, the clock);
+//! - `bpf`: loading and attaching the eBPF programs (aya, and raw `bpf(2)` where aya cannot);
+//! - `record`: a recording session: the select loop, decoding and enriching events, the trace;
+//! - `tui`: the terminal UI, live or replaying a trace;
+//! - `cli`: the command line, one handler per command, and the exit-code policy.
+pub mod bpf;
+pub mod cli;
+pub mod host;
 pub mod record;
-pub mod report;
-pub mod tpformat;
-pub mod trace;
 pub mod tui;
-pub mod units;
-pub mod verdicts;

@@ -2,7 +2,7 @@
 //! that `report` and `check` run, so the three never disagree.
 use std::collections::HashMap;
 
-use crate::{
+use freeze_model::{
     correlate::{self, Analysis, Finding, SbState, Summary},
     event::{Event, EventKind},
     trace::{Counters, Header},
@@ -334,7 +334,7 @@ pub fn event_line(e: &Event) -> String {
         s.push_str(&format!(" {}", t.caller.as_deref().unwrap_or("")));
     }
     if let Some(d) = &e.denial {
-        let verdict = if d.mode == crate::deny::DenyMode::Enforce { "denied" } else { "would deny" };
+        let verdict = if d.mode == freeze_model::deny::DenyMode::Enforce { "denied" } else { "would deny" };
         s.push_str(&format!(" {verdict} at {}", d.lsm_hook));
     }
     s

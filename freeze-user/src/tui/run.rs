@@ -19,9 +19,9 @@ use super::{
     app::{App, Mode},
     keys::action_for,
 };
-use crate::{
+use crate::record::{self, Tap, TraceOut};
+use freeze_model::{
     correlate,
-    record::{self, Tap, TraceOut},
     trace::{Contents, read_trace},
 };
 
@@ -131,7 +131,7 @@ fn contents_end(app: &App) -> Option<u64> {
 pub struct LiveOptions {
     pub out: Option<PathBuf>,
     pub long_freeze: Duration,
-    pub deny_mounts: Option<crate::deny::DenyMode>,
+    pub deny_mounts: Option<freeze_model::deny::DenyMode>,
 }
 
 pub fn live(opts: LiveOptions) -> Result<()> {
@@ -211,7 +211,7 @@ fn live_loop(app: &mut App, taps: &std::sync::mpsc::Receiver<Tap>) -> Result<()>
             app.events_per_sec = rate_window.1 as f64 / secs;
             rate_window = (Instant::now(), 0);
         }
-        app.refresh(crate::kernel::monotonic_ns());
+        app.refresh(crate::host::kernel::monotonic_ns());
         guard.terminal.draw(|f| f.render_widget(&*app, f.area())).context("drawing")?;
         handle_input(app, FRAME)?;
     }

@@ -11,7 +11,7 @@ use super::{
     app::{Action, App, Mode, Pane},
     keys::action_for,
 };
-use crate::{
+use freeze_model::{
     correlate,
     trace::{Contents, read_trace},
 };
@@ -58,7 +58,7 @@ fn key(code: KeyCode) -> KeyEvent {
 
 #[test]
 fn the_status_line_says_how_mounts_are_gated() {
-    use crate::{deny::DenyMode, trace::DenyStatus};
+    use freeze_model::{deny::DenyMode, trace::DenyStatus};
     let mut app = replay_app();
     for (status, label) in [
         (Some(DenyStatus { mode: DenyMode::Enforce, active: true }), "deny mounts: enforce"),
@@ -119,7 +119,7 @@ fn a_live_frozen_superblock_shows_its_clock_running() {
     app.header = contents.header.clone();
     let events: Vec<_> = contents.events.iter().take_while(|e| e.comm != "mount").cloned().collect();
     let freeze_end =
-        events.iter().find(|e| e.kind == crate::event::EventKind::FreezeEnd).expect("freeze").ts_ns;
+        events.iter().find(|e| e.kind == freeze_model::event::EventKind::FreezeEnd).expect("freeze").ts_ns;
     for ev in events {
         app.push_event(ev);
     }

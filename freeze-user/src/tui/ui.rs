@@ -14,7 +14,7 @@ use super::{
     app::{App, Mode, Pane, event_line},
     keys::HELP,
 };
-use crate::correlate::{FindingKind, SbState, Severity};
+use freeze_model::correlate::{FindingKind, SbState, Severity};
 
 fn secs(ns: u64) -> String {
     let s = ns as f64 / 1e9;
@@ -43,8 +43,8 @@ fn focus_block(title: String, focused: bool) -> Block<'static> {
     Block::new().borders(Borders::ALL).border_style(style).title(title)
 }
 
-fn kind_label(k: FindingKind) -> String {
-    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+fn kind_label(k: FindingKind) -> &'static str {
+    k.as_str()
 }
 
 impl App {
@@ -53,7 +53,7 @@ impl App {
         match self.header.as_ref().and_then(|h| h.deny_mounts) {
             None => "off".into(),
             Some(d) => {
-                let mode = if d.mode == crate::deny::DenyMode::Enforce { "enforce" } else { "audit" };
+                let mode = if d.mode == freeze_model::deny::DenyMode::Enforce { "enforce" } else { "audit" };
                 if d.active { mode.into() } else { format!("{mode} (inactive)") }
             }
         }

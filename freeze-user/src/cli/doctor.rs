@@ -4,14 +4,13 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    btf::Btf,
-    deny::DenyMode,
-    kernel::{self, Privileges},
-    loader::Loaded,
-    offsets,
-    probe::{self, ProbeResult, Status},
-    trace::ActiveHook,
+    bpf::loader::Loaded,
+    bpf::probe::{self, ProbeResult, Status},
+    host::btf::Btf,
+    host::kernel::{self, Privileges},
+    host::offsets,
 };
+use freeze_model::{deny::DenyMode, trace::ActiveHook};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -87,7 +86,7 @@ pub fn run() -> Report {
             .map(|mut o| {
                 // Best effort: without btrfs BTF only the btrfs fexit hooks are missing, which
                 // the features section reports.
-                let _ = crate::module_fexit::btrfs(b, &mut o);
+                let _ = crate::bpf::module_fexit::btrfs(b, &mut o);
                 o.into()
             })
             .map_err(|e| e.to_string()),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::{
     correlate::{Finding, FindingKind, Summary},
     report::Report,
-    units::parse_duration,
+    units::{fmt_secs, parse_duration},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -344,7 +344,7 @@ fn scope_matches(scope: &Scope, summary: &Summary) -> bool {
 }
 
 fn show(metric: Metric, v: u64) -> String {
-    if metric.is_duration() { format!("{:.3}s", v as f64 / 1e9) } else { v.to_string() }
+    if metric.is_duration() { fmt_secs(v) } else { v.to_string() }
 }
 
 /// Evaluates one assertion against a report.
@@ -359,7 +359,6 @@ pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
         Metric::Slips => sum(|s| s.slips),
         Metric::BlockedWriters => sum(|s| s.blocked_writers),
         Metric::MountsWhileFrozen => sum(|s| s.mounts_while_frozen),
-        // Mount denial (BPF LSM) is not available yet: nothing is ever denied.
         Metric::DeniedMounts => sum(|s| s.denied_mounts),
         Metric::WouldDenyMounts => sum(|s| s.would_deny_mounts),
         Metric::LostEvents => report.lost_events.unwrap_or(0),
@@ -603,6 +602,7 @@ mod tests {
             duration_ns: None,
             message: "dd[77] wrote 4096 bytes".into(),
             stack: Some(vec!["submit_bio+0x1".into()]),
+            exempt_reason: None,
         };
         Report {
             analysis: Analysis { findings: vec![slip], summaries },

@@ -39,7 +39,7 @@ pub fn parse(text: &str) -> HashMap<String, Field> {
 
 /// Checks `expected` (name, offset, size) against the format file of `category/name`.
 pub fn check(category: &str, name: &str, expected: &[(&str, usize, usize)]) -> Result<(), String> {
-    let path = format!("{}/events/{category}/{name}/format", crate::kernel::TRACEFS);
+    let path = format!("{}/events/{category}/{name}/format", crate::host::kernel::TRACEFS);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     check_text(&text, expected).map_err(|e| format!("{category}:{name}: {e}"))
 }

@@ -1,27 +1,27 @@
-//! `freezewatch record`: attach, stream events as NDJSON, stop on command exit, duration or signal.
+//! `freezewatch record`: attach, stream events as NDJSON with findings as soon as they are
+//! certain, stop on command exit, duration or signal.
+mod sink;
+
 use std::{
-    collections::HashMap,
     io::Write,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context as _, Result};
-use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     process::Command,
     signal::unix::SignalKind,
 };
 
-use crate::{
-    correlate,
-    event::{Event, EventKind, MountCall, raw_from_bytes},
-    kernel,
-    ksyms::Ksyms,
-    loader::Loaded,
-    mountinfo::MountTable,
-    trace::{DenyStatus, EndReason, Footer, Header, Record, SummaryLine, TraceWriter},
+use freeze_model::{
+    correlate::{self, Correlator},
+    event::Event,
+    trace::{DenyStatus, EndReason, Footer, Header, Record},
 };
+use sink::Sink;
+
+use crate::{bpf::loader::Loaded, host::kernel};
 
 pub struct Options {
     pub out: TraceOut,
@@ -37,7 +37,7 @@ pub struct Options {
     /// summary is still printed.
     pub quiet: bool,
     /// Deny (or, in audit mode, flag) mounts of frozen filesystems with BPF LSM programs.
-    pub deny_mounts: Option<crate::deny::DenyMode>,
+    pub deny_mounts: Option<freeze_model::deny::DenyMode>,
 }
 
 /// Where the trace goes.
@@ -53,7 +53,7 @@ pub enum TraceOut {
 pub enum Tap {
     Header(Header),
     Event(Box<Event>),
-    Counters(crate::trace::Counters),
+    Counters(freeze_model::trace::Counters),
 }
 
 /// What a recording ended with, for the caller's exit code.
@@ -62,115 +62,6 @@ pub struct Outcome {
     pub lost: u64,
     pub command_exit: Option<i32>,
     pub ended_by: EndReason,
-}
-
-struct Sink {
-    writer: TraceWriter<Box<dyn Write + Send>>,
-    mounts: MountTable,
-    events: Vec<Event>,
-    undecodable: u64,
-    /// Kernel symbols, loaded on a thread from the start (parsing takes a while) and taken on the
-    /// first event that carries a stack or a caller address.
-    ksyms: Option<Ksyms>,
-    ksyms_loading: Option<std::thread::JoinHandle<Ksyms>>,
-    /// Mount calls in progress, by thread: their end event repeats them.
-    mount_calls: HashMap<u32, MountCall>,
-    tap: Option<std::sync::mpsc::Sender<Tap>>,
-    /// A mount landed or a freeze began since the mount points were last given to the kernel.
-    mounts_changed: bool,
-}
-
-impl Sink {
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, loaded: &Loaded) -> Result<()> {
-        while let Some(item) = ring.next() {
-            let mounts = &mut self.mounts;
-            let decoded = raw_from_bytes(&item).and_then(|raw| {
-                Event::from_raw(&raw, |dev| mounts.mountpoint_refreshing(dev)).map(|ev| (raw, ev))
-            });
-            match decoded {
-                Ok((raw, mut ev)) => {
-                    ev.add_mount_strings(&item);
-                    self.symbolize(&raw, &mut ev, loaded);
-                    self.complete_mount(&mut ev);
-                    self.writer.write(&Record::Event(ev.clone())).context("writing the trace")?;
-                    if let Some(tap) = &self.tap {
-                        let _ = tap.send(Tap::Event(Box::new(ev.clone())));
-                    }
-                    self.events.push(ev);
-                }
-                Err(e) => {
-                    self.undecodable += 1;
-                    log::warn!("dropped an undecodable record: {e}");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A mount_end repeats its begin's call, and says which device is now mounted at the target.
-    fn complete_mount(&mut self, ev: &mut Event) {
-        match ev.kind {
-            EventKind::FreezeBegin => self.mounts_changed = true,
-            EventKind::MountBegin => {
-                if let Some(call) = ev.mount.as_mut() {
-                    call.source_dev = self.source_dev(&call.source);
-                    self.mount_calls.insert(ev.tid, call.clone());
-                }
-            }
-            EventKind::MountEnd => {
-                let Some(mut call) = self.mount_calls.remove(&ev.tid) else { return };
-                if ev.ret == Some(0) {
-                    self.mounts_changed = true;
-                }
-                if ev.ret == Some(0) && call.target.starts_with('/') {
-                    let target = std::fs::canonicalize(&call.target)
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .unwrap_or_else(|_| call.target.clone());
-                    self.mounts.refresh();
-                    call.mounted_dev = self.mounts.dev_at(&target).map(|(ma, mi)| format!("{ma}:{mi}"));
-                }
-                ev.mount = Some(call);
-            }
-            _ => {}
-        }
-    }
-
-    /// The superblock device a mount source belongs to: a block device's number (btrfs members
-    /// map to their filesystem's anonymous device), or the st_dev of a directory being bound.
-    fn source_dev(&self, source: &str) -> Option<String> {
-        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
-        let md = std::fs::metadata(source).ok()?;
-        let (dev, is_bdev) =
-            if md.file_type().is_block_device() { (md.rdev(), true) } else { (md.dev(), false) };
-        let mut num = (libc::major(dev), libc::minor(dev));
-        if is_bdev {
-            let aliases =
-                crate::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), &self.mounts.all());
-            if let Some((_, fs)) = aliases.iter().find(|(member, _)| *member == num) {
-                num = *fs;
-            }
-        }
-        Some(format!("{}:{}", num.0, num.1))
-    }
-
-    /// Names the stack frames and the transaction caller from /proc/kallsyms.
-    fn symbolize(&mut self, raw: &freeze_common::RawEvent, ev: &mut Event, loaded: &Loaded) {
-        let caller = ev.txn.as_ref().and_then(|_| (raw.arg != 0).then_some(raw.arg));
-        if raw.stack_id == 0 && caller.is_none() {
-            return;
-        }
-        if self.ksyms.is_none() {
-            let loaded = self.ksyms_loading.take().and_then(|h| h.join().ok());
-            self.ksyms = Some(loaded.unwrap_or_else(Ksyms::load));
-        }
-        let Some(ksyms) = self.ksyms.as_ref() else { return };
-        if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {
-            txn.caller = Some(ksyms.name(addr));
-        }
-        if let Some(frames) = loaded.stack(raw.stack_id) {
-            ev.stack = Some(frames.into_iter().map(|ip| ksyms.name(ip)).collect());
-        }
-    }
 }
 
 enum Stop {
@@ -191,17 +82,8 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         TraceOut::Stdout => Box::new(std::io::stdout()),
         TraceOut::Discard => Box::new(std::io::sink()),
     };
-    let mut sink = Sink {
-        writer: TraceWriter::new(out),
-        mounts: MountTable::load(),
-        events: Vec::new(),
-        undecodable: 0,
-        ksyms: None,
-        ksyms_loading: Some(std::thread::spawn(Ksyms::load)),
-        mount_calls: HashMap::new(),
-        tap: opts.tap,
-        mounts_changed: false,
-    };
+    let correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
+    let mut sink = Sink::new(out, correlator, opts.tap);
     loaded.refresh_btrfs_aliases(&sink.mounts.all());
     loaded.refresh_mount_paths(&sink.mounts.all());
     let started = Instant::now();
@@ -218,7 +100,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         command: (!opts.command.is_empty()).then(|| opts.command.clone()),
         deny_mounts: opts.deny_mounts.map(|mode| DenyStatus { mode, active: loaded.denying }),
     };
-    sink.writer.write(&Record::Header(header.clone())).context("writing the trace header")?;
+    sink.write(&Record::Header(header.clone())).context("writing the trace header")?;
     if let Some(tap) = &sink.tap {
         let _ = tap.send(Tap::Header(header));
     }
@@ -239,7 +121,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         eprintln!(
             "freezewatch: WARNING: --deny-mounts={} is not active ({why}); mounts of frozen \
              filesystems are flagged from the mount tracepoints, nothing is denied",
-            serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            mode.as_str()
         );
     }
 
@@ -281,6 +163,8 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut stop = opts.stop;
     // btrfs filesystems mounted while we record get their device aliases within a second.
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    // Time-based findings (a freeze that lasts too long) are raised while they are true.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let stop = loop {
         tokio::select! {
             guard = ring_fd.readable_mut() => {
@@ -304,7 +188,8 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 break Stop::Duration;
             }
-                        _ = refresh.tick() => {
+            _ = tick.tick() => sink.tick(kernel::monotonic_ns())?,
+            _ = refresh.tick() => {
                 sink.mounts.refresh();
                 loaded.refresh_btrfs_aliases(&sink.mounts.all());
                 loaded.refresh_mount_paths(&sink.mounts.all());
@@ -337,39 +222,26 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     counters.lost_undecodable = sink.undecodable;
     let lost = counters.lost();
     let end_ns = kernel::monotonic_ns();
-    let analysis = correlate::analyze(
-        &sink.events,
-        &correlate::Options::with_long_freeze(opts.long_freeze),
-        Some(end_ns),
-    );
-    for f in &analysis.findings {
-        sink.writer.write(&Record::Finding(f.clone())).context("writing a finding")?;
-    }
-    for (sb_id, summary) in &analysis.summaries {
-        let line = SummaryLine { sb_id: sb_id.clone(), summary: summary.clone() };
-        sink.writer.write(&Record::Summary(line)).context("writing a summary")?;
-    }
-    let slips = analysis.count(correlate::FindingKind::Slip);
+    sink.finish(end_ns)?;
     let footer = Footer {
-        events: sink.events.len() as u64,
+        events: sink.written.events,
         ended_by: ended_by.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
         command_exit,
         counters,
     };
-    sink.writer.write(&Record::Footer(footer)).context("writing the trace footer")?;
+    sink.write(&Record::Footer(footer)).context("writing the trace footer")?;
     let dest = match &opts.out {
         TraceOut::File(p) => p.display().to_string(),
         TraceOut::Stdout => "stdout".into(),
         TraceOut::Discard => "nowhere (no --out)".into(),
     };
     eprintln!(
-        "freezewatch: {} events, {} findings ({slips} slips), {lost} lost, written to {dest}",
-        sink.events.len(),
-        analysis.findings.len()
+        "freezewatch: {} events, {} findings ({} slips), {lost} lost, written to {dest}",
+        sink.written.events, sink.written.findings, sink.written.slips
     );
     if lost > 0 {
         eprintln!("freezewatch: WARNING: {lost} events were lost; the trace is incomplete");
     }
-    Ok(Outcome { events: sink.events.len() as u64, lost, command_exit, ended_by })
+    Ok(Outcome { events: sink.written.events, lost, command_exit, ended_by })
 }

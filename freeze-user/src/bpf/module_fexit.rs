@@ -20,7 +20,7 @@ use aya_obj::generated::{
     bpf_prog_type::BPF_PROG_TYPE_TRACING,
 };
 
-use crate::btf::{Btf, btf_kind};
+use crate::host::btf::{Btf, btf_kind};
 
 /// Where a function's type lives: vmlinux (built in) or a module's BTF.
 pub enum FuncBtf<'a> {
@@ -61,7 +61,7 @@ pub fn btrfs<'a>(
     offsets: &mut freeze_common::KernelOffsets,
 ) -> Result<FuncBtf<'a>, String> {
     let target = btf_of_module(vmlinux, "btrfs", "btrfs_start_transaction")?;
-    crate::offsets::resolve_btrfs(target.btf(), offsets).map_err(|e| e.to_string())?;
+    crate::host::offsets::resolve_btrfs(target.btf(), offsets).map_err(|e| e.to_string())?;
     Ok(target)
 }
 
@@ -298,7 +298,7 @@ pub fn attach_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::builder::BtfBuilder;
+    use crate::host::btf::builder::BtfBuilder;
 
     const BTRFS: [&str; 3] = [
         "fw_btrfs_start_transaction_exit",
@@ -308,7 +308,7 @@ mod tests {
 
     /// Every map of the real object, with a made-up fd each.
     fn fake_maps() -> Vec<(String, RawFd)> {
-        let obj = aya_obj::Object::parse(crate::loader::OBJECT).expect("object parses");
+        let obj = aya_obj::Object::parse(crate::bpf::loader::OBJECT).expect("object parses");
         let mut names: Vec<String> = obj.maps.keys().cloned().collect();
         names.sort();
         names.into_iter().enumerate().map(|(i, n)| (n, 1000 + i as RawFd)).collect()
@@ -328,7 +328,7 @@ mod tests {
     fn the_btrfs_programs_relocate_against_the_maps_aya_created() {
         let maps = fake_maps();
         let fd_of = |name: &str| maps.iter().find(|(n, _)| n == name).map(|(_, fd)| *fd).expect(name);
-        let programs = relocated(crate::loader::OBJECT, &maps, &BTRFS).expect("relocation succeeds");
+        let programs = relocated(crate::bpf::loader::OBJECT, &maps, &BTRFS).expect("relocation succeeds");
         assert_eq!(programs.len(), 3);
         for name in BTRFS {
             let (insns, license) = &programs[name];
@@ -368,7 +368,7 @@ mod tests {
     #[test]
     fn a_map_aya_did_not_create_is_an_error_not_a_zero_fd() {
         let maps: Vec<(String, RawFd)> = fake_maps().into_iter().filter(|(n, _)| n != "EVENTS").collect();
-        let err = relocated(crate::loader::OBJECT, &maps, &BTRFS)
+        let err = relocated(crate::bpf::loader::OBJECT, &maps, &BTRFS)
             .map(|p| p.len())
             .expect_err("relocation must fail");
         assert!(err.contains("relocating maps"), "{err}");

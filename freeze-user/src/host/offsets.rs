@@ -4,7 +4,7 @@
 //! 6.18, whose `super_block`, `sb_writers` and `freeze_super` differ.
 use freeze_common::KernelOffsets;
 
-use crate::btf::{Btf, BtfError, FieldLoc};
+use crate::host::btf::{Btf, BtfError, FieldLoc};
 
 /// Every field the programs read, as (struct, path), for error messages and `doctor`.
 pub const FIELDS: &[(&str, &[&str])] = &[
@@ -113,8 +113,8 @@ pub fn resolve_btrfs(btf: &Btf, offsets: &mut KernelOffsets) -> Result<(), Offse
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::btf_kind as k;
-    use crate::btf::builder::BtfBuilder;
+    use crate::host::btf::btf_kind as k;
+    use crate::host::btf::builder::BtfBuilder;
 
     /// A miniature kernel with the 6.1 shapes: `int frozen`, one-argument freeze_super.
     fn kernel_6_1_like() -> Btf {
@@ -220,7 +220,7 @@ mod tests {
         }
         assert!((1..=3).contains(&o.freeze_super_nargs));
         assert_eq!(btf.func_nargs("thaw_super").ok(), Some(o.freeze_super_nargs));
-        let release = crate::kernel::release();
+        let release = crate::host::kernel::release();
         if release.starts_with("6.18.") {
             // Measured on this project's 6.18 host (shared/KERNEL-FACTS.md).
             assert_eq!(sb_size, 1472);

@@ -1,4 +1,5 @@
-//! Durations as people write them: `500ms`, `2s`, `1.5s`, `3m`, `1h`, `250us`, `10ns`.
+//! Durations as people write them (`500ms`, `2s`, `1.5s`, `3m`, `1h`, `250us`, `10ns`), and as
+//! freezewatch prints them: `fmt_ms` in finding messages, `fmt_secs` in tables and verdicts.
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,6 +39,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(DurationError::Number(s.to_owned()));
     }
     Ok(Duration::from_nanos(nanos.round() as u64))
+}
+
+/// "12.3 ms": durations inside finding messages.
+pub fn fmt_ms(ns: u64) -> String {
+    format!("{:.1} ms", ns as f64 / 1e6)
+}
+
+/// "0.012s": durations in reports, verdicts and the TUI.
+pub fn fmt_secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
 }
 
 #[cfg(test)]

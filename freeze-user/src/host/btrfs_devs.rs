@@ -4,7 +4,7 @@
 //! mountinfo shows for the filesystem.
 use std::path::Path;
 
-use crate::mountinfo::Mount;
+use crate::host::mountinfo::Mount;
 
 /// (member block device, filesystem s_dev) pairs, both as (major, minor).
 pub fn aliases(sysfs_btrfs: &Path, mounts: &[Mount]) -> Vec<((u32, u32), (u32, u32))> {

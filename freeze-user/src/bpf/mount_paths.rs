@@ -1,39 +1,8 @@
-//! Mount denial (`--deny-mounts`): the mode, and the mount-point table the LSM programs match a
-//! bind mount's source path against. Pure code; the loader writes the table into the kernel.
-use serde::{Deserialize, Serialize};
+//! The mount-point table the mount-denial LSM programs match a bind mount's source path against
+//! (`--deny-mounts`). Pure code; the loader writes the table into the kernel's `MOUNT_PATHS` trie.
+use freeze_common::{PATH_KEY_BYTES, kdev};
 
-use crate::mountinfo::Mount;
-
-/// What `--deny-mounts` does while a filesystem is frozen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum DenyMode {
-    /// Let the mount proceed and record that it would have been denied.
-    Audit,
-    /// Refuse the mount with EPERM.
-    Enforce,
-}
-
-impl DenyMode {
-    /// The value of the eBPF global `DENY_MODE` and of a mount_denied event's flags.
-    pub fn raw(self) -> u32 {
-        match self {
-            Self::Audit => freeze_common::deny::AUDIT,
-            Self::Enforce => freeze_common::deny::ENFORCE,
-        }
-    }
-
-    pub fn from_raw(raw: u32) -> Option<Self> {
-        match raw {
-            freeze_common::deny::AUDIT => Some(Self::Audit),
-            freeze_common::deny::ENFORCE => Some(Self::Enforce),
-            _ => None,
-        }
-    }
-}
-
-/// Bytes of a path key in the kernel's `MOUNT_PATHS` trie (longer mount points are left out).
-pub const PATH_KEY_BYTES: usize = 128;
+use crate::host::mountinfo::Mount;
 
 /// One entry of the mount-point trie: the mount point with a trailing '/', NUL padded, its length
 /// in bits, and the kernel `dev_t` (`major << 20 | minor`) of the filesystem mounted there.
@@ -64,7 +33,7 @@ pub fn path_keys(mounts: &[Mount]) -> Vec<PathKey> {
             }
             let mut data = [0u8; PATH_KEY_BYTES];
             data[..bytes.len()].copy_from_slice(&bytes);
-            Some(PathKey { data, prefix_bits: bytes.len() as u32 * 8, kdev: (major << 20) | minor })
+            Some(PathKey { data, prefix_bits: bytes.len() as u32 * 8, kdev: kdev::make(major, minor) })
         })
         .collect()
 }
@@ -123,13 +92,5 @@ mod tests {
         assert_eq!(keys[0].kdev, (7 << 20) | 5);
         assert_eq!(keys[0].prefix_bits, 5 * 8);
         assert_eq!(&keys[0].data[..6], b"/mnt/\0");
-    }
-
-    #[test]
-    fn modes_round_trip_through_their_raw_values() {
-        for m in [DenyMode::Audit, DenyMode::Enforce] {
-            assert_eq!(DenyMode::from_raw(m.raw()), Some(m));
-        }
-        assert_eq!(DenyMode::from_raw(0), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Whatever a user types or a file holds, the parsers answer with a value or an error, never a
 //! panic.
-use freezewatch::{assertions, trace};
+use freeze_model::{assertions, trace};
 use proptest::prelude::*;
 
 /// Text that looks like the assertion language more often than random bytes would.

@@ -11,12 +11,14 @@ use aya::{
 use freeze_common::{KernelOffsets, counter};
 
 use crate::{
-    btf::Btf,
+    bpf::module_fexit::{self, FuncBtf},
+    host::btf::Btf,
+    host::kernel,
+    host::offsets::{self, OffsetError},
+};
+use freeze_model::{
     deny::DenyMode,
     event::Hook,
-    kernel,
-    module_fexit::{self, FuncBtf},
-    offsets::{self, OffsetError},
     trace::{ActiveHook, Counters},
 };
 
@@ -77,7 +79,7 @@ pub struct Loaded {
     /// Whether the mount-denial programs are attached (their mode is in the trace header's hooks).
     pub denying: bool,
     /// The mount-point table last written to the kernel (for bind-source matching).
-    mount_paths: Vec<crate::deny::PathKey>,
+    mount_paths: Vec<crate::bpf::mount_paths::PathKey>,
 }
 
 const LSM_PROGS: [(&str, &str); 3] = [
@@ -535,7 +537,7 @@ fn attach_tracepoint_feature(
     }
     let result =
         spec.progs.iter().try_for_each(|TpProg { program: prog, category, tracepoint: tp, fields }| {
-            crate::tpformat::check(category, tp, fields)?;
+            crate::host::tpformat::check(category, tp, fields)?;
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .ok_or_else(|| format!("program {prog} missing from the object"))?
@@ -633,7 +635,7 @@ impl Loaded {
              device-mapper, suspend) are not seen"
                 .to_owned()
         });
-        let hook_name = serde_json::to_value(freeze_hook).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let hook_name = Some(freeze_hook.as_str().to_owned());
         let mut hooks = vec![ActiveHook { feature: "freeze".into(), hook: hook_name, fallbacks, limits }];
         for spec in TRACEPOINT_FEATURES {
             // Entries of one feature stand in a row, best first: the first that attaches wins,
@@ -693,16 +695,16 @@ impl Loaded {
 
     /// Writes the mount points (for matching bind-mount sources) into the kernel, when the
     /// mount-denial programs are attached. Only changes are written.
-    pub fn refresh_mount_paths(&mut self, mounts: &[crate::mountinfo::Mount]) {
+    pub fn refresh_mount_paths(&mut self, mounts: &[crate::host::mountinfo::Mount]) {
         if !self.denying {
             return;
         }
-        let keys = crate::deny::path_keys(mounts);
+        let keys = crate::bpf::mount_paths::path_keys(mounts);
         if keys == self.mount_paths {
             return;
         }
         let Some(map) = self.ebpf.map_mut("MOUNT_PATHS") else { return };
-        let Ok(mut trie) = aya::maps::LpmTrie::<_, [u8; crate::deny::PATH_KEY_BYTES], u32>::try_from(map)
+        let Ok(mut trie) = aya::maps::LpmTrie::<_, [u8; freeze_common::PATH_KEY_BYTES], u32>::try_from(map)
         else {
             return;
         };
@@ -724,8 +726,8 @@ impl Loaded {
 
     /// Tells the programs which block devices belong to which btrfs filesystem (see btrfs_devs).
     /// Returns how many aliases are now known.
-    pub fn refresh_btrfs_aliases(&mut self, mounts: &[crate::mountinfo::Mount]) -> usize {
-        let pairs = crate::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), mounts);
+    pub fn refresh_btrfs_aliases(&mut self, mounts: &[crate::host::mountinfo::Mount]) -> usize {
+        let pairs = crate::host::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), mounts);
         let Some(map) = self.ebpf.map_mut("BDEV_ALIAS") else { return 0 };
         let Ok(mut alias) = aya::maps::HashMap::<_, u32, u32>::try_from(map) else { return 0 };
         let kdev = |(ma, mi): (u32, u32)| (ma << 20) | mi;
@@ -756,7 +758,7 @@ impl Loaded {
             .filter_map(|id| {
                 let hits: u64 = array.get(&id, 0).map(|v| v.iter().sum()).unwrap_or(0);
                 let hook = Hook::from_raw(id)?;
-                let name = serde_json::to_value(hook).ok()?.as_str()?.to_owned();
+                let name = hook.as_str().to_owned();
                 (hits > 0).then_some((name, hits))
             })
             .collect()

@@ -1,32 +1,11 @@
-//! The event model: what the kernel reported, decoded into named fields. Pure code, no aya.
-use freeze_common::{RawEvent, SbIdent, holder, hook, kind, level};
-use serde::{Deserialize, Serialize};
+//! Decoding the kernel's records (`RawEvent`, `RawMount`) into the event model. Pure: the
+//! recorder hands over the bytes and a mount-point lookup.
+use freeze_common::{RawEvent, SbIdent, holder, hook, kdev, kind, level};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    FreezeBegin,
-    FreezeEnd,
-    ThawBegin,
-    ThawEnd,
-    /// A write queued to the block device of a frozen superblock (bypasses the freeze gate).
-    BlockWrite,
-    /// A task started waiting at a superblock's freeze gate.
-    WriterBlocked,
-    /// That wait ended.
-    WriterUnblocked,
-    /// A filesystem transaction started (btrfs: committed) while freezing or frozen.
-    TxnStart,
-    /// A mount call started (mount(2) or move_mount(2)); `mount` holds its arguments.
-    MountBegin,
-    /// It returned; `mount` repeats the arguments and says where it landed.
-    MountEnd,
-    /// A write syscall to a regular file completed while its filesystem was frozen.
-    WriteDone,
-    /// A BPF LSM program found a mount that would expose a frozen superblock: refused it
-    /// (enforce) or let it through (audit); `denial` says which.
-    MountDenied,
-}
+use crate::{
+    deny::DenyMode,
+    event::{BlockIo, Denial, Event, EventKind, Hook, LsmHook, MountApi, MountCall, Superblock, Txn},
+};
 
 impl EventKind {
     pub fn from_raw(raw: u32) -> Option<Self> {
@@ -46,61 +25,6 @@ impl EventKind {
             _ => return None,
         })
     }
-
-    /// Whether this kind closes an operation (and so carries a return value).
-    pub fn is_end(self) -> bool {
-        matches!(
-            self,
-            Self::FreezeEnd
-                | Self::ThawEnd
-                | Self::WriterUnblocked
-                | Self::MountEnd
-                | Self::WriteDone
-                | Self::MountDenied
-        )
-    }
-}
-
-/// Which program produced an event. Names are what `doctor` and the trace show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Hook {
-    /// `syscalls:sys_{enter,exit}_ioctl`, FIFREEZE/FITHAW only.
-    #[serde(rename = "tracepoint:syscalls:ioctl")]
-    TracepointIoctl,
-    /// fentry/fexit on freeze_super/thaw_super.
-    #[serde(rename = "fentry:freeze_super")]
-    FentryFreezeSuper,
-    /// `block:block_bio_queue`.
-    #[serde(rename = "tracepoint:block:block_bio_queue")]
-    TracepointBlockBioQueue,
-    /// `lock:contention_begin/end` on `s_writers.rw_sem[]`.
-    #[serde(rename = "tracepoint:lock:contention")]
-    TracepointLockContention,
-    #[serde(rename = "tracepoint:ext4:ext4_journal_start")]
-    TracepointExt4JournalStart,
-    #[serde(rename = "tracepoint:xfs:xfs_trans_alloc")]
-    TracepointXfsTransAlloc,
-    #[serde(rename = "tracepoint:btrfs:btrfs_transaction_commit")]
-    TracepointBtrfsCommit,
-    /// `syscalls:sys_{enter,exit}_{mount,move_mount}`.
-    #[serde(rename = "tracepoint:syscalls:mount")]
-    TracepointSysMount,
-    /// `syscalls:sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}`.
-    #[serde(rename = "tracepoint:syscalls:write")]
-    TracepointSysWrite,
-    /// `btrfs:btrfs_space_reservation` of type "transaction".
-    #[serde(rename = "tracepoint:btrfs:btrfs_space_reservation")]
-    TracepointBtrfsTxnReserve,
-    /// fexit on `vfs_write`.
-    #[serde(rename = "fexit:vfs_write")]
-    FexitVfsWrite,
-    /// BPF LSM on `sb_kern_mount`, `sb_mount` (bind) and `move_mount`.
-    #[serde(rename = "lsm:mount")]
-    LsmMount,
-    /// fexit on `btrfs_start_transaction`, `btrfs_start_transaction_fallback_global_rsv` and
-    /// `btrfs_join_transaction`: a transaction handle the caller got.
-    #[serde(rename = "fexit:btrfs_transaction")]
-    FexitBtrfsTxn,
 }
 
 impl Hook {
@@ -124,120 +48,31 @@ impl Hook {
     }
 }
 
-/// Identity of a superblock, as the kernel named it plus where user space sees it mounted.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Superblock {
-    /// Kernel address of the superblock as hex: stable while the filesystem stays mounted.
-    pub id: String,
-    /// `major:minor` of `sb->s_dev` (btrfs uses an anonymous device, `0:NN`).
-    pub dev: String,
-    pub fstype: String,
-    /// `sb->s_id`: the block device name for block filesystems.
-    pub s_id: String,
-    pub uuid: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mountpoint: Option<String>,
+impl MountApi {
+    /// The API of a MOUNT_* record (`flags`); an unknown value reads as mount(2).
+    pub fn from_raw(api: u32) -> Self {
+        use freeze_common::mount_api as m;
+        match api {
+            m::MOVE_MOUNT => Self::MoveMount,
+            m::FSOPEN => Self::Fsopen,
+            m::FSCONFIG => Self::Fsconfig,
+            m::FSMOUNT => Self::Fsmount,
+            _ => Self::Mount,
+        }
+    }
 }
 
-/// One decoded event (a `"type":"event"` line of a trace).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub kind: EventKind,
-    pub hook: Hook,
-    /// CLOCK_MONOTONIC nanoseconds (the trace header maps it to wall time).
-    pub ts_ns: u64,
-    /// For *_end: when the operation began.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub begin_ts_ns: Option<u64>,
-    pub pid: u32,
-    pub tid: u32,
-    pub comm: String,
-    pub sb: Superblock,
-    /// `sb->s_writers.frozen` when the operation began (0 unfrozen … 4 complete); null if unread.
-    pub level_before: Option<u32>,
-    /// The level when the event was emitted (after the operation, for *_end).
-    pub level_after: Option<u32>,
-    /// Freeze holder: "kernel", "userspace", with "+may_nest"/"+excl"; null when unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder: Option<String>,
-    /// Return value, for *_end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ret: Option<i64>,
-    /// errno name of a negative return (e.g. "EBUSY").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// block_write: the write that bypassed the gate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block: Option<BlockIo>,
-    /// writer_blocked / writer_unblocked: the gate level waited on (1 write, 2 page fault, 3 fs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate_level: Option<u32>,
-    /// txn_start: the transaction's details.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub txn: Option<Txn>,
-    /// mount_begin / mount_end: the call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mount: Option<MountCall>,
-    /// mount_denied: what the mount gate decided.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub denial: Option<Denial>,
-    /// Kernel stack, innermost frame first, symbolized from /proc/kallsyms (events that can
-    /// become findings: block writes and transaction starts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stack: Option<Vec<String>>,
-}
-
-/// A mount call. `sb` of the event is the superblock being attached when the kernel knows it
-/// (move_mount of an fsmount/open_tree fd); for mount(2) `mounted_dev` says where it landed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MountCall {
-    /// "mount", "move_mount", "fsopen", "fsconfig" or "fsmount".
-    pub api: String,
-    /// mount(2): the source (device, or directory for a bind); move_mount: from_pathname;
-    /// fsconfig: the key (e.g. "source").
-    pub source: String,
-    /// mount(2): the target directory; move_mount: to_pathname; fsconfig: a string value.
-    pub target: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub fstype: String,
-    /// MS_* (mount) or MOVE_MOUNT_* (move_mount) flags.
-    pub flags: u64,
-    /// On a successful mount_end: `major:minor` of the superblock now mounted at `target`, from
-    /// mountinfo (the same number as a superblock's `dev`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mounted_dev: Option<String>,
-    /// `major:minor` of the superblock the source belongs to, resolved when the call began: a
-    /// block device's number (a btrfs member maps to its filesystem), or a bind source's st_dev.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_dev: Option<String>,
-}
-
-/// A mount the gate refused (enforce) or would have refused (audit).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Denial {
-    pub mode: crate::deny::DenyMode,
-    /// The LSM hook that saw it: "sb_kern_mount" (mount(2) of the device), "sb_mount" (a bind
-    /// mount) or "move_mount" (fsmount/open_tree + move_mount).
-    pub lsm_hook: String,
-}
-
-/// A transaction start.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Txn {
-    /// Filesystem-specific flags: xfs `t_flags` (0x40 = NO_WRITECOUNT), ext4 handle type.
-    pub flags: u32,
-    /// The function that started it (symbolized caller address), when the tracepoint gives one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub caller: Option<String>,
-}
-
-/// A block-layer write.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockIo {
-    /// `major:minor` of the block device written to.
-    pub dev: String,
-    pub sector: u64,
-    pub bytes: u64,
+impl LsmHook {
+    /// The hook of a MOUNT_DENIED record (`arg`).
+    pub fn from_raw(raw: u64) -> Self {
+        use freeze_common::lsm_hook as h;
+        match raw {
+            h::SB_KERN_MOUNT => Self::SbKernMount,
+            h::SB_MOUNT_BIND => Self::SbMount,
+            h::MOVE_MOUNT => Self::MoveMount,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -253,11 +88,6 @@ pub enum DecodeError {
 fn c_str(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-/// Splits a kernel `dev_t` (major << 20 | minor).
-pub fn dev_parts(dev: u32) -> (u32, u32) {
-    (dev >> 20, dev & 0xf_ffff)
 }
 
 fn uuid_string(u: &[u8; 16]) -> String {
@@ -307,18 +137,6 @@ fn level(raw: u32) -> Option<u32> {
     (raw != level::UNKNOWN).then_some(raw)
 }
 
-/// The mount API a MOUNT_* event came from.
-pub fn mount_api_name(api: u32) -> &'static str {
-    use freeze_common::mount_api as m;
-    match api {
-        m::MOVE_MOUNT => "move_mount",
-        m::FSOPEN => "fsopen",
-        m::FSCONFIG => "fsconfig",
-        m::FSMOUNT => "fsmount",
-        _ => "mount",
-    }
-}
-
 /// Copies a ring-buffer record into a `RawEvent`.
 pub fn raw_from_bytes(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
     let want = std::mem::size_of::<RawEvent>();
@@ -332,7 +150,7 @@ pub fn raw_from_bytes(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
 
 impl Superblock {
     pub fn from_raw(sb: &SbIdent, mountpoint: Option<String>) -> Self {
-        let (major, minor) = dev_parts(sb.dev);
+        let (major, minor) = kdev::split(sb.dev);
         Self {
             id: format!("{:#x}", sb.sb),
             dev: format!("{major}:{minor}"),
@@ -373,17 +191,17 @@ impl Event {
     ) -> Result<Self, DecodeError> {
         let kind = EventKind::from_raw(raw.kind).ok_or(DecodeError::Kind(raw.kind))?;
         let hook = Hook::from_raw(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
-        let mp = if raw.sb.sb != 0 { mountpoint(dev_parts(raw.sb.dev)) } else { None };
+        let mp = if raw.sb.sb != 0 { mountpoint(kdev::split(raw.sb.dev)) } else { None };
         let ret = kind.is_end().then_some(raw.ret);
         let block = (kind == EventKind::BlockWrite).then(|| {
-            let (ma, mi) = dev_parts(raw.bdev);
+            let (ma, mi) = kdev::split(raw.bdev);
             BlockIo { dev: format!("{ma}:{mi}"), sector: raw.arg, bytes: u64::from(raw.flags) }
         });
         let gate_level =
             matches!(kind, EventKind::WriterBlocked | EventKind::WriterUnblocked).then_some(raw.flags);
         // The caller address is symbolized by the recorder, which has the kernel's symbols.
         let mount = matches!(kind, EventKind::MountBegin | EventKind::MountEnd).then(|| MountCall {
-            api: mount_api_name(raw.flags).into(),
+            api: MountApi::from_raw(raw.flags),
             source: String::new(),
             target: String::new(),
             fstype: String::new(),
@@ -392,14 +210,8 @@ impl Event {
             source_dev: None,
         });
         let denial = (kind == EventKind::MountDenied).then(|| Denial {
-            mode: crate::deny::DenyMode::from_raw(raw.flags).unwrap_or(crate::deny::DenyMode::Audit),
-            lsm_hook: match raw.arg {
-                freeze_common::lsm_hook::SB_KERN_MOUNT => "sb_kern_mount",
-                freeze_common::lsm_hook::SB_MOUNT_BIND => "sb_mount",
-                freeze_common::lsm_hook::MOVE_MOUNT => "move_mount",
-                _ => "unknown",
-            }
-            .into(),
+            mode: DenyMode::from_raw(raw.flags).unwrap_or(DenyMode::Audit),
+            lsm_hook: LsmHook::from_raw(raw.arg),
         });
         let txn = (kind == EventKind::TxnStart)
             .then(|| Txn { flags: raw.flags, caller: (raw.arg != 0).then(|| format!("{:#x}", raw.arg)) });
@@ -542,7 +354,7 @@ mod tests {
         m.event.kind = kind::MOUNT_BEGIN;
         m.event.hook = hook::TP_SYS_MOUNT;
         m.event.flags = freeze_common::mount_api::MOUNT;
-        m.event.arg = 4096; // MS_BIND
+        m.event.arg = freeze_common::mount_flags::MS_BIND;
         m.source[..10].copy_from_slice(b"/dev/loop0");
         m.target[..4].copy_from_slice(b"/mnt");
         m.fstype[..4].copy_from_slice(b"ext4");
@@ -556,8 +368,8 @@ mod tests {
         let ev = Event::decode(bytes, |_| None).expect("decodes");
         let call = ev.mount.expect("mount call");
         assert_eq!(
-            (call.api.as_str(), call.source.as_str(), call.target.as_str()),
-            ("mount", "/dev/loop0", "/mnt")
+            (call.api, call.source.as_str(), call.target.as_str()),
+            (MountApi::Mount, "/dev/loop0", "/mnt")
         );
         assert_eq!((call.fstype.as_str(), call.flags, call.mounted_dev), ("ext4", 4096, None));
         assert_eq!(ev.ret, None);

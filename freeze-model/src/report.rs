@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::{
     correlate::{self, Analysis, Finding, FindingKind, Severity},
     trace::{Contents, Header},
+    units::fmt_secs,
 };
 
 #[derive(Debug, Serialize)]
@@ -25,10 +26,6 @@ pub fn build(contents: &Contents, opts: &correlate::Options) -> Report {
         lost_events: contents.footer.as_ref().map(|f| f.counters.lost()),
         complete: contents.footer.is_some(),
     }
-}
-
-fn secs(ns: u64) -> String {
-    format!("{:.3}s", ns as f64 / 1e9)
 }
 
 pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
@@ -56,8 +53,8 @@ pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
             sum.freezes,
             sum.failed_freezes,
             sum.thaws,
-            secs(sum.total_frozen_ns),
-            secs(sum.max_frozen_ns),
+            fmt_secs(sum.total_frozen_ns),
+            fmt_secs(sum.max_frozen_ns),
             sum.slips,
             sum.blocked_writers,
             if sum.left_frozen { ", LEFT FROZEN" } else { "" }
@@ -72,15 +69,14 @@ pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
             Severity::Warning => "WARN ",
             Severity::Info => "info ",
         };
-        let kind =
-            serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let _ = writeln!(s, "  {sev} {kind:<20} +{:<9} {}", secs(f.ts_ns.saturating_sub(start)), f.message);
+        let kind = f.kind.as_str();
+        let _ =
+            writeln!(s, "  {sev} {kind:<20} +{:<9} {}", fmt_secs(f.ts_ns.saturating_sub(start)), f.message);
     }
     if !exempt.is_empty() {
-        // Group by the reason (what follows the last ": " of the message).
         let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
         for f in &exempt {
-            let reason = f.message.rsplit_once(": ").map_or(f.message.as_str(), |(_, r)| r);
+            let reason = f.exempt_reason.as_deref().unwrap_or(f.message.as_str());
             *reasons.entry(reason).or_default() += 1;
         }
         let _ = writeln!(s, "\nexempt, not slips ({}; --all lists them):", exempt.len());

@@ -3,7 +3,7 @@
 //! which `bpftool feature probe` approximates but does not give for tracing and LSM programs.
 use serde::Serialize;
 
-use crate::btf::{Btf, btf_kind};
+use crate::host::btf::{Btf, btf_kind};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 

@@ -1,0 +1,334 @@
+//! The streaming correlator: one state machine per superblock (unfrozen → freezing → frozen →
+//! thawing → unfrozen, nested holders counted, the kernel's level as the truth).
+use std::collections::{BTreeMap, VecDeque};
+
+use freeze_common::level;
+
+use super::{Finding, Options, SbState, Summary, messages as msg, mounts::MountCalls, reorder::Reorder};
+use crate::event::{Event, EventKind};
+
+/// Closed freeze windows kept per superblock for timelines (the newest; older ones drop off).
+const WINDOWS_KEPT: usize = 1024;
+
+/// One superblock's state.
+#[derive(Default)]
+struct Track {
+    summary: Summary,
+    /// Successful freezes not yet matched by a successful thaw (nesting: kernel + userspace).
+    holders: u32,
+    /// Blocked writers by tid: the event that started each wait.
+    waiting: BTreeMap<u32, Event>,
+    /// The task running the thaw in progress.
+    thawing_tid: Option<u32>,
+    /// The open frozen window already has its `long-freeze` finding (raised live by `tick`).
+    long_raised: bool,
+    /// Recent closed frozen windows, (start, end), oldest first.
+    windows: VecDeque<(u64, u64)>,
+}
+
+impl Track {
+    fn frozen_since(&self) -> Option<u64> {
+        self.summary.frozen_since_ns
+    }
+
+    /// The summary and the findings if the recording ended at `end_ns` now.
+    fn closed_at(&self, end_ns: u64) -> (Summary, Vec<Finding>) {
+        let mut summary = self.summary.clone();
+        let mut findings = Vec::new();
+        for start in self.waiting.values() {
+            summary.blocked_writers += 1;
+            findings.push(msg::still_waiting(start, end_ns));
+        }
+        if let (Some(since), Some(sb)) = (self.frozen_since(), summary.sb.as_ref()) {
+            let d = end_ns.saturating_sub(since);
+            summary.left_frozen = true;
+            summary.total_frozen_ns += d;
+            summary.max_frozen_ns = summary.max_frozen_ns.max(d);
+            findings.push(msg::left_frozen(sb, since, d));
+        }
+        (summary, findings)
+    }
+}
+
+/// What a correlator holds right now: all of it is bounded by what is open, not by events seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Events in the reorder window.
+    pub held_events: usize,
+    pub superblocks: usize,
+    /// Writers waiting at a gate.
+    pub waits: usize,
+    /// Mount calls in progress and fsconfig sources remembered.
+    pub mount_calls: usize,
+    /// Closed freeze windows kept for timelines (at most 1024 per superblock).
+    pub windows: usize,
+}
+
+/// The streaming correlator (see the module docs of `correlate`).
+pub struct Correlator {
+    opts: Options,
+    reorder: Reorder,
+    tracks: BTreeMap<String, Track>,
+    mounts: MountCalls,
+    /// The newest event time applied.
+    last_ts: Option<u64>,
+}
+
+impl Correlator {
+    pub fn new(opts: Options) -> Self {
+        let reorder = Reorder::new(opts.reorder_window_ns);
+        Self { opts, reorder, tracks: BTreeMap::new(), mounts: MountCalls::default(), last_ts: None }
+    }
+
+    /// Takes one event; returns the findings that became certain (of events at least the
+    /// reorder window older than the newest one seen).
+    pub fn push(&mut self, ev: Event) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for ev in self.reorder.push(ev) {
+            self.apply(&ev, &mut out);
+        }
+        out
+    }
+
+    /// The time is now `now_ns` (the events' clock): applies held events that nothing older can
+    /// precede any more, and raises `long-freeze` for a filesystem frozen longer than the
+    /// threshold, once per frozen window, while it is still frozen.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for ev in self.reorder.release_at(now_ns) {
+            self.apply(&ev, &mut out);
+        }
+        for t in self.tracks.values_mut() {
+            let (Some(since), Some(sb)) = (t.frozen_since(), t.summary.sb.as_ref()) else { continue };
+            let so_far = now_ns.saturating_sub(since);
+            if !t.long_raised && so_far > self.opts.long_freeze_ns {
+                t.long_raised = true;
+                out.push(msg::long_freeze_ongoing(sb, since, so_far, self.opts.long_freeze_ns));
+            }
+        }
+        out
+    }
+
+    /// Ends the stream: applies what the reorder window holds, then closes every open wait and
+    /// frozen window at `end_ns` (None: the last event's time).
+    pub fn finish(mut self, end_ns: Option<u64>) -> super::Analysis {
+        let mut findings = Vec::new();
+        for ev in self.reorder.drain() {
+            self.apply(&ev, &mut findings);
+        }
+        let end_ns = end_ns.or(self.last_ts).unwrap_or(0);
+        let mut summaries = BTreeMap::new();
+        for (id, t) in self.tracks {
+            let (summary, closing) = t.closed_at(end_ns);
+            findings.extend(closing);
+            summaries.insert(id, summary);
+        }
+        super::Analysis { findings, summaries }
+    }
+
+    /// Summaries as if the recording ended at `now_ns`, and the findings that ending would add
+    /// (writers still waiting, filesystems still frozen): what a live view shows, without
+    /// ending anything.
+    pub fn view_at(&self, now_ns: u64) -> (BTreeMap<String, Summary>, Vec<Finding>) {
+        let mut summaries = BTreeMap::new();
+        let mut findings = Vec::new();
+        for (id, t) in &self.tracks {
+            let (summary, closing) = t.closed_at(now_ns);
+            findings.extend(closing);
+            summaries.insert(id.clone(), summary);
+        }
+        (summaries, findings)
+    }
+
+    /// Frozen windows per superblock id, (start, end or None while still frozen), oldest first:
+    /// the recent closed ones and the open one. Events still in the reorder window are not in.
+    pub fn windows(&self) -> BTreeMap<&str, Vec<(u64, Option<u64>)>> {
+        self.tracks
+            .iter()
+            .map(|(id, t)| {
+                let mut w: Vec<(u64, Option<u64>)> = t.windows.iter().map(|&(s, e)| (s, Some(e))).collect();
+                w.extend(t.frozen_since().map(|s| (s, None)));
+                (id.as_str(), w)
+            })
+            .collect()
+    }
+
+    /// Events that arrived after newer ones had been applied (older than the reorder window).
+    pub fn late_events(&self) -> u64 {
+        self.reorder.late()
+    }
+
+    pub fn retained(&self) -> Retained {
+        Retained {
+            held_events: self.reorder.len(),
+            superblocks: self.tracks.len(),
+            waits: self.tracks.values().map(|t| t.waiting.len()).sum(),
+            mount_calls: self.mounts.len(),
+            windows: self.tracks.values().map(|t| t.windows.len()).sum(),
+        }
+    }
+
+    fn apply(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        self.last_ts = Some(self.last_ts.map_or(ev.ts_ns, |t| t.max(ev.ts_ns)));
+        match ev.kind {
+            EventKind::MountBegin => {
+                self.mounts.begin(ev);
+                // A mount(2) names no superblock: it becomes a finding only when it lands.
+            }
+            EventKind::MountDenied => {
+                if let Some(what) = self.mounts.denied(ev) {
+                    let t = self.tracks.entry(ev.sb.id.clone()).or_default();
+                    let sb = t.summary.sb.get_or_insert_with(|| ev.sb.clone()).clone();
+                    let enforced = msg::enforced(ev);
+                    if enforced {
+                        t.summary.denied_mounts += 1;
+                    } else {
+                        t.summary.would_deny_mounts += 1;
+                    }
+                    out.push(msg::mount_denied(ev, &what, &sb, enforced));
+                }
+            }
+            EventKind::MountEnd => {
+                self.mounts.end(ev);
+                out.extend(self.mount_landed(ev));
+            }
+            _ => self.apply_to_superblock(ev, out),
+        }
+    }
+
+    /// A successful mount whose superblock is frozen (or freezing, or thawing) at that moment.
+    fn mount_landed(&mut self, ev: &Event) -> Option<Finding> {
+        let call = ev.mount.as_ref()?;
+        if ev.ret != Some(0) || !call.api.attaches() {
+            return None;
+        }
+        // The kernel's superblock (move_mount of an fsmount fd), else the one mountinfo shows at
+        // the target afterwards, else what its source belongs to (mount(2)).
+        let id = if ev.sb.is_known() {
+            ev.sb.id.clone()
+        } else {
+            let dev = call.mounted_dev.as_ref().or(call.source_dev.as_ref())?;
+            self.tracks.iter().find(|(_, t)| t.summary.sb.as_ref().is_some_and(|s| &s.dev == dev))?.0.clone()
+        };
+        let t = self.tracks.get_mut(&id)?;
+        if t.summary.state == SbState::Unfrozen {
+            return None;
+        }
+        t.summary.mounts_while_frozen += 1;
+        let sb = t.summary.sb.clone().unwrap_or_else(|| ev.sb.clone());
+        Some(msg::mount_while_frozen(ev, call, &sb))
+    }
+
+    fn apply_to_superblock(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        let long_freeze_ns = self.opts.long_freeze_ns;
+        let t = self.tracks.entry(ev.sb.id.clone()).or_default();
+        if let Some(level) = ev.level_after {
+            t.summary.level = level;
+        }
+        if t.summary.sb.as_ref().is_none_or(|s| s.mountpoint.is_none()) {
+            t.summary.sb = Some(ev.sb.clone());
+        }
+        let ok = ev.ret == Some(0);
+        let frozen_after = ev.level_after == Some(level::COMPLETE);
+        match ev.kind {
+            EventKind::FreezeBegin => {
+                if t.summary.state == SbState::Unfrozen {
+                    t.summary.state = SbState::Freezing;
+                }
+            }
+            EventKind::FreezeEnd if ok => {
+                t.summary.freezes += 1;
+                t.holders += 1;
+                t.summary.frozen_since_ns.get_or_insert(ev.ts_ns);
+                t.summary.state = SbState::Frozen;
+            }
+            EventKind::FreezeEnd => {
+                t.summary.failed_freezes += 1;
+                out.push(msg::freeze_failed(ev));
+                t.summary.state =
+                    if t.holders > 0 || frozen_after { SbState::Frozen } else { SbState::Unfrozen };
+            }
+            EventKind::ThawBegin => {
+                if t.summary.state == SbState::Frozen {
+                    t.summary.state = SbState::Thawing;
+                    t.thawing_tid = Some(ev.tid);
+                }
+            }
+            EventKind::ThawEnd if ok => {
+                t.summary.thaws += 1;
+                t.thawing_tid = None;
+                t.holders = t.holders.saturating_sub(1);
+                // The kernel's level is the truth (nested holders, or a freeze we did not see).
+                let unfrozen =
+                    ev.level_after == Some(level::UNFROZEN) || (ev.level_after.is_none() && t.holders == 0);
+                if !unfrozen {
+                    t.summary.state = SbState::Frozen;
+                    return;
+                }
+                t.holders = 0;
+                t.summary.state = SbState::Unfrozen;
+                if let Some(since) = t.summary.frozen_since_ns.take() {
+                    let d = ev.ts_ns.saturating_sub(since);
+                    t.summary.total_frozen_ns += d;
+                    t.summary.max_frozen_ns = t.summary.max_frozen_ns.max(d);
+                    if d > long_freeze_ns && !t.long_raised {
+                        out.push(msg::long_freeze(ev, since, d, long_freeze_ns));
+                    }
+                    t.long_raised = false;
+                    if t.windows.len() == WINDOWS_KEPT {
+                        t.windows.pop_front();
+                    }
+                    t.windows.push_back((since, ev.ts_ns));
+                }
+            }
+            EventKind::ThawEnd => {
+                t.thawing_tid = None;
+                if ev.level_before == Some(level::UNFROZEN) || t.summary.state == SbState::Unfrozen {
+                    out.push(msg::thaw_without_freeze(ev));
+                }
+                if t.summary.state == SbState::Thawing {
+                    t.summary.state = SbState::Frozen;
+                }
+            }
+            EventKind::BlockWrite => {
+                // The kernel only reports writes at level 4; the level in the event decides.
+                if !frozen_after {
+                    return;
+                }
+                if t.summary.state == SbState::Thawing && t.thawing_tid == Some(ev.tid) {
+                    // thaw_super runs ->unfreeze_fs before lowering the level; ext4 writes its
+                    // superblock there.
+                    out.push(msg::own_thaw_write(ev));
+                } else {
+                    t.summary.slips += 1;
+                    out.push(msg::block_slip(ev));
+                }
+            }
+            EventKind::TxnStart => match msg::txn_exemption(ev, t.thawing_tid) {
+                Some(reason) => out.push(msg::txn_exempt(ev, reason)),
+                None => {
+                    t.summary.slips += 1;
+                    out.push(msg::txn_slip(ev));
+                }
+            },
+            EventKind::WriteDone => {
+                // The kernel only reports writes that returned while the level was COMPLETE.
+                if frozen_after {
+                    t.summary.slips += 1;
+                    out.push(msg::write_slip(ev));
+                }
+            }
+            EventKind::WriterBlocked => {
+                t.waiting.insert(ev.tid, ev.clone());
+            }
+            EventKind::WriterUnblocked => {
+                let start = t.waiting.remove(&ev.tid);
+                t.summary.blocked_writers += 1;
+                let begin = start.as_ref().map(|s| s.ts_ns).or(ev.begin_ts_ns).unwrap_or(ev.ts_ns);
+                out.push(msg::blocked_writer(ev, begin));
+            }
+            // Handled in `apply` (a mount(2) event names no superblock).
+            EventKind::MountBegin | EventKind::MountEnd | EventKind::MountDenied => {}
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Every finding the correlator raises, with the sentence a person reads. The state machine
+//! decides *whether*; this file says *what*.
+use freeze_common::{XFS_TRANS_NO_WRITECOUNT, level};
+
+use super::{Finding, FindingKind};
+use crate::{
+    deny::DenyMode,
+    event::{Event, Hook, MountCall, Superblock},
+    units::fmt_ms,
+};
+
+fn finding(kind: FindingKind, ev: &Event, message: String) -> Finding {
+    Finding {
+        kind,
+        severity: kind.severity(),
+        ts_ns: ev.ts_ns,
+        sb: ev.sb.clone(),
+        pid: ev.pid,
+        comm: ev.comm.clone(),
+        hook: ev.hook.as_str().to_owned(),
+        level: ev.level_after,
+        duration_ns: None,
+        message,
+        stack: ev.stack.clone(),
+        exempt_reason: None,
+    }
+}
+
+/// An exempt event: `what` happened, and `reason` says why it is legitimate.
+fn exempt(ev: &Event, what: String, reason: String) -> Finding {
+    let mut f = finding(FindingKind::Exempt, ev, format!("{what}: {reason}"));
+    f.exempt_reason = Some(reason);
+    f
+}
+
+fn gate_name(level: Option<u32>) -> &'static str {
+    match level {
+        Some(level::WRITE) => "write",
+        Some(level::PAGEFAULT) => "page-fault",
+        Some(level::FS) => "fs-internal",
+        _ => "freeze",
+    }
+}
+
+pub(super) fn freeze_failed(ev: &Event) -> Finding {
+    let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
+    let why = if ev.level_before == Some(level::COMPLETE) { " (it was already frozen)" } else { "" };
+    finding(
+        FindingKind::FreezeFailed,
+        ev,
+        format!("freeze of {} by {}[{}] failed: {err}{why}", ev.sb.describe(), ev.comm, ev.pid),
+    )
+}
+
+pub(super) fn thaw_without_freeze(ev: &Event) -> Finding {
+    let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
+    finding(
+        FindingKind::ThawWithoutFreeze,
+        ev,
+        format!("{}[{}] thawed {}, which was not frozen ({err})", ev.comm, ev.pid, ev.sb.describe()),
+    )
+}
+
+/// A freeze window that closed longer than the threshold (the thaw is `ev`).
+pub(super) fn long_freeze(ev: &Event, since: u64, d: u64, threshold: u64) -> Finding {
+    let mut f = finding(
+        FindingKind::LongFreeze,
+        ev,
+        format!("{} stayed frozen for {} (threshold {})", ev.sb.describe(), fmt_ms(d), fmt_ms(threshold)),
+    );
+    f.ts_ns = since;
+    f.duration_ns = Some(d);
+    f
+}
+
+/// A filesystem that has been frozen longer than the threshold and still is (raised live).
+pub(super) fn long_freeze_ongoing(sb: &Superblock, since: u64, so_far: u64, threshold: u64) -> Finding {
+    Finding {
+        kind: FindingKind::LongFreeze,
+        severity: FindingKind::LongFreeze.severity(),
+        ts_ns: since,
+        sb: sb.clone(),
+        pid: 0,
+        comm: String::new(),
+        hook: String::new(),
+        level: Some(level::COMPLETE),
+        duration_ns: Some(so_far),
+        message: format!(
+            "{} has been frozen for {} so far (threshold {}) and still is",
+            sb.describe(),
+            fmt_ms(so_far),
+            fmt_ms(threshold)
+        ),
+        stack: None,
+        exempt_reason: None,
+    }
+}
+
+pub(super) fn left_frozen(sb: &Superblock, since: u64, d: u64) -> Finding {
+    Finding {
+        kind: FindingKind::LeftFrozen,
+        severity: FindingKind::LeftFrozen.severity(),
+        ts_ns: since,
+        sb: sb.clone(),
+        pid: 0,
+        comm: String::new(),
+        hook: String::new(),
+        level: Some(level::COMPLETE),
+        duration_ns: Some(d),
+        message: format!(
+            "{} was still frozen when recording ended (frozen for {})",
+            sb.describe(),
+            fmt_ms(d)
+        ),
+        stack: None,
+        exempt_reason: None,
+    }
+}
+
+pub(super) fn own_thaw_write(ev: &Event) -> Finding {
+    exempt(
+        ev,
+        format!(
+            "{}[{}] wrote {} bytes to {}",
+            ev.comm,
+            ev.pid,
+            ev.block.as_ref().map_or(0, |b| b.bytes),
+            ev.sb.describe()
+        ),
+        "written during its own thaw (unfreeze_fs writing the superblock before the level drops)".into(),
+    )
+}
+
+pub(super) fn block_slip(ev: &Event) -> Finding {
+    let io = ev.block.as_ref();
+    finding(
+        FindingKind::Slip,
+        ev,
+        format!(
+            "{}[{}] wrote {} bytes at sector {} of block device {} while {} was frozen: a write that \
+             bypassed the freeze gate",
+            ev.comm,
+            ev.pid,
+            io.map_or(0, |b| b.bytes),
+            io.map_or(0, |b| b.sector),
+            io.map_or("?", |b| b.dev.as_str()),
+            ev.sb.describe()
+        ),
+    )
+}
+
+/// What kind of transaction a TXN_START event is, by the hook that saw it.
+fn txn_what(hook: Hook) -> &'static str {
+    match hook {
+        Hook::TracepointBtrfsCommit => "btrfs transaction commit",
+        Hook::TracepointBtrfsTxnReserve => "btrfs transaction (space reservation)",
+        Hook::FexitBtrfsTxn => "btrfs transaction",
+        Hook::TracepointXfsTransAlloc => "xfs transaction",
+        _ => "ext4 journal handle",
+    }
+}
+
+fn txn_caller(ev: &Event) -> String {
+    ev.txn.as_ref().and_then(|t| t.caller.as_ref()).map(|c| format!(" from {c}")).unwrap_or_default()
+}
+
+/// Why a transaction start on a freezing or frozen superblock is legitimate, if it is.
+pub(super) fn txn_exemption(ev: &Event, thawing_tid: Option<u32>) -> Option<String> {
+    let txn = ev.txn.as_ref();
+    let caller = txn.and_then(|t| t.caller.as_deref()).unwrap_or("");
+    if let Some(l) = ev.level_after.filter(|l| *l < level::COMPLETE) {
+        return Some(format!(
+            "started at level {l} while freeze_super was still draining and syncing, before the gate closed"
+        ));
+    }
+    if thawing_tid == Some(ev.tid) {
+        return Some("started by the thawing task during its own thaw".into());
+    }
+    if ev.hook == Hook::TracepointXfsTransAlloc {
+        if txn.is_some_and(|t| t.flags & XFS_TRANS_NO_WRITECOUNT != 0) {
+            return Some("xfs NO_WRITECOUNT transaction: it takes no freeze protection by design".into());
+        }
+        if caller.starts_with("xfs_trans_alloc_empty") {
+            return Some(
+                "xfs empty transaction (no log reservation: a read such as GETFSMAP or scrub)".into(),
+            );
+        }
+    }
+    None
+}
+
+pub(super) fn txn_exempt(ev: &Event, reason: String) -> Finding {
+    let what =
+        format!("{} by {}[{}]{} on {}", txn_what(ev.hook), ev.comm, ev.pid, txn_caller(ev), ev.sb.describe());
+    exempt(ev, what, reason)
+}
+
+pub(super) fn txn_slip(ev: &Event) -> Finding {
+    finding(
+        FindingKind::Slip,
+        ev,
+        format!(
+            "{} started by {}[{}]{} while {} was frozen: it modifies the filesystem behind the freeze",
+            txn_what(ev.hook),
+            ev.comm,
+            ev.pid,
+            txn_caller(ev),
+            ev.sb.describe()
+        ),
+    )
+}
+
+pub(super) fn write_slip(ev: &Event) -> Finding {
+    finding(
+        FindingKind::Slip,
+        ev,
+        format!(
+            "{}[{}] completed a {}-byte write to a regular file on {} while it was frozen: the write went \
+             past the gate",
+            ev.comm,
+            ev.pid,
+            ev.ret.unwrap_or(0),
+            ev.sb.describe()
+        ),
+    )
+}
+
+/// A wait at the gate that ended (`ev`), which began at `begin`.
+pub(super) fn blocked_writer(ev: &Event, begin: u64) -> Finding {
+    let d = ev.ts_ns.saturating_sub(begin);
+    let mut f = finding(
+        FindingKind::BlockedWriter,
+        ev,
+        format!(
+            "{}[{}] waited {} at the {} gate of {}",
+            ev.comm,
+            ev.pid,
+            fmt_ms(d),
+            gate_name(ev.gate_level),
+            ev.sb.describe()
+        ),
+    );
+    f.ts_ns = begin;
+    f.duration_ns = Some(d);
+    f
+}
+
+/// A wait that had not ended when recording did (`start` began it).
+pub(super) fn still_waiting(start: &Event, end_ns: u64) -> Finding {
+    let d = end_ns.saturating_sub(start.ts_ns);
+    let mut f = finding(
+        FindingKind::BlockedWriter,
+        start,
+        format!(
+            "{}[{}] was still waiting at the {} gate of {} when recording ended ({} so far)",
+            start.comm,
+            start.pid,
+            gate_name(start.gate_level),
+            start.sb.describe(),
+            fmt_ms(d)
+        ),
+    );
+    f.duration_ns = Some(d);
+    f
+}
+
+pub(super) fn enforced(ev: &Event) -> bool {
+    ev.denial.as_ref().is_some_and(|d| d.mode == DenyMode::Enforce)
+}
+
+/// A mount the gate refused (enforce) or would have refused (audit); `what` names the mount,
+/// `sb` the frozen superblock.
+pub(super) fn mount_denied(ev: &Event, what: &str, sb: &Superblock, enforced: bool) -> Finding {
+    let message = if enforced {
+        format!("{what} by {}[{}] was denied (EPERM): {} is frozen", ev.comm, ev.pid, sb.describe())
+    } else {
+        format!(
+            "{what} by {}[{}] would have been denied (audit mode; it went ahead): {} is frozen",
+            ev.comm,
+            ev.pid,
+            sb.describe()
+        )
+    };
+    let mut f = finding(FindingKind::MountDenied, ev, message);
+    f.sb = sb.clone();
+    f
+}
+
+pub(super) fn mount_while_frozen(ev: &Event, call: &MountCall, sb: &Superblock) -> Finding {
+    let mut f = finding(
+        FindingKind::MountWhileFrozen,
+        ev,
+        format!(
+            "{} by {}[{}] landed while {} was frozen: the snapshot's source is exposed mid-snapshot",
+            call.describe(),
+            ev.comm,
+            ev.pid,
+            sb.describe()
+        ),
+    );
+    f.sb = sb.clone();
+    f.level = Some(level::COMPLETE);
+    f
+}

@@ -1,0 +1,189 @@
+//! Correlation: turns a stream of events into findings a user can act on.
+//!
+//! `Correlator` is streaming: `push` an event and get the findings that are certain at that
+//! point, `tick` with the current time to raise time-based findings while they are still true,
+//! `finish` to close what is open and get the summaries. It holds only what is open (one state
+//! machine per superblock, waits in progress, pending mount calls, a short reorder window), never
+//! the events. `analyze` runs it over a whole trace: sort, push, finish.
+mod machine;
+mod messages;
+mod mounts;
+mod reorder;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+pub use machine::{Correlator, Retained};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    event::{Event, Superblock},
+    names::named_enum,
+};
+
+named_enum! {
+    /// How bad a finding is; ordered from least to most severe.
+    pub enum Severity {
+        Info = "info",
+        Warning = "warning",
+        Error = "error",
+    }
+}
+
+named_enum! {
+    /// What a finding says happened.
+    pub enum FindingKind {
+        /// Something modified a frozen superblock.
+        Slip = "slip",
+        /// A freeze returned an error.
+        FreezeFailed = "freeze-failed",
+        /// A thaw of a superblock that was not frozen.
+        ThawWithoutFreeze = "thaw-without-freeze",
+        /// Still frozen when the recording ended.
+        LeftFrozen = "left-frozen",
+        /// A freeze that lasted (or, live, has lasted so far) longer than the threshold.
+        LongFreeze = "long-freeze",
+        /// A task waited at the freeze gate (normal: that is what the gate is for).
+        BlockedWriter = "blocked-writer",
+        /// An event that looks like a slip but is legitimate; `exempt_reason` says why.
+        Exempt = "exempt",
+        /// A mount of a frozen filesystem (its device, a bind from it, or its fsmount) succeeded.
+        MountWhileFrozen = "mount-while-frozen",
+        /// `--deny-mounts` refused a mount of a frozen filesystem (enforce), or would have (audit).
+        MountDenied = "mount-denied",
+    }
+}
+
+impl FindingKind {
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::Slip | Self::LeftFrozen | Self::MountWhileFrozen => Severity::Error,
+            Self::FreezeFailed | Self::ThawWithoutFreeze | Self::LongFreeze => Severity::Warning,
+            Self::BlockedWriter | Self::Exempt | Self::MountDenied => Severity::Info,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// When it happened (CLOCK_MONOTONIC ns; for durations, the start).
+    pub ts_ns: u64,
+    pub sb: Superblock,
+    pub pid: u32,
+    pub comm: String,
+    pub hook: String,
+    /// Freeze level of the superblock at the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ns: Option<u64>,
+    /// One sentence a person can read.
+    pub message: String,
+    /// Kernel stack of the event behind the finding, innermost first, when one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<String>>,
+    /// For `exempt`: why the event is legitimate (also the end of `message`). Not written to
+    /// traces or JSON: it is derived again whenever findings are computed.
+    #[serde(skip)]
+    pub exempt_reason: Option<String>,
+}
+
+named_enum! {
+    /// Where a superblock stands: the one state machine of the correlator.
+    #[derive(Default)]
+    pub enum SbState {
+        #[default]
+        Unfrozen = "unfrozen",
+        /// freeze_super is running; the level is in `Summary::level`.
+        Freezing = "freezing",
+        Frozen = "frozen",
+        Thawing = "thawing",
+    }
+}
+
+/// Per-superblock totals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub sb: Option<Superblock>,
+    /// State after the last event.
+    #[serde(default)]
+    pub state: SbState,
+    /// The last freeze level the kernel reported for it.
+    #[serde(default)]
+    pub level: u32,
+    /// When the current frozen window began (None when not frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_since_ns: Option<u64>,
+    pub freezes: u64,
+    pub failed_freezes: u64,
+    pub thaws: u64,
+    pub total_frozen_ns: u64,
+    pub max_frozen_ns: u64,
+    pub slips: u64,
+    pub blocked_writers: u64,
+    pub mounts_while_frozen: u64,
+    /// Mounts `--deny-mounts=enforce` refused.
+    #[serde(default)]
+    pub denied_mounts: u64,
+    /// Mounts `--deny-mounts=audit` would have refused (they went ahead).
+    #[serde(default)]
+    pub would_deny_mounts: u64,
+    pub left_frozen: bool,
+}
+
+/// Default reorder window: the ring buffer delivers events from different CPUs a little out of
+/// timestamp order; an event is applied once nothing older can still arrive.
+pub const DEFAULT_REORDER_NS: u64 = 50_000_000;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Freezes longer than this get a `long-freeze` finding.
+    pub long_freeze_ns: u64,
+    /// How long an event is held for older ones to arrive (0: applied at once, in push order).
+    pub reorder_window_ns: u64,
+}
+
+impl Options {
+    pub fn with_long_freeze(threshold: std::time::Duration) -> Self {
+        Self { long_freeze_ns: u64::try_from(threshold.as_nanos()).unwrap_or(u64::MAX), ..Self::default() }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { long_freeze_ns: 10_000_000_000, reorder_window_ns: DEFAULT_REORDER_NS }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub findings: Vec<Finding>,
+    /// By superblock id.
+    pub summaries: BTreeMap<String, Summary>,
+}
+
+impl Analysis {
+    pub fn count(&self, kind: FindingKind) -> usize {
+        self.findings.iter().filter(|f| f.kind == kind).count()
+    }
+}
+
+/// Analyses a whole trace: events in timestamp order (ties keep their input order) through one
+/// `Correlator`. `end_ns` is when recording stopped (for `left-frozen` durations); None uses the
+/// last event's time. Findings come out in time order.
+pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysis {
+    let mut order: Vec<&Event> = events.iter().collect();
+    order.sort_by_key(|e| e.ts_ns); // stable: equal timestamps keep their order
+    let mut correlator = Correlator::new(opts.clone());
+    let mut findings = Vec::new();
+    for ev in order {
+        findings.extend(correlator.push(ev.clone()));
+    }
+    let end = correlator.finish(end_ns);
+    findings.extend(end.findings);
+    findings.sort_by_key(|f| f.ts_ns);
+    Analysis { findings, summaries: end.summaries }
+}

@@ -1,0 +1,426 @@
+//! The correlator's behaviour, one finding kind at a time, through `analyze` (sort, push, finish);
+//! `streaming` below pushes one event at a time, out of order, and ticks.
+//! Longer than most files: it holds the event builders every case shares.
+use super::*;
+use crate::event::{BlockIo, EventKind, Hook, LsmHook, MountApi};
+
+fn sb(id: &str) -> Superblock {
+    Superblock {
+        id: id.into(),
+        dev: "7:0".into(),
+        fstype: "ext4".into(),
+        s_id: "loop0".into(),
+        uuid: "u".into(),
+        mountpoint: Some("/mnt".into()),
+    }
+}
+
+fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<i64>) -> Event {
+    Event {
+        kind,
+        hook: Hook::TracepointIoctl,
+        ts_ns: ts,
+        begin_ts_ns: None,
+        pid: 10,
+        tid: 10,
+        comm: "fsfreeze".into(),
+        sb: sb("0xa"),
+        level_before: Some(before),
+        level_after: Some(after),
+        holder: Some("userspace".into()),
+        ret,
+        error: ret.filter(|r| *r < 0).map(|r| crate::decode::errno_name(-r)),
+        block: None,
+        gate_level: None,
+        txn: None,
+        mount: None,
+        denial: None,
+        stack: None,
+    }
+}
+
+fn freeze(ts: u64) -> [Event; 2] {
+    [ev(EventKind::FreezeBegin, ts, 0, 0, None), ev(EventKind::FreezeEnd, ts + 10, 0, 4, Some(0))]
+}
+
+fn thaw(ts: u64, after: u32) -> [Event; 2] {
+    [ev(EventKind::ThawBegin, ts, 4, 4, None), ev(EventKind::ThawEnd, ts + 10, 4, after, Some(0))]
+}
+
+fn block_write(ts: u64, level: u32) -> Event {
+    let mut e = ev(EventKind::BlockWrite, ts, level, level, None);
+    e.hook = Hook::TracepointBlockBioQueue;
+    e.comm = "dd".into();
+    e.pid = 77;
+    e.block = Some(BlockIo { dev: "7:0".into(), sector: 8, bytes: 4096 });
+    e
+}
+
+fn kinds(a: &Analysis) -> Vec<FindingKind> {
+    a.findings.iter().map(|f| f.kind).collect()
+}
+
+#[test]
+fn a_clean_freeze_has_no_findings_and_is_summarised() {
+    let events: Vec<Event> = freeze(100).into_iter().chain(thaw(1_000_110, 0)).collect();
+    let a = analyze(&events, &Options::default(), None);
+    assert!(a.findings.is_empty(), "{:?}", a.findings);
+    let s = &a.summaries["0xa"];
+    assert_eq!((s.freezes, s.thaws, s.failed_freezes, s.slips, s.left_frozen), (1, 1, 0, 0, false));
+    // Frozen from the freeze's return (110) to the thaw's return (1_000_120).
+    assert_eq!(s.total_frozen_ns, 1_000_010);
+    assert_eq!(s.max_frozen_ns, 1_000_010);
+}
+
+#[test]
+fn a_block_write_while_frozen_is_a_slip_naming_the_writer() {
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(block_write(500, 4));
+    events.extend(thaw(900, 0));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Slip]);
+    let f = &a.findings[0];
+    assert_eq!((f.severity, f.pid, f.comm.as_str(), f.level), (Severity::Error, 77, "dd", Some(4)));
+    assert_eq!(f.hook, "tracepoint:block:block_bio_queue");
+    assert!(f.message.contains("dd[77] wrote 4096 bytes at sector 8 of block device 7:0"), "{}", f.message);
+    assert_eq!(a.summaries["0xa"].slips, 1);
+}
+
+#[test]
+fn the_thawing_tasks_own_write_is_exempt_but_another_tasks_is_a_slip() {
+    let mut events: Vec<Event> = freeze(100).into();
+    let [tb, te] = thaw(900, 0);
+    let mut own = block_write(905, 4);
+    own.tid = tb.tid;
+    own.comm = "fsfreeze".into();
+    let other = block_write(906, 4); // dd, another tid
+    events.extend([tb, own, other, te]);
+    let mut other_tid = events.clone();
+    other_tid.iter_mut().filter(|e| e.comm == "dd").for_each(|e| e.tid = 99);
+    let a = analyze(&other_tid, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Exempt, FindingKind::Slip]);
+    assert!(a.findings[0].message.contains("during its own thaw"), "{}", a.findings[0].message);
+    assert_eq!(a.summaries["0xa"].slips, 1);
+}
+
+fn txn(ts: u64, level: u32, hook: Hook, flags: u32, caller: &str) -> Event {
+    let mut e = ev(EventKind::TxnStart, ts, level, level, None);
+    e.hook = hook;
+    e.comm = "kworker/0:1".into();
+    e.tid = 300;
+    e.txn = Some(crate::event::Txn { flags, caller: Some(caller.into()) });
+    e.stack = Some(vec!["xfs_trans_alloc+0x10".into(), "xfs_create+0x99".into()]);
+    e
+}
+
+#[test]
+fn transaction_starts_are_slips_unless_exempt() {
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(txn(150, 4, Hook::TracepointXfsTransAlloc, 0x04, "xfs_create+0x40"));
+    events.push(txn(160, 4, Hook::TracepointXfsTransAlloc, 0x40, "xfs_log_quiesce+0x1"));
+    events.push(txn(170, 4, Hook::TracepointXfsTransAlloc, 0, "xfs_trans_alloc_empty+0x20"));
+    events.push(txn(180, 4, Hook::TracepointBtrfsCommit, 0, ""));
+    events.extend(thaw(900, 0));
+    events.insert(1, txn(105, 2, Hook::TracepointExt4JournalStart, 1, "ext4_dirty_inode+0x3"));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(
+        kinds(&a),
+        [FindingKind::Exempt, FindingKind::Slip, FindingKind::Exempt, FindingKind::Exempt, FindingKind::Slip]
+    );
+    assert!(
+        a.findings[0].message.contains("started at level 2 while freeze_super"),
+        "{}",
+        a.findings[0].message
+    );
+    let slip = &a.findings[1];
+    assert!(
+        slip.message.starts_with("xfs transaction started by kworker/0:1[10] from xfs_create+0x40"),
+        "{}",
+        slip.message
+    );
+    let stack = ["xfs_trans_alloc+0x10".to_owned(), "xfs_create+0x99".to_owned()];
+    assert_eq!(slip.stack.as_deref(), Some(&stack[..]));
+    assert!(a.findings[2].message.contains("NO_WRITECOUNT"));
+    assert!(a.findings[3].message.contains("empty transaction"));
+    assert!(a.findings[4].message.starts_with("btrfs transaction commit"));
+    assert_eq!(a.summaries["0xa"].slips, 2);
+}
+
+fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&str>, ret: i64) -> Event {
+    let mut e = ev(EventKind::MountEnd, ts, 0, 0, Some(ret));
+    e.hook = Hook::TracepointSysMount;
+    e.comm = "mount".into();
+    e.sb.id = sb_id.into();
+    e.mount = Some(crate::event::MountCall {
+        api: MountApi::from_name(api).expect("a mount API"),
+        source: "/dev/loop0".into(),
+        target: "/mnt2".into(),
+        fstype: "ext4".into(),
+        flags: 0,
+        mounted_dev: mounted_dev.map(Into::into),
+        source_dev: None,
+    });
+    e
+}
+
+#[test]
+fn a_mount_of_a_frozen_filesystem_is_flagged_by_device_or_superblock() {
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(mount_end(200, "mount", "0x0", Some("7:0"), 0)); // mount(2) of its device
+    events.push(mount_end(210, "move_mount", "0xa", None, 0)); // fsmount + move_mount
+    events.push(mount_end(220, "mount", "0x0", Some("8:1"), 0)); // another filesystem
+    events.push(mount_end(230, "mount", "0x0", Some("7:0"), -1)); // failed: nothing landed
+    let mut gone = mount_end(240, "mount", "0x0", None, 0); // unmounted before it was looked up
+    gone.mount.as_mut().expect("call").source_dev = Some("7:0".into());
+    events.push(gone);
+    events.extend(thaw(900, 0));
+    events.push(mount_end(1_000, "mount", "0x0", Some("7:0"), 0)); // after the thaw: fine
+    events.push(mount_end(250, "fsconfig", "0x0", Some("7:0"), 0)); // prepares, attaches nothing
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::MountWhileFrozen; 3]);
+    assert!(
+        a.findings[0].message.starts_with("mount of /dev/loop0 on /mnt2 by mount[10] landed while ext4 7:0")
+    );
+    assert!(a.findings[1].message.starts_with("move_mount to /mnt2"));
+    assert_eq!(a.summaries["0xa"].mounts_while_frozen, 3);
+    assert!(!a.summaries.contains_key("0x0"), "mount(2) events create no phantom superblock");
+}
+
+fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &str, flags: u64) -> Event {
+    let mut e = ev(EventKind::MountBegin, ts, 0, 0, None);
+    e.hook = Hook::TracepointSysMount;
+    e.sb.id = "0x0".into();
+    e.tid = tid;
+    e.mount = Some(crate::event::MountCall {
+        api: MountApi::from_name(api).expect("a mount API"),
+        source: source.into(),
+        target: target.into(),
+        fstype: String::new(),
+        flags,
+        mounted_dev: None,
+        source_dev: None,
+    });
+    e
+}
+
+fn denied(ts: u64, tid: u32, mode: crate::deny::DenyMode, lsm_hook: &str) -> Event {
+    let ret = if mode == crate::deny::DenyMode::Enforce { -1 } else { 0 };
+    let mut e = ev(EventKind::MountDenied, ts, 4, 4, Some(ret));
+    e.hook = Hook::LsmMount;
+    e.tid = tid;
+    e.denial =
+        Some(crate::event::Denial { mode, lsm_hook: LsmHook::from_name(lsm_hook).expect("an LSM hook") });
+    e
+}
+
+/// mount(2) of the device, a bind mount, and the new mount API (fsconfig source + create,
+/// then, when not refused at create, move_mount), each on its own thread.
+fn gated_mounts(mode: crate::deny::DenyMode) -> Vec<Event> {
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(mount_begin(200, 1, "mount", "/dev/loop0", "/m1", 0));
+    events.push(denied(201, 1, mode, "sb_kern_mount"));
+    events.push(mount_begin(210, 2, "mount", "/mnt/sub", "/m2", 4096));
+    events.push(denied(211, 2, mode, "sb_mount"));
+    events.push(mount_begin(220, 3, "fsconfig", "source", "/dev/loop0", 1));
+    events.push(mount_begin(221, 3, "fsconfig", "", "", 6));
+    events.push(denied(222, 3, mode, "sb_kern_mount"));
+    if mode == crate::deny::DenyMode::Audit {
+        events.push(mount_begin(230, 3, "move_mount", "", "/m3", 4));
+        events.push(denied(231, 3, mode, "move_mount"));
+    }
+    events.extend(thaw(900, 0));
+    events
+}
+
+#[test]
+fn enforced_denials_are_one_finding_per_mount_naming_it() {
+    let a = analyze(&gated_mounts(crate::deny::DenyMode::Enforce), &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::MountDenied; 3]);
+    let m: Vec<&str> = a.findings.iter().map(|f| f.message.as_str()).collect();
+    assert!(m[0].starts_with("mount of /dev/loop0 on /m1 by fsfreeze[10] was denied (EPERM)"), "{}", m[0]);
+    assert!(m[1].starts_with("bind mount of /mnt/sub on /m2"), "{}", m[1]);
+    assert!(m[2].starts_with("fsconfig create of /dev/loop0"), "{}", m[2]);
+    assert!(m.iter().all(|m| m.ends_with("ext4 7:0 (/mnt) is frozen")), "{m:?}");
+    assert_eq!(a.findings[0].severity, Severity::Info);
+    let s = &a.summaries["0xa"];
+    assert_eq!((s.denied_mounts, s.would_deny_mounts, s.freezes), (3, 0, 1));
+}
+
+#[test]
+fn audit_denials_judge_the_new_mount_api_once() {
+    let a = analyze(&gated_mounts(crate::deny::DenyMode::Audit), &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::MountDenied; 3], "fsconfig create and its move_mount are one mount");
+    assert!(a.findings.iter().all(|f| f.message.contains("would have been denied (audit mode")));
+    let s = &a.summaries["0xa"];
+    assert_eq!((s.denied_mounts, s.would_deny_mounts), (0, 3));
+}
+
+#[test]
+fn a_denial_without_its_mount_call_still_names_the_hook() {
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(denied(300, 9, crate::deny::DenyMode::Enforce, "move_mount"));
+    let a = analyze(&events, &Options::default(), None);
+    assert!(a.findings.iter().any(|f| f.message.starts_with("a mount (move_mount) by")), "{:?}", a.findings);
+}
+
+#[test]
+fn a_write_that_completes_while_frozen_is_a_slip() {
+    let mut events: Vec<Event> = freeze(100).into();
+    let mut w = ev(EventKind::WriteDone, 500, 4, 4, Some(4096));
+    w.hook = Hook::TracepointSysWrite;
+    w.comm = "writer".into();
+    events.push(w);
+    events.extend(thaw(900, 0));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Slip]);
+    assert!(
+        a.findings[0].message.starts_with("writer[10] completed a 4096-byte write"),
+        "{}",
+        a.findings[0].message
+    );
+    assert_eq!(a.findings[0].hook, "tracepoint:syscalls:write");
+}
+
+#[test]
+fn lost_events_do_not_derail_the_state_machine() {
+    // The freeze's end was lost: the kernel's level on the next events still says frozen.
+    let events = vec![
+        ev(EventKind::FreezeBegin, 100, 0, 0, None),
+        block_write(500, 4),
+        // The thaw's begin was lost too; its end (level 0) closes the window.
+        ev(EventKind::ThawEnd, 900, 4, 0, Some(0)),
+    ];
+    let a = analyze(&events, &Options::default(), Some(1_000));
+    assert_eq!(kinds(&a), [FindingKind::Slip], "the slip is still seen, nothing is left frozen");
+    let s = &a.summaries["0xa"];
+    assert_eq!((s.state, s.freezes, s.thaws), (SbState::Unfrozen, 0, 1));
+    // Only ends, no begins at all: the freeze is counted and the window closed.
+    let ends = vec![ev(EventKind::FreezeEnd, 100, 0, 4, Some(0)), ev(EventKind::ThawEnd, 300, 4, 0, Some(0))];
+    let a = analyze(&ends, &Options::default(), Some(1_000));
+    assert!(a.findings.is_empty(), "{:?}", a.findings);
+    assert_eq!((a.summaries["0xa"].freezes, a.summaries["0xa"].total_frozen_ns), (1, 200));
+    // A writer whose wait began before the recording (its start was never seen).
+    let mut u = ev(EventKind::WriterUnblocked, 400, 0, 0, Some(0));
+    u.begin_ts_ns = Some(50);
+    let a = analyze(&[u], &Options::default(), None);
+    assert_eq!(a.findings[0].duration_ns, Some(350), "the kernel's begin time is used");
+}
+
+#[test]
+fn a_write_during_freezing_is_not_a_slip() {
+    let events = vec![ev(EventKind::FreezeBegin, 100, 0, 0, None), block_write(105, 2)];
+    let a = analyze(&events, &Options::default(), Some(200));
+    assert_eq!(a.count(FindingKind::Slip), 0);
+}
+
+#[test]
+fn out_of_order_events_are_sorted_before_the_state_machine_runs() {
+    let mut events: Vec<Event> = thaw(900, 0).into();
+    events.push(block_write(500, 4));
+    events.extend(freeze(100));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Slip]);
+    assert_eq!(a.summaries["0xa"].freezes, 1);
+    assert!(!a.summaries["0xa"].left_frozen);
+}
+
+#[test]
+fn a_failed_freeze_of_a_frozen_fs_keeps_it_frozen() {
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(ev(EventKind::FreezeBegin, 200, 4, 4, None));
+    events.push(ev(EventKind::FreezeEnd, 210, 4, 4, Some(-16)));
+    events.push(block_write(300, 4));
+    events.extend(thaw(400, 0));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::FreezeFailed, FindingKind::Slip]);
+    assert!(a.findings[0].message.contains("EBUSY (it was already frozen)"), "{}", a.findings[0].message);
+    assert_eq!(a.summaries["0xa"].failed_freezes, 1);
+}
+
+#[test]
+fn nested_holders_keep_the_gate_closed_until_the_kernel_says_unfrozen() {
+    // Two holders (kernel + userspace): the first thaw leaves level 4.
+    let mut events: Vec<Event> = freeze(100).into();
+    events.extend(freeze(200));
+    events.extend(thaw(300, 4));
+    events.push(block_write(350, 4));
+    events.extend(thaw(400, 0));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Slip]);
+    let s = &a.summaries["0xa"];
+    assert_eq!((s.freezes, s.thaws), (2, 2));
+    assert_eq!(s.total_frozen_ns, 410 - 110, "one window, from the first freeze to the last thaw");
+}
+
+#[test]
+fn a_thaw_of_an_unfrozen_fs_is_flagged() {
+    let events = vec![ev(EventKind::ThawBegin, 10, 0, 0, None), ev(EventKind::ThawEnd, 20, 0, 0, Some(-22))];
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::ThawWithoutFreeze]);
+    assert!(a.findings[0].message.contains("EINVAL"));
+}
+
+#[test]
+fn a_freeze_still_held_at_the_end_is_left_frozen() {
+    let a = analyze(&freeze(100), &Options::default(), Some(5_000));
+    assert_eq!(kinds(&a), [FindingKind::LeftFrozen]);
+    let s = &a.summaries["0xa"];
+    assert_eq!((s.state, s.level, s.frozen_since_ns), (SbState::Frozen, 4, Some(110)));
+    let begun = analyze(&freeze(100)[..1], &Options::default(), Some(5_000));
+    assert_eq!(begun.summaries["0xa"].state, SbState::Freezing);
+    assert_eq!(a.findings[0].duration_ns, Some(5_000 - 110));
+    assert!(a.summaries["0xa"].left_frozen);
+}
+
+#[test]
+fn a_long_freeze_is_flagged_over_the_threshold_only() {
+    let events: Vec<Event> = freeze(0).into_iter().chain(thaw(2_000, 0)).collect();
+    let short = analyze(&events, &Options { long_freeze_ns: 10_000, ..Options::default() }, None);
+    assert!(short.findings.is_empty());
+    let long = analyze(&events, &Options { long_freeze_ns: 1_000, ..Options::default() }, None);
+    assert_eq!(kinds(&long), [FindingKind::LongFreeze]);
+    assert_eq!(long.findings[0].duration_ns, Some(2_000));
+}
+
+#[test]
+fn blocked_writers_are_reported_with_their_wait() {
+    let mut events: Vec<Event> = freeze(100).into();
+    let mut b = ev(EventKind::WriterBlocked, 200, 4, 4, None);
+    b.comm = "sh".into();
+    b.tid = 55;
+    b.gate_level = Some(1);
+    let mut u = b.clone();
+    u.kind = EventKind::WriterUnblocked;
+    u.ts_ns = 2_200;
+    u.ret = Some(0);
+    // A second writer that never unblocks before the end.
+    let mut still = b.clone();
+    still.tid = 56;
+    still.ts_ns = 300;
+    events.extend([b, still, u]);
+    let a = analyze(&events, &Options::default(), Some(10_000));
+    // Sorted by start: frozen since 110, waits from 200 and 300.
+    assert_eq!(kinds(&a), [FindingKind::LeftFrozen, FindingKind::BlockedWriter, FindingKind::BlockedWriter]);
+    let done =
+        a.findings.iter().find(|f| f.kind == FindingKind::BlockedWriter && f.ts_ns == 200).expect("w1");
+    assert_eq!(done.duration_ns, Some(2_000));
+    assert!(done.message.contains("sh[10] waited 0.0 ms at the write gate"), "{}", done.message);
+    let open = a.findings.iter().find(|f| f.ts_ns == 300).expect("w2");
+    assert_eq!(open.duration_ns, Some(9_700));
+    assert!(open.message.contains("still waiting"));
+    assert_eq!(a.summaries["0xa"].blocked_writers, 2);
+    assert_eq!(a.count(FindingKind::Slip), 0);
+}
+
+#[test]
+fn superblocks_are_tracked_independently() {
+    let mut events: Vec<Event> = freeze(100).into();
+    let mut other = block_write(500, 4);
+    other.sb = sb("0xb");
+    other.level_after = Some(0);
+    events.push(other);
+    events.extend(thaw(900, 0));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(a.count(FindingKind::Slip), 0, "a write to an unfrozen superblock is no slip");
+    assert_eq!(a.summaries.len(), 2);
+}

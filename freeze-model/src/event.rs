@@ -1,0 +1,258 @@
+//! The event model: what the kernel reported, with named fields (a `"type":"event"` line of a
+//! trace). Decoding from the kernel's `RawEvent` is in `decode`.
+use serde::{Deserialize, Serialize};
+
+use crate::{deny::DenyMode, names::named_enum};
+
+named_enum! {
+    /// What happened.
+    pub enum EventKind {
+        FreezeBegin = "freeze_begin",
+        FreezeEnd = "freeze_end",
+        ThawBegin = "thaw_begin",
+        ThawEnd = "thaw_end",
+        /// A write queued to the block device of a frozen superblock (bypasses the freeze gate).
+        BlockWrite = "block_write",
+        /// A task started waiting at a superblock's freeze gate.
+        WriterBlocked = "writer_blocked",
+        /// That wait ended.
+        WriterUnblocked = "writer_unblocked",
+        /// A filesystem transaction started (btrfs: committed) while freezing or frozen.
+        TxnStart = "txn_start",
+        /// A mount call started (mount(2) or move_mount(2)); `mount` holds its arguments.
+        MountBegin = "mount_begin",
+        /// It returned; `mount` repeats the arguments and says where it landed.
+        MountEnd = "mount_end",
+        /// A write syscall to a regular file completed while its filesystem was frozen.
+        WriteDone = "write_done",
+        /// A BPF LSM program found a mount that would expose a frozen superblock: refused it
+        /// (enforce) or let it through (audit); `denial` says which.
+        MountDenied = "mount_denied",
+    }
+}
+
+impl EventKind {
+    /// Whether this kind closes an operation (and so carries a return value).
+    pub fn is_end(self) -> bool {
+        matches!(
+            self,
+            Self::FreezeEnd
+                | Self::ThawEnd
+                | Self::WriterUnblocked
+                | Self::MountEnd
+                | Self::WriteDone
+                | Self::MountDenied
+        )
+    }
+}
+
+named_enum! {
+    /// Which program produced an event. Names are what `doctor` and the trace show.
+    pub enum Hook {
+        /// `syscalls:sys_{enter,exit}_ioctl`, FIFREEZE/FITHAW only.
+        TracepointIoctl = "tracepoint:syscalls:ioctl",
+        /// fentry/fexit on freeze_super/thaw_super.
+        FentryFreezeSuper = "fentry:freeze_super",
+        /// `block:block_bio_queue`.
+        TracepointBlockBioQueue = "tracepoint:block:block_bio_queue",
+        /// `lock:contention_begin/end` on `s_writers.rw_sem[]`.
+        TracepointLockContention = "tracepoint:lock:contention",
+        TracepointExt4JournalStart = "tracepoint:ext4:ext4_journal_start",
+        TracepointXfsTransAlloc = "tracepoint:xfs:xfs_trans_alloc",
+        TracepointBtrfsCommit = "tracepoint:btrfs:btrfs_transaction_commit",
+        /// `syscalls:sys_{enter,exit}_{mount,move_mount}`.
+        TracepointSysMount = "tracepoint:syscalls:mount",
+        /// `syscalls:sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}`.
+        TracepointSysWrite = "tracepoint:syscalls:write",
+        /// `btrfs:btrfs_space_reservation` of type "transaction".
+        TracepointBtrfsTxnReserve = "tracepoint:btrfs:btrfs_space_reservation",
+        /// fexit on `vfs_write`.
+        FexitVfsWrite = "fexit:vfs_write",
+        /// BPF LSM on `sb_kern_mount`, `sb_mount` (bind) and `move_mount`.
+        LsmMount = "lsm:mount",
+        /// fexit on `btrfs_start_transaction`, `btrfs_start_transaction_fallback_global_rsv` and
+        /// `btrfs_join_transaction`: a transaction handle the caller got.
+        FexitBtrfsTxn = "fexit:btrfs_transaction",
+    }
+}
+
+named_enum! {
+    /// The mount API a mount event came from.
+    pub enum MountApi {
+        Mount = "mount",
+        MoveMount = "move_mount",
+        Fsopen = "fsopen",
+        Fsconfig = "fsconfig",
+        Fsmount = "fsmount",
+    }
+}
+
+impl MountApi {
+    /// Whether a successful call attaches a mount (fsopen/fsconfig/fsmount only prepare one).
+    pub fn attaches(self) -> bool {
+        matches!(self, Self::Mount | Self::MoveMount)
+    }
+}
+
+named_enum! {
+    /// The LSM hook that judged a mount.
+    pub enum LsmHook {
+        /// mount(2) of a device, or fsconfig(FSCONFIG_CMD_CREATE).
+        SbKernMount = "sb_kern_mount",
+        /// A bind mount (matched by its source path).
+        SbMount = "sb_mount",
+        /// fsmount/open_tree + move_mount.
+        MoveMount = "move_mount",
+        /// A value this build does not know (a newer eBPF object).
+        Unknown = "unknown",
+    }
+}
+
+/// Identity of a superblock, as the kernel named it plus where user space sees it mounted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Superblock {
+    /// Kernel address of the superblock as hex: stable while the filesystem stays mounted.
+    /// `0x0` on mount(2) events, which do not know the superblock yet (see `is_known`).
+    pub id: String,
+    /// `major:minor` of `sb->s_dev` (btrfs uses an anonymous device, `0:NN`).
+    pub dev: String,
+    pub fstype: String,
+    /// `sb->s_id`: the block device name for block filesystems.
+    pub s_id: String,
+    pub uuid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<String>,
+}
+
+/// The id an event carries when it names no superblock.
+const NO_SUPERBLOCK: &str = "0x0";
+
+impl Superblock {
+    /// Whether the event names a superblock (mount(2) events do not: the call does not know it).
+    pub fn is_known(&self) -> bool {
+        self.id != NO_SUPERBLOCK
+    }
+
+    /// "ext4 7:0 (/mnt/data)": how messages name a filesystem.
+    pub fn describe(&self) -> String {
+        let mp = self.mountpoint.as_deref().unwrap_or("?");
+        format!("{} {} ({mp})", self.fstype, self.dev)
+    }
+}
+
+/// One decoded event (a `"type":"event"` line of a trace).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub hook: Hook,
+    /// CLOCK_MONOTONIC nanoseconds (the trace header maps it to wall time).
+    pub ts_ns: u64,
+    /// For *_end: when the operation began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub begin_ts_ns: Option<u64>,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub sb: Superblock,
+    /// `sb->s_writers.frozen` when the operation began (0 unfrozen … 4 complete); null if unread.
+    pub level_before: Option<u32>,
+    /// The level when the event was emitted (after the operation, for *_end).
+    pub level_after: Option<u32>,
+    /// Freeze holder: "kernel", "userspace", with "+may_nest"/"+excl"; null when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// Return value, for *_end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<i64>,
+    /// errno name of a negative return (e.g. "EBUSY").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// block_write: the write that bypassed the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockIo>,
+    /// writer_blocked / writer_unblocked: the gate level waited on (1 write, 2 page fault, 3 fs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_level: Option<u32>,
+    /// txn_start: the transaction's details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<Txn>,
+    /// mount_begin / mount_end: the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountCall>,
+    /// mount_denied: what the mount gate decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial: Option<Denial>,
+    /// Kernel stack, innermost frame first, symbolized from /proc/kallsyms (events that can
+    /// become findings: block writes and transaction starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<String>>,
+}
+
+/// A mount call. `sb` of the event is the superblock being attached when the kernel knows it
+/// (move_mount of an fsmount/open_tree fd); for mount(2) `mounted_dev` says where it landed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountCall {
+    pub api: MountApi,
+    /// mount(2): the source (device, or directory for a bind); move_mount: from_pathname;
+    /// fsconfig: the key (e.g. "source").
+    pub source: String,
+    /// mount(2): the target directory; move_mount: to_pathname; fsconfig: a string value.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fstype: String,
+    /// MS_* (mount) or MOVE_MOUNT_* (move_mount) flags.
+    pub flags: u64,
+    /// On a successful mount_end: `major:minor` of the superblock now mounted at `target`, from
+    /// mountinfo (the same number as a superblock's `dev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounted_dev: Option<String>,
+    /// `major:minor` of the superblock the source belongs to, resolved when the call began: a
+    /// block device's number (a btrfs member maps to its filesystem), or a bind source's st_dev.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_dev: Option<String>,
+}
+
+impl MountCall {
+    /// Whether this is a bind mount (mount(2) with MS_BIND).
+    pub fn is_bind(&self) -> bool {
+        self.api == MountApi::Mount && self.flags & freeze_common::mount_flags::MS_BIND != 0
+    }
+
+    /// "mount of /dev/loop0 on /mnt", "bind mount of /a/sub on /b", "move_mount to /c".
+    pub fn describe(&self) -> String {
+        if self.api == MountApi::MoveMount {
+            format!("move_mount to {}", self.target)
+        } else if self.flags & freeze_common::mount_flags::MS_BIND != 0 {
+            format!("bind mount of {} on {}", self.source, self.target)
+        } else {
+            format!("mount of {} on {}", self.source, self.target)
+        }
+    }
+}
+
+/// A mount the gate refused (enforce) or would have refused (audit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    pub mode: DenyMode,
+    /// The LSM hook that saw it.
+    pub lsm_hook: LsmHook,
+}
+
+/// A transaction start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Filesystem-specific flags: xfs `t_flags` (0x40 = NO_WRITECOUNT), ext4 handle type.
+    pub flags: u32,
+    /// The function that started it (symbolized caller address), when the tracepoint gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+}
+
+/// A block-layer write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIo {
+    /// `major:minor` of the block device written to.
+    pub dev: String,
+    pub sector: u64,
+    pub bytes: u64,
+}

@@ -1,0 +1,15 @@
+//! freezewatch's pure analysis: the event model and its decoding from the kernel's records, the
+//! streaming correlator, the trace format, `report`, the assertion language and its verdicts.
+//!
+//! Nothing here touches the kernel, a terminal or a runtime (no aya, libc, tokio, clap, ratatui;
+//! tests/pure.rs checks): everything is testable and usable without root, on any trace.
+pub mod assertions;
+pub mod correlate;
+pub mod decode;
+pub mod deny;
+pub mod event;
+mod names;
+pub mod report;
+pub mod trace;
+pub mod units;
+pub mod verdicts;

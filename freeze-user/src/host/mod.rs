@@ -1,0 +1,9 @@
+//! What the running system says: kernel version and privileges, BTF and the struct offsets
+//! resolved from it, tracefs formats, mountinfo, kallsyms, btrfs member devices.
+pub mod btf;
+pub mod btrfs_devs;
+pub mod kernel;
+pub mod ksyms;
+pub mod mountinfo;
+pub mod offsets;
+pub mod tpformat;

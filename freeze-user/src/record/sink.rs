@@ -1,0 +1,198 @@
+//! Where ring-buffer records go: decoded, enriched (mount points, symbols, mount calls), written to
+//! the trace, handed to a live consumer, and fed to the streaming correlator, whose findings are
+//! written as soon as they are certain. Nothing here grows with the number of events.
+use std::{collections::HashMap, io::Write};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use freeze_model::{
+    correlate::{Analysis, Correlator, Finding, FindingKind},
+    decode::raw_from_bytes,
+    event::{Event, EventKind, MountCall},
+    trace::{Record, SummaryLine, TraceWriter},
+};
+
+use super::Tap;
+use crate::{
+    bpf::loader::Loaded,
+    host::{btrfs_devs, ksyms::Ksyms, mountinfo::MountTable},
+};
+
+/// Mount calls remembered at most (a call whose end was lost is forgotten with the rest).
+const MOUNT_CALLS_KEPT: usize = 4096;
+
+/// What a recording wrote, for its closing line and exit.
+#[derive(Default)]
+pub(super) struct Written {
+    pub events: u64,
+    pub findings: u64,
+    pub slips: u64,
+}
+
+pub(super) struct Sink {
+    writer: TraceWriter<Box<dyn Write + Send>>,
+    pub(super) mounts: MountTable,
+    correlator: Correlator,
+    pub(super) written: Written,
+    pub(super) undecodable: u64,
+    /// Kernel symbols, loaded on a thread from the start (parsing takes a while) and taken on the
+    /// first event that carries a stack or a caller address.
+    ksyms: Option<Ksyms>,
+    ksyms_loading: Option<std::thread::JoinHandle<Ksyms>>,
+    /// Mount calls in progress, by thread: their end event repeats them.
+    mount_calls: HashMap<u32, MountCall>,
+    pub(super) tap: Option<std::sync::mpsc::Sender<Tap>>,
+    /// A mount landed or a freeze began since the mount points were last given to the kernel.
+    pub(super) mounts_changed: bool,
+}
+
+impl Sink {
+    pub(super) fn new(
+        out: Box<dyn Write + Send>,
+        correlator: Correlator,
+        tap: Option<std::sync::mpsc::Sender<Tap>>,
+    ) -> Self {
+        Self {
+            writer: TraceWriter::new(out),
+            mounts: MountTable::load(),
+            correlator,
+            written: Written::default(),
+            undecodable: 0,
+            ksyms: None,
+            ksyms_loading: Some(std::thread::spawn(Ksyms::load)),
+            mount_calls: HashMap::new(),
+            tap,
+            mounts_changed: false,
+        }
+    }
+
+    pub(super) fn write(&mut self, record: &Record) -> Result<()> {
+        self.writer.write(record).context("writing the trace")
+    }
+
+    fn write_findings(&mut self, findings: Vec<Finding>) -> Result<()> {
+        for f in findings {
+            self.written.findings += 1;
+            if f.kind == FindingKind::Slip {
+                self.written.slips += 1;
+            }
+            self.writer.write(&Record::Finding(f)).context("writing a finding")?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn drain(&mut self, ring: &mut RingBuf<MapData>, loaded: &Loaded) -> Result<()> {
+        while let Some(item) = ring.next() {
+            let mounts = &mut self.mounts;
+            let decoded = raw_from_bytes(&item).and_then(|raw| {
+                Event::from_raw(&raw, |dev| mounts.mountpoint_refreshing(dev)).map(|ev| (raw, ev))
+            });
+            let (raw, mut ev) = match decoded {
+                Ok(d) => d,
+                Err(e) => {
+                    self.undecodable += 1;
+                    log::warn!("dropped an undecodable record: {e}");
+                    continue;
+                }
+            };
+            ev.add_mount_strings(&item);
+            self.symbolize(&raw, &mut ev, loaded);
+            self.complete_mount(&mut ev);
+            self.writer.write(&Record::Event(ev.clone())).context("writing the trace")?;
+            self.written.events += 1;
+            if let Some(tap) = &self.tap {
+                let _ = tap.send(Tap::Event(Box::new(ev.clone())));
+            }
+            let findings = self.correlator.push(ev);
+            self.write_findings(findings)?;
+        }
+        Ok(())
+    }
+
+    /// The clock moved on: findings that only time makes certain (a freeze that has lasted too
+    /// long), and events the reorder window no longer needs to hold.
+    pub(super) fn tick(&mut self, now_ns: u64) -> Result<()> {
+        let findings = self.correlator.tick(now_ns);
+        self.write_findings(findings)
+    }
+
+    /// Recording ended at `end_ns`: the findings still open, then a summary per superblock.
+    pub(super) fn finish(&mut self, end_ns: u64) -> Result<()> {
+        let correlator = std::mem::replace(&mut self.correlator, Correlator::new(Default::default()));
+        let Analysis { findings, summaries } = correlator.finish(Some(end_ns));
+        self.write_findings(findings)?;
+        for (sb_id, summary) in summaries {
+            self.writer
+                .write(&Record::Summary(SummaryLine { sb_id, summary }))
+                .context("writing a summary")?;
+        }
+        Ok(())
+    }
+
+    /// A mount_end repeats its begin's call, and says which device is now mounted at the target.
+    fn complete_mount(&mut self, ev: &mut Event) {
+        match ev.kind {
+            EventKind::FreezeBegin => self.mounts_changed = true,
+            EventKind::MountBegin => {
+                if let Some(call) = ev.mount.as_mut() {
+                    call.source_dev = self.source_dev(&call.source);
+                    if self.mount_calls.len() >= MOUNT_CALLS_KEPT {
+                        self.mount_calls.clear();
+                    }
+                    self.mount_calls.insert(ev.tid, call.clone());
+                }
+            }
+            EventKind::MountEnd => {
+                let Some(mut call) = self.mount_calls.remove(&ev.tid) else { return };
+                if ev.ret == Some(0) {
+                    self.mounts_changed = true;
+                }
+                if ev.ret == Some(0) && call.target.starts_with('/') {
+                    let target = std::fs::canonicalize(&call.target)
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| call.target.clone());
+                    self.mounts.refresh();
+                    call.mounted_dev = self.mounts.dev_at(&target).map(|(ma, mi)| format!("{ma}:{mi}"));
+                }
+                ev.mount = Some(call);
+            }
+            _ => {}
+        }
+    }
+
+    /// The superblock device a mount source belongs to: a block device's number (btrfs members
+    /// map to their filesystem's anonymous device), or the st_dev of a directory being bound.
+    fn source_dev(&self, source: &str) -> Option<String> {
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        let md = std::fs::metadata(source).ok()?;
+        let (dev, is_bdev) =
+            if md.file_type().is_block_device() { (md.rdev(), true) } else { (md.dev(), false) };
+        let mut num = (libc::major(dev), libc::minor(dev));
+        if is_bdev {
+            let aliases = btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), &self.mounts.all());
+            if let Some((_, fs)) = aliases.iter().find(|(member, _)| *member == num) {
+                num = *fs;
+            }
+        }
+        Some(format!("{}:{}", num.0, num.1))
+    }
+
+    /// Names the stack frames and the transaction caller from /proc/kallsyms.
+    fn symbolize(&mut self, raw: &freeze_common::RawEvent, ev: &mut Event, loaded: &Loaded) {
+        let caller = ev.txn.as_ref().and_then(|_| (raw.arg != 0).then_some(raw.arg));
+        if raw.stack_id == 0 && caller.is_none() {
+            return;
+        }
+        if self.ksyms.is_none() {
+            let loaded = self.ksyms_loading.take().and_then(|h| h.join().ok());
+            self.ksyms = Some(loaded.unwrap_or_else(Ksyms::load));
+        }
+        let Some(ksyms) = self.ksyms.as_ref() else { return };
+        if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {
+            txn.caller = Some(ksyms.name(addr));
+        }
+        if let Some(frames) = loaded.stack(raw.stack_id) {
+            ev.stack = Some(frames.into_iter().map(|ip| ksyms.name(ip)).collect());
+        }
+    }
+}

@@ -10,6 +10,8 @@ mod messages;
 mod mounts;
 mod reorder;
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

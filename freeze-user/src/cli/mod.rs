@@ -131,6 +131,11 @@ enum Cmd {
         /// Flag freezes longer than this as `long-freeze`.
         #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
         long_freeze: Duration,
+        /// Keep the newest N events in the event log (older ones scroll off; counts, summaries
+        /// and findings stay complete).
+        #[arg(long, value_name = "N", default_value_t = crate::tui::app::DEFAULT_EVENT_LOG,
+              value_parser = parse_event_log)]
+        event_log: usize,
         #[command(flatten)]
         deny_mounts: DenyArg,
     },
@@ -312,6 +317,14 @@ fn read_trace_file(path: &std::path::Path) -> Result<trace::Contents, String> {
     records.map(trace::Contents::from_records).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+fn parse_event_log(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("the event log needs room for at least 1 event".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
@@ -450,13 +463,21 @@ pub fn main() -> ExitCode {
             };
             judge(&contents, &list, &args, &trace.display().to_string())
         }
-        Cmd::Tui { replay, speed, out, long_freeze, deny_mounts } => {
+        Cmd::Tui { replay, speed, out, long_freeze, event_log, deny_mounts } => {
             let deny_mounts = deny_mounts.mode();
             let result = match replay {
-                Some(path) => {
-                    crate::tui::run::replay(path, speed, correlate::Options::with_long_freeze(long_freeze))
-                }
-                None => crate::tui::run::live(crate::tui::run::LiveOptions { out, long_freeze, deny_mounts }),
+                Some(path) => crate::tui::run::replay(
+                    path,
+                    speed,
+                    correlate::Options::with_long_freeze(long_freeze),
+                    event_log,
+                ),
+                None => crate::tui::run::live(crate::tui::run::LiveOptions {
+                    out,
+                    long_freeze,
+                    event_log,
+                    deny_mounts,
+                }),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,12 @@
-//! The TUI's state. Everything the screen shows is derived from `events` by the same correlation
-//! that `report` and `check` run, so the three never disagree.
-use std::collections::HashMap;
+//! The TUI's state. Every event is applied once to the same streaming correlator that `record`,
+//! `report` and `check` use, so the screens never disagree with them; the event log keeps only
+//! the newest events.
+use std::collections::{BTreeMap, VecDeque};
 
 use freeze_model::{
-    correlate::{self, Analysis, Finding, SbState, Summary},
-    event::{Event, EventKind},
+    correlate::{self, Correlator, Finding, FindingKind, SbState, Summary},
+    deny::DenyMode,
+    event::Event,
     trace::{Counters, Header},
 };
 
@@ -49,19 +51,33 @@ pub enum Action {
     Slower,
 }
 
+/// Events the log keeps by default (`--event-log`): the newest; counts, summaries and findings
+/// stay complete however many drop off.
+pub const DEFAULT_EVENT_LOG: usize = 100_000;
+
 pub struct App {
     pub mode: Mode,
     pub header: Option<Header>,
-    /// Events applied so far, in arrival order.
-    pub events: Vec<Event>,
-    /// Events that arrived while paused (live): applied on resume.
-    pub held: Vec<Event>,
-    pub analysis: Analysis,
+    /// The newest events applied, oldest first, at most `log_capacity`.
+    pub events: VecDeque<Event>,
+    pub log_capacity: usize,
+    /// Events that arrived while paused (live): applied on resume. Bounded like the log: under a
+    /// flood the oldest held event is applied to make room, so nothing is lost.
+    pub held: VecDeque<Event>,
+    /// Every finding so far but the exempt ones (counted in `exempt`), in time order.
+    pub findings: Vec<Finding>,
+    pub exempt: usize,
+    /// What ending the stream now would add: writers still waiting, filesystems still frozen.
+    pub open_findings: Vec<Finding>,
+    /// Per superblock, as of `now_ns`.
+    pub summaries: BTreeMap<String, Summary>,
     pub counters: Counters,
     pub trace_file: Option<String>,
     /// "Now" in the events' clock (CLOCK_MONOTONIC ns): live, the real clock; replay, the
     /// replay position.
     pub now_ns: u64,
+    /// The first event's time (where the timeline starts when the recording is short).
+    pub first_ts: Option<u64>,
     pub focus: Pane,
     /// Selected row in the superblocks table and in the findings list.
     pub sb_selected: usize,
@@ -73,22 +89,31 @@ pub struct App {
     pub filter_editing: bool,
     pub events_per_sec: f64,
     pub should_quit: bool,
-    /// Set when `events` changed since the last analysis.
+    /// Set when something was applied since the last refresh.
     dirty: bool,
-    opts: correlate::Options,
+    correlator: Correlator,
 }
 
 impl App {
-    pub fn new(mode: Mode, opts: correlate::Options) -> Self {
+    /// `opts` as for `report`; a replay's events come sorted, so its reorder window is not needed.
+    pub fn new(mode: Mode, mut opts: correlate::Options) -> Self {
+        if matches!(mode, Mode::Replay { .. }) {
+            opts.reorder_window_ns = 0;
+        }
         Self {
             mode,
             header: None,
-            events: Vec::new(),
-            held: Vec::new(),
-            analysis: Analysis::default(),
+            events: VecDeque::new(),
+            log_capacity: DEFAULT_EVENT_LOG,
+            held: VecDeque::new(),
+            findings: Vec::new(),
+            exempt: 0,
+            open_findings: Vec::new(),
+            summaries: BTreeMap::new(),
             counters: Counters::default(),
             trace_file: None,
             now_ns: 0,
+            first_ts: None,
             focus: Pane::Superblocks,
             sb_selected: 0,
             finding_selected: 0,
@@ -100,31 +125,63 @@ impl App {
             events_per_sec: 0.0,
             should_quit: false,
             dirty: false,
-            opts,
+            correlator: Correlator::new(opts),
         }
     }
 
     pub fn push_event(&mut self, ev: Event) {
-        if self.paused {
-            self.held.push(ev);
-        } else {
-            self.now_ns = self.now_ns.max(ev.ts_ns);
-            self.events.push(ev);
-            self.dirty = true;
+        if !self.paused {
+            self.apply_event(ev);
+            return;
+        }
+        if self.held.len() >= self.log_capacity
+            && let Some(oldest) = self.held.pop_front()
+        {
+            self.apply_event(oldest);
+        }
+        self.held.push_back(ev);
+    }
+
+    fn apply_event(&mut self, ev: Event) {
+        self.now_ns = self.now_ns.max(ev.ts_ns);
+        self.first_ts = Some(self.first_ts.map_or(ev.ts_ns, |t| t.min(ev.ts_ns)));
+        if self.events.len() >= self.log_capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back(ev.clone());
+        let found = self.correlator.push(ev);
+        self.add_findings(found);
+        self.dirty = true;
+    }
+
+    fn add_findings(&mut self, found: Vec<Finding>) {
+        for f in found {
+            if f.kind == FindingKind::Exempt {
+                self.exempt += 1;
+                continue;
+            }
+            // Findings arrive nearly in time order: this is an append but for the stragglers.
+            let at = self.findings.partition_point(|g| g.ts_ns <= f.ts_ns);
+            self.findings.insert(at, f);
         }
     }
 
-    /// Re-runs the correlation when something changed, with "now" as the end of recording (so
-    /// a filesystem frozen right now shows as frozen, with its clock running).
+    /// Brings the view to `now_ns`: time-based findings, and what ending now would add (a
+    /// filesystem frozen right now shows as frozen, with its clock running). Nothing is
+    /// re-analysed: the correlator has applied every event once.
     pub fn refresh(&mut self, now_ns: u64) {
         if now_ns > self.now_ns {
             self.now_ns = now_ns;
             self.dirty = true;
         }
         if self.dirty {
-            self.analysis = correlate::analyze(&self.events, &self.opts, Some(self.now_ns));
+            let found = self.correlator.tick(self.now_ns);
+            self.add_findings(found);
+            let (summaries, open) = self.correlator.view_at(self.now_ns);
+            self.summaries = summaries;
+            self.open_findings = open;
             self.dirty = false;
-            self.sb_selected = self.sb_selected.min(self.analysis.summaries.len().saturating_sub(1));
+            self.sb_selected = self.sb_selected.min(self.summaries.len().saturating_sub(1));
             self.finding_selected =
                 self.finding_selected.min(self.visible_findings().len().saturating_sub(1));
         }
@@ -132,7 +189,7 @@ impl App {
 
     /// Superblocks, frozen ones first, then by device.
     pub fn superblock_rows(&self) -> Vec<(&String, &Summary)> {
-        let mut rows: Vec<(&String, &Summary)> = self.analysis.summaries.iter().collect();
+        let mut rows: Vec<(&String, &Summary)> = self.summaries.iter().collect();
         let rank = |s: &Summary| match s.state {
             SbState::Frozen => 0,
             SbState::Freezing | SbState::Thawing => 1,
@@ -152,19 +209,27 @@ impl App {
     /// the filesystem FROZEN with its clock running.
     pub fn visible_findings(&self) -> Vec<&Finding> {
         let live = self.mode == Mode::Live;
-        let mut f: Vec<&Finding> = self
-            .analysis
-            .findings
-            .iter()
-            .filter(|f| f.kind != correlate::FindingKind::Exempt)
-            .filter(|f| !(live && f.kind == correlate::FindingKind::LeftFrozen))
-            .collect();
-        f.reverse();
-        f
+        let mut open: Vec<&Finding> =
+            self.open_findings.iter().filter(|f| !(live && f.kind == FindingKind::LeftFrozen)).collect();
+        open.sort_by_key(|f| f.ts_ns);
+        // Merge the two time-ordered lists, then newest first.
+        let mut out = Vec::with_capacity(self.findings.len() + open.len());
+        let (mut a, mut b) = (self.findings.iter().peekable(), open.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if y.ts_ns < x.ts_ns => b.next(),
+                (Some(_), _) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            out.extend(next);
+        }
+        out.reverse();
+        out
     }
 
     pub fn exempt_count(&self) -> usize {
-        self.analysis.findings.iter().filter(|f| f.kind == correlate::FindingKind::Exempt).count()
+        self.exempt
     }
 
     /// Events matching the filter, newest first. The filter is space-separated terms, all of
@@ -175,33 +240,17 @@ impl App {
         self.events.iter().rev().filter(|e| terms.iter().all(|t| matches_term(e, t))).collect()
     }
 
-    /// Events of the selected finding's superblock around it (for the detail pane).
+    /// Events of the selected finding's superblock around it (for the detail pane), from the log.
     pub fn events_around(&self, f: &Finding, n: usize) -> Vec<&Event> {
         let same: Vec<&Event> = self.events.iter().filter(|e| e.sb.id == f.sb.id).collect();
         let at = same.partition_point(|e| e.ts_ns < f.ts_ns);
         same[at.saturating_sub(n)..(at + n).min(same.len())].to_vec()
     }
 
-    /// Frozen windows per superblock id, (start, end or None while still frozen), in the events'
-    /// clock: from a successful freeze's return to the thaw that returns the level to 0.
-    pub fn freeze_windows(&self) -> HashMap<String, Vec<(u64, Option<u64>)>> {
-        let mut out: HashMap<String, Vec<(u64, Option<u64>)>> = HashMap::new();
-        let mut events: Vec<&Event> = self.events.iter().collect();
-        events.sort_by_key(|e| e.ts_ns);
-        for e in events {
-            let windows = out.entry(e.sb.id.clone()).or_default();
-            let open = windows.last().is_some_and(|w| w.1.is_none());
-            match e.kind {
-                EventKind::FreezeEnd if e.ret == Some(0) && !open => windows.push((e.ts_ns, None)),
-                EventKind::ThawEnd if e.ret == Some(0) && e.level_after == Some(0) && open => {
-                    if let Some(w) = windows.last_mut() {
-                        w.1 = Some(e.ts_ns);
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
+    /// Frozen windows per superblock id, (start, end or None while still frozen): the
+    /// correlator's, so the timeline and the table never disagree about when it was frozen.
+    pub fn freeze_windows(&self) -> BTreeMap<&str, Vec<(u64, Option<u64>)>> {
+        self.correlator.windows()
     }
 
     pub fn apply(&mut self, action: Action) {
@@ -214,7 +263,7 @@ impl App {
                     self.paused = !self.paused;
                     if !self.paused {
                         for ev in std::mem::take(&mut self.held) {
-                            self.push_event(ev);
+                            self.apply_event(ev);
                         }
                     }
                 }
@@ -229,7 +278,7 @@ impl App {
             Action::Up | Action::Down => {
                 let down = action == Action::Down;
                 let (sel, len) = match self.focus {
-                    Pane::Superblocks => (&mut self.sb_selected, self.analysis.summaries.len()),
+                    Pane::Superblocks => (&mut self.sb_selected, self.summaries.len()),
                     Pane::Findings => {
                         let len = self.visible_findings().len();
                         (&mut self.finding_selected, len)
@@ -280,7 +329,7 @@ fn matches_term(e: &Event, term: &str) -> bool {
             "sb" => {
                 return e.sb.dev == value || e.sb.mountpoint.as_deref() == Some(value) || e.sb.id == value;
             }
-            "kind" => return kind_name(e.kind) == value,
+            "kind" => return e.kind.as_str() == value,
             "pid" => return e.pid.to_string() == value || e.tid.to_string() == value,
             "comm" => return lower(&e.comm).contains(&lower(value)),
             _ => {}
@@ -289,32 +338,15 @@ fn matches_term(e: &Event, term: &str) -> bool {
     lower(&event_line(e)).contains(&lower(term))
 }
 
-pub fn kind_name(k: EventKind) -> &'static str {
-    match k {
-        EventKind::FreezeBegin => "freeze_begin",
-        EventKind::FreezeEnd => "freeze_end",
-        EventKind::ThawBegin => "thaw_begin",
-        EventKind::ThawEnd => "thaw_end",
-        EventKind::BlockWrite => "block_write",
-        EventKind::WriterBlocked => "writer_blocked",
-        EventKind::WriterUnblocked => "writer_unblocked",
-        EventKind::TxnStart => "txn_start",
-        EventKind::MountBegin => "mount_begin",
-        EventKind::MountEnd => "mount_end",
-        EventKind::WriteDone => "write_done",
-        EventKind::MountDenied => "mount_denied",
-    }
-}
-
 /// One line describing an event, for the log and for text search.
 pub fn event_line(e: &Event) -> String {
     // mount(2) events name no superblock (the call does not know it yet).
-    let fs = if e.sb.id == "0x0" {
+    let fs = if !e.sb.is_known() {
         "-".to_owned()
     } else {
         format!("{} {}", e.sb.dev, e.sb.mountpoint.as_deref().unwrap_or(&e.sb.fstype))
     };
-    let mut s = format!("{:<16} {}[{}] {fs}", kind_name(e.kind), e.comm, e.pid);
+    let mut s = format!("{:<16} {}[{}] {fs}", e.kind.as_str(), e.comm, e.pid);
     if let Some(l) = e.level_after {
         s.push_str(&format!(" level {l}"));
     }
@@ -334,7 +366,7 @@ pub fn event_line(e: &Event) -> String {
         s.push_str(&format!(" {}", t.caller.as_deref().unwrap_or("")));
     }
     if let Some(d) = &e.denial {
-        let verdict = if d.mode == freeze_model::deny::DenyMode::Enforce { "denied" } else { "would deny" };
+        let verdict = if d.mode == DenyMode::Enforce { "denied" } else { "would deny" };
         s.push_str(&format!(" {verdict} at {}", d.lsm_hook));
     }
     s

@@ -68,7 +68,7 @@ fn handle_input(app: &mut App, wait: Duration) -> Result<()> {
     Ok(())
 }
 
-pub fn replay(path: PathBuf, speed: f64, opts: correlate::Options) -> Result<()> {
+pub fn replay(path: PathBuf, speed: f64, opts: correlate::Options, event_log: usize) -> Result<()> {
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let contents = Contents::from_records(
         read_trace(std::io::BufReader::new(file)).map_err(|e| anyhow!("{}: {e}", path.display()))?,
@@ -77,6 +77,7 @@ pub fn replay(path: PathBuf, speed: f64, opts: correlate::Options) -> Result<()>
     events.sort_by_key(|e| e.ts_ns);
     let first_ts = events.first().map(|e| e.ts_ns).unwrap_or(0);
     let mut app = App::new(Mode::Replay { speed, playing: true, position: 0, total: events.len() }, opts);
+    app.log_capacity = event_log;
     app.header = contents.header;
     if let Some(f) = &contents.footer {
         app.counters = f.counters.clone();
@@ -90,6 +91,7 @@ pub fn replay(path: PathBuf, speed: f64, opts: correlate::Options) -> Result<()>
     let mut clock = first_ts as f64; // replay position, in the trace's clock
     let mut last = Instant::now();
     let mut next = 0usize;
+    let mut applied = 0usize;
     while !app.should_quit {
         let elapsed = last.elapsed();
         last = Instant::now();
@@ -97,19 +99,19 @@ pub fn replay(path: PathBuf, speed: f64, opts: correlate::Options) -> Result<()>
             if *playing {
                 clock += elapsed.as_nanos() as f64 * *speed;
             }
-            let mut applied = 0;
-            while next < events.len() && (events[next].ts_ns as f64) <= clock && applied < BATCH {
+            let batch_end = (next + BATCH).min(events.len());
+            while next < batch_end && (events[next].ts_ns as f64) <= clock {
                 next += 1;
-                applied += 1;
             }
             *position = next;
             if next == events.len() {
                 *playing = false;
             }
         }
-        for ev in events[app.events.len()..next].iter().cloned() {
+        for ev in events[applied..next].iter().cloned() {
             app.push_event(ev);
         }
+        applied = next;
         let end = if next == events.len() {
             // At the end, the clock stops where the recording stopped.
             contents_end(&app).unwrap_or(events.last().map_or(first_ts, |e| e.ts_ns))
@@ -131,6 +133,8 @@ fn contents_end(app: &App) -> Option<u64> {
 pub struct LiveOptions {
     pub out: Option<PathBuf>,
     pub long_freeze: Duration,
+    /// Events the log keeps.
+    pub event_log: usize,
     pub deny_mounts: Option<freeze_model::deny::DenyMode>,
 }
 
@@ -172,6 +176,7 @@ pub fn live(opts: LiveOptions) -> Result<()> {
         }
     };
     let mut app = App::new(Mode::Live, correlate::Options::with_long_freeze(opts.long_freeze));
+    app.log_capacity = opts.event_log;
     app.header = Some(header);
     app.trace_file = trace_file;
     let result = live_loop(&mut app, &tap_rx);

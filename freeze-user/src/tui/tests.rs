@@ -260,3 +260,31 @@ fn q_and_ctrl_c_quit_even_over_overlays() {
     app.apply(action_for(&app, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     assert!(app.should_quit);
 }
+
+#[test]
+fn the_event_log_keeps_the_newest_events_while_counts_stay_complete() {
+    let contents = Contents::from_records(read_trace(FIXTURE.as_bytes()).expect("fixture parses"));
+    let mut app = App::new(Mode::Live, correlate::Options::default());
+    app.log_capacity = 3;
+    let n = contents.events.len();
+    for ev in contents.events.iter().cloned() {
+        app.push_event(ev);
+    }
+    // Live, the newest events wait out the reorder window: the clock has passed it here.
+    app.refresh(contents.end_ns().expect("footer") + correlate::DEFAULT_REORDER_NS);
+    assert_eq!(app.events.len(), 3, "only the newest 3 of {n}");
+    assert_eq!(app.events.back(), contents.events.last(), "the newest is kept");
+    let s = app.summaries.values().find(|s| s.freezes > 0).expect("the frozen filesystem");
+    assert_eq!((s.freezes, s.thaws, s.slips, s.blocked_writers, s.mounts_while_frozen), (1, 1, 1, 1, 1));
+    // The same counts as with room for every event.
+    let mut full = app_with(Mode::Live);
+    full.refresh(contents.end_ns().expect("footer") + correlate::DEFAULT_REORDER_NS);
+    assert_eq!(app.summaries, full.summaries);
+    assert_eq!(app.visible_findings().len(), full.visible_findings().len());
+    // Paused, held events are bounded the same way: the oldest is applied to make room.
+    app.apply(Action::TogglePause);
+    for ev in contents.events.iter().take(5).cloned() {
+        app.push_event(ev);
+    }
+    assert_eq!(app.held.len(), 3);
+}

@@ -159,7 +159,7 @@ impl App {
     /// One bar per superblock: frozen windows (█), freezing/thawing now (▒), slips (!) and mounts
     /// that landed while frozen (M) over the last span of time.
     fn render_timeline(&self, area: Rect, buf: &mut Buffer) {
-        let first = self.events.iter().map(|e| e.ts_ns).min().unwrap_or(self.now_ns);
+        let first = self.first_ts.unwrap_or(self.now_ns);
         let span = self.now_ns.saturating_sub(first).clamp(1_000_000_000, 60_000_000_000);
         let start = self.now_ns.saturating_sub(span);
         let block = Block::new().borders(Borders::ALL).title(format!(" Timeline (last {}) ", secs(span)));
@@ -178,7 +178,7 @@ impl App {
         let mut lines = Vec::new();
         for (id, s) in self.superblock_rows() {
             let mut bar = vec![' '; width];
-            for (from, to) in windows.get(id).map(Vec::as_slice).unwrap_or_default() {
+            for (from, to) in windows.get(id.as_str()).map(Vec::as_slice).unwrap_or_default() {
                 let to = to.unwrap_or(self.now_ns);
                 if to < start {
                     continue;
@@ -191,7 +191,7 @@ impl App {
             if matches!(s.state, SbState::Freezing | SbState::Thawing) {
                 bar[width - 1] = '▒';
             }
-            for f in self.analysis.findings.iter().filter(|f| &f.sb.id == id) {
+            for f in self.findings.iter().filter(|f| &f.sb.id == id) {
                 let mark = match f.kind {
                     FindingKind::Slip => '!',
                     FindingKind::MountWhileFrozen => 'M',

@@ -6,6 +6,8 @@
 //! only ever added, never reused.
 #![no_std]
 
+pub mod tp;
+
 /// Event kinds (`RawEvent::kind`). Stable numbers.
 pub mod kind {
     /// A freeze of a superblock started (FIFREEZE entry, or `freeze_super` entry).

@@ -1,5 +1,6 @@
 //! Reads tracepoint format files (`/sys/kernel/tracing/events/<cat>/<name>/format`) so the loader
 //! can check that the record offsets the programs use are the ones this kernel has.
+use freeze_common::tp::TpField;
 use std::collections::HashMap;
 
 /// A field of a tracepoint record.
@@ -38,18 +39,18 @@ pub fn parse(text: &str) -> HashMap<String, Field> {
 }
 
 /// Checks `expected` (name, offset, size) against the format file of `category/name`.
-pub fn check(category: &str, name: &str, expected: &[(&str, usize, usize)]) -> Result<(), String> {
+pub fn check(category: &str, name: &str, expected: &[TpField]) -> Result<(), String> {
     let path = format!("{}/events/{category}/{name}/format", crate::host::kernel::TRACEFS);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     check_text(&text, expected).map_err(|e| format!("{category}:{name}: {e}"))
 }
 
-pub fn check_text(text: &str, expected: &[(&str, usize, usize)]) -> Result<(), String> {
+pub fn check_text(text: &str, expected: &[TpField]) -> Result<(), String> {
     let fields = parse(text);
-    for (field, off, size) in expected {
-        match fields.get(*field) {
+    for &TpField { name: field, offset: off, size } in expected {
+        match fields.get(field) {
             // A scalar must match exactly; of an array the program may read a prefix.
-            Some(f) if f.offset == *off && (f.size == *size || (f.array && f.size > *size)) => {}
+            Some(f) if f.offset == off && (f.size == size || (f.array && f.size > size)) => {}
             Some(f) => {
                 return Err(format!(
                     "field `{field}` is at {} (size {}); the program reads it at {off} (size {size})",
@@ -65,6 +66,10 @@ pub fn check_text(text: &str, expected: &[(&str, usize, usize)]) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn f(name: &'static str, offset: usize, size: usize) -> TpField {
+        TpField { name, offset, size }
+    }
 
     const BIO_QUEUE: &str = "name: block_bio_queue
 ID: 1234
@@ -89,15 +94,15 @@ format:
 
     #[test]
     fn a_moved_or_missing_field_is_reported() {
-        assert_eq!(check_text(BIO_QUEUE, &[("dev", 8, 4), ("rwbs", 28, 10)]), Ok(()));
+        assert_eq!(check_text(BIO_QUEUE, &[f("dev", 8, 4), f("rwbs", 28, 10)]), Ok(()));
         assert_eq!(
-            check_text(BIO_QUEUE, &[("sector", 12, 8)]),
+            check_text(BIO_QUEUE, &[f("sector", 12, 8)]),
             Err("field `sector` is at 16 (size 8); the program reads it at 12 (size 8)".into())
         );
-        assert_eq!(check_text(BIO_QUEUE, &[("bytes", 28, 4)]), Err("no field `bytes`".into()));
+        assert_eq!(check_text(BIO_QUEUE, &[f("bytes", 28, 4)]), Err("no field `bytes`".into()));
         // An 8-byte read of a 10-byte array (6.18) or an 8-byte one (6.12) is fine; of a scalar it is not.
-        assert_eq!(check_text(BIO_QUEUE, &[("rwbs", 28, 8)]), Ok(()));
-        assert!(check_text(BIO_QUEUE, &[("rwbs", 28, 12)]).is_err());
-        assert!(check_text(BIO_QUEUE, &[("sector", 16, 4)]).is_err());
+        assert_eq!(check_text(BIO_QUEUE, &[f("rwbs", 28, 8)]), Ok(()));
+        assert!(check_text(BIO_QUEUE, &[f("rwbs", 28, 12)]).is_err());
+        assert!(check_text(BIO_QUEUE, &[f("sector", 16, 4)]).is_err());
     }
 }

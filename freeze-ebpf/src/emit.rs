@@ -1,0 +1,242 @@
+//! Building and sending events: counters, the begin/end pairing of operations, stacks, and the
+//! watch maps that let the hot paths filter by superblock.
+use crate::{maps::*, read::*};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+        bpf_probe_read_user_str_bytes,
+    },
+    programs::tracing::StackIdContext,
+};
+use freeze_common::{RawEvent, RawMount, counter, kind, level};
+
+#[inline(always)]
+pub(crate) fn bump(slot: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub(crate) fn hit(hook: u32) {
+    if let Some(p) = HOOK_HITS.get_ptr_mut(hook) {
+        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Everything an event carries besides the task, which `emit` reads itself.
+#[derive(Clone, Copy)]
+pub(crate) struct Emit {
+    pub(crate) kind: u32,
+    pub(crate) hook: u32,
+    pub(crate) ts_ns: u64,
+    pub(crate) begin_ts_ns: u64,
+    pub(crate) sb: u64,
+    pub(crate) level_before: u32,
+    pub(crate) level_after: u32,
+    pub(crate) holder: u32,
+    pub(crate) flags: u32,
+    pub(crate) ret: i64,
+    pub(crate) arg: u64,
+    pub(crate) bdev: u32,
+    pub(crate) stack_id: u32,
+}
+
+impl Emit {
+    #[inline(always)]
+    pub(crate) const fn new(kind: u32, hook: u32, ts_ns: u64, sb: u64) -> Self {
+        Self {
+            kind,
+            hook,
+            ts_ns,
+            begin_ts_ns: 0,
+            sb,
+            level_before: 0,
+            level_after: 0,
+            holder: 0,
+            flags: 0,
+            ret: 0,
+            arg: 0,
+            bdev: 0,
+            stack_id: 0,
+        }
+    }
+}
+
+#[inline(always)]
+pub(crate) fn emit(e: &Emit) {
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        bump(counter::RINGBUF_FULL);
+        return;
+    };
+    entry.write(RawEvent::zeroed());
+    // SAFETY: the entry was just initialised by the write above.
+    fill(unsafe { entry.assume_init_mut() }, e);
+    entry.submit(0);
+}
+
+/// Fills the common event fields; the task's ids and comm are read here.
+#[inline(always)]
+pub(crate) fn fill(ev: &mut RawEvent, e: &Emit) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ev.kind = e.kind;
+    ev.hook = e.hook;
+    ev.ts_ns = e.ts_ns;
+    ev.begin_ts_ns = e.begin_ts_ns;
+    ev.pid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.level_before = e.level_before;
+    ev.level_after = e.level_after;
+    ev.holder = e.holder;
+    ev.flags = e.flags;
+    ev.ret = e.ret;
+    ev.arg = e.arg;
+    ev.bdev = e.bdev;
+    ev.stack_id = e.stack_id;
+    fill_ident(e.sb, &mut ev.sb);
+}
+
+/// A MOUNT_BEGIN record with the call's strings (user memory; unreadable ones stay empty).
+#[inline(always)]
+pub(crate) fn emit_mount(e: &Emit, source: u64, target: u64, fstype: u64) {
+    let Some(mut entry) = EVENTS.reserve::<RawMount>(0) else {
+        bump(counter::RINGBUF_FULL);
+        return;
+    };
+    entry.write(RawMount { event: RawEvent::zeroed(), source: [0; 64], target: [0; 128], fstype: [0; 16] });
+    // SAFETY: the entry was just initialised by the write above.
+    let m = unsafe { entry.assume_init_mut() };
+    fill(&mut m.event, e);
+    // SAFETY: the helper bounds each copy by the destination and fails instead of faulting.
+    unsafe {
+        if source != 0 {
+            let _ = bpf_probe_read_user_str_bytes(source as *const u8, &mut m.source);
+        }
+        if target != 0 {
+            let _ = bpf_probe_read_user_str_bytes(target as *const u8, &mut m.target);
+        }
+        if fstype != 0 {
+            let _ = bpf_probe_read_user_str_bytes(fstype as *const u8, &mut m.fstype);
+        }
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+pub(crate) fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let level_before = read_level(sb);
+    let pending = Pending { sb, begin_ts_ns: ts, level_before, begin_kind, holder, hook };
+    if PENDING.insert(&tid, &pending, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+    if begin_kind == kind::FREEZE_BEGIN && sb != 0 {
+        watch(sb);
+    }
+    let mut e = Emit::new(begin_kind, hook, ts, sb);
+    e.level_before = level_before;
+    e.level_after = level_before;
+    e.holder = holder;
+    emit(&e);
+}
+
+#[inline(always)]
+pub(crate) fn on_end(hook: u32, ret: i64) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out at once, before any other map operation.
+    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+        return;
+    };
+    if p.hook != hook {
+        return;
+    }
+    let _ = PENDING.remove(&tid);
+    // SAFETY: the helper has no preconditions.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let level_after = read_level(p.sb);
+    // Once really unfrozen (whoever's thaw it was, and nested holders included), stop watching.
+    if level_after == level::UNFROZEN && p.sb != 0 {
+        unwatch(p.sb);
+    }
+    // Every *_END kind is its *_BEGIN kind + 1.
+    let mut e = Emit::new(p.begin_kind + 1, hook, ts, p.sb);
+    e.begin_ts_ns = p.begin_ts_ns;
+    e.level_before = p.level_before;
+    e.level_after = level_after;
+    e.holder = p.holder;
+    e.ret = ret;
+    emit(&e);
+}
+
+/// The block device behind a superblock: `s_bdev->bd_dev`, or `s_dev` without a block device.
+#[inline(always)]
+pub(crate) fn sb_bdev(sb: u64) -> u32 {
+    match read_u64(sb + off!(sb_s_bdev)) {
+        Ok(bdev) if bdev != 0 => read_u32(bdev + off!(bdev_bd_dev)).unwrap_or(0),
+        _ => read_u32(sb + off!(sb_s_dev)).unwrap_or(0),
+    }
+}
+
+#[inline(always)]
+pub(crate) fn gate_lock_addr(sb: u64, index: u64) -> u64 {
+    sb + off!(sb_rw_sem) + index * off!(rw_sem_size)
+}
+
+/// Id + 1 of the current kernel stack in `STACKS`, 0 when it could not be taken.
+#[inline(always)]
+pub(crate) fn stack_of<C: StackIdContext>(ctx: &C) -> u32 {
+    match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id as u32 + 1,
+        Err(_) => 0,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn sb_uuid(sb: u64) -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    let addr = sb + off!(sb_s_uuid);
+    // SAFETY: a fixed-size copy into an array of that size.
+    let _ = unsafe { bpf_probe_read_kernel_buf(addr as *const u8, &mut uuid) };
+    uuid
+}
+
+#[inline(always)]
+pub(crate) fn watch(sb: u64) {
+    if let Some(p) = ANY_FREEZE.get_ptr_mut(0) {
+        // SAFETY: the pointer comes from the map lookup; a racing store writes the same value.
+        unsafe { *p = 1 };
+    }
+    let mut ok = WATCHED_DEVS.insert(&sb_bdev(sb), &sb, 0).is_ok();
+    ok &= WATCHED_UUIDS.insert(&sb_uuid(sb), &sb, 0).is_ok();
+    if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
+        ok &= FROZEN_SBS.insert(&dev, &sb, 0).is_ok();
+    }
+    let mut i = 0u64;
+    while i < 3 {
+        let gate = GateLock { sb, level: i as u32 + 1, _pad: 0 };
+        ok &= GATE_LOCKS.insert(&gate_lock_addr(sb, i), &gate, 0).is_ok();
+        i += 1;
+    }
+    if !ok {
+        bump(counter::WATCH_FULL);
+    }
+}
+
+#[inline(always)]
+pub(crate) fn unwatch(sb: u64) {
+    let _ = WATCHED_DEVS.remove(&sb_bdev(sb));
+    let _ = WATCHED_UUIDS.remove(&sb_uuid(sb));
+    if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
+        let _ = FROZEN_SBS.remove(&dev);
+    }
+    let mut i = 0u64;
+    while i < 3 {
+        let _ = GATE_LOCKS.remove(&gate_lock_addr(sb, i));
+        i += 1;
+    }
+}

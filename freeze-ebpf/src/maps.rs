@@ -1,0 +1,113 @@
+//! The maps and globals every program shares, and the values they hold.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, StackTrace, lpm_trie::Key},
+};
+use freeze_common::{KernelOffsets, PATH_KEY_BYTES, counter, deny, hook};
+
+/// Filled by user space before load (`EbpfLoader::override_global`); read-only for the programs.
+#[unsafe(no_mangle)]
+pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::zeroed();
+
+/// `--deny-mounts` mode (`freeze_common::deny`), set by user space before load.
+#[unsafe(no_mangle)]
+pub(crate) static DENY_MODE: u32 = deny::OFF;
+
+/// 4 MiB: bursts of events while a freeze drains (journal starts of busy writers) must fit while
+/// user space catches up, also on slow machines (the QEMU guests lost events with 1 MiB).
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Operations that began and have not ended yet, by thread id.
+#[map]
+pub(crate) static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(4096, 0);
+
+/// Per-CPU counters, slots in `freeze_common::counter`.
+#[map]
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Block devices of superblocks that are freezing or frozen → their superblock. Block writes to
+/// any other device cost this one lookup and a counter, not a ring-buffer record.
+#[map]
+pub(crate) static WATCHED_DEVS: HashMap<u32, u64> = HashMap::with_max_entries(256, 0);
+
+/// Member block device → the `s_dev` of the btrfs filesystem it belongs to, filled by user space
+/// (btrfs has an anonymous s_dev and no s_bdev, so the programs cannot find its devices).
+#[map]
+pub(crate) static BDEV_ALIAS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+
+/// `sb->s_uuid` of watched superblocks → superblock (btrfs tracepoints name the fsid, which is it).
+#[map]
+pub(crate) static WATCHED_UUIDS: HashMap<[u8; 16], u64> = HashMap::with_max_entries(256, 0);
+
+/// Write syscalls in flight on a watched superblock's regular file, by thread id → superblock.
+#[map]
+pub(crate) static WRITING: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
+
+/// Slot 0 becomes 1 at the first freeze of this recording and stays so: until then write
+/// syscalls cost one array lookup, not an fd-to-superblock walk.
+#[map]
+pub(crate) static ANY_FREEZE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Hits per hook id (`freeze_common::hook`), per CPU.
+#[map]
+pub(crate) static HOOK_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::COUNT, 0);
+
+/// Kernel stacks of events that can become findings (block writes, transaction starts).
+#[map]
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(1024, 0);
+
+/// `&sb->s_writers.rw_sem[i]` of watched superblocks → (superblock, gate level i + 1).
+#[map]
+pub(crate) static GATE_LOCKS: HashMap<u64, GateLock> = HashMap::with_max_entries(768, 0);
+
+/// `s_dev` → superblock, for every superblock seen freezing while we run (entries go when it is
+/// really thawed). A bind mount's source is known by path only: its `s_dev` comes from
+/// `MOUNT_PATHS`, its superblock from here, and the superblock's own level decides.
+#[map]
+pub(crate) static FROZEN_SBS: HashMap<u32, u64> = HashMap::with_max_entries(256, 0);
+
+/// Mount points with a trailing '/' (bit-length prefixes) → `s_dev` of the filesystem mounted
+/// there, from user space's mountinfo. A longest-prefix match of a path names the filesystem it
+/// lies on (for absolute, canonical paths, which is what mount(8) passes).
+#[map]
+pub(crate) static MOUNT_PATHS: LpmTrie<[u8; PATH_KEY_BYTES], u32> = LpmTrie::with_max_entries(4096, 0);
+
+/// Per-CPU room for one path key (too big for the BPF stack next to everything else).
+#[map]
+pub(crate) static PATH_SCRATCH: PerCpuArray<Key<[u8; PATH_KEY_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
+
+/// Tasks waiting at a gate, by thread id.
+#[map]
+pub(crate) static WAITING: HashMap<u32, Waiting> = HashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct GateLock {
+    pub(crate) sb: u64,
+    pub(crate) level: u32,
+    pub(crate) _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Waiting {
+    pub(crate) sb: u64,
+    /// The gate semaphore waited on: only its contention_end ends the wait (the waiter may
+    /// contend other locks meanwhile, e.g. the semaphore's own waitqueue spinlock).
+    pub(crate) lock: u64,
+    pub(crate) begin_ts_ns: u64,
+    pub(crate) level: u32,
+    pub(crate) _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Pending {
+    pub(crate) sb: u64,
+    pub(crate) begin_ts_ns: u64,
+    pub(crate) level_before: u32,
+    pub(crate) begin_kind: u32,
+    pub(crate) holder: u32,
+    pub(crate) hook: u32,
+}

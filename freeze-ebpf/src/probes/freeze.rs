@@ -1,0 +1,99 @@
+//! Freeze and thaw: FIFREEZE/FITHAW ioctl tracepoints (the fallback that loads everywhere) and
+//! fentry/fexit on `freeze_super`/`thaw_super` (every freeze path).
+use crate::{emit::*, read::*};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::generated::bpf_get_func_arg,
+    macros::{fentry, fexit, tracepoint},
+    programs::{FEntryContext, FExitContext, TracePointContext},
+};
+use freeze_common::tp::sys;
+use freeze_common::{FIFREEZE, FITHAW, counter, holder, hook, kind};
+
+#[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
+pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    // SAFETY: the offsets are inside the tracepoint's record (see the format file).
+    let cmd = unsafe { ctx.read_at::<u64>(sys::IOCTL_CMD.offset) }.unwrap_or(0) as u32;
+    let begin_kind = match cmd {
+        FIFREEZE => kind::FREEZE_BEGIN,
+        FITHAW => kind::THAW_BEGIN,
+        _ => return 0,
+    };
+    bump(counter::IOCTL_SEEN);
+    hit(hook::TP_IOCTL);
+    // SAFETY: as above.
+    let fd = unsafe { ctx.read_at::<u64>(sys::FD.offset) }.unwrap_or(u64::MAX) as u32;
+    let sb = match sb_from_fd(fd) {
+        Ok(sb) => sb,
+        Err(_) => {
+            bump(counter::READ_FAILED);
+            aya_log_ebpf::warn!(&ctx, "freezewatch: no superblock for ioctl fd {}", fd);
+            0
+        }
+    };
+    on_begin(begin_kind, hook::TP_IOCTL, sb, holder::USERSPACE);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_ioctl")]
+pub fn fw_ioctl_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offset is inside the tracepoint's record.
+    let ret = unsafe { ctx.read_at::<i64>(sys::RET.offset) }.unwrap_or(0);
+    on_end(hook::TP_IOCTL, ret);
+    0
+}
+
+/// The holder (`enum freeze_holder who`, argument 1) exists from 6.6 on; before that it is unknown.
+#[inline(always)]
+pub(crate) fn holder_arg(ctx: *mut core::ffi::c_void) -> u32 {
+    if off!(freeze_super_nargs) < 2 {
+        return holder::UNKNOWN;
+    }
+    let mut who: u64 = 0;
+    // SAFETY: bpf_get_func_arg checks the index against the traced function's arity.
+    if unsafe { bpf_get_func_arg(ctx, 1, &raw mut who) } != 0 {
+        return holder::UNKNOWN;
+    }
+    who as u32
+}
+
+#[fentry(function = "freeze_super")]
+pub fn fw_freeze_super_entry(ctx: FEntryContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    bump(counter::FENTRY_SEEN);
+    hit(hook::FENTRY_FREEZE);
+    let sb: u64 = ctx.arg(0);
+    on_begin(kind::FREEZE_BEGIN, hook::FENTRY_FREEZE, sb, holder_arg(ctx.as_ptr()));
+    0
+}
+
+#[fexit(function = "freeze_super")]
+pub fn fw_freeze_super_exit(ctx: FExitContext) -> u32 {
+    let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
+    on_end(hook::FENTRY_FREEZE, ret as i64);
+    0
+}
+
+#[fentry(function = "thaw_super")]
+pub fn fw_thaw_super_entry(ctx: FEntryContext) -> u32 {
+    if off!(valid) == 0 {
+        return 0;
+    }
+    bump(counter::FENTRY_SEEN);
+    hit(hook::FENTRY_FREEZE);
+    let sb: u64 = ctx.arg(0);
+    on_begin(kind::THAW_BEGIN, hook::FENTRY_FREEZE, sb, holder_arg(ctx.as_ptr()));
+    0
+}
+
+#[fexit(function = "thaw_super")]
+pub fn fw_thaw_super_exit(ctx: FExitContext) -> u32 {
+    let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
+    on_end(hook::FENTRY_FREEZE, ret as i64);
+    0
+}

@@ -1,0 +1,9 @@
+//! The programs, one file per probe family. Each program is a `#[no_mangle]` function the loader
+//! finds by name (freeze-common's `prog` names).
+mod block;
+mod freeze;
+mod gate;
+mod lsm;
+mod mount;
+mod txn;
+mod write;

@@ -1,0 +1,90 @@
+//! Kernel reads: struct fields at the offsets user space resolved from BTF, and the superblock
+//! behind a file descriptor.
+use crate::emit::bump;
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
+    generated::bpf_get_current_task,
+};
+use freeze_common::{SbIdent, counter, level};
+
+#[inline(always)]
+pub(crate) fn read_u64(addr: u64) -> Result<u64, i32> {
+    // SAFETY: bpf_probe_read_kernel validates the address and fails instead of faulting.
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }
+}
+
+#[inline(always)]
+pub(crate) fn read_u32(addr: u64) -> Result<u32, i32> {
+    // SAFETY: as read_u64.
+    unsafe { bpf_probe_read_kernel(addr as *const u32) }
+}
+
+/// `current->files->fdt->fd[fd]->f_inode`, or an error if any step fails.
+#[inline(always)]
+pub(crate) fn inode_from_fd(fd: u32) -> Result<u64, i32> {
+    // SAFETY: the helper has no preconditions; it returns the current task's address.
+    let task = unsafe { bpf_get_current_task() };
+    let files = read_u64(task + off!(task_files))?;
+    let fdt = read_u64(files + off!(files_fdt))?;
+    let max_fds = read_u32(fdt + off!(fdtable_max_fds))?;
+    if fd >= max_fds {
+        return Err(-9); // EBADF: the ioctl itself will fail the same way.
+    }
+    let fd_array = read_u64(fdt + off!(fdtable_fd))?;
+    let file = read_u64(fd_array + (fd as u64) * 8)?;
+    read_u64(file + off!(file_f_inode))
+}
+
+/// The superblock of the file behind `fd`.
+#[inline(always)]
+pub(crate) fn sb_from_fd(fd: u32) -> Result<u64, i32> {
+    let sb = read_u64(inode_from_fd(fd)? + off!(inode_i_sb))?;
+    if sb == 0 { Err(-2) } else { Ok(sb) }
+}
+
+/// `sb->s_writers.frozen`, whose width changed from int to unsigned short in 6.6.
+#[inline(always)]
+pub(crate) fn read_level(sb: u64) -> u32 {
+    if sb == 0 {
+        return level::UNKNOWN;
+    }
+    let addr = sb + off!(sb_frozen);
+    let value = if off!(sb_frozen_size) == 2 {
+        // SAFETY: as read_u64.
+        unsafe { bpf_probe_read_kernel(addr as *const u16) }.map(u32::from)
+    } else {
+        read_u32(addr)
+    };
+    value.unwrap_or_else(|_| {
+        bump(counter::READ_FAILED);
+        level::UNKNOWN
+    })
+}
+
+#[inline(always)]
+pub(crate) fn fill_ident(sb: u64, out: &mut SbIdent) {
+    out.sb = sb;
+    if sb == 0 {
+        return;
+    }
+    let mut ok = true;
+    match read_u32(sb + off!(sb_s_dev)) {
+        Ok(dev) => out.dev = dev,
+        Err(_) => ok = false,
+    }
+    match read_u64(sb + off!(sb_s_type)).and_then(|t| read_u64(t + off!(fstype_name))) {
+        Ok(name) => {
+            // SAFETY: the helper bounds the copy by the destination length.
+            ok &= unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut out.fstype) }.is_ok();
+        }
+        Err(_) => ok = false,
+    }
+    let (id_addr, uuid_addr) = (sb + off!(sb_s_id), sb + off!(sb_s_uuid));
+    // SAFETY: fixed-size copies into arrays of exactly that size.
+    ok &= unsafe { bpf_probe_read_kernel_buf(id_addr as *const u8, &mut out.s_id) }.is_ok();
+    // SAFETY: as above.
+    ok &= unsafe { bpf_probe_read_kernel_buf(uuid_addr as *const u8, &mut out.uuid) }.is_ok();
+    if !ok {
+        bump(counter::READ_FAILED);
+    }
+}

@@ -1,22 +1,21 @@
-//! Loads the eBPF object and attaches each feature's hook chain. The only module that uses aya.
-//!
-//! Chain for freeze/thaw: fentry/fexit on `freeze_super`/`thaw_super` (sees every freeze path),
-//! then the `syscalls:sys_{enter,exit}_ioctl` tracepoints (FIFREEZE/FITHAW only). Every program
-//! detaches when the `Loaded` value is dropped, and the kernel detaches them if the process dies.
+//! Loads the eBPF object and attaches every feature of `features::FEATURES`, each by the first
+//! attempt of its chain that attaches (`attach`). Every program detaches when the `Loaded` value
+//! is dropped, and the kernel detaches them if the process dies.
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, FExit, Lsm, ProgramError, TracePoint},
 };
 use freeze_common::{KernelOffsets, counter};
 
-use freeze_common::tp::{self, TpField};
-
-use crate::{
-    bpf::module_fexit::{self, FuncBtf},
-    host::btf::Btf,
-    host::kernel,
-    host::offsets::{self, OffsetError},
+use super::{
+    attach::{self, AttachError, Modules},
+    features::{Attempt, FEATURES, MOUNT_DENIAL, Programs, WhenNone},
+    module_fexit,
+};
+use crate::host::{
+    btf::Btf,
+    kernel,
+    offsets::{self, OffsetError},
 };
 use freeze_model::{
     deny::DenyMode,
@@ -49,8 +48,29 @@ pub enum LoadError {
     DenyUnavailable(String),
 }
 
+/// The feature every recording needs.
+const FREEZE: &str = "freeze";
+
+/// How a failed attempt is listed among a feature's fallbacks: the hook, then why; a refusal by
+/// the kernel says which program type it refused.
+fn fallback(attempt: &Attempt, e: &AttachError) -> String {
+    let why = match e {
+        // The error names the hook itself when the attempt is that one program.
+        AttachError::Program { what, .. } if what == attempt.hook => e.to_string().split_off(what.len() + 2),
+        _ => e.to_string(),
+    };
+    let refused = match (&attempt.programs, e.refused()) {
+        (Programs::Lsm(_), true) => " (this kernel refuses BPF LSM programs)",
+        (Programs::Tracing(_) | Programs::ModuleFexit { .. }, true) => {
+            " (this kernel refuses fentry/fexit programs)"
+        }
+        _ => "",
+    };
+    format!("{}: {why}{refused}", attempt.hook)
+}
+
 /// Formats an error with its sources, which is where aya puts the errno and the verifier log.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(cause) = src {
@@ -82,490 +102,6 @@ pub struct Loaded {
     pub denying: bool,
     /// The mount-point table last written to the kernel (for bind-source matching).
     mount_paths: Vec<crate::bpf::mount_paths::PathKey>,
-}
-
-const LSM_PROGS: [(&str, &str); 3] = [
-    ("fw_lsm_sb_kern_mount", "sb_kern_mount"),
-    ("fw_lsm_sb_mount", "sb_mount"),
-    ("fw_lsm_move_mount", "move_mount"),
-];
-
-/// Attaches the mount-denial programs, all or none. BPF LSM programs attach even where the BPF
-/// LSM is not active, and then never run: the active list is checked first.
-fn attach_lsm(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), String> {
-    match kernel::active_lsms() {
-        Ok(list) if !list.iter().any(|l| l == "bpf") => {
-            return Err(format!(
-                "the BPF LSM is not active (/sys/kernel/security/lsm: {}); boot with \
-                 lsm={},bpf on the kernel command line",
-                list.join(","),
-                list.join(",")
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => return Err(format!("cannot read the active LSMs: {e}")),
-    }
-    let result = LSM_PROGS.iter().try_for_each(|(name, hook)| {
-        let p: &mut Lsm = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} missing from the object"))?
-            .try_into()
-            .map_err(|e: ProgramError| chain(&e))?;
-        p.load(hook, btf).map_err(|e| format!("lsm:{hook}: {}", chain(&e)))?;
-        p.attach().map_err(|e| format!("lsm:{hook}: {}", chain(&e)))?;
-        Ok::<(), String>(())
-    });
-    if result.is_err() {
-        for (name, _) in LSM_PROGS {
-            if let Some(p) = ebpf.program_mut(name).and_then(|p| <&mut Lsm>::try_from(p).ok()) {
-                let _ = p.unload();
-            }
-        }
-    }
-    result.map_err(|e| {
-        if e.contains("Operation not permitted") || e.contains("EPERM") {
-            format!("{e} (this kernel refuses BPF LSM programs)")
-        } else {
-            e
-        }
-    })
-}
-
-const FENTRY_PROGS: [(&str, &str, bool); 4] = [
-    ("fw_freeze_super_entry", "freeze_super", true),
-    ("fw_freeze_super_exit", "freeze_super", false),
-    ("fw_thaw_super_entry", "thaw_super", true),
-    ("fw_thaw_super_exit", "thaw_super", false),
-];
-
-fn attach_fentry(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), ProgramError> {
-    for (name, func, entry) in FENTRY_PROGS {
-        let prog = ebpf.program_mut(name).ok_or(ProgramError::UnexpectedProgramType)?;
-        if entry {
-            let p: &mut FEntry = prog.try_into()?;
-            p.load(func, btf)?;
-            p.attach()?;
-        } else {
-            let p: &mut FExit = prog.try_into()?;
-            p.load(func, btf)?;
-            p.attach()?;
-        }
-    }
-    Ok(())
-}
-
-fn detach_fentry(ebpf: &mut Ebpf) {
-    for (name, _, entry) in FENTRY_PROGS {
-        let Some(prog) = ebpf.program_mut(name) else { continue };
-        // Unloading detaches every link of the program; errors mean it was never loaded.
-        let _ = if entry {
-            <&mut FEntry>::try_from(prog).map(|p| p.unload())
-        } else {
-            <&mut FExit>::try_from(prog).map(|p| p.unload())
-        };
-    }
-}
-
-fn attach_ioctl_tracepoints(ebpf: &mut Ebpf) -> Result<(), ProgramError> {
-    for (name, tp) in [("fw_ioctl_enter", "sys_enter_ioctl"), ("fw_ioctl_exit", "sys_exit_ioctl")] {
-        let prog = ebpf.program_mut(name).ok_or(ProgramError::UnexpectedProgramType)?;
-        let p: &mut TracePoint = prog.try_into()?;
-        p.load()?;
-        p.attach("syscalls", tp)?;
-    }
-    Ok(())
-}
-
-/// A feature made of tracepoint programs, optionally preceded by an fexit program that is tried
-/// first where the kernel allows it. When nothing attaches, the feature is reported as
-/// unavailable and recording goes on.
-struct TpFeature {
-    feature: &'static str,
-    /// An fexit program to try first, as (program, kernel function), where fentry is allowed.
-    fexit_first: Option<(&'static str, &'static str)>,
-    /// fexit programs on a module's functions (see `module_fexit`), all required, attached
-    /// before `progs`; where they cannot attach the entry fails and the next one is tried.
-    module_fexit: Option<ModuleFexit>,
-    /// The hook name in traces and `doctor`.
-    hook: &'static str,
-    progs: &'static [TpProg],
-}
-
-/// fexit programs on functions of `module` (or of vmlinux when it is built in).
-struct ModuleFexit {
-    module: &'static str,
-    /// (program, kernel function) pairs.
-    progs: &'static [(&'static str, &'static str)],
-}
-
-const BTRFS_TXN_FEXIT: &[(&str, &str)] = &[
-    ("fw_btrfs_start_transaction_exit", "btrfs_start_transaction"),
-    ("fw_btrfs_start_transaction_rsv_exit", "btrfs_start_transaction_fallback_global_rsv"),
-    ("fw_btrfs_join_transaction_exit", "btrfs_join_transaction"),
-];
-
-/// One tracepoint program and the record fields it reads, as (name, offset, size).
-struct TpProg {
-    program: &'static str,
-    category: &'static str,
-    tracepoint: &'static str,
-    fields: &'static [TpField],
-}
-
-const TRACEPOINT_FEATURES: &[TpFeature] = &[
-    TpFeature {
-        fexit_first: None,
-        module_fexit: None,
-        feature: "block-writes",
-        hook: "tracepoint:block:block_bio_queue",
-        progs: &[TpProg {
-            program: "fw_block_bio_queue",
-            category: "block",
-            tracepoint: "block_bio_queue",
-            fields: tp::block_bio_queue::FIELDS,
-        }],
-    },
-    TpFeature {
-        fexit_first: None,
-        module_fexit: None,
-        feature: "blocked-writers",
-        hook: "tracepoint:lock:contention",
-        progs: &[
-            TpProg {
-                program: "fw_contention_begin",
-                category: "lock",
-                tracepoint: "contention_begin",
-                fields: tp::lock::BEGIN,
-            },
-            TpProg {
-                program: "fw_contention_end",
-                category: "lock",
-                tracepoint: "contention_end",
-                fields: tp::lock::END,
-            },
-        ],
-    },
-    TpFeature {
-        fexit_first: None,
-        module_fexit: None,
-        feature: "txn-ext4",
-        hook: "tracepoint:ext4:ext4_journal_start",
-        progs: &[
-            TpProg {
-                program: "fw_ext4_journal_start_sb",
-                category: "ext4",
-                tracepoint: "ext4_journal_start_sb",
-                fields: tp::ext4::JOURNAL_START_SB,
-            },
-            TpProg {
-                program: "fw_ext4_journal_start_inode",
-                category: "ext4",
-                tracepoint: "ext4_journal_start_inode",
-                fields: tp::ext4::JOURNAL_START_INODE,
-            },
-        ],
-    },
-    // Before 6.5 ext4 has one journal-start tracepoint, without the handle type.
-    TpFeature {
-        fexit_first: None,
-        module_fexit: None,
-        feature: "txn-ext4",
-        hook: "tracepoint:ext4:ext4_journal_start",
-        progs: &[TpProg {
-            program: "fw_ext4_journal_start",
-            category: "ext4",
-            tracepoint: "ext4_journal_start",
-            fields: tp::ext4::JOURNAL_START,
-        }],
-    },
-    TpFeature {
-        fexit_first: None,
-        module_fexit: None,
-        feature: "txn-xfs",
-        hook: "tracepoint:xfs:xfs_trans_alloc",
-        progs: &[TpProg {
-            program: "fw_xfs_trans_alloc",
-            category: "xfs",
-            tracepoint: "xfs_trans_alloc",
-            fields: tp::xfs::TRANS_ALLOC,
-        }],
-    },
-    // btrfs transaction handles at fexit (a start that got past the gate), commits from the
-    // tracepoint; without fexit, starts are seen where they reserve space, before the gate.
-    TpFeature {
-        fexit_first: None,
-        module_fexit: Some(ModuleFexit { module: "btrfs", progs: BTRFS_TXN_FEXIT }),
-        feature: "txn-btrfs",
-        hook: "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit",
-        progs: &[TpProg {
-            program: "fw_btrfs_transaction_commit",
-            category: "btrfs",
-            tracepoint: "btrfs_transaction_commit",
-            fields: tp::btrfs::TRANSACTION_COMMIT,
-        }],
-    },
-    TpFeature {
-        fexit_first: None,
-        module_fexit: None,
-        feature: "txn-btrfs",
-        hook: "tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
-        progs: &[
-            TpProg {
-                program: "fw_btrfs_transaction_commit",
-                category: "btrfs",
-                tracepoint: "btrfs_transaction_commit",
-                fields: tp::btrfs::TRANSACTION_COMMIT,
-            },
-            TpProg {
-                program: "fw_btrfs_space_reservation",
-                category: "btrfs",
-                tracepoint: "btrfs_space_reservation",
-                fields: tp::btrfs::SPACE_RESERVATION,
-            },
-        ],
-    },
-    TpFeature {
-        fexit_first: None,
-        module_fexit: None,
-        feature: "mounts",
-        hook: "tracepoint:syscalls:mount",
-        progs: &[
-            TpProg {
-                program: "fw_mount_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_mount",
-                fields: tp::sys::MOUNT_ENTER,
-            },
-            TpProg {
-                program: "fw_mount_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_mount",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_move_mount_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_move_mount",
-                fields: tp::sys::MOVE_MOUNT_ENTER,
-            },
-            TpProg {
-                program: "fw_move_mount_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_move_mount",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_fsopen_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_fsopen",
-                fields: tp::sys::FSOPEN_ENTER,
-            },
-            TpProg {
-                program: "fw_fsopen_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_fsopen",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_fsconfig_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_fsconfig",
-                fields: tp::sys::FSCONFIG_ENTER,
-            },
-            TpProg {
-                program: "fw_fsconfig_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_fsconfig",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_fsmount_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_fsmount",
-                fields: tp::sys::FSMOUNT_ENTER,
-            },
-            TpProg {
-                program: "fw_fsmount_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_fsmount",
-                fields: tp::sys::EXIT,
-            },
-        ],
-    },
-    TpFeature {
-        fexit_first: Some(("fw_vfs_write_exit", "vfs_write")),
-        module_fexit: None,
-        feature: "completed-writes",
-        hook: "tracepoint:syscalls:write",
-        progs: &[
-            TpProg {
-                program: "fw_write_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_write",
-                fields: tp::sys::WRITE_ENTER,
-            },
-            TpProg {
-                program: "fw_write_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_write",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_pwrite64_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_pwrite64",
-                fields: tp::sys::WRITE_ENTER,
-            },
-            TpProg {
-                program: "fw_pwrite64_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_pwrite64",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_writev_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_writev",
-                fields: tp::sys::WRITE_ENTER,
-            },
-            TpProg {
-                program: "fw_writev_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_writev",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_pwritev_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_pwritev",
-                fields: tp::sys::WRITE_ENTER,
-            },
-            TpProg {
-                program: "fw_pwritev_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_pwritev",
-                fields: tp::sys::EXIT,
-            },
-            TpProg {
-                program: "fw_pwritev2_enter",
-                category: "syscalls",
-                tracepoint: "sys_enter_pwritev2",
-                fields: tp::sys::WRITE_ENTER,
-            },
-            TpProg {
-                program: "fw_pwritev2_exit",
-                category: "syscalls",
-                tracepoint: "sys_exit_pwritev2",
-                fields: tp::sys::EXIT,
-            },
-        ],
-    },
-];
-
-/// What module programs need: each module's BTF (looked up once, before the object is loaded,
-/// since its struct offsets go into it) and the programs attached so far, which `Loaded` keeps.
-struct Modules<'a> {
-    btf: std::collections::HashMap<&'static str, Result<FuncBtf<'a>, String>>,
-    /// Every map's fd, for relocating the module programs (see `module_fexit::map_fds`).
-    map_fds: Vec<(String, std::os::fd::OwnedFd)>,
-    attached: Vec<module_fexit::Attached>,
-}
-
-fn attach_tracepoint_feature(
-    ebpf: &mut Ebpf,
-    btf: &aya::Btf,
-    spec: &TpFeature,
-    modules: &mut Modules<'_>,
-) -> ActiveHook {
-    let mut fallbacks = Vec::new();
-    let mut module_links = Vec::new();
-    if let Some(m) = &spec.module_fexit {
-        let name = spec.hook.split('+').next().unwrap_or(spec.hook);
-        let tried = if !fentry_allowed() {
-            Err("skipped (FREEZEWATCH_NO_FENTRY=1)".to_owned())
-        } else {
-            match modules.btf.get(m.module) {
-                Some(Ok(target)) => module_fexit::attach_all(&modules.map_fds, OBJECT, target, m.progs),
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(format!("the BTF of {} was not looked up", m.module)),
-            }
-        };
-        match tried {
-            Ok(links) => module_links = links,
-            Err(e) => {
-                return ActiveHook {
-                    feature: spec.feature.into(),
-                    hook: None,
-                    fallbacks: vec![format!("{name}: {e}")],
-                    limits: Some("unavailable: this feature records nothing".into()),
-                };
-            }
-        }
-    }
-    if let Some((prog, func)) = spec.fexit_first {
-        if !fentry_allowed() {
-            fallbacks.push(format!("fexit:{func}: skipped (FREEZEWATCH_NO_FENTRY=1)"));
-        } else {
-            let attached = ebpf
-                .program_mut(prog)
-                .ok_or(ProgramError::UnexpectedProgramType)
-                .and_then(<&mut FExit>::try_from)
-                .and_then(|p| {
-                    p.load(func, btf)?;
-                    p.attach().map(|_| ())
-                });
-            match attached {
-                Ok(()) => {
-                    return ActiveHook {
-                        feature: spec.feature.into(),
-                        hook: Some(format!("fexit:{func}")),
-                        fallbacks,
-                        limits: None,
-                    };
-                }
-                Err(e) => {
-                    if let Some(p) = ebpf.program_mut(prog).and_then(|p| <&mut FExit>::try_from(p).ok()) {
-                        let _ = p.unload();
-                    }
-                    fallbacks.push(format!("fexit:{func}: {}", chain(&e)));
-                }
-            }
-        }
-    }
-    let result =
-        spec.progs.iter().try_for_each(|TpProg { program: prog, category, tracepoint: tp, fields }| {
-            crate::host::tpformat::check(category, tp, fields)?;
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .ok_or_else(|| format!("program {prog} missing from the object"))?
-                .try_into()
-                .map_err(|e: ProgramError| chain(&e))?;
-            p.load().map_err(|e| chain(&e))?;
-            p.attach(category, tp).map_err(|e| chain(&e))?;
-            Ok::<(), String>(())
-        });
-    let feature = spec.feature.to_owned();
-    match result {
-        Ok(()) => {
-            modules.attached.append(&mut module_links);
-            ActiveHook { feature, hook: Some(spec.hook.into()), fallbacks, limits: None }
-        }
-        Err(e) => {
-            // Nothing of a feature that did not fully attach stays loaded.
-            for TpProg { program, .. } in spec.progs {
-                if let Some(p) = ebpf.program_mut(program).and_then(|p| <&mut TracePoint>::try_from(p).ok()) {
-                    let _ = p.unload();
-                }
-            }
-            fallbacks.push(format!("{}: {e}", spec.hook));
-            ActiveHook {
-                feature,
-                hook: None,
-                fallbacks,
-                limits: Some("unavailable: this feature records nothing".into()),
-            }
-        }
-    }
 }
 
 /// Whether to try fentry first. `FREEZEWATCH_NO_FENTRY=1` forces the tracepoint fallback, so that
@@ -603,80 +139,50 @@ impl Loaded {
             .inspect_err(|e| log::debug!("eBPF logging unavailable: {e}"))
             .ok();
 
-        let mut fallbacks = Vec::new();
-        let freeze_hook = if !fentry_allowed() {
-            fallbacks.push("fentry/fexit freeze_super: skipped (FREEZEWATCH_NO_FENTRY=1)".to_owned());
-            None
-        } else {
-            match attach_fentry(&mut ebpf, &aya_btf) {
-                Ok(()) => Some(Hook::FentryFreezeSuper),
-                Err(e) => {
-                    detach_fentry(&mut ebpf);
-                    fallbacks.push(format!("fentry/fexit freeze_super: {}", chain(&e)));
-                    None
-                }
-            }
-        };
-        let freeze_hook = match freeze_hook {
-            Some(h) => h,
-            None => match attach_ioctl_tracepoints(&mut ebpf) {
-                Ok(()) => Hook::TracepointIoctl,
-                Err(e) => {
-                    fallbacks.push(format!("tracepoint syscalls:sys_*_ioctl: {}", chain(&e)));
-                    return Err(LoadError::NoHook { feature: "freeze", reasons: fallbacks.join("; ") });
-                }
-            },
-        };
-        let limits = (freeze_hook == Hook::TracepointIoctl).then(|| {
-            "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
-             device-mapper, suspend) are not seen"
-                .to_owned()
-        });
-        let hook_name = Some(freeze_hook.as_str().to_owned());
-        let mut hooks = vec![ActiveHook { feature: "freeze".into(), hook: hook_name, fallbacks, limits }];
-        for spec in TRACEPOINT_FEATURES {
-            // Entries of one feature stand in a row, best first: the first that attaches wins,
-            // and the reasons the earlier ones failed are kept as its fallbacks.
-            if let Some(last) = hooks.last_mut().filter(|h| h.feature == spec.feature) {
-                if last.hook.is_none() {
-                    let mut next = attach_tracepoint_feature(&mut ebpf, &aya_btf, spec, &mut modules);
-                    let mut fallbacks = std::mem::take(&mut last.fallbacks);
-                    fallbacks.append(&mut next.fallbacks);
-                    next.fallbacks = fallbacks;
-                    *last = next;
-                }
-                continue;
-            }
-            hooks.push(attach_tracepoint_feature(&mut ebpf, &aya_btf, spec, &mut modules));
-        }
+        let tracing_allowed = fentry_allowed();
+        let mut hooks = Vec::new();
+        let mut freeze_hook = Hook::TracepointIoctl;
         let mut denying = false;
-        if let Some(mode) = deny {
-            match attach_lsm(&mut ebpf, &aya_btf) {
-                Ok(()) => {
-                    denying = true;
-                    hooks.push(ActiveHook {
-                        feature: "mount-denial".into(),
-                        hook: Some("lsm:sb_kern_mount+sb_mount+move_mount".into()),
-                        fallbacks: Vec::new(),
-                        limits: Some(
-                            "bind mounts are matched by their source path: relative sources and \
-                             paths through symlinks are allowed"
-                                .into(),
-                        ),
-                    });
+        for feature in FEATURES.iter().filter(|f| !f.on_request || deny.is_some()) {
+            let mut fallbacks = Vec::new();
+            let won = feature.chain.iter().find(|attempt| {
+                match attach::attach(&mut ebpf, &aya_btf, &mut modules, attempt, tracing_allowed) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        fallbacks.push(fallback(attempt, &e));
+                        false
+                    }
                 }
-                Err(e) if mode == DenyMode::Enforce => return Err(LoadError::DenyUnavailable(e)),
-                Err(e) => hooks.push(ActiveHook {
-                    feature: "mount-denial".into(),
-                    hook: None,
-                    fallbacks: vec![e],
-                    limits: Some(
-                        "nothing is denied; mounts of frozen filesystems are flagged from the mount \
-                         tracepoints (mount-while-frozen)"
-                            .into(),
-                    ),
-                }),
+            });
+            if feature.name == MOUNT_DENIAL {
+                denying = won.is_some();
+                if won.is_none() && deny == Some(DenyMode::Enforce) {
+                    return Err(LoadError::DenyUnavailable(fallbacks.join("; ")));
+                }
             }
+            let hook = match (won, &feature.when_none) {
+                (Some(attempt), _) => {
+                    if feature.name == FREEZE {
+                        freeze_hook = Hook::from_name(attempt.hook).unwrap_or(Hook::TracepointIoctl);
+                    }
+                    ActiveHook {
+                        feature: feature.name.into(),
+                        hook: Some(attempt.hook.into()),
+                        fallbacks,
+                        limits: attempt.limits.map(Into::into),
+                    }
+                }
+                (None, WhenNone::Fail) => {
+                    return Err(LoadError::NoHook { feature: feature.name, reasons: fallbacks.join("; ") });
+                }
+                (None, WhenNone::Record(limits)) => ActiveHook {
+                    feature: feature.name.into(),
+                    hook: None,
+                    fallbacks,
+                    limits: Some((*limits).into()),
+                },
+            };
+            hooks.push(hook);
         }
         Ok(Self {
             _module_programs: modules.attached,
@@ -727,7 +233,7 @@ impl Loaded {
         let pairs = crate::host::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), mounts);
         let Some(map) = self.ebpf.map_mut("BDEV_ALIAS") else { return 0 };
         let Ok(mut alias) = aya::maps::HashMap::<_, u32, u32>::try_from(map) else { return 0 };
-        let kdev = |(ma, mi): (u32, u32)| (ma << 20) | mi;
+        let kdev = |(ma, mi): (u32, u32)| freeze_common::kdev::make(ma, mi);
         pairs.iter().filter(|(member, fs)| alias.insert(kdev(*member), kdev(*fs), 0).is_ok()).count()
     }
 

@@ -1,6 +1,11 @@
-//! Loading the eBPF programs and attaching them: aya for the kernel's own functions and
-//! tracepoints, raw `bpf(2)` for module functions (`module_fexit`) and for `doctor`'s probes.
+//! Loading the eBPF programs and attaching them: `features` is the table of what attaches where
+//! (each feature a chain of attempts), `attach` the one way an attempt attaches and unloads,
+//! `loader` the session that owns them; aya for the kernel's own functions, tracepoints and
+//! LSM hooks, raw `bpf(2)` (`sys`) for module functions (`module_fexit`) and `doctor`'s probes.
+mod attach;
+mod features;
 pub mod loader;
 pub mod module_fexit;
 pub mod mount_paths;
 pub mod probe;
+pub mod sys;

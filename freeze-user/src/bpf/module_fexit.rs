@@ -11,15 +11,15 @@
 use std::{
     collections::{HashMap, HashSet},
     ffi::CString,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
 };
 
 use aya::maps::{Map, MapData};
 use aya_obj::generated::{
-    bpf_attach_type::BPF_TRACE_FEXIT, bpf_attr, bpf_btf_info, bpf_cmd, bpf_insn,
-    bpf_prog_type::BPF_PROG_TYPE_TRACING,
+    bpf_attach_type::BPF_TRACE_FEXIT, bpf_btf_info, bpf_insn, bpf_prog_type::BPF_PROG_TYPE_TRACING,
 };
 
+use super::sys::{bpf, bpf_cmd, owned, zeroed_attr};
 use crate::host::btf::{Btf, btf_kind};
 
 /// Where a function's type lives: vmlinux (built in) or a module's BTF.
@@ -71,38 +71,13 @@ pub struct Attached {
     _prog: OwnedFd,
 }
 
-/// `bpf(2)`. The attr is a zero-initialised `bpf_attr` whose unused tail the kernel checks is zero.
-fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
-    // SAFETY: `attr` is a valid, fully initialised bpf_attr of the size passed; the kernel reads
-    // and writes only within it, and pointers inside it point to live buffers of the caller.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd as libc::c_long,
-            attr as *mut bpf_attr,
-            size_of::<bpf_attr>() as libc::c_long,
-        )
-    };
-    if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(ret) }
-}
-
-fn zeroed_attr() -> bpf_attr {
-    // SAFETY: bpf_attr is a C union of integer fields; all-zero is its defined "unset" value.
-    unsafe { std::mem::zeroed() }
-}
-
-fn owned(fd: i64) -> OwnedFd {
-    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-}
-
 /// The fd of the kernel BTF object named `name` ("btrfs"), found by walking the loaded BTF ids.
 fn kernel_btf_fd(name: &str) -> Result<OwnedFd, String> {
     let mut id = 0u32;
     loop {
         let mut attr = zeroed_attr();
         attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
-        match sys_bpf(bpf_cmd::BPF_BTF_GET_NEXT_ID, &mut attr) {
+        match bpf(bpf_cmd::BPF_BTF_GET_NEXT_ID, &mut attr) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 return Err(format!("no BTF object named {name} is loaded"));
@@ -113,7 +88,7 @@ fn kernel_btf_fd(name: &str) -> Result<OwnedFd, String> {
         id = unsafe { attr.__bindgen_anon_6.next_id };
         let mut attr = zeroed_attr();
         attr.__bindgen_anon_6.__bindgen_anon_1.btf_id = id;
-        let fd = match sys_bpf(bpf_cmd::BPF_BTF_GET_FD_BY_ID, &mut attr) {
+        let fd = match bpf(bpf_cmd::BPF_BTF_GET_FD_BY_ID, &mut attr) {
             Ok(fd) => owned(fd),
             // Unloaded between the two calls.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
@@ -128,7 +103,7 @@ fn kernel_btf_fd(name: &str) -> Result<OwnedFd, String> {
         attr.info.bpf_fd = fd.as_raw_fd() as u32;
         attr.info.info_len = size_of::<bpf_btf_info>() as u32;
         attr.info.info = &raw mut info as u64;
-        sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)
+        bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)
             .map_err(|e| format!("BPF_OBJ_GET_INFO_BY_FD: {e}"))?;
         let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
         if info.kernel_btf != 0 && &buf[..len] == name.as_bytes() {
@@ -226,7 +201,7 @@ fn load_fexit(
             p.log_buf = log.as_mut_ptr() as u64;
             p.log_size = log.len() as u32;
         }
-        sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr).map(owned)
+        bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr).map(owned)
     };
     match attempt(None) {
         Ok(fd) => Ok(fd),
@@ -252,7 +227,7 @@ fn load_fexit(
 fn attach(prog: &OwnedFd) -> Result<OwnedFd, String> {
     let mut attr = zeroed_attr();
     attr.raw_tracepoint.prog_fd = prog.as_raw_fd() as u32;
-    sys_bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map(owned).map_err(|e| format!("attaching: {e}"))
+    bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map(owned).map_err(|e| format!("attaching: {e}"))
 }
 
 /// Copies of the fds of every map aya created, by name: taken right after the object is loaded,

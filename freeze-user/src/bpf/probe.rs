@@ -3,9 +3,8 @@
 //! which `bpftool feature probe` approximates but does not give for tracing and LSM programs.
 use serde::Serialize;
 
+use super::sys;
 use crate::host::btf::{Btf, btf_kind};
-
-const BPF_PROG_LOAD: libc::c_long = 5;
 
 // Program and attach types from the uapi (stable ABI numbers).
 const PROG_TRACEPOINT: u32 = 5;
@@ -64,37 +63,25 @@ const SPECS: [Spec; 5] = [
     },
 ];
 
-fn put_u32(attr: &mut [u8], at: usize, v: u32) {
-    attr[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-}
-
-fn put_u64(attr: &mut [u8], at: usize, v: u64) {
-    attr[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-}
-
 /// Loads `r0 = 0; exit` as the given type; Ok(()) or the errno.
 fn try_load(prog_type: u32, attach_type: u32, attach_btf_id: u32) -> Result<(), std::io::Error> {
     // BPF_MOV64_IMM(R0, 0); BPF_EXIT_INSN()
     let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
     let license = c"GPL";
-    // `union bpf_attr` for BPF_PROG_LOAD, up to attach_btf_obj_fd (offsets from the uapi header).
-    let mut attr = [0u8; 120];
-    put_u32(&mut attr, 0, prog_type);
-    put_u32(&mut attr, 4, insns.len() as u32);
-    put_u64(&mut attr, 8, insns.as_ptr() as u64);
-    put_u64(&mut attr, 16, license.as_ptr() as u64);
-    attr[48..56].copy_from_slice(b"fw_probe");
-    put_u32(&mut attr, 68, attach_type);
-    put_u32(&mut attr, 108, attach_btf_id);
-    // SAFETY: attr is a correctly laid out bpf_attr prefix whose pointers (insns, license) outlive
-    // the call; the kernel reads at most attr.len() bytes.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len() as u32) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+    let mut attr = sys::zeroed_attr();
+    // SAFETY: writing integer fields of the PROG_LOAD member of a zeroed union.
+    let p = unsafe { &mut attr.__bindgen_anon_3 };
+    p.prog_type = prog_type;
+    p.insn_cnt = insns.len() as u32;
+    p.insns = insns.as_ptr() as u64;
+    p.license = license.as_ptr() as u64;
+    for (dst, src) in p.prog_name.iter_mut().zip(b"fw_probe") {
+        *dst = *src as libc::c_char;
     }
-    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
-    unsafe { libc::close(fd as libc::c_int) };
-    Ok(())
+    p.expected_attach_type = attach_type;
+    p.attach_btf_id = attach_btf_id;
+    // The fd closes when dropped: the probe only asks whether the kernel accepts the type.
+    sys::bpf(sys::bpf_cmd::BPF_PROG_LOAD, &mut attr).map(sys::owned).map(drop)
 }
 
 /// Probes every program type freezewatch may use. `btf` is None when kernel BTF is unreadable.

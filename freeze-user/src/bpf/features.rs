@@ -1,0 +1,294 @@
+//! Every feature freezewatch records, as a chain of attempts, best first: the first attempt that
+//! attaches in full wins, the reasons the ones before it failed become its fallbacks, and
+//! `when_none` says what happens when none attaches. The loader walks this table; nothing else
+//! decides which program goes where.
+use freeze_common::tp::{self, TpField};
+
+/// A tracepoint program and the record fields it reads (checked against tracefs first).
+pub(super) struct TpProg {
+    pub program: &'static str,
+    pub category: &'static str,
+    pub tracepoint: &'static str,
+    pub fields: &'static [TpField],
+}
+
+/// An fentry or fexit program on a kernel function.
+pub(super) struct TracingProg {
+    pub program: &'static str,
+    pub function: &'static str,
+    pub exit: bool,
+}
+
+/// A BPF LSM program on an LSM hook.
+pub(super) struct LsmProg {
+    pub program: &'static str,
+    pub hook: &'static str,
+}
+
+/// How one attempt attaches: all of its programs, or none of them stay loaded.
+pub(super) enum Programs {
+    /// fentry/fexit on vmlinux functions (aya); needs the tracing program types.
+    Tracing(&'static [TracingProg]),
+    /// Tracepoints (aya).
+    Tracepoints(&'static [TpProg]),
+    /// fexit on a module's functions, loaded outside aya (`module_fexit`: aya 0.14 attaches to
+    /// vmlinux BTF only), then tracepoints.
+    ModuleFexit { module: &'static str, progs: &'static [TracingProg], then: &'static [TpProg] },
+    /// BPF LSM (aya), where the BPF LSM is active.
+    Lsm(&'static [LsmProg]),
+}
+
+impl Programs {
+    /// Whether this attempt uses tracing programs (fentry/fexit), which
+    /// `FREEZEWATCH_NO_FENTRY=1` turns off so that the fallbacks can be tested anywhere.
+    pub fn is_tracing(&self) -> bool {
+        matches!(self, Self::Tracing(_) | Self::ModuleFexit { .. })
+    }
+}
+
+pub(super) struct Attempt {
+    /// The hook's name in traces and `doctor` (for freeze/thaw, an `event::Hook` name).
+    pub hook: &'static str,
+    pub programs: Programs,
+    /// What this hook cannot see, when it attached.
+    pub limits: Option<&'static str>,
+}
+
+/// What happens when no attempt of a feature attaches.
+pub(super) enum WhenNone {
+    /// Recording cannot do its job without it: loading fails.
+    Fail,
+    /// Recording goes on; the feature is reported with this limit.
+    Record(&'static str),
+}
+
+pub(super) struct Feature {
+    pub name: &'static str,
+    pub chain: &'static [Attempt],
+    pub when_none: WhenNone,
+    /// Attached only when `--deny-mounts` asks for it.
+    pub on_request: bool,
+}
+
+/// What every feature that records nothing says.
+const RECORDS_NOTHING: &str = "unavailable: this feature records nothing";
+
+const fn tp(
+    program: &'static str,
+    category: &'static str,
+    tracepoint: &'static str,
+    fields: &'static [TpField],
+) -> TpProg {
+    TpProg { program, category, tracepoint, fields }
+}
+
+const fn fexit(program: &'static str, function: &'static str) -> TracingProg {
+    TracingProg { program, function, exit: true }
+}
+
+const fn fentry(program: &'static str, function: &'static str) -> TracingProg {
+    TracingProg { program, function, exit: false }
+}
+
+const fn attempt(hook: &'static str, programs: Programs) -> Attempt {
+    Attempt { hook, programs, limits: None }
+}
+
+const fn feature(name: &'static str, chain: &'static [Attempt]) -> Feature {
+    Feature { name, chain, when_none: WhenNone::Record(RECORDS_NOTHING), on_request: false }
+}
+
+const BTRFS_COMMIT: TpProg =
+    tp("fw_btrfs_transaction_commit", "btrfs", "btrfs_transaction_commit", tp::btrfs::TRANSACTION_COMMIT);
+
+pub(super) const FEATURES: &[Feature] = &[
+    Feature {
+        name: "freeze",
+        chain: &[
+            attempt(
+                "fentry:freeze_super",
+                Programs::Tracing(&[
+                    fentry("fw_freeze_super_entry", "freeze_super"),
+                    fexit("fw_freeze_super_exit", "freeze_super"),
+                    fentry("fw_thaw_super_entry", "thaw_super"),
+                    fexit("fw_thaw_super_exit", "thaw_super"),
+                ]),
+            ),
+            Attempt {
+                hook: "tracepoint:syscalls:ioctl",
+                programs: Programs::Tracepoints(&[
+                    tp("fw_ioctl_enter", "syscalls", "sys_enter_ioctl", tp::sys::IOCTL_ENTER),
+                    tp("fw_ioctl_exit", "syscalls", "sys_exit_ioctl", tp::sys::EXIT),
+                ]),
+                limits: Some(
+                    "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
+                     device-mapper, suspend) are not seen",
+                ),
+            },
+        ],
+        when_none: WhenNone::Fail,
+        on_request: false,
+    },
+    feature(
+        "block-writes",
+        &[attempt(
+            "tracepoint:block:block_bio_queue",
+            Programs::Tracepoints(&[tp(
+                "fw_block_bio_queue",
+                "block",
+                "block_bio_queue",
+                tp::block_bio_queue::FIELDS,
+            )]),
+        )],
+    ),
+    feature(
+        "blocked-writers",
+        &[attempt(
+            "tracepoint:lock:contention",
+            Programs::Tracepoints(&[
+                tp("fw_contention_begin", "lock", "contention_begin", tp::lock::BEGIN),
+                tp("fw_contention_end", "lock", "contention_end", tp::lock::END),
+            ]),
+        )],
+    ),
+    feature(
+        "txn-ext4",
+        &[
+            attempt(
+                "tracepoint:ext4:ext4_journal_start",
+                Programs::Tracepoints(&[
+                    tp(
+                        "fw_ext4_journal_start_sb",
+                        "ext4",
+                        "ext4_journal_start_sb",
+                        tp::ext4::JOURNAL_START_SB,
+                    ),
+                    tp(
+                        "fw_ext4_journal_start_inode",
+                        "ext4",
+                        "ext4_journal_start_inode",
+                        tp::ext4::JOURNAL_START_INODE,
+                    ),
+                ]),
+            ),
+            // Before 6.5 ext4 has one journal-start tracepoint, without the handle type.
+            attempt(
+                "tracepoint:ext4:ext4_journal_start",
+                Programs::Tracepoints(&[tp(
+                    "fw_ext4_journal_start",
+                    "ext4",
+                    "ext4_journal_start",
+                    tp::ext4::JOURNAL_START,
+                )]),
+            ),
+        ],
+    ),
+    feature(
+        "txn-xfs",
+        &[attempt(
+            "tracepoint:xfs:xfs_trans_alloc",
+            Programs::Tracepoints(&[tp(
+                "fw_xfs_trans_alloc",
+                "xfs",
+                "xfs_trans_alloc",
+                tp::xfs::TRANS_ALLOC,
+            )]),
+        )],
+    ),
+    // btrfs transaction handles at fexit (a start that got past the gate), commits from the
+    // tracepoint; without fexit, starts are seen where they reserve space, before the gate.
+    feature(
+        "txn-btrfs",
+        &[
+            attempt(
+                "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit",
+                Programs::ModuleFexit {
+                    module: "btrfs",
+                    progs: &[
+                        fexit("fw_btrfs_start_transaction_exit", "btrfs_start_transaction"),
+                        fexit(
+                            "fw_btrfs_start_transaction_rsv_exit",
+                            "btrfs_start_transaction_fallback_global_rsv",
+                        ),
+                        fexit("fw_btrfs_join_transaction_exit", "btrfs_join_transaction"),
+                    ],
+                    then: &[BTRFS_COMMIT],
+                },
+            ),
+            attempt(
+                "tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
+                Programs::Tracepoints(&[
+                    BTRFS_COMMIT,
+                    tp(
+                        "fw_btrfs_space_reservation",
+                        "btrfs",
+                        "btrfs_space_reservation",
+                        tp::btrfs::SPACE_RESERVATION,
+                    ),
+                ]),
+            ),
+        ],
+    ),
+    feature(
+        "mounts",
+        &[attempt(
+            "tracepoint:syscalls:mount",
+            Programs::Tracepoints(&[
+                tp("fw_mount_enter", "syscalls", "sys_enter_mount", tp::sys::MOUNT_ENTER),
+                tp("fw_mount_exit", "syscalls", "sys_exit_mount", tp::sys::EXIT),
+                tp("fw_move_mount_enter", "syscalls", "sys_enter_move_mount", tp::sys::MOVE_MOUNT_ENTER),
+                tp("fw_move_mount_exit", "syscalls", "sys_exit_move_mount", tp::sys::EXIT),
+                tp("fw_fsopen_enter", "syscalls", "sys_enter_fsopen", tp::sys::FSOPEN_ENTER),
+                tp("fw_fsopen_exit", "syscalls", "sys_exit_fsopen", tp::sys::EXIT),
+                tp("fw_fsconfig_enter", "syscalls", "sys_enter_fsconfig", tp::sys::FSCONFIG_ENTER),
+                tp("fw_fsconfig_exit", "syscalls", "sys_exit_fsconfig", tp::sys::EXIT),
+                tp("fw_fsmount_enter", "syscalls", "sys_enter_fsmount", tp::sys::FSMOUNT_ENTER),
+                tp("fw_fsmount_exit", "syscalls", "sys_exit_fsmount", tp::sys::EXIT),
+            ]),
+        )],
+    ),
+    feature(
+        "completed-writes",
+        &[
+            attempt("fexit:vfs_write", Programs::Tracing(&[fexit("fw_vfs_write_exit", "vfs_write")])),
+            attempt(
+                "tracepoint:syscalls:write",
+                Programs::Tracepoints(&[
+                    tp("fw_write_enter", "syscalls", "sys_enter_write", tp::sys::WRITE_ENTER),
+                    tp("fw_write_exit", "syscalls", "sys_exit_write", tp::sys::EXIT),
+                    tp("fw_pwrite64_enter", "syscalls", "sys_enter_pwrite64", tp::sys::WRITE_ENTER),
+                    tp("fw_pwrite64_exit", "syscalls", "sys_exit_pwrite64", tp::sys::EXIT),
+                    tp("fw_writev_enter", "syscalls", "sys_enter_writev", tp::sys::WRITE_ENTER),
+                    tp("fw_writev_exit", "syscalls", "sys_exit_writev", tp::sys::EXIT),
+                    tp("fw_pwritev_enter", "syscalls", "sys_enter_pwritev", tp::sys::WRITE_ENTER),
+                    tp("fw_pwritev_exit", "syscalls", "sys_exit_pwritev", tp::sys::EXIT),
+                    tp("fw_pwritev2_enter", "syscalls", "sys_enter_pwritev2", tp::sys::WRITE_ENTER),
+                    tp("fw_pwritev2_exit", "syscalls", "sys_exit_pwritev2", tp::sys::EXIT),
+                ]),
+            ),
+        ],
+    ),
+    Feature {
+        name: MOUNT_DENIAL,
+        chain: &[Attempt {
+            hook: "lsm:sb_kern_mount+sb_mount+move_mount",
+            programs: Programs::Lsm(&[
+                LsmProg { program: "fw_lsm_sb_kern_mount", hook: "sb_kern_mount" },
+                LsmProg { program: "fw_lsm_sb_mount", hook: "sb_mount" },
+                LsmProg { program: "fw_lsm_move_mount", hook: "move_mount" },
+            ]),
+            limits: Some(
+                "bind mounts are matched by their source path: relative sources and paths through \
+                 symlinks are allowed",
+            ),
+        }],
+        when_none: WhenNone::Record(
+            "nothing is denied; mounts of frozen filesystems are flagged from the mount tracepoints \
+             (mount-while-frozen)",
+        ),
+        on_request: true,
+    },
+];
+
+/// The feature `--deny-mounts` attaches.
+pub(crate) const MOUNT_DENIAL: &str = "mount-denial";

@@ -63,7 +63,65 @@ pub fn write_junit(
     suite: &str,
     seconds: f64,
 ) -> std::io::Result<()> {
-    std::fs::write(path, assertions::junit(verdicts, suite, seconds))
+    std::fs::write(path, junit(verdicts, suite, seconds))
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&apos;".into(),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => format!("&#{};", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// JUnit XML: one test case per assertion; failures carry the message and the findings.
+pub fn junit(verdicts: &[Verdict], suite: &str, seconds: f64) -> String {
+    let failures = verdicts.iter().filter(|v| !v.passed).count();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites name=\"freezewatch\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{seconds:.3}\">\n",
+        verdicts.len()
+    ));
+    x.push_str(&format!(
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{seconds:.3}\">\n",
+        xml_escape(suite),
+        verdicts.len()
+    ));
+    for v in verdicts {
+        x.push_str(&format!(
+            "    <testcase classname=\"freezewatch.assertions\" name=\"{}\" time=\"0\"",
+            xml_escape(&v.assertion.text)
+        ));
+        if v.passed {
+            x.push_str(&format!(
+                ">\n      <system-out>{}</system-out>\n    </testcase>\n",
+                xml_escape(&v.message)
+            ));
+        } else {
+            let body: Vec<String> = v
+                .findings
+                .iter()
+                .map(|f| {
+                    let stack =
+                        f.stack.as_ref().map(|s| format!("\n    {}", s.join("\n    "))).unwrap_or_default();
+                    format!("{}{stack}", f.message)
+                })
+                .collect();
+            x.push_str(&format!(
+                ">\n      <failure message=\"{}\" type=\"AssertionFailed\">{}</failure>\n    </testcase>\n",
+                xml_escape(&v.message),
+                xml_escape(&body.join("\n"))
+            ));
+        }
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
 }
 
 #[cfg(test)]

@@ -73,6 +73,17 @@ mod freeze_common_offsets {
     }
 }
 
+/// `freezewatch doctor`: exit 0 when recording can work here, 1 otherwise.
+pub fn command(json: bool) -> super::exit::Outcome {
+    let report = run();
+    if json {
+        super::args::print_json(&report)?;
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(if report.can_record { super::exit::Exit::Ok } else { super::exit::Exit::Failed })
+}
+
 pub fn run() -> Report {
     let mut problems = Vec::new();
     let privileges = Privileges::current();

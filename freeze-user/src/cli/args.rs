@@ -1,0 +1,154 @@
+//! Options several commands share (`--deny-mounts`, the assertion options), their parsers and
+//! help texts, and the helpers that read a trace and print JSON.
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use freeze_model::{
+    assertions::{self, Assertion},
+    deny::DenyMode,
+    trace,
+    units::parse_duration,
+};
+
+use super::exit::Failure;
+
+/// `--deny-mounts[=MODE]`, shared by the commands that attach.
+#[derive(clap::Args)]
+pub struct DenyArg {
+    /// While a filesystem is frozen, refuse new mounts of it (its device, a bind mount from it,
+    /// fsmount + move_mount) with EPERM (`enforce`, the default), or let them proceed and record
+    /// that they would have been denied (`audit`). Needs the BPF LSM (see `freezewatch doctor`);
+    /// without it, enforce exits 3 and audit records on, flagging instead. Other mounts are never
+    /// touched, and nothing is denied once freezewatch exits.
+    #[arg(
+        long = "deny-mounts",
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "enforce"
+    )]
+    mode: Option<DenyModeArg>,
+}
+
+/// `DenyMode` as clap parses it (the model knows nothing of clap).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DenyModeArg {
+    /// Let the mount proceed and record that it would have been denied.
+    Audit,
+    /// Refuse the mount with EPERM.
+    Enforce,
+}
+
+impl DenyArg {
+    pub fn mode(&self) -> Option<DenyMode> {
+        self.mode.map(|m| match m {
+            DenyModeArg::Audit => DenyMode::Audit,
+            DenyModeArg::Enforce => DenyMode::Enforce,
+        })
+    }
+}
+
+/// The assertion language, for the help of `run` and `check` (a macro: concat! wants literals).
+macro_rules! assert_help {
+    () => {
+        "Assertions: METRIC [@SCOPE] OP VALUE\n  \
+    METRIC  freezes thaws failed_freezes slips blocked_writers mounts_while_frozen denied_mounts\n          \
+    would_deny_mounts lost_events left_frozen (counts); max_frozen total_frozen (durations)\n  \
+    SCOPE   @/mount/point  @fs=xfs  @dev=7:0   (none: every filesystem in the trace)\n  \
+    OP      == != < <= > >=\n  \
+    Shorthands: no-slips, frozen @SCOPE (freezes >= 1), no-mounts-while-frozen, no-lost-events,\n  \
+    not-left-frozen. An --assertions file holds one per line; # starts a comment.\n\n\
+    Exit codes: 0 every assertion holds, 1 one failed, 2 bad assertion or trace (the message\n\
+    names the line and column), 3 the tracer could not run."
+    };
+}
+
+pub const RUN_HELP: &str = concat!(
+    "Example:\n  freezewatch run --assert 'frozen @/mnt/data' --assert no-slips --junit report.xml -- \\\n",
+    "      sh -c 'fsfreeze -f /mnt/data; take-snapshot; fsfreeze -u /mnt/data'\n\n",
+    assert_help!()
+);
+pub const CHECK_HELP: &str = concat!(
+    "Example:\n  freezewatch check trace.ndjson --assert no-slips --assert 'max_frozen < 2s'\n\n",
+    assert_help!()
+);
+
+/// Assertion options shared by `run` and `check`.
+#[derive(clap::Args)]
+pub struct AssertArgs {
+    /// An assertion (repeatable), e.g. `no-slips`, `frozen @/mnt/data`, `max_frozen < 2s`.
+    #[arg(long = "assert", short = 'a', value_name = "EXPR")]
+    pub asserts: Vec<String>,
+    /// A file of assertions, one per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub assertions: Option<PathBuf>,
+    /// Also write a JUnit XML report (one test case per assertion) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print the verdicts as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Freezes longer than this count as `long-freeze` findings.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
+    pub long_freeze: Duration,
+}
+
+impl AssertArgs {
+    /// Every assertion, from --assert and --assertions; the error is ready to print.
+    pub fn collect(&self) -> Result<Vec<Assertion>, String> {
+        let mut out = Vec::new();
+        for text in &self.asserts {
+            out.push(assertions::parse(text).map_err(|e| format!("--assert '{text}': {e}"))?);
+        }
+        if let Some(path) = &self.assertions {
+            let content = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            out.extend(assertions::parse_file(&content).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        if out.is_empty() {
+            return Err("no assertions: give --assert EXPR or --assertions FILE (see --help)".into());
+        }
+        Ok(out)
+    }
+}
+
+pub fn parse_event_log(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("the event log needs room for at least 1 event".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
+pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Reads a trace (`-`: stdin), or says what is wrong with it, naming the line (exit 2).
+pub fn load_trace(path: &Path) -> Result<trace::Contents, Failure> {
+    let records = if path.as_os_str() == "-" {
+        trace::read_trace(std::io::stdin().lock())
+    } else {
+        let file =
+            std::fs::File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        trace::read_trace(std::io::BufReader::new(file))
+    };
+    records.map(trace::Contents::from_records).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::failed(format!("cannot serialise the output as JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// The runtime the recorder runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
+}

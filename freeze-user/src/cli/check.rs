@@ -1,0 +1,41 @@
+//! `freezewatch check TRACE`: the assertions on a recorded trace; and the verdict step `run`
+//! shares with it, so both judge a trace the same way.
+use std::path::Path;
+
+use freeze_model::{assertions::Assertion, correlate, trace::Contents, verdicts};
+
+use super::{
+    args::{AssertArgs, load_trace, print_json},
+    exit::{Exit, Failure, Outcome},
+};
+
+pub fn command(trace: &Path, args: &AssertArgs) -> Outcome {
+    let list = args.collect().map_err(Failure::input)?;
+    let contents = load_trace(trace)?;
+    judge(&contents, &list, args, &trace.display().to_string())
+}
+
+/// Evaluates, prints and writes JUnit: `Ok` when every assertion holds, `Failed` otherwise.
+pub fn judge(contents: &Contents, list: &[Assertion], args: &AssertArgs, suite: &str) -> Outcome {
+    let opts = correlate::Options::with_long_freeze(args.long_freeze);
+    let (verdicts, rep) = verdicts::evaluate(contents, list, &opts);
+    let command_exit = contents.footer.as_ref().and_then(|f| f.command_exit);
+    let passed = verdicts.iter().all(|v| v.passed);
+    if args.json {
+        print_json(&verdicts::Summary {
+            passed,
+            verdicts: &verdicts,
+            lost_events: rep.lost_events,
+            complete: rep.complete,
+            command_exit,
+        })?;
+    } else {
+        print!("{}", verdicts::human(&verdicts, command_exit));
+    }
+    if let Some(path) = &args.junit {
+        let seconds = contents.footer.as_ref().map_or(0.0, |f| f.duration_ms as f64 / 1e3);
+        verdicts::write_junit(path, &verdicts, suite, seconds)
+            .map_err(|e| Failure::input(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(if passed { Exit::Ok } else { Exit::Failed })
+}

@@ -223,7 +223,7 @@ impl Event {
             pid: raw.pid,
             tid: raw.tid,
             comm: c_str(&raw.comm),
-            sb: Superblock::from_raw(&raw.sb, mp),
+            sb: (raw.sb.sb != 0).then(|| Superblock::from_raw(&raw.sb, mp)),
             level_before: level(raw.level_before),
             level_after: level(raw.level_after),
             holder: holder_name(raw.holder),
@@ -279,13 +279,11 @@ mod tests {
         assert_eq!((ev.level_before, ev.level_after), (Some(0), Some(4)));
         assert_eq!(ev.holder.as_deref(), Some("userspace"));
         assert_eq!((ev.ret, ev.error.as_deref()), (Some(-16), Some("EBUSY")));
-        assert_eq!(ev.sb.id, "0xffff888000001000");
-        assert_eq!(
-            (ev.sb.dev.as_str(), ev.sb.fstype.as_str(), ev.sb.s_id.as_str()),
-            ("7:3", "ext4", "loop3")
-        );
-        assert_eq!(ev.sb.uuid, "11111111-1111-1111-1111-111111111111");
-        assert_eq!(ev.sb.mountpoint.as_deref(), Some("/mnt/a"));
+        let sb = ev.sb.as_ref().expect("a superblock");
+        assert_eq!(sb.id, "0xffff888000001000");
+        assert_eq!((sb.dev.as_str(), sb.fstype.as_str(), sb.s_id.as_str()), ("7:3", "ext4", "loop3"));
+        assert_eq!(sb.uuid, "11111111-1111-1111-1111-111111111111");
+        assert_eq!(sb.mountpoint.as_deref(), Some("/mnt/a"));
     }
 
     #[test]

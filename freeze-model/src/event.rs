@@ -112,7 +112,6 @@ named_enum! {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Superblock {
     /// Kernel address of the superblock as hex: stable while the filesystem stays mounted.
-    /// `0x0` on mount(2) events, which do not know the superblock yet (see `is_known`).
     pub id: String,
     /// `major:minor` of `sb->s_dev` (btrfs uses an anonymous device, `0:NN`).
     pub dev: String,
@@ -124,15 +123,15 @@ pub struct Superblock {
     pub mountpoint: Option<String>,
 }
 
-/// The id an event carries when it names no superblock.
-const NO_SUPERBLOCK: &str = "0x0";
+/// How traces before schema 1.1 wrote "no superblock": a zeroed one with this id.
+const ZERO_SUPERBLOCK_ID: &str = "0x0";
+
+/// Reads an event's `sb`: absent, null, or (older traces) the zeroed superblock mean none.
+fn known_superblock<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Superblock>, D::Error> {
+    Ok(Option::<Superblock>::deserialize(d)?.filter(|sb| sb.id != ZERO_SUPERBLOCK_ID))
+}
 
 impl Superblock {
-    /// Whether the event names a superblock (mount(2) events do not: the call does not know it).
-    pub fn is_known(&self) -> bool {
-        self.id != NO_SUPERBLOCK
-    }
-
     /// "ext4 7:0 (/mnt/data)": how messages name a filesystem.
     pub fn describe(&self) -> String {
         let mp = self.mountpoint.as_deref().unwrap_or("?");
@@ -153,7 +152,10 @@ pub struct Event {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
-    pub sb: Superblock,
+    /// The superblock it happened to; absent on mount(2) calls, which do not know it yet (their
+    /// `mount.mounted_dev` / `source_dev` say which filesystem it was).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "known_superblock")]
+    pub sb: Option<Superblock>,
     /// `sb->s_writers.frozen` when the operation began (0 unfrozen … 4 complete); null if unread.
     pub level_before: Option<u32>,
     /// The level when the event was emitted (after the operation, for *_end).

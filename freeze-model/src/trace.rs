@@ -235,14 +235,14 @@ mod tests {
             pid: 1,
             tid: 1,
             comm: "fsfreeze".into(),
-            sb: Superblock {
+            sb: Some(Superblock {
                 id: "0x1".into(),
                 dev: "7:0".into(),
                 fstype: "xfs".into(),
                 s_id: "loop0".into(),
                 uuid: "u".into(),
                 mountpoint: None,
-            },
+            }),
             level_before: Some(4),
             level_after: Some(0),
             holder: Some("userspace".into()),
@@ -313,5 +313,20 @@ mod tests {
             let err = read_trace(text.as_bytes()).expect_err("must fail").to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
+    }
+
+    #[test]
+    fn an_event_without_a_superblock_leaves_it_out_and_old_traces_zero_superblock_reads_as_none() {
+        let mut e = event();
+        e.sb = None;
+        let mut buf = Vec::new();
+        TraceWriter::new(&mut buf).write(&Record::Event(e.clone())).expect("writes");
+        let text = String::from_utf8(buf).expect("utf8");
+        assert!(!text.contains("\"sb\""), "{text}");
+        assert_eq!(read_trace(text.as_bytes()).expect("reads"), [Record::Event(e)]);
+        // Before: mount(2) events carried a zeroed superblock.
+        let old = r#"{"v":1,"type":"event","kind":"mount_begin","hook":"tracepoint:syscalls:mount","ts_ns":1,"pid":1,"tid":1,"comm":"mount","sb":{"id":"0x0","dev":"0:0","fstype":"","s_id":"","uuid":"00000000-0000-0000-0000-000000000000"},"level_before":null,"level_after":null}"#;
+        let Record::Event(e) = &read_trace(old.as_bytes()).expect("reads")[0] else { panic!("an event") };
+        assert_eq!(e.sb, None);
     }
 }

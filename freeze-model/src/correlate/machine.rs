@@ -37,7 +37,9 @@ impl Track {
         let mut findings = Vec::new();
         for start in self.waiting.values() {
             summary.blocked_writers += 1;
-            findings.push(msg::still_waiting(start, end_ns));
+            if let Some(sb) = &start.sb {
+                findings.push(msg::still_waiting(start, sb, end_ns));
+            }
         }
         if let (Some(since), Some(sb)) = (self.frozen_since(), summary.sb.as_ref()) {
             let d = end_ns.saturating_sub(since);
@@ -176,9 +178,11 @@ impl Correlator {
                 // A mount(2) names no superblock: it becomes a finding only when it lands.
             }
             EventKind::MountDenied => {
+                // The LSM program names the frozen superblock it protected.
+                let Some(ev_sb) = ev.sb.as_ref() else { return };
                 if let Some(what) = self.mounts.denied(ev) {
-                    let t = self.tracks.entry(ev.sb.id.clone()).or_default();
-                    let sb = t.summary.sb.get_or_insert_with(|| ev.sb.clone()).clone();
+                    let t = self.tracks.entry(ev_sb.id.clone()).or_default();
+                    let sb = t.summary.sb.get_or_insert_with(|| ev_sb.clone()).clone();
                     let enforced = msg::enforced(ev);
                     if enforced {
                         t.summary.denied_mounts += 1;
@@ -204,8 +208,8 @@ impl Correlator {
         }
         // The kernel's superblock (move_mount of an fsmount fd), else the one mountinfo shows at
         // the target afterwards, else what its source belongs to (mount(2)).
-        let id = if ev.sb.is_known() {
-            ev.sb.id.clone()
+        let id = if let Some(sb) = &ev.sb {
+            sb.id.clone()
         } else {
             let dev = call.mounted_dev.as_ref().or(call.source_dev.as_ref())?;
             self.tracks.iter().find(|(_, t)| t.summary.sb.as_ref().is_some_and(|s| &s.dev == dev))?.0.clone()
@@ -215,18 +219,20 @@ impl Correlator {
             return None;
         }
         t.summary.mounts_while_frozen += 1;
-        let sb = t.summary.sb.clone().unwrap_or_else(|| ev.sb.clone());
+        let sb = t.summary.sb.clone().or_else(|| ev.sb.clone())?;
         Some(msg::mount_while_frozen(ev, call, &sb))
     }
 
     fn apply_to_superblock(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+        // Every kind handled here names its superblock; a record that does not is passed over.
+        let Some(sb) = ev.sb.as_ref() else { return };
         let long_freeze_ns = self.opts.long_freeze_ns;
-        let t = self.tracks.entry(ev.sb.id.clone()).or_default();
+        let t = self.tracks.entry(sb.id.clone()).or_default();
         if let Some(level) = ev.level_after {
             t.summary.level = level;
         }
         if t.summary.sb.as_ref().is_none_or(|s| s.mountpoint.is_none()) {
-            t.summary.sb = Some(ev.sb.clone());
+            t.summary.sb = Some(sb.clone());
         }
         let ok = ev.ret == Some(0);
         let frozen_after = ev.level_after == Some(level::COMPLETE);
@@ -244,7 +250,7 @@ impl Correlator {
             }
             EventKind::FreezeEnd => {
                 t.summary.failed_freezes += 1;
-                out.push(msg::freeze_failed(ev));
+                out.push(msg::freeze_failed(ev, sb));
                 t.summary.state =
                     if t.holders > 0 || frozen_after { SbState::Frozen } else { SbState::Unfrozen };
             }
@@ -272,7 +278,7 @@ impl Correlator {
                     t.summary.total_frozen_ns += d;
                     t.summary.max_frozen_ns = t.summary.max_frozen_ns.max(d);
                     if d > long_freeze_ns && !t.long_raised {
-                        out.push(msg::long_freeze(ev, since, d, long_freeze_ns));
+                        out.push(msg::long_freeze(ev, sb, since, d, long_freeze_ns));
                     }
                     t.long_raised = false;
                     if t.windows.len() == WINDOWS_KEPT {
@@ -284,7 +290,7 @@ impl Correlator {
             EventKind::ThawEnd => {
                 t.thawing_tid = None;
                 if ev.level_before == Some(level::UNFROZEN) || t.summary.state == SbState::Unfrozen {
-                    out.push(msg::thaw_without_freeze(ev));
+                    out.push(msg::thaw_without_freeze(ev, sb));
                 }
                 if t.summary.state == SbState::Thawing {
                     t.summary.state = SbState::Frozen;
@@ -298,24 +304,24 @@ impl Correlator {
                 if t.summary.state == SbState::Thawing && t.thawing_tid == Some(ev.tid) {
                     // thaw_super runs ->unfreeze_fs before lowering the level; ext4 writes its
                     // superblock there.
-                    out.push(msg::own_thaw_write(ev));
+                    out.push(msg::own_thaw_write(ev, sb));
                 } else {
                     t.summary.slips += 1;
-                    out.push(msg::block_slip(ev));
+                    out.push(msg::block_slip(ev, sb));
                 }
             }
             EventKind::TxnStart => match msg::txn_exemption(ev, t.thawing_tid) {
-                Some(reason) => out.push(msg::txn_exempt(ev, reason)),
+                Some(reason) => out.push(msg::txn_exempt(ev, sb, reason)),
                 None => {
                     t.summary.slips += 1;
-                    out.push(msg::txn_slip(ev));
+                    out.push(msg::txn_slip(ev, sb));
                 }
             },
             EventKind::WriteDone => {
                 // The kernel only reports writes that returned while the level was COMPLETE.
                 if frozen_after {
                     t.summary.slips += 1;
-                    out.push(msg::write_slip(ev));
+                    out.push(msg::write_slip(ev, sb));
                 }
             }
             EventKind::WriterBlocked => {
@@ -325,7 +331,7 @@ impl Correlator {
                 let start = t.waiting.remove(&ev.tid);
                 t.summary.blocked_writers += 1;
                 let begin = start.as_ref().map(|s| s.ts_ns).or(ev.begin_ts_ns).unwrap_or(ev.ts_ns);
-                out.push(msg::blocked_writer(ev, begin));
+                out.push(msg::blocked_writer(ev, sb, begin));
             }
             // Handled in `apply` (a mount(2) event names no superblock).
             EventKind::MountBegin | EventKind::MountEnd | EventKind::MountDenied => {}

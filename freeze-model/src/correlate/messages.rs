@@ -9,12 +9,12 @@ use crate::{
     units::fmt_ms,
 };
 
-fn finding(kind: FindingKind, ev: &Event, message: String) -> Finding {
+fn finding(kind: FindingKind, ev: &Event, sb: &Superblock, message: String) -> Finding {
     Finding {
         kind,
         severity: kind.severity(),
         ts_ns: ev.ts_ns,
-        sb: ev.sb.clone(),
+        sb: sb.clone(),
         pid: ev.pid,
         comm: ev.comm.clone(),
         hook: ev.hook.as_str().to_owned(),
@@ -27,8 +27,8 @@ fn finding(kind: FindingKind, ev: &Event, message: String) -> Finding {
 }
 
 /// An exempt event: `what` happened, and `reason` says why it is legitimate.
-fn exempt(ev: &Event, what: String, reason: String) -> Finding {
-    let mut f = finding(FindingKind::Exempt, ev, format!("{what}: {reason}"));
+fn exempt(ev: &Event, sb: &Superblock, what: String, reason: String) -> Finding {
+    let mut f = finding(FindingKind::Exempt, ev, sb, format!("{what}: {reason}"));
     f.exempt_reason = Some(reason);
     f
 }
@@ -42,31 +42,34 @@ fn gate_name(level: Option<u32>) -> &'static str {
     }
 }
 
-pub(super) fn freeze_failed(ev: &Event) -> Finding {
+pub(super) fn freeze_failed(ev: &Event, sb: &Superblock) -> Finding {
     let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
     let why = if ev.level_before == Some(level::COMPLETE) { " (it was already frozen)" } else { "" };
     finding(
         FindingKind::FreezeFailed,
         ev,
-        format!("freeze of {} by {}[{}] failed: {err}{why}", ev.sb.describe(), ev.comm, ev.pid),
+        sb,
+        format!("freeze of {} by {}[{}] failed: {err}{why}", sb.describe(), ev.comm, ev.pid),
     )
 }
 
-pub(super) fn thaw_without_freeze(ev: &Event) -> Finding {
+pub(super) fn thaw_without_freeze(ev: &Event, sb: &Superblock) -> Finding {
     let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
     finding(
         FindingKind::ThawWithoutFreeze,
         ev,
-        format!("{}[{}] thawed {}, which was not frozen ({err})", ev.comm, ev.pid, ev.sb.describe()),
+        sb,
+        format!("{}[{}] thawed {}, which was not frozen ({err})", ev.comm, ev.pid, sb.describe()),
     )
 }
 
 /// A freeze window that closed longer than the threshold (the thaw is `ev`).
-pub(super) fn long_freeze(ev: &Event, since: u64, d: u64, threshold: u64) -> Finding {
+pub(super) fn long_freeze(ev: &Event, sb: &Superblock, since: u64, d: u64, threshold: u64) -> Finding {
     let mut f = finding(
         FindingKind::LongFreeze,
         ev,
-        format!("{} stayed frozen for {} (threshold {})", ev.sb.describe(), fmt_ms(d), fmt_ms(threshold)),
+        sb,
+        format!("{} stayed frozen for {} (threshold {})", sb.describe(), fmt_ms(d), fmt_ms(threshold)),
     );
     f.ts_ns = since;
     f.duration_ns = Some(d);
@@ -117,25 +120,27 @@ pub(super) fn left_frozen(sb: &Superblock, since: u64, d: u64) -> Finding {
     }
 }
 
-pub(super) fn own_thaw_write(ev: &Event) -> Finding {
+pub(super) fn own_thaw_write(ev: &Event, sb: &Superblock) -> Finding {
     exempt(
         ev,
+        sb,
         format!(
             "{}[{}] wrote {} bytes to {}",
             ev.comm,
             ev.pid,
             ev.block.as_ref().map_or(0, |b| b.bytes),
-            ev.sb.describe()
+            sb.describe()
         ),
         "written during its own thaw (unfreeze_fs writing the superblock before the level drops)".into(),
     )
 }
 
-pub(super) fn block_slip(ev: &Event) -> Finding {
+pub(super) fn block_slip(ev: &Event, sb: &Superblock) -> Finding {
     let io = ev.block.as_ref();
     finding(
         FindingKind::Slip,
         ev,
+        sb,
         format!(
             "{}[{}] wrote {} bytes at sector {} of block device {} while {} was frozen: a write that \
              bypassed the freeze gate",
@@ -144,7 +149,7 @@ pub(super) fn block_slip(ev: &Event) -> Finding {
             io.map_or(0, |b| b.bytes),
             io.map_or(0, |b| b.sector),
             io.map_or("?", |b| b.dev.as_str()),
-            ev.sb.describe()
+            sb.describe()
         ),
     )
 }
@@ -189,55 +194,58 @@ pub(super) fn txn_exemption(ev: &Event, thawing_tid: Option<u32>) -> Option<Stri
     None
 }
 
-pub(super) fn txn_exempt(ev: &Event, reason: String) -> Finding {
+pub(super) fn txn_exempt(ev: &Event, sb: &Superblock, reason: String) -> Finding {
     let what =
-        format!("{} by {}[{}]{} on {}", txn_what(ev.hook), ev.comm, ev.pid, txn_caller(ev), ev.sb.describe());
-    exempt(ev, what, reason)
+        format!("{} by {}[{}]{} on {}", txn_what(ev.hook), ev.comm, ev.pid, txn_caller(ev), sb.describe());
+    exempt(ev, sb, what, reason)
 }
 
-pub(super) fn txn_slip(ev: &Event) -> Finding {
+pub(super) fn txn_slip(ev: &Event, sb: &Superblock) -> Finding {
     finding(
         FindingKind::Slip,
         ev,
+        sb,
         format!(
             "{} started by {}[{}]{} while {} was frozen: it modifies the filesystem behind the freeze",
             txn_what(ev.hook),
             ev.comm,
             ev.pid,
             txn_caller(ev),
-            ev.sb.describe()
+            sb.describe()
         ),
     )
 }
 
-pub(super) fn write_slip(ev: &Event) -> Finding {
+pub(super) fn write_slip(ev: &Event, sb: &Superblock) -> Finding {
     finding(
         FindingKind::Slip,
         ev,
+        sb,
         format!(
             "{}[{}] completed a {}-byte write to a regular file on {} while it was frozen: the write went \
              past the gate",
             ev.comm,
             ev.pid,
             ev.ret.unwrap_or(0),
-            ev.sb.describe()
+            sb.describe()
         ),
     )
 }
 
 /// A wait at the gate that ended (`ev`), which began at `begin`.
-pub(super) fn blocked_writer(ev: &Event, begin: u64) -> Finding {
+pub(super) fn blocked_writer(ev: &Event, sb: &Superblock, begin: u64) -> Finding {
     let d = ev.ts_ns.saturating_sub(begin);
     let mut f = finding(
         FindingKind::BlockedWriter,
         ev,
+        sb,
         format!(
             "{}[{}] waited {} at the {} gate of {}",
             ev.comm,
             ev.pid,
             fmt_ms(d),
             gate_name(ev.gate_level),
-            ev.sb.describe()
+            sb.describe()
         ),
     );
     f.ts_ns = begin;
@@ -246,17 +254,18 @@ pub(super) fn blocked_writer(ev: &Event, begin: u64) -> Finding {
 }
 
 /// A wait that had not ended when recording did (`start` began it).
-pub(super) fn still_waiting(start: &Event, end_ns: u64) -> Finding {
+pub(super) fn still_waiting(start: &Event, sb: &Superblock, end_ns: u64) -> Finding {
     let d = end_ns.saturating_sub(start.ts_ns);
     let mut f = finding(
         FindingKind::BlockedWriter,
         start,
+        sb,
         format!(
             "{}[{}] was still waiting at the {} gate of {} when recording ended ({} so far)",
             start.comm,
             start.pid,
             gate_name(start.gate_level),
-            start.sb.describe(),
+            sb.describe(),
             fmt_ms(d)
         ),
     );
@@ -281,15 +290,14 @@ pub(super) fn mount_denied(ev: &Event, what: &str, sb: &Superblock, enforced: bo
             sb.describe()
         )
     };
-    let mut f = finding(FindingKind::MountDenied, ev, message);
-    f.sb = sb.clone();
-    f
+    finding(FindingKind::MountDenied, ev, sb, message)
 }
 
 pub(super) fn mount_while_frozen(ev: &Event, call: &MountCall, sb: &Superblock) -> Finding {
     let mut f = finding(
         FindingKind::MountWhileFrozen,
         ev,
+        sb,
         format!(
             "{} by {}[{}] landed while {} was frozen: the snapshot's source is exposed mid-snapshot",
             call.describe(),
@@ -298,7 +306,6 @@ pub(super) fn mount_while_frozen(ev: &Event, call: &MountCall, sb: &Superblock) 
             sb.describe()
         ),
     );
-    f.sb = sb.clone();
     f.level = Some(level::COMPLETE);
     f
 }

@@ -52,7 +52,7 @@ pub(super) struct MountCalls {
     fs_sources: Recent<String>,
     /// Audit mode: threads whose fsconfig create was already judged, with the superblock id.
     /// Their move_mount of the same superblock is the same mount, judged once.
-    judged_creates: Recent<String>,
+    judged_creates: Recent<Option<String>>,
 }
 
 impl MountCalls {
@@ -79,11 +79,10 @@ impl MountCalls {
         let call = self.calls.get(ev.tid);
         let api = call.map(|c| c.api);
         let audit = ev.denial.as_ref().is_some_and(|d| d.mode == DenyMode::Audit);
+        let sb_id = ev.sb.as_ref().map(|sb| sb.id.clone());
         if audit && api == Some(MountApi::Fsconfig) {
-            self.judged_creates.insert(ev.tid, ev.sb.id.clone());
-        } else if audit
-            && api == Some(MountApi::MoveMount)
-            && self.judged_creates.get(ev.tid) == Some(&ev.sb.id)
+            self.judged_creates.insert(ev.tid, sb_id);
+        } else if audit && api == Some(MountApi::MoveMount) && self.judged_creates.get(ev.tid) == Some(&sb_id)
         {
             self.judged_creates.remove(ev.tid);
             return None;

@@ -1,7 +1,7 @@
 //! The correlator as a stream: one event at a time, out of order within the reorder window,
 //! with the clock ticking; and its memory, which must not grow with the number of events.
 use super::{
-    tests::{block_write, denied, ev, freeze, gated_mounts, kinds, mount_begin, mount_end, thaw, txn},
+    tests::{block_write, denied, ev, freeze, gated_mounts, kinds, mount_begin, mount_end, sb, thaw, txn},
     *,
 };
 use crate::{
@@ -109,7 +109,7 @@ fn a_finding_is_returned_once_the_window_has_passed_it() {
     assert!(c.push(block_write(500, 4)).is_empty(), "held: an older event may still arrive");
     // A late-arriving event from another CPU, older than the write, is applied before it.
     let mut other = block_write(480, 0);
-    other.sb.id = "0xb".into();
+    other.sb = Some(sb("0xb"));
     assert!(c.push(other).is_empty());
     let out = c.push(ev(EventKind::ThawBegin, 600, 4, 4, None));
     assert_eq!(out.iter().map(|f| f.kind).collect::<Vec<_>>(), [FindingKind::Slip]);

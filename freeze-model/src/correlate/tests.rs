@@ -24,7 +24,7 @@ pub(super) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<
         pid: 10,
         tid: 10,
         comm: "fsfreeze".into(),
-        sb: sb("0xa"),
+        sb: Some(sb("0xa")),
         level_before: Some(before),
         level_after: Some(after),
         holder: Some("userspace".into()),
@@ -150,7 +150,8 @@ pub(super) fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&st
     let mut e = ev(EventKind::MountEnd, ts, 0, 0, Some(ret));
     e.hook = Hook::TracepointSysMount;
     e.comm = "mount".into();
-    e.sb.id = sb_id.into();
+    // mount(2) names no superblock ("0x0" here); move_mount of an fsmount fd does.
+    e.sb = (sb_id != "0x0").then(|| sb(sb_id));
     e.mount = Some(crate::event::MountCall {
         api: MountApi::from_name(api).expect("a mount API"),
         source: "/dev/loop0".into(),
@@ -189,7 +190,7 @@ fn a_mount_of_a_frozen_filesystem_is_flagged_by_device_or_superblock() {
 pub(super) fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &str, flags: u64) -> Event {
     let mut e = ev(EventKind::MountBegin, ts, 0, 0, None);
     e.hook = Hook::TracepointSysMount;
-    e.sb.id = "0x0".into();
+    e.sb = None;
     e.tid = tid;
     e.mount = Some(crate::event::MountCall {
         api: MountApi::from_name(api).expect("a mount API"),
@@ -416,7 +417,7 @@ fn blocked_writers_are_reported_with_their_wait() {
 fn superblocks_are_tracked_independently() {
     let mut events: Vec<Event> = freeze(100).into();
     let mut other = block_write(500, 4);
-    other.sb = sb("0xb");
+    other.sb = Some(sb("0xb"));
     other.level_after = Some(0);
     events.push(other);
     events.extend(thaw(900, 0));

@@ -242,7 +242,8 @@ impl App {
 
     /// Events of the selected finding's superblock around it (for the detail pane), from the log.
     pub fn events_around(&self, f: &Finding, n: usize) -> Vec<&Event> {
-        let same: Vec<&Event> = self.events.iter().filter(|e| e.sb.id == f.sb.id).collect();
+        let same: Vec<&Event> =
+            self.events.iter().filter(|e| e.sb.as_ref().is_some_and(|sb| sb.id == f.sb.id)).collect();
         let at = same.partition_point(|e| e.ts_ns < f.ts_ns);
         same[at.saturating_sub(n)..(at + n).min(same.len())].to_vec()
     }
@@ -327,7 +328,9 @@ fn matches_term(e: &Event, term: &str) -> bool {
     if let Some((key, value)) = term.split_once(':') {
         match key {
             "sb" => {
-                return e.sb.dev == value || e.sb.mountpoint.as_deref() == Some(value) || e.sb.id == value;
+                return e.sb.as_ref().is_some_and(|sb| {
+                    sb.dev == value || sb.mountpoint.as_deref() == Some(value) || sb.id == value
+                });
             }
             "kind" => return e.kind.as_str() == value,
             "pid" => return e.pid.to_string() == value || e.tid.to_string() == value,
@@ -341,10 +344,9 @@ fn matches_term(e: &Event, term: &str) -> bool {
 /// One line describing an event, for the log and for text search.
 pub fn event_line(e: &Event) -> String {
     // mount(2) events name no superblock (the call does not know it yet).
-    let fs = if !e.sb.is_known() {
-        "-".to_owned()
-    } else {
-        format!("{} {}", e.sb.dev, e.sb.mountpoint.as_deref().unwrap_or(&e.sb.fstype))
+    let fs = match &e.sb {
+        Some(sb) => format!("{} {}", sb.dev, sb.mountpoint.as_deref().unwrap_or(&sb.fstype)),
+        None => "-".to_owned(),
     };
     let mut s = format!("{:<16} {}[{}] {fs}", e.kind.as_str(), e.comm, e.pid);
     if let Some(l) = e.level_after {

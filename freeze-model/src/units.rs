@@ -1,5 +1,6 @@
 //! Durations as people write them (`500ms`, `2s`, `1.5s`, `3m`, `1h`, `250us`, `10ns`), and as
-//! freezewatch prints them: `fmt_ms` in finding messages, `fmt_secs` in tables and verdicts.
+//! freezewatch prints them: `fmt_ms` in finding messages, `fmt_secs` in reports and verdicts,
+//! `fmt_clock` on the TUI.
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,9 +47,15 @@ pub fn fmt_ms(ns: u64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
 }
 
-/// "0.012s": durations in reports, verdicts and the TUI.
+/// "0.012s": durations in reports and verdicts.
 pub fn fmt_secs(ns: u64) -> String {
     format!("{:.3}s", ns as f64 / 1e9)
+}
+
+/// "2.500s", then "12.5s" from 10 s on: clocks and offsets on the TUI's narrow columns.
+pub fn fmt_clock(ns: u64) -> String {
+    let s = ns as f64 / 1e9;
+    if s < 10.0 { format!("{s:.3}s") } else { format!("{s:.1}s") }
 }
 
 #[cfg(test)]

@@ -292,3 +292,43 @@ pub(super) const FEATURES: &[Feature] = &[
 
 /// The feature `--deny-mounts` attaches.
 pub(crate) const MOUNT_DENIAL: &str = "mount-denial";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn programs_of(a: &Attempt) -> Vec<&'static str> {
+        match &a.programs {
+            Programs::Tracing(p) => p.iter().map(|p| p.program).collect(),
+            Programs::Tracepoints(p) => p.iter().map(|p| p.program).collect(),
+            Programs::ModuleFexit { progs, then, .. } => {
+                progs.iter().map(|p| p.program).chain(then.iter().map(|p| p.program)).collect()
+            }
+            Programs::Lsm(p) => p.iter().map(|p| p.program).collect(),
+        }
+    }
+
+    /// The table and the built object name the same programs, and every map user space opens by
+    /// name is in the object: a renamed program or map fails here, not at load time.
+    #[test]
+    fn the_table_and_the_names_match_the_built_object() {
+        let obj = aya_obj::Object::parse(super::super::loader::OBJECT).expect("the object parses");
+        let in_object: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
+        let in_table: BTreeSet<&str> = FEATURES.iter().flat_map(|f| f.chain).flat_map(programs_of).collect();
+        assert_eq!(in_table, in_object, "programs in the table vs in the object");
+        for map in freeze_common::names::MAPS {
+            assert!(obj.maps.contains_key(*map), "map {map} is not in the object");
+        }
+        // The globals are checked by every load: `override_global(name, _, must_exist = true)`.
+    }
+
+    #[test]
+    fn every_feature_has_a_chain_and_only_freeze_is_required() {
+        for f in FEATURES {
+            assert!(!f.chain.is_empty(), "{}", f.name);
+            assert_eq!(matches!(f.when_none, WhenNone::Fail), f.name == "freeze", "{}", f.name);
+        }
+    }
+}

@@ -5,7 +5,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
 };
-use freeze_common::{KernelOffsets, counter};
+use freeze_common::{KernelOffsets, counter, names};
 
 use super::{
     attach::{self, AttachError, Modules},
@@ -126,8 +126,8 @@ impl Loaded {
         let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("DENY_MODE", &deny_raw, true)
+            .override_global(names::OFFSETS, &offsets, true)
+            .override_global(names::DENY_MODE, &deny_raw, true)
             .load(OBJECT)?;
         let mut modules = Modules {
             btf: [("btrfs", btrfs)].into_iter().collect(),
@@ -206,7 +206,7 @@ impl Loaded {
         if keys == self.mount_paths {
             return;
         }
-        let Some(map) = self.ebpf.map_mut("MOUNT_PATHS") else { return };
+        let Some(map) = self.ebpf.map_mut(names::MOUNT_PATHS) else { return };
         let Ok(mut trie) = aya::maps::LpmTrie::<_, [u8; freeze_common::PATH_KEY_BYTES], u32>::try_from(map)
         else {
             return;
@@ -224,14 +224,14 @@ impl Loaded {
 
     /// Takes the ring buffer out (once).
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
-        RingBuf::try_from(self.ebpf.take_map("EVENTS")?).ok()
+        RingBuf::try_from(self.ebpf.take_map(names::EVENTS)?).ok()
     }
 
     /// Tells the programs which block devices belong to which btrfs filesystem (see btrfs_devs).
     /// Returns how many aliases are now known.
     pub fn refresh_btrfs_aliases(&mut self, mounts: &[crate::host::mountinfo::Mount]) -> usize {
         let pairs = crate::host::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), mounts);
-        let Some(map) = self.ebpf.map_mut("BDEV_ALIAS") else { return 0 };
+        let Some(map) = self.ebpf.map_mut(names::BDEV_ALIAS) else { return 0 };
         let Ok(mut alias) = aya::maps::HashMap::<_, u32, u32>::try_from(map) else { return 0 };
         let kdev = |(ma, mi): (u32, u32)| freeze_common::kdev::make(ma, mi);
         pairs.iter().filter(|(member, fs)| alias.insert(kdev(*member), kdev(*fs), 0).is_ok()).count()
@@ -245,7 +245,7 @@ impl Loaded {
     /// The kernel stack stored under `stack_id` (as carried in events: id + 1), innermost first.
     pub fn stack(&self, stack_id: u32) -> Option<Vec<u64>> {
         let id = stack_id.checked_sub(1)?;
-        let map = self.ebpf.map("STACKS")?;
+        let map = self.ebpf.map(names::STACKS)?;
         let stacks = aya::maps::StackTraceMap::try_from(map).ok()?;
         let trace = stacks.get(&id, 0).ok()?;
         Some(trace.frames().iter().map(|f| f.ip).filter(|ip| *ip != 0).collect())
@@ -253,7 +253,8 @@ impl Loaded {
 
     /// Per-hook hit counts, by hook name; hooks that never ran are left out.
     fn hook_hits(&self) -> std::collections::BTreeMap<String, u64> {
-        let Some(array) = self.ebpf.map("HOOK_HITS").and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+        let Some(array) =
+            self.ebpf.map(names::HOOK_HITS).and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
         else {
             return Default::default();
         };
@@ -269,7 +270,7 @@ impl Loaded {
 
     /// Sums the per-CPU counters.
     pub fn counters(&self) -> Counters {
-        let Some(map) = self.ebpf.map("COUNTERS") else { return Counters::default() };
+        let Some(map) = self.ebpf.map(names::COUNTERS) else { return Counters::default() };
         let Ok(array) = PerCpuArray::<_, u64>::try_from(map) else { return Counters::default() };
         let read = |slot: u32| -> u64 { array.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0) };
         Counters {

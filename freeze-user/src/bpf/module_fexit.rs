@@ -273,6 +273,8 @@ pub fn attach_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use freeze_common::names;
+
     use crate::host::btf::builder::BtfBuilder;
 
     const BTRFS: [&str; 3] = [
@@ -317,7 +319,7 @@ mod tests {
             );
             // It writes events to the shared ring buffer, checks the frozen superblocks and reads
             // the offsets user space wrote into .rodata (a map-value reference).
-            for map in ["EVENTS", "FROZEN_SBS", "COUNTERS"] {
+            for map in [names::EVENTS, names::FROZEN_SBS, names::COUNTERS] {
                 assert!(
                     refs.iter().any(|(src, imm)| *src == 1 && *imm == fd_of(map)),
                     "{name} does not use {map}"
@@ -342,7 +344,8 @@ mod tests {
 
     #[test]
     fn a_map_aya_did_not_create_is_an_error_not_a_zero_fd() {
-        let maps: Vec<(String, RawFd)> = fake_maps().into_iter().filter(|(n, _)| n != "EVENTS").collect();
+        let maps: Vec<(String, RawFd)> =
+            fake_maps().into_iter().filter(|(n, _)| n != names::EVENTS).collect();
         let err = relocated(crate::bpf::loader::OBJECT, &maps, &BTRFS)
             .map(|p| p.len())
             .expect_err("relocation must fail");

@@ -14,12 +14,10 @@ use super::{
     app::{App, Mode, Pane, event_line},
     keys::HELP,
 };
-use freeze_model::correlate::{FindingKind, SbState, Severity};
-
-fn secs(ns: u64) -> String {
-    let s = ns as f64 / 1e9;
-    if s < 10.0 { format!("{s:.3}s") } else { format!("{s:.1}s") }
-}
+use freeze_model::{
+    correlate::{FindingKind, SbState, Severity},
+    units::fmt_clock,
+};
 
 fn severity_style(s: Severity) -> Style {
     match s {
@@ -116,7 +114,7 @@ impl App {
                 let (state, style) = state_cell(s.state, s.level);
                 let frozen_for = s
                     .frozen_since_ns
-                    .map(|since| secs(self.now_ns.saturating_sub(since)))
+                    .map(|since| fmt_clock(self.now_ns.saturating_sub(since)))
                     .unwrap_or_else(|| "-".into());
                 let slips_style = if s.slips > 0 {
                     Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
@@ -162,7 +160,8 @@ impl App {
         let first = self.first_ts.unwrap_or(self.now_ns);
         let span = self.now_ns.saturating_sub(first).clamp(1_000_000_000, 60_000_000_000);
         let start = self.now_ns.saturating_sub(span);
-        let block = Block::new().borders(Borders::ALL).title(format!(" Timeline (last {}) ", secs(span)));
+        let block =
+            Block::new().borders(Borders::ALL).title(format!(" Timeline (last {}) ", fmt_clock(span)));
         let inner = block.inner(area);
         block.render(area, buf);
         let label_w = 8u16;
@@ -234,7 +233,7 @@ impl App {
                 };
                 ListItem::new(Line::from(vec![
                     Span::styled(format!("{sev} {:<19}", kind_label(f.kind)), severity_style(f.severity)),
-                    Span::raw(format!(" +{:<8} ", secs(f.ts_ns.saturating_sub(start)))),
+                    Span::raw(format!(" +{:<8} ", fmt_clock(f.ts_ns.saturating_sub(start)))),
                     Span::raw(f.message.clone()),
                 ]))
             })
@@ -266,7 +265,7 @@ impl App {
         let lines: Vec<Line> = events
             .iter()
             .take(area.height as usize)
-            .map(|e| Line::raw(format!("+{:<9} {}", secs(e.ts_ns.saturating_sub(start)), event_line(e))))
+            .map(|e| Line::raw(format!("+{:<9} {}", fmt_clock(e.ts_ns.saturating_sub(start)), event_line(e))))
             .collect();
         Paragraph::new(lines).block(focus_block(title, self.focus == Pane::Events)).render(area, buf);
     }
@@ -295,7 +294,7 @@ impl App {
             )),
         ];
         if let Some(d) = f.duration_ns {
-            lines.push(Line::raw(format!("for:   {}", secs(d))));
+            lines.push(Line::raw(format!("for:   {}", fmt_clock(d))));
         }
         lines.push(Line::raw(""));
         match &f.stack {

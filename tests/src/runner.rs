@@ -1,0 +1,242 @@
+//! Running the `freezewatch` binary: one-shot with a limit, recording a script, or in the
+//! background; and the parsed trace.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+
+/// Path of the freezewatch binary: $FREEZEWATCH_BIN (set by `cargo xtask test`), else the one
+/// cargo built beside this test binary (target/<profile>/freezewatch).
+pub fn freezewatch_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FREEZEWATCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("freezewatch");
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo xtask test` (or build freeze-user first)",
+        bin.display()
+    );
+    bin
+}
+
+/// What a `freezewatch` run produced.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs freezewatch with `args`, killing it after `limit`. The freezewatch process itself never
+/// blocks on a frozen filesystem, so waiting for it here is safe.
+pub fn freezewatch(args: &[&str], limit: Duration) -> Result<Run> {
+    freezewatch_cmd(Command::new(freezewatch_bin()).args(args), limit)
+}
+
+pub fn freezewatch_cmd(cmd: &mut Command, limit: Duration) -> Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .context("starting freezewatch")?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            bail!("freezewatch did not finish within {limit:?}: {}", std::fs::read_to_string(&err_path)?);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Run {
+        code: status.code(),
+        stdout: std::fs::read_to_string(out_path)?,
+        stderr: std::fs::read_to_string(err_path)?,
+    })
+}
+
+/// A parsed trace: all records, as JSON values.
+pub struct Trace {
+    pub records: Vec<Value>,
+    /// What freezewatch and the recorded command printed on stderr (record_script only).
+    pub stderr: String,
+}
+
+impl Trace {
+    pub fn parse(text: &str) -> Result<Self> {
+        let records = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("trace line {}: {l}", i + 1)))
+            .collect::<Result<Vec<Value>>>()?;
+        Ok(Trace { records, stderr: String::new() })
+    }
+
+    pub fn of_type(&self, ty: &str) -> Vec<&Value> {
+        self.records.iter().filter(|r| r["type"] == ty).collect()
+    }
+
+    pub fn events(&self) -> Vec<&Value> {
+        self.of_type("event")
+    }
+
+    pub fn findings(&self, kind: &str) -> Vec<&Value> {
+        self.of_type("finding").into_iter().filter(|f| f["kind"] == kind).collect()
+    }
+
+    /// The events within `window` ns of `ts_ns` on the same superblock, one line each: for
+    /// assertion messages that must show what happened around a finding.
+    pub fn around(&self, finding: &Value, window: u64) -> String {
+        let ts = finding["ts_ns"].as_u64().unwrap_or(0);
+        self.events()
+            .into_iter()
+            .filter(|e| e["sb"]["id"] == finding["sb"]["id"])
+            .filter(|e| e["ts_ns"].as_u64().is_some_and(|t| t.abs_diff(ts) <= window))
+            .map(|e| {
+                format!(
+                    "{} {} {}[{}] level {}->{} ret {} hook {}",
+                    e["ts_ns"],
+                    e["kind"],
+                    e["comm"],
+                    e["tid"],
+                    e["level_before"],
+                    e["level_after"],
+                    e["ret"],
+                    e["hook"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn footer(&self) -> &Value {
+        self.of_type("footer").into_iter().next_back().expect("trace has a footer")
+    }
+}
+
+/// Records `script` (run by `sh -c`) and returns the parsed trace.
+pub fn record_script(script: &str) -> Result<Trace> {
+    record_script_with(script, &[])
+}
+
+/// `record_script` with extra environment for freezewatch (e.g. FREEZEWATCH_NO_FENTRY=1).
+pub fn record_script_with(script: &str, env: &[(&str, &str)]) -> Result<Trace> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("trace.ndjson");
+    let out_s = out.to_str().expect("UTF-8 temp path");
+    let mut cmd = Command::new(freezewatch_bin());
+    cmd.args(["record", "--out", out_s, "--", "sh", "-c", script]).envs(env.iter().copied());
+    let run = freezewatch_cmd(&mut cmd, Duration::from_secs(60))?;
+    if run.code != Some(0) {
+        bail!("freezewatch record exited {:?}: {}", run.code, run.stderr);
+    }
+    let mut trace = Trace::parse(&std::fs::read_to_string(&out)?)?;
+    trace.stderr = run.stderr;
+    Ok(trace)
+}
+
+/// The fw-fsmount helper: $FREEZEWATCH_FSMOUNT_BIN (the QEMU guests set it), else the path cargo
+/// built it at (`built`, from `env!("CARGO_BIN_EXE_fw-fsmount")` in the test).
+pub fn fsmount_bin(built: &str) -> String {
+    std::env::var("FREEZEWATCH_FSMOUNT_BIN").unwrap_or_else(|_| built.to_owned())
+}
+
+/// A `freezewatch record` running in the background until stopped: for tests that act on the
+/// system themselves while freezewatch watches (and, with --deny-mounts, gates mounts).
+pub struct Recorder {
+    child: Option<std::process::Child>,
+    pub trace_path: PathBuf,
+    stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Recorder {
+    /// Starts `freezewatch record --out FILE ARGS...` and waits until the hooks are attached
+    /// (the trace header is written only then).
+    pub fn start(args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let trace_path = dir.path().join("trace.ndjson");
+        let stderr_path = dir.path().join("stderr");
+        let child = Command::new(freezewatch_bin())
+            .arg("record")
+            .arg("--out")
+            .arg(&trace_path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path)?)
+            .spawn()
+            .context("starting freezewatch record")?;
+        let mut rec = Recorder { child: Some(child), trace_path, stderr_path, _dir: dir };
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&rec.trace_path).unwrap_or_default();
+            if text.lines().next().is_some_and(|l| l.contains("\"header\"")) {
+                return Ok(rec);
+            }
+            if let Some(status) = rec.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("freezewatch record exited ({status}) before attaching: {}", rec.stderr());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("freezewatch record did not attach within 60 s: {}", rec.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Sends `signal` and waits (bounded) for the recorder to exit; returns its exit status.
+    pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped, so the pid is still ours.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                bail!("freezewatch record did not exit within 60 s of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops recording (SIGINT, as Ctrl-C) and returns the trace.
+    pub fn finish(mut self) -> Result<Trace> {
+        let status = self.stop_with(libc::SIGINT)?;
+        if !status.success() {
+            bail!("freezewatch record exited with {status}: {}", self.stderr());
+        }
+        Trace::parse(&std::fs::read_to_string(&self.trace_path)?)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

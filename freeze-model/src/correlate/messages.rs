@@ -76,33 +76,12 @@ pub(super) fn long_freeze(ev: &Event, sb: &Superblock, since: u64, d: u64, thres
     f
 }
 
-/// A filesystem that has been frozen longer than the threshold and still is (raised live).
-pub(super) fn long_freeze_ongoing(sb: &Superblock, since: u64, so_far: u64, threshold: u64) -> Finding {
+/// A finding about a filesystem's state rather than an event: no task, the level COMPLETE,
+/// beginning `since` and lasting `d`.
+fn state_finding(kind: FindingKind, sb: &Superblock, since: u64, d: u64, message: String) -> Finding {
     Finding {
-        kind: FindingKind::LongFreeze,
-        severity: FindingKind::LongFreeze.severity(),
-        ts_ns: since,
-        sb: sb.clone(),
-        pid: 0,
-        comm: String::new(),
-        hook: String::new(),
-        level: Some(level::COMPLETE),
-        duration_ns: Some(so_far),
-        message: format!(
-            "{} has been frozen for {} so far (threshold {}) and still is",
-            sb.describe(),
-            fmt_ms(so_far),
-            fmt_ms(threshold)
-        ),
-        stack: None,
-        exempt_reason: None,
-    }
-}
-
-pub(super) fn left_frozen(sb: &Superblock, since: u64, d: u64) -> Finding {
-    Finding {
-        kind: FindingKind::LeftFrozen,
-        severity: FindingKind::LeftFrozen.severity(),
+        kind,
+        severity: kind.severity(),
         ts_ns: since,
         sb: sb.clone(),
         pid: 0,
@@ -110,14 +89,27 @@ pub(super) fn left_frozen(sb: &Superblock, since: u64, d: u64) -> Finding {
         hook: String::new(),
         level: Some(level::COMPLETE),
         duration_ns: Some(d),
-        message: format!(
-            "{} was still frozen when recording ended (frozen for {})",
-            sb.describe(),
-            fmt_ms(d)
-        ),
+        message,
         stack: None,
         exempt_reason: None,
     }
+}
+
+/// A filesystem that has been frozen longer than the threshold and still is (raised live).
+pub(super) fn long_freeze_ongoing(sb: &Superblock, since: u64, so_far: u64, threshold: u64) -> Finding {
+    let message = format!(
+        "{} has been frozen for {} so far (threshold {}) and still is",
+        sb.describe(),
+        fmt_ms(so_far),
+        fmt_ms(threshold)
+    );
+    state_finding(FindingKind::LongFreeze, sb, since, so_far, message)
+}
+
+pub(super) fn left_frozen(sb: &Superblock, since: u64, d: u64) -> Finding {
+    let message =
+        format!("{} was still frozen when recording ended (frozen for {})", sb.describe(), fmt_ms(d));
+    state_finding(FindingKind::LeftFrozen, sb, since, d, message)
 }
 
 pub(super) fn own_thaw_write(ev: &Event, sb: &Superblock) -> Finding {

@@ -5,6 +5,7 @@
 //! tests/pure.rs checks): everything is testable and usable without root, on any trace.
 pub mod assertions;
 pub mod correlate;
+pub mod coverage;
 pub mod decode;
 pub mod deny;
 pub mod event;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::{
     correlate::{self, Analysis, Finding, FindingKind, Severity},
+    coverage::{Coverage, Gap},
     trace::{Contents, Header},
     units::fmt_secs,
 };
@@ -17,14 +18,26 @@ pub struct Report {
     pub lost_events: Option<u64>,
     /// Whether the trace ends with a footer (a recorder that was killed leaves none).
     pub complete: bool,
+    /// Which features the recording had (from the header); listed in JSON only when some are
+    /// missing, as `missing_hooks`.
+    #[serde(skip)]
+    pub coverage: Coverage,
+    /// Features that did not attach, with why (absent when coverage is complete).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_hooks: Vec<Gap>,
 }
 
 pub fn build(contents: &Contents, opts: &correlate::Options) -> Report {
     let analysis = correlate::analyze(&contents.events, opts, contents.end_ns());
+    let coverage = Coverage::of(contents.header.as_ref());
+    let missing_hooks =
+        coverage.missing.iter().map(|(feature, why)| Gap { feature: *feature, why: why.clone() }).collect();
     Report {
         analysis,
         lost_events: contents.footer.as_ref().map(|f| f.counters.lost()),
         complete: contents.footer.is_some(),
+        coverage,
+        missing_hooks,
     }
 }
 
@@ -37,6 +50,12 @@ pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
             .map(|k| format!("{}={}", k.feature, k.hook.as_deref().unwrap_or("none")))
             .collect();
         let _ = writeln!(s, "kernel {}; hooks: {}", h.kernel, hooks.join(", "));
+    }
+    if !report.coverage.known {
+        let _ = writeln!(s, "COVERAGE UNKNOWN: the trace has no header; which hooks ran cannot be told");
+    }
+    for gap in &report.missing_hooks {
+        let _ = writeln!(s, "PARTIAL COVERAGE: {gap}: what it would see is not in this trace");
     }
     let start = header.map(|h| h.started_monotonic_ns).unwrap_or(0);
     let _ = writeln!(s, "\nsuperblocks ({}):", report.analysis.summaries.len());

@@ -5,14 +5,17 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    assertions::{self, Assertion, Verdict},
+    assertions::{self, Assertion, Status, Verdict},
     correlate, report,
     trace::Contents,
 };
 
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
+    /// Every assertion passed.
     pub passed: bool,
+    /// Assertions a missing hook left unproven.
+    pub unproven: usize,
     pub verdicts: &'a [Verdict],
     pub lost_events: Option<u64>,
     pub complete: bool,
@@ -34,11 +37,20 @@ pub fn evaluate(
 pub fn human(verdicts: &[Verdict], command_exit: Option<i32>) -> String {
     let mut s = String::new();
     let held = verdicts.iter().filter(|v| v.passed).count();
+    let unproven = verdicts.iter().filter(|v| v.status == Status::Unproven).count();
     let width = verdicts.iter().map(|v| v.assertion.text.len()).max().unwrap_or(0);
+    let tag_width = if unproven > 0 { "UNPROVEN".len() } else { "PASS".len() };
     for v in verdicts {
-        let tag = if v.passed { "PASS" } else { "FAIL" };
-        let _ = writeln!(s, "{tag}  {:<width$}  {}", v.assertion.text, v.message);
-        if !v.passed {
+        let tag = match v.status {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Unproven => "UNPROVEN",
+        };
+        let _ = writeln!(s, "{tag:<tag_width$}  {:<width$}  {}", v.assertion.text, v.message);
+        for gap in &v.unproven {
+            let _ = writeln!(s, "      - needs {gap}");
+        }
+        if v.status == Status::Fail {
             for f in &v.findings {
                 let _ = writeln!(s, "      - {}", f.message);
                 if let Some(frames) = &f.stack {
@@ -49,7 +61,11 @@ pub fn human(verdicts: &[Verdict], command_exit: Option<i32>) -> String {
             }
         }
     }
-    let _ = writeln!(s, "{held} of {} assertions hold", verdicts.len());
+    if unproven > 0 {
+        let _ = writeln!(s, "{held} of {} assertions hold, {unproven} unproven", verdicts.len());
+    } else {
+        let _ = writeln!(s, "{held} of {} assertions hold", verdicts.len());
+    }
     if let Some(code) = command_exit.filter(|c| *c != 0) {
         let _ = writeln!(s, "note: the traced command exited with status {code}");
     }
@@ -82,14 +98,16 @@ fn xml_escape(s: &str) -> String {
 
 /// JUnit XML: one test case per assertion; failures carry the message and the findings.
 pub fn junit(verdicts: &[Verdict], suite: &str, seconds: f64) -> String {
-    let failures = verdicts.iter().filter(|v| !v.passed).count();
+    let failures = verdicts.iter().filter(|v| v.status == Status::Fail).count();
+    // An unproven assertion is an error (the check could not be made), never a pass.
+    let errors = verdicts.iter().filter(|v| v.status == Status::Unproven).count();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     x.push_str(&format!(
-        "<testsuites name=\"freezewatch\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{seconds:.3}\">\n",
+        "<testsuites name=\"freezewatch\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{seconds:.3}\">\n",
         verdicts.len()
     ));
     x.push_str(&format!(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{seconds:.3}\">\n",
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{seconds:.3}\">\n",
         xml_escape(suite),
         verdicts.len()
     ));
@@ -98,10 +116,17 @@ pub fn junit(verdicts: &[Verdict], suite: &str, seconds: f64) -> String {
             "    <testcase classname=\"freezewatch.assertions\" name=\"{}\" time=\"0\"",
             xml_escape(&v.assertion.text)
         ));
-        if v.passed {
+        if v.status == Status::Pass {
             x.push_str(&format!(
                 ">\n      <system-out>{}</system-out>\n    </testcase>\n",
                 xml_escape(&v.message)
+            ));
+        } else if v.status == Status::Unproven {
+            let needs: Vec<String> = v.unproven.iter().map(|g| format!("needs {g}")).collect();
+            x.push_str(&format!(
+                ">\n      <error message=\"{}\" type=\"Unproven\">{}</error>\n    </testcase>\n",
+                xml_escape(&v.message),
+                xml_escape(&needs.join("\n"))
             ));
         } else {
             let body: Vec<String> = v
@@ -131,7 +156,7 @@ mod tests {
 
     /// A hand-written trace: /mnt/a (ext4 7:0) frozen for 2 s with a dd write while frozen, and
     /// /mnt/b (xfs 7:1) frozen and never thawed. The footer says one event was lost.
-    const TRACE: &str = r#"{"v":1,"type":"header","tool":"freezewatch","tool_version":"0","kernel":"6.18","started_unix_ms":0,"started_monotonic_ns":1000000000,"hooks":[]}
+    const TRACE: &str = r#"{"v":1,"type":"header","tool":"freezewatch","tool_version":"0","kernel":"6.18","started_unix_ms":0,"started_monotonic_ns":1000000000,"hooks":[{"feature":"freeze","hook":"tracepoint:syscalls:ioctl"},{"feature":"block-writes","hook":"tracepoint:block:block_bio_queue"},{"feature":"blocked-writers","hook":"tracepoint:lock:contention"},{"feature":"txn-ext4","hook":"tracepoint:ext4:ext4_journal_start"},{"feature":"txn-xfs","hook":"tracepoint:xfs:xfs_trans_alloc"},{"feature":"txn-btrfs","hook":"tracepoint:btrfs:btrfs_transaction_commit"},{"feature":"mounts","hook":"tracepoint:syscalls:mount"},{"feature":"completed-writes","hook":"tracepoint:syscalls:write"}]}
 {"v":1,"type":"event","kind":"freeze_end","hook":"tracepoint:syscalls:ioctl","ts_ns":1000000000,"pid":1,"tid":1,"comm":"fsfreeze","sb":{"id":"0xa","dev":"7:0","fstype":"ext4","s_id":"loop0","uuid":"u","mountpoint":"/mnt/a"},"level_before":0,"level_after":4,"ret":0}
 {"v":1,"type":"event","kind":"block_write","hook":"tracepoint:block:block_bio_queue","ts_ns":1500000000,"pid":9,"tid":9,"comm":"dd","sb":{"id":"0xa","dev":"7:0","fstype":"ext4","s_id":"loop0","uuid":"u","mountpoint":"/mnt/a"},"level_before":4,"level_after":4,"block":{"dev":"7:0","sector":8,"bytes":4096}}
 {"v":1,"type":"event","kind":"thaw_end","hook":"tracepoint:syscalls:ioctl","ts_ns":3000000000,"pid":2,"tid":2,"comm":"fsfreeze","sb":{"id":"0xa","dev":"7:0","fstype":"ext4","s_id":"loop0","uuid":"u","mountpoint":"/mnt/a"},"level_before":4,"level_after":0,"ret":0}
@@ -170,5 +195,61 @@ mod tests {
         assert!(text.contains("      - dd[9] wrote 4096 bytes"), "{text}");
         assert!(text.contains("9 of 12 assertions hold"), "{text}");
         assert!(text.ends_with("note: the traced command exited with status 3\n"), "{text}");
+    }
+
+    /// The same trace recorded where the xfs transaction hook could not attach.
+    fn without_txn_xfs() -> Contents {
+        let partial = TRACE.replacen(
+            r#"{"feature":"txn-xfs","hook":"tracepoint:xfs:xfs_trans_alloc"}"#,
+            r#"{"feature":"txn-xfs","hook":null,"fallbacks":["tracepoint:xfs:xfs_trans_alloc: xfs is not loaded"]}"#,
+            1,
+        );
+        assert_ne!(partial, TRACE);
+        Contents::from_records(read_trace(partial.as_bytes()).expect("parses"))
+    }
+
+    #[test]
+    fn an_assertion_a_missing_hook_could_change_is_unproven_not_passed() {
+        let cases = [
+            // Nothing seen on xfs, but its transaction starts were not watched.
+            ("no-slips @fs=xfs", Status::Unproven),
+            ("slips @/mnt/b <= 3", Status::Unproven),
+            // ext4 does not need the xfs hook.
+            ("no-slips @fs=ext4", Status::Fail),
+            ("slips @fs=ext4 == 1", Status::Pass),
+            // Missing hooks only hide events: a bound already exceeded fails, one met passes.
+            ("slips <= 0", Status::Fail),
+            ("slips >= 1", Status::Pass),
+            ("slips == 1", Status::Unproven),
+            // Freezes and losses do not depend on the xfs hook.
+            ("frozen @/mnt/b", Status::Pass),
+            ("no-lost-events", Status::Fail),
+            // Not asked for: nothing can be said about denials.
+            ("denied_mounts == 0", Status::Unproven),
+        ];
+        let list: Vec<_> = cases.iter().map(|(t, _)| parse(t).expect(t)).collect();
+        let (verdicts, rep) = evaluate(&without_txn_xfs(), &list, &correlate::Options::default());
+        for ((text, status), v) in cases.iter().zip(&verdicts) {
+            assert_eq!(v.status, *status, "{text}: {}", v.message);
+            assert_eq!(v.passed, *status == Status::Pass, "{text}");
+        }
+        let xfs = &verdicts[0];
+        assert_eq!(xfs.unproven.len(), 1);
+        assert!(
+            xfs.unproven[0].to_string().starts_with("txn-xfs: no hook attached (tracepoint:xfs"),
+            "{:?}",
+            xfs.unproven
+        );
+        assert_eq!(rep.missing_hooks.len(), 1);
+        let text = human(&verdicts, None);
+        assert!(text.contains("UNPROVEN  no-slips @fs=xfs"), "{text}");
+        assert!(text.contains("PASS      frozen @/mnt/b"), "{text}");
+        assert!(text.contains("      - needs txn-xfs: no hook attached"), "{text}");
+        assert!(text.contains("3 of 10 assertions hold, 4 unproven"), "{text}");
+        let xml = junit(&verdicts, "s", 1.0);
+        assert!(xml.contains(r#"failures="3" errors="4""#), "{xml}");
+        assert!(xml.contains(r#"<error message="slips is 0"#), "{xml}");
+        let report = crate::report::human(&rep, None, false);
+        assert!(report.contains("PARTIAL COVERAGE: txn-xfs: no hook attached"), "{report}");
     }
 }

@@ -1,16 +1,31 @@
 //! Evaluating an assertion against a report: the value, the verdict, the findings behind it.
 use serde::Serialize;
 
-use super::{Assertion, Metric, Scope};
+use super::{Assertion, Metric, Op, Scope};
 use crate::{
     correlate::{Finding, Summary},
+    coverage::Gap,
+    names::named_enum,
     report::Report,
     units::fmt_secs,
 };
 
+named_enum! {
+    /// What a verdict says.
+    pub enum Status {
+        Pass = "pass",
+        Fail = "fail",
+        /// A hook the assertion needs did not attach, and what it might have seen could change
+        /// the verdict: the recording cannot prove it either way.
+        Unproven = "unproven",
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
     pub assertion: Assertion,
+    pub status: Status,
+    /// `status` is `pass`.
     pub passed: bool,
     /// The measured value (count, or nanoseconds for duration metrics).
     pub value: u64,
@@ -20,6 +35,21 @@ pub struct Verdict {
     pub message: String,
     /// The findings behind the value (for failures: what went wrong).
     pub findings: Vec<Finding>,
+    /// For `unproven`: the features it needed that did not attach, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unproven: Vec<Gap>,
+}
+
+/// The verdict when hooks were missing. They can only have hidden events, so the true value is
+/// at least the one observed: an upper bound already exceeded is a certain failure, a lower bound
+/// already met a certain pass; anything else is unproven.
+fn verdict_with_gaps(op: Op, value: u64, bound: u64, holds: bool) -> Status {
+    match op {
+        Op::Eq | Op::Le | Op::Lt if !holds => Status::Fail,
+        Op::Ge | Op::Gt if holds => Status::Pass,
+        Op::Ne if value > bound => Status::Pass,
+        _ => Status::Unproven,
+    }
 }
 
 fn scope_matches(scope: &Scope, summary: &Summary) -> bool {
@@ -67,7 +97,19 @@ pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
         .filter(|f| kinds.contains(&f.kind) && (a.scope == Scope::All || ids.contains(&&f.sb.id)))
         .cloned()
         .collect();
-    let passed = a.op.holds(value, a.bound);
+    let holds = a.op.holds(value, a.bound) && (report.complete || a.metric != Metric::LostEvents);
+    let mut fstypes: Vec<&str> =
+        selected.iter().filter_map(|(_, s)| s.sb.as_ref().map(|sb| sb.fstype.as_str())).collect();
+    if let Scope::Fs(t) = &a.scope {
+        fstypes.push(t);
+    }
+    let gaps = report.coverage.gaps(a.metric, &fstypes);
+    let status = match (gaps.is_empty(), holds) {
+        (true, true) => Status::Pass,
+        (true, false) => Status::Fail,
+        (false, _) => verdict_with_gaps(a.op, value, a.bound, holds),
+    };
+    let unproven = if status == Status::Unproven { gaps } else { Vec::new() };
     let mut message = format!(
         "{} is {} (expected {} {})",
         a.metric.as_str(),
@@ -81,12 +123,17 @@ pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
     if a.metric == Metric::LostEvents && !report.complete {
         message.push_str("; the trace has no footer, so losses are unknown");
     }
+    if status == Status::Unproven {
+        message.push_str("; unproven: a hook it needs did not attach");
+    }
     Verdict {
         assertion: a.clone(),
-        passed: passed && (report.complete || a.metric != Metric::LostEvents),
+        status,
+        passed: status == Status::Pass,
         value,
         matched: selected.len(),
         message,
         findings,
+        unproven,
     }
 }

@@ -12,7 +12,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{Verdict, evaluate};
+pub use eval::{Status, Verdict, evaluate};
 pub use parse::{ParseError, parse, parse_file};
 use serde::Serialize;
 

@@ -2,6 +2,7 @@
 use super::*;
 use crate::{
     correlate::{Analysis, Finding, Severity, Summary},
+    coverage::Coverage,
     event::Superblock,
     report::Report,
     verdicts::junit,
@@ -146,7 +147,14 @@ fn report() -> Report {
         stack: Some(vec!["submit_bio+0x1".into()]),
         exempt_reason: None,
     };
-    Report { analysis: Analysis { findings: vec![slip], summaries }, lost_events: Some(0), complete: true }
+    Report {
+        analysis: Analysis { findings: vec![slip], summaries },
+        lost_events: Some(0),
+        complete: true,
+        // Every hook attached, --deny-mounts included.
+        coverage: Coverage { missing: Default::default(), deny_requested: true, known: true },
+        missing_hooks: Vec::new(),
+    }
 }
 
 #[test]

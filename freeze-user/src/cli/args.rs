@@ -60,8 +60,12 @@ macro_rules! assert_help {
     OP      == != < <= > >=\n  \
     Shorthands: no-slips, frozen @SCOPE (freezes >= 1), no-mounts-while-frozen, no-lost-events,\n  \
     not-left-frozen. An --assertions file holds one per line; # starts a comment.\n\n\
+    An assertion that needs a hook that did not attach (see the trace header or `freezewatch\n\
+    doctor`) is UNPROVEN unless what was seen already decides it: slips <= 0 with one slip seen\n\
+    fails whatever the missing hook would have added.\n\n\
     Exit codes: 0 every assertion holds, 1 one failed, 2 bad assertion or trace (the message\n\
-    names the line and column), 3 the tracer could not run."
+    names the line and column), 3 the tracer could not run or an assertion is unproven\n\
+    (--allow-partial: unproven ones are reported and do not fail the run)."
     };
 }
 
@@ -90,6 +94,10 @@ pub struct AssertArgs {
     /// Print the verdicts as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Accept assertions left unproven because a hook they need did not attach (they are still
+    /// reported); without it such a run exits 3, as the tracer could not do its job.
+    #[arg(long)]
+    pub allow_partial: bool,
     /// Freezes longer than this count as `long-freeze` findings.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
     pub long_freeze: Duration,

@@ -2,7 +2,12 @@
 //! shares with it, so both judge a trace the same way.
 use std::path::Path;
 
-use freeze_model::{assertions::Assertion, correlate, trace::Contents, verdicts};
+use freeze_model::{
+    assertions::{Assertion, Status},
+    correlate,
+    trace::Contents,
+    verdicts,
+};
 
 use super::{
     args::{AssertArgs, load_trace, print_json},
@@ -15,15 +20,19 @@ pub fn command(trace: &Path, args: &AssertArgs) -> Outcome {
     judge(&contents, &list, args, &trace.display().to_string())
 }
 
-/// Evaluates, prints and writes JUnit: `Ok` when every assertion holds, `Failed` otherwise.
+/// Evaluates, prints and writes JUnit: `Ok` when every assertion holds, `Failed` when one does
+/// not, `Tracer` when one is unproven (unless `--allow-partial`).
 pub fn judge(contents: &Contents, list: &[Assertion], args: &AssertArgs, suite: &str) -> Outcome {
     let opts = correlate::Options::with_long_freeze(args.long_freeze);
     let (verdicts, rep) = verdicts::evaluate(contents, list, &opts);
     let command_exit = contents.footer.as_ref().and_then(|f| f.command_exit);
     let passed = verdicts.iter().all(|v| v.passed);
+    let unproven = verdicts.iter().filter(|v| v.status == Status::Unproven).count();
+    let failed = verdicts.iter().any(|v| v.status == Status::Fail);
     if args.json {
         print_json(&verdicts::Summary {
             passed,
+            unproven,
             verdicts: &verdicts,
             lost_events: rep.lost_events,
             complete: rep.complete,
@@ -37,5 +46,17 @@ pub fn judge(contents: &Contents, list: &[Assertion], args: &AssertArgs, suite: 
         verdicts::write_junit(path, &verdicts, suite, seconds)
             .map_err(|e| Failure::input(format!("cannot write {}: {e}", path.display())))?;
     }
-    Ok(if passed { Exit::Ok } else { Exit::Failed })
+    if failed {
+        return Ok(Exit::Failed);
+    }
+    if unproven > 0 && !args.allow_partial {
+        return Err(Failure {
+            exit: Exit::Tracer,
+            message: format!(
+                "{unproven} assertion(s) unproven: a hook they need did not attach (`needs` above \
+                 says which and why); --allow-partial accepts that"
+            ),
+        });
+    }
+    Ok(Exit::Ok)
 }

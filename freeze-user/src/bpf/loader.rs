@@ -110,6 +110,14 @@ fn fentry_allowed() -> bool {
     std::env::var_os("FREEZEWATCH_NO_FENTRY").is_none_or(|v| v != "1")
 }
 
+/// Features `FREEZEWATCH_DISABLE` (comma-separated feature names) turns off, as if none of their
+/// hooks attached: to see what a recording without them reports (coverage, unproven verdicts).
+fn disabled_features() -> Vec<String> {
+    std::env::var("FREEZEWATCH_DISABLE")
+        .map(|v| v.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 impl Loaded {
     /// Checks privileges, resolves offsets, loads the object and attaches every feature; with
     /// `deny`, also the mount-denial programs (where they cannot attach, enforce mode is an
@@ -140,12 +148,17 @@ impl Loaded {
             .ok();
 
         let tracing_allowed = fentry_allowed();
+        let disabled = disabled_features();
         let mut hooks = Vec::new();
         let mut freeze_hook = Hook::TracepointIoctl;
         let mut denying = false;
         for feature in FEATURES.iter().filter(|f| !f.on_request || deny.is_some()) {
             let mut fallbacks = Vec::new();
-            let won = feature.chain.iter().find(|attempt| {
+            let off = disabled.iter().any(|d| d == feature.name);
+            if off {
+                fallbacks.push("disabled (FREEZEWATCH_DISABLE)".to_owned());
+            }
+            let won = feature.chain.iter().filter(|_| !off).find(|attempt| {
                 match attach::attach(&mut ebpf, &aya_btf, &mut modules, attempt, tracing_allowed) {
                     Ok(()) => true,
                     Err(e) => {

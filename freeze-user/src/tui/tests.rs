@@ -288,3 +288,14 @@ fn the_event_log_keeps_the_newest_events_while_counts_stay_complete() {
     }
     assert_eq!(app.held.len(), 3);
 }
+
+#[test]
+fn the_status_line_says_when_a_hook_did_not_attach() {
+    let mut app = app_with(Mode::Live);
+    assert!(!screen(&app, 200, 44)[0].contains("PARTIAL"), "the fixture's recording had every hook");
+    let header = app.header.as_mut().expect("header");
+    let xfs = header.hooks.iter_mut().find(|h| h.feature == "txn-xfs").expect("txn-xfs");
+    xfs.hook = None;
+    let top = &screen(&app, 200, 44)[0];
+    assert!(top.contains("PARTIAL (txn-xfs)"), "{top}");
+}

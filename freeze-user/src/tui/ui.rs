@@ -16,6 +16,7 @@ use super::{
 };
 use freeze_model::{
     correlate::{FindingKind, SbState, Severity},
+    coverage::Coverage,
     units::fmt_clock,
 };
 
@@ -68,6 +69,14 @@ impl App {
         }
         if self.paused {
             spans.push(Span::styled(" PAUSED", Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)));
+        }
+        // A recording that misses a hook cannot show what that hook would have seen.
+        let coverage = Coverage::of(self.header.as_ref());
+        if coverage.is_partial() {
+            let missing: Vec<&str> = coverage.missing.keys().map(|f| f.as_str()).collect();
+            let what = if coverage.known { missing.join(",") } else { "hooks unknown".to_owned() };
+            let style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
+            spans.push(Span::styled(format!(" PARTIAL ({what})"), style));
         }
         spans.push(Span::raw(format!(" │ deny mounts: {}", self.deny_mounts_label())));
         spans.push(Span::raw(format!(" │ {:.1} ev/s", self.events_per_sec)));

@@ -139,7 +139,7 @@ pub(super) const HOST_ONLY_TESTS: &[(&str, &str)] = &[
     ("tui", "drives the terminal UI through tmux; the UI is the same code on every kernel"),
     (
         "memory",
-        "measures the recorder's user-space memory, the same code on every kernel; 45,000 device writes are slow under TCG",
+        "measures the recorder's user-space memory, the same code on every kernel; 32,000 device writes are slow under TCG",
     ),
 ];
 

@@ -117,3 +117,10 @@ fn ext4_mounts_while_frozen_are_flagged() {
 fn xfs_mounts_while_frozen_are_flagged() {
     mounts_while_frozen_are_flagged(FsType::Xfs);
 }
+
+/// btrfs names its superblock by an anonymous device (`0:NN`), not the loop device: a mount of
+/// the member device is matched through the member → filesystem alias.
+#[test]
+fn btrfs_mounts_while_frozen_are_flagged() {
+    mounts_while_frozen_are_flagged(FsType::Btrfs);
+}

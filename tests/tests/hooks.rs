@@ -1,0 +1,94 @@
+//! Every hook family produces real events on this kernel, whichever hook of its chain attached:
+//! transaction starts (ext4 journal handles, xfs transactions, btrfs) while freeze_super drains
+//! dirty data, and the completed-writes hook running on every write and filtering the writes to
+//! filesystems that are not frozen. No test here passes on zero events.
+use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script};
+use serde_json::Value;
+
+/// The hook the trace header says `feature` used.
+fn header_hook(trace: &Trace, feature: &str) -> String {
+    let header = &trace.of_type("header")[0];
+    let hooks = header["hooks"].as_array().expect("hooks");
+    let h =
+        hooks.iter().find(|h| h["feature"] == feature).unwrap_or_else(|| panic!("no {feature}: {header}"));
+    h["hook"].as_str().unwrap_or_else(|| panic!("{feature} did not attach: {h}")).to_owned()
+}
+
+fn transactions_while_freezing_are_seen_and_exempt(fstype: FsType) {
+    let name = format!("transactions_while_freezing_are_seen_and_exempt({})", fstype.name());
+    if !kernel_available(&name) {
+        return;
+    }
+    let fs = LoopFs::new(fstype).expect("fs");
+    // Dirty data the freeze must write back: its allocation starts transactions at levels 1-3.
+    let script = format!(
+        "dd if=/dev/urandom of={m}/data bs=1M count=8 status=none; fsfreeze -f {m}; fsfreeze -u {m}",
+        m = fs.mnt()
+    );
+    let trace = record_script(&script).expect("recording");
+    let feature = format!("txn-{}", fstype.name());
+    let hook = header_hook(&trace, &feature);
+    let txns: Vec<&Value> = trace
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "txn_start" && e["sb"]["mountpoint"] == fs.mnt())
+        .collect();
+    assert!(!txns.is_empty(), "{name}: no transaction start from {hook} while freezing");
+    let draining = |t: &&&Value| t["level_after"].as_u64().is_some_and(|l| (1..=3).contains(&l));
+    assert!(txns.iter().any(|t| draining(&t)), "none at levels 1-3, while freeze_super drained: {txns:#?}");
+    for t in &txns {
+        // The event comes from the feature's hook (a chain of two names for btrfs).
+        let event_hook = t["hook"].as_str().expect("hook");
+        let first = event_hook.split(':').take(2).collect::<Vec<_>>().join(":");
+        assert!(hook.contains(&first), "{event_hook} is not from {hook}");
+        assert_eq!(t["sb"]["fstype"], fstype.name());
+    }
+    let exempt: Vec<&Value> =
+        trace.findings("exempt").into_iter().filter(|f| f["sb"]["mountpoint"] == fs.mnt()).collect();
+    assert!(
+        exempt.iter().any(|f| f["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("while freeze_super was still draining"))),
+        "{exempt:#?}"
+    );
+    assert!(trace.findings("slip").is_empty(), "{:#?}", trace.findings("slip"));
+}
+
+#[test]
+fn ext4_transactions_while_freezing_are_seen_and_exempt() {
+    transactions_while_freezing_are_seen_and_exempt(FsType::Ext4);
+}
+
+#[test]
+fn xfs_transactions_while_freezing_are_seen_and_exempt() {
+    transactions_while_freezing_are_seen_and_exempt(FsType::Xfs);
+}
+
+#[test]
+fn btrfs_transactions_while_freezing_are_seen_and_exempt() {
+    transactions_while_freezing_are_seen_and_exempt(FsType::Btrfs);
+}
+
+/// A write that completes on a frozen filesystem cannot be caused on purpose (the gate blocks it),
+/// so the completed-writes hook is shown live by its hit counter over writes this test makes, with
+/// no `write_done` for them since their filesystem was not frozen at the time.
+#[test]
+fn the_completed_writes_hook_runs_on_every_write() {
+    if !kernel_available("the_completed_writes_hook_runs_on_every_write") {
+        return;
+    }
+    const WRITES: u64 = 200;
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    // After a freeze, so the tracepoint fallback's per-write check of the fd is active too.
+    let script = format!(
+        "fsfreeze -f {m}; fsfreeze -u {m}; i=0; while [ $i -lt {WRITES} ]; do echo $i > {m}/f; i=$((i+1)); done",
+        m = fs.mnt()
+    );
+    let trace = record_script(&script).expect("recording");
+    let hook = header_hook(&trace, "completed-writes");
+    let hits = trace.footer()["counters"]["hook_hits"][&hook].as_u64().unwrap_or(0);
+    assert!(hits >= WRITES, "{hook} ran {hits} times for {WRITES} writes: {}", trace.footer());
+    let done: Vec<&Value> = trace.events().into_iter().filter(|e| e["kind"] == "write_done").collect();
+    assert!(done.is_empty(), "writes to a thawed filesystem are not reported: {done:#?}");
+    assert!(trace.footer()["counters"]["filtered"].as_u64().unwrap_or(0) > 0, "{}", trace.footer());
+}

@@ -103,3 +103,13 @@ pub fn expected_fifreeze_holder(event: &Value) -> Value {
         Value::from("userspace")
     }
 }
+
+/// A shell snippet that waits (up to 10 s) until the process whose pid is in `$var` sleeps
+/// uninterruptibly (state D), as a writer held at a freeze gate does: a test thaws only once the
+/// writer is really blocked, instead of after a guessed sleep.
+pub fn sh_wait_until_blocked(var: &str) -> String {
+    format!(
+        "i=0; while [ $i -lt 1000 ] && ! grep -q '^State:[[:space:]]*D' /proc/${var}/status 2>/dev/null; do \
+         sleep 0.01; i=$((i+1)); done"
+    )
+}

@@ -121,6 +121,22 @@ impl Trace {
             .join("\n")
     }
 
+    /// How often `hook`'s programs ran in this recording (the footer's `hook_hits`).
+    pub fn hook_hits(&self, hook: &str) -> u64 {
+        self.footer()["counters"]["hook_hits"][hook].as_u64().unwrap_or(0)
+    }
+
+    /// The hook the header says `feature` attached (panics when it attached none).
+    pub fn feature_hook(&self, feature: &str) -> String {
+        let header = &self.of_type("header")[0];
+        let hooks = header["hooks"].as_array().expect("hooks");
+        let h = hooks
+            .iter()
+            .find(|h| h["feature"] == feature)
+            .unwrap_or_else(|| panic!("no {feature}: {header}"));
+        h["hook"].as_str().unwrap_or_else(|| panic!("{feature} did not attach: {h}")).to_owned()
+    }
+
     pub fn footer(&self) -> &Value {
         self.of_type("footer").into_iter().next_back().expect("trace has a footer")
     }

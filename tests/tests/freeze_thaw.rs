@@ -26,6 +26,9 @@ fn freeze_thaw_events(trace: &Trace) -> Vec<&Value> {
 /// A clean freeze and thaw: no slips; any write seen while frozen is the thawing task's own and
 /// is labelled exempt.
 fn assert_no_slips(trace: &Trace) {
+    // The block hook was live (the freeze's own writeback passed through it): its silence about
+    // slips means something.
+    assert!(trace.hook_hits("tracepoint:block:block_bio_queue") > 0, "{}", trace.footer());
     assert!(trace.findings("slip").is_empty(), "{:?}", trace.findings("slip"));
     for w in trace.events().into_iter().filter(|e| e["kind"] == "block_write") {
         assert_eq!(w["comm"], "fsfreeze", "only the thaw itself writes: {w}");

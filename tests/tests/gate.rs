@@ -2,7 +2,9 @@
 //! and writers held at the gate (expected: reported with their wait, never slips).
 use std::time::Duration;
 
-use freezewatch_tests::{FsType, LoopFs, Trace, freezewatch, kernel_available, record_script};
+use freezewatch_tests::{
+    FsType, LoopFs, Trace, freezewatch, kernel_available, record_script, sh_wait_until_blocked,
+};
 
 fn read_pid(path: &std::path::Path) -> u64 {
     std::fs::read_to_string(path).expect("pid file").trim().parse().expect("pid")
@@ -93,9 +95,10 @@ fn blocked_writer_is_reported_not_slipped(fstype: FsType) {
     let pid_file = dir.path().join("writer.pid");
     // The writer blocks in D state; the script thaws unconditionally before waiting for it.
     let script = format!(
-        "fsfreeze -f {m} || exit 1; (echo data > {m}/file) & echo $! > {pid}; sleep 0.5; fsfreeze -u {m}; wait",
+        "fsfreeze -f {m} || exit 1; (echo data > {m}/file) & w=$!; echo $w > {pid}; {wait}; fsfreeze -u {m}; wait",
         m = fs.mnt(),
-        pid = pid_file.display()
+        pid = pid_file.display(),
+        wait = sh_wait_until_blocked("w"),
     );
     let trace: Trace = record_script(&script).expect("recording");
     let writer_pid = read_pid(&pid_file);

@@ -2,17 +2,8 @@
 //! transaction starts (ext4 journal handles, xfs transactions, btrfs) while freeze_super drains
 //! dirty data, and the completed-writes hook running on every write and filtering the writes to
 //! filesystems that are not frozen. No test here passes on zero events.
-use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script};
+use freezewatch_tests::{FsType, LoopFs, kernel_available, record_script};
 use serde_json::Value;
-
-/// The hook the trace header says `feature` used.
-fn header_hook(trace: &Trace, feature: &str) -> String {
-    let header = &trace.of_type("header")[0];
-    let hooks = header["hooks"].as_array().expect("hooks");
-    let h =
-        hooks.iter().find(|h| h["feature"] == feature).unwrap_or_else(|| panic!("no {feature}: {header}"));
-    h["hook"].as_str().unwrap_or_else(|| panic!("{feature} did not attach: {h}")).to_owned()
-}
 
 fn transactions_while_freezing_are_seen_and_exempt(fstype: FsType) {
     let name = format!("transactions_while_freezing_are_seen_and_exempt({})", fstype.name());
@@ -27,7 +18,7 @@ fn transactions_while_freezing_are_seen_and_exempt(fstype: FsType) {
     );
     let trace = record_script(&script).expect("recording");
     let feature = format!("txn-{}", fstype.name());
-    let hook = header_hook(&trace, &feature);
+    let hook = trace.feature_hook(&feature);
     let txns: Vec<&Value> = trace
         .events()
         .into_iter()
@@ -85,8 +76,8 @@ fn the_completed_writes_hook_runs_on_every_write() {
         m = fs.mnt()
     );
     let trace = record_script(&script).expect("recording");
-    let hook = header_hook(&trace, "completed-writes");
-    let hits = trace.footer()["counters"]["hook_hits"][&hook].as_u64().unwrap_or(0);
+    let hook = trace.feature_hook("completed-writes");
+    let hits = trace.hook_hits(&hook);
     assert!(hits >= WRITES, "{hook} ran {hits} times for {WRITES} writes: {}", trace.footer());
     let done: Vec<&Value> = trace.events().into_iter().filter(|e| e["kind"] == "write_done").collect();
     assert!(done.is_empty(), "writes to a thawed filesystem are not reported: {done:#?}");

@@ -36,7 +36,7 @@ fn a_slip_and_a_long_freeze_are_in_the_trace_while_still_frozen() {
         return;
     }
     let fs = LoopFs::new(FsType::Ext4).expect("loop fs");
-    let mut rec = Recorder::start(&["--long-freeze", "300ms"]).expect("recorder");
+    let rec = Recorder::start(&["--long-freeze", "300ms"]).expect("recorder");
     let frozen = Frozen::new(&fs).expect("freeze");
     let sector = (fs.blocks_4k() - 16) * 8;
     let dd = Command::new("dd")

@@ -41,8 +41,15 @@ fn cycles_under_concurrent_writers_have_no_slips(fstype: FsType) {
     // Every freeze and thaw of the 50 cycles is in the trace: nothing was lost uncounted.
     let ends = |kind: &str| trace.events().iter().filter(|e| e["kind"] == kind).count() as u64;
     assert_eq!((ends("freeze_end"), ends("thaw_end")), (CYCLES, CYCLES));
-    // Every wait that began was seen to end.
+    // Writers were held at the gate, and every wait that began was seen to end.
+    assert!(ends("writer_blocked") > 0, "three writers and {CYCLES} freezes, yet no wait was seen");
     assert_eq!(ends("writer_blocked"), ends("writer_unblocked"));
+    // The hooks whose silence "no slips" relies on were live.
+    let hits = trace.footer()["counters"]["hook_hits"].as_object().expect("hook_hits");
+    let txn_hits: u64 =
+        hits.iter().filter(|(hook, _)| hook.contains(fstype.name())).filter_map(|(_, n)| n.as_u64()).sum();
+    assert!(txn_hits > 0, "no {} transaction hook ran: {hits:?}", fstype.name());
+    assert!(trace.hook_hits("tracepoint:block:block_bio_queue") > 0, "{}", trace.footer());
 }
 
 #[test]
@@ -82,6 +89,11 @@ fn xfs_getfsmap_while_frozen_is_not_a_slip() {
         "fsmap printed extents"
     );
     assert!(trace.findings("slip").is_empty(), "{:#?}", trace.findings("slip"));
+    assert!(
+        trace.hook_hits("tracepoint:xfs:xfs_trans_alloc") > 0,
+        "the xfs hook was live: {}",
+        trace.footer()
+    );
     // Anything xfs_io did inside the frozen window is labelled, never silently dropped.
     for e in trace.events().into_iter().filter(|e| e["comm"] == "xfs_io" && e["kind"] == "txn_start") {
         let exempt = trace.findings("exempt");

@@ -46,7 +46,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     pub fn probe() -> Self {
-        let run = freezewatch(&["doctor", "--json"], Duration::from_secs(60)).expect("doctor runs");
+        let run = freezewatch(&["doctor", "--json"], limit(60)).expect("doctor runs");
         let report: Value = serde_json::from_str(&run.stdout).expect("doctor --json is JSON");
         let hook = |feature: &str| {
             report["features"]["Ok"]
@@ -112,4 +112,16 @@ pub fn sh_wait_until_blocked(var: &str) -> String {
         "i=0; while [ $i -lt 1000 ] && ! grep -q '^State:[[:space:]]*D' /proc/${var}/status 2>/dev/null; do \
          sleep 0.01; i=$((i+1)); done"
     )
+}
+
+/// The factor every time limit of the kernel tests is scaled by: `FREEZEWATCH_TIME_SCALE`
+/// (default 1). The QEMU guests, which run under TCG ten times slower, set it higher; limits
+/// bound hangs, they never judge speed.
+pub fn time_scale() -> u32 {
+    std::env::var("FREEZEWATCH_TIME_SCALE").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(1)
+}
+
+/// `secs` seconds, scaled by `time_scale`.
+pub fn limit(secs: u64) -> Duration {
+    Duration::from_secs(secs) * time_scale()
 }

@@ -9,6 +9,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
+use crate::limit;
+
 /// Path of the freezewatch binary: $FREEZEWATCH_BIN (set by `cargo xtask test`), else the one
 /// cargo built beside this test binary (target/<profile>/freezewatch).
 pub fn freezewatch_bin() -> PathBuf {
@@ -154,7 +156,7 @@ pub fn record_script_with(script: &str, env: &[(&str, &str)]) -> Result<Trace> {
     let out_s = out.to_str().expect("UTF-8 temp path");
     let mut cmd = Command::new(freezewatch_bin());
     cmd.args(["record", "--out", out_s, "--", "sh", "-c", script]).envs(env.iter().copied());
-    let run = freezewatch_cmd(&mut cmd, Duration::from_secs(60))?;
+    let run = freezewatch_cmd(&mut cmd, limit(60))?;
     if run.code != Some(0) {
         bail!("freezewatch record exited {:?}: {}", run.code, run.stderr);
     }
@@ -205,8 +207,8 @@ impl Recorder {
             if let Some(status) = rec.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("freezewatch record exited ({status}) before attaching: {}", rec.stderr());
             }
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("freezewatch record did not attach within 60 s: {}", rec.stderr());
+            if start.elapsed() > limit(60) {
+                bail!("freezewatch record did not attach within {:?}: {}", limit(60), rec.stderr());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -230,9 +232,9 @@ impl Recorder {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
-            if start.elapsed() > Duration::from_secs(60) {
+            if start.elapsed() > limit(60) {
                 let _ = child.kill();
-                bail!("freezewatch record did not exit within 60 s of signal {signal}");
+                bail!("freezewatch record did not exit within {:?} of signal {signal}", limit(60));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -2,7 +2,7 @@
 use std::{process::Command, time::Duration};
 
 use freezewatch_tests::{
-    Frozen, FsType, LoopFs, Trace, freezewatch, freezewatch_bin, freezewatch_cmd, kernel_available,
+    Frozen, FsType, LoopFs, Trace, freezewatch, freezewatch_bin, freezewatch_cmd, kernel_available, limit,
 };
 
 #[test]
@@ -10,7 +10,7 @@ fn doctor_reports_the_hook_it_really_attached() {
     if !kernel_available("doctor_reports_the_hook_it_really_attached") {
         return;
     }
-    let run = freezewatch(&["doctor", "--json"], Duration::from_secs(60)).expect("doctor runs");
+    let run = freezewatch(&["doctor", "--json"], limit(60)).expect("doctor runs");
     assert_eq!(run.code, Some(0), "doctor must pass where record works: {}", run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("doctor --json is JSON");
     let status = |ty: &str| {

@@ -2,11 +2,9 @@
 //! (here turned off with FREEZEWATCH_DISABLE, as a hook that failed to attach would be),
 //! `run --assert no-slips` does not pass: it is UNPROVEN and exits 3, naming the missing hook.
 //! The same script with every hook fails on the slip, so the hook really mattered.
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
-use freezewatch_tests::{FsType, LoopFs, freezewatch_bin, freezewatch_cmd, kernel_available};
-
-const LIMIT: Duration = Duration::from_secs(60);
+use freezewatch_tests::{FsType, LoopFs, freezewatch_bin, freezewatch_cmd, kernel_available, limit};
 
 /// Freezes, writes one block straight to the device (a slip only the block hook sees), thaws.
 fn slipping_script(fs: &LoopFs) -> String {
@@ -26,7 +24,7 @@ fn run_no_slips(fs: &LoopFs, disable: Option<&str>, extra: &[&str]) -> freezewat
     if let Some(features) = disable {
         cmd.env("FREEZEWATCH_DISABLE", features);
     }
-    freezewatch_cmd(&mut cmd, LIMIT).expect("freezewatch runs")
+    freezewatch_cmd(&mut cmd, limit(60)).expect("freezewatch runs")
 }
 
 #[test]

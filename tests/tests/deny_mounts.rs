@@ -2,7 +2,7 @@
 //! device, a bind mount from it, fsmount + move_mount) and let every other mount through. These
 //! tests need the BPF LSM, which this project's host refuses: they run in the QEMU guests
 //! (`cargo xtask vm-test`). On a host without it, the refusal is what is tested.
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use freezewatch_tests::{
     Capabilities, ExtraMounts, Frozen, FsType, LoopFs, MountResult, Recorder, Trace, bind_mount, freezewatch,
@@ -173,7 +173,7 @@ fn without_the_bpf_lsm_enforce_will_not_start_and_audit_says_it_is_inactive() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("t.ndjson");
     let out_s = out.to_str().expect("utf8");
-    let limit = Duration::from_secs(60);
+    let limit = freezewatch_tests::limit(60);
     let enforce =
         freezewatch(&["record", "--deny-mounts", "--out", out_s, "--", "true"], limit).expect("runs");
     assert_eq!(enforce.code, Some(3), "{}", enforce.stderr);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use freezewatch_tests::{
-    Frozen, FsType, LoopFs, Recorder, Trace, freezewatch, kernel_available, record_script,
+    Frozen, FsType, LoopFs, Recorder, Trace, freezewatch, kernel_available, limit, record_script,
 };
 use serde_json::Value;
 
@@ -98,7 +98,7 @@ fn a_freeze_longer_than_the_threshold_is_a_long_freeze() {
     let script = format!("fsfreeze -f {m}; sleep 0.6; fsfreeze -u {m}", m = fs.mnt());
     let run = freezewatch(
         &["record", "--long-freeze", "200ms", "--out", out, "--", "sh", "-c", &script],
-        Duration::from_secs(120),
+        limit(120),
     )
     .expect("record");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -108,8 +108,8 @@ fn a_freeze_longer_than_the_threshold_is_a_long_freeze() {
     assert_eq!(live.len(), 1, "{live:#?}");
     assert!(live[0]["message"].as_str().is_some_and(|m| m.ends_with("and still is")), "{}", live[0]);
     // The report of the finished trace: the whole window, once.
-    let report = freezewatch(&["report", "--json", "--long-freeze", "200ms", out], Duration::from_secs(60))
-        .expect("report");
+    let report =
+        freezewatch(&["report", "--json", "--long-freeze", "200ms", out], limit(60)).expect("report");
     let report: Value = serde_json::from_str(&report.stdout).expect("JSON");
     let long: Vec<&Value> = report["findings"]
         .as_array()
@@ -121,7 +121,6 @@ fn a_freeze_longer_than_the_threshold_is_a_long_freeze() {
     assert!(long[0]["duration_ns"].as_u64().is_some_and(|d| d >= 600_000_000), "{}", long[0]);
     assert!(long[0]["message"].as_str().is_some_and(|m| m.contains("stayed frozen for")), "{}", long[0]);
     // Under the threshold: none.
-    let quiet = freezewatch(&["report", "--json", "--long-freeze", "5s", out], Duration::from_secs(60))
-        .expect("report");
+    let quiet = freezewatch(&["report", "--json", "--long-freeze", "5s", out], limit(60)).expect("report");
     assert!(!quiet.stdout.contains("long-freeze"), "{}", quiet.stdout);
 }

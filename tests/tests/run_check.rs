@@ -1,15 +1,12 @@
 //! `freezewatch run` wraps a command and asserts on the freeze gate; `check` re-evaluates the
 //! saved trace with the same verdicts. Exit codes: 0 hold, 1 failed, 2 bad input, CMD's with
 //! --propagate-exit.
-use std::time::Duration;
 
-use freezewatch_tests::{FsType, LoopFs, Run, freezewatch, kernel_available};
+use freezewatch_tests::{FsType, LoopFs, Run, freezewatch, kernel_available, limit};
 use serde_json::Value;
 
-const LIMIT: Duration = Duration::from_secs(60);
-
 fn run(args: &[&str]) -> Run {
-    freezewatch(args, LIMIT).expect("freezewatch runs")
+    freezewatch(args, limit(60)).expect("freezewatch runs")
 }
 
 fn freeze_thaw(fs: &LoopFs) -> String {

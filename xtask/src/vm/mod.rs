@@ -105,9 +105,64 @@ fn between<'a>(log: &'a str, begin: &str, end: &str) -> Result<&'a str> {
     Ok(&log[from..to])
 }
 
-/// Checks what the guest reported: doctor found fentry and the BPF LSM usable, and every test
-/// binary ran and passed (the guest makes tests that need fentry or LSM fail rather than skip).
-fn check(name: &str, log: &str, bins: &TestBinaries) -> Result<()> {
+/// Tests that may print SKIPPED in a guest, with why; any other skip fails the guest run.
+const ALLOWED_SKIPS: &[(&str, &str)] = &[
+    ("nested_holders_keep_the_gate_closed_until_the_last_thaw", "6.1: freeze holders nest from Linux 6.6 on"),
+    (
+        "without_the_bpf_lsm_enforce_will_not_start_and_audit_says_it_is_inactive",
+        "it tests a host that refuses the BPF LSM; the guests have it",
+    ),
+];
+
+/// The hook every feature must attach in the guests, where fentry/fexit, module fexit and the BPF
+/// LSM all work: a fallback there is a regression of the paths only the guests exercise.
+const GUEST_HOOKS: &[(&str, &str)] = &[
+    ("freeze", "fentry:freeze_super"),
+    ("block-writes", "tracepoint:block:block_bio_queue"),
+    ("blocked-writers", "tracepoint:lock:contention"),
+    ("txn-ext4", "tracepoint:ext4:ext4_journal_start"),
+    ("txn-xfs", "tracepoint:xfs:xfs_trans_alloc"),
+    ("txn-btrfs", "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit"),
+    ("mounts", "tracepoint:syscalls:mount"),
+    ("completed-writes", "fexit:vfs_write"),
+    ("mount-denial", "lsm:sb_kern_mount+sb_mount+move_mount"),
+];
+
+/// Tests passed per `test result:` line of `log`.
+fn passed_in(log: &str) -> u64 {
+    log.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("test result: "))
+        .filter_map(|l| l.split(';').find_map(|p| p.trim().strip_suffix(" passed")))
+        .filter_map(|p| p.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// What test binary `test` printed, between its begin and end markers (lines may end in \r: the
+/// guest's serial console).
+fn output_of(log: &str, test: &str) -> String {
+    let (begin, end) = (format!("FW-TEST-BEGIN {test}"), format!("FW-TEST-RC {test} "));
+    log.lines()
+        .skip_while(|l| l.trim() != begin)
+        .take_while(|l| !l.trim_start().starts_with(&end))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The test a SKIPPED line is about: "test NAME ... SKIPPED ..." or "SKIPPED NAME: why".
+fn skipped_test(line: &str) -> Option<&str> {
+    let line = line.trim();
+    if let Some(rest) = line.strip_prefix("test ") {
+        return rest.split_whitespace().next();
+    }
+    let rest = &line[line.find("SKIPPED ")? + "SKIPPED ".len()..];
+    rest.split([':', '(', ' ']).next()
+}
+
+/// Checks what the guest reported: doctor attached the fentry, fexit and LSM hooks, every test
+/// binary ran and passed at least one test (unless a filter selects tests), and nothing skipped
+/// but the allowed few (the guest makes tests that need fentry or LSM fail rather than skip).
+fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>) -> Result<()> {
     ensure!(log.contains("FW-DONE"), "the {name} guest did not finish its script");
     if let Some(line) = log.lines().find(|l| l.starts_with("FW-MODULE-FAILED")) {
         bail!("{name}: {line}");
@@ -122,8 +177,13 @@ fn check(name: &str, log: &str, bins: &TestBinaries) -> Result<()> {
     };
     ensure!(probe("fentry") == Some("ok".into()), "{name}: fentry probe: {:?}", probe("fentry"));
     ensure!(probe("lsm") == Some("ok".into()), "{name}: LSM probe: {:?}", probe("lsm"));
+    let features = doctor["features"]["Ok"].as_array().with_context(|| format!("{name}: doctor features"))?;
+    for (feature, hook) in GUEST_HOOKS {
+        let got = features.iter().find(|f| f["feature"] == *feature).map(|f| f["hook"].clone());
+        ensure!(got == Some((*hook).into()), "{name}: {feature} attached {got:?}, expected {hook}");
+    }
     let mut failed = Vec::new();
-    let mut passed = 0u64;
+    let mut empty = Vec::new();
     for (test, _) in &bins.tests {
         let rc = log
             .lines()
@@ -132,16 +192,19 @@ fn check(name: &str, log: &str, bins: &TestBinaries) -> Result<()> {
         if rc.trim() != "0" {
             failed.push(format!("{test} (exit {})", rc.trim()));
         }
-    }
-    for line in log.lines().filter(|l| l.starts_with("test result: ")) {
-        passed += line
-            .split(';')
-            .find_map(|p| p.trim().strip_suffix(" passed"))
-            .and_then(|p| p.rsplit(' ').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
+        if filter.is_none() && passed_in(&output_of(log, test)) == 0 {
+            empty.push(test.as_str());
+        }
     }
     ensure!(failed.is_empty(), "{name}: failing test binaries: {}", failed.join(", "));
+    ensure!(empty.is_empty(), "{name}: test binaries that passed no test: {}", empty.join(", "));
+    let skips: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("SKIPPED"))
+        .filter(|l| skipped_test(l).is_none_or(|t| !ALLOWED_SKIPS.iter().any(|(allowed, _)| *allowed == t)))
+        .collect();
+    ensure!(skips.is_empty(), "{name}: tests skipped that must run in the guests:\n{}", skips.join("\n"));
+    let passed = passed_in(log);
     ensure!(passed > 0, "{name}: no test ran (does the filter match a test name?)");
     eprintln!("xtask: {name}: {passed} kernel tests passed in {} binaries", bins.tests.len());
     Ok(())
@@ -177,7 +240,7 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
                 }
                 other => other?,
             };
-            check(name, &log, &bins)
+            check(name, &log, &bins, filter)
         })();
         if let Err(e) = result {
             eprintln!("xtask: {name}: FAILED: {e:#}");
@@ -188,4 +251,32 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
         bail!("vm-test failed:\n  {}", failures.join("\n  "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shaped like a guest's log: serial-console line ends, two binaries, allowed and other skips.
+    const LOG: &str = "FW-TEST-BEGIN cli\r\nrunning 2 tests\r\ntest a ... ok\r\n\
+        test result: ok. 2 passed; 0 failed; 0 ignored\r\nFW-TEST-RC cli 0\r\n\
+        FW-TEST-BEGIN gate\r\ntest nested_holders_keep_the_gate_closed_until_the_last_thaw ... SKIPPED x\r\n\
+        test result: ok. 0 passed; 0 failed; 0 ignored\r\nFW-TEST-RC gate 0\r\n\
+        SKIPPED some_test: no reason\r\n";
+
+    #[test]
+    fn each_binary_counts_its_own_passes() {
+        assert_eq!(passed_in(&output_of(LOG, "cli")), 2);
+        assert_eq!(passed_in(&output_of(LOG, "gate")), 0, "a binary that ran nothing is seen");
+        assert_eq!(passed_in(LOG), 2);
+    }
+
+    #[test]
+    fn skipped_lines_name_their_test() {
+        let names: Vec<&str> =
+            LOG.lines().filter(|l| l.contains("SKIPPED")).filter_map(skipped_test).collect();
+        assert_eq!(names, ["nested_holders_keep_the_gate_closed_until_the_last_thaw", "some_test"]);
+        assert!(ALLOWED_SKIPS.iter().any(|(t, _)| *t == names[0]));
+        assert!(!ALLOWED_SKIPS.iter().any(|(t, _)| *t == names[1]));
+    }
 }

@@ -3,6 +3,7 @@
 //! `when_none` says what happens when none attaches. The loader walks this table; nothing else
 //! decides which program goes where.
 use freeze_common::tp::{self, TpField};
+use freeze_model::coverage::Feature;
 
 /// A tracepoint program and the record fields it reads (checked against tracefs first).
 pub(super) struct TpProg {
@@ -62,8 +63,8 @@ pub(super) enum WhenNone {
     Record(&'static str),
 }
 
-pub(super) struct Feature {
-    pub name: &'static str,
+pub(super) struct FeatureSpec {
+    pub name: Feature,
     pub chain: &'static [Attempt],
     pub when_none: WhenNone,
     /// Attached only when `--deny-mounts` asks for it.
@@ -94,16 +95,16 @@ const fn attempt(hook: &'static str, programs: Programs) -> Attempt {
     Attempt { hook, programs, limits: None }
 }
 
-const fn feature(name: &'static str, chain: &'static [Attempt]) -> Feature {
-    Feature { name, chain, when_none: WhenNone::Record(RECORDS_NOTHING), on_request: false }
+const fn feature(name: Feature, chain: &'static [Attempt]) -> FeatureSpec {
+    FeatureSpec { name, chain, when_none: WhenNone::Record(RECORDS_NOTHING), on_request: false }
 }
 
 const BTRFS_COMMIT: TpProg =
     tp("fw_btrfs_transaction_commit", "btrfs", "btrfs_transaction_commit", tp::btrfs::TRANSACTION_COMMIT);
 
-pub(super) const FEATURES: &[Feature] = &[
-    Feature {
-        name: "freeze",
+pub(super) const FEATURES: &[FeatureSpec] = &[
+    FeatureSpec {
+        name: Feature::Freeze,
         chain: &[
             attempt(
                 "fentry:freeze_super",
@@ -130,7 +131,7 @@ pub(super) const FEATURES: &[Feature] = &[
         on_request: false,
     },
     feature(
-        "block-writes",
+        Feature::BlockWrites,
         &[attempt(
             "tracepoint:block:block_bio_queue",
             Programs::Tracepoints(&[tp(
@@ -142,7 +143,7 @@ pub(super) const FEATURES: &[Feature] = &[
         )],
     ),
     feature(
-        "blocked-writers",
+        Feature::BlockedWriters,
         &[attempt(
             "tracepoint:lock:contention",
             Programs::Tracepoints(&[
@@ -152,7 +153,7 @@ pub(super) const FEATURES: &[Feature] = &[
         )],
     ),
     feature(
-        "txn-ext4",
+        Feature::TxnExt4,
         &[
             attempt(
                 "tracepoint:ext4:ext4_journal_start",
@@ -184,7 +185,7 @@ pub(super) const FEATURES: &[Feature] = &[
         ],
     ),
     feature(
-        "txn-xfs",
+        Feature::TxnXfs,
         &[attempt(
             "tracepoint:xfs:xfs_trans_alloc",
             Programs::Tracepoints(&[tp(
@@ -198,7 +199,7 @@ pub(super) const FEATURES: &[Feature] = &[
     // btrfs transaction handles at fexit (a start that got past the gate), commits from the
     // tracepoint; without fexit, starts are seen where they reserve space, before the gate.
     feature(
-        "txn-btrfs",
+        Feature::TxnBtrfs,
         &[
             attempt(
                 "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit",
@@ -230,7 +231,7 @@ pub(super) const FEATURES: &[Feature] = &[
         ],
     ),
     feature(
-        "mounts",
+        Feature::Mounts,
         &[attempt(
             "tracepoint:syscalls:mount",
             Programs::Tracepoints(&[
@@ -248,7 +249,7 @@ pub(super) const FEATURES: &[Feature] = &[
         )],
     ),
     feature(
-        "completed-writes",
+        Feature::CompletedWrites,
         &[
             attempt("fexit:vfs_write", Programs::Tracing(&[fexit("fw_vfs_write_exit", "vfs_write")])),
             attempt(
@@ -268,8 +269,8 @@ pub(super) const FEATURES: &[Feature] = &[
             ),
         ],
     ),
-    Feature {
-        name: MOUNT_DENIAL,
+    FeatureSpec {
+        name: Feature::MountDenial,
         chain: &[Attempt {
             hook: "lsm:sb_kern_mount+sb_mount+move_mount",
             programs: Programs::Lsm(&[
@@ -289,9 +290,6 @@ pub(super) const FEATURES: &[Feature] = &[
         on_request: true,
     },
 ];
-
-/// The feature `--deny-mounts` attaches.
-pub(crate) const MOUNT_DENIAL: &str = "mount-denial";
 
 #[cfg(test)]
 mod tests {
@@ -326,9 +324,11 @@ mod tests {
 
     #[test]
     fn every_feature_has_a_chain_and_only_freeze_is_required() {
+        let named: Vec<Feature> = FEATURES.iter().map(|f| f.name).collect();
+        assert_eq!(named, Feature::ALL, "one entry per feature, in the model's order");
         for f in FEATURES {
             assert!(!f.chain.is_empty(), "{}", f.name);
-            assert_eq!(matches!(f.when_none, WhenNone::Fail), f.name == "freeze", "{}", f.name);
+            assert_eq!(matches!(f.when_none, WhenNone::Fail), f.name == Feature::Freeze, "{}", f.name);
         }
     }
 }

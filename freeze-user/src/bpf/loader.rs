@@ -9,7 +9,7 @@ use freeze_common::{KernelOffsets, counter, names};
 
 use super::{
     attach::{self, AttachError, Modules},
-    features::{Attempt, FEATURES, MOUNT_DENIAL, Programs, WhenNone},
+    features::{Attempt, FEATURES, Programs, WhenNone},
     module_fexit,
 };
 use crate::host::{
@@ -18,6 +18,7 @@ use crate::host::{
     offsets::{self, OffsetError},
 };
 use freeze_model::{
+    coverage::Feature,
     deny::DenyMode,
     event::Hook,
     trace::{ActiveHook, Counters},
@@ -47,9 +48,6 @@ pub enum LoadError {
     )]
     DenyUnavailable(String),
 }
-
-/// The feature every recording needs.
-const FREEZE: &str = "freeze";
 
 /// How a failed attempt is listed among a feature's fallbacks: the hook, then why; a refusal by
 /// the kernel says which program type it refused.
@@ -154,7 +152,7 @@ impl Loaded {
         let mut denying = false;
         for feature in FEATURES.iter().filter(|f| !f.on_request || deny.is_some()) {
             let mut fallbacks = Vec::new();
-            let off = disabled.iter().any(|d| d == feature.name);
+            let off = disabled.iter().any(|d| d == feature.name.as_str());
             if off {
                 fallbacks.push("disabled (FREEZEWATCH_DISABLE)".to_owned());
             }
@@ -167,7 +165,7 @@ impl Loaded {
                     }
                 }
             });
-            if feature.name == MOUNT_DENIAL {
+            if feature.name == Feature::MountDenial {
                 denying = won.is_some();
                 if won.is_none() && deny == Some(DenyMode::Enforce) {
                     return Err(LoadError::DenyUnavailable(fallbacks.join("; ")));
@@ -175,21 +173,24 @@ impl Loaded {
             }
             let hook = match (won, &feature.when_none) {
                 (Some(attempt), _) => {
-                    if feature.name == FREEZE {
+                    if feature.name == Feature::Freeze {
                         freeze_hook = Hook::from_name(attempt.hook).unwrap_or(Hook::TracepointIoctl);
                     }
                     ActiveHook {
-                        feature: feature.name.into(),
+                        feature: feature.name.as_str().into(),
                         hook: Some(attempt.hook.into()),
                         fallbacks,
                         limits: attempt.limits.map(Into::into),
                     }
                 }
                 (None, WhenNone::Fail) => {
-                    return Err(LoadError::NoHook { feature: feature.name, reasons: fallbacks.join("; ") });
+                    return Err(LoadError::NoHook {
+                        feature: feature.name.as_str(),
+                        reasons: fallbacks.join("; "),
+                    });
                 }
                 (None, WhenNone::Record(limits)) => ActiveHook {
-                    feature: feature.name.into(),
+                    feature: feature.name.as_str().into(),
                     hook: None,
                     fallbacks,
                     limits: Some((*limits).into()),

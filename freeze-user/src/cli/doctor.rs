@@ -10,7 +10,7 @@ use crate::{
     host::kernel::{self, Privileges},
     host::offsets,
 };
-use freeze_model::{deny::DenyMode, trace::ActiveHook};
+use freeze_model::{coverage::Feature, deny::DenyMode, trace::ActiveHook};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -252,7 +252,7 @@ impl Report {
                         let _ = writeln!(s, "  {:<17}   limits: {l}", "");
                     }
                 }
-                if hooks.iter().any(|h| h.feature == "mount-denial" && h.hook.is_none()) {
+                if hooks.iter().any(|h| h.feature == Feature::MountDenial.as_str() && h.hook.is_none()) {
                     let _ = writeln!(s, "  {:<17}   {}", "", self.deny_mounts_advice());
                 }
             }

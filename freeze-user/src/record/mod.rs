@@ -16,6 +16,7 @@ use tokio::{
 
 use freeze_model::{
     correlate::{self, Correlator},
+    coverage::Feature,
     event::Event,
     trace::{DenyStatus, EndReason, Footer, Header, Record},
 };
@@ -115,7 +116,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         let why = loaded
             .hooks
             .iter()
-            .find(|h| h.feature == "mount-denial")
+            .find(|h| h.feature == Feature::MountDenial.as_str())
             .and_then(|h| h.fallbacks.first().cloned())
             .unwrap_or_default();
         eprintln!(

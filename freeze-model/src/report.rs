@@ -1,12 +1,12 @@
 //! `freezewatch report`: the correlation of a trace, for people (text) and tools (JSON).
-use std::fmt::Write as _;
+use std::{fmt::Write as _, io::BufRead};
 
 use serde::Serialize;
 
 use crate::{
-    correlate::{self, Analysis, Finding, FindingKind, Severity},
+    correlate::{self, Analysis, Correlator, Finding, FindingKind, Severity},
     coverage::{Coverage, Gap},
-    trace::{Contents, Header},
+    trace::{Contents, Footer, Header, Record, TraceError, end_ns, records},
     units::fmt_secs,
 };
 
@@ -29,16 +29,68 @@ pub struct Report {
 
 pub fn build(contents: &Contents, opts: &correlate::Options) -> Report {
     let analysis = correlate::analyze(&contents.events, opts, contents.end_ns());
-    let coverage = Coverage::of(contents.header.as_ref());
+    assemble(analysis, contents.header.as_ref(), contents.footer.as_ref())
+}
+
+fn assemble(analysis: Analysis, header: Option<&Header>, footer: Option<&Footer>) -> Report {
+    let coverage = Coverage::of(header);
     let missing_hooks =
         coverage.missing.iter().map(|(feature, why)| Gap { feature: *feature, why: why.clone() }).collect();
     Report {
         analysis,
-        lost_events: contents.footer.as_ref().map(|f| f.counters.lost()),
-        complete: contents.footer.is_some(),
+        lost_events: footer.map(|f| f.counters.lost()),
+        complete: footer.is_some(),
         coverage,
         missing_hooks,
     }
+}
+
+/// How far out of order a trace's events may be for `stream`: the recorder writes them in the
+/// order the ring buffer delivered them, microseconds apart at most.
+const STREAM_WINDOW_NS: u64 = 1_000_000_000;
+
+/// A trace read and correlated in one pass.
+pub struct Streamed {
+    pub header: Option<Header>,
+    pub footer: Option<Footer>,
+    pub report: Report,
+}
+
+/// Correlates a trace as it is read, holding no events, with the same result as `build`. None
+/// when an event came more than a second out of order (a file edited or merged by hand): sort
+/// it with `build` instead.
+pub fn stream(input: impl BufRead, opts: &correlate::Options) -> Result<Option<Streamed>, TraceError> {
+    stream_keeping(input, opts, |_| true)
+}
+
+/// `stream`, keeping only the findings `keep` wants (the summaries count everything): what a check
+/// of a few metrics needs from a long trace.
+pub fn stream_keeping(
+    input: impl BufRead,
+    opts: &correlate::Options,
+    keep: impl Fn(&Finding) -> bool,
+) -> Result<Option<Streamed>, TraceError> {
+    let mut correlator =
+        Correlator::new(correlate::Options { reorder_window_ns: STREAM_WINDOW_NS, ..opts.clone() });
+    let (mut header, mut footer, mut findings) = (None, None, Vec::new());
+    for record in records(input) {
+        match record? {
+            Record::Header(h) => header = Some(h),
+            Record::Event(e) => findings.extend(correlator.push(e).into_iter().filter(&keep)),
+            Record::Footer(f) => footer = Some(f),
+            // Findings and summaries are recomputed from the events.
+            Record::Finding(_) | Record::Summary(_) => {}
+        }
+        if correlator.late_events() > 0 {
+            return Ok(None);
+        }
+    }
+    let end = correlator.finish(end_ns(header.as_ref(), footer.as_ref()));
+    findings.extend(end.findings.into_iter().filter(&keep));
+    findings.sort_by_key(|f| f.ts_ns);
+    let analysis = Analysis { findings, summaries: end.summaries };
+    let report = assemble(analysis, header.as_ref(), footer.as_ref());
+    Ok(Some(Streamed { header, footer, report }))
 }
 
 pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
@@ -109,4 +161,68 @@ pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
         _ => _ = writeln!(s, "\nWARNING: the trace has no footer (recording was cut short); losses unknown"),
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::read_trace;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/cycles-ext4-xfs.ndjson");
+
+    fn json(r: &Report) -> String {
+        serde_json::to_string(r).expect("serialises")
+    }
+
+    #[test]
+    fn streaming_gives_what_sorting_all_events_gives() {
+        let opts = correlate::Options::default();
+        let batch = build(&Contents::from_records(read_trace(FIXTURE.as_bytes()).expect("reads")), &opts);
+        let streamed = stream(FIXTURE.as_bytes(), &opts).expect("reads").expect("in order");
+        assert_eq!(json(&streamed.report), json(&batch));
+        assert!(streamed.header.is_some() && streamed.footer.is_some());
+        assert!(batch.analysis.findings.len() > 30, "a real recording with findings");
+    }
+
+    /// The fixture's events again, `shift_ns` later (the same superblocks, later cycles).
+    fn shifted(shift_ns: u64) -> Vec<String> {
+        FIXTURE
+            .lines()
+            .filter(|l| l.contains(r#""type":"event""#))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                let mut v = v;
+                for key in ["ts_ns", "begin_ts_ns"] {
+                    if let Some(ts) = v[key].as_u64() {
+                        v[key] = (ts + shift_ns).into();
+                    }
+                }
+                v.to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn out_of_order_events_are_reordered_or_left_to_the_sorting_path() {
+        let opts = correlate::Options::default();
+        let head: Vec<&str> = FIXTURE.lines().take_while(|l| !l.contains(r#""type":"event""#)).collect();
+        let first = shifted(0).into_iter().next().expect("an event");
+        // Two copies 3 s apart, then the first event again: 3 s late, long after its time passed.
+        let late: Vec<String> = head
+            .iter()
+            .map(|l| (*l).to_owned())
+            .chain(shifted(0))
+            .chain(shifted(3_000_000_000))
+            .chain([first.clone()])
+            .collect();
+        assert!(stream(late.join("\n").as_bytes(), &opts).expect("reads").is_none(), "left to sorting");
+        // Within the window: reordered in the stream, the same report as sorting all events.
+        let mut near: Vec<String> = head.iter().map(|l| (*l).to_owned()).chain(shifted(0)).collect();
+        let moved = near.remove(head.len());
+        near.push(moved);
+        let text = near.join("\n");
+        let streamed = stream(text.as_bytes(), &opts).expect("reads").expect("absorbed by the window");
+        let sorted = build(&Contents::from_records(read_trace(text.as_bytes()).expect("reads")), &opts);
+        assert_eq!(json(&streamed.report), json(&sorted));
+    }
 }

@@ -153,9 +153,13 @@ impl Contents {
 
     /// When recording ended, in the events' clock (from the header and footer).
     pub fn end_ns(&self) -> Option<u64> {
-        let (h, f) = (self.header.as_ref()?, self.footer.as_ref()?);
-        Some(h.started_monotonic_ns + f.duration_ms * 1_000_000)
+        end_ns(self.header.as_ref(), self.footer.as_ref())
     }
+}
+
+/// When recording ended, in the events' clock: the header's start plus the footer's duration.
+pub fn end_ns(header: Option<&Header>, footer: Option<&Footer>) -> Option<u64> {
+    Some(header?.started_monotonic_ns + footer?.duration_ms * 1_000_000)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -190,35 +194,58 @@ pub enum TraceError {
     Line { line: usize, message: String },
 }
 
+/// The lines our writer writes most (`{"v":1,"type":"event",...}`) deserialize straight into their
+/// struct, without an intermediate `Value`; anything else, or a line that fails, takes the general
+/// path, which also names what is wrong.
+fn fast_record(line: &str) -> Option<Record> {
+    let rest = line.strip_prefix(r#"{"v":1,"type":""#)?;
+    match rest.split_once('"')?.0 {
+        "event" => serde_json::from_str::<Event>(line).ok().map(Record::Event),
+        "finding" => serde_json::from_str::<Finding>(line).ok().map(Record::Finding),
+        _ => None,
+    }
+}
+
+fn parse_line(n: usize, line: &str) -> Result<Record, TraceError> {
+    if let Some(record) = fast_record(line) {
+        return Ok(record);
+    }
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| TraceError::Line { line: n, message: format!("not JSON: {e}") })?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(TraceError::Line {
+                line: n,
+                message: format!("schema version {v}, this freezewatch reads version {SCHEMA_VERSION}"),
+            });
+        }
+        None => return Err(TraceError::Line { line: n, message: "no \"v\" (schema version) field".into() }),
+    }
+    let parsed: Line<Record> =
+        serde_json::from_value(value).map_err(|e| TraceError::Line { line: n, message: e.to_string() })?;
+    Ok(parsed.record)
+}
+
+/// The records of a trace, one at a time; a malformed line is an error that names it.
+pub fn records(input: impl BufRead) -> impl Iterator<Item = Result<Record, TraceError>> {
+    input.split(b'\n').enumerate().filter_map(|(i, line)| {
+        let n = i + 1;
+        let line = match line {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(TraceError::Io(e))),
+        };
+        let line = match std::str::from_utf8(&line) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(TraceError::Line { line: n, message: format!("not UTF-8 ({e})") })),
+        };
+        (!line.trim().is_empty()).then(|| parse_line(n, line))
+    })
+}
+
 /// Reads every record; the first malformed line is an error that names it.
 pub fn read_trace(input: impl BufRead) -> Result<Vec<Record>, TraceError> {
-    let mut out = Vec::new();
-    for (i, line) in input.split(b'\n').enumerate() {
-        let n = i + 1;
-        let line = String::from_utf8(line?)
-            .map_err(|e| TraceError::Line { line: n, message: format!("not UTF-8 ({e})") })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| TraceError::Line { line: n, message: format!("not JSON: {e}") })?;
-        match value.get("v").and_then(serde_json::Value::as_u64) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-            Some(v) => {
-                return Err(TraceError::Line {
-                    line: n,
-                    message: format!("schema version {v}, this freezewatch reads version {SCHEMA_VERSION}"),
-                });
-            }
-            None => {
-                return Err(TraceError::Line { line: n, message: "no \"v\" (schema version) field".into() });
-            }
-        }
-        let parsed: Line<Record> = serde_json::from_value(value)
-            .map_err(|e| TraceError::Line { line: n, message: e.to_string() })?;
-        out.push(parsed.record);
-    }
-    Ok(out)
+    records(input).collect()
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@ use serde::Serialize;
 
 use crate::{
     assertions::{self, Assertion, Status, Verdict},
-    correlate, report,
-    trace::Contents,
+    report,
 };
 
 #[derive(Debug, Serialize)]
@@ -23,15 +22,9 @@ pub struct Summary<'a> {
     pub command_exit: Option<i32>,
 }
 
-/// Evaluates every assertion on the trace.
-pub fn evaluate(
-    contents: &Contents,
-    list: &[Assertion],
-    opts: &correlate::Options,
-) -> (Vec<Verdict>, report::Report) {
-    let rep = report::build(contents, opts);
-    let verdicts = list.iter().map(|a| assertions::evaluate(a, &rep)).collect();
-    (verdicts, rep)
+/// Evaluates every assertion on a trace's report.
+pub fn evaluate(report: &report::Report, list: &[Assertion]) -> Vec<Verdict> {
+    list.iter().map(|a| assertions::evaluate(a, report)).collect()
 }
 
 pub fn human(verdicts: &[Verdict], command_exit: Option<i32>) -> String {
@@ -153,6 +146,7 @@ pub fn junit(verdicts: &[Verdict], suite: &str, seconds: f64) -> String {
 mod tests {
     use super::*;
     use crate::{assertions::parse, trace::read_trace};
+    use crate::{correlate, trace::Contents};
 
     /// A hand-written trace: /mnt/a (ext4 7:0) frozen for 2 s with a dd write while frozen, and
     /// /mnt/b (xfs 7:1) frozen and never thawed. The footer says one event was lost.
@@ -183,7 +177,7 @@ mod tests {
             ("thaws @fs=xfs == 0", true, 0),
         ];
         let list: Vec<_> = cases.iter().map(|(t, _, _)| parse(t).expect(t)).collect();
-        let (verdicts, _) = evaluate(&contents, &list, &correlate::Options::default());
+        let verdicts = evaluate(&report::build(&contents, &correlate::Options::default()), &list);
         for ((text, passed, value), v) in cases.iter().zip(&verdicts) {
             assert_eq!((v.passed, v.value), (*passed, *value), "{text}: {}", v.message);
         }
@@ -228,7 +222,8 @@ mod tests {
             ("denied_mounts == 0", Status::Unproven),
         ];
         let list: Vec<_> = cases.iter().map(|(t, _)| parse(t).expect(t)).collect();
-        let (verdicts, rep) = evaluate(&without_txn_xfs(), &list, &correlate::Options::default());
+        let rep = report::build(&without_txn_xfs(), &correlate::Options::default());
+        let verdicts = evaluate(&rep, &list);
         for ((text, status), v) in cases.iter().zip(&verdicts) {
             assert_eq!(v.status, *status, "{text}: {}", v.message);
             assert_eq!(v.passed, *status == Status::Pass, "{text}");

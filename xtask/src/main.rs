@@ -1,4 +1,5 @@
 //! `cargo xtask`: everything a fresh machine needs to build, run and test freezewatch.
+mod bench;
 mod setup;
 mod vm;
 
@@ -42,6 +43,10 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// User-space benchmarks: `check` and `report` of a synthetic trace of a million events
+    /// (release build), median wall time and peak RSS over interleaved rounds; results in
+    /// target/bench/results.json (see docs/benchmarks.md).
+    Bench,
     /// Boot Debian cloud kernels (6.1, 6.12) under QEMU, where fentry and BPF LSM load, and run
     /// the kernel test suite there (fentry paths, mount denial). Downloads are cached under
     /// target/vm/cache. KVM is used where a probe boot works (FREEZEWATCH_VM_KVM=1/0 decides
@@ -64,7 +69,7 @@ enum Cmd {
     },
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
@@ -117,6 +122,7 @@ fn main() -> Result<()> {
             run(Command::new(bin).args(&args))
         }
         Cmd::Test { args } => test(&args),
+        Cmd::Bench => bench::bench(&build(true)?),
         Cmd::VmTest { kernel, filter } => {
             let bin = build(false)?;
             vm::vm_test(&kernel, &bin, filter.as_deref())

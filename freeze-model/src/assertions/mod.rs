@@ -42,7 +42,7 @@ impl Metric {
     }
 
     /// The findings that explain a value of this metric.
-    fn finding_kinds(self) -> &'static [FindingKind] {
+    pub fn finding_kinds(self) -> &'static [FindingKind] {
         match self {
             Metric::Slips => &[FindingKind::Slip],
             Metric::FailedFreezes => &[FindingKind::FreezeFailed],

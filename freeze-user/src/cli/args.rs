@@ -7,8 +7,9 @@ use std::{
 
 use freeze_model::{
     assertions::{self, Assertion},
+    correlate::{self, FindingKind},
     deny::DenyMode,
-    trace,
+    report, trace,
     units::parse_duration,
 };
 
@@ -119,6 +120,15 @@ impl AssertArgs {
         }
         Ok(out)
     }
+
+    /// The finding kinds the assertions' verdicts can cite.
+    pub fn finding_kinds(list: &[Assertion]) -> Vec<FindingKind> {
+        let mut kinds: Vec<FindingKind> =
+            list.iter().flat_map(|a| a.metric.finding_kinds()).copied().collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
 }
 
 pub fn parse_event_log(s: &str) -> Result<usize, String> {
@@ -143,6 +153,31 @@ pub fn load_trace(path: &Path) -> Result<trace::Contents, Failure> {
         trace::read_trace(std::io::BufReader::new(file))
     };
     records.map(trace::Contents::from_records).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
+}
+
+/// A trace's report (with its header and footer), correlated while it is read so that no events are
+/// held; a file whose events are out of order beyond the streaming window, and stdin, are read
+/// whole and sorted instead. Either way the result is the same.
+///
+/// `kinds`: the finding kinds to keep (None: all), for checks that explain only some.
+pub fn load_report(
+    path: &Path,
+    opts: &correlate::Options,
+    kinds: Option<&[FindingKind]>,
+) -> Result<report::Streamed, Failure> {
+    if path.as_os_str() != "-" {
+        let file =
+            std::fs::File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        let keep = |f: &correlate::Finding| kinds.is_none_or(|k| k.contains(&f.kind));
+        let streamed = report::stream_keeping(std::io::BufReader::new(file), opts, keep)
+            .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        if let Some(s) = streamed {
+            return Ok(s);
+        }
+    }
+    let contents = load_trace(path)?;
+    let report = report::build(&contents, opts);
+    Ok(report::Streamed { header: contents.header, footer: contents.footer, report })
 }
 
 /// Prints `value` as pretty JSON on stdout.

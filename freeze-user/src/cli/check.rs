@@ -5,27 +5,28 @@ use std::path::Path;
 use freeze_model::{
     assertions::{Assertion, Status},
     correlate,
-    trace::Contents,
+    report::Streamed,
     verdicts,
 };
 
 use super::{
-    args::{AssertArgs, load_trace, print_json},
+    args::{AssertArgs, load_report, print_json},
     exit::{Exit, Failure, Outcome},
 };
 
 pub fn command(trace: &Path, args: &AssertArgs) -> Outcome {
     let list = args.collect().map_err(Failure::input)?;
-    let contents = load_trace(trace)?;
-    judge(&contents, &list, args, &trace.display().to_string())
+    let kinds = AssertArgs::finding_kinds(&list);
+    let streamed = load_report(trace, &correlate::Options::with_long_freeze(args.long_freeze), Some(&kinds))?;
+    judge(&streamed, &list, args, &trace.display().to_string())
 }
 
 /// Evaluates, prints and writes JUnit: `Ok` when every assertion holds, `Failed` when one does
 /// not, `Tracer` when one is unproven (unless `--allow-partial`).
-pub fn judge(contents: &Contents, list: &[Assertion], args: &AssertArgs, suite: &str) -> Outcome {
-    let opts = correlate::Options::with_long_freeze(args.long_freeze);
-    let (verdicts, rep) = verdicts::evaluate(contents, list, &opts);
-    let command_exit = contents.footer.as_ref().and_then(|f| f.command_exit);
+pub fn judge(streamed: &Streamed, list: &[Assertion], args: &AssertArgs, suite: &str) -> Outcome {
+    let rep = &streamed.report;
+    let verdicts = verdicts::evaluate(rep, list);
+    let command_exit = streamed.footer.as_ref().and_then(|f| f.command_exit);
     let passed = verdicts.iter().all(|v| v.passed);
     let unproven = verdicts.iter().filter(|v| v.status == Status::Unproven).count();
     let failed = verdicts.iter().any(|v| v.status == Status::Fail);
@@ -42,7 +43,7 @@ pub fn judge(contents: &Contents, list: &[Assertion], args: &AssertArgs, suite: 
         print!("{}", verdicts::human(&verdicts, command_exit));
     }
     if let Some(path) = &args.junit {
-        let seconds = contents.footer.as_ref().map_or(0.0, |f| f.duration_ms as f64 / 1e3);
+        let seconds = streamed.footer.as_ref().map_or(0.0, |f| f.duration_ms as f64 / 1e3);
         verdicts::write_junit(path, &verdicts, suite, seconds)
             .map_err(|e| Failure::input(format!("cannot write {}: {e}", path.display())))?;
     }

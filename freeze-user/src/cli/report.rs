@@ -4,17 +4,16 @@ use std::{path::Path, time::Duration};
 use freeze_model::{correlate, report};
 
 use super::{
-    args::{load_trace, print_json},
+    args::{load_report, print_json},
     exit::{Exit, Outcome},
 };
 
 pub fn command(trace: &Path, json: bool, all: bool, long_freeze: Duration) -> Outcome {
-    let contents = load_trace(trace)?;
-    let rep = report::build(&contents, &correlate::Options::with_long_freeze(long_freeze));
+    let streamed = load_report(trace, &correlate::Options::with_long_freeze(long_freeze), None)?;
     if json {
-        print_json(&rep)?;
+        print_json(&streamed.report)?;
     } else {
-        print!("{}", report::human(&rep, contents.header.as_ref(), all));
+        print!("{}", report::human(&streamed.report, streamed.header.as_ref(), all));
     }
     Ok(Exit::Ok)
 }

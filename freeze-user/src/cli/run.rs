@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use freeze_model::deny::DenyMode;
 
 use super::{
-    args::{AssertArgs, load_trace, runtime},
+    args::{AssertArgs, load_report, runtime},
     check::judge,
     exit::{Exit, Failure, Outcome},
 };
@@ -45,8 +45,10 @@ pub fn command(
     let outcome = runtime()?.block_on(record::record(opts))?;
     // Judge the trace as written, exactly as `check` would; it was just written by us, so an
     // unreadable one is a failure of this run, not the user's input.
-    let contents = load_trace(&path).map_err(|f| Failure::failed(f.message))?;
-    let verdict = judge(&contents, &list, args, &command.join(" "))?;
+    let opts = freeze_model::correlate::Options::with_long_freeze(args.long_freeze);
+    let kinds = AssertArgs::finding_kinds(&list);
+    let streamed = load_report(&path, &opts, Some(&kinds)).map_err(|f| Failure::failed(f.message))?;
+    let verdict = judge(&streamed, &list, args, &command.join(" "))?;
     Ok(match outcome.command_exit {
         Some(c) if c != 0 && propagate_exit => Exit::Command(u8::try_from(c).unwrap_or(1)),
         _ => verdict,

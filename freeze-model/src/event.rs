@@ -215,11 +215,6 @@ pub struct MountCall {
 }
 
 impl MountCall {
-    /// Whether this is a bind mount (mount(2) with MS_BIND).
-    pub fn is_bind(&self) -> bool {
-        self.api == MountApi::Mount && self.flags & freeze_common::mount_flags::MS_BIND != 0
-    }
-
     /// "mount of /dev/loop0 on /mnt", "bind mount of /a/sub on /b", "move_mount to /c".
     pub fn describe(&self) -> String {
         if self.api == MountApi::MoveMount {

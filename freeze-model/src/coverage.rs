@@ -81,6 +81,11 @@ impl Coverage {
         Self { missing, deny_requested, known: true }
     }
 
+    /// The features that did not attach, each with why.
+    pub fn gaps_missing(&self) -> impl Iterator<Item = Gap> + '_ {
+        self.missing.iter().map(|(feature, why)| Gap { feature: *feature, why: why.clone() })
+    }
+
     /// Whether some feature the recording should have had is missing.
     pub fn is_partial(&self) -> bool {
         !self.known || !self.missing.is_empty()

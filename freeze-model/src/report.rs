@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::{
     correlate::{self, Analysis, Correlator, Finding, FindingKind, Severity},
-    coverage::{Coverage, Gap},
+    coverage::Coverage,
     trace::{Contents, Footer, Header, Record, TraceError, end_ns, records},
     units::fmt_secs,
 };
@@ -18,13 +18,22 @@ pub struct Report {
     pub lost_events: Option<u64>,
     /// Whether the trace ends with a footer (a recorder that was killed leaves none).
     pub complete: bool,
-    /// Which features the recording had (from the header); listed in JSON only when some are
-    /// missing, as `missing_hooks`.
-    #[serde(skip)]
+    /// Which features the recording had (from the header). In JSON, `missing_hooks`: the
+    /// features that did not attach, with why (absent when none is missing).
+    #[serde(
+        rename = "missing_hooks",
+        serialize_with = "missing_hooks",
+        skip_serializing_if = "nothing_missing"
+    )]
     pub coverage: Coverage,
-    /// Features that did not attach, with why (absent when coverage is complete).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub missing_hooks: Vec<Gap>,
+}
+
+fn nothing_missing(c: &Coverage) -> bool {
+    c.missing.is_empty()
+}
+
+fn missing_hooks<S: serde::Serializer>(c: &Coverage, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(c.gaps_missing())
 }
 
 pub fn build(contents: &Contents, opts: &correlate::Options) -> Report {
@@ -33,15 +42,11 @@ pub fn build(contents: &Contents, opts: &correlate::Options) -> Report {
 }
 
 fn assemble(analysis: Analysis, header: Option<&Header>, footer: Option<&Footer>) -> Report {
-    let coverage = Coverage::of(header);
-    let missing_hooks =
-        coverage.missing.iter().map(|(feature, why)| Gap { feature: *feature, why: why.clone() }).collect();
     Report {
         analysis,
         lost_events: footer.map(|f| f.counters.lost()),
         complete: footer.is_some(),
-        coverage,
-        missing_hooks,
+        coverage: Coverage::of(header),
     }
 }
 
@@ -106,7 +111,7 @@ pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
     if !report.coverage.known {
         let _ = writeln!(s, "COVERAGE UNKNOWN: the trace has no header; which hooks ran cannot be told");
     }
-    for gap in &report.missing_hooks {
+    for gap in report.coverage.gaps_missing() {
         let _ = writeln!(s, "PARTIAL COVERAGE: {gap}: what it would see is not in this trace");
     }
     let start = header.map(|h| h.started_monotonic_ns).unwrap_or(0);

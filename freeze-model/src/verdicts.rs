@@ -235,7 +235,9 @@ mod tests {
             "{:?}",
             xfs.unproven
         );
-        assert_eq!(rep.missing_hooks.len(), 1);
+        assert_eq!(rep.coverage.gaps_missing().count(), 1);
+        let json = serde_json::to_value(&rep).expect("serialises");
+        assert_eq!(json["missing_hooks"][0]["feature"], "txn-xfs", "{}", json["missing_hooks"]);
         let text = human(&verdicts, None);
         assert!(text.contains("UNPROVEN  no-slips @fs=xfs"), "{text}");
         assert!(text.contains("PASS      frozen @/mnt/b"), "{text}");

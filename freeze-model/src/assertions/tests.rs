@@ -153,7 +153,6 @@ fn report() -> Report {
         complete: true,
         // Every hook attached, --deny-mounts included.
         coverage: Coverage { missing: Default::default(), deny_requested: true, known: true },
-        missing_hooks: Vec::new(),
     }
 }
 

@@ -169,6 +169,13 @@ struct Line<R> {
     record: R,
 }
 
+/// An event line as `Record::Event` writes it, from a borrowed event.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum EventRef<'a> {
+    Event(&'a Event),
+}
+
 /// Writes records as NDJSON, flushing each line so that a reader (or a crash) loses nothing.
 pub struct TraceWriter<W: Write> {
     out: W,
@@ -180,6 +187,15 @@ impl<W: Write> TraceWriter<W> {
     }
 
     pub fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        self.write_line(record)
+    }
+
+    /// Writes an event line from a borrowed event: the recorder's hot path copies nothing.
+    pub fn write_event(&mut self, event: &Event) -> std::io::Result<()> {
+        self.write_line(&EventRef::Event(event))
+    }
+
+    fn write_line(&mut self, record: &impl Serialize) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, &Line { v: SCHEMA_VERSION, record })?;
         self.out.write_all(b"\n")?;
         self.out.flush()
@@ -355,5 +371,13 @@ mod tests {
         let old = r#"{"v":1,"type":"event","kind":"mount_begin","hook":"tracepoint:syscalls:mount","ts_ns":1,"pid":1,"tid":1,"comm":"mount","sb":{"id":"0x0","dev":"0:0","fstype":"","s_id":"","uuid":"00000000-0000-0000-0000-000000000000"},"level_before":null,"level_after":null}"#;
         let Record::Event(e) = &read_trace(old.as_bytes()).expect("reads")[0] else { panic!("an event") };
         assert_eq!(e.sb, None);
+    }
+
+    #[test]
+    fn an_event_written_by_reference_is_the_same_line() {
+        let (mut owned, mut borrowed) = (Vec::new(), Vec::new());
+        TraceWriter::new(&mut owned).write(&Record::Event(event())).expect("writes");
+        TraceWriter::new(&mut borrowed).write_event(&event()).expect("writes");
+        assert_eq!(String::from_utf8(borrowed).expect("utf8"), String::from_utf8(owned).expect("utf8"));
     }
 }

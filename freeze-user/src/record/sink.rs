@@ -98,7 +98,7 @@ impl Sink {
             ev.add_mount_strings(&item);
             self.symbolize(&raw, &mut ev, loaded);
             self.complete_mount(&mut ev);
-            self.writer.write(&Record::Event(ev.clone())).context("writing the trace")?;
+            self.writer.write_event(&ev).context("writing the trace")?;
             self.written.events += 1;
             if let Some(tap) = &self.tap {
                 let _ = tap.send(Tap::Event(Box::new(ev.clone())));

@@ -90,10 +90,9 @@ pub fn stream_keeping(
             return Ok(None);
         }
     }
-    let end = correlator.finish(end_ns(header.as_ref(), footer.as_ref()));
-    findings.extend(end.findings.into_iter().filter(&keep));
-    findings.sort_by_key(|f| f.ts_ns);
-    let analysis = Analysis { findings, summaries: end.summaries };
+    let mut analysis =
+        correlate::in_time_order(findings, correlator.finish(end_ns(header.as_ref(), footer.as_ref())));
+    analysis.findings.retain(&keep);
     let report = assemble(analysis, header.as_ref(), footer.as_ref());
     Ok(Some(Streamed { header, footer, report }))
 }

@@ -118,13 +118,8 @@ impl Correlator {
         for ev in self.reorder.drain() {
             self.apply(&ev, &mut findings);
         }
-        let end_ns = end_ns.or(self.last_ts).unwrap_or(0);
-        let mut summaries = BTreeMap::new();
-        for (id, t) in self.tracks {
-            let (summary, closing) = t.closed_at(end_ns);
-            findings.extend(closing);
-            summaries.insert(id, summary);
-        }
+        let (summaries, closing) = self.view_at(end_ns.or(self.last_ts).unwrap_or(0));
+        findings.extend(closing);
         super::Analysis { findings, summaries }
     }
 

@@ -184,8 +184,13 @@ pub fn analyze(events: &[Event], opts: &Options, end_ns: Option<u64>) -> Analysi
     for ev in order {
         findings.extend(correlator.push(ev.clone()));
     }
-    let end = correlator.finish(end_ns);
-    findings.extend(end.findings);
-    findings.sort_by_key(|f| f.ts_ns);
-    Analysis { findings, summaries: end.summaries }
+    in_time_order(findings, correlator.finish(end_ns))
+}
+
+/// A whole stream's analysis: the findings `push` returned, then those `finish` added, in time
+/// order (ties keep that order), with the summaries.
+pub fn in_time_order(mut pushed: Vec<Finding>, end: Analysis) -> Analysis {
+    pushed.extend(end.findings);
+    pushed.sort_by_key(|f| f.ts_ns);
+    Analysis { findings: pushed, summaries: end.summaries }
 }

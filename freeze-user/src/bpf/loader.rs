@@ -54,7 +54,7 @@ pub enum LoadError {
 fn fallback(attempt: &Attempt, e: &AttachError) -> String {
     let why = match e {
         // The error names the hook itself when the attempt is that one program.
-        AttachError::Program { what, .. } if what == attempt.hook => e.to_string().split_off(what.len() + 2),
+        AttachError::Program { what, source } if what == attempt.hook => chain(source),
         _ => e.to_string(),
     };
     let refused = match (&attempt.programs, e.refused()) {

@@ -1,5 +1,6 @@
 //! `cargo xtask`: everything a fresh machine needs to build, run and test freezewatch.
 mod bench;
+mod dist;
 mod setup;
 mod vm;
 
@@ -43,12 +44,15 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build the release binary and a Debian package of it (man pages, bash/zsh/fish completions,
+    /// docs, changelog) in target/dist/; the package is also unpacked to target/dist/unpacked.
+    Dist,
     /// User-space benchmarks: `check` and `report` of a synthetic trace of a million events
     /// (release build), median wall time and peak RSS over interleaved rounds; results in
     /// target/bench/results.json (see docs/benchmarks.md).
     Bench,
     /// Boot Debian cloud kernels (6.1, 6.12) under QEMU, where fentry and BPF LSM load, and run
-    /// the kernel test suite there (fentry paths, mount denial). Downloads are cached under
+    /// the kernel test suite there (fentry paths, mount denial) with the packaged binary (`dist`). Downloads are cached under
     /// target/vm/cache. KVM is used where a probe boot works (FREEZEWATCH_VM_KVM=1/0 decides
     /// instead), TCG otherwise; each guest takes several minutes under TCG.
     VmTest {
@@ -59,8 +63,8 @@ enum Cmd {
         #[arg(long)]
         filter: Option<String>,
     },
-    /// Run every test: unit tests, the kernel tests (root; one at a time, on loop images), then
-    /// `vm-test --kernel all`. With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
+    /// Run every test: unit tests, `dist`, the kernel tests (root; one at a time, on loop images;
+    /// they check the package too), then `vm-test --kernel all`. With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
     /// fails instead of skipping.
     Test {
         /// Extra arguments for the kernel test binaries (after `--`), e.g. a test name filter.
@@ -88,7 +92,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn build(release: bool) -> Result<PathBuf> {
+pub(crate) fn build(release: bool) -> Result<PathBuf> {
     setup::ensure(false)?;
     let mut cmd = cargo();
     cmd.args(["build", "--package", "freeze-user", "--bin", "freezewatch"]);
@@ -103,13 +107,15 @@ fn test(args: &[String]) -> Result<()> {
     let bin = build(false)?;
     // Unit tests: everything but the kernel integration tests.
     run(cargo().args(["test", "--workspace", "--exclude", "freezewatch-tests"]))?;
+    let package = dist::dist()?;
     // Kernel tests: real freezes on loop devices, strictly one at a time.
     let mut cmd = cargo();
     cmd.args(["test", "--package", "freezewatch-tests", "--", "--test-threads=1"]).args(args);
-    cmd.env("FREEZEWATCH_BIN", &bin);
+    cmd.env("FREEZEWATCH_BIN", &bin).env("FREEZEWATCH_DEB", &package.deb);
     run(&mut cmd)?;
-    // The fentry path, on kernels that allow it (this host refuses fentry): QEMU guests.
-    vm::vm_test("all", &bin, None)
+    // The fentry path, on kernels that allow it (this host refuses fentry): QEMU guests, running
+    // the binary as the package installs it.
+    vm::vm_test("all", &package.binary(), None)
 }
 
 fn main() -> Result<()> {
@@ -123,9 +129,7 @@ fn main() -> Result<()> {
         }
         Cmd::Test { args } => test(&args),
         Cmd::Bench => bench::bench(&build(true)?),
-        Cmd::VmTest { kernel, filter } => {
-            let bin = build(false)?;
-            vm::vm_test(&kernel, &bin, filter.as_deref())
-        }
+        Cmd::Dist => dist::dist().map(|p| eprintln!("xtask: unpacked in {}", p.unpacked.display())),
+        Cmd::VmTest { kernel, filter } => vm::vm_test(&kernel, &dist::dist()?.binary(), filter.as_deref()),
     }
 }

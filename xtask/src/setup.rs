@@ -4,7 +4,8 @@
 //! 1. the nightly toolchain has `rust-src` (the eBPF crate is built with `-Z build-std=core`);
 //! 2. `bpf-linker` 0.13 is installed, built against the nightly's own libLLVM through an
 //!    LLVM_PREFIX directory of symlinks (kept: the linker's RUNPATH points into it);
-//! 3. the Debian packages the kernel tests use (mkfs for ext4/xfs/btrfs, fsfreeze, bpftool, tmux).
+//! 3. the Debian packages the kernel tests use (mkfs for ext4/xfs/btrfs, fsfreeze, bpftool, tmux),
+//!    and those that build and check the Debian package (dpkg-dev, binutils, lintian, man-db).
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -24,6 +25,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("tmux", "tmux"),
     ("dmsetup", "dmsetup"),
+    // `cargo xtask dist` and the package test: build, inspect, lint and read the .deb.
+    ("dpkg-dev", "dpkg-shlibdeps"),
+    ("binutils", "strip"),
+    ("lintian", "lintian"),
+    ("man-db", "man"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {
@@ -31,7 +37,7 @@ fn output(cmd: &mut Command) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn on_path(name: &str) -> bool {
+pub(crate) fn on_path(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let extra = ["/usr/sbin", "/sbin"].map(PathBuf::from);
     std::env::split_paths(&path).chain(extra).any(|d| d.join(name).is_file())

@@ -4,6 +4,7 @@ mod args;
 mod check;
 pub mod doctor;
 mod exit;
+mod manuals;
 mod record;
 mod report;
 mod run;
@@ -117,7 +118,7 @@ enum Cmd {
         /// Replay this trace instead of attaching.
         #[arg(long, value_name = "FILE", conflicts_with = "out")]
         replay: Option<PathBuf>,
-        /// Replay speed (× real time).
+        /// Replay speed, as a multiple of real time.
         #[arg(long, default_value = "1", requires = "replay")]
         speed: f64,
         /// Live: also write the trace to FILE.
@@ -142,7 +143,7 @@ enum Cmd {
         #[command(flatten)]
         args: AssertArgs,
     },
-    /// Correlate a recorded trace: per-filesystem summary and findings (slips, failed freezes, …).
+    /// Correlate a recorded trace: per-filesystem summary and findings (slips, failed freezes, ...).
     #[command(long_about = "Read a trace written by `freezewatch record` and print what happened at the \
             freeze gate: per superblock, freezes, time frozen, slips and blocked writers; then every \
             finding, oldest first:\n\n\
@@ -170,6 +171,34 @@ enum Cmd {
         #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
         long_freeze: Duration,
     },
+    /// Print a manual page (roff), or write every page to a directory.
+    #[command(
+        long_about = "Print freezewatch's manual page, or a subcommand's, as roff on stdout; with \
+            --out-dir, write freezewatch.1 and freezewatch-COMMAND.1 for every command there \
+            (one path per line). The pages are made from the same definitions as --help.",
+        after_help = "Examples:\n  freezewatch man report | man -l -\n  \
+            freezewatch man --out-dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// The command whose page to print (e.g. `record`); none: freezewatch(1).
+        #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+        page: Option<String>,
+        /// Write every page to DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        long_about = "Print the completion script for SHELL on stdout. The Debian package installs \
+            the bash, zsh and fish scripts where those shells look for them.",
+        after_help = "Examples:\n  source <(freezewatch completions bash)\n  \
+            freezewatch completions fish > ~/.config/fish/completions/freezewatch.fish\n  \
+            freezewatch completions zsh > \"${fpath[1]}/_freezewatch\""
+    )]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -191,6 +220,8 @@ pub fn main() -> ExitCode {
         }
         Cmd::Check { trace, args } => check::command(&trace, &args),
         Cmd::Report { trace, json, all, long_freeze } => report::command(&trace, json, all, long_freeze),
+        Cmd::Man { page, out_dir } => manuals::man(page.as_deref(), out_dir.as_deref()),
+        Cmd::Completions { shell } => manuals::completions(shell),
     };
     exit::finish(outcome)
 }

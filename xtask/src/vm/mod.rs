@@ -162,8 +162,14 @@ fn skipped_test(line: &str) -> Option<&str> {
 /// Checks what the guest reported: doctor attached the fentry, fexit and LSM hooks, every test
 /// binary ran and passed at least one test (unless a filter selects tests), and nothing skipped
 /// but the allowed few (the guest makes tests that need fentry or LSM fail rather than skip).
-fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>) -> Result<()> {
+fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>, bin_sha256: &str) -> Result<()> {
     ensure!(log.contains("FW-DONE"), "the {name} guest did not finish its script");
+    // The first lines of a serial console carry terminal resets before the marker.
+    let ran = log.lines().find_map(|l| l.split_once("FW-BIN-SHA256 ")).map(|(_, sha)| sha.trim());
+    ensure!(
+        ran == Some(bin_sha256),
+        "{name}: the guest ran freezewatch {ran:?}, not the one given ({bin_sha256})"
+    );
     if let Some(line) = log.lines().find(|l| l.starts_with("FW-MODULE-FAILED")) {
         bail!("{name}: {line}");
     }
@@ -210,6 +216,13 @@ fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>) -> Re
     Ok(())
 }
 
+fn sha256(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum").arg(path).output().context("starting sha256sum")?;
+    ensure!(out.status.success(), "sha256sum {} failed", path.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.split_whitespace().next().unwrap_or_default().to_owned())
+}
+
 /// Boots each selected kernel and runs the kernel test suite in it; `filter` (a test name
 /// substring, no spaces) selects tests as `cargo test FILTER` does.
 pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<()> {
@@ -225,6 +238,8 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
     let selected: Vec<&(&str, &str)> =
         KERNELS.iter().filter(|(n, _)| which == "all" || which == *n).collect();
     ensure!(!selected.is_empty(), "unknown kernel {which}: use 6.1, 6.12 or all");
+    let bin_sha256 = sha256(freezewatch)?;
+    eprintln!("xtask: the guests run {} (sha256 {bin_sha256})", freezewatch.display());
     let mut failures = Vec::new();
     let mut kvm = None;
     for (name, pattern) in selected {
@@ -240,7 +255,7 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
                 }
                 other => other?,
             };
-            check(name, &log, &bins, filter)
+            check(name, &log, &bins, filter, &bin_sha256)
         })();
         if let Err(e) = result {
             eprintln!("xtask: {name}: FAILED: {e:#}");

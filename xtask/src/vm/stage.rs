@@ -141,6 +141,10 @@ pub(super) const HOST_ONLY_TESTS: &[(&str, &str)] = &[
         "memory",
         "measures the recorder's user-space memory, the same code on every kernel; 32,000 device writes are slow under TCG",
     ),
+    (
+        "package",
+        "inspects the .deb with dpkg, lintian and man on the build host; the guests run the packaged binary itself",
+    ),
 ];
 
 pub fn build_test_binaries() -> Result<TestBinaries> {

@@ -259,6 +259,28 @@ pub fn records(input: impl BufRead) -> impl Iterator<Item = Result<Record, Trace
     })
 }
 
+/// How far out of time order a trace's events are: the most an event's timestamp precedes the
+/// newest before it (0: sorted). Reads only the type and timestamp of each line; lines that do not
+/// parse are left to the reader that follows, which names them.
+pub fn disorder_ns(input: impl BufRead) -> Result<u64, TraceError> {
+    #[derive(Deserialize)]
+    struct Stamp<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+        ts_ns: Option<u64>,
+    }
+    let (mut newest, mut worst) = (0u64, 0u64);
+    for line in input.lines() {
+        let line = line?;
+        let Ok(stamp) = serde_json::from_str::<Stamp>(&line) else { continue };
+        if let (Some("event"), Some(ts)) = (stamp.kind.as_deref(), stamp.ts_ns) {
+            worst = worst.max(newest.saturating_sub(ts));
+            newest = newest.max(ts);
+        }
+    }
+    Ok(worst)
+}
+
 /// Reads every record; the first malformed line is an error that names it.
 pub fn read_trace(input: impl BufRead) -> Result<Vec<Record>, TraceError> {
     records(input).collect()

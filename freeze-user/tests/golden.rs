@@ -1,4 +1,4 @@
-//! Golden outputs: `report` and `check` on recorded traces print exactly what the committed files
+//! Golden outputs: `report`, `check` and `export` on recorded traces print exactly what the committed files
 //! under tests/fixtures/golden/ hold. They were written by the code before the analysis moved
 //! into freeze-model and became a streaming correlator, so a refactor that changes a byte of what
 //! users see fails here. `FREEZEWATCH_BLESS=1 cargo test -p freeze-user --test golden` rewrites
@@ -26,6 +26,7 @@ fn cases(trace: &str) -> Vec<(String, Vec<String>)> {
         ("report-long-freeze".into(), argv(&["report", "--long-freeze", "1ms", &t])),
         ("check".into(), argv(&["check", &t, "--assertions", &assertions])),
         ("check-json".into(), argv(&["check", &t, "--json", "--assertions", &assertions])),
+        ("export-chrome-trace".into(), argv(&["export", "--format", "chrome-trace", &t])),
     ]
 }
 

@@ -12,11 +12,12 @@ mod reorder;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 
 pub use machine::{Correlator, Retained};
+pub(crate) use reorder::Reorder;
 use serde::{Deserialize, Serialize};
 
 use crate::{

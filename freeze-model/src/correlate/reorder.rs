@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::event::Event;
 
-pub(super) struct Reorder {
+pub(crate) struct Reorder {
     window: u64,
     held: BTreeMap<(u64, u64), Event>,
     /// Arrival counter: ties in time keep their arrival order.
@@ -19,20 +19,20 @@ pub(super) struct Reorder {
 }
 
 impl Reorder {
-    pub(super) fn new(window: u64) -> Self {
+    pub(crate) fn new(window: u64) -> Self {
         Self { window, held: BTreeMap::new(), seq: 0, newest: 0, released_until: 0, late: 0 }
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.held.len()
     }
 
-    pub(super) fn late(&self) -> u64 {
+    pub(crate) fn late(&self) -> u64 {
         self.late
     }
 
     /// Takes an event; returns those now safe to apply, oldest first.
-    pub(super) fn push(&mut self, ev: Event) -> Vec<Event> {
+    pub(crate) fn push(&mut self, ev: Event) -> Vec<Event> {
         if ev.ts_ns < self.released_until {
             self.late += 1;
             return vec![ev];
@@ -48,7 +48,7 @@ impl Reorder {
     }
 
     /// The clock (the events' clock) says `now`: releases what is at least `window` older.
-    pub(super) fn release_at(&mut self, now: u64) -> Vec<Event> {
+    pub(crate) fn release_at(&mut self, now: u64) -> Vec<Event> {
         self.release_up_to(now.saturating_sub(self.window))
     }
 
@@ -67,7 +67,7 @@ impl Reorder {
     }
 
     /// Everything held, oldest first (the stream ended).
-    pub(super) fn drain(&mut self) -> Vec<Event> {
+    pub(crate) fn drain(&mut self) -> Vec<Event> {
         self.release_up_to(u64::MAX)
     }
 }

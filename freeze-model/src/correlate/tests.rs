@@ -4,7 +4,7 @@
 use super::*;
 use crate::event::{BlockIo, EventKind, Hook, LsmHook, MountApi};
 
-pub(super) fn sb(id: &str) -> Superblock {
+pub(crate) fn sb(id: &str) -> Superblock {
     Superblock {
         id: id.into(),
         dev: "7:0".into(),
@@ -15,7 +15,7 @@ pub(super) fn sb(id: &str) -> Superblock {
     }
 }
 
-pub(super) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<i64>) -> Event {
+pub(crate) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<i64>) -> Event {
     Event {
         kind,
         hook: Hook::TracepointIoctl,
@@ -39,15 +39,15 @@ pub(super) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<
     }
 }
 
-pub(super) fn freeze(ts: u64) -> [Event; 2] {
+pub(crate) fn freeze(ts: u64) -> [Event; 2] {
     [ev(EventKind::FreezeBegin, ts, 0, 0, None), ev(EventKind::FreezeEnd, ts + 10, 0, 4, Some(0))]
 }
 
-pub(super) fn thaw(ts: u64, after: u32) -> [Event; 2] {
+pub(crate) fn thaw(ts: u64, after: u32) -> [Event; 2] {
     [ev(EventKind::ThawBegin, ts, 4, 4, None), ev(EventKind::ThawEnd, ts + 10, 4, after, Some(0))]
 }
 
-pub(super) fn block_write(ts: u64, level: u32) -> Event {
+pub(crate) fn block_write(ts: u64, level: u32) -> Event {
     let mut e = ev(EventKind::BlockWrite, ts, level, level, None);
     e.hook = Hook::TracepointBlockBioQueue;
     e.comm = "dd".into();
@@ -56,7 +56,7 @@ pub(super) fn block_write(ts: u64, level: u32) -> Event {
     e
 }
 
-pub(super) fn kinds(a: &Analysis) -> Vec<FindingKind> {
+pub(crate) fn kinds(a: &Analysis) -> Vec<FindingKind> {
     a.findings.iter().map(|f| f.kind).collect()
 }
 
@@ -103,7 +103,7 @@ fn the_thawing_tasks_own_write_is_exempt_but_another_tasks_is_a_slip() {
     assert_eq!(a.summaries["0xa"].slips, 1);
 }
 
-pub(super) fn txn(ts: u64, level: u32, hook: Hook, flags: u32, caller: &str) -> Event {
+pub(crate) fn txn(ts: u64, level: u32, hook: Hook, flags: u32, caller: &str) -> Event {
     let mut e = ev(EventKind::TxnStart, ts, level, level, None);
     e.hook = hook;
     e.comm = "kworker/0:1".into();
@@ -146,7 +146,7 @@ fn transaction_starts_are_slips_unless_exempt() {
     assert_eq!(a.summaries["0xa"].slips, 2);
 }
 
-pub(super) fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&str>, ret: i64) -> Event {
+pub(crate) fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&str>, ret: i64) -> Event {
     let mut e = ev(EventKind::MountEnd, ts, 0, 0, Some(ret));
     e.hook = Hook::TracepointSysMount;
     e.comm = "mount".into();
@@ -187,7 +187,7 @@ fn a_mount_of_a_frozen_filesystem_is_flagged_by_device_or_superblock() {
     assert!(!a.summaries.contains_key("0x0"), "mount(2) events create no phantom superblock");
 }
 
-pub(super) fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &str, flags: u64) -> Event {
+pub(crate) fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &str, flags: u64) -> Event {
     let mut e = ev(EventKind::MountBegin, ts, 0, 0, None);
     e.hook = Hook::TracepointSysMount;
     e.sb = None;
@@ -204,7 +204,7 @@ pub(super) fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &s
     e
 }
 
-pub(super) fn denied(ts: u64, tid: u32, mode: crate::deny::DenyMode, lsm_hook: &str) -> Event {
+pub(crate) fn denied(ts: u64, tid: u32, mode: crate::deny::DenyMode, lsm_hook: &str) -> Event {
     let ret = if mode == crate::deny::DenyMode::Enforce { -1 } else { 0 };
     let mut e = ev(EventKind::MountDenied, ts, 4, 4, Some(ret));
     e.hook = Hook::LsmMount;
@@ -216,7 +216,7 @@ pub(super) fn denied(ts: u64, tid: u32, mode: crate::deny::DenyMode, lsm_hook: &
 
 /// mount(2) of the device, a bind mount, and the new mount API (fsconfig source + create,
 /// then, when not refused at create, move_mount), each on its own thread.
-pub(super) fn gated_mounts(mode: crate::deny::DenyMode) -> Vec<Event> {
+pub(crate) fn gated_mounts(mode: crate::deny::DenyMode) -> Vec<Event> {
     let mut events: Vec<Event> = freeze(100).into();
     events.push(mount_begin(200, 1, "mount", "/dev/loop0", "/m1", 0));
     events.push(denied(201, 1, mode, "sb_kern_mount"));

@@ -4,6 +4,7 @@ mod args;
 mod check;
 pub mod doctor;
 mod exit;
+mod export;
 mod manuals;
 mod record;
 mod report;
@@ -171,6 +172,31 @@ enum Cmd {
         #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
         long_freeze: Duration,
     },
+    /// Convert a trace for a timeline viewer: chrome-trace (Perfetto, chrome://tracing).
+    #[command(
+        long_about = "Convert a recorded trace to the Trace Event JSON that Perfetto \
+            (ui.perfetto.dev, offline too) and chrome://tracing open. Each filesystem is a \
+            process named by its device and mount point. On it: every freeze as a slice from \
+            the moment it completed to its thaw (nested or overlapping freezes apart, each with \
+            its holder), the drain before it (`freezing`), every wait at the gate as a slice on \
+            the waiting task's thread, slips, mounts while frozen, denied mounts and failed \
+            freezes as instant events with their message and stack, and the freeze level and \
+            blocked writers as counters. Timestamps are microseconds of the trace's clock.\n\n\
+            Needs no privileges. Exits 0 when the export was written, 2 when the trace is \
+            malformed (the message names the line), 1 when the output could not be written.",
+        after_help = "Examples:\n  freezewatch export --format chrome-trace trace.ndjson -o trace.json\n  \
+            freezewatch record -- ./backup.sh | freezewatch export --format chrome-trace - > backup.json"
+    )]
+    Export {
+        /// The trace file (NDJSON from `freezewatch record`); `-` for stdin.
+        trace: PathBuf,
+        /// What to write.
+        #[arg(long, value_enum, default_value = "chrome-trace")]
+        format: export::Format,
+        /// Write to FILE instead of stdout (replaced only once the export is complete).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Print a manual page (roff), or write every page to a directory.
     #[command(
         long_about = "Print freezewatch's manual page, or a subcommand's, as roff on stdout; with \
@@ -220,6 +246,7 @@ pub fn main() -> ExitCode {
         }
         Cmd::Check { trace, args } => check::command(&trace, &args),
         Cmd::Report { trace, json, all, long_freeze } => report::command(&trace, json, all, long_freeze),
+        Cmd::Export { trace, format, out } => export::command(&trace, format, out.as_deref()),
         Cmd::Man { page, out_dir } => manuals::man(page.as_deref(), out_dir.as_deref()),
         Cmd::Completions { shell } => manuals::completions(shell),
     };

@@ -271,6 +271,14 @@ pub struct RawEvent {
     /// Kernel stack: id in the `STACKS` map + 1; 0 when none was taken.
     pub stack_id: u32,
     pub sb: SbIdent,
+    /// `bpf_get_current_cgroup_id()`: the task's cgroup v2 id (the inode number of its directory
+    /// under the cgroup2 mount); 0 when unknown.
+    pub cgroup_id: u64,
+    /// The parent task's thread group id (`current->real_parent->tgid`); 0 when unread.
+    pub ppid: u32,
+    /// The parent task's `comm`, NUL padded.
+    pub pcomm: [u8; 16],
+    pub _pad: u32,
 }
 
 impl RawEvent {
@@ -292,6 +300,10 @@ impl RawEvent {
             bdev: 0,
             stack_id: 0,
             sb: SbIdent::zeroed(),
+            cgroup_id: 0,
+            ppid: 0,
+            pcomm: [0; 16],
+            _pad: 0,
         }
     }
 }
@@ -339,6 +351,12 @@ pub struct KernelOffsets {
     pub btrfs_root_fs_info: u32,
     /// `btrfs_fs_info.sb`; 0 when btrfs has no BTF.
     pub btrfs_fs_info_sb: u32,
+    /// `task_struct.real_parent` (pointer).
+    pub task_real_parent: u32,
+    /// `task_struct.tgid` (pid_t).
+    pub task_tgid: u32,
+    /// `task_struct.comm` (char[16]).
+    pub task_comm: u32,
 }
 
 impl KernelOffsets {
@@ -369,6 +387,9 @@ impl KernelOffsets {
             vfsmount_mnt_sb: 0,
             btrfs_root_fs_info: 0,
             btrfs_fs_info_sb: 0,
+            task_real_parent: 0,
+            task_tgid: 0,
+            task_comm: 0,
         }
     }
 }

@@ -7,7 +7,7 @@ use freeze_common::*;
 fn raw_event_layout_is_stable() {
     // The trace decoder and the eBPF side both rely on these exact numbers.
     assert_eq!(size_of::<SbIdent>(), 80);
-    assert_eq!(size_of::<RawEvent>(), 168);
+    assert_eq!(size_of::<RawEvent>(), 200);
     assert_eq!(align_of::<RawEvent>(), 8);
     assert_eq!(offset_of!(RawEvent, kind), 0);
     assert_eq!(offset_of!(RawEvent, ts_ns), 8);
@@ -19,6 +19,10 @@ fn raw_event_layout_is_stable() {
     assert_eq!(offset_of!(RawEvent, arg), 72);
     assert_eq!(offset_of!(RawEvent, bdev), 80);
     assert_eq!(offset_of!(RawEvent, sb), 88);
+    // Attribution came later, after the superblock: the fields before it kept their offsets.
+    assert_eq!(offset_of!(RawEvent, cgroup_id), 168);
+    assert_eq!(offset_of!(RawEvent, ppid), 176);
+    assert_eq!(offset_of!(RawEvent, pcomm), 180);
     assert_eq!(offset_of!(SbIdent, fstype), 16);
     assert_eq!(offset_of!(SbIdent, s_id), 32);
     assert_eq!(offset_of!(SbIdent, uuid), 64);
@@ -27,16 +31,16 @@ fn raw_event_layout_is_stable() {
 #[test]
 fn raw_mount_is_an_event_then_strings() {
     assert_eq!(offset_of!(RawMount, event), 0);
-    assert_eq!(offset_of!(RawMount, source), 168);
-    assert_eq!(offset_of!(RawMount, target), 232);
-    assert_eq!(offset_of!(RawMount, fstype), 360);
-    assert_eq!(size_of::<RawMount>(), 376);
+    assert_eq!(offset_of!(RawMount, source), 200);
+    assert_eq!(offset_of!(RawMount, target), 264);
+    assert_eq!(offset_of!(RawMount, fstype), 392);
+    assert_eq!(size_of::<RawMount>(), 408);
 }
 
 #[test]
 fn kernel_offsets_has_no_implicit_padding() {
-    // 24 u32 fields, nothing else.
-    assert_eq!(size_of::<KernelOffsets>(), 24 * 4);
+    // 27 u32 fields, nothing else.
+    assert_eq!(size_of::<KernelOffsets>(), 27 * 4);
 }
 
 #[test]

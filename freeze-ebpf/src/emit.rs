@@ -3,8 +3,8 @@
 use crate::{maps::*, read::*};
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
-        bpf_probe_read_user_str_bytes,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_buf, bpf_probe_read_user_str_bytes, generated::bpf_get_current_task,
     },
     programs::tracing::StackIdContext,
 };
@@ -97,6 +97,25 @@ pub(crate) fn fill(ev: &mut RawEvent, e: &Emit) {
     ev.bdev = e.bdev;
     ev.stack_id = e.stack_id;
     fill_ident(e.sb, &mut ev.sb);
+    fill_attribution(ev);
+}
+
+/// Who the task is beyond its pid: its cgroup (user space resolves the id to a path) and its
+/// parent (`real_parent`: the process that started it, not a tracer). Fields it cannot read stay 0.
+#[inline(always)]
+fn fill_attribution(ev: &mut RawEvent) {
+    // SAFETY: the helpers have no preconditions.
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: as above; the result is the current task's address.
+    let task = unsafe { bpf_get_current_task() };
+    let Ok(parent) = read_u64(task + off!(task_real_parent)) else { return };
+    if parent == 0 {
+        return;
+    }
+    ev.ppid = read_u32(parent + off!(task_tgid)).unwrap_or(0);
+    let comm = parent + off!(task_comm);
+    // SAFETY: the helper bounds the copy by the destination and fails instead of faulting.
+    let _ = unsafe { bpf_probe_read_kernel_buf(comm as *const u8, &mut ev.pcomm) };
 }
 
 /// A MOUNT_BEGIN record with the call's strings (user memory; unreadable ones stay empty).

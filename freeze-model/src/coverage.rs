@@ -35,10 +35,39 @@ impl Feature {
     }
 }
 
-/// A feature an assertion needed that the recording did not have, and why.
+/// What a verdict can need from a recording: a feature's hook, or (for the task scopes `@unit=`
+/// and `@cgroup=`) the tasks' cgroup paths. Serialised as its name (`txn-xfs`, `cgroup-paths`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needed {
+    Hook(Feature),
+    CgroupPaths,
+}
+
+impl Needed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hook(f) => f.as_str(),
+            Self::CgroupPaths => "cgroup-paths",
+        }
+    }
+}
+
+impl std::fmt::Display for Needed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Needed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Something an assertion needed that the recording did not have, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Gap {
-    pub feature: Feature,
+    pub feature: Needed,
     pub why: String,
 }
 
@@ -58,6 +87,8 @@ pub struct Coverage {
     pub deny_requested: bool,
     /// Whether the trace said which hooks ran at all (a trace without a header does not).
     pub known: bool,
+    /// Whether the recorder resolved the tasks' cgroup ids to paths (it had a cgroup2 mount).
+    pub cgroup_paths: bool,
 }
 
 impl Coverage {
@@ -78,12 +109,12 @@ impl Coverage {
             };
             missing.insert(*feature, why);
         }
-        Self { missing, deny_requested, known: true }
+        Self { missing, deny_requested, known: true, cgroup_paths: header.cgroup2_root.is_some() }
     }
 
     /// The features that did not attach, each with why.
     pub fn gaps_missing(&self) -> impl Iterator<Item = Gap> + '_ {
-        self.missing.iter().map(|(feature, why)| Gap { feature: *feature, why: why.clone() })
+        self.missing.iter().map(|(feature, why)| Gap { feature: Needed::Hook(*feature), why: why.clone() })
     }
 
     /// Whether some feature the recording should have had is missing.
@@ -96,7 +127,7 @@ impl Coverage {
         let needed = needed(metric, fstypes);
         if !self.known {
             let why = "the trace has no header, so which hooks ran is unknown".to_owned();
-            return needed.into_iter().map(|feature| Gap { feature, why: why.clone() }).collect();
+            return needed.into_iter().map(|f| Gap { feature: Needed::Hook(f), why: why.clone() }).collect();
         }
         needed
             .into_iter()
@@ -108,7 +139,7 @@ impl Coverage {
                     }
                     None => return None,
                 };
-                Some(Gap { feature, why })
+                Some(Gap { feature: Needed::Hook(feature), why })
             })
             .collect()
     }
@@ -168,6 +199,7 @@ mod tests {
                 .collect(),
             command: None,
             deny_mounts: None,
+            cgroup2_root: None,
         }
     }
 
@@ -187,7 +219,7 @@ mod tests {
         assert!(c.gaps(Metric::Slips, &["ext4", "xfs", "btrfs"]).is_empty());
         let gaps = c.gaps(Metric::DeniedMounts, &[]);
         assert_eq!(gaps.len(), 1);
-        assert_eq!(gaps[0].feature, Feature::MountDenial);
+        assert_eq!(gaps[0].feature, Needed::Hook(Feature::MountDenial));
         assert!(gaps[0].why.contains("--deny-mounts"), "{}", gaps[0]);
     }
 
@@ -197,7 +229,7 @@ mod tests {
         assert!(c.is_partial());
         assert!(c.gaps(Metric::Slips, &["ext4"]).is_empty(), "ext4 does not need the xfs hook");
         let gaps = c.gaps(Metric::Slips, &["ext4", "xfs"]);
-        assert_eq!(gaps.iter().map(|g| g.feature).collect::<Vec<_>>(), [Feature::TxnXfs]);
+        assert_eq!(gaps.iter().map(|g| g.feature).collect::<Vec<_>>(), [Needed::Hook(Feature::TxnXfs)]);
         assert!(gaps[0].why.contains("no such event"), "the reason the hook failed: {}", gaps[0]);
         assert!(c.gaps(Metric::Freezes, &["xfs"]).is_empty());
     }
@@ -206,7 +238,10 @@ mod tests {
     fn without_the_freeze_hook_nothing_but_losses_is_proven() {
         let c = Coverage::of(Some(&full_but("freeze")));
         for metric in Metric::ALL.iter().filter(|m| **m != Metric::LostEvents) {
-            assert!(c.gaps(*metric, &[]).iter().any(|g| g.feature == Feature::Freeze), "{metric}");
+            assert!(
+                c.gaps(*metric, &[]).iter().any(|g| g.feature == Needed::Hook(Feature::Freeze)),
+                "{metric}"
+            );
         }
         assert!(c.gaps(Metric::LostEvents, &[]).is_empty());
         let unknown = Coverage::of(None);

@@ -3,6 +3,7 @@
 use freeze_common::{RawEvent, SbIdent, holder, hook, kdev, kind, level};
 
 use crate::{
+    attribution::{Cgroup, Parent},
     deny::DenyMode,
     event::{BlockIo, Denial, Event, EventKind, Hook, LsmHook, MountApi, MountCall, Superblock, Txn},
 };
@@ -235,6 +236,9 @@ impl Event {
             mount,
             denial,
             stack: None,
+            // The recorder resolves the id to a path (it needs the cgroup2 filesystem).
+            cgroup: (raw.cgroup_id != 0).then(|| Cgroup { id: raw.cgroup_id, ..Cgroup::default() }),
+            parent: (raw.ppid != 0).then(|| Parent { pid: raw.ppid, comm: c_str(&raw.pcomm) }),
         })
     }
 }
@@ -258,6 +262,9 @@ mod tests {
         r.ret = -16;
         r.sb.sb = 0xffff_8880_0000_1000;
         r.sb.dev = (7 << 20) | 3;
+        r.cgroup_id = 4242;
+        r.ppid = 40;
+        r.pcomm[..9].copy_from_slice(b"backup.sh");
         r.sb.fstype[..4].copy_from_slice(b"ext4");
         r.sb.s_id[..5].copy_from_slice(b"loop3");
         r.sb.uuid = [0x11; 16];
@@ -284,6 +291,12 @@ mod tests {
         assert_eq!((sb.dev.as_str(), sb.fstype.as_str(), sb.s_id.as_str()), ("7:3", "ext4", "loop3"));
         assert_eq!(sb.uuid, "11111111-1111-1111-1111-111111111111");
         assert_eq!(sb.mountpoint.as_deref(), Some("/mnt/a"));
+        assert_eq!(
+            ev.cgroup.as_ref().map(|c| (c.id, c.path.is_none())),
+            Some((4242, true)),
+            "the recorder adds the path"
+        );
+        assert_eq!(ev.parent.as_ref().map(|p| (p.pid, p.comm.as_str())), Some((40, "backup.sh")));
     }
 
     #[test]
@@ -375,7 +388,7 @@ mod tests {
 
     #[test]
     fn bad_records_are_errors() {
-        assert_eq!(Event::decode(&[0u8; 10], |_| None), Err(DecodeError::Size(10, 168)));
+        assert_eq!(Event::decode(&[0u8; 10], |_| None), Err(DecodeError::Size(10, 200)));
         let mut raw = raw_freeze_end();
         raw.kind = 999;
         assert_eq!(Event::from_raw(&raw, |_| None), Err(DecodeError::Kind(999)));

@@ -2,7 +2,11 @@
 //! trace). Decoding from the kernel's `RawEvent` is in `decode`.
 use serde::{Deserialize, Serialize};
 
-use crate::{deny::DenyMode, names::named_enum};
+use crate::{
+    attribution::{Cgroup, Parent},
+    deny::DenyMode,
+    names::named_enum,
+};
 
 named_enum! {
     /// What happened.
@@ -188,6 +192,19 @@ pub struct Event {
     /// become findings: block writes and transaction starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<Vec<String>>,
+    /// The task's cgroup, with the unit, container or pod its path names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
+    /// The task's parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+}
+
+impl Event {
+    /// "fsfreeze[8812] ← backup.sh[8790] in backup.service".
+    pub fn who(&self) -> String {
+        crate::attribution::describe(&self.comm, self.pid, self.parent.as_ref(), self.cgroup.as_ref())
+    }
 }
 
 /// A mount call. `sb` of the event is the superblock being attached when the kernel knows it

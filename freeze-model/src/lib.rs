@@ -4,6 +4,7 @@
 //! Nothing here touches the kernel, a terminal or a runtime (no aya, libc, tokio, clap, ratatui;
 //! tests/pure.rs checks): everything is testable and usable without root, on any trace.
 pub mod assertions;
+pub mod attribution;
 pub mod chrome_trace;
 pub mod correlate;
 pub mod coverage;

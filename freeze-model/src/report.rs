@@ -147,6 +147,10 @@ pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
         let kind = f.kind.as_str();
         let _ =
             writeln!(s, "  {sev} {kind:<20} +{:<9} {}", fmt_secs(f.ts_ns.saturating_sub(start)), f.message);
+        // Who, beyond the pid the sentence names: when the recorder knew the parent or cgroup.
+        if f.parent.is_some() || f.cgroup.as_ref().is_some_and(|c| c.path.is_some()) {
+            let _ = writeln!(s, "  {:<38}by {}", "", f.who());
+        }
     }
     if !exempt.is_empty() {
         let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();

@@ -43,6 +43,10 @@ pub struct Header {
     /// `--deny-mounts`, when asked for: the mode, and whether the LSM programs are attached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_mounts: Option<DenyStatus>,
+    /// Where the cgroup2 hierarchy the tasks' cgroup paths are relative to is mounted; absent when
+    /// none is (then events carry cgroup ids without paths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup2_root: Option<String>,
 }
 
 /// Mount denial as a recording ran it.
@@ -319,6 +323,8 @@ mod tests {
             mount: None,
             denial: None,
             stack: None,
+            cgroup: None,
+            parent: None,
         }
     }
 
@@ -339,6 +345,7 @@ mod tests {
                 }],
                 command: Some(vec!["true".into()]),
                 deny_mounts: Some(DenyStatus { mode: crate::deny::DenyMode::Enforce, active: true }),
+                cgroup2_root: Some("/sys/fs/cgroup".into()),
             }),
             Record::Event(event()),
             Record::Footer(Footer {

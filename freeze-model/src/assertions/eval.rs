@@ -4,7 +4,7 @@ use serde::Serialize;
 use super::{Assertion, Metric, Op, Scope};
 use crate::{
     correlate::{Finding, Summary},
-    coverage::Gap,
+    coverage::{Gap, Needed},
     names::named_enum,
     report::Report,
     units::fmt_secs,
@@ -62,6 +62,23 @@ fn scope_matches(scope: &Scope, summary: &Summary) -> bool {
         }
         Scope::Fs(t) => &sb.fstype == t,
         Scope::Dev(d) => &sb.dev == d,
+        // Task scopes select findings, not filesystems: every filesystem takes part.
+        Scope::Unit(_) | Scope::Cgroup(_) | Scope::Comm(_) => true,
+    }
+}
+
+/// Whether a finding's task is the one a task scope names.
+fn task_matches(scope: &Scope, f: &Finding) -> bool {
+    let cgroup = f.cgroup.as_ref();
+    match scope {
+        Scope::Unit(unit) => cgroup.and_then(|c| c.unit.as_deref()) == Some(unit.as_str()),
+        Scope::Cgroup(prefix) => cgroup.and_then(|c| c.path.as_deref()).is_some_and(|path| {
+            prefix == "/"
+                || path == prefix
+                || path.strip_prefix(prefix.as_str()).is_some_and(|r| r.starts_with('/'))
+        }),
+        Scope::Comm(comm) => &f.comm == comm,
+        Scope::All | Scope::Mountpoint(_) | Scope::Fs(_) | Scope::Dev(_) => true,
     }
 }
 
@@ -95,15 +112,27 @@ pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
         .findings
         .iter()
         .filter(|f| kinds.contains(&f.kind) && (a.scope == Scope::All || ids.contains(&&f.sb.id)))
+        .filter(|f| task_matches(&a.scope, f))
         .cloned()
         .collect();
+    // A task scope counts the findings of its tasks (the parser allows it only for metrics that
+    // are counts of findings).
+    let value = match a.metric.counted_finding() {
+        Some(kind) if a.scope.is_task() => findings.iter().filter(|f| f.kind == kind).count() as u64,
+        _ => value,
+    };
     let holds = a.op.holds(value, a.bound) && (report.complete || a.metric != Metric::LostEvents);
     let mut fstypes: Vec<&str> =
         selected.iter().filter_map(|(_, s)| s.sb.as_ref().map(|sb| sb.fstype.as_str())).collect();
     if let Scope::Fs(t) = &a.scope {
         fstypes.push(t);
     }
-    let gaps = report.coverage.gaps(a.metric, &fstypes);
+    let mut gaps = report.coverage.gaps(a.metric, &fstypes);
+    if matches!(a.scope, Scope::Unit(_) | Scope::Cgroup(_)) && !report.coverage.cgroup_paths {
+        let why = "the recording has no cgroup paths (no cgroup2 hierarchy was mounted, or the \
+                   recorder predates attribution)";
+        gaps.push(Gap { feature: Needed::CgroupPaths, why: why.into() });
+    }
     let status = match (gaps.is_empty(), holds) {
         (true, true) => Status::Pass,
         (true, false) => Status::Fail,
@@ -117,7 +146,7 @@ pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
         a.op.as_str(),
         show(a.metric, a.bound)
     );
-    if selected.is_empty() && a.scope != Scope::All && a.metric != Metric::LostEvents {
+    if selected.is_empty() && a.scope != Scope::All && !a.scope.is_task() && a.metric != Metric::LostEvents {
         message.push_str("; no filesystem in the trace matches the scope");
     }
     if a.metric == Metric::LostEvents && !report.complete {

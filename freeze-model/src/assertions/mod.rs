@@ -3,7 +3,10 @@
 //! Pure: parsing and evaluation need no kernel. Grammar (documented in README):
 //! - METRIC: freezes, thaws, failed_freezes, slips, blocked_writers, mounts_while_frozen,
 //!   denied_mounts, would_deny_mounts, lost_events, left_frozen (counts); max_frozen, total_frozen (durations).
-//! - SCOPE: `@/mount/point`, `@fs=TYPE`, `@dev=MAJOR:MINOR`; none means every superblock.
+//! - SCOPE: `@/mount/point`, `@fs=TYPE`, `@dev=MAJOR:MINOR` (filesystems); none means every
+//!   superblock. Or who: `@unit=NAME`, `@cgroup=/PATH` (that cgroup and those below it),
+//!   `@comm=NAME`, for the metrics counted from findings (slips, failed_freezes,
+//!   blocked_writers, mounts_while_frozen).
 //! - OP: `==`, `!=`, `<`, `<=`, `>`, `>=`. VALUE: an integer, or a duration with unit (`500ms`).
 //! - Shorthands: `no-slips` (`slips == 0`), `frozen @SCOPE` (`freezes @SCOPE >= 1`),
 //!   `no-mounts-while-frozen`, `no-lost-events`, `not-left-frozen`.
@@ -41,6 +44,17 @@ impl Metric {
         matches!(self, Metric::MaxFrozen | Metric::TotalFrozen)
     }
 
+    /// The finding kind each of this metric's counts is, for the metrics a task scope can count.
+    pub fn counted_finding(self) -> Option<FindingKind> {
+        match self {
+            Metric::Slips => Some(FindingKind::Slip),
+            Metric::FailedFreezes => Some(FindingKind::FreezeFailed),
+            Metric::BlockedWriters => Some(FindingKind::BlockedWriter),
+            Metric::MountsWhileFrozen => Some(FindingKind::MountWhileFrozen),
+            _ => None,
+        }
+    }
+
     /// The findings that explain a value of this metric.
     pub fn finding_kinds(self) -> &'static [FindingKind] {
         match self {
@@ -63,6 +77,19 @@ pub enum Scope {
     Mountpoint(String),
     Fs(String),
     Dev(String),
+    /// The task's systemd unit (from its cgroup path).
+    Unit(String),
+    /// The task's cgroup path, or one below it.
+    Cgroup(String),
+    /// The task's command name.
+    Comm(String),
+}
+
+impl Scope {
+    /// Whether it selects tasks (who), not filesystems.
+    pub fn is_task(&self) -> bool {
+        matches!(self, Scope::Unit(_) | Scope::Cgroup(_) | Scope::Comm(_))
+    }
 }
 
 named_enum! {

@@ -52,7 +52,26 @@ fn err(text: &str, column: usize, message: impl Into<String>) -> ParseError {
 fn parse_scope(text: &str, column: usize, token: &str) -> Result<Scope, ParseError> {
     let body = &token[1..];
     if body.is_empty() {
-        return Err(err(text, column, "empty scope: write @/mount/point, @fs=TYPE or @dev=MAJOR:MINOR"));
+        return Err(err(text, column, format!("empty scope: {SCOPES}")));
+    }
+    for (key, make) in [("unit=", Scope::Unit as fn(String) -> Scope), ("comm=", Scope::Comm)] {
+        if let Some(value) = body.strip_prefix(key) {
+            if value.is_empty() {
+                return Err(err(text, column + 1 + key.len(), format!("@{key} needs a value")));
+            }
+            return Ok(make(value.to_owned()));
+        }
+    }
+    if let Some(path) = body.strip_prefix("cgroup=") {
+        if !path.starts_with('/') {
+            return Err(err(
+                text,
+                column + 8,
+                "@cgroup= takes a path below the cgroup2 root, e.g. @cgroup=/system.slice",
+            ));
+        }
+        let trimmed = path.trim_end_matches('/');
+        return Ok(Scope::Cgroup(if trimmed.is_empty() { "/".into() } else { trimmed.to_owned() }));
     }
     if let Some(fs) = body.strip_prefix("fs=") {
         if fs.is_empty() {
@@ -72,11 +91,30 @@ fn parse_scope(text: &str, column: usize, token: &str) -> Result<Scope, ParseErr
         let trimmed = body.trim_end_matches('/');
         return Ok(Scope::Mountpoint(if trimmed.is_empty() { "/".into() } else { trimmed.to_owned() }));
     }
-    Err(err(
-        text,
-        column,
-        format!("unknown scope `{token}`: write @/mount/point, @fs=TYPE or @dev=MAJOR:MINOR"),
-    ))
+    Err(err(text, column, format!("unknown scope `{token}`: {SCOPES}")))
+}
+
+const SCOPES: &str =
+    "write @/mount/point, @fs=TYPE, @dev=MAJOR:MINOR, @unit=NAME, @cgroup=/PATH or @comm=NAME";
+
+/// A scope the metric cannot take: lost events belong to the whole recording, and a task scope
+/// counts findings, which only some metrics are made of.
+fn check_scope(text: &str, column: usize, metric: Metric, scope: &Scope) -> Result<(), ParseError> {
+    if metric == Metric::LostEvents && *scope != Scope::All {
+        return Err(err(text, column, "lost_events counts the whole recording; it takes no scope"));
+    }
+    if scope.is_task() && metric.counted_finding().is_none() {
+        return Err(err(
+            text,
+            column,
+            format!(
+                "{} cannot be scoped by task (@unit=, @cgroup=, @comm=): those scopes count findings, \
+                 of slips, failed_freezes, blocked_writers and mounts_while_frozen",
+                metric.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses one assertion.
@@ -116,12 +154,8 @@ pub fn parse(text: &str) -> Result<Assertion, ParseError> {
                 "not-left-frozen" => (Metric::LeftFrozen, Op::Eq, 0),
                 _ => (Metric::Freezes, Op::Ge, 1),
             };
-            if metric == Metric::LostEvents && scope != Scope::All {
-                return Err(err(
-                    text,
-                    toks[1].0,
-                    "lost_events counts the whole recording; it takes no scope",
-                ));
+            if let Some(&(column, _)) = toks.get(1) {
+                check_scope(text, column, metric, &scope)?;
             }
             return Ok(shorthand(metric, op, bound, scope));
         }
@@ -139,8 +173,8 @@ pub fn parse(text: &str) -> Result<Assertion, ParseError> {
         }
         _ => Scope::All,
     };
-    if metric == Metric::LostEvents && scope != Scope::All {
-        return Err(err(text, toks[1].0, "lost_events counts the whole recording; it takes no scope"));
+    if let Some(&(column, _)) = toks.get(1) {
+        check_scope(text, column, metric, &scope)?;
     }
     let &(op_col, op_tok) = toks
         .get(i)

@@ -146,13 +146,20 @@ fn report() -> Report {
         message: "dd[77] wrote 4096 bytes".into(),
         stack: Some(vec!["submit_bio+0x1".into()]),
         exempt_reason: None,
+        cgroup: Some(crate::attribution::Cgroup::at(9, "/system.slice/backup.service/worker".into())),
+        parent: Some(crate::attribution::Parent { pid: 70, comm: "backup.sh".into() }),
     };
     Report {
         analysis: Analysis { findings: vec![slip], summaries },
         lost_events: Some(0),
         complete: true,
         // Every hook attached, --deny-mounts included.
-        coverage: Coverage { missing: Default::default(), deny_requested: true, known: true },
+        coverage: Coverage {
+            missing: Default::default(),
+            deny_requested: true,
+            known: true,
+            cgroup_paths: true,
+        },
     }
 }
 
@@ -171,6 +178,49 @@ fn evaluation_sums_over_the_scope_and_explains_failures() {
     assert!(evaluate(&ok("no-slips @dev=7:1"), &r).passed);
     assert!(evaluate(&ok("not-left-frozen @/mnt/data"), &r).passed);
     assert!(!evaluate(&ok("not-left-frozen"), &r).passed);
+}
+
+#[test]
+fn task_scopes_count_the_findings_of_their_tasks() {
+    let r = report();
+    assert_eq!(evaluate(&ok("slips @unit=backup.service == 1"), &r).value, 1);
+    assert!(evaluate(&ok("no-slips @unit=other.service"), &r).passed);
+    assert_eq!(evaluate(&ok("slips @cgroup=/system.slice == 1"), &r).value, 1, "a cgroup and those below it");
+    assert_eq!(evaluate(&ok("slips @cgroup=/system.slice/backup.service/worker/ == 1"), &r).value, 1);
+    assert_eq!(evaluate(&ok("slips @cgroup=/system == 0"), &r).value, 0, "path components, not characters");
+    assert_eq!(evaluate(&ok("slips @cgroup=/ == 1"), &r).value, 1);
+    assert_eq!(evaluate(&ok("slips @comm=dd == 1"), &r).value, 1);
+    let v = evaluate(&ok("no-slips @comm=cp"), &r);
+    assert!(v.passed && v.findings.is_empty(), "{v:?}");
+    let v = evaluate(&ok("no-slips @unit=backup.service"), &r);
+    assert_eq!((v.passed, v.findings.len()), (false, 1), "the failure cites the finding");
+    // Without cgroup paths, a unit or cgroup scope cannot tell: unproven, not passed.
+    let mut blind = report();
+    blind.coverage.cgroup_paths = false;
+    let v = evaluate(&ok("no-slips @unit=other.service"), &blind);
+    assert_eq!(v.status, Status::Unproven, "{v:?}");
+    assert_eq!(v.unproven[0].feature.as_str(), "cgroup-paths");
+    assert_eq!(evaluate(&ok("no-slips @comm=cp"), &blind).status, Status::Pass, "comm needs no paths");
+    assert_eq!(
+        evaluate(&ok("no-slips @unit=backup.service"), &blind).status,
+        Status::Fail,
+        "a slip seen is a slip"
+    );
+}
+
+#[test]
+fn task_scopes_parse_only_where_they_can_count() {
+    assert_eq!(ok("slips @unit=backup.service == 0").scope, Scope::Unit("backup.service".into()));
+    assert_eq!(ok("blocked_writers @cgroup=/kubepods/ >= 1").scope, Scope::Cgroup("/kubepods".into()));
+    assert_eq!(ok("no-mounts-while-frozen @comm=mount").scope, Scope::Comm("mount".into()));
+    let e = bad("freezes @unit=backup.service >= 1");
+    assert!(e.message.contains("cannot be scoped by task"), "{e}");
+    assert_eq!(e.column, 9);
+    let e = bad("frozen @comm=fsfreeze");
+    assert!(e.message.contains("freezes cannot be scoped by task"), "{e}");
+    assert!(bad("slips @cgroup=system.slice == 0").message.contains("path below the cgroup2 root"));
+    assert!(bad("slips @unit= == 0").message.contains("needs a value"));
+    assert!(bad("slips @who=me == 0").message.contains("@unit=NAME"));
 }
 
 #[test]

@@ -23,6 +23,8 @@ fn finding(kind: FindingKind, ev: &Event, sb: &Superblock, message: String) -> F
         message,
         stack: ev.stack.clone(),
         exempt_reason: None,
+        cgroup: ev.cgroup.clone(),
+        parent: ev.parent.clone(),
     }
 }
 
@@ -92,6 +94,8 @@ fn state_finding(kind: FindingKind, sb: &Superblock, since: u64, d: u64, message
         message,
         stack: None,
         exempt_reason: None,
+        cgroup: None,
+        parent: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) use reorder::Reorder;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    attribution::{Cgroup, Parent},
     event::{Event, Superblock},
     names::named_enum,
 };
@@ -92,6 +93,19 @@ pub struct Finding {
     /// traces or JSON: it is derived again whenever findings are computed.
     #[serde(skip)]
     pub exempt_reason: Option<String>,
+    /// The cgroup of the task behind it (of the event that raised it), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
+    /// That task's parent, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+}
+
+impl Finding {
+    /// "fsfreeze[8812] ← backup.sh[8790] in backup.service": the task behind the finding.
+    pub fn who(&self) -> String {
+        crate::attribution::describe(&self.comm, self.pid, self.parent.as_ref(), self.cgroup.as_ref())
+    }
 }
 
 named_enum! {

@@ -36,6 +36,8 @@ pub(crate) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<
         mount: None,
         denial: None,
         stack: None,
+        cgroup: None,
+        parent: None,
     }
 }
 

@@ -57,7 +57,9 @@ macro_rules! assert_help {
         "Assertions: METRIC [@SCOPE] OP VALUE\n  \
     METRIC  freezes thaws failed_freezes slips blocked_writers mounts_while_frozen denied_mounts\n          \
     would_deny_mounts lost_events left_frozen (counts); max_frozen total_frozen (durations)\n  \
-    SCOPE   @/mount/point  @fs=xfs  @dev=7:0   (none: every filesystem in the trace)\n  \
+    SCOPE   @/mount/point  @fs=xfs  @dev=7:0   (none: every filesystem in the trace)\n          \
+    or who: @unit=backup.service  @cgroup=/system.slice (and below)  @comm=dd: counts the\n          \
+    findings of those tasks (slips, failed_freezes, blocked_writers, mounts_while_frozen)\n  \
     OP      == != < <= > >=\n  \
     Shorthands: no-slips, frozen @SCOPE (freezes >= 1), no-mounts-while-frozen, no-lost-events,\n  \
     not-left-frozen. An --assertions file holds one per line; # starts a comment.\n\n\

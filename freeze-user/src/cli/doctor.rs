@@ -39,6 +39,9 @@ mod freeze_common_offsets {
             Offsets(
                 [
                     ("task_struct.files", o.task_files),
+                    ("task_struct.real_parent", o.task_real_parent),
+                    ("task_struct.tgid", o.task_tgid),
+                    ("task_struct.comm", o.task_comm),
                     ("files_struct.fdt", o.files_fdt),
                     ("fdtable.max_fds", o.fdtable_max_fds),
                     ("fdtable.fd", o.fdtable_fd),

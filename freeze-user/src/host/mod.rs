@@ -1,7 +1,8 @@
 //! What the running system says: kernel version and privileges, BTF and the struct offsets
-//! resolved from it, tracefs formats, mountinfo, kallsyms, btrfs member devices.
+//! resolved from it, tracefs formats, mountinfo, kallsyms, btrfs member devices, cgroup paths.
 pub mod btf;
 pub mod btrfs_devs;
+pub mod cgroups;
 pub mod kernel;
 pub mod ksyms;
 pub mod mountinfo;

@@ -24,6 +24,9 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("block_device", &["bd_dev"]),
     ("super_block", &["s_writers", "rw_sem"]),
     ("inode", &["i_mode"]),
+    ("task_struct", &["real_parent"]),
+    ("task_struct", &["tgid"]),
+    ("task_struct", &["comm"]),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -98,6 +101,9 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         // btrfs's own structs are described by its module's BTF: `resolve_btrfs` fills these.
         btrfs_root_fs_info: 0,
         btrfs_fs_info_sb: 0,
+        task_real_parent: ptr(btf, "task_struct", &["real_parent"])?,
+        task_tgid: sized(btf, "task_struct", &["tgid"], &[4], "4 (pid_t)")?.offset,
+        task_comm: sized(btf, "task_struct", &["comm"], &[16], "16 (char[16])")?.offset,
     })
 }
 
@@ -160,7 +166,18 @@ mod tests {
         let fdt = b.ptr(int);
         b.composite(k::STRUCT, "files_struct", 64, &[("fdt", fdt, 256)]);
         let files = b.ptr(int);
-        b.composite(k::STRUCT, "task_struct", 4096, &[("files", files, 8 * 2000)]);
+        let comm = b.array(ch, int, 16);
+        b.composite(
+            k::STRUCT,
+            "task_struct",
+            4096,
+            &[
+                ("tgid", int, 8 * 1000),
+                ("real_parent", files, 8 * 1008),
+                ("comm", comm, 8 * 1500),
+                ("files", files, 8 * 2000),
+            ],
+        );
         let vfsmount = b.composite(k::STRUCT, "vfsmount", 32, &[("mnt_sb", psb, 64)]);
         let pvfsmount = b.ptr(vfsmount);
         b.composite(k::STRUCT, "path", 16, &[("mnt", pvfsmount, 0), ("dentry", fdt, 64)]);
@@ -188,6 +205,7 @@ mod tests {
         assert_eq!(o.fdtable_fd, 8);
         assert_eq!(o.files_fdt, 32);
         assert_eq!(o.task_files, 2000);
+        assert_eq!((o.task_tgid, o.task_real_parent, o.task_comm), (1000, 1008, 1500));
         assert_eq!(o.freeze_super_nargs, 1);
         assert_eq!((o.path_mnt, o.vfsmount_mnt_sb), (0, 8));
     }

@@ -15,7 +15,7 @@ use freeze_model::{
 use super::Tap;
 use crate::{
     bpf::loader::Loaded,
-    host::{btrfs_devs, ksyms::Ksyms, mountinfo::MountTable},
+    host::{btrfs_devs, cgroups::CgroupPaths, ksyms::Ksyms, mountinfo::MountTable},
 };
 
 /// Mount calls remembered at most (a call whose end was lost is forgotten with the rest).
@@ -44,6 +44,8 @@ pub(super) struct Sink {
     pub(super) tap: Option<std::sync::mpsc::Sender<Tap>>,
     /// A mount landed or a freeze began since the mount points were last given to the kernel.
     pub(super) mounts_changed: bool,
+    /// Cgroup ids to paths, for attribution.
+    cgroups: CgroupPaths,
 }
 
 impl Sink {
@@ -63,7 +65,13 @@ impl Sink {
             mount_calls: HashMap::new(),
             tap,
             mounts_changed: false,
+            cgroups: CgroupPaths::load(),
         }
+    }
+
+    /// The cgroup2 mount that cgroup paths are relative to (for the trace header).
+    pub(super) fn cgroup2_root(&self) -> Option<&std::path::Path> {
+        self.cgroups.root()
     }
 
     pub(super) fn write(&mut self, record: &Record) -> Result<()> {
@@ -96,6 +104,11 @@ impl Sink {
                 }
             };
             ev.add_mount_strings(&item);
+            if let Some(cg) = ev.cgroup.as_mut()
+                && let Some(path) = self.cgroups.path(cg.id)
+            {
+                *cg = freeze_model::attribution::Cgroup::at(cg.id, path);
+            }
             self.symbolize(&raw, &mut ev, loaded);
             self.complete_mount(&mut ev);
             self.writer.write_event(&ev).context("writing the trace")?;

@@ -21,7 +21,13 @@ use freeze_model::{
 const FIXTURE: &str = include_str!("../../../tests/fixtures/slip-blocked-mount.ndjson");
 
 fn app_with(mode: Mode) -> App {
-    let contents = Contents::from_records(read_trace(FIXTURE.as_bytes()).expect("fixture parses"));
+    app_with_events(mode, |_| {})
+}
+
+/// `app_with`, after `edit` has changed each event.
+fn app_with_events(mode: Mode, edit: impl Fn(&mut freeze_model::event::Event)) -> App {
+    let mut contents = Contents::from_records(read_trace(FIXTURE.as_bytes()).expect("fixture parses"));
+    contents.events.iter_mut().for_each(edit);
     let mut app = App::new(mode, correlate::Options::default());
     app.header = contents.header.clone();
     app.counters = contents.footer.as_ref().map(|f| f.counters.clone()).unwrap_or_default();
@@ -131,6 +137,24 @@ fn a_live_frozen_superblock_shows_its_clock_running() {
     let slip = row_with(&lines, "ERROR slip");
     assert!(slip.contains("dd[23716]"));
     assert!(!lines.iter().any(|l| l.contains("left-frozen")), "live, nothing has ended yet");
+}
+
+#[test]
+fn the_details_say_who_with_parent_and_unit() {
+    use freeze_model::attribution::{Cgroup, Parent};
+    let mut app =
+        app_with_events(Mode::Replay { speed: 1.0, playing: false, position: 10, total: 10 }, |ev| {
+            if ev.comm == "dd" {
+                ev.parent = Some(Parent { pid: 23700, comm: "backup.sh".into() });
+                ev.cgroup = Some(Cgroup::at(77, "/system.slice/backup.service".into()));
+            }
+        });
+    app.apply(action_for(&app, key(KeyCode::Tab)));
+    app.apply(action_for(&app, key(KeyCode::Down)));
+    app.apply(action_for(&app, key(KeyCode::Enter)));
+    let lines = screen(&app, 160, 44);
+    let task = row_with(&lines, "task:  dd[23716]");
+    assert!(task.contains("dd[23716] ← backup.sh[23700] in backup.service"), "{task}");
 }
 
 #[test]

@@ -291,7 +291,7 @@ impl App {
             )),
             Line::raw(f.message.clone()),
             Line::raw(""),
-            Line::raw(format!("task:  {}[{}]", f.comm, f.pid)),
+            Line::raw(format!("task:  {}", f.who())),
             Line::raw(format!("hook:  {}", f.hook)),
             Line::raw(format!("level: {}", f.level.map_or("?".into(), |l| l.to_string()))),
             Line::raw(format!(

@@ -13,6 +13,7 @@ pub mod deny;
 pub mod event;
 mod names;
 pub mod report;
+pub mod timeline;
 pub mod trace;
 pub mod units;
 pub mod verdicts;

@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 
 use crate::{
     correlate::{self, Correlator, Finding, FindingKind, Reorder},
-    event::{Event, EventKind, Superblock},
+    event::Event,
+    timeline::{Item, Timeline, Track},
     trace::{self, Header, Record, TraceError},
 };
 
@@ -46,46 +47,19 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-/// A freeze that completed and is not thawed yet.
-struct OpenFreeze {
-    id: u64,
-    /// "frozen", or "frozen (nested)" when another freeze was open already; its end repeats it.
-    name: &'static str,
-    holder: Option<String>,
-}
-
-/// One filesystem's track.
-struct Track {
-    pid: u32,
-    sb: Superblock,
-    open: Vec<OpenFreeze>,
-    /// Waits in progress: tid → when it began.
-    waits: BTreeMap<u32, u64>,
-    level: Option<u32>,
-}
-
 /// The streaming writer; `finish` must be called to close the JSON.
 pub struct ChromeTrace<W: Write> {
     out: W,
     first: bool,
-    tracks: BTreeMap<String, Track>,
+    timeline: Timeline,
     /// (process, thread) → thread name, written with the metadata at the end.
     threads: BTreeMap<(u32, u32), String>,
-    next_id: u64,
-    last_ts: u64,
 }
 
 impl<W: Write> ChromeTrace<W> {
     pub fn new(mut out: W) -> std::io::Result<Self> {
         out.write_all(b"{\"traceEvents\":[\n")?;
-        Ok(Self {
-            out,
-            first: true,
-            tracks: BTreeMap::new(),
-            threads: BTreeMap::new(),
-            next_id: 1,
-            last_ts: 0,
-        })
+        Ok(Self { out, first: true, timeline: Timeline::new(), threads: BTreeMap::new() })
     }
 
     fn emit(&mut self, record: &Value) -> std::io::Result<()> {
@@ -96,100 +70,55 @@ impl<W: Write> ChromeTrace<W> {
         serde_json::to_writer(&mut self.out, record).map_err(std::io::Error::other)
     }
 
-    fn track(&mut self, sb: &Superblock) -> &mut Track {
-        let next_pid = u32::try_from(self.tracks.len() + 1).unwrap_or(u32::MAX);
-        let track = self.tracks.entry(sb.id.clone()).or_insert_with(|| Track {
-            pid: next_pid,
-            sb: sb.clone(),
-            open: Vec::new(),
-            waits: BTreeMap::new(),
-            level: None,
-        });
-        // The mount point may be learnt after the first event.
-        if track.sb.mountpoint.is_none() && sb.mountpoint.is_some() {
-            track.sb.mountpoint.clone_from(&sb.mountpoint);
-        }
-        track
-    }
-
-    fn new_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id - 1
-    }
-
     /// Takes the next event (in time order).
     pub fn event(&mut self, ev: &Event) -> std::io::Result<()> {
-        let Some(sb) = ev.sb.as_ref() else { return Ok(()) };
-        self.last_ts = self.last_ts.max(ev.ts_ns);
-        let pid = self.track(sb).pid;
-        let task = format!("{}[{}]", ev.comm, ev.pid);
-        match ev.kind {
-            EventKind::FreezeEnd if ev.ret == Some(0) => {
-                if let Some(begin) = ev.begin_ts_ns {
-                    let id = self.new_id();
-                    let args = json!({"by": task});
-                    self.emit(&async_event('b', "freezing", id, pid, begin, &args))?;
-                    self.emit(&async_event('e', "freezing", id, pid, ev.ts_ns, &json!({})))?;
-                }
-                let id = self.new_id();
-                let holder = ev.holder.clone();
-                let depth = self.track(sb).open.len();
-                let name = if depth == 0 { "frozen" } else { "frozen (nested)" };
-                let args =
-                    json!({"by": task, "holder": holder, "level": ev.level_after, "nesting": depth + 1});
-                self.emit(&async_event('b', name, id, pid, ev.ts_ns, &args))?;
-                self.track(sb).open.push(OpenFreeze { id, name, holder });
-            }
-            EventKind::ThawEnd if ev.ret == Some(0) => {
-                let open = &mut self.track(sb).open;
-                // The thaw ends the freeze of its holder when that is known, else the newest.
-                let at = ev
-                    .holder
-                    .as_ref()
-                    .and_then(|h| open.iter().rposition(|o| o.holder.as_ref() == Some(h)))
-                    .or_else(|| open.len().checked_sub(1));
-                if let Some(at) = at {
-                    let freeze = open.remove(at);
-                    let args = json!({"thawed_by": task});
-                    self.emit(&async_event('e', freeze.name, freeze.id, pid, ev.ts_ns, &args))?;
-                }
-            }
-            EventKind::WriterBlocked => {
-                self.threads.insert((pid, ev.tid), format!("{} [{}]", ev.comm, ev.tid));
-                let waiting = {
-                    let t = self.track(sb);
-                    t.waits.insert(ev.tid, ev.ts_ns);
-                    t.waits.len()
-                };
-                self.emit(&counter("blocked writers", pid, ev.ts_ns, "blocked", waiting as u64))?;
-            }
-            EventKind::WriterUnblocked => {
-                let (begin, waiting) = {
-                    let t = self.track(sb);
-                    let begin = t.waits.remove(&ev.tid).or(ev.begin_ts_ns);
-                    (begin, t.waits.len())
-                };
-                if let Some(begin) = begin {
-                    self.threads.insert((pid, ev.tid), format!("{} [{}]", ev.comm, ev.tid));
-                    let args = json!({"task": task, "gate_level": ev.gate_level});
-                    self.emit(&wait_slice(pid, ev.tid, begin, ev.ts_ns, &args))?;
-                }
-                self.emit(&counter("blocked writers", pid, ev.ts_ns, "blocked", waiting as u64))?;
-            }
-            _ => {}
-        }
-        if matches!(
-            ev.kind,
-            EventKind::FreezeBegin | EventKind::FreezeEnd | EventKind::ThawBegin | EventKind::ThawEnd
-        ) && let Some(level) = ev.level_after
-        {
-            let t = self.track(sb);
-            if t.level != Some(level) {
-                t.level = Some(level);
-                self.emit(&counter("freeze level", pid, ev.ts_ns, "level", u64::from(level)))?;
-            }
+        for item in self.timeline.push(ev) {
+            self.item(item)?;
         }
         Ok(())
+    }
+
+    /// One timeline shape as trace events: a freeze as an async pair with its own id (written
+    /// together once it ended), a wait as a complete slice on its thread, changes as counters.
+    fn item(&mut self, item: Item) -> std::io::Result<()> {
+        match item {
+            Item::Freezing { track, id, begin, end, by } => {
+                let id = format!("0x{id:x}");
+                self.emit(&async_event('b', "freezing", &id, track, begin, &json!({"by": by})))?;
+                self.emit(&async_event('e', "freezing", &id, track, end, &json!({})))
+            }
+            Item::Frozen { track, id, nesting, holder, level, begin, end, by, thawed_by, left_frozen } => {
+                let name = if nesting == 1 { "frozen" } else { "frozen (nested)" };
+                let id = format!("0x{id:x}");
+                let args = json!({"by": by, "holder": holder, "level": level, "nesting": nesting});
+                self.emit(&async_event('b', name, &id, track, begin, &args))?;
+                let args =
+                    if left_frozen { json!({"left_frozen": true}) } else { json!({"thawed_by": thawed_by}) };
+                self.emit(&async_event('e', name, &id, track, end, &args))
+            }
+            Item::Wait { track, tid, task, begin, end, gate_level, still_blocked } => {
+                // "dd[77]", or "java[70] tid 77" for a thread other than the process's first.
+                let name = if task.ends_with(&format!("[{tid}]")) {
+                    task.clone()
+                } else {
+                    format!("{task} tid {tid}")
+                };
+                self.threads.insert((track, tid), name);
+                let args = if still_blocked {
+                    json!({"task": task, "gate_level": gate_level, "still_blocked_at_end": true})
+                } else {
+                    json!({"task": task, "gate_level": gate_level})
+                };
+                self.emit(&json!({"name": "blocked at the gate", "cat": CAT_GATE, "ph": "X", "ts": us(begin),
+                    "dur": us(end.saturating_sub(begin)), "pid": track, "tid": tid, "args": args}))
+            }
+            Item::Level { track, ts, level } => {
+                self.emit(&counter("freeze level", track, ts, "level", u64::from(level)))
+            }
+            Item::Blocked { track, ts, count } => {
+                self.emit(&counter("blocked writers", track, ts, "blocked", count as u64))
+            }
+        }
     }
 
     /// Takes a finding; those that mark a moment become instant events, the rest are already
@@ -205,7 +134,7 @@ impl<W: Write> ChromeTrace<W> {
         ) {
             return Ok(());
         }
-        let pid = self.track(&f.sb).pid;
+        let pid = self.timeline.track(&f.sb);
         let mut args = json!({"message": f.message, "task": format!("{}[{}]", f.comm, f.pid),
             "severity": f.severity, "hook": f.hook});
         if let Some(stack) = &f.stack {
@@ -219,23 +148,16 @@ impl<W: Write> ChromeTrace<W> {
     /// Closes what is still open at `end_ns` (waits, freezes: marked as such), writes the
     /// process and thread names and ends the JSON. Returns the writer.
     pub fn finish(mut self, end_ns: Option<u64>, header: Option<&Header>) -> std::io::Result<W> {
-        let end = end_ns.unwrap_or(self.last_ts).max(self.last_ts);
-        let tracks = std::mem::take(&mut self.tracks);
-        for track in tracks.values() {
-            for (&tid, &begin) in &track.waits {
-                self.emit(&wait_slice(track.pid, tid, begin, end, &json!({"still_blocked_at_end": true})))?;
-            }
-            for freeze in track.open.iter().rev() {
-                let args = json!({"left_frozen": true});
-                self.emit(&async_event('e', freeze.name, freeze.id, track.pid, end, &args))?;
-            }
+        for item in self.timeline.finish(end_ns) {
+            self.item(item)?;
         }
-        for track in tracks.values() {
-            let label = track.sb.describe();
-            self.emit(&json!({"name": "process_name", "ph": "M", "pid": track.pid, "tid": track.pid,
-                "args": {"name": label}}))?;
-            self.emit(&json!({"name": "process_sort_index", "ph": "M", "pid": track.pid, "tid": track.pid,
-                "args": {"sort_index": track.pid}}))?;
+        let tracks: Vec<Track> = self.timeline.tracks().cloned().collect();
+        for track in &tracks {
+            let pid = track.index;
+            self.emit(&json!({"name": "process_name", "ph": "M", "pid": pid, "tid": pid,
+                "args": {"name": track.sb.describe()}}))?;
+            self.emit(&json!({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": pid,
+                "args": {"sort_index": pid}}))?;
         }
         for (&(pid, tid), name) in &std::mem::take(&mut self.threads) {
             self.emit(
@@ -253,14 +175,9 @@ impl<W: Write> ChromeTrace<W> {
     }
 }
 
-fn async_event(ph: char, name: &str, id: u64, pid: u32, ts_ns: u64, args: &Value) -> Value {
-    json!({"name": name, "cat": CAT_FREEZE, "ph": ph.to_string(), "id": format!("0x{id:x}"),
+fn async_event(ph: char, name: &str, id: &str, pid: u32, ts_ns: u64, args: &Value) -> Value {
+    json!({"name": name, "cat": CAT_FREEZE, "ph": ph.to_string(), "id": id,
         "ts": us(ts_ns), "pid": pid, "tid": pid, "args": args})
-}
-
-fn wait_slice(pid: u32, tid: u32, begin: u64, end: u64, args: &Value) -> Value {
-    json!({"name": "blocked at the gate", "cat": CAT_GATE, "ph": "X", "ts": us(begin),
-        "dur": us(end.saturating_sub(begin)), "pid": pid, "tid": tid, "args": args})
 }
 
 fn counter(name: &str, pid: u32, ts_ns: u64, series: &str, value: u64) -> Value {

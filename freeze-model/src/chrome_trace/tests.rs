@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::*;
-use crate::correlate::tests::{block_write, ev, freeze, thaw};
+use crate::{
+    correlate::tests::{block_write, ev, freeze, thaw},
+    event::EventKind,
+};
 
 /// Every property a viewer relies on; returns what is wrong.
 fn check_structure(doc: &Value) -> Result<(), String> {
@@ -168,7 +171,7 @@ fn waits_are_slices_on_their_threads_and_the_counter_follows_them() {
     assert_eq!(blocked, [1, 2, 1, 0]);
     let names: Vec<&str> =
         of_phase(&doc, "M").into_iter().filter_map(|m| m["args"]["name"].as_str()).collect();
-    assert!(names.contains(&"writer21 [21]") && names.contains(&"ext4 7:0 (/mnt)"), "{names:?}");
+    assert!(names.contains(&"writer21[21]") && names.contains(&"ext4 7:0 (/mnt)"), "{names:?}");
 }
 
 #[test]

@@ -17,3 +17,4 @@ pub mod timeline;
 pub mod trace;
 pub mod units;
 pub mod verdicts;
+pub mod walk;

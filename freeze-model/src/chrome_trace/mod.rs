@@ -22,10 +22,11 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    correlate::{self, Correlator, Finding, FindingKind, Reorder},
+    correlate::{self, Finding, FindingKind},
     event::Event,
     timeline::{Item, Timeline, Track},
-    trace::{self, Header, Record, TraceError},
+    trace::{Header, Record, TraceError},
+    walk::{Step, WalkError, sorted_records, walk},
 };
 
 /// What can stop an export.
@@ -185,8 +186,7 @@ fn counter(name: &str, pid: u32, ts_ns: u64, series: &str, value: u64) -> Value 
 }
 
 /// Exports a trace's records to `out`. `window_ns` is how far out of time order the events may
-/// be (a reorder window that large puts them in order; `trace::disorder_ns` measures a file;
-/// events that are already sorted take 0). Findings come from the same correlation as `report`.
+/// be (see `walk`). Findings come from the same correlation as `report`.
 pub fn write<W: Write>(
     records: impl Iterator<Item = Result<Record, TraceError>>,
     out: W,
@@ -194,38 +194,15 @@ pub fn write<W: Write>(
     window_ns: u64,
 ) -> Result<W, ExportError> {
     let mut writer = ChromeTrace::new(out).map_err(ExportError::Write)?;
-    let mut order = Reorder::new(window_ns);
-    // The events reach the correlator in order already.
-    let mut correlator = Correlator::new(correlate::Options { reorder_window_ns: 0, ..opts.clone() });
-    let (mut header, mut footer) = (None, None);
-    let apply =
-        |writer: &mut ChromeTrace<W>, correlator: &mut Correlator, ev: Event| -> std::io::Result<()> {
-            writer.event(&ev)?;
-            for f in correlator.push(ev) {
-                writer.finding(&f)?;
-            }
-            Ok(())
-        };
-    for record in records {
-        match record? {
-            Record::Header(h) => header = Some(h),
-            Record::Footer(f) => footer = Some(f),
-            Record::Event(ev) => {
-                for ev in order.push(ev) {
-                    apply(&mut writer, &mut correlator, ev).map_err(ExportError::Write)?;
-                }
-            }
-            Record::Finding(_) | Record::Summary(_) => {}
-        }
-    }
-    for ev in order.drain() {
-        apply(&mut writer, &mut correlator, ev).map_err(ExportError::Write)?;
-    }
-    let end = trace::end_ns(header.as_ref(), footer.as_ref());
-    for f in correlator.finish(end).findings {
-        writer.finding(&f).map_err(ExportError::Write)?;
-    }
-    writer.finish(end, header.as_ref()).map_err(ExportError::Write)
+    let walked = walk(records, opts, window_ns, |step| match step {
+        Step::Event(ev) => writer.event(ev),
+        Step::Finding(f) => writer.finding(f),
+    })
+    .map_err(|e| match e {
+        WalkError::Trace(e) => ExportError::Trace(e),
+        WalkError::Visitor(e) => ExportError::Write(e),
+    })?;
+    writer.finish(walked.end_ns, walked.header.as_ref()).map_err(ExportError::Write)
 }
 
 /// Exports a trace that is read whole (stdin): its events sorted by time first.
@@ -234,13 +211,7 @@ pub fn write_sorted<W: Write>(
     out: W,
     opts: &correlate::Options,
 ) -> Result<W, ExportError> {
-    let mut records = trace::read_trace(input)?;
-    records.sort_by_key(|r| match r {
-        Record::Header(_) => (0, 0),
-        Record::Event(e) => (1, e.ts_ns),
-        _ => (2, 0),
-    });
-    write(records.into_iter().map(Ok), out, opts, 0)
+    write(sorted_records(input)?.into_iter().map(Ok), out, opts, 0)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use serde_json::Value;
 use super::*;
 use crate::{
     correlate::tests::{block_write, ev, freeze, thaw},
-    event::EventKind,
+    event::{Event, EventKind},
+    trace,
 };
 
 /// Every property a viewer relies on; returns what is wrong.

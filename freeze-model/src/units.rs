@@ -52,6 +52,23 @@ pub fn fmt_secs(ns: u64) -> String {
     format!("{:.3}s", ns as f64 / 1e9)
 }
 
+/// "2026-11-28 08:57:24 UTC": a Unix time in milliseconds, for report headers.
+pub fn fmt_utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// "2.500s", then "12.5s" from 10 s on: clocks and offsets on the TUI's narrow columns.
 pub fn fmt_clock(ns: u64) -> String {
     let s = ns as f64 / 1e9;
@@ -61,6 +78,13 @@ pub fn fmt_clock(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_read_as_calendars_do() {
+        assert_eq!(fmt_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(fmt_utc(1_795_856_244_000), "2026-11-28 08:57:24 UTC");
+        assert_eq!(fmt_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
 
     #[test]
     fn parses_every_unit() {

@@ -33,6 +33,24 @@ pub enum WalkError<E: std::error::Error + 'static> {
     Visitor(E),
 }
 
+/// Why a view of a trace (an export, a report file) could not be written: the trace, or the output.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("writing the output: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl From<WalkError<std::io::Error>> for OutputError {
+    fn from(e: WalkError<std::io::Error>) -> Self {
+        match e {
+            WalkError::Trace(e) => Self::Trace(e),
+            WalkError::Visitor(e) => Self::Write(e),
+        }
+    }
+}
+
 /// Walks `records`, whose events are at most `window_ns` out of time order (`trace::disorder_ns`
 /// measures a file; sorted input takes 0).
 pub fn walk<E: std::error::Error + 'static>(

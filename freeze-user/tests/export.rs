@@ -1,4 +1,4 @@
-//! `freezewatch export` as a user meets it: from a file and from stdin alike, into a file that
+//! `freezewatch export` and `report --html` as a user meets them: from a file and from stdin alike, into a file that
 //! appears only once complete, and clear failures on bad input.
 use std::{
     io::Write as _,
@@ -75,4 +75,36 @@ fn a_malformed_trace_is_exit_2_and_leaves_the_old_output_alone() {
     assert!(String::from_utf8_lossy(&unwritable.stderr).contains("/nonexistent/dir"));
     let format = freezewatch(&["export", "--format", "svg", fixture().to_str().unwrap()], None);
     assert_eq!(format.status.code(), Some(2), "an unknown format is a usage error");
+}
+
+#[test]
+fn report_html_writes_a_page_beside_the_text_and_nothing_on_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("r.html");
+    let trace = fixture();
+    let run = freezewatch(&["report", trace.to_str().unwrap(), "--html", page.to_str().unwrap()], None);
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("superblocks (2):"),
+        "the text report still prints"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg class=\"timeline\""));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&page).unwrap().permissions().mode() & 0o777, 0o644, "others may read it");
+    let from_stdin = dir.path().join("s.html");
+    let run = freezewatch(
+        &["report", "-", "--html", from_stdin.to_str().unwrap()],
+        Some(&std::fs::read(&trace).unwrap()),
+    );
+    assert_eq!(run.status.code(), Some(0));
+    assert!(std::fs::read(&from_stdin).unwrap() == html.as_bytes(), "stdin gives the same page");
+
+    let bad = dir.path().join("bad.ndjson");
+    std::fs::write(&bad, "{\"v\":1,\"type\":\"header\"\n").unwrap();
+    let none = dir.path().join("none.html");
+    let run = freezewatch(&["report", bad.to_str().unwrap(), "--html", none.to_str().unwrap()], None);
+    assert_eq!(run.status.code(), Some(2), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(!none.exists(), "a malformed trace leaves no page");
+    assert!(run.stdout.is_empty(), "and prints no report");
 }

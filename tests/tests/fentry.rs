@@ -8,8 +8,8 @@ use freezewatch_tests::{
 };
 use serde_json::Value;
 
-/// The freeze/thaw events of a trace, without what differs between two runs (times, task ids,
-/// the hook) — and the holder, which is compared separately.
+/// The freeze/thaw events of a trace, without what differs between two runs (times, task ids and
+/// the parent's, the hook) — and the holder, which is compared separately.
 fn freeze_thaw(trace: &Trace) -> Vec<Value> {
     trace
         .events()
@@ -19,6 +19,9 @@ fn freeze_thaw(trace: &Trace) -> Vec<Value> {
             let mut e = e.clone();
             for volatile in ["ts_ns", "begin_ts_ns", "pid", "tid", "hook", "holder"] {
                 e.as_object_mut().expect("event object").remove(volatile);
+            }
+            if let Some(parent) = e.get_mut("parent").and_then(Value::as_object_mut) {
+                parent.remove("pid");
             }
             e
         })

@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything a fresh machine needs to build, run and test freezewatch.
 mod bench;
 mod dist;
+mod screenshot;
 mod setup;
 mod vm;
 
@@ -47,6 +48,8 @@ enum Cmd {
     /// Build the release binary and a Debian package of it (man pages, bash/zsh/fish completions,
     /// docs, changelog) in target/dist/; the package is also unpacked to target/dist/unpacked.
     Dist,
+    /// Regenerate docs/report.png (the README's picture of `report --html`) with headless Chromium.
+    Screenshot,
     /// User-space benchmarks: `check` and `report` of a synthetic trace of a million events
     /// (release build), median wall time and peak RSS over interleaved rounds; results in
     /// target/bench/results.json (see docs/benchmarks.md).
@@ -129,6 +132,7 @@ fn main() -> Result<()> {
         }
         Cmd::Test { args } => test(&args),
         Cmd::Bench => bench::bench(&build(true)?),
+        Cmd::Screenshot => screenshot::screenshot(&build(false)?),
         Cmd::Dist => dist::dist().map(|p| eprintln!("xtask: unpacked in {}", p.unpacked.display())),
         Cmd::VmTest { kernel, filter } => vm::vm_test(&kernel, &dist::dist()?.binary(), filter.as_deref()),
     }

@@ -30,6 +30,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("binutils", "strip"),
     ("lintian", "lintian"),
     ("man-db", "man"),
+    // The HTML report's browser test and `cargo xtask screenshot`.
+    ("chromium", "chromium"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {

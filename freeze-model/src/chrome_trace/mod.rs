@@ -26,17 +26,8 @@ use crate::{
     event::Event,
     timeline::{Item, Timeline, Track},
     trace::{Header, Record, TraceError},
-    walk::{Step, WalkError, sorted_records, walk},
+    walk::{OutputError, Step, sorted_records, walk},
 };
-
-/// What can stop an export.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error(transparent)]
-    Trace(#[from] TraceError),
-    #[error("writing the export: {0}")]
-    Write(std::io::Error),
-}
 
 /// Category names, one per kind of slice (Perfetto pairs async `b`/`e` by category and id).
 const CAT_FREEZE: &str = "freeze";
@@ -192,17 +183,13 @@ pub fn write<W: Write>(
     out: W,
     opts: &correlate::Options,
     window_ns: u64,
-) -> Result<W, ExportError> {
-    let mut writer = ChromeTrace::new(out).map_err(ExportError::Write)?;
+) -> Result<W, OutputError> {
+    let mut writer = ChromeTrace::new(out).map_err(OutputError::Write)?;
     let walked = walk(records, opts, window_ns, |step| match step {
         Step::Event(ev) => writer.event(ev),
         Step::Finding(f) => writer.finding(f),
-    })
-    .map_err(|e| match e {
-        WalkError::Trace(e) => ExportError::Trace(e),
-        WalkError::Visitor(e) => ExportError::Write(e),
     })?;
-    writer.finish(walked.end_ns, walked.header.as_ref()).map_err(ExportError::Write)
+    writer.finish(walked.end_ns, walked.header.as_ref()).map_err(OutputError::Write)
 }
 
 /// Exports a trace that is read whole (stdin): its events sorted by time first.
@@ -210,7 +197,7 @@ pub fn write_sorted<W: Write>(
     input: impl BufRead,
     out: W,
     opts: &correlate::Options,
-) -> Result<W, ExportError> {
+) -> Result<W, OutputError> {
     write(sorted_records(input)?.into_iter().map(Ok), out, opts, 0)
 }
 

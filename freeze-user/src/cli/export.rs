@@ -1,10 +1,13 @@
-//! `freezewatch export --format chrome-trace TRACE`: a trace for Perfetto or chrome://tracing.
+//! `freezewatch export --format chrome-trace TRACE`: a trace for Perfetto or chrome://tracing; and
+//! what it shares with `report --html`: reading a trace in order for a view of it, and writing a
+//! file that appears only once complete.
 use std::{
+    fs::File,
     io::{BufReader, BufWriter, Write},
     path::Path,
 };
 
-use freeze_model::{chrome_trace, correlate, trace};
+use freeze_model::{chrome_trace, correlate, html, trace, walk::OutputError};
 
 use super::exit::{Exit, Failure, Outcome};
 
@@ -19,38 +22,67 @@ pub fn command(path: &Path, format: Format, out: Option<&Path>) -> Outcome {
     match format {
         Format::ChromeTrace => {}
     }
+    let (view, opts) = (View::ChromeTrace, correlate::Options::default());
     match out {
         None => {
-            export(path, BufWriter::new(std::io::stdout().lock()))?;
+            view.write(path, BufWriter::new(std::io::stdout().lock()), &opts)?;
         }
-        Some(dest) => {
-            // Written beside its destination and renamed into place: a failed export leaves no
-            // half-written file (and an earlier one stays as it was).
-            let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir)
-                .map_err(|e| Failure::failed(format!("cannot write in {}: {e}", dir.display())))?;
-            let file = export(path, BufWriter::new(tmp))?;
-            let tmp =
-                file.into_inner().map_err(|e| Failure::failed(format!("writing {}: {e}", dest.display())))?;
-            tmp.persist(dest).map_err(|e| Failure::failed(format!("writing {}: {e}", dest.display())))?;
-        }
+        Some(dest) => write_atomically(dest, |w| view.write(path, w, &opts))?,
     }
     Ok(Exit::Ok)
 }
 
-fn export<W: Write>(path: &Path, out: W) -> Result<W, Failure> {
-    let opts = correlate::Options::default();
-    let named = |e: chrome_trace::ExportError| match e {
-        chrome_trace::ExportError::Trace(e) => Failure::input(format!("{}: {e}", path.display())),
-        chrome_trace::ExportError::Write(e) => Failure::failed(format!("writing the export: {e}")),
-    };
-    if path.as_os_str() == "-" {
-        return chrome_trace::write_sorted(std::io::stdin().lock(), out, &opts).map_err(named);
+/// The views of a trace that are written as files: streamed from a trace file, or sorted from stdin.
+#[derive(Clone, Copy)]
+pub enum View {
+    ChromeTrace,
+    Html,
+}
+
+impl View {
+    /// Writes the view of the trace at `path` (`-`: stdin) to `out`.
+    pub fn write<W: Write>(self, path: &Path, out: W, opts: &correlate::Options) -> Result<W, Failure> {
+        let named = |e: OutputError| match e {
+            OutputError::Trace(e) => Failure::input(format!("{}: {e}", path.display())),
+            OutputError::Write(e) => Failure::failed(format!("writing the output: {e}")),
+        };
+        if path.as_os_str() == "-" {
+            let stdin = std::io::stdin().lock();
+            return match self {
+                View::ChromeTrace => chrome_trace::write_sorted(stdin, out, opts),
+                View::Html => html::write_sorted(stdin, out, opts),
+            }
+            .map_err(named);
+        }
+        let open = || File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())));
+        // A first, light pass measures how far out of order the events are; a reorder window that
+        // wide puts them in order without holding more of them than that.
+        let window = trace::disorder_ns(BufReader::new(open()?))
+            .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        let records = trace::records(BufReader::new(open()?));
+        match self {
+            View::ChromeTrace => chrome_trace::write(records, out, opts, window),
+            View::Html => html::write(records, out, opts, window),
+        }
+        .map_err(named)
     }
-    let open = || std::fs::File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())));
-    // A first, light pass measures how far out of order the events are; a reorder window that
-    // wide puts them in order without holding more of them than that.
-    let window = trace::disorder_ns(BufReader::new(open()?))
-        .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-    chrome_trace::write(trace::records(BufReader::new(open()?)), out, &opts, window).map_err(named)
+}
+
+/// Writes `dest` through `write`, beside it first and renamed into place once complete: a failure
+/// leaves no half-written file (and an earlier one as it was).
+pub fn write_atomically(
+    dest: &Path,
+    write: impl FnOnce(BufWriter<tempfile::NamedTempFile>) -> Result<BufWriter<tempfile::NamedTempFile>, Failure>,
+) -> Result<(), Failure> {
+    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Failure::failed(format!("cannot write in {}: {e}", dir.display())))?;
+    let file = write(BufWriter::new(tmp))?;
+    let tmp = file.into_inner().map_err(|e| Failure::failed(format!("writing {}: {e}", dest.display())))?;
+    // A report is for others to read (the temporary file was private to us).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Failure::failed(format!("writing {}: {e}", dest.display())))?;
+    tmp.persist(dest).map_err(|e| Failure::failed(format!("writing {}: {e}", dest.display())))?;
+    Ok(())
 }

@@ -171,6 +171,10 @@ enum Cmd {
         /// Flag freezes longer than this as `long-freeze`.
         #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
         long_freeze: Duration,
+        /// Also write a self-contained HTML page to FILE: a timeline per filesystem, the
+        /// findings with who and the stack, the summary and the hooks (opens offline).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Convert a trace for a timeline viewer: chrome-trace (Perfetto, chrome://tracing).
     #[command(
@@ -245,7 +249,9 @@ pub fn main() -> ExitCode {
             tui::command(replay, speed, out, long_freeze, event_log, deny_mounts.mode())
         }
         Cmd::Check { trace, args } => check::command(&trace, &args),
-        Cmd::Report { trace, json, all, long_freeze } => report::command(&trace, json, all, long_freeze),
+        Cmd::Report { trace, json, all, long_freeze, html } => {
+            report::command(&trace, json, all, long_freeze, html.as_deref())
+        }
         Cmd::Export { trace, format, out } => export::command(&trace, format, out.as_deref()),
         Cmd::Man { page, out_dir } => manuals::man(page.as_deref(), out_dir.as_deref()),
         Cmd::Completions { shell } => manuals::completions(shell),

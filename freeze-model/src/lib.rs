@@ -19,3 +19,4 @@ pub mod trace;
 pub mod units;
 pub mod verdicts;
 pub mod walk;
+pub mod watch;

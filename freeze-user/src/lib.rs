@@ -7,9 +7,11 @@
 //! - `bpf`: loading and attaching the eBPF programs (aya, and raw `bpf(2)` where aya cannot);
 //! - `record`: a recording session: the select loop, decoding and enriching events, the trace;
 //! - `tui`: the terminal UI, live or replaying a trace;
+//! - `watch`: the always-on service (live findings, alerts, watchdog, Prometheus metrics);
 //! - `cli`: the command line, one handler per command, and the exit-code policy.
 pub mod bpf;
 pub mod cli;
 pub mod host;
 pub mod record;
 pub mod tui;
+pub mod watch;

@@ -8,8 +8,10 @@ mod kernel;
 mod loopfs;
 mod mounts;
 mod runner;
+mod watcher;
 
 pub use kernel::*;
 pub use loopfs::*;
 pub use mounts::*;
 pub use runner::*;
+pub use watcher::*;

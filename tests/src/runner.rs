@@ -171,47 +171,38 @@ pub fn fsmount_bin(built: &str) -> String {
     std::env::var("FREEZEWATCH_FSMOUNT_BIN").unwrap_or_else(|_| built.to_owned())
 }
 
-/// A `freezewatch record` running in the background until stopped: for tests that act on the
-/// system themselves while freezewatch watches (and, with --deny-mounts, gates mounts).
-pub struct Recorder {
+/// A freezewatch command running in the background, its stderr in a file; killed in Drop.
+pub struct Background {
     child: Option<std::process::Child>,
-    pub trace_path: PathBuf,
     stderr_path: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
-impl Recorder {
-    /// Starts `freezewatch record --out FILE ARGS...` and waits until the hooks are attached
-    /// (the trace header is written only then).
-    pub fn start(args: &[&str]) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let trace_path = dir.path().join("trace.ndjson");
-        let stderr_path = dir.path().join("stderr");
+impl Background {
+    /// Starts `freezewatch ARGS...` with stdout discarded and stderr to `stderr_path`.
+    pub fn start(args: &[&std::ffi::OsStr], stderr_path: PathBuf) -> Result<Self> {
         let child = Command::new(freezewatch_bin())
-            .arg("record")
-            .arg("--out")
-            .arg(&trace_path)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path)?)
             .spawn()
-            .context("starting freezewatch record")?;
-        let mut rec = Recorder { child: Some(child), trace_path, stderr_path, _dir: dir };
+            .context("starting freezewatch")?;
+        Ok(Self { child: Some(child), stderr_path })
+    }
+
+    /// Waits (at most `limit(60)`) until `ready` holds; fails if the process exits first.
+    pub fn wait_until(&mut self, what: &str, ready: impl Fn(&Self) -> bool) -> Result<()> {
         let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&rec.trace_path).unwrap_or_default();
-            if text.lines().next().is_some_and(|l| l.contains("\"header\"")) {
-                return Ok(rec);
-            }
-            if let Some(status) = rec.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("freezewatch record exited ({status}) before attaching: {}", rec.stderr());
+        while !ready(self) {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("freezewatch exited ({status}) before {what}: {}", self.stderr());
             }
             if start.elapsed() > limit(60) {
-                bail!("freezewatch record did not attach within {:?}: {}", limit(60), rec.stderr());
+                bail!("freezewatch did not get to {what} within {:?}: {}", limit(60), self.stderr());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     pub fn stderr(&self) -> String {
@@ -222,7 +213,7 @@ impl Recorder {
         self.child.as_ref().map_or(0, std::process::Child::id)
     }
 
-    /// Sends `signal` and waits (bounded) for the recorder to exit; returns its exit status.
+    /// Sends `signal` and waits (bounded) for the process to exit; returns its exit status.
     pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;
         // SAFETY: kill(2) on our own child's pid; it has not been reaped, so the pid is still ours.
@@ -234,10 +225,58 @@ impl Recorder {
             }
             if start.elapsed() > limit(60) {
                 let _ = child.kill();
-                bail!("freezewatch record did not exit within {:?} of signal {signal}", limit(60));
+                bail!("freezewatch did not exit within {:?} of signal {signal}", limit(60));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A `freezewatch record` running in the background until stopped: for tests that act on the
+/// system themselves while freezewatch watches (and, with --deny-mounts, gates mounts).
+pub struct Recorder {
+    process: Background,
+    pub trace_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Recorder {
+    /// Starts `freezewatch record --out FILE ARGS...` and waits until the hooks are attached
+    /// (the trace header is written only then).
+    pub fn start(args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let trace_path = dir.path().join("trace.ndjson");
+        let mut argv: Vec<&std::ffi::OsStr> =
+            vec!["record".as_ref(), "--out".as_ref(), trace_path.as_os_str()];
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        let mut process = Background::start(&argv, dir.path().join("stderr"))?;
+        process.wait_until("attaching", |_| {
+            let text = std::fs::read_to_string(&trace_path).unwrap_or_default();
+            text.lines().next().is_some_and(|l| l.contains("\"header\""))
+        })?;
+        Ok(Recorder { process, trace_path, _dir: dir })
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Sends `signal` and waits (bounded) for the recorder to exit; returns its exit status.
+    pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
+        self.process.stop_with(signal)
     }
 
     /// Stops recording (SIGINT, as Ctrl-C) and returns the trace.
@@ -247,14 +286,5 @@ impl Recorder {
             bail!("freezewatch record exited with {status}: {}", self.stderr());
         }
         Trace::parse(&std::fs::read_to_string(&self.trace_path)?)
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -80,7 +80,13 @@ pub(super) fn long_freeze(ev: &Event, sb: &Superblock, since: u64, d: u64, thres
 
 /// A finding about a filesystem's state rather than an event: no task, the level COMPLETE,
 /// beginning `since` and lasting `d`.
-fn state_finding(kind: FindingKind, sb: &Superblock, since: u64, d: u64, message: String) -> Finding {
+pub(crate) fn state_finding(
+    kind: FindingKind,
+    sb: &Superblock,
+    since: u64,
+    d: u64,
+    message: String,
+) -> Finding {
     Finding {
         kind,
         severity: kind.severity(),

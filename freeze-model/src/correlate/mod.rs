@@ -6,7 +6,7 @@
 //! machine per superblock, waits in progress, pending mount calls, a short reorder window), never
 //! the events. `analyze` runs it over a whole trace: sort, push, finish.
 mod machine;
-mod messages;
+pub(crate) mod messages;
 mod mounts;
 mod reorder;
 #[cfg(test)]
@@ -56,6 +56,15 @@ named_enum! {
         MountWhileFrozen = "mount-while-frozen",
         /// `--deny-mounts` refused a mount of a frozen filesystem (enforce), or would have (audit).
         MountDenied = "mount-denied",
+        /// `watch`: still frozen past `--alert-frozen` (raised while it lasts, again at a slower
+        /// cadence).
+        FrozenTooLong = "frozen-too-long",
+        /// `watch`: the freeze's owner exited and the filesystem is still frozen.
+        FreezerGone = "freezer-gone",
+        /// `watch --thaw-orphans=enforce` / `--thaw-after`: the watchdog thawed a filesystem.
+        ThawedByWatchdog = "thawed-by-watchdog",
+        /// `watch --thaw-orphans=audit`: the watchdog would have thawed it.
+        WatchdogWouldThaw = "watchdog-would-thaw",
     }
 }
 
@@ -63,8 +72,15 @@ impl FindingKind {
     pub fn severity(self) -> Severity {
         match self {
             Self::Slip | Self::LeftFrozen | Self::MountWhileFrozen => Severity::Error,
-            Self::FreezeFailed | Self::ThawWithoutFreeze | Self::LongFreeze => Severity::Warning,
-            Self::BlockedWriter | Self::Exempt | Self::MountDenied => Severity::Info,
+            Self::FreezeFailed
+            | Self::ThawWithoutFreeze
+            | Self::LongFreeze
+            | Self::FrozenTooLong
+            | Self::FreezerGone
+            | Self::ThawedByWatchdog => Severity::Warning,
+            Self::BlockedWriter | Self::Exempt | Self::MountDenied | Self::WatchdogWouldThaw => {
+                Severity::Info
+            }
         }
     }
 }

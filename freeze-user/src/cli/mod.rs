@@ -10,6 +10,7 @@ mod record;
 mod report;
 mod run;
 mod tui;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -176,6 +177,30 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Watch every filesystem all the time: live findings, alerts while a freeze lasts, a
+    /// watchdog, Prometheus metrics.
+    #[command(
+        long_about = "Run until SIGTERM or SIGINT, attached like `record` but keeping no trace, and \
+            write every finding as soon as it is certain, one NDJSON line each (the trace's finding \
+            schema, docs/trace-format.md), to stdout or --findings FILE (appended), for journald, \
+            Vector or Fluent Bit. While a freeze lasts it also raises:\n\n\
+            \x20 frozen-too-long      frozen past --alert-frozen, then again every --alert-every\n\
+            \x20 freezer-gone         the freeze's owner exited and it is still frozen (the owner is \
+            the task that made the freeze call while it runs, else the process that started it: the \
+            script around `fsfreeze -f`)\n\
+            \x20 thawed-by-watchdog   --thaw-orphans=enforce thawed an orphaned freeze after \
+            --orphan-grace, or --thaw-after one older than that\n\
+            \x20 watchdog-would-thaw  the same in audit mode (nothing is thawed)\n\n\
+            The watchdog never thaws a freeze the kernel holds (device-mapper suspend).\n\n\
+            --metrics ADDR serves Prometheus metrics at http://ADDR/metrics: per filesystem \
+            (device, fstype, mountpoint) the freeze level, seconds frozen so far, freezes and \
+            their durations, slips by path, blocked writers and their waits, mounts while \
+            frozen, denied mounts, watchdog thaws; and events, lost events, hook hits, the hook \
+            each feature uses, the build.",
+        after_help = "Examples:\n  sudo freezewatch watch --metrics 127.0.0.1:9815 --findings /var/log/freezewatch.ndjson\n  \
+            sudo freezewatch watch --alert-frozen 30s --thaw-orphans=audit"
+    )]
+    Watch(watch::Args),
     /// Convert a trace for a timeline viewer: chrome-trace (Perfetto, chrome://tracing).
     #[command(
         long_about = "Convert a recorded trace to the Trace Event JSON that Perfetto \
@@ -252,6 +277,7 @@ pub fn main() -> ExitCode {
         Cmd::Report { trace, json, all, long_freeze, html } => {
             report::command(&trace, json, all, long_freeze, html.as_deref())
         }
+        Cmd::Watch(args) => watch::command(args),
         Cmd::Export { trace, format, out } => export::command(&trace, format, out.as_deref()),
         Cmd::Man { page, out_dir } => manuals::man(page.as_deref(), out_dir.as_deref()),
         Cmd::Completions { shell } => manuals::completions(shell),

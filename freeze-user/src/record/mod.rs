@@ -65,6 +65,50 @@ pub struct Outcome {
     pub ended_by: EndReason,
 }
 
+/// A recording on a thread of its own, feeding a tap: what the TUI and `watch` consume.
+pub struct Tapped {
+    pub thread: std::thread::JoinHandle<Result<()>>,
+    pub taps: std::sync::mpsc::Receiver<Tap>,
+    /// The header: the recorder is attached once it is here.
+    pub header: Header,
+}
+
+impl Tapped {
+    /// Starts `opts` (its `tap` is replaced) on a thread and waits until the hooks are attached;
+    /// a failure to load is returned as the recorder's own error.
+    pub fn start(mut opts: Options) -> Result<Self> {
+        let (tap_tx, taps) = std::sync::mpsc::channel::<Tap>();
+        opts.tap = Some(tap_tx);
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || -> Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(record(opts)).map(|_| ())
+            })
+            .context("starting the recorder")?;
+        let header = loop {
+            match taps.recv_timeout(Duration::from_millis(200)) {
+                Ok(Tap::Header(h)) => break h,
+                Ok(_) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !thread.is_finished() => continue,
+                Err(_) => {
+                    return match thread.join() {
+                        Ok(Err(e)) => Err(e),
+                        _ => Err(anyhow::anyhow!("the recorder stopped before attaching")),
+                    };
+                }
+            }
+        };
+        Ok(Self { thread, taps, header })
+    }
+
+    /// Waits for the recorder to end (it drains, detaches and returns its result).
+    pub fn join(self) -> Result<()> {
+        drop(self.taps);
+        self.thread.join().map_err(|_| anyhow::anyhow!("the recorder panicked"))?
+    }
+}
+
 enum Stop {
     Command(Option<i32>),
     Duration,

@@ -19,7 +19,7 @@ use super::{
     app::{App, Mode},
     keys::action_for,
 };
-use crate::record::{self, Tap, TraceOut};
+use crate::record::{self, Tap, Tapped, TraceOut};
 use freeze_model::{
     correlate,
     trace::{Contents, read_trace},
@@ -139,7 +139,6 @@ pub struct LiveOptions {
 }
 
 pub fn live(opts: LiveOptions) -> Result<()> {
-    let (tap_tx, tap_rx) = std::sync::mpsc::channel::<Tap>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let trace_file = opts.out.as_ref().map(|p| p.display().to_string());
     let record_opts = record::Options {
@@ -147,42 +146,23 @@ pub fn live(opts: LiveOptions) -> Result<()> {
         duration: None,
         long_freeze: opts.long_freeze,
         command: Vec::new(),
-        tap: Some(tap_tx),
+        tap: None,
         stop: Some(stop_rx),
         quiet: true,
         deny_mounts: opts.deny_mounts,
     };
-    let recorder = std::thread::Builder::new()
-        .name("recorder".into())
-        .spawn(move || -> Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(record::record(record_opts)).map(|_| ())
-        })
-        .context("starting the recorder")?;
-
-    // Wait until the hooks are attached (the header arrives) before taking over the terminal,
-    // so that a failure to load is printed as a plain error.
-    let header = loop {
-        match tap_rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Tap::Header(h)) => break h,
-            Ok(_) => continue,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !recorder.is_finished() => continue,
-            Err(_) => {
-                return match recorder.join() {
-                    Ok(Err(e)) => Err(e),
-                    _ => Err(anyhow!("the recorder stopped before attaching")),
-                };
-            }
-        }
-    };
+    // Attached (the header arrived) before the terminal is taken over, so that a failure to load
+    // is printed as a plain error.
+    let recorder = Tapped::start(record_opts)?;
+    let header = recorder.header.clone();
     let mut app = App::new(Mode::Live, correlate::Options::with_long_freeze(opts.long_freeze));
     app.log_capacity = opts.event_log;
     app.header = Some(header);
     app.trace_file = trace_file;
-    let result = live_loop(&mut app, &tap_rx);
+    let result = live_loop(&mut app, &recorder.taps);
     let _ = stop_tx.send(());
     // The recorder drains, writes the footer and detaches (the kernel takes a second or two).
-    let recorded = recorder.join().map_err(|_| anyhow!("the recorder panicked"))?;
+    let recorded = recorder.join();
     result.and(recorded)
 }
 

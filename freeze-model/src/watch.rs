@@ -1,0 +1,401 @@
+//! The judgement of `freezewatch watch`, pure: which filesystems are frozen, by whom, for how long,
+//! and what to say or do about it while it lasts.
+//!
+//! - `frozen-too-long` once a freeze passes `alert_frozen`, then again every `alert_every`.
+//! - `freezer-gone` when every user-space holder's owner has exited and the filesystem is still
+//!   frozen. The owner of a freeze is the task that made the freeze call while it keeps running
+//!   (qemu-ga, a backup agent), else the process that started it (the script around
+//!   `fsfreeze -f`, which itself exits at once), both as recorded at freeze time. Tools that
+//!   freeze and thaw from separate short-lived processes (Velero's hooks) raise it too, which is
+//!   why it is a warning and the watchdog waits `orphan_grace` before acting.
+//! - The watchdog (`thaw_orphans`, `thaw_after`) asks the caller to thaw, or in audit mode says it
+//!   would have; never for a freeze the kernel holds (device-mapper suspend, a block device
+//!   freeze), which only the kernel may end.
+//!
+//! Whether a process still runs is the caller's to say (`alive`), so this stays testable.
+use std::collections::BTreeMap;
+
+use crate::{
+    attribution::{Cgroup, Parent},
+    correlate::{Finding, FindingKind, messages::state_finding},
+    event::{Event, EventKind, Superblock},
+    names::named_enum,
+    units::fmt_secs,
+};
+
+named_enum! {
+    /// What the watchdog does with a filesystem it would thaw.
+    pub enum ThawMode {
+        /// Only say what it would thaw.
+        Audit = "audit",
+        /// Thaw it (FITHAW on its mount point).
+        Enforce = "enforce",
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    pub alert_frozen_ns: u64,
+    pub alert_every_ns: u64,
+    pub thaw_orphans: Option<ThawMode>,
+    pub orphan_grace_ns: u64,
+    /// Thaw (or in audit mode, say so) any user-space freeze older than this.
+    pub thaw_after_ns: Option<u64>,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            alert_frozen_ns: 60_000_000_000,
+            alert_every_ns: 300_000_000_000,
+            thaw_orphans: None,
+            orphan_grace_ns: 300_000_000_000,
+            thaw_after_ns: None,
+        }
+    }
+}
+
+/// One successful freeze call still in force.
+#[derive(Clone, Debug)]
+struct Hold {
+    kernel: bool,
+    /// The task that made the call.
+    pid: u32,
+    comm: String,
+    parent: Option<Parent>,
+    cgroup: Option<Cgroup>,
+}
+
+impl Hold {
+    /// "backup.sh[10] (which ran fsfreeze[12])", or "qemu-ga[7]" when the caller still runs.
+    fn owner(&self, alive: &dyn Fn(u32) -> bool) -> Option<String> {
+        if alive(self.pid) {
+            return Some(format!("{}[{}]", self.comm, self.pid));
+        }
+        let p = self.parent.as_ref().filter(|p| alive(p.pid))?;
+        Some(format!("{}[{}] (which ran {}[{}])", p.comm, p.pid, self.comm, self.pid))
+    }
+
+    fn recorded_owner(&self) -> String {
+        match &self.parent {
+            Some(p) => format!("{}[{}] ← {}[{}]", self.comm, self.pid, p.comm, p.pid),
+            None => format!("{}[{}]", self.comm, self.pid),
+        }
+    }
+}
+
+struct Frozen {
+    sb: Superblock,
+    since: u64,
+    holds: Vec<Hold>,
+    next_alert: u64,
+    gone_since: Option<u64>,
+    gone_said: bool,
+    watchdog_acted: bool,
+}
+
+/// A thaw the watchdog wants done; hand the result back to `Watch::thawed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThawOrder {
+    pub sb: Superblock,
+    /// Where to issue FITHAW.
+    pub mountpoint: String,
+    pub reason: String,
+    pub frozen_for_ns: u64,
+    /// Who had frozen it, as recorded.
+    pub frozen_by: String,
+    since: u64,
+}
+
+#[derive(Default)]
+pub struct Watch {
+    opts: WatchOptions,
+    frozen: BTreeMap<String, Frozen>,
+}
+
+impl Watch {
+    pub fn new(opts: WatchOptions) -> Self {
+        Self { opts, frozen: BTreeMap::new() }
+    }
+
+    /// The filesystems frozen now: (superblock, frozen since).
+    pub fn frozen(&self) -> impl Iterator<Item = (&Superblock, u64)> {
+        self.frozen.values().map(|f| (&f.sb, f.since))
+    }
+
+    /// Takes the next event; returns how long a freeze lasted when this event ended one.
+    pub fn push(&mut self, ev: &Event) -> Option<u64> {
+        let sb = ev.sb.as_ref()?;
+        match ev.kind {
+            EventKind::FreezeEnd if ev.ret == Some(0) => {
+                let hold = Hold {
+                    kernel: ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel")),
+                    pid: ev.pid,
+                    comm: ev.comm.clone(),
+                    parent: ev.parent.clone(),
+                    cgroup: ev.cgroup.clone(),
+                };
+                let alert_after = self.opts.alert_frozen_ns;
+                let f = self.frozen.entry(sb.id.clone()).or_insert_with(|| Frozen {
+                    sb: sb.clone(),
+                    since: ev.ts_ns,
+                    holds: Vec::new(),
+                    next_alert: ev.ts_ns + alert_after,
+                    gone_since: None,
+                    gone_said: false,
+                    watchdog_acted: false,
+                });
+                f.holds.push(hold);
+                None
+            }
+            EventKind::ThawEnd if ev.ret == Some(0) => {
+                let f = self.frozen.get_mut(&sb.id)?;
+                let kernel = ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel"));
+                if let Some(at) = f.holds.iter().rposition(|h| h.kernel == kernel) {
+                    f.holds.remove(at);
+                }
+                if ev.level_after == Some(0) || f.holds.is_empty() {
+                    let f = self.frozen.remove(&sb.id)?;
+                    return Some(ev.ts_ns.saturating_sub(f.since));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The time is `now_ns`: alerts due, owners gone, and what the watchdog would thaw.
+    pub fn tick(&mut self, now_ns: u64, alive: &dyn Fn(u32) -> bool) -> (Vec<Finding>, Vec<ThawOrder>) {
+        let (mut findings, mut orders) = (Vec::new(), Vec::new());
+        for f in self.frozen.values_mut() {
+            let frozen_for = now_ns.saturating_sub(f.since);
+            let holders = f.holds.iter().map(|h| h.recorded_owner()).collect::<Vec<_>>().join(", ");
+            if now_ns >= f.next_alert {
+                f.next_alert = now_ns + self.opts.alert_every_ns;
+                let kernel = if f.holds.iter().any(|h| h.kernel) { " (the kernel holds it)" } else { "" };
+                let message = format!(
+                    "{} has been frozen for {} (over --alert-frozen {}), frozen by {holders}{kernel}, and still is",
+                    f.sb.describe(),
+                    fmt_secs(frozen_for),
+                    fmt_secs(self.opts.alert_frozen_ns)
+                );
+                findings.push(about(FindingKind::FrozenTooLong, f, frozen_for, message));
+            }
+            // Only user-space freezes have owners that can go away.
+            let kernel_held = f.holds.iter().any(|h| h.kernel);
+            let gone =
+                !kernel_held && !f.holds.is_empty() && f.holds.iter().all(|h| h.owner(alive).is_none());
+            match (gone, f.gone_since) {
+                (true, None) => f.gone_since = Some(now_ns),
+                (false, Some(_)) => {
+                    f.gone_since = None;
+                    f.gone_said = false;
+                }
+                _ => {}
+            }
+            if gone && !f.gone_said {
+                f.gone_said = true;
+                let message = format!(
+                    "{} is still frozen but the process that froze it is gone ({holders} exited); \
+                     frozen for {}",
+                    f.sb.describe(),
+                    fmt_secs(frozen_for)
+                );
+                findings.push(about(FindingKind::FreezerGone, f, frozen_for, message));
+            }
+            if kernel_held || f.watchdog_acted {
+                continue;
+            }
+            let orphaned = self.opts.thaw_orphans.and_then(|mode| {
+                let since = f.gone_since?;
+                (now_ns.saturating_sub(since) >= self.opts.orphan_grace_ns)
+                    .then(|| (mode, format!("its freezer has been gone for {}", fmt_secs(now_ns - since))))
+            });
+            let overdue = self.opts.thaw_after_ns.filter(|limit| frozen_for >= *limit).map(|limit| {
+                let mode = self.opts.thaw_orphans.unwrap_or(ThawMode::Enforce);
+                (mode, format!("frozen longer than --thaw-after {}", fmt_secs(limit)))
+            });
+            let Some((mode, reason)) = orphaned.or(overdue) else { continue };
+            f.watchdog_acted = true;
+            match (mode, f.sb.mountpoint.clone()) {
+                (ThawMode::Enforce, Some(mountpoint)) => orders.push(ThawOrder {
+                    sb: f.sb.clone(),
+                    mountpoint,
+                    reason,
+                    frozen_for_ns: frozen_for,
+                    frozen_by: holders,
+                    since: f.since,
+                }),
+                (ThawMode::Enforce, None) => {
+                    let message = format!(
+                        "the watchdog would thaw {} ({reason}; frozen by {holders}) but knows no mount point of it",
+                        f.sb.describe()
+                    );
+                    findings.push(about(FindingKind::WatchdogWouldThaw, f, frozen_for, message));
+                }
+                (ThawMode::Audit, _) => {
+                    let message = format!(
+                        "the watchdog would thaw {} ({reason}; frozen for {} by {holders}); audit mode: left as it is",
+                        f.sb.describe(),
+                        fmt_secs(frozen_for)
+                    );
+                    findings.push(about(FindingKind::WatchdogWouldThaw, f, frozen_for, message));
+                }
+            }
+        }
+        (findings, orders)
+    }
+
+    /// The caller carried out `order` at `now_ns` (or failed, with why): the finding that says so.
+    pub fn thawed(&self, order: &ThawOrder, now_ns: u64, result: Result<(), String>) -> Finding {
+        let frozen_for = now_ns.saturating_sub(order.since);
+        let (kind, message) = match result {
+            Ok(()) => (
+                FindingKind::ThawedByWatchdog,
+                format!(
+                    "the watchdog thawed {} ({}): it had been frozen for {} by {}",
+                    order.sb.describe(),
+                    order.reason,
+                    fmt_secs(frozen_for),
+                    order.frozen_by
+                ),
+            ),
+            Err(why) => (
+                FindingKind::WatchdogWouldThaw,
+                format!("the watchdog could not thaw {} ({}): {why}", order.sb.describe(), order.reason),
+            ),
+        };
+        state_finding(kind, &order.sb, order.since, frozen_for, message)
+    }
+}
+
+/// A finding about a frozen filesystem, naming its first holder as the task.
+fn about(kind: FindingKind, f: &Frozen, frozen_for: u64, message: String) -> Finding {
+    let mut finding = state_finding(kind, &f.sb, f.since, frozen_for, message);
+    if let Some(h) = f.holds.first() {
+        finding.pid = h.pid;
+        finding.comm.clone_from(&h.comm);
+        finding.parent.clone_from(&h.parent);
+        finding.cgroup.clone_from(&h.cgroup);
+    }
+    finding
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::tests::{ev, freeze, thaw};
+
+    const S: u64 = 1_000_000_000;
+
+    fn opts() -> WatchOptions {
+        WatchOptions {
+            alert_frozen_ns: 10 * S,
+            alert_every_ns: 30 * S,
+            thaw_orphans: Some(ThawMode::Enforce),
+            orphan_grace_ns: 5 * S,
+            thaw_after_ns: None,
+        }
+    }
+
+    /// fsfreeze[10], started by backup.sh[9].
+    fn frozen_by_script(w: &mut Watch, at: u64) {
+        for mut e in freeze(at) {
+            e.parent = Some(Parent { pid: 9, comm: "backup.sh".into() });
+            w.push(&e);
+        }
+    }
+
+    fn kinds(f: &[Finding]) -> Vec<FindingKind> {
+        f.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn frozen_too_long_comes_at_the_threshold_and_again_at_the_cadence() {
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        let alive = |pid: u32| pid == 9;
+        assert!(w.tick(9 * S, &alive).0.is_empty());
+        let (f, _) = w.tick(10 * S + 20, &alive);
+        assert_eq!(kinds(&f), [FindingKind::FrozenTooLong]);
+        assert!(f[0].message.contains("frozen by fsfreeze[10] ← backup.sh[9]"), "{}", f[0].message);
+        assert_eq!((f[0].pid, f[0].comm.as_str()), (10, "fsfreeze"));
+        assert!(w.tick(20 * S, &alive).0.is_empty(), "not again before the cadence");
+        assert_eq!(kinds(&w.tick(41 * S, &alive).0), [FindingKind::FrozenTooLong]);
+        for e in thaw(42 * S, 0) {
+            w.push(&e);
+        }
+        assert!(w.tick(100 * S, &alive).0.is_empty(), "thawed: nothing more");
+    }
+
+    #[test]
+    fn a_freezer_whose_script_still_runs_is_not_gone() {
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        // fsfreeze exited at once (as it does); the script around it still runs.
+        let (f, orders) = w.tick(8 * S, &|pid| pid == 9);
+        assert!(f.is_empty() && orders.is_empty());
+    }
+
+    #[test]
+    fn a_killed_freezer_is_gone_and_the_watchdog_thaws_after_the_grace() {
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        let dead = |_: u32| false;
+        let (f, orders) = w.tick(2 * S, &dead);
+        assert_eq!(kinds(&f), [FindingKind::FreezerGone]);
+        assert!(f[0].message.contains("the process that froze it is gone"), "{}", f[0].message);
+        assert!(orders.is_empty(), "not before the grace period");
+        assert!(w.tick(6 * S, &dead).1.is_empty());
+        let (_, orders) = w.tick(7 * S, &dead);
+        assert_eq!(orders.len(), 1);
+        assert_eq!(orders[0].mountpoint, "/mnt");
+        assert!(orders[0].reason.contains("gone for 5.000s"), "{}", orders[0].reason);
+        assert!(w.tick(8 * S, &dead).1.is_empty(), "once");
+        let done = w.thawed(&orders[0], 8 * S, Ok(()));
+        assert_eq!(done.kind, FindingKind::ThawedByWatchdog);
+        assert!(
+            done.message.contains("frozen for 8.000s by fsfreeze[10] ← backup.sh[9]"),
+            "{}",
+            done.message
+        );
+    }
+
+    #[test]
+    fn audit_only_says_and_kernel_freezes_are_never_touched() {
+        let mut w = Watch::new(WatchOptions { thaw_orphans: Some(ThawMode::Audit), ..opts() });
+        frozen_by_script(&mut w, 0);
+        let dead = |_: u32| false;
+        w.tick(S, &dead);
+        let (f, orders) = w.tick(7 * S, &dead);
+        assert!(orders.is_empty());
+        assert_eq!(kinds(&f), [FindingKind::WatchdogWouldThaw]);
+        assert!(f[0].message.contains("audit mode"), "{}", f[0].message);
+
+        let mut k = Watch::new(WatchOptions { thaw_after_ns: Some(S), ..opts() });
+        for mut e in freeze(0) {
+            e.holder = Some("kernel".into());
+            k.push(&e);
+        }
+        let (f, orders) = k.tick(20 * S, &dead);
+        assert!(orders.is_empty(), "a kernel-held freeze is the kernel's to end");
+        assert_eq!(kinds(&f), [FindingKind::FrozenTooLong], "no freezer-gone either");
+        assert!(f[0].message.contains("the kernel holds it"));
+    }
+
+    #[test]
+    fn thaw_after_acts_whoever_holds_it_and_a_thaw_ends_the_watch() {
+        let mut w = Watch::new(WatchOptions { thaw_orphans: None, thaw_after_ns: Some(3 * S), ..opts() });
+        frozen_by_script(&mut w, 0);
+        let alive = |_: u32| true;
+        assert!(w.tick(2 * S, &alive).1.is_empty());
+        let (_, orders) = w.tick(3 * S + 10, &alive);
+        assert_eq!(orders.len(), 1, "an owner still running does not protect it from --thaw-after");
+        let [tb, te] = thaw(4 * S, 0);
+        w.push(&tb);
+        assert_eq!(w.push(&te), Some(4 * S), "from the freeze's return to the thaw's");
+        assert_eq!(w.frozen().count(), 0);
+        // A thaw of something never seen frozen changes nothing.
+        assert_eq!(w.push(&ev(EventKind::ThawEnd, 5 * S, 4, 0, Some(0))), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! `freezewatch watch`: the always-on service (see `crate::watch`).
+use std::{path::PathBuf, time::Duration};
+
+use freeze_model::watch::{ThawMode, WatchOptions};
+
+use super::{
+    args::{DenyArg, parse_duration_arg},
+    exit::{Exit, Outcome},
+};
+use crate::watch;
+
+/// `--thaw-orphans[=MODE]` as clap parses it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ThawArg {
+    /// Only say what would be thawed (`watchdog-would-thaw`).
+    Audit,
+    /// Thaw it (FITHAW on its mount point) and say so (`thawed-by-watchdog`).
+    Enforce,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Append findings to FILE instead of writing them to stdout.
+    #[arg(long, value_name = "FILE")]
+    findings: Option<PathBuf>,
+    /// Raise `frozen-too-long` once a freeze lasts this long.
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = parse_duration_arg)]
+    alert_frozen: Duration,
+    /// While it lasts, raise it again this often.
+    #[arg(long, value_name = "D", default_value = "5m", value_parser = parse_duration_arg)]
+    alert_every: Duration,
+    /// Thaw (enforce, the default) or say it would thaw (audit) a filesystem whose freezer is
+    /// gone, once --orphan-grace has passed.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "enforce")]
+    thaw_orphans: Option<ThawArg>,
+    /// How long a freeze whose owner is gone is left before the watchdog acts.
+    #[arg(long, value_name = "D", default_value = "5m", value_parser = parse_duration_arg)]
+    orphan_grace: Duration,
+    /// Thaw any user-space freeze older than this, whoever holds it (audit with
+    /// --thaw-orphans=audit).
+    #[arg(long, value_name = "D", value_parser = parse_duration_arg)]
+    thaw_after: Option<Duration>,
+    /// Serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9815) at /metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Flag freezes longer than this as `long-freeze` (as `record` does).
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
+    long_freeze: Duration,
+    #[command(flatten)]
+    deny_mounts: DenyArg,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+pub fn command(a: Args) -> Outcome {
+    let opts = watch::Options {
+        findings: a.findings,
+        watch: WatchOptions {
+            alert_frozen_ns: ns(a.alert_frozen),
+            alert_every_ns: ns(a.alert_every),
+            thaw_orphans: a.thaw_orphans.map(|m| match m {
+                ThawArg::Audit => ThawMode::Audit,
+                ThawArg::Enforce => ThawMode::Enforce,
+            }),
+            orphan_grace_ns: ns(a.orphan_grace),
+            thaw_after_ns: a.thaw_after.map(ns),
+        },
+        long_freeze: a.long_freeze,
+        metrics: a.metrics,
+        deny_mounts: a.deny_mounts.mode(),
+    };
+    watch::run(opts)?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,422 @@
+//! `watch --metrics ADDR`: the Prometheus metrics (the official `prometheus-client` crate) and the
+//! small HTTP server (`tiny_http`) that serves them at `/metrics`. All the state metrics read is
+//! here, updated by the watch loop; the server thread only encodes the registry.
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::AtomicU64},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use freeze_model::{
+    correlate::{Finding, FindingKind},
+    event::{Event, EventKind, Hook, Superblock},
+    trace::{ActiveHook, Counters},
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
+    registry::Registry,
+};
+
+/// A filesystem that is not frozen and has not been seen for this long drops out of the metrics
+/// (label sets stay bounded on hosts that mount and unmount all day).
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FsLabels {
+    pub device: String,
+    pub fstype: String,
+    pub mountpoint: String,
+}
+
+impl FsLabels {
+    fn of(sb: &Superblock) -> Self {
+        Self {
+            device: sb.dev.clone(),
+            fstype: sb.fstype.clone(),
+            mountpoint: sb.mountpoint.clone().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlipLabels {
+    device: String,
+    fstype: String,
+    mountpoint: String,
+    /// `block`, `transaction` or `write`.
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabels {
+    feature: String,
+    hook: String,
+}
+
+type Histograms = Family<FsLabels, Histogram, fn() -> Histogram>;
+
+fn durations() -> Histogram {
+    // 1 ms to about 4.4 hours, ×4 a bucket.
+    Histogram::new(exponential_buckets(0.001, 4.0, 12))
+}
+
+pub struct Metrics {
+    registry: Arc<Registry>,
+    level: Family<FsLabels, Gauge>,
+    frozen_seconds: Family<FsLabels, Gauge<f64, AtomicU64>>,
+    freezes: Family<FsLabels, Counter>,
+    freeze_duration: Histograms,
+    slips: Family<SlipLabels, Counter>,
+    blocked: Family<FsLabels, Gauge>,
+    wait_duration: Histograms,
+    mounts_while_frozen: Family<FsLabels, Counter>,
+    denied_mounts: Family<FsLabels, Counter>,
+    watchdog_thaws: Family<FsLabels, Counter>,
+    alerts: Family<FsLabels, Counter>,
+    events: Counter,
+    lost: Gauge,
+    hook_hits: Family<HookLabels, Gauge>,
+    hook_info: Family<FeatureLabels, Gauge>,
+    /// Per filesystem: its labels and when it was last seen.
+    seen: HashMap<String, (FsLabels, Instant)>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("freezewatch");
+        let level = Family::<FsLabels, Gauge>::default();
+        r.register("freeze_level", "The filesystem's freeze level (0 unfrozen ... 4 frozen)", level.clone());
+        let frozen_seconds = Family::<FsLabels, Gauge<f64, AtomicU64>>::default();
+        r.register(
+            "frozen_seconds",
+            "How long the filesystem has been frozen so far (0 when not)",
+            frozen_seconds.clone(),
+        );
+        let freezes = Family::<FsLabels, Counter>::default();
+        r.register("freezes", "Freezes that completed", freezes.clone());
+        let freeze_duration: Histograms = Family::new_with_constructor(durations);
+        r.register(
+            "freeze_duration_seconds",
+            "How long each freeze lasted, to its thaw",
+            freeze_duration.clone(),
+        );
+        let slips = Family::<SlipLabels, Counter>::default();
+        r.register("slips", "Writes that reached a frozen filesystem, by path", slips.clone());
+        let blocked = Family::<FsLabels, Gauge>::default();
+        r.register("blocked_writers", "Tasks waiting at the filesystem's freeze gate now", blocked.clone());
+        let wait_duration: Histograms = Family::new_with_constructor(durations);
+        r.register("blocked_wait_seconds", "How long each writer waited at the gate", wait_duration.clone());
+        let mounts_while_frozen = Family::<FsLabels, Counter>::default();
+        r.register(
+            "mounts_while_frozen",
+            "Mounts of the filesystem that landed while it was frozen",
+            mounts_while_frozen.clone(),
+        );
+        let denied_mounts = Family::<FsLabels, Counter>::default();
+        r.register(
+            "denied_mounts",
+            "Mounts --deny-mounts refused (or in audit mode would have)",
+            denied_mounts.clone(),
+        );
+        let watchdog_thaws = Family::<FsLabels, Counter>::default();
+        r.register("watchdog_thaws", "Thaws the watchdog made", watchdog_thaws.clone());
+        let alerts = Family::<FsLabels, Counter>::default();
+        r.register("alerts", "frozen-too-long and freezer-gone findings raised", alerts.clone());
+        let events = Counter::default();
+        r.register("events", "Events received from the kernel", events.clone());
+        let lost = Gauge::default();
+        r.register("lost_events", "Events lost (ring buffer full or undecodable) since start", lost.clone());
+        let hook_hits = Family::<HookLabels, Gauge>::default();
+        r.register("hook_hits", "How often each hook's programs ran", hook_hits.clone());
+        let hook_info = Family::<FeatureLabels, Gauge>::default();
+        r.register(
+            "hook_info",
+            "Which hook each feature uses (1; `none` when none attached)",
+            hook_info.clone(),
+        );
+        r.register("build", "The freezewatch build", Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]));
+        Self {
+            registry: Arc::new(r),
+            level,
+            frozen_seconds,
+            freezes,
+            freeze_duration,
+            slips,
+            blocked,
+            wait_duration,
+            mounts_while_frozen,
+            denied_mounts,
+            watchdog_thaws,
+            alerts,
+            events,
+            lost,
+            hook_hits,
+            hook_info,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Which hook each feature uses (known once the recorder attached).
+    pub fn hooks(&mut self, hooks: &[ActiveHook]) {
+        for h in hooks {
+            let hook = h.hook.clone().unwrap_or_else(|| "none".into());
+            self.hook_info.get_or_create(&FeatureLabels { feature: h.feature.clone(), hook }).set(1);
+        }
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    fn labels(&mut self, sb: &Superblock) -> FsLabels {
+        let labels = FsLabels::of(sb);
+        let entry = self.seen.entry(sb.id.clone()).or_insert_with(|| (labels.clone(), Instant::now()));
+        // The mount point may be learnt after the first event: keep the better labels.
+        if entry.0.mountpoint.is_empty() && !labels.mountpoint.is_empty() {
+            entry.0 = labels;
+        }
+        entry.1 = Instant::now();
+        entry.0.clone()
+    }
+
+    pub fn event(&mut self, ev: &Event) {
+        self.events.inc();
+        let Some(sb) = ev.sb.as_ref() else { return };
+        let labels = self.labels(sb);
+        match ev.kind {
+            EventKind::FreezeBegin | EventKind::FreezeEnd | EventKind::ThawBegin | EventKind::ThawEnd => {
+                if let Some(level) = ev.level_after {
+                    self.level.get_or_create(&labels).set(i64::from(level));
+                }
+                if ev.kind == EventKind::FreezeEnd && ev.ret == Some(0) {
+                    self.freezes.get_or_create(&labels).inc();
+                }
+            }
+            EventKind::WriterBlocked => _ = self.blocked.get_or_create(&labels).inc(),
+            EventKind::WriterUnblocked => {
+                let g = self.blocked.get_or_create(&labels);
+                if g.get() > 0 {
+                    g.dec();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn finding(&mut self, f: &Finding) {
+        let labels = self.labels(&f.sb);
+        match f.kind {
+            FindingKind::Slip => {
+                let path = match Hook::from_name(&f.hook) {
+                    Some(Hook::TracepointBlockBioQueue) => "block",
+                    Some(Hook::TracepointSysWrite | Hook::FexitVfsWrite) => "write",
+                    _ => "transaction",
+                };
+                let FsLabels { device, fstype, mountpoint } = labels;
+                self.slips.get_or_create(&SlipLabels { device, fstype, mountpoint, path: path.into() }).inc();
+            }
+            FindingKind::BlockedWriter => {
+                if let Some(d) = f.duration_ns {
+                    self.wait_duration.get_or_create(&labels).observe(d as f64 / 1e9);
+                }
+            }
+            FindingKind::MountWhileFrozen => _ = self.mounts_while_frozen.get_or_create(&labels).inc(),
+            FindingKind::MountDenied => _ = self.denied_mounts.get_or_create(&labels).inc(),
+            FindingKind::ThawedByWatchdog => _ = self.watchdog_thaws.get_or_create(&labels).inc(),
+            FindingKind::FrozenTooLong | FindingKind::FreezerGone => {
+                _ = self.alerts.get_or_create(&labels).inc()
+            }
+            _ => {}
+        }
+    }
+
+    /// A freeze of `sb` ended after `d` ns.
+    pub fn freeze_ended(&mut self, sb: &Superblock, d: u64) {
+        let labels = self.labels(sb);
+        self.freeze_duration.get_or_create(&labels).observe(d as f64 / 1e9);
+    }
+
+    pub fn counters(&mut self, c: &Counters) {
+        self.lost.set(i64::try_from(c.lost()).unwrap_or(i64::MAX));
+        for (hook, hits) in &c.hook_hits {
+            self.hook_hits
+                .get_or_create(&HookLabels { hook: hook.clone() })
+                .set(i64::try_from(*hits).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The time is `now_ns`; `frozen` are the filesystems frozen now with since when.
+    pub fn tick<'a>(&mut self, now_ns: u64, frozen: impl Iterator<Item = (&'a Superblock, u64)>) {
+        let mut frozen_ids = Vec::new();
+        for (sb, since) in frozen {
+            let labels = self.labels(sb);
+            self.frozen_seconds.get_or_create(&labels).set(now_ns.saturating_sub(since) as f64 / 1e9);
+            frozen_ids.push(sb.id.clone());
+        }
+        let mut forget = Vec::new();
+        for (id, (labels, last)) in &self.seen {
+            if frozen_ids.contains(id) {
+                continue;
+            }
+            self.frozen_seconds.get_or_create(labels).set(0.0);
+            if last.elapsed() > FORGET_AFTER {
+                forget.push(id.clone());
+            }
+        }
+        for id in forget {
+            if let Some((labels, _)) = self.seen.remove(&id) {
+                self.forget(&labels);
+            }
+        }
+    }
+
+    fn forget(&self, l: &FsLabels) {
+        self.level.remove(l);
+        self.frozen_seconds.remove(l);
+        self.freezes.remove(l);
+        self.freeze_duration.remove(l);
+        self.blocked.remove(l);
+        self.wait_duration.remove(l);
+        self.mounts_while_frozen.remove(l);
+        self.denied_mounts.remove(l);
+        self.watchdog_thaws.remove(l);
+        self.alerts.remove(l);
+        for path in ["block", "transaction", "write"] {
+            let FsLabels { device, fstype, mountpoint } = l.clone();
+            self.slips.remove(&SlipLabels { device, fstype, mountpoint, path: path.into() });
+        }
+    }
+}
+
+/// The HTTP server for `/metrics`, listening until dropped.
+pub struct Server {
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Listens on `addr` (e.g. `127.0.0.1:9815`); a busy or bad address is an error now, before
+    /// anything is attached.
+    pub fn start(addr: &str, registry: Arc<Registry>) -> Result<Self> {
+        let server =
+            tiny_http::Server::http(addr).map_err(|e| anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        let server = Arc::new(server);
+        let serving = Arc::clone(&server);
+        let content_type = tiny_http::Header::from_bytes(
+            "Content-Type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .map_err(|()| anyhow!("the metrics content type is not a valid header"))?;
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                for request in serving.incoming_requests() {
+                    let response = if request.url() == "/metrics" || request.url().starts_with("/metrics?") {
+                        let mut body = String::new();
+                        match encode(&mut body, &registry) {
+                            Ok(()) => {
+                                tiny_http::Response::from_string(body).with_header(content_type.clone())
+                            }
+                            Err(e) => tiny_http::Response::from_string(format!("encoding failed: {e}"))
+                                .with_status_code(500),
+                        }
+                    } else {
+                        tiny_http::Response::from_string("freezewatch: metrics are at /metrics\n")
+                            .with_status_code(404)
+                    };
+                    let _ = request.respond(response);
+                }
+            })
+            .context("starting the metrics server")?;
+        Ok(Self { server, thread: Some(thread) })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use freeze_model::{
+        correlate::{self, Correlator},
+        trace::{Contents, read_trace},
+    };
+
+    use super::*;
+
+    /// The recorded fixture through the metrics, as the watch loop feeds them.
+    #[test]
+    fn a_recording_adds_up_in_the_metrics_and_a_forgotten_filesystem_drops_out() {
+        let text = include_str!("../../../tests/fixtures/cycles-ext4-xfs.ndjson");
+        let contents = Contents::from_records(read_trace(text.as_bytes()).expect("fixture"));
+        let mut m = Metrics::new();
+        m.hooks(&contents.header.as_ref().expect("header").hooks);
+        let mut correlator = Correlator::new(correlate::Options::default());
+        let mut findings = Vec::new();
+        for ev in contents.events.iter().cloned() {
+            m.event(&ev);
+            findings.extend(correlator.push(ev));
+        }
+        findings.extend(correlator.finish(contents.end_ns()).findings);
+        for f in &findings {
+            m.finding(f);
+        }
+        let mut text = String::new();
+        encode(&mut text, &m.registry()).expect("encodes");
+        let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
+        let xfs = "device=\"7:1\",fstype=\"xfs\",mountpoint=\"/tmp/fwrec/b\"";
+        assert_eq!(
+            line(&format!("freezewatch_freezes_total{{{xfs}}}")).as_deref(),
+            Some(&*format!("freezewatch_freezes_total{{{xfs}}} 30"))
+        );
+        assert_eq!(
+            line(&format!("freezewatch_slips_total{{{xfs},path=\"block\"}}")).as_deref(),
+            Some(&*format!("freezewatch_slips_total{{{xfs},path=\"block\"}} 30"))
+        );
+        assert!(
+            line("freezewatch_blocked_wait_seconds_count{device=\"7:0\"").is_some_and(|l| l.ends_with(" 30")),
+            "{text}"
+        );
+        assert!(
+            text.contains("freezewatch_hook_info{feature=\"freeze\",hook=\"tracepoint:syscalls:ioctl\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("freezewatch_events_total "), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text");
+
+        // Not frozen and unseen for longer than FORGET_AFTER: its label sets go.
+        for (_, last) in m.seen.values_mut() {
+            *last = Instant::now() - FORGET_AFTER - Duration::from_secs(1);
+        }
+        m.tick(0, std::iter::empty());
+        let mut after = String::new();
+        encode(&mut after, &m.registry()).expect("encodes");
+        assert!(!after.contains("mountpoint=\"/tmp/fwrec/b\""), "{after}");
+        assert!(after.contains("freezewatch_build_info{version="), "global metrics stay");
+    }
+}

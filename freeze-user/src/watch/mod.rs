@@ -1,0 +1,136 @@
+//! `freezewatch watch`: the always-on service. It records like `record` (on a thread, through the
+//! same tap the TUI uses, keeping no trace), and while freezes happen it writes findings as NDJSON
+//! lines (the trace's finding schema) to stdout or a file, raises alerts while a freeze lasts,
+//! acts as a watchdog when asked, and keeps the Prometheus metrics. It runs until SIGTERM or
+//! SIGINT; what it keeps is bounded by what is open (filesystems, waits), not by time.
+pub mod metrics;
+mod thaw;
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::mpsc::{Receiver, RecvTimeoutError},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use freeze_model::{
+    correlate::{self, Correlator, Finding},
+    trace::{Record, TraceWriter},
+    watch::{Watch, WatchOptions},
+};
+
+use crate::{
+    host::kernel,
+    record::{self, Tap, Tapped, TraceOut},
+};
+
+/// How often alerts, the watchdog and the time-based metrics are looked at.
+const TICK: Duration = Duration::from_millis(100);
+
+pub struct Options {
+    pub findings: Option<PathBuf>,
+    pub watch: WatchOptions,
+    pub long_freeze: Duration,
+    pub metrics: Option<String>,
+    pub deny_mounts: Option<freeze_model::deny::DenyMode>,
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    // Everything that can fail on bad input fails before anything is attached.
+    let out: Box<dyn Write> = match &opts.findings {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the findings file {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut findings = TraceWriter::new(out);
+
+    let record_opts = record::Options {
+        out: TraceOut::Discard,
+        duration: None,
+        long_freeze: opts.long_freeze,
+        command: Vec::new(),
+        tap: None,
+        stop: None,
+        quiet: true,
+        deny_mounts: opts.deny_mounts,
+    };
+    // The metrics server listens before the recorder attaches, so that a busy port is a plain
+    // error with nothing attached; its hook labels are filled once the header arrives.
+    let mut metrics = metrics::Metrics::new();
+    let server = match &opts.metrics {
+        Some(addr) => Some(metrics::Server::start(addr, metrics.registry())?),
+        None => None,
+    };
+    let recorder = Tapped::start(record_opts)?;
+    let header = &recorder.header;
+    metrics.hooks(&header.hooks);
+    for h in &header.hooks {
+        eprintln!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
+    }
+    eprintln!(
+        "freezewatch: watching{}; findings to {}; SIGTERM or Ctrl-C stops",
+        opts.metrics.as_deref().map(|a| format!(", metrics at http://{a}/metrics")).unwrap_or_default(),
+        opts.findings.as_ref().map_or("stdout".into(), |p| p.display().to_string())
+    );
+    let result = watch_loop(&recorder.taps, &mut findings, &mut metrics, &opts);
+    let recorded = recorder.join();
+    drop(server);
+    result.and(recorded)
+}
+
+fn watch_loop(
+    taps: &Receiver<Tap>,
+    out: &mut TraceWriter<Box<dyn Write>>,
+    metrics: &mut metrics::Metrics,
+    opts: &Options,
+) -> Result<()> {
+    let mut correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
+    let mut watch = Watch::new(opts.watch.clone());
+    let mut write = |metrics: &mut metrics::Metrics, f: Finding| -> Result<()> {
+        metrics.finding(&f);
+        out.write(&Record::Finding(f)).context("writing a finding")
+    };
+    let mut last_tick = Instant::now();
+    loop {
+        match taps.recv_timeout(TICK) {
+            Ok(Tap::Event(ev)) => {
+                metrics.event(&ev);
+                if let (Some(d), Some(sb)) = (watch.push(&ev), ev.sb.as_ref()) {
+                    metrics.freeze_ended(sb, d);
+                }
+                for f in correlator.push(*ev) {
+                    write(metrics, f)?;
+                }
+            }
+            Ok(Tap::Counters(c)) => metrics.counters(&c),
+            Ok(Tap::Header(_)) | Err(RecvTimeoutError::Timeout) => {}
+            // The recorder stopped: a signal, or an error it reports when joined.
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() < TICK {
+            continue;
+        }
+        last_tick = Instant::now();
+        let now = kernel::monotonic_ns();
+        for f in correlator.tick(now) {
+            write(metrics, f)?;
+        }
+        let (alerts, orders) = watch.tick(now, &thaw::alive);
+        for f in alerts {
+            write(metrics, f)?;
+        }
+        for order in orders {
+            let result = thaw::thaw(&order.mountpoint);
+            let f = watch.thawed(&order, kernel::monotonic_ns(), result);
+            write(metrics, f)?;
+        }
+        metrics.tick(now, watch.frozen());
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! A `freezewatch watch` running in the background, with its findings file, for the watch tests.
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::Background;
+
+pub struct Watcher {
+    process: Background,
+    pub findings_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Watcher {
+    /// Starts `freezewatch watch --findings FILE ARGS...` and waits until it is attached.
+    pub fn start(args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let findings_path = dir.path().join("findings.ndjson");
+        let mut argv: Vec<&std::ffi::OsStr> =
+            vec!["watch".as_ref(), "--findings".as_ref(), findings_path.as_os_str()];
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        let mut process = Background::start(&argv, dir.path().join("stderr"))?;
+        process.wait_until("watching", |p| p.stderr().contains("freezewatch: watching"))?;
+        Ok(Watcher { process, findings_path, _dir: dir })
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+
+    /// Every finding written so far.
+    pub fn findings(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.findings_path).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// The findings of `kind` about the filesystem mounted at `mnt`.
+    pub fn findings_of(&self, kind: &str, mnt: &str) -> Vec<Value> {
+        self.findings().into_iter().filter(|f| f["kind"] == kind && f["sb"]["mountpoint"] == mnt).collect()
+    }
+
+    /// Waits (at most `within`) for the first finding of `kind` about `mnt`.
+    pub fn wait_for(&self, kind: &str, mnt: &str, within: Duration) -> Option<Value> {
+        let start = Instant::now();
+        loop {
+            if let Some(f) = self.findings_of(kind, mnt).into_iter().next() {
+                return Some(f);
+            }
+            if start.elapsed() > within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` and waits (bounded) for watch to exit.
+    pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
+        self.process.stop_with(signal)
+    }
+}

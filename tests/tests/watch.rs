@@ -1,0 +1,268 @@
+//! `freezewatch watch` on real freezes of loop filesystems: alerts while a freeze lasts, a freezer
+//! that dies (and the watchdog, in enforce and audit mode), a script that thaws what it froze, the
+//! metrics endpoint, bad input and SIGTERM during a freeze. Every "nothing happened" is paired with
+//! something that did happen in the same run.
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use freezewatch_tests::{Frozen, FsType, LoopFs, Watcher, freezewatch, kernel_available, limit};
+
+/// A process that froze `fs` and keeps running (`sh`, turned into `sleep` after fsfreeze returns):
+/// fsfreeze exits at once, its parent is the owner. Returns once the freeze is done.
+fn freezer(fs: &LoopFs, then: &str) -> Child {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mark = dir.path().join("frozen");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("fsfreeze -f {} && touch {} && {then}", fs.mnt(), mark.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starts the freezer");
+    let start = Instant::now();
+    while !mark.exists() {
+        assert!(start.elapsed() < limit(30), "the freezer did not freeze");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// A writer that blocks at the frozen gate; never waited for synchronously.
+fn blocked_writer(fs: &LoopFs) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo data > {}/written", fs.mnt()))
+        .spawn()
+        .expect("starts the writer")
+}
+
+/// Whether `fs` is frozen now: a second freeze fails with EBUSY exactly then (and changes
+/// nothing when it fails; when it succeeds it is undone at once).
+fn is_frozen(fs: &LoopFs) -> bool {
+    let ok = Command::new("fsfreeze")
+        .args(["-f", fs.mnt()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("fsfreeze")
+        .success();
+    if ok {
+        let _ = Command::new("fsfreeze").args(["-u", fs.mnt()]).status();
+    }
+    !ok
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn frozen_too_long_arrives_while_still_frozen() {
+    if !kernel_available("frozen_too_long_arrives_while_still_frozen") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let mut watch = Watcher::start(&["--alert-frozen", "1s", "--alert-every", "1h"]).expect("watch");
+    let frozen = Frozen::new(&fs).expect("freeze");
+    let froze_at = Instant::now();
+    let alert = watch.wait_for("frozen-too-long", fs.mnt(), limit(10)).expect("frozen-too-long arrives");
+    let after = froze_at.elapsed();
+    assert!(after >= Duration::from_secs(1), "not before the threshold: {after:?}");
+    assert!(after < Duration::from_secs(1) + limit(1), "within a second of it: {after:?}");
+    assert!(is_frozen(&fs), "it came while the filesystem was still frozen");
+    let message = alert["message"].as_str().unwrap_or_default();
+    assert!(message.contains("and still is") && message.contains("frozen by fsfreeze["), "{alert}");
+    assert_eq!(alert["severity"], "warning");
+    drop(frozen);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "its owner (this test) still runs");
+    assert_eq!(watch.findings_of("frozen-too-long", fs.mnt()).len(), 1, "once: the cadence is an hour");
+    assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
+}
+
+#[test]
+fn a_killed_freezer_is_gone_and_enforce_thaws_after_the_grace() {
+    if !kernel_available("a_killed_freezer_is_gone_and_enforce_thaws_after_the_grace") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let watch = Watcher::start(&["--thaw-orphans=enforce", "--orphan-grace", "1s"]).expect("watch");
+    let mut owner = freezer(&fs, "exec sleep 600");
+    let mut writer = blocked_writer(&fs);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(writer.try_wait().expect("writer").is_none(), "the writer waits at the gate");
+    assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while its owner runs");
+    let owner_pid = owner.id();
+    kill(&mut owner);
+    let killed_at = Instant::now();
+    let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
+    let message = gone["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("← sh[{owner_pid}]")), "names the owner that died: {message}");
+    let thawed = watch.wait_for("thawed-by-watchdog", fs.mnt(), limit(10)).expect("the watchdog thaws");
+    assert!(killed_at.elapsed() >= Duration::from_secs(1), "not before the grace period");
+    let message = thawed["message"].as_str().unwrap_or_default();
+    assert!(message.contains("its freezer has been gone for") && message.contains("fsfreeze["), "{message}");
+    // The writer that was held at the gate goes on.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = writer.try_wait().expect("writer") {
+            break s;
+        }
+        assert!(start.elapsed() < limit(10), "the writer is still blocked after the thaw");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(format!("{}/written", fs.mnt())).expect("written"), "data\n");
+    assert!(!is_frozen(&fs));
+}
+
+#[test]
+fn audit_only_says_what_it_would_thaw() {
+    if !kernel_available("audit_only_says_what_it_would_thaw") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Xfs).expect("fs");
+    let watch = Watcher::start(&["--thaw-orphans=audit", "--orphan-grace", "1s"]).expect("watch");
+    let mut owner = freezer(&fs, "exec sleep 600");
+    kill(&mut owner);
+    watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
+    let would = watch.wait_for("watchdog-would-thaw", fs.mnt(), limit(10)).expect("audit says it");
+    assert!(would["message"].as_str().unwrap_or_default().contains("audit mode: left as it is"), "{would}");
+    assert!(watch.findings_of("thawed-by-watchdog", fs.mnt()).is_empty());
+    assert!(is_frozen(&fs), "audit thaws nothing");
+    // (LoopFs thaws it in Drop.)
+}
+
+#[test]
+fn a_script_that_thaws_is_no_orphan_and_one_that_exits_early_is_left_for_the_grace() {
+    if !kernel_available("a_script_that_thaws_is_no_orphan_and_one_that_exits_early_is_left_for_the_grace") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let watch = Watcher::start(&["--thaw-orphans", "--orphan-grace", "30s"]).expect("watch");
+    let script = format!("fsfreeze -f {m}; sleep 1; fsfreeze -u {m}", m = fs.mnt());
+    let status = Command::new("sh").arg("-c").arg(&script).status().expect("script");
+    assert!(status.success());
+    // A script that exits between freeze and thaw: its freezer is gone.
+    let status =
+        Command::new("sh").arg("-c").arg(format!("fsfreeze -f {}", fs.mnt())).status().expect("script");
+    assert!(status.success());
+    watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("the early exit is seen");
+    assert_eq!(
+        watch.findings_of("freezer-gone", fs.mnt()).len(),
+        1,
+        "and only that one: the first script thawed"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        watch.findings_of("thawed-by-watchdog", fs.mnt()).is_empty(),
+        "nothing is thawed before the grace"
+    );
+    assert!(is_frozen(&fs));
+}
+
+fn metrics(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    stream.set_read_timeout(Some(limit(10))).expect("timeout");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("asks");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("reads");
+    text
+}
+
+/// The value of the sample `name` whose labels include `mountpoint="mnt"` (and `extra`).
+fn sample(text: &str, name: &str, mnt: &str, extra: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.contains(&format!("mountpoint=\"{mnt}\"")) && l.contains(extra))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("addr").port()
+}
+
+#[test]
+fn metrics_show_the_level_frozen_seconds_and_slips() {
+    if !kernel_available("metrics_show_the_level_frozen_seconds_and_slips") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut watch = Watcher::start(&["--metrics", &addr]).expect("watch");
+    let before = metrics(port);
+    assert!(before.starts_with("HTTP/1.0 200") || before.starts_with("HTTP/1.1 200"), "{before}");
+    assert!(before.contains("freezewatch_build_info{version=\""), "{before}");
+    assert!(before.contains("freezewatch_hook_info{feature=\"freeze\""), "{before}");
+    let frozen = Frozen::new(&fs).expect("freeze");
+    std::thread::sleep(Duration::from_millis(500));
+    let during = metrics(port);
+    assert_eq!(sample(&during, "freezewatch_freeze_level", fs.mnt(), ""), Some(4.0), "{during}");
+    let first = sample(&during, "freezewatch_frozen_seconds", fs.mnt(), "").expect("frozen seconds");
+    assert!(first > 0.0, "{during}");
+    // A write straight to the device while frozen: a slip by the block path.
+    let seek = fs.blocks_4k() - 8;
+    let dd = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", fs.loopdev), "bs=4096", "count=1", &format!("seek={seek}")])
+        .args(["oflag=direct", "conv=notrunc", "status=none"])
+        .status()
+        .expect("dd");
+    assert!(dd.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let later = metrics(port);
+    let second = sample(&later, "freezewatch_frozen_seconds", fs.mnt(), "").expect("frozen seconds");
+    assert!(second > first, "frozen seconds grow: {first} then {second}");
+    assert_eq!(sample(&later, "freezewatch_slips_total", fs.mnt(), "path=\"block\""), Some(1.0), "{later}");
+    drop(frozen);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = metrics(port);
+    assert_eq!(sample(&after, "freezewatch_freeze_level", fs.mnt(), ""), Some(0.0), "{after}");
+    assert_eq!(sample(&after, "freezewatch_frozen_seconds", fs.mnt(), ""), Some(0.0));
+    assert_eq!(sample(&after, "freezewatch_freezes_total", fs.mnt(), ""), Some(1.0));
+    assert!(after.contains("freezewatch_freeze_duration_seconds_count{"), "{after}");
+    assert!(watch.stop_with(libc::SIGTERM).expect("stops").success());
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the server stops with watch");
+}
+
+#[test]
+fn a_busy_port_and_an_unwritable_findings_file_are_clear_errors() {
+    if !kernel_available("a_busy_port_and_an_unwritable_findings_file_are_clear_errors") {
+        return;
+    }
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let run = freezewatch(&["watch", "--metrics", &addr], limit(30)).expect("runs");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("cannot serve metrics on {addr}")), "{}", run.stderr);
+    assert!(!run.stderr.contains("watching"), "nothing was attached: {}", run.stderr);
+    let run =
+        freezewatch(&["watch", "--findings", "/nonexistent/dir/findings.ndjson"], limit(30)).expect("runs");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("opening the findings file /nonexistent/dir/findings.ndjson"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn sigterm_during_a_freeze_ends_watch_and_leaves_the_freeze_to_its_owner() {
+    if !kernel_available("sigterm_during_a_freeze_ends_watch_and_leaves_the_freeze_to_its_owner") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let mut watch = Watcher::start(&["--thaw-orphans", "--orphan-grace", "1h"]).expect("watch");
+    let frozen = Frozen::new(&fs).expect("freeze");
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let status = watch.stop_with(libc::SIGTERM).expect("stops");
+    assert!(status.success(), "{}", watch.stderr());
+    assert!(start.elapsed() < limit(10), "stops promptly: {:?}", start.elapsed());
+    assert!(is_frozen(&fs), "watch never thaws on its way out");
+    drop(frozen);
+    assert!(!is_frozen(&fs));
+}

@@ -118,9 +118,9 @@ impl Watch {
         Self { opts, frozen: BTreeMap::new() }
     }
 
-    /// The filesystems frozen now: (superblock, frozen since).
-    pub fn frozen(&self) -> impl Iterator<Item = (&Superblock, u64)> {
-        self.frozen.values().map(|f| (&f.sb, f.since))
+    /// The filesystems frozen now: (superblock, frozen since, whether its freezer is gone).
+    pub fn frozen(&self) -> impl Iterator<Item = (&Superblock, u64, bool)> {
+        self.frozen.values().map(|f| (&f.sb, f.since, f.gone_since.is_some()))
     }
 
     /// Takes the next event; returns how long a freeze lasted when this event ended one.

@@ -4,12 +4,14 @@
 //! Safety rules these fixtures enforce: only filesystems they created on a loop image in a temp
 //! dir are ever frozen; every `LoopFs` thaws, unmounts and detaches in `Drop` (so also on panic);
 //! nothing here waits synchronously for a process that may be blocked on a frozen filesystem.
+mod http;
 mod kernel;
 mod loopfs;
 mod mounts;
 mod runner;
 mod watcher;
 
+pub use http::*;
 pub use kernel::*;
 pub use loopfs::*;
 pub use mounts::*;

@@ -83,6 +83,9 @@ fn the_package_holds_the_binary_pages_completions_and_docs() {
         "usr/share/doc/freezewatch/README.md.gz",
         "usr/share/doc/freezewatch/trace-format.md.gz",
         "usr/share/man/man1/freezewatch.1.gz",
+        "lib/systemd/system/freezewatch.service",
+        "usr/share/doc/freezewatch/examples/freezewatch-rules.yml",
+        "usr/share/doc/freezewatch/examples/freezewatch-rules.test.yml",
     ]
     .map(str::to_owned)
     .into();
@@ -243,6 +246,40 @@ fn bash_completes_the_packaged_script() {
         assert!(report_opts.iter().any(|o| o == opt), "report's {opt} completes: {report_opts:?}");
     }
     assert!(!report_opts.iter().any(|o| o == "--duration"), "record's options are not report's");
+}
+
+#[test]
+fn the_service_unit_verifies_and_starts_watch() {
+    let Some(deb) = package("the_service_unit_verifies_and_starts_watch") else { return };
+    let dir = unpack(&deb);
+    let unit = dir.path().join("lib/systemd/system/freezewatch.service");
+    let text = std::fs::read_to_string(&unit).expect("the unit is in the package");
+    let exec = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    assert!(exec.starts_with("/usr/bin/freezewatch watch "), "{exec}");
+    // The packaged binary takes the unit's arguments (parsing them is all `--help` does first).
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    let (help, _) = output(Command::new(dir.path().join("usr/bin/freezewatch")).args(&args).arg("--help"));
+    assert!(help.contains("--thaw-orphans"), "{help}");
+    for hardening in
+        ["NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=CAP_BPF", "Restart=on-failure"]
+    {
+        assert!(text.contains(hardening), "the unit has {hardening}");
+    }
+    // systemd checks the unit (every key known, the binary executable): a copy whose ExecStart
+    // points at the unpacked binary, since the package is not installed here. Any message fails.
+    if Command::new("systemd-analyze").arg("--version").output().is_ok() {
+        let copy = dir.path().join("freezewatch.service");
+        let bin = dir.path().join("usr/bin/freezewatch");
+        std::fs::write(
+            &copy,
+            text.replace("ExecStart=/usr/bin/freezewatch", &format!("ExecStart={}", bin.display())),
+        )
+        .unwrap();
+        let out =
+            Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&copy).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
+    }
 }
 
 #[test]

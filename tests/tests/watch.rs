@@ -3,13 +3,14 @@
 //! metrics endpoint, bad input and SIGTERM during a freeze. Every "nothing happened" is paired with
 //! something that did happen in the same run.
 use std::{
-    io::{Read as _, Write as _},
     net::TcpStream,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use freezewatch_tests::{Frozen, FsType, LoopFs, Watcher, freezewatch, kernel_available, limit};
+use freezewatch_tests::{
+    Frozen, FsType, LoopFs, Watcher, free_port, freezewatch, http_get, kernel_available, limit,
+};
 
 /// A process that froze `fs` and keeps running (`sh`, turned into `sleep` after fsfreeze returns):
 /// fsfreeze exits at once, its parent is the owner. Returns once the freeze is done.
@@ -125,7 +126,10 @@ fn audit_only_says_what_it_would_thaw() {
         return;
     }
     let fs = LoopFs::new(FsType::Xfs).expect("fs");
-    let watch = Watcher::start(&["--thaw-orphans=audit", "--orphan-grace", "1s"]).expect("watch");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let watch =
+        Watcher::start(&["--thaw-orphans=audit", "--orphan-grace", "1s", "--metrics", &addr]).expect("watch");
     let mut owner = freezer(&fs, "exec sleep 600");
     kill(&mut owner);
     watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
@@ -133,6 +137,9 @@ fn audit_only_says_what_it_would_thaw() {
     assert!(would["message"].as_str().unwrap_or_default().contains("audit mode: left as it is"), "{would}");
     assert!(watch.findings_of("thawed-by-watchdog", fs.mnt()).is_empty());
     assert!(is_frozen(&fs), "audit thaws nothing");
+    let text = metrics(port);
+    assert_eq!(sample(&text, "freezewatch_freezer_gone", fs.mnt(), ""), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "freezewatch_watchdog_thaws_total", fs.mnt(), ""), None, "no thaw counted");
     // (LoopFs thaws it in Drop.)
 }
 
@@ -165,12 +172,7 @@ fn a_script_that_thaws_is_no_orphan_and_one_that_exits_early_is_left_for_the_gra
 }
 
 fn metrics(port: u16) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
-    stream.set_read_timeout(Some(limit(10))).expect("timeout");
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("asks");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("reads");
-    text
+    http_get(port, "/metrics").expect("watch serves /metrics")
 }
 
 /// The value of the sample `name` whose labels include `mountpoint="mnt"` (and `extra`).
@@ -179,10 +181,6 @@ fn sample(text: &str, name: &str, mnt: &str, extra: &str) -> Option<f64> {
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter(|l| l.contains(&format!("mountpoint=\"{mnt}\"")) && l.contains(extra))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("addr").port()
 }
 
 #[test]

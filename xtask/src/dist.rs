@@ -4,8 +4,9 @@
 //!
 //! The package holds `/usr/bin/freezewatch` (stripped; the eBPF object is inside it), a manual
 //! page per command and the bash, zsh and fish completions (all printed by the binary itself, so
-//! they match its `--help`), the trace-format doc, the README, the changelog (from CHANGELOG.md)
-//! and the copyright file. Its control fields come from `[package.metadata.deb]` in
+//! they match its `--help`), the systemd unit of `watch`, the Prometheus alert rules (with their
+//! promtool test) as examples, the trace-format doc, the README, the changelog (from
+//! CHANGELOG.md) and the copyright file. Its control fields come from `[package.metadata.deb]` in
 //! freeze-user/Cargo.toml; its dependencies are what the binary links (libc), never the toolchain.
 use std::{
     io::Write as _,
@@ -42,6 +43,16 @@ const COMPLETIONS: &[(&str, &str)] = &[
 /// Documents shipped gzipped in /usr/share/doc/freezewatch: (source in the repository, name).
 const DOCS: &[(&str, &str)] =
     &[("README.md", "README.md.gz"), ("docs/trace-format.md", "trace-format.md.gz")];
+
+/// Files shipped as they are: (source in the repository, place in the package).
+const FILES: &[(&str, &str)] = &[
+    ("contrib/systemd/freezewatch.service", "lib/systemd/system/freezewatch.service"),
+    ("contrib/prometheus/freezewatch-rules.yml", "usr/share/doc/freezewatch/examples/freezewatch-rules.yml"),
+    (
+        "contrib/prometheus/freezewatch-rules.test.yml",
+        "usr/share/doc/freezewatch/examples/freezewatch-rules.test.yml",
+    ),
+];
 
 /// The package's control fields, from `[package.metadata.deb]` and the crate's own fields.
 struct Meta {
@@ -123,6 +134,9 @@ pub fn dist() -> Result<Package> {
     mkdir(&doc)?;
     for (src, name) in DOCS {
         gzip_to(&std::fs::read(workspace_root().join(src))?, &doc.join(name))?;
+    }
+    for (src, dest) in FILES {
+        write(&stage.join(dest), &std::fs::read(workspace_root().join(src))?)?;
     }
     let changelog = std::fs::read_to_string(workspace_root().join("CHANGELOG.md"))?;
     let entries = parse_changelog(&changelog)?;

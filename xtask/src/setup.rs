@@ -32,6 +32,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("man-db", "man"),
     // The HTML report's browser test and `cargo xtask screenshot`.
     ("chromium", "chromium"),
+    // The watch tests: a real Prometheus scrapes it; promtool tests the alert rules; systemd
+    // checks the service unit.
+    ("prometheus", "promtool"),
+    ("systemd", "systemd-analyze"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {

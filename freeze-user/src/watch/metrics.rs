@@ -86,8 +86,11 @@ pub struct Metrics {
     denied_mounts: Family<FsLabels, Counter>,
     watchdog_thaws: Family<FsLabels, Counter>,
     alerts: Family<FsLabels, Counter>,
+    freezer_gone: Family<FsLabels, Gauge>,
     events: Counter,
-    lost: Gauge,
+    lost: Counter,
+    /// The loss total last reported (the counter grows by the difference).
+    lost_seen: u64,
     hook_hits: Family<HookLabels, Gauge>,
     hook_info: Family<FeatureLabels, Gauge>,
     /// Per filesystem: its labels and when it was last seen.
@@ -141,10 +144,16 @@ impl Metrics {
         r.register("watchdog_thaws", "Thaws the watchdog made", watchdog_thaws.clone());
         let alerts = Family::<FsLabels, Counter>::default();
         r.register("alerts", "frozen-too-long and freezer-gone findings raised", alerts.clone());
+        let freezer_gone = Family::<FsLabels, Gauge>::default();
+        r.register(
+            "freezer_gone",
+            "1 while the filesystem is frozen and its freezer is gone",
+            freezer_gone.clone(),
+        );
         let events = Counter::default();
         r.register("events", "Events received from the kernel", events.clone());
-        let lost = Gauge::default();
-        r.register("lost_events", "Events lost (ring buffer full or undecodable) since start", lost.clone());
+        let lost = Counter::default();
+        r.register("lost_events", "Events lost (ring buffer full or undecodable)", lost.clone());
         let hook_hits = Family::<HookLabels, Gauge>::default();
         r.register("hook_hits", "How often each hook's programs ran", hook_hits.clone());
         let hook_info = Family::<FeatureLabels, Gauge>::default();
@@ -167,8 +176,10 @@ impl Metrics {
             denied_mounts,
             watchdog_thaws,
             alerts,
+            freezer_gone,
             events,
             lost,
+            lost_seen: 0,
             hook_hits,
             hook_info,
             seen: HashMap::new(),
@@ -256,7 +267,9 @@ impl Metrics {
     }
 
     pub fn counters(&mut self, c: &Counters) {
-        self.lost.set(i64::try_from(c.lost()).unwrap_or(i64::MAX));
+        let total = c.lost();
+        self.lost.inc_by(total.saturating_sub(self.lost_seen));
+        self.lost_seen = self.lost_seen.max(total);
         for (hook, hits) in &c.hook_hits {
             self.hook_hits
                 .get_or_create(&HookLabels { hook: hook.clone() })
@@ -264,12 +277,14 @@ impl Metrics {
         }
     }
 
-    /// The time is `now_ns`; `frozen` are the filesystems frozen now with since when.
-    pub fn tick<'a>(&mut self, now_ns: u64, frozen: impl Iterator<Item = (&'a Superblock, u64)>) {
+    /// The time is `now_ns`; `frozen` are the filesystems frozen now: since when, and whether
+    /// their freezer is gone.
+    pub fn tick<'a>(&mut self, now_ns: u64, frozen: impl Iterator<Item = (&'a Superblock, u64, bool)>) {
         let mut frozen_ids = Vec::new();
-        for (sb, since) in frozen {
+        for (sb, since, gone) in frozen {
             let labels = self.labels(sb);
             self.frozen_seconds.get_or_create(&labels).set(now_ns.saturating_sub(since) as f64 / 1e9);
+            self.freezer_gone.get_or_create(&labels).set(i64::from(gone));
             frozen_ids.push(sb.id.clone());
         }
         let mut forget = Vec::new();
@@ -278,6 +293,7 @@ impl Metrics {
                 continue;
             }
             self.frozen_seconds.get_or_create(labels).set(0.0);
+            self.freezer_gone.get_or_create(labels).set(0);
             if last.elapsed() > FORGET_AFTER {
                 forget.push(id.clone());
             }
@@ -300,6 +316,7 @@ impl Metrics {
         self.denied_mounts.remove(l);
         self.watchdog_thaws.remove(l);
         self.alerts.remove(l);
+        self.freezer_gone.remove(l);
         for path in ["block", "transaction", "write"] {
             let FsLabels { device, fstype, mountpoint } = l.clone();
             self.slips.remove(&SlipLabels { device, fstype, mountpoint, path: path.into() });

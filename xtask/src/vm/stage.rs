@@ -142,6 +142,10 @@ pub(super) const HOST_ONLY_TESTS: &[(&str, &str)] = &[
         "measures the recorder's user-space memory, the same code on every kernel; 32,000 device writes are slow under TCG",
     ),
     (
+        "prometheus",
+        "a real Prometheus server scraping watch: the metrics code is the same on every kernel, and the server's binary stays out of the initramfs",
+    ),
+    (
         "package",
         "inspects the .deb with dpkg, lintian and man on the build host; the guests run the packaged binary itself",
     ),

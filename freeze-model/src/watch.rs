@@ -94,6 +94,13 @@ struct Frozen {
     watchdog_acted: bool,
 }
 
+/// What an event changed: how long a freeze lasted when it ended one, and what it made certain.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    pub freeze_ended_after_ns: Option<u64>,
+    pub findings: Vec<Finding>,
+}
+
 /// A thaw the watchdog wants done; hand the result back to `Watch::thawed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThawOrder {
@@ -123,9 +130,10 @@ impl Watch {
         self.frozen.values().map(|f| (&f.sb, f.since, f.gone_since.is_some()))
     }
 
-    /// Takes the next event; returns how long a freeze lasted when this event ended one.
-    pub fn push(&mut self, ev: &Event) -> Option<u64> {
-        let sb = ev.sb.as_ref()?;
+    /// Takes the next event.
+    pub fn push(&mut self, ev: &Event) -> Pushed {
+        let mut out = Pushed::default();
+        let Some(sb) = ev.sb.as_ref() else { return out };
         match ev.kind {
             EventKind::FreezeEnd if ev.ret == Some(0) => {
                 let hold = Hold {
@@ -146,22 +154,50 @@ impl Watch {
                     watchdog_acted: false,
                 });
                 f.holds.push(hold);
-                None
             }
             EventKind::ThawEnd if ev.ret == Some(0) => {
-                let f = self.frozen.get_mut(&sb.id)?;
+                let Some(f) = self.frozen.get_mut(&sb.id) else { return out };
                 let kernel = ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel"));
                 if let Some(at) = f.holds.iter().rposition(|h| h.kernel == kernel) {
                     f.holds.remove(at);
                 }
-                if ev.level_after == Some(0) || f.holds.is_empty() {
-                    let f = self.frozen.remove(&sb.id)?;
-                    return Some(ev.ts_ns.saturating_sub(f.since));
+                if (ev.level_after == Some(0) || f.holds.is_empty())
+                    && let Some(f) = self.frozen.remove(&sb.id)
+                {
+                    out.freeze_ended_after_ns = Some(ev.ts_ns.saturating_sub(f.since));
                 }
-                None
             }
-            _ => None,
+            EventKind::WriterBlocked => {
+                // The freezer (or the script that ran it) waiting at the gate it closed.
+                let Some(f) = self.frozen.get(&sb.id) else { return out };
+                let own = f.holds.iter().find(|h| {
+                    !h.kernel && (h.pid == ev.pid || h.parent.as_ref().is_some_and(|p| p.pid == ev.pid))
+                });
+                if let Some(hold) = own {
+                    let message = format!(
+                        "{} waits at the gate of {}, which it froze ({}): it cannot thaw it; only \
+                         another process's thaw (or a reboot) ends this",
+                        ev.who(),
+                        f.sb.describe(),
+                        hold.recorded_owner()
+                    );
+                    let mut finding = state_finding(
+                        FindingKind::ThawBlocked,
+                        &f.sb,
+                        ev.ts_ns,
+                        ev.ts_ns.saturating_sub(f.since),
+                        message,
+                    );
+                    finding.pid = ev.pid;
+                    finding.comm.clone_from(&ev.comm);
+                    finding.parent.clone_from(&ev.parent);
+                    finding.cgroup.clone_from(&ev.cgroup);
+                    out.findings.push(finding);
+                }
+            }
+            _ => {}
         }
+        out
     }
 
     /// The time is `now_ns`: alerts due, owners gone, and what the watchdog would thaw.
@@ -393,9 +429,30 @@ mod tests {
         assert_eq!(orders.len(), 1, "an owner still running does not protect it from --thaw-after");
         let [tb, te] = thaw(4 * S, 0);
         w.push(&tb);
-        assert_eq!(w.push(&te), Some(4 * S), "from the freeze's return to the thaw's");
+        assert_eq!(w.push(&te).freeze_ended_after_ns, Some(4 * S), "from the freeze's return to the thaw's");
         assert_eq!(w.frozen().count(), 0);
         // A thaw of something never seen frozen changes nothing.
-        assert_eq!(w.push(&ev(EventKind::ThawEnd, 5 * S, 4, 0, Some(0))), None);
+        assert_eq!(w.push(&ev(EventKind::ThawEnd, 5 * S, 4, 0, Some(0))).freeze_ended_after_ns, None);
+    }
+
+    #[test]
+    fn a_freezer_waiting_at_its_own_gate_is_thaw_blocked() {
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        let mut other = ev(EventKind::WriterBlocked, S, 4, 4, None);
+        other.pid = 77;
+        other.gate_level = Some(1);
+        assert!(w.push(&other).findings.is_empty(), "another writer waiting is the gate working");
+        let mut script = other.clone();
+        script.pid = 9;
+        script.comm = "backup.sh".into();
+        let found = w.push(&script).findings;
+        assert_eq!(kinds(&found), [FindingKind::ThawBlocked]);
+        assert_eq!(found[0].severity, crate::correlate::Severity::Error);
+        assert!(
+            found[0].message.contains("backup.sh[9] waits at the gate of ext4 7:0 (/mnt), which it froze"),
+            "{}",
+            found[0].message
+        );
     }
 }

@@ -264,3 +264,37 @@ fn sigterm_during_a_freeze_ends_watch_and_leaves_the_freeze_to_its_owner() {
     drop(frozen);
     assert!(!is_frozen(&fs));
 }
+
+#[test]
+fn a_freezer_that_writes_to_its_own_frozen_filesystem_is_thaw_blocked() {
+    if !kernel_available("a_freezer_that_writes_to_its_own_frozen_filesystem_is_thaw_blocked") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let watch = Watcher::start(&[]).expect("watch");
+    let m = fs.mnt();
+    // The script freezes, then writes to what it froze: it waits at the gate for good.
+    let mut script = Command::new("sh")
+        .arg("-c")
+        .arg(format!("fsfreeze -f {m}; echo x > {m}/own; fsfreeze -u {m}"))
+        // (Its own thaw fails once the test has thawed: that message is expected.)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts the script");
+    let found = watch.wait_for("thaw-blocked", m, limit(10));
+    // Whatever was found, the test thaws it (the script cannot), then looks.
+    let _ = Command::new("fsfreeze").args(["-u", m]).status();
+    let start = Instant::now();
+    while script.try_wait().expect("script").is_none() {
+        assert!(start.elapsed() < limit(10), "the script stays blocked after the thaw");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let f = found.expect("thaw-blocked arrives while the script waits");
+    let message = f["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("sh[{}] ", script.id())) && message.contains(" waits at the gate of "),
+        "{message}"
+    );
+    assert!(message.contains("which it froze (fsfreeze["), "{message}");
+    assert_eq!(f["severity"], "error");
+}

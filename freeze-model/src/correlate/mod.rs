@@ -65,13 +65,16 @@ named_enum! {
         ThawedByWatchdog = "thawed-by-watchdog",
         /// `watch --thaw-orphans=audit`: the watchdog would have thawed it.
         WatchdogWouldThaw = "watchdog-would-thaw",
+        /// `watch`: the task that froze a filesystem waits at that filesystem's own gate, so
+        /// it will never thaw it.
+        ThawBlocked = "thaw-blocked",
     }
 }
 
 impl FindingKind {
     pub fn severity(self) -> Severity {
         match self {
-            Self::Slip | Self::LeftFrozen | Self::MountWhileFrozen => Severity::Error,
+            Self::Slip | Self::LeftFrozen | Self::MountWhileFrozen | Self::ThawBlocked => Severity::Error,
             Self::FreezeFailed
             | Self::ThawWithoutFreeze
             | Self::LongFreeze

@@ -190,7 +190,8 @@ enum Cmd {
             script around `fsfreeze -f`)\n\
             \x20 thawed-by-watchdog   --thaw-orphans=enforce thawed an orphaned freeze after \
             --orphan-grace, or --thaw-after one older than that\n\
-            \x20 watchdog-would-thaw  the same in audit mode (nothing is thawed)\n\n\
+            \x20 watchdog-would-thaw  the same in audit mode (nothing is thawed)\n\
+            \x20 thaw-blocked         the task that froze a filesystem waits at its own gate\n\n\
             The watchdog never thaws a freeze the kernel holds (device-mapper suspend).\n\n\
             --metrics ADDR serves Prometheus metrics at http://ADDR/metrics: per filesystem \
             (device, fstype, mountpoint) the freeze level, seconds frozen so far, freezes and \

@@ -101,8 +101,12 @@ fn watch_loop(
         match taps.recv_timeout(TICK) {
             Ok(Tap::Event(ev)) => {
                 metrics.event(&ev);
-                if let (Some(d), Some(sb)) = (watch.push(&ev), ev.sb.as_ref()) {
+                let pushed = watch.push(&ev);
+                if let (Some(d), Some(sb)) = (pushed.freeze_ended_after_ns, ev.sb.as_ref()) {
                     metrics.freeze_ended(sb, d);
+                }
+                for f in pushed.findings {
+                    write(metrics, f)?;
                 }
                 for f in correlator.push(*ev) {
                     write(metrics, f)?;

@@ -213,6 +213,19 @@ impl Background {
         self.child.as_ref().map_or(0, std::process::Child::id)
     }
 
+    /// Sends `signal` (the process goes on, or not, as it decides).
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// Sends `signal` and waits (bounded) for the process to exit; returns its exit status.
     pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;

@@ -57,6 +57,15 @@ impl Watcher {
         }
     }
 
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: libc::c_int) {
+        self.process.signal(signal);
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.process.running()
+    }
+
     /// Sends `signal` and waits (bounded) for watch to exit.
     pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
         self.process.stop_with(signal)

@@ -298,3 +298,33 @@ fn a_freezer_that_writes_to_its_own_frozen_filesystem_is_thaw_blocked() {
     assert!(message.contains("which it froze (fsfreeze["), "{message}");
     assert_eq!(f["severity"], "error");
 }
+
+#[test]
+fn sighup_reopens_the_findings_file_for_logrotate() {
+    if !kernel_available("sighup_reopens_the_findings_file_for_logrotate") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let mut watch = Watcher::start(&[]).expect("watch");
+    // A thaw of an unfrozen filesystem is a finding (thaw-without-freeze) on demand.
+    let thaw = || {
+        let _ = Command::new("fsfreeze").args(["-u", fs.mnt()]).stderr(Stdio::null()).status();
+    };
+    thaw();
+    watch.wait_for("thaw-without-freeze", fs.mnt(), limit(10)).expect("the first finding");
+    let rotated = watch.findings_path.with_extension("1");
+    std::fs::rename(&watch.findings_path, &rotated).expect("rotates");
+    watch.signal(libc::SIGHUP);
+    let start = Instant::now();
+    while !watch.stderr().contains("SIGHUP") {
+        assert!(start.elapsed() < limit(10), "no word of the SIGHUP: {}", watch.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(watch.running(), "SIGHUP does not end watch");
+    thaw();
+    watch.wait_for("thaw-without-freeze", fs.mnt(), limit(10)).expect("the second finding, in the new file");
+    let old = std::fs::read_to_string(&rotated).expect("rotated file");
+    assert_eq!(old.lines().count(), 1, "the rotated file keeps only the first: {old}");
+    assert_eq!(watch.findings_of("thaw-without-freeze", fs.mnt()).len(), 1, "the new file only the second");
+    assert!(watch.stop_with(libc::SIGTERM).expect("stops").success());
+}

@@ -8,7 +8,8 @@ mod thaw;
 
 use std::{
     io::Write,
-    path::PathBuf,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
     sync::mpsc::{Receiver, RecvTimeoutError},
     time::{Duration, Instant},
 };
@@ -36,9 +37,15 @@ pub struct Options {
     pub deny_mounts: Option<freeze_model::deny::DenyMode>,
 }
 
-pub fn run(opts: Options) -> Result<()> {
-    // Everything that can fail on bad input fails before anything is attached.
-    let out: Box<dyn Write> = match &opts.findings {
+/// Set by SIGHUP: reopen the findings file (after logrotate moved it away).
+static HANGUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hangup(_: libc::c_int) {
+    HANGUP.store(true, Ordering::Relaxed);
+}
+
+fn open_findings(path: Option<&Path>) -> Result<TraceWriter<Box<dyn Write>>> {
+    let out: Box<dyn Write> = match path {
         Some(path) => Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -48,7 +55,14 @@ pub fn run(opts: Options) -> Result<()> {
         ),
         None => Box::new(std::io::stdout()),
     };
-    let mut findings = TraceWriter::new(out);
+    Ok(TraceWriter::new(out))
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    // Everything that can fail on bad input fails before anything is attached.
+    let mut findings = open_findings(opts.findings.as_deref())?;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t) };
 
     let record_opts = record::Options {
         out: TraceOut::Discard,
@@ -84,6 +98,12 @@ pub fn run(opts: Options) -> Result<()> {
     result.and(recorded)
 }
 
+/// One finding: counted in the metrics, written as a line.
+fn emit(out: &mut TraceWriter<Box<dyn Write>>, metrics: &mut metrics::Metrics, f: Finding) -> Result<()> {
+    metrics.finding(&f);
+    out.write(&Record::Finding(f)).context("writing a finding")
+}
+
 fn watch_loop(
     taps: &Receiver<Tap>,
     out: &mut TraceWriter<Box<dyn Write>>,
@@ -92,10 +112,6 @@ fn watch_loop(
 ) -> Result<()> {
     let mut correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
     let mut watch = Watch::new(opts.watch.clone());
-    let mut write = |metrics: &mut metrics::Metrics, f: Finding| -> Result<()> {
-        metrics.finding(&f);
-        out.write(&Record::Finding(f)).context("writing a finding")
-    };
     let mut last_tick = Instant::now();
     loop {
         match taps.recv_timeout(TICK) {
@@ -106,10 +122,10 @@ fn watch_loop(
                     metrics.freeze_ended(sb, d);
                 }
                 for f in pushed.findings {
-                    write(metrics, f)?;
+                    emit(out, metrics, f)?;
                 }
                 for f in correlator.push(*ev) {
-                    write(metrics, f)?;
+                    emit(out, metrics, f)?;
                 }
             }
             Ok(Tap::Counters(c)) => metrics.counters(&c),
@@ -121,18 +137,27 @@ fn watch_loop(
             continue;
         }
         last_tick = Instant::now();
+        if HANGUP.swap(false, Ordering::Relaxed) {
+            match open_findings(opts.findings.as_deref()) {
+                Ok(reopened) => {
+                    *out = reopened;
+                    eprintln!("freezewatch: SIGHUP: findings go to a freshly opened file now");
+                }
+                Err(e) => eprintln!("freezewatch: SIGHUP: {e:#}; findings still go to the file open before"),
+            }
+        }
         let now = kernel::monotonic_ns();
         for f in correlator.tick(now) {
-            write(metrics, f)?;
+            emit(out, metrics, f)?;
         }
         let (alerts, orders) = watch.tick(now, &thaw::alive);
         for f in alerts {
-            write(metrics, f)?;
+            emit(out, metrics, f)?;
         }
         for order in orders {
             let result = thaw::thaw(&order.mountpoint);
             let f = watch.thawed(&order, kernel::monotonic_ns(), result);
-            write(metrics, f)?;
+            emit(out, metrics, f)?;
         }
         metrics.tick(now, watch.frozen());
     }

@@ -328,3 +328,99 @@ fn sighup_reopens_the_findings_file_for_logrotate() {
     assert_eq!(watch.findings_of("thaw-without-freeze", fs.mnt()).len(), 1, "the new file only the second");
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success());
 }
+
+/// `n` freeze/thaw cycles of `fs` (each balanced).
+fn cycles(fs: &LoopFs, n: usize) {
+    for _ in 0..n {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("fsfreeze -f {m} && fsfreeze -u {m}", m = fs.mnt()))
+            .status()
+            .expect("cycle")
+            .success();
+        assert!(ok);
+    }
+}
+
+#[test]
+fn the_trace_dir_rotates_by_size_and_count_and_each_file_is_a_trace() {
+    if !kernel_available("the_trace_dir_rotates_by_size_and_count_and_each_file_is_a_trace") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let traces = dir.path().join("traces");
+    let mut watch = Watcher::start(&[
+        "--trace-dir",
+        traces.to_str().unwrap(),
+        "--trace-size",
+        "16KiB",
+        "--trace-keep",
+        "3",
+    ])
+    .expect("watch");
+    cycles(&fs, 40);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
+    let mut files: Vec<_> =
+        std::fs::read_dir(&traces).expect("dir").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "rotated and pruned to 3: {files:?}");
+    let mut freezes = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("trace file");
+        assert!(text.len() <= 16 * 1024, "{} is {} bytes", f.display(), text.len());
+        assert!(
+            text.lines().next().is_some_and(|l| l.contains("\"type\":\"header\"")),
+            "{} starts with the header",
+            f.display()
+        );
+        freezes +=
+            text.lines().filter(|l| l.contains("\"kind\":\"freeze_end\"") && l.contains(fs.mnt())).count();
+        let report = freezewatch(&["report", "--json", f.to_str().unwrap()], limit(30)).expect("report");
+        assert_eq!(report.code, Some(0), "{} is a trace report reads: {}", f.display(), report.stderr);
+    }
+    assert!(freezes > 0, "the kept files hold the newest freezes");
+    let newest = std::fs::read_to_string(files.last().unwrap()).unwrap();
+    assert!(
+        newest.lines().last().is_some_and(|l| l.contains("\"type\":\"footer\"")),
+        "the last file ends with the footer"
+    );
+}
+
+#[test]
+fn a_full_trace_disk_is_a_clear_error_and_an_unwritable_one_fails_before_attaching() {
+    if !kernel_available("a_full_trace_disk_is_a_clear_error_and_an_unwritable_one_fails_before_attaching") {
+        return;
+    }
+    let run = freezewatch(&["watch", "--trace-dir", "/proc/freezewatch-cannot"], limit(30)).expect("runs");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("opening the trace directory /proc/freezewatch-cannot"), "{}", run.stderr);
+    assert!(!run.stderr.contains("watching"), "nothing was attached: {}", run.stderr);
+
+    // A 32 KiB tmpfs fills after a few dozen events.
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let small = tempfile::tempdir().expect("temp dir");
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=32k", "tmpfs"]).arg(small.path()).status();
+    assert!(mounted.expect("mount").success());
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.path());
+    let mut watch = Watcher::start(&["--trace-dir", small.path().to_str().unwrap(), "--trace-size", "1MiB"])
+        .expect("watch");
+    let start = Instant::now();
+    while watch.running() {
+        assert!(start.elapsed() < limit(60), "watch never noticed the full disk");
+        cycles(&fs, 5);
+    }
+    let status = watch.stop_with(libc::SIGTERM);
+    let stderr = watch.stderr();
+    assert!(stderr.contains("No space left on device"), "a clear error: {stderr}");
+    assert!(status.is_err() || !status.expect("status").success(), "and a failing exit");
+    assert!(!is_frozen(&fs), "nothing left frozen");
+}

@@ -3,6 +3,7 @@ mod bench;
 mod dist;
 mod screenshot;
 mod setup;
+mod soak;
 mod vm;
 
 use std::{path::PathBuf, process::Command};
@@ -48,6 +49,13 @@ enum Cmd {
     /// Build the release binary and a Debian package of it (man pages, bash/zsh/fish completions,
     /// docs, changelog) in target/dist/; the package is also unpacked to target/dist/unpacked.
     Dist,
+    /// Soak `freezewatch watch` (release build, root): N freeze/thaw cycles of a loop ext4 under a
+    /// write load; prints watch's RSS at the start and the end and the CPU it used
+    /// (target/bench/soak.json; see docs/benchmarks.md).
+    Soak {
+        #[arg(long, default_value_t = 10_000)]
+        cycles: u64,
+    },
     /// Regenerate docs/report.png (the README's picture of `report --html`) with headless Chromium.
     Screenshot,
     /// User-space benchmarks: `check` and `report` of a synthetic trace of a million events
@@ -132,6 +140,7 @@ fn main() -> Result<()> {
         }
         Cmd::Test { args } => test(&args),
         Cmd::Bench => bench::bench(&build(true)?),
+        Cmd::Soak { cycles } => soak::soak(&build(true)?, cycles),
         Cmd::Screenshot => screenshot::screenshot(&build(false)?),
         Cmd::Dist => dist::dist().map(|p| eprintln!("xtask: unpacked in {}", p.unpacked.display())),
         Cmd::VmTest { kernel, filter } => vm::vm_test(&kernel, &dist::dist()?.binary(), filter.as_deref()),

@@ -141,6 +141,23 @@ pub fn parse_event_log(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A size as people write it: `64MiB`, `512KiB`, `1GiB`, `4096` (bytes); K, M, G and KB, MB,
+/// GB mean the same powers of 1024.
+pub fn parse_size_arg(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 64MiB, 512KiB, 4096)"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KB" | "KiB" => 10,
+        "M" | "MB" | "MiB" => 20,
+        "G" | "GB" | "GiB" => 30,
+        other => return Err(format!("`{other}` is not a size unit (B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(1 << shift).filter(|v| *v > 0).ok_or_else(|| format!("`{s}` is not a size above zero"))
+}
+
 pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }

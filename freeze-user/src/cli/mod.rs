@@ -193,7 +193,8 @@ enum Cmd {
             \x20 watchdog-would-thaw  the same in audit mode (nothing is thawed)\n\
             \x20 thaw-blocked         the task that froze a filesystem waits at its own gate\n\n\
             The watchdog never thaws a freeze the kernel holds (device-mapper suspend). SIGHUP \
-            reopens the findings file (for logrotate).\n\n\
+            reopens the findings file (for logrotate). --trace-dir keeps the full trace as files \
+            rotated by size and count.\n\n\
             --metrics ADDR serves Prometheus metrics at http://ADDR/metrics: per filesystem \
             (device, fstype, mountpoint) the freeze level, seconds frozen so far, freezes and \
             their durations, slips by path, blocked writers and their waits, mounts while \

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 use freeze_model::watch::{ThawMode, WatchOptions};
 
 use super::{
-    args::{DenyArg, parse_duration_arg},
+    args::{DenyArg, parse_duration_arg, parse_size_arg},
     exit::{Exit, Outcome},
 };
 use crate::watch;
@@ -40,6 +40,16 @@ pub struct Args {
     /// --thaw-orphans=audit).
     #[arg(long, value_name = "D", value_parser = parse_duration_arg)]
     thaw_after: Option<Duration>,
+    /// Also keep the full trace in DIR, as files of at most --trace-size, the oldest removed beyond
+    /// --trace-keep (each file starts with the trace header: `report` reads any one of them).
+    #[arg(long, value_name = "DIR")]
+    trace_dir: Option<PathBuf>,
+    /// The size at which a trace file in --trace-dir is closed and a new one begun.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size_arg, requires = "trace_dir")]
+    trace_size: u64,
+    /// How many trace files --trace-dir keeps.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..), requires = "trace_dir")]
+    trace_keep: u16,
     /// Serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9815) at /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
@@ -57,6 +67,7 @@ fn ns(d: Duration) -> u64 {
 pub fn command(a: Args) -> Outcome {
     let opts = watch::Options {
         findings: a.findings,
+        trace_dir: a.trace_dir.map(|dir| (dir, a.trace_size, usize::from(a.trace_keep))),
         watch: WatchOptions {
             alert_frozen_ns: ns(a.alert_frozen),
             alert_every_ns: ns(a.alert_every),

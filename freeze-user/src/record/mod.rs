@@ -1,5 +1,6 @@
 //! `freezewatch record`: attach, stream events as NDJSON with findings as soon as they are
 //! certain, stop on command exit, duration or signal.
+pub mod rotate;
 mod sink;
 
 use std::{
@@ -47,6 +48,8 @@ pub enum TraceOut {
     File(std::path::PathBuf),
     /// Nowhere (the live TUI without --out).
     Discard,
+    /// A writer made by the caller (`watch --trace-dir`: files rotated by size and count).
+    Writer(Box<dyn Write + Send>),
 }
 
 /// What the recorder tells a live consumer.
@@ -120,12 +123,14 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
 
     let to_stdout = matches!(opts.out, TraceOut::Stdout);
-    let out: Box<dyn Write + Send> = match &opts.out {
-        TraceOut::File(path) => {
-            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        TraceOut::Stdout => Box::new(std::io::stdout()),
-        TraceOut::Discard => Box::new(std::io::sink()),
+    let (out, dest): (Box<dyn Write + Send>, String) = match opts.out {
+        TraceOut::File(path) => (
+            Box::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?),
+            path.display().to_string(),
+        ),
+        TraceOut::Stdout => (Box::new(std::io::stdout()), "stdout".into()),
+        TraceOut::Discard => (Box::new(std::io::sink()), "nowhere (no --out)".into()),
+        TraceOut::Writer(w) => (w, "the trace directory".into()),
     };
     let correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
     let mut sink = Sink::new(out, correlator, opts.tap);
@@ -277,11 +282,6 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         counters,
     };
     sink.write(&Record::Footer(footer)).context("writing the trace footer")?;
-    let dest = match &opts.out {
-        TraceOut::File(p) => p.display().to_string(),
-        TraceOut::Stdout => "stdout".into(),
-        TraceOut::Discard => "nowhere (no --out)".into(),
-    };
     eprintln!(
         "freezewatch: {} events, {} findings ({} slips), {lost} lost, written to {dest}",
         sink.written.events, sink.written.findings, sink.written.slips

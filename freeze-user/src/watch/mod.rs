@@ -31,6 +31,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 pub struct Options {
     pub findings: Option<PathBuf>,
+    /// Keep the trace in this directory: (dir, bytes per file, files kept).
+    pub trace_dir: Option<(PathBuf, u64, usize)>,
     pub watch: WatchOptions,
     pub long_freeze: Duration,
     pub metrics: Option<String>,
@@ -64,8 +66,15 @@ pub fn run(opts: Options) -> Result<()> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t) };
 
+    let trace_out = match &opts.trace_dir {
+        Some((dir, size, keep)) => TraceOut::Writer(Box::new(
+            record::rotate::Rotating::new(dir, *size, *keep)
+                .with_context(|| format!("opening the trace directory {}", dir.display()))?,
+        )),
+        None => TraceOut::Discard,
+    };
     let record_opts = record::Options {
-        out: TraceOut::Discard,
+        out: trace_out,
         duration: None,
         long_freeze: opts.long_freeze,
         command: Vec::new(),

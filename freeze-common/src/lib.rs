@@ -23,6 +23,10 @@ pub mod names {
     /// Read-only globals user space fills before load (`.rodata`).
     pub const OFFSETS: &str = "OFFSETS";
     pub const DENY_MODE: &str = "DENY_MODE";
+    /// The thread group id whose FIGETBSZ ioctls the level probe reports (freezewatch's own).
+    pub const PROBE_TGID: &str = "PROBE_TGID";
+    /// The level probe's program (attached on its own, outside the feature table).
+    pub const LEVEL_PROBE_PROGRAM: &str = "fw_level_probe";
 }
 
 /// Event kinds (`RawEvent::kind`). Stable numbers.
@@ -60,6 +64,9 @@ pub mod kind {
     /// `flags` = [`deny`] mode, `arg` = [`lsm_hook`], `ret` = the verdict returned to the kernel
     /// (-1 = EPERM in enforce mode, 0 in audit mode), levels = the superblock's level then.
     pub const MOUNT_DENIED: u32 = 42;
+    /// `watch`'s startup probe: freezewatch itself made an FIGETBSZ ioctl on a mount point;
+    /// `sb` is that filesystem and both levels are its freeze level now.
+    pub const LEVEL_PROBE: u32 = 60;
 }
 
 /// `--deny-mounts` mode, as the eBPF global `DENY_MODE` and a MOUNT_DENIED event's `flags`.
@@ -214,6 +221,9 @@ pub mod counter {
 /// FIFREEZE / FITHAW ioctl numbers (`_IOWR('X', 119, int)` / `_IOWR('X', 120, int)`).
 pub const FIFREEZE: u32 = 0xC004_5877;
 pub const FITHAW: u32 = 0xC004_5878;
+/// FIGETBSZ (`_IO(0x00, 2)`): the harmless ioctl `watch` makes on a mount point so that the level
+/// probe reads its filesystem's freeze level (never FIFREEZE: probing must not freeze).
+pub const FIGETBSZ: u32 = 2;
 
 /// Identity of a superblock, read from `struct super_block` at event time.
 #[repr(C)]

@@ -13,6 +13,10 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::zeroed();
 #[unsafe(no_mangle)]
 pub(crate) static DENY_MODE: u32 = deny::OFF;
 
+/// freezewatch's own thread group id: only its FIGETBSZ ioctls are level probes.
+#[unsafe(no_mangle)]
+pub(crate) static PROBE_TGID: u32 = 0;
+
 /// 4 MiB: bursts of events while a freeze drains (journal starts of busy writers) must fit while
 /// user space catches up, also on slow machines (the QEMU guests lost events with 1 MiB).
 #[map]

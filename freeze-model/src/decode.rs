@@ -23,6 +23,7 @@ impl EventKind {
             kind::MOUNT_END => Self::MountEnd,
             kind::WRITE_DONE => Self::WriteDone,
             kind::MOUNT_DENIED => Self::MountDenied,
+            kind::LEVEL_PROBE => Self::LevelProbe,
             _ => return None,
         })
     }

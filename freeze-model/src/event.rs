@@ -32,6 +32,9 @@ named_enum! {
         /// A BPF LSM program found a mount that would expose a frozen superblock: refused it
         /// (enforce) or let it through (audit); `denial` says which.
         MountDenied = "mount_denied",
+        /// `watch` asked for a filesystem's freeze level (FIGETBSZ on its mount point, at start):
+        /// `level_after` is that level now.
+        LevelProbe = "level_probe",
     }
 }
 

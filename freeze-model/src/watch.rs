@@ -35,6 +35,8 @@ named_enum! {
 
 #[derive(Clone, Debug)]
 pub struct WatchOptions {
+    /// Raise `freeze-stalled` when a freeze call has not returned after this long.
+    pub alert_stalled_ns: u64,
     pub alert_frozen_ns: u64,
     pub alert_every_ns: u64,
     pub thaw_orphans: Option<ThawMode>,
@@ -46,6 +48,7 @@ pub struct WatchOptions {
 impl Default for WatchOptions {
     fn default() -> Self {
         Self {
+            alert_stalled_ns: 30_000_000_000,
             alert_frozen_ns: 60_000_000_000,
             alert_every_ns: 300_000_000_000,
             thaw_orphans: None,
@@ -88,6 +91,9 @@ struct Frozen {
     sb: Superblock,
     since: u64,
     holds: Vec<Hold>,
+    /// Found frozen at start: who holds it is unknown (it may be the kernel), so the watchdog
+    /// leaves it alone.
+    unknown_holder: bool,
     next_alert: u64,
     gone_since: Option<u64>,
     gone_said: bool,
@@ -114,15 +120,32 @@ pub struct ThawOrder {
     since: u64,
 }
 
+/// A freeze call in progress (freeze_super has not returned).
+struct Freezing {
+    sb: Superblock,
+    since: u64,
+    task: String,
+    /// The level the filesystem was last seen at.
+    level: u32,
+    /// Writers seen waiting at its gate meanwhile (the first few), and how many.
+    waiters: Vec<String>,
+    waiting: usize,
+    said: bool,
+}
+
+/// Waiting writers a `freeze-stalled` finding names at most.
+const WAITERS_NAMED: usize = 8;
+
 #[derive(Default)]
 pub struct Watch {
     opts: WatchOptions,
     frozen: BTreeMap<String, Frozen>,
+    freezing: BTreeMap<String, Freezing>,
 }
 
 impl Watch {
     pub fn new(opts: WatchOptions) -> Self {
-        Self { opts, frozen: BTreeMap::new() }
+        Self { opts, frozen: BTreeMap::new(), freezing: BTreeMap::new() }
     }
 
     /// The filesystems frozen now: (superblock, frozen since, whether its freezer is gone).
@@ -134,6 +157,34 @@ impl Watch {
     pub fn push(&mut self, ev: &Event) -> Pushed {
         let mut out = Pushed::default();
         let Some(sb) = ev.sb.as_ref() else { return out };
+        if let Some(f) = self.freezing.get_mut(&sb.id) {
+            if let Some(level) = ev.level_after {
+                f.level = level;
+            }
+            if ev.kind == EventKind::WriterBlocked {
+                f.waiting += 1;
+                if f.waiters.len() < WAITERS_NAMED {
+                    f.waiters.push(format!("{}[{}]", ev.comm, ev.pid));
+                }
+            }
+        }
+        match ev.kind {
+            EventKind::FreezeBegin => {
+                self.freezing.entry(sb.id.clone()).or_insert_with(|| Freezing {
+                    sb: sb.clone(),
+                    since: ev.ts_ns,
+                    task: ev.who(),
+                    level: ev.level_after.unwrap_or(0),
+                    waiters: Vec::new(),
+                    waiting: 0,
+                    said: false,
+                });
+            }
+            EventKind::FreezeEnd => {
+                self.freezing.remove(&sb.id);
+            }
+            _ => {}
+        }
         match ev.kind {
             EventKind::FreezeEnd if ev.ret == Some(0) => {
                 let hold = Hold {
@@ -148,6 +199,7 @@ impl Watch {
                     sb: sb.clone(),
                     since: ev.ts_ns,
                     holds: Vec::new(),
+                    unknown_holder: false,
                     next_alert: ev.ts_ns + alert_after,
                     gone_since: None,
                     gone_said: false,
@@ -165,6 +217,34 @@ impl Watch {
                     && let Some(f) = self.frozen.remove(&sb.id)
                 {
                     out.freeze_ended_after_ns = Some(ev.ts_ns.saturating_sub(f.since));
+                }
+            }
+            EventKind::LevelProbe => {
+                let level = ev.level_after.unwrap_or(0);
+                if level == 0 || self.frozen.contains_key(&sb.id) {
+                    return out;
+                }
+                let state = if level >= freeze_common::level::COMPLETE { "frozen" } else { "freezing" };
+                let message = format!(
+                    "{} was already {state} (level {level}) when watch started; who froze it, and when, is \
+                     unknown, so the watchdog leaves it alone",
+                    sb.describe()
+                );
+                out.findings.push(state_finding(FindingKind::FrozenAtStart, sb, ev.ts_ns, 0, message));
+                if level >= freeze_common::level::COMPLETE {
+                    self.frozen.insert(
+                        sb.id.clone(),
+                        Frozen {
+                            sb: sb.clone(),
+                            since: ev.ts_ns,
+                            holds: Vec::new(),
+                            unknown_holder: true,
+                            next_alert: ev.ts_ns + self.opts.alert_frozen_ns,
+                            gone_since: None,
+                            gone_said: false,
+                            watchdog_acted: false,
+                        },
+                    );
                 }
             }
             EventKind::WriterBlocked => {
@@ -203,9 +283,42 @@ impl Watch {
     /// The time is `now_ns`: alerts due, owners gone, and what the watchdog would thaw.
     pub fn tick(&mut self, now_ns: u64, alive: &dyn Fn(u32) -> bool) -> (Vec<Finding>, Vec<ThawOrder>) {
         let (mut findings, mut orders) = (Vec::new(), Vec::new());
+        for f in self.freezing.values_mut() {
+            let stalled_for = now_ns.saturating_sub(f.since);
+            if f.said || stalled_for < self.opts.alert_stalled_ns {
+                continue;
+            }
+            f.said = true;
+            let gate = match f.level {
+                0 => "not yet at level 1 (it is syncing or waiting for the gate's lock)".to_owned(),
+                1 => "at level 1 (write): it waits for writes in flight to end, or for its sync".to_owned(),
+                2 => "at level 2 (page fault)".to_owned(),
+                3 => "at level 3 (fs-internal): the filesystem's own writers, or its freeze_fs".to_owned(),
+                l => format!("at level {l}"),
+            };
+            let waiters = match f.waiting {
+                0 => "no writer is seen waiting at its gate".to_owned(),
+                n => {
+                    let more = n.saturating_sub(f.waiters.len());
+                    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                    format!("{n} writers wait at its gate: {}{more}", f.waiters.join(", "))
+                }
+            };
+            let message = format!(
+                "the freeze of {} by {} has not returned after {}; it is {gate}; {waiters}",
+                f.sb.describe(),
+                f.task,
+                fmt_secs(stalled_for)
+            );
+            findings.push(state_finding(FindingKind::FreezeStalled, &f.sb, f.since, stalled_for, message));
+        }
         for f in self.frozen.values_mut() {
             let frozen_for = now_ns.saturating_sub(f.since);
-            let holders = f.holds.iter().map(|h| h.recorded_owner()).collect::<Vec<_>>().join(", ");
+            let holders = if f.unknown_holder && f.holds.is_empty() {
+                "an unknown holder (it was frozen when watch started)".to_owned()
+            } else {
+                f.holds.iter().map(|h| h.recorded_owner()).collect::<Vec<_>>().join(", ")
+            };
             if now_ns >= f.next_alert {
                 f.next_alert = now_ns + self.opts.alert_every_ns;
                 let kernel = if f.holds.iter().any(|h| h.kernel) { " (the kernel holds it)" } else { "" };
@@ -239,7 +352,7 @@ impl Watch {
                 );
                 findings.push(about(FindingKind::FreezerGone, f, frozen_for, message));
             }
-            if kernel_held || f.watchdog_acted {
+            if kernel_held || f.unknown_holder || f.watchdog_acted {
                 continue;
             }
             let orphaned = self.opts.thaw_orphans.and_then(|mode| {
@@ -326,6 +439,7 @@ mod tests {
 
     fn opts() -> WatchOptions {
         WatchOptions {
+            alert_stalled_ns: 2 * S,
             alert_frozen_ns: 10 * S,
             alert_every_ns: 30 * S,
             thaw_orphans: Some(ThawMode::Enforce),
@@ -433,6 +547,60 @@ mod tests {
         assert_eq!(w.frozen().count(), 0);
         // A thaw of something never seen frozen changes nothing.
         assert_eq!(w.push(&ev(EventKind::ThawEnd, 5 * S, 4, 0, Some(0))).freeze_ended_after_ns, None);
+    }
+
+    #[test]
+    fn a_filesystem_frozen_before_watch_is_reported_alerted_on_and_never_thawed() {
+        let mut w = Watch::new(WatchOptions { thaw_after_ns: Some(S), ..opts() });
+        let mut probe = ev(EventKind::LevelProbe, 0, 4, 4, None);
+        probe.holder = None;
+        let found = w.push(&probe).findings;
+        assert_eq!(kinds(&found), [FindingKind::FrozenAtStart]);
+        assert!(
+            found[0].message.contains("was already frozen (level 4) when watch started"),
+            "{}",
+            found[0].message
+        );
+        assert!(w.push(&probe).findings.is_empty(), "once");
+        let (alerts, orders) = w.tick(11 * S, &|_| false);
+        assert!(orders.is_empty(), "an unknown holder may be the kernel: the watchdog leaves it");
+        assert_eq!(
+            kinds(&alerts),
+            [FindingKind::FrozenTooLong],
+            "no freezer-gone: nobody is known to have gone"
+        );
+        assert!(alerts[0].message.contains("an unknown holder"), "{}", alerts[0].message);
+        let [_, te] = thaw(12 * S, 0);
+        assert_eq!(w.push(&te).freeze_ended_after_ns, Some(12 * S + 10), "its thaw ends it");
+        let unfrozen = ev(EventKind::LevelProbe, 13 * S, 0, 0, None);
+        assert!(w.push(&unfrozen).findings.is_empty(), "an unfrozen filesystem is no news");
+    }
+
+    #[test]
+    fn a_freeze_that_does_not_return_is_stalled_with_its_level_and_waiters() {
+        let mut w = Watch::new(opts());
+        let [begin, end] = freeze(0);
+        w.push(&begin);
+        let mut writer = ev(EventKind::WriterBlocked, S, 1, 1, None);
+        writer.pid = 77;
+        writer.comm = "dd".into();
+        w.push(&writer);
+        assert!(w.tick(S, &|_| true).0.is_empty(), "not before --alert-stalled");
+        let (found, _) = w.tick(2 * S, &|_| true);
+        assert_eq!(kinds(&found), [FindingKind::FreezeStalled]);
+        let m = &found[0].message;
+        assert!(m.contains("by fsfreeze[10] has not returned after 2.000s"), "{m}");
+        assert!(m.contains("at level 1 (write)") && m.contains("1 writers wait at its gate: dd[77]"), "{m}");
+        assert!(w.tick(3 * S, &|_| true).0.is_empty(), "once");
+        w.push(&end);
+        let [b2, _] = freeze(10 * S);
+        w.push(&b2);
+        let [_, e2] = freeze(10 * S);
+        w.push(&e2);
+        assert!(
+            w.tick(20 * S, &|_| true).0.iter().all(|f| f.kind != FindingKind::FreezeStalled),
+            "a freeze that returned is not stalled"
+        );
     }
 
     #[test]

@@ -424,3 +424,30 @@ fn a_full_trace_disk_is_a_clear_error_and_an_unwritable_one_fails_before_attachi
     assert!(status.is_err() || !status.expect("status").success(), "and a failing exit");
     assert!(!is_frozen(&fs), "nothing left frozen");
 }
+
+#[test]
+fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
+    if !kernel_available("a_filesystem_frozen_before_watch_starts_is_frozen_at_start") {
+        return;
+    }
+    let frozen_fs = LoopFs::new(FsType::Xfs).expect("fs");
+    let thawed_fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let frozen = Frozen::new(&frozen_fs).expect("freeze");
+    let watch =
+        Watcher::start(&["--thaw-orphans", "--orphan-grace", "1s", "--thaw-after", "1s"]).expect("watch");
+    let found =
+        watch.wait_for("frozen-at-start", frozen_fs.mnt(), limit(10)).expect("frozen-at-start arrives");
+    let message = found["message"].as_str().unwrap_or_default();
+    assert!(message.contains("was already frozen (level 4) when watch started"), "{message}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(watch.findings_of("frozen-at-start", thawed_fs.mnt()).is_empty(), "the unfrozen one is no news");
+    assert!(
+        watch.findings_of("thawed-by-watchdog", frozen_fs.mnt()).is_empty(),
+        "its holder is unknown: left alone"
+    );
+    assert!(is_frozen(&frozen_fs));
+    drop(frozen);
+    std::thread::sleep(Duration::from_millis(500));
+    // Its thaw is a thaw, not a thaw of something unfrozen: the probe told the correlator.
+    assert!(watch.findings_of("thaw-without-freeze", frozen_fs.mnt()).is_empty(), "{:?}", watch.findings());
+}

@@ -8,7 +8,7 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use freeze_common::tp::sys;
-use freeze_common::{FIFREEZE, FITHAW, counter, holder, hook, kind};
+use freeze_common::{FIFREEZE, FIGETBSZ, FITHAW, counter, holder, hook, kind};
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
 pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
@@ -35,6 +35,37 @@ pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
         }
     };
     on_begin(begin_kind, hook::TP_IOCTL, sb, holder::USERSPACE);
+    0
+}
+
+/// The level probe: an FIGETBSZ ioctl made by freezewatch itself (`watch`, at start) reports the
+/// freeze level of the filesystem behind the fd, so that one already frozen is found without
+/// freezing anything. Any other task's ioctls cost one comparison.
+#[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
+pub fn fw_level_probe(ctx: TracePointContext) -> u32 {
+    // SAFETY: a read-only global the loader set before load.
+    let ours = unsafe { core::ptr::read_volatile(&raw const crate::maps::PROBE_TGID) };
+    if off!(valid) == 0 || ours == 0 || (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32 != ours {
+        return 0;
+    }
+    // SAFETY: the offsets are inside the tracepoint's record (see the format file).
+    let cmd = unsafe { ctx.read_at::<u64>(sys::IOCTL_CMD.offset) }.unwrap_or(0) as u32;
+    if cmd != FIGETBSZ {
+        return 0;
+    }
+    // SAFETY: as above.
+    let fd = unsafe { ctx.read_at::<u64>(sys::FD.offset) }.unwrap_or(u64::MAX) as u32;
+    let Ok(sb) = sb_from_fd(fd) else {
+        bump(counter::READ_FAILED);
+        return 0;
+    };
+    let level = read_level(sb);
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let mut e = Emit::new(kind::LEVEL_PROBE, hook::TP_IOCTL, now, sb);
+    e.level_before = level;
+    e.level_after = level;
+    emit(&e);
     0
 }
 

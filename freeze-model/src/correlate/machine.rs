@@ -329,6 +329,14 @@ impl Correlator {
                 out.push(msg::blocked_writer(ev, sb, begin));
             }
             // Handled in `apply` (a mount(2) event names no superblock).
+            EventKind::LevelProbe => {
+                // Frozen before we looked: its freeze was not seen, its thaw will be.
+                if frozen_after && t.summary.state == SbState::Unfrozen {
+                    t.summary.state = SbState::Frozen;
+                    t.holders = 1;
+                    t.summary.frozen_since_ns = Some(ev.ts_ns);
+                }
+            }
             EventKind::MountBegin | EventKind::MountEnd | EventKind::MountDenied => {}
         }
     }

@@ -68,6 +68,10 @@ named_enum! {
         /// `watch`: the task that froze a filesystem waits at that filesystem's own gate, so
         /// it will never thaw it.
         ThawBlocked = "thaw-blocked",
+        /// `watch`: a filesystem was already frozen when watch started (who froze it is unknown).
+        FrozenAtStart = "frozen-at-start",
+        /// `watch`: a freeze call (`freeze_super`) has not returned after `--alert-stalled`.
+        FreezeStalled = "freeze-stalled",
     }
 }
 
@@ -79,6 +83,8 @@ impl FindingKind {
             | Self::ThawWithoutFreeze
             | Self::LongFreeze
             | Self::FrozenTooLong
+            | Self::FrozenAtStart
+            | Self::FreezeStalled
             | Self::FreezerGone
             | Self::ThawedByWatchdog => Severity::Warning,
             Self::BlockedWriter | Self::Exempt | Self::MountDenied | Self::WatchdogWouldThaw => {

@@ -78,6 +78,11 @@ fn attach_tracing(ebpf: &mut Ebpf, btf: &aya::Btf, progs: &[TracingProg]) -> Res
     Ok(())
 }
 
+/// Attaches the level probe (see `features::LEVEL_PROBE`).
+pub fn attach_level_probe(ebpf: &mut Ebpf) -> Result<(), AttachError> {
+    attach_tracepoints(ebpf, std::slice::from_ref(&super::features::LEVEL_PROBE))
+}
+
 fn attach_tracepoints(ebpf: &mut Ebpf, progs: &[TpProg]) -> Result<(), AttachError> {
     for p in progs {
         tpformat::check(p.category, p.tracepoint, p.fields).map_err(AttachError::Format)?;

@@ -74,6 +74,11 @@ pub(super) struct FeatureSpec {
 /// What every feature that records nothing says.
 const RECORDS_NOTHING: &str = "unavailable: this feature records nothing";
 
+/// The level probe (`watch` at start), attached on its own: it is no feature's hook, and a
+/// recording without it only lacks `frozen-at-start`.
+pub(super) const LEVEL_PROBE: TpProg =
+    tp(freeze_common::names::LEVEL_PROBE_PROGRAM, "syscalls", "sys_enter_ioctl", tp::sys::IOCTL_ENTER);
+
 const fn tp(
     program: &'static str,
     category: &'static str,

@@ -98,6 +98,8 @@ pub struct Loaded {
     pub freeze_hook: Hook,
     /// Whether the mount-denial programs are attached (their mode is in the trace header's hooks).
     pub denying: bool,
+    /// Whether the level probe is attached (FIGETBSZ by this process reports a freeze level).
+    pub level_probe: bool,
     /// The mount-point table last written to the kernel (for bind-source matching).
     mount_paths: Vec<crate::bpf::mount_paths::PathKey>,
 }
@@ -130,10 +132,12 @@ impl Loaded {
         let btrfs = module_fexit::btrfs(&btf, &mut offsets);
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(std::io::Error::other(e)))?;
         let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
+        let probe_tgid: u32 = std::process::id();
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::DENY_MODE, &deny_raw, true)
+            .override_global(names::PROBE_TGID, &probe_tgid, true)
             .load(OBJECT)?;
         let mut modules = Modules {
             btf: [("btrfs", btrfs)].into_iter().collect(),
@@ -198,6 +202,11 @@ impl Loaded {
             };
             hooks.push(hook);
         }
+        let level_probe = attach::attach_level_probe(&mut ebpf)
+            .inspect_err(|e| {
+                log::warn!("the level probe did not attach ({e}): frozen-at-start cannot be told")
+            })
+            .is_ok();
         Ok(Self {
             _module_programs: modules.attached,
             ebpf,
@@ -206,6 +215,7 @@ impl Loaded {
             hooks,
             freeze_hook,
             denying,
+            level_probe,
             mount_paths: Vec::new(),
         })
     }

@@ -191,7 +191,11 @@ enum Cmd {
             \x20 thawed-by-watchdog   --thaw-orphans=enforce thawed an orphaned freeze after \
             --orphan-grace, or --thaw-after one older than that\n\
             \x20 watchdog-would-thaw  the same in audit mode (nothing is thawed)\n\
-            \x20 thaw-blocked         the task that froze a filesystem waits at its own gate\n\n\
+            \x20 thaw-blocked         the task that froze a filesystem waits at its own gate\n\
+            \x20 freeze-stalled       a freeze call has not returned after --alert-stalled (with \
+            the level it is at and the writers waiting at its gate)\n\
+            \x20 frozen-at-start      a filesystem was already frozen when watch started (found \
+            with a harmless FIGETBSZ ioctl, never by freezing); the watchdog leaves it alone\n\n\
             The watchdog never thaws a freeze the kernel holds (device-mapper suspend). SIGHUP \
             reopens the findings file (for logrotate). --trace-dir keeps the full trace as files \
             rotated by size and count.\n\n\

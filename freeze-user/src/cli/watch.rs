@@ -23,6 +23,9 @@ pub struct Args {
     /// Append findings to FILE instead of writing them to stdout.
     #[arg(long, value_name = "FILE")]
     findings: Option<PathBuf>,
+    /// Raise `freeze-stalled` when a freeze call has not returned after this long.
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = parse_duration_arg)]
+    alert_stalled: Duration,
     /// Raise `frozen-too-long` once a freeze lasts this long.
     #[arg(long, value_name = "D", default_value = "60s", value_parser = parse_duration_arg)]
     alert_frozen: Duration,
@@ -69,6 +72,7 @@ pub fn command(a: Args) -> Outcome {
         findings: a.findings,
         trace_dir: a.trace_dir.map(|dir| (dir, a.trace_size, usize::from(a.trace_keep))),
         watch: WatchOptions {
+            alert_stalled_ns: ns(a.alert_stalled),
             alert_frozen_ns: ns(a.alert_frozen),
             alert_every_ns: ns(a.alert_every),
             thaw_orphans: a.thaw_orphans.map(|m| match m {

@@ -4,6 +4,7 @@
 //! acts as a watchdog when asked, and keeps the Prometheus metrics. It runs until SIGTERM or
 //! SIGINT; what it keeps is bounded by what is open (filesystems, waits), not by time.
 pub mod metrics;
+mod probe;
 mod thaw;
 
 use std::{
@@ -93,6 +94,9 @@ pub fn run(opts: Options) -> Result<()> {
     let recorder = Tapped::start(record_opts)?;
     let header = &recorder.header;
     metrics.hooks(&header.hooks);
+    // Filesystems frozen before we looked: the probe's events arrive through the tap like others.
+    let probed = probe::probe_all();
+    log::debug!("probed the freeze level of {probed} filesystems");
     for h in &header.hooks {
         eprintln!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
     }

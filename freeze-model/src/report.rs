@@ -121,19 +121,8 @@ pub fn human(report: &Report, header: Option<&Header>, all: bool) -> String {
             .as_ref()
             .map(|b| format!("{} {} {}", b.fstype, b.dev, b.mountpoint.as_deref().unwrap_or("?")))
             .unwrap_or_else(|| id.clone());
-        let _ = writeln!(
-            s,
-            "  {name}: {} freezes ({} failed), {} thaws, frozen {} in total (longest {}), {} slips, \
-             {} blocked writers{}",
-            sum.freezes,
-            sum.failed_freezes,
-            sum.thaws,
-            fmt_secs(sum.total_frozen_ns),
-            fmt_secs(sum.max_frozen_ns),
-            sum.slips,
-            sum.blocked_writers,
-            if sum.left_frozen { ", LEFT FROZEN" } else { "" }
-        );
+        let left = if sum.left_frozen { ", LEFT FROZEN" } else { "" };
+        let _ = writeln!(s, "  {name}: {}{left}", sum.counts());
     }
     let (exempt, shown): (Vec<&Finding>, Vec<&Finding>) =
         report.analysis.findings.iter().partition(|f| f.kind == FindingKind::Exempt && !all);

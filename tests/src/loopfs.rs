@@ -67,8 +67,18 @@ pub struct LoopFs {
 
 impl LoopFs {
     pub fn new(fstype: FsType) -> Result<Self> {
+        Self::with_image_in(fstype, None)
+    }
+
+    /// A filesystem whose image file lies in `dir` (e.g. on another test filesystem: a stack).
+    /// Declare it after the filesystem holding its image, so that it is dropped first.
+    pub fn new_in(fstype: FsType, dir: &std::path::Path) -> Result<Self> {
+        Self::with_image_in(fstype, Some(dir))
+    }
+
+    fn with_image_in(fstype: FsType, image_dir: Option<&std::path::Path>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("freezewatch-test-").tempdir()?;
-        let image = dir.path().join("fs.img");
+        let image = image_dir.unwrap_or(dir.path()).join(format!("fs-{}.img", std::process::id()));
         std::fs::File::create(&image)?.set_len(fstype.image_mb() << 20)?;
         let loopdev = sh(Command::new("losetup").args(["--find", "--show"]).arg(&image))?;
         let mountpoint = dir.path().join("mnt");
@@ -79,6 +89,22 @@ impl LoopFs {
         sh(Command::new("mount").args(["-t", fstype.name(), &fs.loopdev]).arg(&fs.mountpoint))?;
         fs.mounted = true;
         Ok(fs)
+    }
+
+    /// Writes one 4 KiB block straight to the loop device, near its end (`dd oflag=direct`): past
+    /// the freeze gate, a slip when the filesystem is frozen.
+    pub fn write_device(&self) -> Result<()> {
+        let seek = self.blocks_4k() - 8;
+        sh(Command::new("dd")
+            .args([
+                "if=/dev/zero",
+                &format!("of={}", self.loopdev),
+                "bs=4096",
+                "count=1",
+                &format!("seek={seek}"),
+            ])
+            .args(["oflag=direct", "conv=notrunc", "status=none"]))?;
+        Ok(())
     }
 
     /// Size of the loop device in 4 KiB blocks.

@@ -119,13 +119,7 @@ fn a_real_prometheus_scrapes_the_level_frozen_seconds_and_slips() {
     prom.wait_for(&format!("freezewatch_freeze_level{{mountpoint=\"{m}\"}}"), |v| v == 4.0);
     let first = prom.wait_for(&format!("freezewatch_frozen_seconds{{mountpoint=\"{m}\"}}"), |v| v > 0.0);
     prom.wait_for(&format!("freezewatch_frozen_seconds{{mountpoint=\"{m}\"}}"), |v| v > first);
-    let seek = fs.blocks_4k() - 8;
-    let dd = Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", fs.loopdev), "bs=4096", "count=1", &format!("seek={seek}")])
-        .args(["oflag=direct", "conv=notrunc", "status=none"])
-        .status()
-        .expect("dd");
-    assert!(dd.success());
+    fs.write_device().expect("dd to the device");
     prom.wait_for(&format!("freezewatch_slips_total{{mountpoint=\"{m}\",path=\"block\"}}"), |v| v == 1.0);
     drop(frozen);
     prom.wait_for(&format!("freezewatch_freeze_level{{mountpoint=\"{m}\"}}"), |v| v == 0.0);

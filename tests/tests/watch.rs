@@ -203,13 +203,7 @@ fn metrics_show_the_level_frozen_seconds_and_slips() {
     let first = sample(&during, "freezewatch_frozen_seconds", fs.mnt(), "").expect("frozen seconds");
     assert!(first > 0.0, "{during}");
     // A write straight to the device while frozen: a slip by the block path.
-    let seek = fs.blocks_4k() - 8;
-    let dd = Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", fs.loopdev), "bs=4096", "count=1", &format!("seek={seek}")])
-        .args(["oflag=direct", "conv=notrunc", "status=none"])
-        .status()
-        .expect("dd");
-    assert!(dd.success());
+    fs.write_device().expect("dd to the device");
     std::thread::sleep(Duration::from_millis(500));
     let later = metrics(port);
     let second = sample(&later, "freezewatch_frozen_seconds", fs.mnt(), "").expect("frozen seconds");
@@ -263,6 +257,20 @@ fn sigterm_during_a_freeze_ends_watch_and_leaves_the_freeze_to_its_owner() {
     assert!(is_frozen(&fs), "watch never thaws on its way out");
     drop(frozen);
     assert!(!is_frozen(&fs));
+    // Nothing stays attached: none of its programs is loaded any more (bpftool is on the host;
+    // the guests do not carry it, and the kernel frees a process's programs the same way there).
+    // The kernel frees programs shortly after their last descriptor closes: wait for it, bounded.
+    let loaded = || {
+        Command::new("bpftool").args(["prog", "show"]).output().ok().map(|o| {
+            let progs = String::from_utf8_lossy(&o.stdout).into_owned();
+            progs.contains("fw_level_probe") || progs.contains("fw_ioctl_enter")
+        })
+    };
+    let start = Instant::now();
+    while loaded() == Some(true) {
+        assert!(start.elapsed() < limit(10), "watch's programs are still loaded after it exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -450,4 +458,40 @@ fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
     std::thread::sleep(Duration::from_millis(500));
     // Its thaw is a thaw, not a thaw of something unfrozen: the probe told the correlator.
     assert!(watch.findings_of("thaw-without-freeze", frozen_fs.mnt()).is_empty(), "{:?}", watch.findings());
+}
+
+#[test]
+fn a_freeze_that_cannot_finish_its_sync_is_freeze_stalled() {
+    if !kernel_available("a_freeze_that_cannot_finish_its_sync_is_freeze_stalled") {
+        return;
+    }
+    // A stack: the inner filesystem's image is a file on the outer one. With the outer frozen,
+    // the inner's freeze cannot write back its dirty data, and waits.
+    let outer = LoopFs::new(FsType::Ext4).expect("outer fs");
+    let inner = LoopFs::new_in(FsType::Ext4, &outer.mountpoint).expect("inner fs");
+    let watch = Watcher::start(&["--alert-stalled", "1s"]).expect("watch");
+    let dirty = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}/dirty", inner.mnt()), "bs=1M", "count=4", "status=none"])
+        .status()
+        .expect("dd");
+    assert!(dirty.success());
+    // Declared after `inner`: dropped (thawed) before it, also when an assertion fails, so that
+    // the inner freeze can finish before the inner filesystem is thawed and unmounted.
+    let outer_frozen = Frozen::new(&outer).expect("freeze the outer fs");
+    let mut inner_freeze = Command::new("fsfreeze").args(["-f", inner.mnt()]).spawn().expect("inner freeze");
+    let stalled = watch.wait_for("freeze-stalled", inner.mnt(), limit(15));
+    let still_running = inner_freeze.try_wait().expect("fsfreeze").is_none();
+    drop(outer_frozen);
+    // The inner freeze now completes; it is waited for (bounded), then thawed by `inner`'s Drop.
+    let start = Instant::now();
+    while inner_freeze.try_wait().expect("fsfreeze").is_none() {
+        assert!(start.elapsed() < limit(30), "the inner freeze did not finish after the outer thaw");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(still_running, "the inner freeze was still in freeze_super when the finding came");
+    let f = stalled.expect("freeze-stalled arrives while the freeze waits");
+    let message = f["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("by fsfreeze[{}]", inner_freeze.id())), "{message}");
+    assert!(message.contains("has not returned after"), "{message}");
+    assert!(watch.findings_of("freeze-stalled", outer.mnt()).is_empty(), "the outer freeze returned at once");
 }

@@ -176,6 +176,23 @@ pub struct Summary {
     pub left_frozen: bool,
 }
 
+impl Summary {
+    /// "30 freezes (0 failed), 30 thaws, frozen 0.178s in total (longest 0.012s), 30 slips, 0
+    /// blocked writers": the counts a report gives per filesystem.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} freezes ({} failed), {} thaws, frozen {} in total (longest {}), {} slips, {} blocked writers",
+            self.freezes,
+            self.failed_freezes,
+            self.thaws,
+            crate::units::fmt_secs(self.total_frozen_ns),
+            crate::units::fmt_secs(self.max_frozen_ns),
+            self.slips,
+            self.blocked_writers
+        )
+    }
+}
+
 /// Default reorder window: the ring buffer delivers events from different CPUs a little out of
 /// timestamp order; an event is applied once nothing older can still arrive.
 pub const DEFAULT_REORDER_NS: u64 = 50_000_000;

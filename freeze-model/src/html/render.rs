@@ -335,18 +335,12 @@ fn timeline(s: &mut String, p: &Page, track: &Track) {
     mark_row(s, &marks, mark_y, &x, &rel);
     s.push_str("</svg>\n");
     if let Some((_, sum)) = p.summaries.iter().find(|(id, _)| *id == sb.id) {
+        let left = if sum.left_frozen { "; <span class=\"warn\">LEFT FROZEN</span>" } else { "" };
         let _ = writeln!(
             s,
-            "<p class=\"meta\">{} freezes ({} failed), {} thaws, frozen {} in total (longest {}), {} slips, {} blocked writers, {} mounts while frozen{}</p>",
-            sum.freezes,
-            sum.failed_freezes,
-            sum.thaws,
-            fmt_secs(sum.total_frozen_ns),
-            fmt_secs(sum.max_frozen_ns),
-            sum.slips,
-            sum.blocked_writers,
-            sum.mounts_while_frozen,
-            if sum.left_frozen { "; <span class=\"warn\">LEFT FROZEN</span>" } else { "" }
+            "<p class=\"meta\">{}, {} mounts while frozen{left}</p>",
+            sum.counts(),
+            sum.mounts_while_frozen
         );
     }
     s.push_str("</section>\n");

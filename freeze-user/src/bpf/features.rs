@@ -319,8 +319,13 @@ mod tests {
     fn the_table_and_the_names_match_the_built_object() {
         let obj = aya_obj::Object::parse(super::super::loader::OBJECT).expect("the object parses");
         let in_object: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
-        let in_table: BTreeSet<&str> = FEATURES.iter().flat_map(|f| f.chain).flat_map(programs_of).collect();
-        assert_eq!(in_table, in_object, "programs in the table vs in the object");
+        let in_table: BTreeSet<&str> = FEATURES
+            .iter()
+            .flat_map(|f| f.chain)
+            .flat_map(programs_of)
+            .chain([LEVEL_PROBE.program])
+            .collect();
+        assert_eq!(in_table, in_object, "programs in the table (and the level probe) vs in the object");
         for map in freeze_common::names::MAPS {
             assert!(obj.maps.contains_key(*map), "map {map} is not in the object");
         }

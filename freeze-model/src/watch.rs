@@ -305,7 +305,8 @@ impl Watch {
                 }
             };
             let message = format!(
-                "the freeze of {} by {} has not returned after {}; it is {gate}; {waiters}",
+                "the freeze of {} by {} has not returned after {}; it is {gate}; {waiters} (the \
+                 writes in flight it waits for cannot be named: the kernel only counts them)",
                 f.sb.describe(),
                 f.task,
                 fmt_secs(stalled_for)

@@ -137,8 +137,8 @@ fn audit_only_says_what_it_would_thaw() {
     assert!(would["message"].as_str().unwrap_or_default().contains("audit mode: left as it is"), "{would}");
     assert!(watch.findings_of("thawed-by-watchdog", fs.mnt()).is_empty());
     assert!(is_frozen(&fs), "audit thaws nothing");
+    wait_sample(port, "freezewatch_freezer_gone", fs.mnt(), "", |v| v == 1.0);
     let text = metrics(port);
-    assert_eq!(sample(&text, "freezewatch_freezer_gone", fs.mnt(), ""), Some(1.0), "{text}");
     assert_eq!(sample(&text, "freezewatch_watchdog_thaws_total", fs.mnt(), ""), None, "no thaw counted");
     // (LoopFs thaws it in Drop.)
 }
@@ -171,6 +171,19 @@ fn a_script_that_thaws_is_no_orphan_and_one_that_exits_early_is_left_for_the_gra
     assert!(is_frozen(&fs));
 }
 
+/// Polls watch's metrics (at most `limit(10)`) until the sample holds `ok`; returns its value.
+fn wait_sample(port: u16, name: &str, mnt: &str, extra: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let start = Instant::now();
+    loop {
+        let text = metrics(port);
+        if let Some(v) = sample(&text, name, mnt, extra).filter(|v| ok(*v)) {
+            return v;
+        }
+        assert!(start.elapsed() < limit(10), "{name} of {mnt} never became as wanted:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn metrics(port: u16) -> String {
     http_get(port, "/metrics").expect("watch serves /metrics")
 }
@@ -197,24 +210,20 @@ fn metrics_show_the_level_frozen_seconds_and_slips() {
     assert!(before.contains("freezewatch_build_info{version=\""), "{before}");
     assert!(before.contains("freezewatch_hook_info{feature=\"freeze\""), "{before}");
     let frozen = Frozen::new(&fs).expect("freeze");
-    std::thread::sleep(Duration::from_millis(500));
-    let during = metrics(port);
-    assert_eq!(sample(&during, "freezewatch_freeze_level", fs.mnt(), ""), Some(4.0), "{during}");
-    let first = sample(&during, "freezewatch_frozen_seconds", fs.mnt(), "").expect("frozen seconds");
-    assert!(first > 0.0, "{during}");
+    // Each value is polled (bounded): watch updates time-based metrics every 100 ms, and a slow
+    // guest may take longer.
+    let m = fs.mnt();
+    wait_sample(port, "freezewatch_freeze_level", m, "", |v| v == 4.0);
+    let first = wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v > 0.0);
+    wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v > first);
     // A write straight to the device while frozen: a slip by the block path.
     fs.write_device().expect("dd to the device");
-    std::thread::sleep(Duration::from_millis(500));
-    let later = metrics(port);
-    let second = sample(&later, "freezewatch_frozen_seconds", fs.mnt(), "").expect("frozen seconds");
-    assert!(second > first, "frozen seconds grow: {first} then {second}");
-    assert_eq!(sample(&later, "freezewatch_slips_total", fs.mnt(), "path=\"block\""), Some(1.0), "{later}");
+    wait_sample(port, "freezewatch_slips_total", m, "path=\"block\"", |v| v == 1.0);
     drop(frozen);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_sample(port, "freezewatch_freeze_level", m, "", |v| v == 0.0);
+    wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v == 0.0);
     let after = metrics(port);
-    assert_eq!(sample(&after, "freezewatch_freeze_level", fs.mnt(), ""), Some(0.0), "{after}");
-    assert_eq!(sample(&after, "freezewatch_frozen_seconds", fs.mnt(), ""), Some(0.0));
-    assert_eq!(sample(&after, "freezewatch_freezes_total", fs.mnt(), ""), Some(1.0));
+    assert_eq!(sample(&after, "freezewatch_freezes_total", m, ""), Some(1.0));
     assert!(after.contains("freezewatch_freeze_duration_seconds_count{"), "{after}");
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success());
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the server stops with watch");

@@ -133,6 +133,9 @@ struct Freezing {
     said: bool,
 }
 
+/// How long every owner must have been seen gone before `freezer-gone` is said.
+const GONE_CONFIRM_NS: u64 = 1_000_000_000;
+
 /// Waiting writers a `freeze-stalled` finding names at most.
 const WAITERS_NAMED: usize = 8;
 
@@ -343,7 +346,10 @@ impl Watch {
                 }
                 _ => {}
             }
-            if gone && !f.gone_said {
+            // Said once it has lasted a moment: the thaw of a script that thawed and exited at
+            // once may still be on its way from the kernel when its exit is seen.
+            let gone_long_enough = f.gone_since.is_some_and(|t| now_ns.saturating_sub(t) >= GONE_CONFIRM_NS);
+            if gone_long_enough && !f.gone_said {
                 f.gone_said = true;
                 let message = format!(
                     "{} is still frozen but the process that froze it is gone ({holders} exited); \
@@ -493,7 +499,8 @@ mod tests {
         let mut w = Watch::new(opts());
         frozen_by_script(&mut w, 0);
         let dead = |_: u32| false;
-        let (f, orders) = w.tick(2 * S, &dead);
+        assert!(w.tick(2 * S, &dead).0.is_empty(), "gone for a moment only: its thaw may be on the way");
+        let (f, orders) = w.tick(3 * S, &dead);
         assert_eq!(kinds(&f), [FindingKind::FreezerGone]);
         assert!(f[0].message.contains("the process that froze it is gone"), "{}", f[0].message);
         assert!(orders.is_empty(), "not before the grace period");
@@ -518,6 +525,7 @@ mod tests {
         frozen_by_script(&mut w, 0);
         let dead = |_: u32| false;
         w.tick(S, &dead);
+        assert_eq!(kinds(&w.tick(2 * S, &dead).0), [FindingKind::FreezerGone]);
         let (f, orders) = w.tick(7 * S, &dead);
         assert!(orders.is_empty());
         assert_eq!(kinds(&f), [FindingKind::WatchdogWouldThaw]);

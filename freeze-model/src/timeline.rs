@@ -5,7 +5,10 @@
 //! or wait, never the events; it wants events in time order.
 use std::collections::BTreeMap;
 
-use crate::event::{Event, EventKind, Superblock};
+use crate::{
+    correlate::FindingKind,
+    event::{Event, EventKind, Superblock},
+};
 
 /// A filesystem's track: numbered from 1 in the order first seen.
 #[derive(Clone, Debug)]
@@ -49,6 +52,32 @@ pub enum Item {
     Level { track: u32, ts: u64, level: u32 },
     /// The number of writers waiting at the gate changed.
     Blocked { track: u32, ts: u64, count: usize },
+}
+
+impl Item {
+    /// The filesystem's track it belongs to.
+    pub fn track(&self) -> u32 {
+        match self {
+            Item::Freezing { track, .. }
+            | Item::Frozen { track, .. }
+            | Item::Wait { track, .. }
+            | Item::Level { track, .. }
+            | Item::Blocked { track, .. } => *track,
+        }
+    }
+}
+
+/// The findings a timeline marks as moments; the others are drawn as shapes already (waits,
+/// freezes) or are not news (exempt events).
+pub fn is_moment(kind: FindingKind) -> bool {
+    matches!(
+        kind,
+        FindingKind::Slip
+            | FindingKind::MountWhileFrozen
+            | FindingKind::MountDenied
+            | FindingKind::FreezeFailed
+            | FindingKind::ThawWithoutFreeze
+    )
 }
 
 struct OpenFreeze {

@@ -22,9 +22,9 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    correlate::{self, Finding, FindingKind},
+    correlate::{self, Finding},
     event::Event,
-    timeline::{Item, Timeline, Track},
+    timeline::{Item, Timeline, Track, is_moment},
     trace::{Header, Record, TraceError},
     walk::{OutputError, Step, sorted_records, walk},
 };
@@ -116,14 +116,7 @@ impl<W: Write> ChromeTrace<W> {
     /// Takes a finding; those that mark a moment become instant events, the rest are already
     /// drawn (waits, freezes) or are not news (exempt events).
     pub fn finding(&mut self, f: &Finding) -> std::io::Result<()> {
-        if !matches!(
-            f.kind,
-            FindingKind::Slip
-                | FindingKind::MountWhileFrozen
-                | FindingKind::MountDenied
-                | FindingKind::FreezeFailed
-                | FindingKind::ThawWithoutFreeze
-        ) {
+        if !is_moment(f.kind) {
             return Ok(());
         }
         let pid = self.timeline.track(&f.sb);

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::*;
+use crate::correlate::FindingKind;
 use crate::{
     correlate::tests::{block_write, ev, freeze, thaw},
     event::{Event, EventKind},

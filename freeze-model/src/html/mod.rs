@@ -19,7 +19,7 @@ use std::io::{BufRead, Write};
 use crate::{
     correlate::{self, Finding, FindingKind, Summary},
     coverage::Coverage,
-    timeline::{Item, Timeline, Track},
+    timeline::{Item, Timeline, Track, is_moment},
     trace::{Footer, Header, Record, TraceError},
     walk::{OutputError, Step, Walked, sorted_records, walk},
 };
@@ -59,18 +59,6 @@ pub(crate) struct Mark {
     pub text: String,
 }
 
-/// Findings drawn as marks on the timelines.
-fn is_mark(kind: FindingKind) -> bool {
-    matches!(
-        kind,
-        FindingKind::Slip
-            | FindingKind::MountWhileFrozen
-            | FindingKind::MountDenied
-            | FindingKind::FreezeFailed
-            | FindingKind::ThawWithoutFreeze
-    )
-}
-
 /// Writes the HTML report of `records` (at most `window_ns` out of time order; see `walk`).
 pub fn write<W: Write>(
     records: impl Iterator<Item = Result<Record, TraceError>>,
@@ -92,7 +80,7 @@ pub fn write<W: Write>(
             Step::Finding(f) if f.kind == FindingKind::Exempt => exempt += 1,
             Step::Finding(f) => {
                 let row = (rows.len() < TABLE_ROWS).then_some(rows.len());
-                if is_mark(f.kind) {
+                if is_moment(f.kind) {
                     let track = timeline.track(&f.sb);
                     marks.push(Mark { track, kind: f.kind, ts: f.ts_ns, row, text: f.message.clone() });
                 }

@@ -201,7 +201,7 @@ fn timeline(s: &mut String, p: &Page, track: &Track) {
     let span = (p.end_ns - p.start_ns) as f64;
     let x = |ts: u64| LABEL + (ts.saturating_sub(p.start_ns) as f64 / span * PLOT).clamp(0.0, PLOT);
     let rel = |ts: u64| format!("+{}", fmt_secs(ts.saturating_sub(p.start_ns)));
-    let items = p.items.iter().filter(|i| item_track(i) == track.index);
+    let items = p.items.iter().filter(|i| i.track() == track.index);
 
     // Freezes by nesting row; drains on the first row, under the freezes.
     let mut freeze_rows: Vec<Vec<Bar>> = Vec::new();
@@ -344,16 +344,6 @@ fn timeline(s: &mut String, p: &Page, track: &Track) {
         );
     }
     s.push_str("</section>\n");
-}
-
-fn item_track(i: &Item) -> u32 {
-    match i {
-        Item::Freezing { track, .. }
-        | Item::Frozen { track, .. }
-        | Item::Wait { track, .. }
-        | Item::Level { track, .. }
-        | Item::Blocked { track, .. } => *track,
-    }
 }
 
 fn rect(s: &mut String, bar: &Bar, y: f64, h: f64) {

@@ -14,10 +14,7 @@
 //! Timestamps are microseconds of the trace's clock (CLOCK_MONOTONIC, as in the trace). The writer
 //! streams: it holds one entry per filesystem and per open freeze or wait, never the events, and
 //! wants them in time order (`write` puts them in order).
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, Write},
-};
+use std::{collections::BTreeMap, io::Write};
 
 use serde_json::{Value, json};
 
@@ -26,7 +23,7 @@ use crate::{
     event::Event,
     timeline::{Item, Timeline, Track, is_moment},
     trace::{Header, Record, TraceError},
-    walk::{OutputError, Step, sorted_records, walk},
+    walk::{OutputError, Step, walk},
 };
 
 /// Category names, one per kind of slice (Perfetto pairs async `b`/`e` by category and id).
@@ -183,15 +180,6 @@ pub fn write<W: Write>(
         Step::Finding(f) => writer.finding(f),
     })?;
     writer.finish(walked.end_ns, walked.header.as_ref()).map_err(OutputError::Write)
-}
-
-/// Exports a trace that is read whole (stdin): its events sorted by time first.
-pub fn write_sorted<W: Write>(
-    input: impl BufRead,
-    out: W,
-    opts: &correlate::Options,
-) -> Result<W, OutputError> {
-    write(sorted_records(input)?.into_iter().map(Ok), out, opts, 0)
 }
 
 #[cfg(test)]

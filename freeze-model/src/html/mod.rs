@@ -14,14 +14,14 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use crate::{
     correlate::{self, Finding, FindingKind, Summary},
     coverage::Coverage,
     timeline::{Item, Timeline, Track, is_moment},
     trace::{Footer, Header, Record, TraceError},
-    walk::{OutputError, Step, Walked, sorted_records, walk},
+    walk::{OutputError, Step, Walked, walk},
 };
 
 /// Findings listed in the table at most.
@@ -113,13 +113,4 @@ pub fn write<W: Write>(
     out.write_all(render::page(&page).as_bytes())?;
     out.flush()?;
     Ok(out)
-}
-
-/// `write` for a trace read whole (stdin): its events sorted by time first.
-pub fn write_sorted<W: Write>(
-    input: impl BufRead,
-    out: W,
-    opts: &correlate::Options,
-) -> Result<W, OutputError> {
-    write(sorted_records(input)?.into_iter().map(Ok), out, opts, 0)
 }

@@ -7,7 +7,11 @@ use std::{
     path::Path,
 };
 
-use freeze_model::{chrome_trace, correlate, html, trace, walk::OutputError};
+use freeze_model::{
+    chrome_trace, correlate, html,
+    trace::{self, Record, TraceError},
+    walk::{self, OutputError},
+};
 
 use super::exit::{Exit, Failure, Outcome};
 
@@ -46,20 +50,19 @@ impl View {
             OutputError::Trace(e) => Failure::input(format!("{}: {e}", path.display())),
             OutputError::Write(e) => Failure::failed(format!("writing the output: {e}")),
         };
-        if path.as_os_str() == "-" {
-            let stdin = std::io::stdin().lock();
-            return match self {
-                View::ChromeTrace => chrome_trace::write_sorted(stdin, out, opts),
-                View::Html => html::write_sorted(stdin, out, opts),
-            }
-            .map_err(named);
-        }
-        let open = || File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())));
-        // A first, light pass measures how far out of order the events are; a reorder window that
-        // wide puts them in order without holding more of them than that.
-        let window = trace::disorder_ns(BufReader::new(open()?))
-            .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        let records = trace::records(BufReader::new(open()?));
+        // Stdin cannot be read twice: it is read whole and sorted (window 0). A file is read twice:
+        // a first, light pass measures how far out of order its events are, and a reorder window
+        // that wide puts them in order without holding more of them than that.
+        let from_stdin = path.as_os_str() == "-";
+        let (records, window): (Box<dyn Iterator<Item = Result<Record, TraceError>>>, u64) = if from_stdin {
+            let sorted = walk::sorted_records(std::io::stdin().lock()).map_err(|e| named(e.into()))?;
+            (Box::new(sorted.into_iter().map(Ok)), 0)
+        } else {
+            let open = || File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())));
+            let window = trace::disorder_ns(BufReader::new(open()?))
+                .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+            (Box::new(trace::records(BufReader::new(open()?))), window)
+        };
         match self {
             View::ChromeTrace => chrome_trace::write(records, out, opts, window),
             View::Html => html::write(records, out, opts, window),

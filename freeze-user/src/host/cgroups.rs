@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use freeze_model::attribution::Cgroup;
+
 use super::mountinfo;
 
 /// Walks no more often than this on misses.
@@ -30,6 +32,9 @@ pub fn cgroup2_root(mountinfo_text: &str) -> Option<PathBuf> {
 pub struct CgroupPaths {
     root: Option<PathBuf>,
     paths: HashMap<u64, String>,
+    /// The cgroups events have named, with what their paths say: classified once per id, not per
+    /// event (the recorder asks for every event).
+    cgroups: HashMap<u64, Cgroup>,
     last_walk: Option<Instant>,
 }
 
@@ -41,12 +46,26 @@ impl CgroupPaths {
     }
 
     pub fn at(root: Option<PathBuf>) -> Self {
-        Self { root, paths: HashMap::new(), last_walk: None }
+        Self { root, paths: HashMap::new(), cgroups: HashMap::new(), last_walk: None }
     }
 
     /// Where the cgroup2 hierarchy is mounted, when it is.
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
+    }
+
+    /// Cgroup `id` with its path and what the path names (unit, container, pod), or None when its
+    /// path is unknown.
+    pub fn cgroup(&mut self, id: u64) -> Option<Cgroup> {
+        if let Some(cg) = self.cgroups.get(&id) {
+            return Some(cg.clone());
+        }
+        let cg = Cgroup::at(id, self.path(id)?);
+        if self.cgroups.len() > IDS_KEPT {
+            self.cgroups.clear();
+        }
+        self.cgroups.insert(id, cg.clone());
+        Some(cg)
     }
 
     /// The path of cgroup `id` below the root ("/" for the root itself), or None when unknown.
@@ -112,6 +131,12 @@ mod tests {
         paths.last_walk = Some(Instant::now() - REWALK_AFTER);
         assert_eq!(paths.path(ino("late")).as_deref(), Some("/late"), "a miss walks again");
         assert_eq!(paths.path(u64::MAX), None, "an unknown id stays unknown");
+        let cg = paths.cgroup(ino("system.slice/backup.service")).expect("known");
+        assert_eq!(
+            (cg.path.as_deref(), cg.unit.as_deref()),
+            (Some("/system.slice/backup.service"), Some("backup.service"))
+        );
+        assert_eq!(paths.cgroup(u64::MAX), None);
         assert_eq!(CgroupPaths::at(None).path(1), None);
     }
 }

@@ -105,9 +105,9 @@ impl Sink {
             };
             ev.add_mount_strings(&item);
             if let Some(cg) = ev.cgroup.as_mut()
-                && let Some(path) = self.cgroups.path(cg.id)
+                && let Some(known) = self.cgroups.cgroup(cg.id)
             {
-                *cg = freeze_model::attribution::Cgroup::at(cg.id, path);
+                *cg = known;
             }
             self.symbolize(&raw, &mut ev, loaded);
             self.complete_mount(&mut ev);

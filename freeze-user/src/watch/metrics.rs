@@ -198,15 +198,20 @@ impl Metrics {
         Arc::clone(&self.registry)
     }
 
+    /// The labels of `sb`, made once per filesystem (this runs for every event).
     fn labels(&mut self, sb: &Superblock) -> FsLabels {
-        let labels = FsLabels::of(sb);
-        let entry = self.seen.entry(sb.id.clone()).or_insert_with(|| (labels.clone(), Instant::now()));
-        // The mount point may be learnt after the first event: keep the better labels.
-        if entry.0.mountpoint.is_empty() && !labels.mountpoint.is_empty() {
-            entry.0 = labels;
+        let now = Instant::now();
+        if let Some((labels, last)) = self.seen.get_mut(&sb.id) {
+            *last = now;
+            // The mount point may be learnt after the first event: keep the better labels.
+            if labels.mountpoint.is_empty() && sb.mountpoint.is_some() {
+                *labels = FsLabels::of(sb);
+            }
+            return labels.clone();
         }
-        entry.1 = Instant::now();
-        entry.0.clone()
+        let labels = FsLabels::of(sb);
+        self.seen.insert(sb.id.clone(), (labels.clone(), now));
+        labels
     }
 
     pub fn event(&mut self, ev: &Event) {

@@ -107,6 +107,21 @@ pub struct Pushed {
     pub findings: Vec<Finding>,
 }
 
+impl Frozen {
+    /// "fsfreeze[12] ← backup.sh[10], …": who froze it, as recorded (made only when said).
+    fn holders(&self) -> String {
+        if self.unknown_holder && self.holds.is_empty() {
+            return "an unknown holder (it was frozen when watch started)".to_owned();
+        }
+        self.holds.iter().map(Hold::recorded_owner).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Whether the freeze or thaw of `ev` is the kernel's (device-mapper, a block device freeze).
+fn held_by_kernel(ev: &Event) -> bool {
+    ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel"))
+}
+
 /// A thaw the watchdog wants done; hand the result back to `Watch::thawed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThawOrder {
@@ -191,7 +206,7 @@ impl Watch {
         match ev.kind {
             EventKind::FreezeEnd if ev.ret == Some(0) => {
                 let hold = Hold {
-                    kernel: ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel")),
+                    kernel: held_by_kernel(ev),
                     pid: ev.pid,
                     comm: ev.comm.clone(),
                     parent: ev.parent.clone(),
@@ -212,7 +227,7 @@ impl Watch {
             }
             EventKind::ThawEnd if ev.ret == Some(0) => {
                 let Some(f) = self.frozen.get_mut(&sb.id) else { return out };
-                let kernel = ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel"));
+                let kernel = held_by_kernel(ev);
                 if let Some(at) = f.holds.iter().rposition(|h| h.kernel == kernel) {
                     f.holds.remove(at);
                 }
@@ -318,19 +333,15 @@ impl Watch {
         }
         for f in self.frozen.values_mut() {
             let frozen_for = now_ns.saturating_sub(f.since);
-            let holders = if f.unknown_holder && f.holds.is_empty() {
-                "an unknown holder (it was frozen when watch started)".to_owned()
-            } else {
-                f.holds.iter().map(|h| h.recorded_owner()).collect::<Vec<_>>().join(", ")
-            };
             if now_ns >= f.next_alert {
                 f.next_alert = now_ns + self.opts.alert_every_ns;
                 let kernel = if f.holds.iter().any(|h| h.kernel) { " (the kernel holds it)" } else { "" };
                 let message = format!(
-                    "{} has been frozen for {} (over --alert-frozen {}), frozen by {holders}{kernel}, and still is",
+                    "{} has been frozen for {} (over --alert-frozen {}), frozen by {}{kernel}, and still is",
                     f.sb.describe(),
                     fmt_secs(frozen_for),
-                    fmt_secs(self.opts.alert_frozen_ns)
+                    fmt_secs(self.opts.alert_frozen_ns),
+                    f.holders()
                 );
                 findings.push(about(FindingKind::FrozenTooLong, f, frozen_for, message));
             }
@@ -352,9 +363,9 @@ impl Watch {
             if gone_long_enough && !f.gone_said {
                 f.gone_said = true;
                 let message = format!(
-                    "{} is still frozen but the process that froze it is gone ({holders} exited); \
-                     frozen for {}",
+                    "{} is still frozen but the process that froze it is gone ({} exited); frozen for {}",
                     f.sb.describe(),
+                    f.holders(),
                     fmt_secs(frozen_for)
                 );
                 findings.push(about(FindingKind::FreezerGone, f, frozen_for, message));
@@ -379,21 +390,23 @@ impl Watch {
                     mountpoint,
                     reason,
                     frozen_for_ns: frozen_for,
-                    frozen_by: holders,
+                    frozen_by: f.holders(),
                     since: f.since,
                 }),
                 (ThawMode::Enforce, None) => {
                     let message = format!(
-                        "the watchdog would thaw {} ({reason}; frozen by {holders}) but knows no mount point of it",
-                        f.sb.describe()
+                        "the watchdog would thaw {} ({reason}; frozen by {}) but knows no mount point of it",
+                        f.sb.describe(),
+                        f.holders()
                     );
                     findings.push(about(FindingKind::WatchdogWouldThaw, f, frozen_for, message));
                 }
                 (ThawMode::Audit, _) => {
                     let message = format!(
-                        "the watchdog would thaw {} ({reason}; frozen for {} by {holders}); audit mode: left as it is",
+                        "the watchdog would thaw {} ({reason}; frozen for {} by {}); audit mode: left as it is",
                         f.sb.describe(),
-                        fmt_secs(frozen_for)
+                        fmt_secs(frozen_for),
+                        f.holders()
                     );
                     findings.push(about(FindingKind::WatchdogWouldThaw, f, frozen_for, message));
                 }

@@ -166,9 +166,10 @@ impl Watch {
         Self { opts, frozen: BTreeMap::new(), freezing: BTreeMap::new() }
     }
 
-    /// The filesystems frozen now: (superblock, frozen since, whether its freezer is gone).
+    /// The filesystems frozen now: (superblock, frozen since, whether its freezer is gone, as
+    /// `freezer-gone` has said: after the same second of confirmation).
     pub fn frozen(&self) -> impl Iterator<Item = (&Superblock, u64, bool)> {
-        self.frozen.values().map(|f| (&f.sb, f.since, f.gone_since.is_some()))
+        self.frozen.values().map(|f| (&f.sb, f.since, f.gone_said))
     }
 
     /// Takes the next event.

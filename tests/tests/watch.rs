@@ -55,6 +55,19 @@ fn is_frozen(fs: &LoopFs) -> bool {
     !ok
 }
 
+/// Waits for `child` to exit, polling, never longer than `within` (a task blocked at a frozen gate
+/// cannot be waited for outright); fails with `what` when it has not.
+fn exits_within(child: &mut Child, within: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(start.elapsed() < within, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -107,14 +120,7 @@ fn a_killed_freezer_is_gone_and_enforce_thaws_after_the_grace() {
     let message = thawed["message"].as_str().unwrap_or_default();
     assert!(message.contains("its freezer has been gone for") && message.contains("fsfreeze["), "{message}");
     // The writer that was held at the gate goes on.
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = writer.try_wait().expect("writer") {
-            break s;
-        }
-        assert!(start.elapsed() < limit(10), "the writer is still blocked after the thaw");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exits_within(&mut writer, limit(10), "the writer is still blocked after the thaw");
     assert!(status.success());
     assert_eq!(std::fs::read_to_string(format!("{}/written", fs.mnt())).expect("written"), "data\n");
     assert!(!is_frozen(&fs));
@@ -301,11 +307,7 @@ fn a_freezer_that_writes_to_its_own_frozen_filesystem_is_thaw_blocked() {
     let found = watch.wait_for("thaw-blocked", m, limit(10));
     // Whatever was found, the test thaws it (the script cannot), then looks.
     let _ = Command::new("fsfreeze").args(["-u", m]).status();
-    let start = Instant::now();
-    while script.try_wait().expect("script").is_none() {
-        assert!(start.elapsed() < limit(10), "the script stays blocked after the thaw");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exits_within(&mut script, limit(10), "the script stays blocked after the thaw");
     let f = found.expect("thaw-blocked arrives while the script waits");
     let message = f["message"].as_str().unwrap_or_default();
     assert!(
@@ -492,11 +494,7 @@ fn a_freeze_that_cannot_finish_its_sync_is_freeze_stalled() {
     let still_running = inner_freeze.try_wait().expect("fsfreeze").is_none();
     drop(outer_frozen);
     // The inner freeze now completes; it is waited for (bounded), then thawed by `inner`'s Drop.
-    let start = Instant::now();
-    while inner_freeze.try_wait().expect("fsfreeze").is_none() {
-        assert!(start.elapsed() < limit(30), "the inner freeze did not finish after the outer thaw");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exits_within(&mut inner_freeze, limit(30), "the inner freeze did not finish after the outer thaw");
     assert!(still_running, "the inner freeze was still in freeze_super when the finding came");
     let f = stalled.expect("freeze-stalled arrives while the freeze waits");
     let message = f["message"].as_str().unwrap_or_default();

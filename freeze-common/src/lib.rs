@@ -18,8 +18,20 @@ pub mod names {
     pub const BDEV_ALIAS: &str = "BDEV_ALIAS";
     pub const MOUNT_PATHS: &str = "MOUNT_PATHS";
     pub const FROZEN_SBS: &str = "FROZEN_SBS";
+    pub const LOWER_EXTENTS: &str = "LOWER_EXTENTS";
+    pub const BACKING_FILES: &str = "BACKING_FILES";
     /// Maps user space opens by name.
-    pub const MAPS: &[&str] = &[EVENTS, COUNTERS, HOOK_HITS, STACKS, BDEV_ALIAS, MOUNT_PATHS, FROZEN_SBS];
+    pub const MAPS: &[&str] = &[
+        EVENTS,
+        COUNTERS,
+        HOOK_HITS,
+        STACKS,
+        BDEV_ALIAS,
+        MOUNT_PATHS,
+        FROZEN_SBS,
+        LOWER_EXTENTS,
+        BACKING_FILES,
+    ];
     /// Read-only globals user space fills before load (`.rodata`).
     pub const OFFSETS: &str = "OFFSETS";
     pub const DENY_MODE: &str = "DENY_MODE";
@@ -175,8 +187,94 @@ pub mod hook {
     /// fexit on `btrfs_start_transaction`, `btrfs_start_transaction_fallback_global_rsv` and
     /// `btrfs_join_transaction`: a btrfs transaction handle that was obtained (past the gate).
     pub const FEXIT_BTRFS_TXN: u32 = 13;
+    /// `syscalls:sys_{enter,exit}_fallocate`: space allocated, punched or zeroed in a loop
+    /// device's backing file.
+    pub const TP_SYS_FALLOCATE: u32 = 14;
+    /// `syscalls:sys_{enter,exit}_ftruncate`: a loop device's backing file truncated.
+    pub const TP_SYS_FTRUNCATE: u32 = 15;
     /// Number of hook ids (size of the per-hook hit counters).
     pub const COUNT: u32 = 16;
+}
+
+/// What a modification did to the storage (`RawEvent::io_op` of BLOCK_WRITE). Stable numbers.
+///
+/// The block ops are read from `block:block_bio_queue`'s `rwbs`, which `blk_fill_rwbs()` fills
+/// the same way on 6.1 through 6.18: an optional `F` (preflush), then one op letter (`W` write,
+/// `D` discard, `DE` secure erase, `F` flush, `R` read, `N` any other op: write-zeroes, and the
+/// zone operations of zoned devices), then flag letters (`F` FUA, `A`, `S`, `M`, ...).
+pub mod io_op {
+    /// Not a block-layer modification (events of other kinds).
+    pub const NONE: u32 = 0;
+    pub const WRITE: u32 = 1;
+    pub const DISCARD: u32 = 2;
+    pub const SECURE_ERASE: u32 = 3;
+    /// `N` in rwbs: REQ_OP_WRITE_ZEROES (BLKZEROOUT), or a zone operation on a zoned device.
+    pub const WRITE_ZEROES: u32 = 4;
+    /// A write to a loop device's backing file (write syscalls, or `vfs_write`).
+    pub const FILE_WRITE: u32 = 5;
+    /// fallocate(2) FALLOC_FL_PUNCH_HOLE on a loop device's backing file.
+    pub const FILE_PUNCH_HOLE: u32 = 6;
+    /// ftruncate(2) of a loop device's backing file (everything from the new size on).
+    pub const FILE_TRUNCATE: u32 = 7;
+    /// fallocate(2) FALLOC_FL_ZERO_RANGE on a loop device's backing file.
+    pub const FILE_ZERO_RANGE: u32 = 8;
+    /// fallocate(2) FALLOC_FL_COLLAPSE_RANGE or INSERT_RANGE: everything after the offset moves.
+    pub const FILE_SHIFT_RANGE: u32 = 9;
+
+    /// The op of a bio from its `rwbs` letters; `None` for reads, flushes and empty bios (they
+    /// change no data).
+    pub const fn from_rwbs(rwbs: &[u8; 8], sectors: u32) -> Option<u32> {
+        if sectors == 0 {
+            return None;
+        }
+        // A leading F is a preflush when an op letter follows it; alone it is the flush op.
+        let i = if rwbs[0] == b'F' && matches!(rwbs[1], b'W' | b'D' | b'N' | b'R' | b'F') { 1 } else { 0 };
+        match rwbs[i] {
+            b'W' => Some(WRITE),
+            b'D' if rwbs[i + 1] == b'E' => Some(SECURE_ERASE),
+            b'D' => Some(DISCARD),
+            b'N' => Some(WRITE_ZEROES),
+            _ => None,
+        }
+    }
+}
+
+/// A range of a lower layer that holds part of a filesystem's storage, as user space resolved it
+/// (a partition's range of its disk, a device-mapper target's range of a lower device, a loop
+/// device's range of its backing file). The programs check a modification against it, and the
+/// filesystem's own superblock (found by `fs_dev` in `FROZEN_SBS`) decides whether it is frozen.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// `s_dev` of the filesystem whose storage this is (kernel dev_t encoding).
+    pub fs_dev: u32,
+    /// For a backing file: the loop device it backs (kernel dev_t encoding); 0 for block extents.
+    pub via_dev: u32,
+    /// First 512-byte sector (block extents) or byte (backing files) of the range.
+    pub first: u64,
+    /// One past the last; `u64::MAX` for "to the end".
+    pub end: u64,
+}
+
+/// `LOWER_EXTENTS` key: a block device and the slot of one of its extents (0, 1, ... up to
+/// [`EXTENTS_PER_DEV`], filled without gaps).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExtentKey {
+    pub dev: u32,
+    pub slot: u32,
+}
+
+/// Extents of one lower block device the programs look at.
+pub const EXTENTS_PER_DEV: u32 = 8;
+
+/// `BACKING_FILES` key: a regular file by its filesystem's `s_dev` and inode number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
 }
 
 /// `enum freeze_holder` bits as the kernel defines them (6.6+); 0 means unknown.
@@ -288,7 +386,8 @@ pub struct RawEvent {
     pub ppid: u32,
     /// The parent task's `comm`, NUL padded.
     pub pcomm: [u8; 16],
-    pub _pad: u32,
+    /// For BLOCK_WRITE: one of [`io_op`].
+    pub io_op: u32,
 }
 
 impl RawEvent {
@@ -313,7 +412,7 @@ impl RawEvent {
             cgroup_id: 0,
             ppid: 0,
             pcomm: [0; 16],
-            _pad: 0,
+            io_op: 0,
         }
     }
 }
@@ -367,6 +466,10 @@ pub struct KernelOffsets {
     pub task_tgid: u32,
     /// `task_struct.comm` (char[16]).
     pub task_comm: u32,
+    /// `file.f_pos` (loff_t).
+    pub file_f_pos: u32,
+    /// `inode.i_ino` (unsigned long).
+    pub inode_i_ino: u32,
 }
 
 impl KernelOffsets {
@@ -400,6 +503,8 @@ impl KernelOffsets {
             task_real_parent: 0,
             task_tgid: 0,
             task_comm: 0,
+            file_f_pos: 0,
+            inode_i_ino: 0,
         }
     }
 }
@@ -413,4 +518,10 @@ mod user {
     unsafe impl aya::Pod for super::RawEvent {}
     // SAFETY: as above (a RawEvent followed by byte arrays; 376 bytes, no padding).
     unsafe impl aya::Pod for super::RawMount {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Extent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ExtentKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::InodeKey {}
 }

@@ -37,10 +37,22 @@ pub mod sys {
     pub const FSCONFIG_KEY: TpField = field("_key", 32, 8);
     pub const FSCONFIG_VALUE: TpField = field("_value", 40, 8);
     pub const FSMOUNT_FLAGS: TpField = field("flags", 24, 8);
+    /// pwrite64: the file position written at.
+    pub const PWRITE_POS: TpField = field("pos", 40, 8);
+    /// pwritev, pwritev2: the low half of the position (all of it on 64-bit).
+    pub const PWRITEV_POS: TpField = field("pos_l", 40, 8);
+    pub const FALLOCATE_MODE: TpField = field("mode", 24, 8);
+    pub const FALLOCATE_OFFSET: TpField = field("offset", 32, 8);
+    pub const FALLOCATE_LEN: TpField = field("len", 40, 8);
+    pub const FTRUNCATE_LENGTH: TpField = field("length", 24, 8);
 
     pub const IOCTL_ENTER: &[TpField] = &[FD, IOCTL_CMD];
     pub const EXIT: &[TpField] = &[RET];
     pub const WRITE_ENTER: &[TpField] = &[FD];
+    pub const PWRITE_ENTER: &[TpField] = &[FD, PWRITE_POS];
+    pub const PWRITEV_ENTER: &[TpField] = &[FD, PWRITEV_POS];
+    pub const FALLOCATE_ENTER: &[TpField] = &[FD, FALLOCATE_MODE, FALLOCATE_OFFSET, FALLOCATE_LEN];
+    pub const FTRUNCATE_ENTER: &[TpField] = &[FD, FTRUNCATE_LENGTH];
     pub const MOUNT_ENTER: &[TpField] = &[MOUNT_DEV_NAME, MOUNT_DIR_NAME, MOUNT_TYPE, MOUNT_FLAGS];
     pub const MOVE_MOUNT_ENTER: &[TpField] =
         &[MOVE_MOUNT_FROM_DFD, MOVE_MOUNT_FROM_PATHNAME, MOVE_MOUNT_TO_PATHNAME, MOVE_MOUNT_FLAGS];

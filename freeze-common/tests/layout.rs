@@ -23,6 +23,8 @@ fn raw_event_layout_is_stable() {
     assert_eq!(offset_of!(RawEvent, cgroup_id), 168);
     assert_eq!(offset_of!(RawEvent, ppid), 176);
     assert_eq!(offset_of!(RawEvent, pcomm), 180);
+    // The storage op took the padding word at the end.
+    assert_eq!(offset_of!(RawEvent, io_op), 196);
     assert_eq!(offset_of!(SbIdent, fstype), 16);
     assert_eq!(offset_of!(SbIdent, s_id), 32);
     assert_eq!(offset_of!(SbIdent, uuid), 64);
@@ -39,8 +41,40 @@ fn raw_mount_is_an_event_then_strings() {
 
 #[test]
 fn kernel_offsets_has_no_implicit_padding() {
-    // 27 u32 fields, nothing else.
-    assert_eq!(size_of::<KernelOffsets>(), 27 * 4);
+    // 29 u32 fields, nothing else.
+    assert_eq!(size_of::<KernelOffsets>(), 29 * 4);
+}
+
+#[test]
+fn storage_map_types_have_no_implicit_padding() {
+    assert_eq!(size_of::<Extent>(), 24);
+    assert_eq!(size_of::<ExtentKey>(), 8);
+    assert_eq!(size_of::<InodeKey>(), 16);
+    assert_eq!(offset_of!(InodeKey, ino), 8);
+}
+
+#[test]
+fn rwbs_ops_follow_blk_fill_rwbs() {
+    let op = |s: &[u8], n: u32| {
+        let mut rwbs = [0u8; 8];
+        rwbs[..s.len()].copy_from_slice(s);
+        io_op::from_rwbs(&rwbs, n)
+    };
+    // Seen on 6.18 for pwrite O_DIRECT|O_SYNC, blkdiscard, blkdiscard -z and an fsync.
+    assert_eq!(op(b"WFS", 8), Some(io_op::WRITE));
+    assert_eq!(op(b"WS", 8), Some(io_op::WRITE));
+    assert_eq!(op(b"WM", 8), Some(io_op::WRITE));
+    assert_eq!(op(b"FWS", 8), Some(io_op::WRITE));
+    assert_eq!(op(b"DS", 2048), Some(io_op::DISCARD));
+    assert_eq!(op(b"DE", 2048), Some(io_op::SECURE_ERASE));
+    assert_eq!(op(b"NS", 2048), Some(io_op::WRITE_ZEROES));
+    // An empty preflush, a flush op, reads and readahead change nothing.
+    assert_eq!(op(b"FWS", 0), None);
+    assert_eq!(op(b"F", 0), None);
+    assert_eq!(op(b"FS", 8), None);
+    assert_eq!(op(b"R", 8), None);
+    assert_eq!(op(b"RA", 8), None);
+    assert_eq!(op(b"RM", 8), None);
 }
 
 #[test]

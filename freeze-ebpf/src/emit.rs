@@ -42,6 +42,7 @@ pub(crate) struct Emit {
     pub(crate) arg: u64,
     pub(crate) bdev: u32,
     pub(crate) stack_id: u32,
+    pub(crate) io_op: u32,
 }
 
 impl Emit {
@@ -61,6 +62,7 @@ impl Emit {
             arg: 0,
             bdev: 0,
             stack_id: 0,
+            io_op: 0,
         }
     }
 }
@@ -96,6 +98,7 @@ pub(crate) fn fill(ev: &mut RawEvent, e: &Emit) {
     ev.arg = e.arg;
     ev.bdev = e.bdev;
     ev.stack_id = e.stack_id;
+    ev.io_op = e.io_op;
     fill_ident(e.sb, &mut ev.sb);
     fill_attribution(ev);
 }
@@ -199,6 +202,15 @@ pub(crate) fn sb_bdev(sb: u64) -> u32 {
         Ok(bdev) if bdev != 0 => read_u32(bdev + off!(bdev_bd_dev)).unwrap_or(0),
         _ => read_u32(sb + off!(sb_s_dev)).unwrap_or(0),
     }
+}
+
+/// The superblock of the filesystem with `s_dev` `fs_dev` when it is frozen (level COMPLETE):
+/// lower layers and backing files name their filesystem by `s_dev`.
+#[inline(always)]
+pub(crate) fn frozen_sb_of(fs_dev: u32) -> Option<u64> {
+    // SAFETY: the value is copied out at once.
+    let sb = unsafe { FROZEN_SBS.get(&fs_dev) }.copied()?;
+    (read_level(sb) == level::COMPLETE).then_some(sb)
 }
 
 #[inline(always)]

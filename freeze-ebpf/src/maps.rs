@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, StackTrace, lpm_trie::Key},
 };
-use freeze_common::{KernelOffsets, PATH_KEY_BYTES, counter, deny, hook};
+use freeze_common::{Extent, ExtentKey, InodeKey, KernelOffsets, PATH_KEY_BYTES, counter, deny, hook};
 
 /// Filled by user space before load (`EbpfLoader::override_global`); read-only for the programs.
 #[unsafe(no_mangle)]
@@ -44,9 +44,20 @@ pub(crate) static BDEV_ALIAS: HashMap<u32, u32> = HashMap::with_max_entries(256,
 #[map]
 pub(crate) static WATCHED_UUIDS: HashMap<[u8; 16], u64> = HashMap::with_max_entries(256, 0);
 
-/// Write syscalls in flight on a watched superblock's regular file, by thread id → superblock.
+/// Write syscalls in flight on a watched superblock's regular file or on a frozen filesystem's
+/// backing file, by thread id.
 #[map]
-pub(crate) static WRITING: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
+pub(crate) static WRITING: HashMap<u32, Writing> = HashMap::with_max_entries(4096, 0);
+
+/// The lower block devices of mounted filesystems (partitions' disks, device-mapper targets'
+/// devices), filled by user space: (device, slot) → the sectors of it that hold the filesystem.
+#[map]
+pub(crate) static LOWER_EXTENTS: HashMap<ExtentKey, Extent> = HashMap::with_max_entries(1024, 0);
+
+/// Loop devices' backing files under mounted filesystems, filled by user space: (s_dev, inode)
+/// → the byte range the loop device maps.
+#[map]
+pub(crate) static BACKING_FILES: HashMap<InodeKey, Extent> = HashMap::with_max_entries(256, 0);
 
 /// Slot 0 becomes 1 at the first freeze of this recording and stays so: until then write
 /// syscalls cost one array lookup, not an fd-to-superblock walk.
@@ -103,6 +114,22 @@ pub(crate) struct Waiting {
     pub(crate) begin_ts_ns: u64,
     pub(crate) level: u32,
     pub(crate) _pad: u32,
+}
+
+/// A write in flight: to a regular file of watched `sb` (`via_dev` 0), or a modification of the
+/// backing file of loop device `via_dev` under frozen `sb`, at byte `pos` of it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Writing {
+    pub(crate) sb: u64,
+    pub(crate) pos: u64,
+    /// Bytes from `pos`; 0 for "to the end" (a truncate).
+    pub(crate) len: u64,
+    /// The backing file's mapped byte range (`Extent::first`, `end`).
+    pub(crate) first: u64,
+    pub(crate) end: u64,
+    pub(crate) via_dev: u32,
+    pub(crate) io_op: u32,
 }
 
 #[repr(C)]

@@ -22,6 +22,12 @@ pub(crate) fn read_u32(addr: u64) -> Result<u32, i32> {
 /// `current->files->fdt->fd[fd]->f_inode`, or an error if any step fails.
 #[inline(always)]
 pub(crate) fn inode_from_fd(fd: u32) -> Result<u64, i32> {
+    read_u64(file_from_fd(fd)? + off!(file_f_inode))
+}
+
+/// `current->files->fdt->fd[fd]` (a `struct file *`), or an error if any step fails.
+#[inline(always)]
+pub(crate) fn file_from_fd(fd: u32) -> Result<u64, i32> {
     // SAFETY: the helper has no preconditions; it returns the current task's address.
     let task = unsafe { bpf_get_current_task() };
     let files = read_u64(task + off!(task_files))?;
@@ -32,7 +38,7 @@ pub(crate) fn inode_from_fd(fd: u32) -> Result<u64, i32> {
     }
     let fd_array = read_u64(fdt + off!(fdtable_fd))?;
     let file = read_u64(fd_array + (fd as u64) * 8)?;
-    read_u64(file + off!(file_f_inode))
+    if file == 0 { Err(-9) } else { Ok(file) }
 }
 
 /// The superblock of the file behind `fd`.

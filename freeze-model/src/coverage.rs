@@ -20,6 +20,7 @@ named_enum! {
         Mounts = "mounts",
         CompletedWrites = "completed-writes",
         MountDenial = "mount-denial",
+        BackingFiles = "backing-files",
     }
 }
 
@@ -158,7 +159,7 @@ pub fn needed(metric: Metric, fstypes: &[&str]) -> Vec<Feature> {
         | Metric::MaxFrozen
         | Metric::TotalFrozen => Vec::new(),
         Metric::Slips => {
-            let mut f = vec![Feature::BlockWrites, Feature::CompletedWrites];
+            let mut f = vec![Feature::BlockWrites, Feature::CompletedWrites, Feature::BackingFiles];
             f.extend(fstypes.iter().filter_map(|t| Feature::txn_of(t)));
             f
         }

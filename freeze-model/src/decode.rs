@@ -5,7 +5,7 @@ use freeze_common::{RawEvent, SbIdent, holder, hook, kdev, kind, level};
 use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
-    event::{BlockIo, Denial, Event, EventKind, Hook, LsmHook, MountApi, MountCall, Superblock, Txn},
+    event::{BlockIo, Denial, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, Superblock, Txn},
 };
 
 impl EventKind {
@@ -45,6 +45,27 @@ impl Hook {
             hook::FEXIT_VFS_WRITE => Self::FexitVfsWrite,
             hook::LSM_MOUNT => Self::LsmMount,
             hook::FEXIT_BTRFS_TXN => Self::FexitBtrfsTxn,
+            hook::TP_SYS_FALLOCATE => Self::TracepointSysFallocate,
+            hook::TP_SYS_FTRUNCATE => Self::TracepointSysFtruncate,
+            _ => return None,
+        })
+    }
+}
+
+impl IoOp {
+    /// The op of a BLOCK_WRITE record; `None` for 0 (a recorder from before ops were told apart).
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        use freeze_common::io_op as o;
+        Some(match raw {
+            o::WRITE => Self::Write,
+            o::DISCARD => Self::Discard,
+            o::SECURE_ERASE => Self::SecureErase,
+            o::WRITE_ZEROES => Self::WriteZeroes,
+            o::FILE_WRITE => Self::FileWrite,
+            o::FILE_PUNCH_HOLE => Self::PunchHole,
+            o::FILE_TRUNCATE => Self::Truncate,
+            o::FILE_ZERO_RANGE => Self::ZeroRange,
+            o::FILE_SHIFT_RANGE => Self::ShiftRange,
             _ => return None,
         })
     }
@@ -197,7 +218,16 @@ impl Event {
         let ret = kind.is_end().then_some(raw.ret);
         let block = (kind == EventKind::BlockWrite).then(|| {
             let (ma, mi) = kdev::split(raw.bdev);
-            BlockIo { dev: format!("{ma}:{mi}"), sector: raw.arg, bytes: u64::from(raw.flags) }
+            let op = IoOp::from_raw(raw.io_op);
+            let file = op.is_some_and(IoOp::is_file);
+            BlockIo {
+                dev: format!("{ma}:{mi}"),
+                sector: if file { 0 } else { raw.arg },
+                bytes: u64::from(raw.flags),
+                op,
+                file_offset: file.then_some(raw.arg),
+                mapping: None,
+            }
         });
         let gate_level =
             matches!(kind, EventKind::WriterBlocked | EventKind::WriterUnblocked).then_some(raw.flags);
@@ -330,8 +360,18 @@ mod tests {
         raw.arg = 2048;
         raw.flags = 4096;
         raw.bdev = (7 << 20) | 1;
+        raw.io_op = freeze_common::io_op::DISCARD;
         let ev = Event::from_raw(&raw, |_| None).expect("decodes");
-        assert_eq!(ev.block, Some(BlockIo { dev: "7:1".into(), sector: 2048, bytes: 4096 }));
+        assert_eq!(ev.block, Some(BlockIo::new("7:1", 2048, 4096, IoOp::Discard)));
+        // A backing-file op: the position is a byte offset of the file, not a sector.
+        raw.io_op = freeze_common::io_op::FILE_PUNCH_HOLE;
+        raw.arg = 1 << 20;
+        let block = Event::from_raw(&raw, |_| None).expect("decodes").block.expect("block");
+        assert_eq!((block.op, block.sector, block.file_offset), (Some(IoOp::PunchHole), 0, Some(1 << 20)));
+        // A recorder from before ops were told apart wrote 0: read as a write.
+        raw.io_op = 0;
+        let block = Event::from_raw(&raw, |_| None).expect("decodes").block.expect("block");
+        assert_eq!((block.op, block.op()), (None, IoOp::Write));
         assert_eq!((ev.ret, ev.gate_level), (None, None));
 
         raw.kind = kind::WRITER_UNBLOCKED;

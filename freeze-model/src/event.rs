@@ -80,6 +80,58 @@ named_enum! {
         /// fexit on `btrfs_start_transaction`, `btrfs_start_transaction_fallback_global_rsv` and
         /// `btrfs_join_transaction`: a transaction handle the caller got.
         FexitBtrfsTxn = "fexit:btrfs_transaction",
+        /// `syscalls:sys_{enter,exit}_fallocate` on a loop device's backing file.
+        TracepointSysFallocate = "tracepoint:syscalls:fallocate",
+        /// `syscalls:sys_{enter,exit}_ftruncate` on a loop device's backing file.
+        TracepointSysFtruncate = "tracepoint:syscalls:ftruncate",
+    }
+}
+
+named_enum! {
+    /// What a modification of a frozen filesystem's storage did.
+    pub enum IoOp {
+        /// A write bio (`W` in the block tracepoint's rwbs).
+        Write = "write",
+        /// A discard bio (`D`; blkdiscard, fstrim).
+        Discard = "discard",
+        /// A secure-erase bio (`DE`; blkdiscard -s).
+        SecureErase = "secure-erase",
+        /// A write-zeroes bio (`N`; blkdiscard -z, BLKZEROOUT); on a zoned device the block
+        /// tracepoint gives zone operations the same letter.
+        WriteZeroes = "write-zeroes",
+        /// A write to a loop device's backing file.
+        FileWrite = "file-write",
+        /// fallocate(FALLOC_FL_PUNCH_HOLE) on a backing file.
+        PunchHole = "punch-hole",
+        /// ftruncate of a backing file: everything from the new size on.
+        Truncate = "truncate",
+        /// fallocate(FALLOC_FL_ZERO_RANGE) on a backing file.
+        ZeroRange = "zero-range",
+        /// fallocate(FALLOC_FL_COLLAPSE_RANGE or INSERT_RANGE): everything after the offset moves.
+        ShiftRange = "shift-range",
+    }
+}
+
+impl IoOp {
+    /// Whether the op went to a loop device's backing file (its offsets are bytes of the file),
+    /// not to a block device (offsets in 512-byte sectors).
+    pub fn is_file(self) -> bool {
+        matches!(self, Self::FileWrite | Self::PunchHole | Self::Truncate | Self::ZeroRange | Self::ShiftRange)
+    }
+
+    /// The verb for findings: "wrote", "discarded", ...
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Write => "wrote",
+            Self::Discard => "discarded",
+            Self::SecureErase => "securely erased",
+            Self::WriteZeroes => "zeroed (write-zeroes)",
+            Self::FileWrite => "wrote",
+            Self::PunchHole => "punched a hole of",
+            Self::Truncate => "truncated",
+            Self::ZeroRange => "zeroed (fallocate)",
+            Self::ShiftRange => "collapsed or inserted a range of",
+        }
     }
 }
 
@@ -265,11 +317,35 @@ pub struct Txn {
     pub caller: Option<String>,
 }
 
-/// A block-layer write.
+/// A modification of a frozen filesystem's storage: a bio on its device or on a lower layer, or a
+/// change to the backing file of a loop device under it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockIo {
-    /// `major:minor` of the block device written to.
+    /// `major:minor` of the block device written to (for backing-file ops: the loop device).
     pub dev: String,
+    /// 512-byte sector of `dev` (for backing-file ops: 0; `file_offset` says where).
     pub sector: u64,
     pub bytes: u64,
+    /// What it did; traces from before ops were told apart have none (they were writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<IoOp>,
+    /// Backing-file ops: the byte offset in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_offset: Option<u64>,
+    /// When `dev` is not the filesystem's own device: the layer that maps it there (the
+    /// recorder's storage map at the time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<crate::storage::Mapping>,
+}
+
+impl BlockIo {
+    /// A bio of `bytes` at `sector` of `dev`, with no mapping (the filesystem's own device).
+    pub fn new(dev: &str, sector: u64, bytes: u64, op: IoOp) -> Self {
+        Self { dev: dev.into(), sector, bytes, op: Some(op), file_offset: None, mapping: None }
+    }
+
+    /// The op, with traces from before ops were told apart read as writes.
+    pub fn op(&self) -> IoOp {
+        self.op.unwrap_or(IoOp::Write)
+    }
 }

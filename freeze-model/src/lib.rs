@@ -14,6 +14,7 @@ pub mod event;
 pub mod html;
 mod names;
 pub mod report;
+pub mod storage;
 pub mod timeline;
 pub mod trace;
 pub mod units;

@@ -1,30 +1,28 @@
-//! Writes queued to a frozen superblock's block device (`block:block_bio_queue`).
+//! Modifying bios (writes, discards, secure erases, write-zeroes) queued to a frozen filesystem's
+//! storage (`block:block_bio_queue`): its own block device, a btrfs member, or a lower layer's
+//! range that holds it (a partition's disk, a device-mapper target's device).
 use crate::{emit::*, maps::*, read::*};
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
 use freeze_common::tp::block_bio_queue as bio;
-use freeze_common::{counter, hook, kind, level};
+use freeze_common::{EXTENTS_PER_DEV, ExtentKey, counter, hook, io_op, kind, level};
 
 #[tracepoint(category = "block", name = "block_bio_queue")]
 pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
     hit(hook::TP_BLOCK_BIO_QUEUE);
     // SAFETY: the offsets are inside the tracepoint's record.
+    let rwbs = unsafe { ctx.read_at::<[u8; 8]>(bio::RWBS.offset) }.unwrap_or([0; 8]);
+    // SAFETY: as above.
+    let sectors = unsafe { ctx.read_at::<u32>(bio::NR_SECTOR.offset) }.unwrap_or(0);
+    // Reads, flushes and empty bios change nothing: they cost one read of the record.
+    let Some(op) = io_op::from_rwbs(&rwbs, sectors) else { return 0 };
+    // SAFETY: as above.
     let dev = unsafe { ctx.read_at::<u32>(bio::DEV.offset) }.unwrap_or(0);
-    // SAFETY: the key is a plain u32 and the value is copied out at once.
-    let watched = unsafe { WATCHED_DEVS.get(&dev) }.copied().or_else(|| {
-        // SAFETY: as above.
-        let fs_dev = unsafe { BDEV_ALIAS.get(&dev) }.copied()?;
-        // SAFETY: as above.
-        unsafe { WATCHED_DEVS.get(&fs_dev) }.copied()
-    });
-    let Some(sb) = watched else {
+    // SAFETY: as above.
+    let sector = unsafe { ctx.read_at::<u64>(bio::SECTOR.offset) }.unwrap_or(0);
+    let Some(sb) = own_device(dev).or_else(|| lower_extent(dev, sector, sectors)) else {
         bump(counter::FILTERED);
         return 0;
     };
-    // SAFETY: as above.
-    let rwbs = unsafe { ctx.read_at::<[u8; 8]>(bio::RWBS.offset) }.unwrap_or([0; 8]);
-    if !rwbs.contains(&b'W') {
-        return 0;
-    }
     // Writes while the freeze is still syncing (levels 1-3) are the freeze's own writeback.
     let level = read_level(sb);
     if level != level::COMPLETE {
@@ -35,12 +33,41 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
     let mut e = Emit::new(kind::BLOCK_WRITE, hook::TP_BLOCK_BIO_QUEUE, ts, sb);
     e.level_before = level;
     e.level_after = level;
-    // SAFETY: the offsets are inside the tracepoint's record.
-    e.arg = unsafe { ctx.read_at::<u64>(bio::SECTOR.offset) }.unwrap_or(0);
-    // SAFETY: as above.
-    e.flags = unsafe { ctx.read_at::<u32>(bio::NR_SECTOR.offset) }.unwrap_or(0).saturating_mul(512);
+    e.arg = sector;
+    e.flags = sectors.saturating_mul(512);
     e.bdev = dev;
+    e.io_op = op;
     e.stack_id = stack_of(&ctx);
     emit(&e);
     0
+}
+
+/// The watched superblock whose own device (or btrfs member) `dev` is.
+#[inline(always)]
+fn own_device(dev: u32) -> Option<u64> {
+    // SAFETY: the key is a plain u32 and the value is copied out at once.
+    unsafe { WATCHED_DEVS.get(&dev) }.copied().or_else(|| {
+        // SAFETY: as above.
+        let fs_dev = unsafe { BDEV_ALIAS.get(&dev) }.copied()?;
+        // SAFETY: as above.
+        unsafe { WATCHED_DEVS.get(&fs_dev) }.copied()
+    })
+}
+
+/// The frozen superblock one of whose lower extents on `dev` the bio overlaps.
+#[inline(always)]
+fn lower_extent(dev: u32, sector: u64, sectors: u32) -> Option<u64> {
+    let end = sector.saturating_add(u64::from(sectors));
+    let mut slot = 0;
+    while slot < EXTENTS_PER_DEV {
+        // SAFETY: the value is copied out at once.
+        let extent = unsafe { LOWER_EXTENTS.get(&ExtentKey { dev, slot }) }.copied()?;
+        if sector < extent.end && extent.first < end {
+            if let Some(sb) = frozen_sb_of(extent.fs_dev) {
+                return Some(sb);
+            }
+        }
+        slot += 1;
+    }
+    None
 }

@@ -1,5 +1,6 @@
 //! The programs, one file per probe family. Each program is a `#[no_mangle]` function the loader
 //! finds by name (freeze-common's `prog` names).
+mod backing;
 mod block;
 mod freeze;
 mod gate;

@@ -5,7 +5,8 @@ use freeze_common::{XFS_TRANS_NO_WRITECOUNT, level};
 use super::{Finding, FindingKind};
 use crate::{
     deny::DenyMode,
-    event::{Event, Hook, MountCall, Superblock},
+    event::{BlockIo, Event, Hook, IoOp, MountCall, Superblock},
+    storage::{Layer, Mapping},
     units::fmt_ms,
 };
 
@@ -138,22 +139,97 @@ pub(super) fn own_thaw_write(ev: &Event, sb: &Superblock) -> Finding {
 }
 
 pub(super) fn block_slip(ev: &Event, sb: &Superblock) -> Finding {
-    let io = ev.block.as_ref();
-    finding(
-        FindingKind::Slip,
-        ev,
-        sb,
-        format!(
-            "{}[{}] wrote {} bytes at sector {} of block device {} while {} was frozen: a write that \
+    let Some(io) = ev.block.as_ref() else {
+        return finding(
+            FindingKind::Slip,
+            ev,
+            sb,
+            format!("{}[{}] wrote to the storage of {} while it was frozen", ev.comm, ev.pid, sb.describe()),
+        );
+    };
+    let op = io.op();
+    let what = if op == IoOp::Write { "a write".to_owned() } else { format!("a {op}") };
+    let message = match &io.mapping {
+        // The filesystem's own device.
+        None if io.dev == sb.dev => format!(
+            "{}[{}] {} {} bytes at sector {} of block device {} while {} was frozen: {what} that \
              bypassed the freeze gate",
             ev.comm,
             ev.pid,
-            io.map_or(0, |b| b.bytes),
-            io.map_or(0, |b| b.sector),
-            io.map_or("?", |b| b.dev.as_str()),
+            op.verb(),
+            io.bytes,
+            io.sector,
+            io.dev,
             sb.describe()
         ),
-    )
+        None => format!(
+            "{}[{}] {} {} bytes at {} of {} {} under {} while it was frozen: {what} below the \
+             filesystem that bypassed the freeze gate",
+            ev.comm,
+            ev.pid,
+            op.verb(),
+            io.bytes,
+            position(io),
+            if op.is_file() { "the backing file of loop device" } else { "block device" },
+            io.dev,
+            sb.describe()
+        ),
+        Some(m) => format!(
+            "{}[{}] {} {} bytes at {} of {}, which holds {} of {}, while it was frozen: {what} \
+             below the filesystem ({}) that bypassed the freeze gate",
+            ev.comm,
+            ev.pid,
+            op.verb(),
+            io.bytes,
+            position(io),
+            lower_name(m),
+            held_part(io, m),
+            sb.describe(),
+            layer_path(m)
+        ),
+    };
+    finding(FindingKind::Slip, ev, sb, message)
+}
+
+/// "sector 2048" of a bio, "byte 1048576" of a backing-file op.
+fn position(io: &BlockIo) -> String {
+    match io.file_offset {
+        Some(offset) if io.op().is_file() => format!("byte {offset}"),
+        _ => format!("sector {}", io.sector),
+    }
+}
+
+/// "block device 7:0 (loop0)", or "/tmp/d.img, the backing file of loop device 7:0 (loop0)".
+fn lower_name(m: &Mapping) -> String {
+    let dev = match &m.name {
+        Some(name) => format!("{} ({name})", m.dev),
+        None => m.dev.clone(),
+    };
+    match &m.file {
+        Some(file) => format!("{file}, the backing file of loop device {dev}"),
+        None => format!("block device {dev}"),
+    }
+}
+
+/// "sectors 0.." of the filesystem's device, exactly where the layers are sector for sector.
+fn held_part(io: &BlockIo, m: &Mapping) -> String {
+    let at = if m.layer == Layer::LoopFile { io.file_offset.unwrap_or(m.first) } else { io.sector };
+    match m.fs_sector_of(at.max(m.first)) {
+        Some(sector) => format!("sectors {sector}.. of the device"),
+        None => "part of the storage".to_owned(),
+    }
+}
+
+/// "partition", "dm-linear through 253:0", "dm-whole-device (snapshot)".
+fn layer_path(m: &Mapping) -> String {
+    let mut s = m.layer.as_str().to_owned();
+    if let (Some(target), Layer::DmWhole) = (&m.target, m.layer) {
+        s.push_str(&format!(" ({target})"));
+    }
+    if !m.through.is_empty() {
+        s.push_str(&format!(" through {}", m.through.join(", ")));
+    }
+    s
 }
 
 /// What kind of transaction a TXN_START event is, by the hook that saw it.

@@ -54,7 +54,7 @@ pub(crate) fn block_write(ts: u64, level: u32) -> Event {
     e.hook = Hook::TracepointBlockBioQueue;
     e.comm = "dd".into();
     e.pid = 77;
-    e.block = Some(BlockIo { dev: "7:0".into(), sector: 8, bytes: 4096 });
+    e.block = Some(BlockIo::new("7:0", 8, 4096, crate::event::IoOp::Write));
     e
 }
 

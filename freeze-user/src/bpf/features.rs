@@ -262,13 +262,13 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                 Programs::Tracepoints(&[
                     tp("fw_write_enter", "syscalls", "sys_enter_write", tp::sys::WRITE_ENTER),
                     tp("fw_write_exit", "syscalls", "sys_exit_write", tp::sys::EXIT),
-                    tp("fw_pwrite64_enter", "syscalls", "sys_enter_pwrite64", tp::sys::WRITE_ENTER),
+                    tp("fw_pwrite64_enter", "syscalls", "sys_enter_pwrite64", tp::sys::PWRITE_ENTER),
                     tp("fw_pwrite64_exit", "syscalls", "sys_exit_pwrite64", tp::sys::EXIT),
                     tp("fw_writev_enter", "syscalls", "sys_enter_writev", tp::sys::WRITE_ENTER),
                     tp("fw_writev_exit", "syscalls", "sys_exit_writev", tp::sys::EXIT),
-                    tp("fw_pwritev_enter", "syscalls", "sys_enter_pwritev", tp::sys::WRITE_ENTER),
+                    tp("fw_pwritev_enter", "syscalls", "sys_enter_pwritev", tp::sys::PWRITEV_ENTER),
                     tp("fw_pwritev_exit", "syscalls", "sys_exit_pwritev", tp::sys::EXIT),
-                    tp("fw_pwritev2_enter", "syscalls", "sys_enter_pwritev2", tp::sys::WRITE_ENTER),
+                    tp("fw_pwritev2_enter", "syscalls", "sys_enter_pwritev2", tp::sys::PWRITEV_ENTER),
                     tp("fw_pwritev2_exit", "syscalls", "sys_exit_pwritev2", tp::sys::EXIT),
                 ]),
             ),
@@ -293,6 +293,24 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
              (mount-while-frozen)",
         ),
         on_request: true,
+    },
+    // Writes to backing files come with completed-writes; these are the other ways to change one.
+    FeatureSpec {
+        name: Feature::BackingFiles,
+        chain: &[Attempt {
+            hook: "tracepoint:syscalls:fallocate+ftruncate",
+            programs: Programs::Tracepoints(&[
+                tp("fw_fallocate_enter", "syscalls", "sys_enter_fallocate", tp::sys::FALLOCATE_ENTER),
+                tp("fw_fallocate_exit", "syscalls", "sys_exit_fallocate", tp::sys::EXIT),
+                tp("fw_ftruncate_enter", "syscalls", "sys_enter_ftruncate", tp::sys::FTRUNCATE_ENTER),
+                tp("fw_ftruncate_exit", "syscalls", "sys_exit_ftruncate", tp::sys::EXIT),
+            ]),
+            limits: Some(
+                "truncate(2) by path, O_TRUNC opens and writes through mmap of a backing file are not seen",
+            ),
+        }],
+        when_none: WhenNone::Record(RECORDS_NOTHING),
+        on_request: false,
     },
 ];
 

@@ -102,6 +102,8 @@ pub struct Loaded {
     pub level_probe: bool,
     /// The mount-point table last written to the kernel (for bind-source matching).
     mount_paths: Vec<crate::bpf::mount_paths::PathKey>,
+    /// The storage under mounted filesystems, as last written to the kernel.
+    pub storage: crate::bpf::storage_maps::StorageMaps,
 }
 
 /// Whether to try fentry first. `FREEZEWATCH_NO_FENTRY=1` forces the tracepoint fallback, so that
@@ -217,6 +219,7 @@ impl Loaded {
             denying,
             level_probe,
             mount_paths: Vec::new(),
+            storage: Default::default(),
         })
     }
 
@@ -244,6 +247,12 @@ impl Loaded {
             }
         }
         self.mount_paths = keys;
+    }
+
+    /// Resolves the storage under every mounted block filesystem and writes what changed into
+    /// the kernel (lower devices' ranges, loop backing files).
+    pub fn refresh_storage(&mut self, mounts: &[crate::host::mountinfo::Mount]) {
+        self.storage.refresh(&mut self.ebpf, mounts);
     }
 
     /// Takes the ring buffer out (once).

@@ -8,4 +8,5 @@ pub mod loader;
 pub mod module_fexit;
 pub mod mount_paths;
 pub mod probe;
+pub mod storage_maps;
 pub mod sys;

@@ -3,8 +3,10 @@
 pub mod btf;
 pub mod btrfs_devs;
 pub mod cgroups;
+pub mod dm;
 pub mod kernel;
 pub mod ksyms;
 pub mod mountinfo;
 pub mod offsets;
+pub mod storage;
 pub mod tpformat;

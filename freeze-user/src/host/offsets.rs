@@ -104,6 +104,8 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         task_real_parent: ptr(btf, "task_struct", &["real_parent"])?,
         task_tgid: sized(btf, "task_struct", &["tgid"], &[4], "4 (pid_t)")?.offset,
         task_comm: sized(btf, "task_struct", &["comm"], &[16], "16 (char[16])")?.offset,
+        file_f_pos: sized(btf, "file", &["f_pos"], &[8], "8 (loff_t)")?.offset,
+        inode_i_ino: sized(btf, "inode", &["i_ino"], &[8], "8 (unsigned long)")?.offset,
     })
 }
 
@@ -158,9 +160,11 @@ mod tests {
         );
         let psb = b.ptr(sb);
         let umode = b.int("unsigned short", 2);
-        b.composite(k::STRUCT, "inode", 64, &[("i_mode", umode, 0), ("i_sb", psb, 320)]);
+        let ulong = b.int("unsigned long", 8);
+        b.composite(k::STRUCT, "inode", 64, &[("i_mode", umode, 0), ("i_sb", psb, 320), ("i_ino", ulong, 384)]);
         let inode = b.ptr(sb);
-        b.composite(k::STRUCT, "file", 64, &[("f_inode", inode, 256)]);
+        let loff = b.int("long long", 8);
+        b.composite(k::STRUCT, "file", 64, &[("f_inode", inode, 256), ("f_pos", loff, 448)]);
         let pp = b.ptr(inode);
         b.composite(k::STRUCT, "fdtable", 32, &[("max_fds", uint, 0), ("fd", pp, 64)]);
         let fdt = b.ptr(int);
@@ -201,6 +205,7 @@ mod tests {
         assert_eq!(o.inode_i_mode, 0);
         assert_eq!(o.inode_i_sb, 40);
         assert_eq!(o.file_f_inode, 32);
+        assert_eq!((o.file_f_pos, o.inode_i_ino), (56, 48));
         assert_eq!(o.fdtable_max_fds, 0);
         assert_eq!(o.fdtable_fd, 8);
         assert_eq!(o.files_fdt, 32);

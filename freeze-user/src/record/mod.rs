@@ -136,6 +136,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut sink = Sink::new(out, correlator, opts.tap);
     loaded.refresh_btrfs_aliases(&sink.mounts.all());
     loaded.refresh_mount_paths(&sink.mounts.all());
+    loaded.refresh_storage(&sink.mounts.all());
     let started = Instant::now();
     let header = Header {
         tool: "freezewatch".into(),
@@ -225,6 +226,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
                 if std::mem::take(&mut sink.mounts_changed) {
                     sink.mounts.refresh();
                     loaded.refresh_mount_paths(&sink.mounts.all());
+                    loaded.refresh_storage(&sink.mounts.all());
                 }
             }
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
@@ -244,6 +246,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
                 sink.mounts.refresh();
                 loaded.refresh_btrfs_aliases(&sink.mounts.all());
                 loaded.refresh_mount_paths(&sink.mounts.all());
+                loaded.refresh_storage(&sink.mounts.all());
                 if let Some(tap) = &sink.tap {
                     let mut counters = loaded.counters();
                     counters.lost_undecodable = sink.undecodable;

@@ -110,6 +110,7 @@ impl Sink {
                 *cg = known;
             }
             self.symbolize(&raw, &mut ev, loaded);
+            name_the_layer(&mut ev, loaded);
             self.complete_mount(&mut ev);
             self.writer.write_event(&ev).context("writing the trace")?;
             self.written.events += 1;
@@ -208,4 +209,16 @@ impl Sink {
             ev.stack = Some(frames.into_iter().map(|ip| ksyms.name(ip)).collect());
         }
     }
+}
+
+/// A modification of a device other than the filesystem's own: which layer maps it there.
+fn name_the_layer(ev: &mut Event, loaded: &Loaded) {
+    let (Some(sb), Some(block)) = (ev.sb.as_ref(), ev.block.as_mut()) else { return };
+    let file = block.op().is_file();
+    if block.dev == sb.dev && !file {
+        return;
+    }
+    let at = if file { block.file_offset.unwrap_or(0) } else { block.sector };
+    let len = if file { block.bytes } else { block.bytes.div_ceil(512) };
+    block.mapping = loaded.storage.mapping(&sb.dev, &block.dev, file, at, len);
 }

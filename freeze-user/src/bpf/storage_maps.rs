@@ -1,0 +1,107 @@
+//! Writes the storage maps of mounted filesystems (`host::storage`) into the kernel's
+//! `LOWER_EXTENTS` and `BACKING_FILES`, changes only, and keeps them for naming the layer of an
+//! event (`StorageMaps::mapping`).
+use std::collections::HashMap;
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use freeze_common::{EXTENTS_PER_DEV, Extent, ExtentKey, InodeKey, kdev};
+use freeze_model::storage::{Mapping, StorageMap};
+
+use crate::host::{
+    mountinfo::Mount,
+    storage::{self, Dev, Resolved, Sources},
+};
+
+/// What is in the kernel now, and the maps it came from.
+#[derive(Default)]
+pub struct StorageMaps {
+    /// By the filesystem's own device (`major:minor`).
+    maps: HashMap<String, StorageMap>,
+    extents: HashMap<ExtentKey, Extent>,
+    backing: HashMap<InodeKey, Extent>,
+    /// Lower devices whose extents did not all fit (said once each).
+    overflow_said: Vec<Dev>,
+}
+
+/// The block-device filesystems among `mounts`, each once (anonymous devices, major 0, have no
+/// block storage of their own: tmpfs, overlay, btrfs, whose members are aliased instead).
+fn block_filesystems(mounts: &[Mount]) -> Vec<Dev> {
+    let mut devs: Vec<Dev> = mounts.iter().map(|m| m.dev).filter(|d| d.0 != 0).collect();
+    devs.sort_unstable();
+    devs.dedup();
+    devs
+}
+
+impl StorageMaps {
+    /// Resolves every mounted block filesystem's storage and writes what changed.
+    pub fn refresh(&mut self, ebpf: &mut aya::Ebpf, mounts: &[Mount]) {
+        let src = Sources::system();
+        let resolved: Vec<Resolved> = block_filesystems(mounts).into_iter().map(|d| storage::resolve(&src, d)).collect();
+        self.apply(ebpf, resolved);
+    }
+
+    fn apply(&mut self, ebpf: &mut aya::Ebpf, resolved: Vec<Resolved>) {
+        let mut extents = HashMap::new();
+        let mut backing = HashMap::new();
+        let mut slots: HashMap<Dev, u32> = HashMap::new();
+        let mut maps = HashMap::new();
+        for r in resolved {
+            for (dev, extent) in &r.extents {
+                let slot = slots.entry(*dev).or_default();
+                if *slot >= EXTENTS_PER_DEV {
+                    if !self.overflow_said.contains(dev) {
+                        self.overflow_said.push(*dev);
+                        log::warn!(
+                            "device {}:{} holds more than {EXTENTS_PER_DEV} ranges of mounted filesystems: \
+                             writes to the others are not watched",
+                            dev.0,
+                            dev.1
+                        );
+                    }
+                    continue;
+                }
+                extents.insert(ExtentKey { dev: kdev::make(dev.0, dev.1), slot: *slot }, *extent);
+                *slot += 1;
+            }
+            backing.extend(r.backing.iter().copied());
+            maps.insert(r.map.fs_dev.clone(), r.map);
+        }
+        self.maps = maps;
+        if extents != self.extents {
+            sync(ebpf, freeze_common::names::LOWER_EXTENTS, &self.extents, &extents);
+            self.extents = extents;
+        }
+        if backing != self.backing {
+            sync(ebpf, freeze_common::names::BACKING_FILES, &self.backing, &backing);
+            self.backing = backing;
+        }
+    }
+
+    /// The mapping an event's modification went through, for the filesystem on `fs_dev`.
+    pub fn mapping(&self, fs_dev: &str, dev: &str, file: bool, at: u64, len: u64) -> Option<Mapping> {
+        self.maps.get(fs_dev)?.lookup(dev, file, at, len).cloned()
+    }
+
+    /// Every storage map, by filesystem device (for `doctor`).
+    pub fn maps(&self) -> impl Iterator<Item = &StorageMap> {
+        self.maps.values()
+    }
+}
+
+/// Makes kernel map `name` hold `new` instead of `old`.
+fn sync<K, V>(ebpf: &mut aya::Ebpf, name: &str, old: &HashMap<K, V>, new: &HashMap<K, V>)
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+    V: aya::Pod + PartialEq,
+{
+    let Some(map) = ebpf.map_mut(name) else { return };
+    let Ok(mut kernel) = BpfHashMap::<&mut MapData, K, V>::try_from(map) else { return };
+    for key in old.keys().filter(|k| !new.contains_key(*k)) {
+        let _ = kernel.remove(key);
+    }
+    for (key, value) in new.iter().filter(|(k, v)| old.get(*k) != Some(*v)) {
+        if let Err(e) = kernel.insert(key, value, 0) {
+            log::warn!("{name}: cannot add an entry ({e}): that storage is not watched");
+        }
+    }
+}

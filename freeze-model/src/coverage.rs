@@ -201,6 +201,7 @@ mod tests {
             command: None,
             deny_mounts: None,
             cgroup2_root: None,
+            storage: None,
         }
     }
 

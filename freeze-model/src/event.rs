@@ -116,7 +116,10 @@ impl IoOp {
     /// Whether the op went to a loop device's backing file (its offsets are bytes of the file),
     /// not to a block device (offsets in 512-byte sectors).
     pub fn is_file(self) -> bool {
-        matches!(self, Self::FileWrite | Self::PunchHole | Self::Truncate | Self::ZeroRange | Self::ShiftRange)
+        matches!(
+            self,
+            Self::FileWrite | Self::PunchHole | Self::Truncate | Self::ZeroRange | Self::ShiftRange
+        )
     }
 
     /// The verb for findings: "wrote", "discarded", ...
@@ -336,6 +339,17 @@ pub struct BlockIo {
     /// recorder's storage map at the time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping: Option<crate::storage::Mapping>,
+}
+
+impl Event {
+    /// Whether the task is a kernel thread: kthreadd (pid 2) started it. Without attribution
+    /// (older traces), a `kworker/` name says so.
+    pub fn is_kernel_thread(&self) -> bool {
+        match &self.parent {
+            Some(p) => p.pid == 2 || self.pid == 2,
+            None => self.comm.starts_with("kworker/"),
+        }
+    }
 }
 
 impl BlockIo {

@@ -103,10 +103,31 @@ impl StorageMap {
     /// The mapping a modification of `dev` at `at` (sectors, or bytes of a backing file when
     /// `file`) for `len` falls in.
     pub fn lookup(&self, dev: &str, file: bool, at: u64, len: u64) -> Option<&Mapping> {
-        self.mappings.iter().find(|m| {
-            m.dev == dev && (m.layer == Layer::LoopFile) == file && m.overlaps(at, len)
-        })
+        self.mappings
+            .iter()
+            .find(|m| m.dev == dev && (m.layer == Layer::LoopFile) == file && m.overlaps(at, len))
     }
+}
+
+/// One layer type and whether this kernel has it (its driver is loaded or built in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSupport {
+    pub layer: Layer,
+    pub available: bool,
+    /// What is watched of it, or why it is not available.
+    pub detail: String,
+}
+
+/// What the storage maps of a recording can follow on this kernel, what no layer follows, and
+/// the maps of the filesystems mounted when it started (the trace header's `storage`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageCoverage {
+    pub layers: Vec<LayerSupport>,
+    /// Paths to a filesystem's storage that no layer follows, in words.
+    pub unmapped: Vec<String>,
+    /// The mounted filesystems that have layers under them, at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maps: Vec<StorageMap>,
 }
 
 #[cfg(test)]

@@ -47,6 +47,9 @@ pub struct Header {
     /// none is (then events carry cgroup ids without paths).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup2_root: Option<String>,
+    /// Which storage layers under a filesystem this kernel can map, and the maps at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::storage::StorageCoverage>,
 }
 
 /// Mount denial as a recording ran it.
@@ -346,6 +349,7 @@ mod tests {
                 command: Some(vec!["true".into()]),
                 deny_mounts: Some(DenyStatus { mode: crate::deny::DenyMode::Enforce, active: true }),
                 cgroup2_root: Some("/sys/fs/cgroup".into()),
+                storage: None,
             }),
             Record::Event(event()),
             Record::Footer(Footer {

@@ -6,6 +6,7 @@
 //! nothing here waits synchronously for a process that may be blocked on a frozen filesystem.
 mod http;
 mod kernel;
+mod layers;
 mod loopfs;
 mod mounts;
 mod runner;
@@ -13,6 +14,7 @@ mod watcher;
 
 pub use http::*;
 pub use kernel::*;
+pub use layers::*;
 pub use loopfs::*;
 pub use mounts::*;
 pub use runner::*;

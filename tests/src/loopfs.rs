@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-fn sh(cmd: &mut Command) -> Result<String> {
+pub(crate) fn sh(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -60,6 +60,8 @@ impl FsType {
 pub struct LoopFs {
     pub fstype: FsType,
     pub loopdev: String,
+    /// The loop device's backing file.
+    pub image: PathBuf,
     pub mountpoint: PathBuf,
     mounted: bool,
     _dir: tempfile::TempDir,
@@ -83,7 +85,7 @@ impl LoopFs {
         let loopdev = sh(Command::new("losetup").args(["--find", "--show"]).arg(&image))?;
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint)?;
-        let mut fs = LoopFs { fstype, loopdev, mountpoint, mounted: false, _dir: dir };
+        let mut fs = LoopFs { fstype, loopdev, image, mountpoint, mounted: false, _dir: dir };
         // From here on, Drop cleans up whatever the next steps managed to do.
         sh(&mut fstype.mkfs(&fs.loopdev))?;
         sh(Command::new("mount").args(["-t", fstype.name(), &fs.loopdev]).arg(&fs.mountpoint))?;

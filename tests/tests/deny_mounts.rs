@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use freezewatch_tests::{
-    Capabilities, ExtraMounts, Frozen, FsType, LoopFs, MountResult, Recorder, Trace, bind_mount, freezewatch,
-    fsmount_move, guest_feature_available, kernel_available, kernel_version, mount_device, unmount,
+    Capabilities, DmStack, ExtraMounts, Frozen, FsType, LoopFs, MountResult, Recorder, Trace, bind_mount,
+    dmsetup, freezewatch, fsmount_move, guest_feature_available, kernel_available, kernel_version,
+    mount_device, unmount,
 };
 
 /// Mount targets for one test, and the guard that unmounts them (after thawing `fs`).
@@ -191,57 +192,6 @@ fn without_the_bpf_lsm_enforce_will_not_start_and_audit_says_it_is_inactive() {
     assert_eq!(hook.map(|h| h["hook"].clone()), Some(serde_json::Value::Null), "{header}");
 }
 
-/// ext4 on a device-mapper linear target over a loop device: `dmsetup suspend` freezes it as a
-/// second holder (bdev_freeze) beside FIFREEZE. Drop resumes, thaws, unmounts and removes all.
-struct DmFs {
-    name: String,
-    dev: String,
-    mountpoint: PathBuf,
-    loopdev: String,
-    _dir: tempfile::TempDir,
-}
-
-fn sh(cmd: &mut std::process::Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// dmsetup without udev (the guests have none): libdevmapper makes the /dev/mapper nodes itself.
-fn dmsetup(args: &[&str]) -> Result<String, String> {
-    sh(std::process::Command::new("dmsetup").args(args).env("DM_DISABLE_UDEV", "1"))
-}
-
-impl DmFs {
-    fn new() -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let image = dir.path().join("dm.img");
-        std::fs::File::create(&image).and_then(|f| f.set_len(64 << 20)).map_err(|e| e.to_string())?;
-        let loopdev = sh(std::process::Command::new("losetup").args(["--find", "--show"]).arg(&image))?;
-        let name = format!("fwtest{}", std::process::id());
-        let mountpoint = dir.path().join("mnt");
-        let fs = DmFs { dev: format!("/dev/mapper/{name}"), name, mountpoint, loopdev, _dir: dir };
-        let table = format!("0 {} linear {} 0", (64u64 << 20) / 512, fs.loopdev);
-        dmsetup(&["create", &fs.name, "--noudevsync", "--table", &table])?;
-        sh(std::process::Command::new("mkfs.ext4").args(["-q", "-F", &fs.dev]))?;
-        std::fs::create_dir(&fs.mountpoint).map_err(|e| e.to_string())?;
-        sh(std::process::Command::new("mount").args(["-t", "ext4", &fs.dev]).arg(&fs.mountpoint))?;
-        Ok(fs)
-    }
-}
-
-impl Drop for DmFs {
-    fn drop(&mut self) {
-        let _ = dmsetup(&["resume", &self.name, "--noudevsync"]);
-        let _ = std::process::Command::new("fsfreeze").arg("-u").arg(&self.mountpoint).output();
-        unmount(&self.mountpoint);
-        let _ = dmsetup(&["remove", &self.name, "--noudevsync"]);
-        let _ = std::process::Command::new("losetup").args(["-d", &self.loopdev]).status();
-    }
-}
-
 #[test]
 fn nested_holders_keep_the_gate_closed_until_the_last_thaw() {
     let name = "nested_holders_keep_the_gate_closed_until_the_last_thaw";
@@ -254,19 +204,23 @@ fn nested_holders_keep_the_gate_closed_until_the_last_thaw() {
         eprintln!("SKIPPED {name}: freeze holders nest from Linux 6.6 on");
         return;
     }
-    let fs = DmFs::new().expect("ext4 on device-mapper");
+    // ext4 on a dm-linear device over a loop device: `dmsetup suspend` freezes it as a second
+    // holder (bdev_freeze) beside FIFREEZE.
+    let name = format!("fwtest{}", std::process::id());
+    let stack = DmStack::linear_ext4(&name, 64, 0).expect("ext4 on device-mapper");
+    let fs = stack.fs();
     let dir = tempfile::tempdir().expect("tmp");
     let target = dir.path().join("again");
     std::fs::create_dir(&target).expect("mkdir");
     let _cleanup = ExtraMounts { thaw: fs.mountpoint.clone(), paths: vec![target.clone()] };
     let rec = Recorder::start(&["--deny-mounts"]).expect("recorder");
-    let fsfreeze = |flag: &str| sh(std::process::Command::new("fsfreeze").arg(flag).arg(&fs.mountpoint));
-    fsfreeze("-f").expect("first holder: FIFREEZE");
-    dmsetup(&["suspend", &fs.name, "--noudevsync"]).expect("second holder: device-mapper suspend");
+    let fsfreeze = |flag: &str| std::process::Command::new("fsfreeze").arg(flag).arg(&fs.mountpoint).status();
+    assert!(fsfreeze("-f").expect("fsfreeze runs").success(), "first holder: FIFREEZE");
+    dmsetup(&["suspend", &name]).expect("second holder: device-mapper suspend");
     assert_eq!(mount_device("ext4", &fs.dev, &target), EPERM, "two holders");
-    dmsetup(&["resume", &fs.name, "--noudevsync"]).expect("the device-mapper holder lets go");
+    dmsetup(&["resume", &name]).expect("the device-mapper holder lets go");
     assert_eq!(mount_device("ext4", &fs.dev, &target), EPERM, "one holder left: still frozen");
-    fsfreeze("-u").expect("the last holder lets go");
+    assert!(fsfreeze("-u").expect("fsfreeze runs").success(), "the last holder lets go");
     assert_eq!(mount_device("ext4", &fs.dev, &target), Ok(()), "thawed");
     unmount(&target);
     let trace = rec.finish().expect("trace");

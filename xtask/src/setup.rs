@@ -25,6 +25,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("tmux", "tmux"),
     ("dmsetup", "dmsetup"),
+    // The storage-layer tests partition a loop disk (in the guests, which get it from here).
+    ("fdisk", "sfdisk"),
     // `cargo xtask dist` and the package test: build, inspect, lint and read the .deb.
     ("dpkg-dev", "dpkg-shlibdeps"),
     ("binutils", "strip"),

@@ -38,7 +38,11 @@ pub(crate) fn write_target(inode: u64) -> Option<Target> {
     if unsafe { WATCHED_DEVS.get(&sb_bdev(sb)) }.copied() == Some(sb) {
         return Some(Target::Own(sb));
     }
-    let key = InodeKey { dev: read_u32(sb + off!(sb_s_dev)).ok()?, _pad: 0, ino: read_u64(inode + off!(inode_i_ino)).ok()? };
+    let key = InodeKey {
+        dev: read_u32(sb + off!(sb_s_dev)).ok()?,
+        _pad: 0,
+        ino: read_u64(inode + off!(inode_i_ino)).ok()?,
+    };
     // SAFETY: the value is copied out at once.
     let Some(extent) = (unsafe { BACKING_FILES.get(&key) }).copied() else {
         bump(counter::FILTERED);
@@ -65,7 +69,15 @@ pub(crate) fn on_write_enter(ctx: &TracePointContext, pos_field: Option<usize>) 
             // SAFETY: as above; pwritev2 takes -1 for "the file position".
             let arg = pos_field.map(|off| unsafe { ctx.read_at::<i64>(off) }.unwrap_or(-1)).unwrap_or(-1);
             let pos = if arg >= 0 { arg as u64 } else { read_u64(file + off!(file_f_pos)).unwrap_or(0) };
-            Writing { sb, pos, len: 0, first: extent.first, end: extent.end, via_dev: extent.via_dev, io_op: io_op::FILE_WRITE }
+            Writing {
+                sb,
+                pos,
+                len: 0,
+                first: extent.first,
+                end: extent.end,
+                via_dev: extent.via_dev,
+                io_op: io_op::FILE_WRITE,
+            }
         }
     };
     remember(&writing);
@@ -201,7 +213,25 @@ macro_rules! write_syscall {
 }
 
 write_syscall!(fw_write_enter, fw_write_exit, "sys_enter_write", "sys_exit_write", None);
-write_syscall!(fw_pwrite64_enter, fw_pwrite64_exit, "sys_enter_pwrite64", "sys_exit_pwrite64", Some(sys::PWRITE_POS.offset));
+write_syscall!(
+    fw_pwrite64_enter,
+    fw_pwrite64_exit,
+    "sys_enter_pwrite64",
+    "sys_exit_pwrite64",
+    Some(sys::PWRITE_POS.offset)
+);
 write_syscall!(fw_writev_enter, fw_writev_exit, "sys_enter_writev", "sys_exit_writev", None);
-write_syscall!(fw_pwritev_enter, fw_pwritev_exit, "sys_enter_pwritev", "sys_exit_pwritev", Some(sys::PWRITEV_POS.offset));
-write_syscall!(fw_pwritev2_enter, fw_pwritev2_exit, "sys_enter_pwritev2", "sys_exit_pwritev2", Some(sys::PWRITEV_POS.offset));
+write_syscall!(
+    fw_pwritev_enter,
+    fw_pwritev_exit,
+    "sys_enter_pwritev",
+    "sys_exit_pwritev",
+    Some(sys::PWRITEV_POS.offset)
+);
+write_syscall!(
+    fw_pwritev2_enter,
+    fw_pwritev2_exit,
+    "sys_enter_pwritev2",
+    "sys_exit_pwritev2",
+    Some(sys::PWRITEV_POS.offset)
+);

@@ -146,6 +146,7 @@ fn report() -> Report {
         message: "dd[77] wrote 4096 bytes".into(),
         stack: Some(vec!["submit_bio+0x1".into()]),
         exempt_reason: None,
+        block: None,
         cgroup: Some(crate::attribution::Cgroup::at(9, "/system.slice/backup.service/worker".into())),
         parent: Some(crate::attribution::Parent { pid: 70, comm: "backup.sh".into() }),
     };

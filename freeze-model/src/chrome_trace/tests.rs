@@ -198,6 +198,7 @@ fn what_is_open_at_the_end_is_closed_there_and_says_so() {
         command: None,
         deny_mounts: None,
         cgroup2_root: None,
+        storage: None,
     };
     let records =
         std::iter::once(Ok(Record::Header(header))).chain(records).chain([Ok(Record::Footer(footer))]);

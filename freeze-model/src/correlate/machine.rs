@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use freeze_common::level;
 
 use super::{Finding, Options, SbState, Summary, messages as msg, mounts::MountCalls, reorder::Reorder};
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, Superblock};
 
 /// Closed freeze windows kept per superblock for timelines (the newest; older ones drop off).
 const WINDOWS_KEPT: usize = 1024;
@@ -296,9 +296,11 @@ impl Correlator {
                 if !frozen_after {
                     return;
                 }
-                if t.summary.state == SbState::Thawing && t.thawing_tid == Some(ev.tid) {
+                let thawing = t.summary.state == SbState::Thawing;
+                if thawing && (t.thawing_tid == Some(ev.tid) || passed_down_by_the_kernel(ev, sb)) {
                     // thaw_super runs ->unfreeze_fs before lowering the level; ext4 writes its
-                    // superblock there.
+                    // superblock there. Below the filesystem, a kernel worker may carry that
+                    // write on (dm-snapshot's copy-out, a loop worker): the same write.
                     out.push(msg::own_thaw_write(ev, sb));
                 } else {
                     t.summary.slips += 1;
@@ -340,4 +342,12 @@ impl Correlator {
             EventKind::MountBegin | EventKind::MountEnd | EventKind::MountDenied => {}
         }
     }
+}
+
+/// A bio below the filesystem's own device, submitted by a kernel thread: I/O the layers pass
+/// down on the filesystem's behalf, not a new writer (a user task's write is submitted in its own
+/// context, so it is never this).
+fn passed_down_by_the_kernel(ev: &Event, sb: &Superblock) -> bool {
+    let below = ev.block.as_ref().is_some_and(|b| b.dev != sb.dev && !b.op().is_file());
+    below && ev.is_kernel_thread()
 }

@@ -26,6 +26,7 @@ fn finding(kind: FindingKind, ev: &Event, sb: &Superblock, message: String) -> F
         exempt_reason: None,
         cgroup: ev.cgroup.clone(),
         parent: ev.parent.clone(),
+        block: ev.block.clone(),
     }
 }
 
@@ -103,6 +104,7 @@ pub(crate) fn state_finding(
         exempt_reason: None,
         cgroup: None,
         parent: None,
+        block: None,
     }
 }
 
@@ -124,15 +126,17 @@ pub(super) fn left_frozen(sb: &Superblock, since: u64, d: u64) -> Finding {
 }
 
 pub(super) fn own_thaw_write(ev: &Event, sb: &Superblock) -> Finding {
+    let below = ev.block.as_ref().filter(|b| b.dev != sb.dev).map(|b| format!(" (on {} below it)", b.dev));
     exempt(
         ev,
         sb,
         format!(
-            "{}[{}] wrote {} bytes to {}",
+            "{}[{}] wrote {} bytes to {}{}",
             ev.comm,
             ev.pid,
             ev.block.as_ref().map_or(0, |b| b.bytes),
-            sb.describe()
+            sb.describe(),
+            below.unwrap_or_default()
         ),
         "written during its own thaw (unfreeze_fs writing the superblock before the level drops)".into(),
     )
@@ -175,16 +179,15 @@ pub(super) fn block_slip(ev: &Event, sb: &Superblock) -> Finding {
             sb.describe()
         ),
         Some(m) => format!(
-            "{}[{}] {} {} bytes at {} of {}, which holds {} of {}, while it was frozen: {what} \
-             below the filesystem ({}) that bypassed the freeze gate",
+            "{}[{}] {} {} bytes at {} of {}, which holds {}, while it was frozen: {what} below \
+             the filesystem ({}) that bypassed the freeze gate",
             ev.comm,
             ev.pid,
             op.verb(),
             io.bytes,
             position(io),
             lower_name(m),
-            held_part(io, m),
-            sb.describe(),
+            held_part(io, m, sb),
             layer_path(m)
         ),
     };
@@ -211,12 +214,13 @@ fn lower_name(m: &Mapping) -> String {
     }
 }
 
-/// "sectors 0.." of the filesystem's device, exactly where the layers are sector for sector.
-fn held_part(io: &BlockIo, m: &Mapping) -> String {
+/// "ext4 7:0 (/mnt) from its sector 800 on", exactly where the layers are sector for sector;
+/// "part of ext4 7:0 (/mnt)" where they are not (striped, whole devices).
+fn held_part(io: &BlockIo, m: &Mapping, sb: &Superblock) -> String {
     let at = if m.layer == Layer::LoopFile { io.file_offset.unwrap_or(m.first) } else { io.sector };
     match m.fs_sector_of(at.max(m.first)) {
-        Some(sector) => format!("sectors {sector}.. of the device"),
-        None => "part of the storage".to_owned(),
+        Some(sector) => format!("{} from its sector {sector} on", sb.describe()),
+        None => format!("part of {}", sb.describe()),
     }
 }
 

@@ -124,6 +124,10 @@ pub struct Finding {
     /// That task's parent, when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
+    /// For a slip of the storage (block writes, discards, backing-file changes): what it did,
+    /// where, and the layer that maps it to the filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<crate::event::BlockIo>,
 }
 
 impl Finding {

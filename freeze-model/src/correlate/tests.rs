@@ -105,6 +105,53 @@ fn the_thawing_tasks_own_write_is_exempt_but_another_tasks_is_a_slip() {
     assert_eq!(a.summaries["0xa"].slips, 1);
 }
 
+/// A bio on 7:5, under the filesystem on 7:0 (a dm-linear target's device), mapped there.
+fn lower_write(ts: u64, comm: &str, parent_pid: u32) -> Event {
+    let mut e = block_write(ts, 4);
+    e.comm = comm.into();
+    e.tid = 500;
+    e.parent = Some(crate::attribution::Parent { pid: parent_pid, comm: "x".into() });
+    let mut io = BlockIo::new("7:5", 2048 + 800, 4096, crate::event::IoOp::Discard);
+    io.mapping = Some(crate::storage::Mapping {
+        layer: crate::storage::Layer::DmLinear,
+        dev: "7:5".into(),
+        name: Some("loop5".into()),
+        file: None,
+        target: Some("linear".into()),
+        first: 2048,
+        len: Some(10_000),
+        fs_sector: Some(0),
+        through: vec!["253:0".into()],
+    });
+    e.block = Some(io);
+    e
+}
+
+#[test]
+fn a_kernel_worker_passing_the_thaw_write_down_is_exempt_but_a_user_writer_below_is_a_slip() {
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(lower_write(500, "dd", 4242));
+    let [tb, te] = thaw(900, 0);
+    events.extend([tb, lower_write(905, "kworker/u8:1", 2), lower_write(906, "dd", 4242), te]);
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Slip, FindingKind::Exempt, FindingKind::Slip]);
+    assert_eq!(
+        a.findings[0].message,
+        "dd[77] discarded 4096 bytes at sector 2848 of block device 7:5 (loop5), which holds ext4 7:0 (/mnt) \
+         from its sector 800 on, while it was frozen: a discard below the filesystem \
+         (dm-linear through 253:0) that bypassed the freeze gate"
+    );
+    assert!(
+        a.findings[1].message.contains("(on 7:5 below it): written during its own thaw"),
+        "{}",
+        a.findings[1].message
+    );
+    assert_eq!(
+        a.findings[0].block.as_ref().and_then(|b| b.mapping.as_ref()).map(|m| m.layer),
+        Some(crate::storage::Layer::DmLinear)
+    );
+}
+
 pub(crate) fn txn(ts: u64, level: u32, hook: Hook, flags: u32, caller: &str) -> Event {
     let mut e = ev(EventKind::TxnStart, ts, level, level, None);
     e.hook = hook;

@@ -36,7 +36,8 @@ impl StorageMaps {
     /// Resolves every mounted block filesystem's storage and writes what changed.
     pub fn refresh(&mut self, ebpf: &mut aya::Ebpf, mounts: &[Mount]) {
         let src = Sources::system();
-        let resolved: Vec<Resolved> = block_filesystems(mounts).into_iter().map(|d| storage::resolve(&src, d)).collect();
+        let resolved: Vec<Resolved> =
+            block_filesystems(mounts).into_iter().map(|d| storage::resolve(&src, d)).collect();
         self.apply(ebpf, resolved);
     }
 
@@ -82,9 +83,13 @@ impl StorageMaps {
         self.maps.get(fs_dev)?.lookup(dev, file, at, len).cloned()
     }
 
-    /// Every storage map, by filesystem device (for `doctor`).
-    pub fn maps(&self) -> impl Iterator<Item = &StorageMap> {
-        self.maps.values()
+    /// What this kernel's layers allow, with the maps of the filesystems that have layers under
+    /// them (for the trace header and `doctor`).
+    pub fn coverage(&self) -> freeze_model::storage::StorageCoverage {
+        let mut maps: Vec<StorageMap> =
+            self.maps.values().filter(|m| !m.mappings.is_empty() || !m.limits.is_empty()).cloned().collect();
+        maps.sort_by(|a, b| a.fs_dev.cmp(&b.fs_dev));
+        storage::coverage(std::path::Path::new("/sys"), maps)
     }
 }
 

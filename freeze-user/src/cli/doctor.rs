@@ -24,6 +24,8 @@ pub struct Report {
     pub offsets: Result<freeze_common_offsets::Offsets, String>,
     /// What a real load of freezewatch's programs attached, per feature.
     pub features: Result<Vec<ActiveHook>, String>,
+    /// The storage layers under filesystems this kernel can map, and the maps of what is mounted.
+    pub storage: Result<freeze_model::storage::StorageCoverage, String>,
     /// Whether `freezewatch record` can run here.
     pub can_record: bool,
     pub problems: Vec<String>,
@@ -121,7 +123,16 @@ pub fn run() -> Report {
         Err("not tried: needs privileges".to_owned())
     } else {
         // Audit mode: the mount-denial programs are tried (and reported) but never refuse anything.
-        Loaded::load(Some(DenyMode::Audit)).map(|l| l.hooks.clone()).map_err(|e| e.to_string())
+        Loaded::load(Some(DenyMode::Audit))
+            .map(|mut l| {
+                l.refresh_storage(&crate::host::mountinfo::MountTable::load().all());
+                (l.hooks.clone(), l.storage.coverage())
+            })
+            .map_err(|e| e.to_string())
+    };
+    let (features, storage) = match features {
+        Ok((hooks, storage)) => (Ok(hooks), Ok(storage)),
+        Err(e) => (Err(e.clone()), Err(e)),
     };
     if let Err(e) = &btf_status {
         problems.push(format!("kernel BTF unreadable: {e}"));
@@ -149,6 +160,7 @@ pub fn run() -> Report {
         program_types,
         offsets,
         features,
+        storage,
         can_record,
         problems,
     }
@@ -257,6 +269,37 @@ impl Report {
                 }
                 if hooks.iter().any(|h| h.feature == Feature::MountDenial.as_str() && h.hook.is_none()) {
                     let _ = writeln!(s, "  {:<17}   {}", "", self.deny_mounts_advice());
+                }
+            }
+            Err(e) => _ = writeln!(s, "  FAIL: {e}"),
+        }
+        let _ = writeln!(s, "\nstorage layers (a write below the filesystem is a slip where it is mapped):");
+        match &self.storage {
+            Ok(c) => {
+                for l in &c.layers {
+                    let _ = writeln!(
+                        s,
+                        "  [{}] {:<20} {}",
+                        if l.available { "ok  " } else { "n/a " },
+                        l.layer.as_str(),
+                        l.detail
+                    );
+                }
+                for u in &c.unmapped {
+                    let _ = writeln!(s, "  not mapped: {u}");
+                }
+                for m in &c.maps {
+                    let lower: Vec<String> = m
+                        .mappings
+                        .iter()
+                        .map(|l| {
+                            format!("{} {}", l.layer, l.file.as_deref().unwrap_or_else(|| l.device_name()))
+                        })
+                        .collect();
+                    let _ = writeln!(s, "  mounted {}: {}", m.fs_dev, lower.join(", "));
+                    for limit in &m.limits {
+                        let _ = writeln!(s, "  mounted {}:   limit: {limit}", m.fs_dev);
+                    }
                 }
             }
             Err(e) => _ = writeln!(s, "  FAIL: {e}"),

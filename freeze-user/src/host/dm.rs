@@ -106,7 +106,12 @@ fn parse_targets(bytes: &[u8], data_start: usize, count: usize) -> Result<Vec<Dm
         };
         let params_end = if next > SPEC { at + next } else { bytes.len() };
         let params = bytes.get(at + SPEC..params_end.min(bytes.len())).ok_or(DmError::Malformed)?;
-        out.push(DmTarget { start: u64_at(0), len: u64_at(8), kind: cstr(&spec[24..40]), params: cstr(params) });
+        out.push(DmTarget {
+            start: u64_at(0),
+            len: u64_at(8),
+            kind: cstr(&spec[24..40]),
+            params: cstr(params),
+        });
         if next == 0 {
             break;
         }
@@ -142,7 +147,10 @@ mod tests {
         spec(56, 2048, 4096, 0, "striped", "2 8 7:1 0 7:2 0");
         let t = parse_targets(&bytes, 0, 2).expect("parses");
         assert_eq!(t[0], DmTarget { start: 0, len: 2048, kind: "linear".into(), params: "7:0 0".into() });
-        assert_eq!((t[1].start, t[1].kind.as_str(), t[1].params.as_str()), (2048, "striped", "2 8 7:1 0 7:2 0"));
+        assert_eq!(
+            (t[1].start, t[1].kind.as_str(), t[1].params.as_str()),
+            (2048, "striped", "2 8 7:1 0 7:2 0")
+        );
         assert!(matches!(parse_targets(&bytes, 390, 1), Err(DmError::Malformed)));
     }
 }

@@ -161,7 +161,12 @@ mod tests {
         let psb = b.ptr(sb);
         let umode = b.int("unsigned short", 2);
         let ulong = b.int("unsigned long", 8);
-        b.composite(k::STRUCT, "inode", 64, &[("i_mode", umode, 0), ("i_sb", psb, 320), ("i_ino", ulong, 384)]);
+        b.composite(
+            k::STRUCT,
+            "inode",
+            64,
+            &[("i_mode", umode, 0), ("i_sb", psb, 320), ("i_ino", ulong, 384)],
+        );
         let inode = b.ptr(sb);
         let loff = b.int("long long", 8);
         b.composite(k::STRUCT, "file", 64, &[("f_inode", inode, 256), ("f_pos", loff, 448)]);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use freeze_common::{Extent, InodeKey, kdev};
-use freeze_model::storage::{Layer, Mapping, StorageMap};
+use freeze_model::storage::{Layer, LayerSupport, Mapping, StorageCoverage, StorageMap};
 
 use super::dm::{DmError, DmTarget};
 
@@ -64,6 +64,30 @@ pub const UNMAPPED: &[&str] = &[
     "btrfs members' lower layers (members are watched whole, as their own devices)",
 ];
 
+/// Which layer types this kernel has (their drivers are in `sysfs/module`), with what each
+/// watches; `maps` are the storage maps to report with them.
+pub fn coverage(sysfs: &Path, maps: Vec<StorageMap>) -> StorageCoverage {
+    let module = |m: &str| sysfs.join("module").join(m).exists();
+    let layers = LAYERS
+        .iter()
+        .map(|(layer, watches)| {
+            let driver = match layer {
+                Layer::DmLinear | Layer::DmStriped | Layer::DmWhole => Some("dm_mod"),
+                Layer::MemberWhole => Some("md_mod"),
+                Layer::LoopFile => Some("loop"),
+                Layer::Partition => None,
+            };
+            let available = driver.is_none_or(module);
+            let detail = match driver {
+                Some(d) if !available => format!("{d} is not loaded: nothing of this kind to map"),
+                _ => (*watches).to_owned(),
+            };
+            LayerSupport { layer: *layer, available, detail }
+        })
+        .collect();
+    StorageCoverage { layers, unmapped: UNMAPPED.iter().map(|s| (*s).to_owned()).collect(), maps }
+}
+
 /// The storage under the filesystem whose own block device is `fs_dev`.
 pub fn resolve(src: &Sources<'_>, fs_dev: Dev) -> Resolved {
     let mut r = Resolved {
@@ -106,7 +130,10 @@ fn read_u64(path: &Path) -> Option<u64> {
 
 fn walk(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, depth: usize) {
     if depth >= MAX_DEPTH {
-        r.map.limits.push(format!("the stack under {} is deeper than {MAX_DEPTH} layers: cut there", dev_str(at.dev)));
+        r.map.limits.push(format!(
+            "the stack under {} is deeper than {MAX_DEPTH} layers: cut there",
+            dev_str(at.dev)
+        ));
         return;
     }
     let dir = src.sysfs.join("dev/block").join(dev_str(at.dev));
@@ -180,7 +207,10 @@ fn device_mapper(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, re
     let table = match (src.dm_table)(at.dev) {
         Ok(t) => t,
         Err(e) => {
-            r.map.limits.push(format!("device-mapper {}: table unreadable ({e}): its devices are watched whole", dev_str(at.dev)));
+            r.map.limits.push(format!(
+                "device-mapper {}: table unreadable ({e}): its devices are watched whole",
+                dev_str(at.dev)
+            ));
             return members(src, r, fs_dev, at, real, depth, Layer::DmWhole, None);
         }
     };
@@ -197,7 +227,19 @@ fn device_mapper(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, re
             ("linear", [dev, offset, ..]) => {
                 if let (Some(dev), Ok(offset)) = (parse_dev(dev), offset.parse::<u64>()) {
                     let lower_first = offset + (first - t.start);
-                    lower(src, r, fs_dev, at, Layer::DmLinear, Some("linear"), dev, lower_first, Some(end - first), fs_sector, depth);
+                    lower(
+                        src,
+                        r,
+                        fs_dev,
+                        at,
+                        Layer::DmLinear,
+                        Some("linear"),
+                        dev,
+                        lower_first,
+                        Some(end - first),
+                        fs_sector,
+                        depth,
+                    );
                     continue;
                 }
             }
@@ -208,7 +250,19 @@ fn device_mapper(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, re
                     let share = t.len / n as u64;
                     for pair in rest[..2 * n].chunks(2) {
                         if let (Some(dev), Ok(offset)) = (parse_dev(pair[0]), pair[1].parse::<u64>()) {
-                            lower(src, r, fs_dev, at, Layer::DmStriped, Some("striped"), dev, offset, Some(share), None, depth);
+                            lower(
+                                src,
+                                r,
+                                fs_dev,
+                                at,
+                                Layer::DmStriped,
+                                Some("striped"),
+                                dev,
+                                offset,
+                                Some(share),
+                                None,
+                                depth,
+                            );
                         }
                     }
                     continue;
@@ -244,11 +298,8 @@ fn members(
     target: Option<&str>,
 ) {
     let Ok(slaves) = std::fs::read_dir(real.join("slaves")) else { return };
-    let mut devs: Vec<Dev> = slaves
-        .flatten()
-        .filter_map(|s| read(&s.path().join("dev")))
-        .filter_map(|s| parse_dev(&s))
-        .collect();
+    let mut devs: Vec<Dev> =
+        slaves.flatten().filter_map(|s| read(&s.path().join("dev"))).filter_map(|s| parse_dev(&s)).collect();
     devs.sort_unstable();
     for dev in devs {
         lower(src, r, fs_dev, at, layer, target, dev, 0, None, None, depth);
@@ -260,15 +311,21 @@ fn loop_file(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, real: 
     let offset = read_u64(&real.join("loop/offset")).unwrap_or(0);
     let sizelimit = read_u64(&real.join("loop/sizelimit")).filter(|s| *s > 0);
     let Some((file_dev, ino)) = (src.stat)(&path) else {
-        r.map.limits.push(format!("loop {}: backing file {path} cannot be found (deleted?): not watched", dev_str(at.dev)));
+        r.map.limits.push(format!(
+            "loop {}: backing file {path} cannot be found (deleted?): not watched",
+            dev_str(at.dev)
+        ));
         return;
     };
     // The loop device's sectors [first, first + len) are the file's bytes from offset on.
     let first = offset + at.first * 512;
-    let len = match (at.len, sizelimit) {
-        (Some(l), _) => Some(l * 512),
-        (None, Some(limit)) => Some(limit.saturating_sub(at.first * 512)),
-        (None, None) => None,
+    // Without a range from above, the loop device's capacity (what the file held when it was
+    // attached): growing the file past it changes nothing the device reads.
+    let len = match (at.len, read_u64(&real.join("size")), sizelimit) {
+        (Some(l), _, _) => Some(l * 512),
+        (None, Some(sectors), _) if sectors > 0 => Some((sectors - at.first.min(sectors)) * 512),
+        (None, _, Some(limit)) => Some(limit.saturating_sub(at.first * 512)),
+        (None, _, None) => None,
     };
     r.map.mappings.push(Mapping {
         layer: Layer::LoopFile,
@@ -283,7 +340,12 @@ fn loop_file(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, real: 
     });
     let end = len.map_or(u64::MAX, |l| first.saturating_add(l));
     let key = InodeKey { dev: kdev::make(file_dev.0, file_dev.1), _pad: 0, ino };
-    let extent = Extent { fs_dev: kdev::make(fs_dev.0, fs_dev.1), via_dev: kdev::make(at.dev.0, at.dev.1), first, end };
+    let extent = Extent {
+        fs_dev: kdev::make(fs_dev.0, fs_dev.1),
+        via_dev: kdev::make(at.dev.0, at.dev.1),
+        first,
+        end,
+    };
     r.backing.push((key, extent));
 }
 

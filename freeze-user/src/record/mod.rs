@@ -151,6 +151,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         command: (!opts.command.is_empty()).then(|| opts.command.clone()),
         deny_mounts: opts.deny_mounts.map(|mode| DenyStatus { mode, active: loaded.denying }),
         cgroup2_root: sink.cgroup2_root().map(|p| p.display().to_string()),
+        storage: Some(loaded.storage.coverage()),
     };
     sink.write(&Record::Header(header.clone())).context("writing the trace header")?;
     if let Some(tap) = &sink.tap {

@@ -126,7 +126,12 @@ const GUEST_HOOKS: &[(&str, &str)] = &[
     ("mounts", "tracepoint:syscalls:mount"),
     ("completed-writes", "fexit:vfs_write"),
     ("mount-denial", "lsm:sb_kern_mount+sb_mount+move_mount"),
+    ("backing-files", "tracepoint:syscalls:fallocate+ftruncate"),
 ];
+
+/// The storage layers `doctor` must find mappable in the guests (they load dm_mod and loop).
+const GUEST_LAYERS: &[&str] =
+    &["partition", "dm-linear", "dm-striped", "dm-whole-device", "loop-backing-file"];
 
 /// Tests passed per `test result:` line of `log`.
 fn passed_in(log: &str) -> u64 {
@@ -187,6 +192,12 @@ fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>, bin_s
     for (feature, hook) in GUEST_HOOKS {
         let got = features.iter().find(|f| f["feature"] == *feature).map(|f| f["hook"].clone());
         ensure!(got == Some((*hook).into()), "{name}: {feature} attached {got:?}, expected {hook}");
+    }
+    let layers =
+        doctor["storage"]["Ok"]["layers"].as_array().with_context(|| format!("{name}: doctor storage"))?;
+    for layer in GUEST_LAYERS {
+        let available = layers.iter().find(|l| l["layer"] == *layer).map(|l| l["available"].clone());
+        ensure!(available == Some(true.into()), "{name}: storage layer {layer}: {available:?}");
     }
     let mut failed = Vec::new();
     let mut empty = Vec::new();

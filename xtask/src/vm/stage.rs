@@ -32,7 +32,7 @@ pub(super) fn copy_with_libs(bin: &Path, stage: &Path) -> Result<()> {
 }
 
 /// Tools the kernel tests call, copied from this machine (util-linux, e2fsprogs, xfsprogs,
-/// btrfs-progs, coreutils dd, dmsetup), so that they behave in the guest as on the host; busybox fills in
+/// btrfs-progs, coreutils, dmsetup), so that they behave in the guest as on the host; busybox fills in
 /// the rest (sleep, seq, cat, …).
 pub(super) const GUEST_TOOLS: &[&str] = &[
     "fsfreeze",
@@ -46,12 +46,17 @@ pub(super) const GUEST_TOOLS: &[&str] = &[
     "mkfs.btrfs",
     "xfs_io",
     "dmsetup",
+    "sfdisk",
+    "blkdiscard",
+    "fallocate",
+    "truncate",
+    "sync",
 ];
 
 /// Modules the tests need, with their `depends=` resolved; btrfs's crypto comes as soft
 /// dependencies, which are named here. Modules built into a kernel are simply not found.
 pub(super) const GUEST_MODULES: &[&str] =
-    &["loop", "crc32c_generic", "xxhash_generic", "blake2b_generic", "xfs", "btrfs", "dm_mod"];
+    &["loop", "crc32c_generic", "xxhash_generic", "blake2b_generic", "xfs", "btrfs", "dm_mod", "dm_snapshot"];
 
 /// A module's file name without extension, as the kernel names it (`dm-mod.ko.xz` → `dm_mod`).
 pub(super) fn module_name(path: &Path) -> String {

@@ -56,20 +56,37 @@ fn target(start: u64, len: u64, kind: &str, params: &str) -> DmTarget {
 #[test]
 fn a_partition_maps_to_its_range_of_the_disk_and_the_disk_to_its_backing_file() {
     let sys = FakeSys::new();
-    sys.device("virtual/block/loop0", (7, 0), &[("loop/backing_file", "/tmp/x/disk.img\n"), ("loop/offset", "0\n"), ("loop/sizelimit", "0\n")]);
-    sys.device("virtual/block/loop0/loop0p2", (259, 1), &[("partition", "2\n"), ("start", "4096\n"), ("size", "8192\n")]);
+    sys.device(
+        "virtual/block/loop0",
+        (7, 0),
+        &[("loop/backing_file", "/tmp/x/disk.img\n"), ("loop/offset", "0\n"), ("loop/sizelimit", "0\n")],
+    );
+    sys.device(
+        "virtual/block/loop0/loop0p2",
+        (259, 1),
+        &[("partition", "2\n"), ("start", "4096\n"), ("size", "8192\n")],
+    );
     let r = resolve(&sys.sources(&no_dm, &stat_img), (259, 1));
     let [disk, file] = r.map.mappings.as_slice() else { panic!("{:#?}", r.map) };
-    assert_eq!((disk.layer, disk.dev.as_str(), disk.name.as_deref()), (Layer::Partition, "7:0", Some("loop0")));
+    assert_eq!(
+        (disk.layer, disk.dev.as_str(), disk.name.as_deref()),
+        (Layer::Partition, "7:0", Some("loop0"))
+    );
     assert_eq!((disk.first, disk.len, disk.fs_sector), (4096, Some(8192), Some(0)));
     assert_eq!((file.layer, file.file.as_deref()), (Layer::LoopFile, Some("/tmp/x/disk.img")));
     assert_eq!((file.first, file.len, file.fs_sector), (4096 * 512, Some(8192 * 512), Some(0)));
     // The file backs 7:0 itself, the partition's disk: nothing lies between.
     assert!(file.through.is_empty());
-    assert_eq!(r.extents, vec![((7, 0), Extent { fs_dev: kdev::make(259, 1), via_dev: 0, first: 4096, end: 4096 + 8192 })]);
+    assert_eq!(
+        r.extents,
+        vec![((7, 0), Extent { fs_dev: kdev::make(259, 1), via_dev: 0, first: 4096, end: 4096 + 8192 })]
+    );
     let (key, extent) = r.backing[0];
     assert_eq!((key.dev, key.ino), (kdev::make(254, 0), 1234));
-    assert_eq!((extent.via_dev, extent.first, extent.end), (kdev::make(7, 0), 4096 * 512, (4096 + 8192) * 512));
+    assert_eq!(
+        (extent.via_dev, extent.first, extent.end),
+        (kdev::make(7, 0), 4096 * 512, (4096 + 8192) * 512)
+    );
     assert!(r.map.limits.is_empty(), "{:?}", r.map.limits);
 }
 
@@ -84,10 +101,14 @@ fn dm_linear_targets_map_their_part_of_the_range_sector_for_sector() {
         Ok(vec![target(0, 1000, "linear", "7:1 2048"), target(1000, 500, "linear", "7:2 0")])
     };
     let r = resolve(&sys.sources(&dm, &stat_img), (253, 0));
-    let got: Vec<_> = r.map.mappings.iter().map(|m| (m.layer, m.dev.as_str(), m.first, m.len, m.fs_sector)).collect();
+    let got: Vec<_> =
+        r.map.mappings.iter().map(|m| (m.layer, m.dev.as_str(), m.first, m.len, m.fs_sector)).collect();
     assert_eq!(
         got,
-        vec![(Layer::DmLinear, "7:1", 2048, Some(1000), Some(0)), (Layer::DmLinear, "7:2", 0, Some(500), Some(1000))]
+        vec![
+            (Layer::DmLinear, "7:1", 2048, Some(1000), Some(0)),
+            (Layer::DmLinear, "7:2", 0, Some(500), Some(1000))
+        ]
     );
 }
 
@@ -101,11 +122,18 @@ fn striped_and_unknown_targets_are_watched_as_shares_and_wholes_and_said() {
         _ => Ok(vec![target(0, 4096, "crypt", "aes-xts-plain64 :64:logon:k 0 7:3 4096")]),
     };
     let striped = resolve(&sys.sources(&dm, &stat_img), (253, 1));
-    let got: Vec<_> = striped.map.mappings.iter().map(|m| (m.layer, m.dev.as_str(), m.first, m.len, m.fs_sector)).collect();
-    assert_eq!(got, vec![(Layer::DmStriped, "7:1", 0, Some(2048), None), (Layer::DmStriped, "7:2", 64, Some(2048), None)]);
+    let got: Vec<_> =
+        striped.map.mappings.iter().map(|m| (m.layer, m.dev.as_str(), m.first, m.len, m.fs_sector)).collect();
+    assert_eq!(
+        got,
+        vec![(Layer::DmStriped, "7:1", 0, Some(2048), None), (Layer::DmStriped, "7:2", 64, Some(2048), None)]
+    );
     let crypt = resolve(&sys.sources(&dm, &stat_img), (253, 2));
     let m = &crypt.map.mappings[0];
-    assert_eq!((m.layer, m.dev.as_str(), m.target.as_deref(), m.len), (Layer::DmWhole, "7:3", Some("crypt"), None));
+    assert_eq!(
+        (m.layer, m.dev.as_str(), m.target.as_deref(), m.len),
+        (Layer::DmWhole, "7:3", Some("crypt"), None)
+    );
     assert_eq!(crypt.extents[0].1.end, u64::MAX);
     assert!(crypt.map.limits[0].contains("\"crypt\""), "{:?}", crypt.map.limits);
 }
@@ -140,7 +168,15 @@ fn an_md_array_watches_its_members_whole_and_a_plain_disk_maps_to_nothing() {
 #[test]
 fn a_loop_device_with_an_offset_and_a_limit_maps_that_part_of_its_file() {
     let sys = FakeSys::new();
-    sys.device("virtual/block/loop5", (7, 5), &[("loop/backing_file", "/tmp/x/disk.img\n"), ("loop/offset", "1048576\n"), ("loop/sizelimit", "4194304\n")]);
+    sys.device(
+        "virtual/block/loop5",
+        (7, 5),
+        &[
+            ("loop/backing_file", "/tmp/x/disk.img\n"),
+            ("loop/offset", "1048576\n"),
+            ("loop/sizelimit", "4194304\n"),
+        ],
+    );
     let r = resolve(&sys.sources(&no_dm, &stat_img), (7, 5));
     let m = &r.map.mappings[0];
     assert_eq!((m.first, m.len, m.through.len()), (1 << 20, Some(4 << 20), 0));

@@ -1,0 +1,204 @@
+//! The layers under a frozen filesystem that this host lacks, in the guests: a write to the
+//! whole disk over a frozen partition is a slip and one over its neighbour is not; a write to the
+//! device under a dm-linear target is a slip inside the mapped range and not outside it; and the
+//! device-mapper snapshot flow (suspend, snapshot, resume) records the kernel's freeze and thaw
+//! with no slip, denies a mount of the origin, catches a write to the lower device, and leaves a
+//! snapshot equal to the origin at freeze time.
+use std::process::Command;
+
+use freezewatch_tests::{
+    DmDevices, DmStack, LoopDev, MountedOn, PartitionedLoop, Recorder, Trace, dmsetup, kernel_version,
+    layer_available, mount_device, record_script, unmount,
+};
+use serde_json::Value;
+
+fn slips_of<'a>(trace: &'a Trace, mnt: &str) -> Vec<&'a Value> {
+    trace.findings("slip").into_iter().filter(|f| f["sb"]["mountpoint"] == mnt).collect()
+}
+
+/// `dd` of one 4 KiB block of zeroes to `dev` at 512-byte sector `sector`, direct.
+fn dd_at(dev: &str, sector: u64) -> String {
+    format!("dd if=/dev/zero of={dev} bs=512 count=8 seek={sector} oflag=direct conv=notrunc status=none")
+}
+
+fn dev_number(path: &str) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let rdev = std::fs::metadata(path).expect("device").rdev();
+    format!("{}:{}", libc::major(rdev), libc::minor(rdev))
+}
+
+#[test]
+fn a_write_to_the_disk_over_a_frozen_partition_is_a_slip_and_over_its_neighbour_is_not() {
+    let name = "a_write_to_the_disk_over_a_frozen_partition_is_a_slip_and_over_its_neighbour_is_not";
+    if !layer_available(name, "partitions") {
+        return;
+    }
+    let disk = PartitionedLoop::new(&[40960, 40960]).expect("a partitioned loop disk");
+    let p1 = disk.partition(1).display().to_string();
+    let fs = MountedOn::ext4(&p1).expect("ext4 on partition 1");
+    let (p1_start, _) = disk.parts[0];
+    let (p2_start, _) = disk.parts[1];
+    let m = fs.mnt();
+    let script = format!(
+        "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{}\n{}\n{}\nfsfreeze -u {m}; trap - EXIT",
+        dd_at(&disk.loopdev, p1_start + 8000),
+        dd_at(&disk.loopdev, p2_start + 100),
+        dd_at(&disk.partition(2).display().to_string(), 100),
+    );
+    let trace = record_script(&script).expect("recording");
+    let slips = slips_of(&trace, m);
+    assert_eq!(slips.len(), 1, "only the write inside partition 1 reached its storage: {slips:#?}");
+    let b = &slips[0]["block"];
+    let disk_dev = dev_number(&disk.loopdev);
+    assert_eq!((slips[0]["comm"].as_str(), b["op"].as_str()), (Some("dd"), Some("write")));
+    assert_eq!(
+        (b["dev"].as_str(), b["sector"].as_u64(), b["bytes"].as_u64()),
+        (Some(disk_dev.as_str()), Some(p1_start + 8000), Some(4096))
+    );
+    let mapping = &b["mapping"];
+    assert_eq!(mapping["layer"], "partition", "{b}");
+    assert_eq!(
+        (mapping["first"].as_u64(), mapping["len"].as_u64(), mapping["fs_sector"].as_u64()),
+        (Some(p1_start), Some(40960), Some(0))
+    );
+    assert!(
+        slips[0]["message"].as_str().is_some_and(|s| s.contains("from its sector 8000 on")),
+        "{}",
+        slips[0]
+    );
+    let header = &trace.of_type("header")[0];
+    let maps = header["storage"]["maps"].as_array().expect("the header has the storage maps");
+    assert!(maps.iter().any(|m| m["fs_dev"] == dev_number(&p1)), "{header}");
+}
+
+#[test]
+fn a_write_to_the_device_under_a_dm_linear_target_is_a_slip_inside_its_range_only() {
+    let name = "a_write_to_the_device_under_a_dm_linear_target_is_a_slip_inside_its_range_only";
+    if !layer_available(name, "device-mapper") {
+        return;
+    }
+    // The target maps the loop device from sector 2048 on: sectors before are not the filesystem's.
+    let stack =
+        DmStack::linear_ext4(&format!("fwlin{}", std::process::id()), 64, 2048).expect("ext4 on dm-linear");
+    let (fs, lower) = (stack.fs(), &stack.loops[0]);
+    let m = fs.mnt();
+    let script = format!(
+        "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{}\n{}\nfsfreeze -u {m}; trap - EXIT",
+        dd_at(&lower.dev, 1000),
+        dd_at(&lower.dev, 2048 + 800),
+    );
+    let trace = record_script(&script).expect("recording");
+    let slips = slips_of(&trace, m);
+    assert_eq!(slips.len(), 1, "{slips:#?}");
+    let b = &slips[0]["block"];
+    let lower_dev = lower.number().expect("dev number");
+    assert_eq!(
+        (b["dev"].as_str(), b["sector"].as_u64(), b["op"].as_str()),
+        (Some(lower_dev.as_str()), Some(2848), Some("write"))
+    );
+    let mapping = &b["mapping"];
+    assert_eq!(
+        (mapping["layer"].as_str(), mapping["target"].as_str()),
+        (Some("dm-linear"), Some("linear")),
+        "{b}"
+    );
+    assert_eq!((mapping["first"].as_u64(), mapping["fs_sector"].as_u64()), (Some(2048), Some(0)), "{b}");
+    assert!(
+        slips[0]["message"].as_str().is_some_and(|s| s.contains("from its sector 800 on")),
+        "{}",
+        slips[0]
+    );
+}
+
+/// Reads a whole device or file.
+fn contents(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+#[test]
+fn the_device_mapper_snapshot_flow_is_clean_denies_mounts_and_catches_a_lower_write() {
+    let name = "the_device_mapper_snapshot_flow_is_clean_denies_mounts_and_catches_a_lower_write";
+    if !layer_available(name, "device-mapper") {
+        return;
+    }
+    let pid = std::process::id();
+    let (real, origin, snap) = (format!("fwreal{pid}"), format!("fworigin{pid}"), format!("fwsnap{pid}"));
+    let data = LoopDev::new(64).expect("data device");
+    let cow = LoopDev::new(32).expect("copy-on-write device");
+    let sectors = 64u64 << 11;
+    let mut stack = DmStack { fs: None, dm: DmDevices::default(), loops: Vec::new() };
+    let real_dev =
+        stack.dm.create(&real, &format!("0 {sectors} linear {} 0", data.dev)).expect("origin-real");
+    let origin_dev = stack.dm.create(&origin, &format!("0 {sectors} linear {real_dev} 0")).expect("origin");
+    stack.fs = Some(MountedOn::ext4(&origin_dev).expect("ext4 on the origin"));
+    let m = stack.fs().mnt().to_owned();
+    std::fs::write(format!("{m}/before"), vec![7u8; 1 << 20]).expect("a file before the snapshot");
+    let again = tempfile::tempdir().expect("tmp");
+
+    let rec = Recorder::start(&["--deny-mounts"]).expect("recorder");
+    // LVM's order: suspend the origin (the kernel freezes the filesystem), make the snapshot of
+    // the real device, reload the origin as snapshot-origin, resume (the kernel thaws).
+    dmsetup(&["suspend", &origin]).expect("suspend");
+    let at_freeze = contents(&real_dev);
+    let snap_table = format!("0 {sectors} snapshot {real_dev} {} P 8", cow.dev);
+    let snap_dev = stack.dm.create(&snap, &snap_table).expect("the snapshot");
+    let snapshot = contents(&snap_dev);
+    let denied = mount_device("ext4", &origin_dev, again.path());
+    // A write to the device under it all, inside the filesystem's range: a slip.
+    let lower_write = Command::new("sh").arg("-c").arg(dd_at(&data.dev, 4096)).status().expect("dd");
+    dmsetup(&["load", &origin, "--table", &format!("0 {sectors} snapshot-origin {real_dev}")]).expect("load");
+    dmsetup(&["resume", &origin]).expect("resume");
+    // After the thaw, writes to the origin go to it and are copied out of the snapshot's way.
+    std::fs::write(format!("{m}/after"), vec![9u8; 1 << 20]).expect("a file after the thaw");
+    Command::new("sync").status().expect("sync");
+    let snapshot_later = contents(&snap_dev);
+    let trace = rec.finish().expect("trace");
+    unmount(again.path());
+
+    assert_eq!(denied, Err(libc::EPERM), "a mount of the suspended origin is refused");
+    assert!(lower_write.success());
+    assert!(snapshot == at_freeze, "the snapshot holds the origin as it was at freeze time");
+    assert!(snapshot_later == snapshot, "writes after the thaw did not change the snapshot");
+    // The kernel's freeze and thaw, held by the kernel (6.6+ name holders; 6.1 has none).
+    let freezes: Vec<&Value> = trace
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "freeze_end" && e["sb"]["mountpoint"] == m.as_str())
+        .collect();
+    let thaws: Vec<&Value> = trace
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "thaw_end" && e["sb"]["mountpoint"] == m.as_str())
+        .collect();
+    assert_eq!((freezes.len(), thaws.len()), (1, 1), "{freezes:#?} {thaws:#?}");
+    let holder = if kernel_version() >= (6, 6) { Value::from("kernel") } else { Value::Null };
+    assert_eq!((&freezes[0]["holder"], &freezes[0]["ret"]), (&holder, &Value::from(0)), "{}", freezes[0]);
+    assert_eq!(thaws[0]["level_after"], 0, "{}", thaws[0]);
+    let denials: Vec<&Value> = trace.events().into_iter().filter(|e| e["kind"] == "mount_denied").collect();
+    assert_eq!(denials.len(), 1, "{denials:#?}");
+    // One slip: the lower write, named with its writer and the layers it went through.
+    let slips = slips_of(&trace, &m);
+    assert_eq!(slips.len(), 1, "the snapshot's own I/O is no slip: {slips:#?}");
+    let b = &slips[0]["block"];
+    let data_dev = data.number().expect("dev number");
+    assert_eq!(
+        (slips[0]["comm"].as_str(), b["dev"].as_str(), b["sector"].as_u64()),
+        (Some("dd"), Some(data_dev.as_str()), Some(4096))
+    );
+    let mapping = &b["mapping"];
+    assert_eq!(
+        (mapping["layer"].as_str(), mapping["fs_sector"].as_u64()),
+        (Some("dm-linear"), Some(0)),
+        "{b}"
+    );
+    assert_eq!(
+        mapping["through"],
+        serde_json::json!([dev_number(&real_dev)]),
+        "origin → origin-real → data: {b}"
+    );
+    assert!(
+        slips[0]["message"].as_str().is_some_and(|s| s.contains("from its sector 4096 on")),
+        "{}",
+        slips[0]
+    );
+}

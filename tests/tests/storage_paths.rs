@@ -1,0 +1,181 @@
+//! Every path to a frozen filesystem's storage on this host's layers: discards and write-zeroes
+//! on its own device, and writes, punched holes and truncates of its loop device's backing file,
+//! are slips that say what they did and where; flushes, writes to other devices and files, and
+//! growing the backing file past the device are not; 50 freeze cycles under load stay clean.
+//! Partitions and device-mapper layers are tested in the guests (`storage_layers.rs`).
+use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script};
+use serde_json::Value;
+
+fn slips_of<'a>(trace: &'a Trace, fs: &LoopFs) -> Vec<&'a Value> {
+    trace.findings("slip").into_iter().filter(|f| f["sb"]["mountpoint"] == fs.mnt()).collect()
+}
+
+/// Freezes `fs` around `body` in a script that thaws on any exit.
+fn frozen_script(fs: &LoopFs, body: &str) -> String {
+    let m = fs.mnt();
+    format!("set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{body}\nfsfreeze -u {m}; trap - EXIT")
+}
+
+#[test]
+fn discards_and_write_zeroes_of_a_frozen_device_are_slips_with_their_op_and_flushes_are_not() {
+    if !kernel_available(
+        "discards_and_write_zeroes_of_a_frozen_device_are_slips_with_their_op_and_flushes_are_not",
+    ) {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let dev = &fs.loopdev;
+    let script = frozen_script(
+        &fs,
+        &format!(
+            "blkdiscard -f -o 32M -l 1M {dev} 2>/dev/null\nblkdiscard -f -z -o 40M -l 1M {dev} 2>/dev/null\nsync {dev}"
+        ),
+    );
+    let trace = record_script(&script).expect("recording");
+    let slips = slips_of(&trace, &fs);
+    let got: Vec<(&str, &str, u64, u64, &str)> = slips
+        .iter()
+        .map(|f| {
+            let b = &f["block"];
+            (
+                f["comm"].as_str().unwrap_or(""),
+                b["op"].as_str().unwrap_or(""),
+                b["sector"].as_u64().unwrap_or(0),
+                b["bytes"].as_u64().unwrap_or(0),
+                b["dev"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let loop_dev = fs.loop_dev_number().expect("dev number");
+    assert_eq!(
+        got,
+        vec![
+            ("blkdiscard", "discard", 32 << 11, 1 << 20, loop_dev.as_str()),
+            ("blkdiscard", "write-zeroes", 40 << 11, 1 << 20, loop_dev.as_str()),
+        ],
+        "the flush `sync` sent to the frozen device is no slip; the hook was live for both ops"
+    );
+    assert!(
+        slips[0]["message"].as_str().is_some_and(|m| m.contains("discarded 1048576 bytes at sector 65536")),
+        "{}",
+        slips[0]
+    );
+    assert!(
+        slips[1]["message"].as_str().is_some_and(|m| m.contains("a write-zeroes that bypassed")),
+        "{}",
+        slips[1]
+    );
+    assert!(trace.hook_hits("tracepoint:block:block_bio_queue") > 0);
+}
+
+#[test]
+fn changes_to_the_backing_file_are_slips_naming_the_loop_device_and_other_files_are_not() {
+    if !kernel_available(
+        "changes_to_the_backing_file_are_slips_naming_the_loop_device_and_other_files_are_not",
+    ) {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let other = LoopFs::new(FsType::Ext4).expect("another fs, not frozen");
+    let img = fs.image.display().to_string();
+    let body = format!(
+        "dd if=/dev/urandom of={img} bs=4096 count=1 seek=12000 conv=notrunc status=none\n\
+         fallocate -p -o 50M -l 1M {img}\n\
+         truncate -s 65M {img}\n\
+         dd if=/dev/zero of={other_img} bs=4096 count=1 seek=100 conv=notrunc status=none\n\
+         dd if=/dev/zero of={other_dev} bs=4096 count=1 seek=100 oflag=direct conv=notrunc status=none\n\
+         truncate -s 63M {img}",
+        other_img = other.image.display(),
+        other_dev = other.loopdev,
+    );
+    let trace = record_script(&frozen_script(&fs, &body)).expect("recording");
+    let slips = slips_of(&trace, &fs);
+    let got: Vec<(&str, &str, u64, u64)> = slips
+        .iter()
+        .map(|f| {
+            let b = &f["block"];
+            (
+                f["comm"].as_str().unwrap_or(""),
+                b["op"].as_str().unwrap_or(""),
+                b["file_offset"].as_u64().unwrap_or(u64::MAX),
+                b["bytes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("dd", "file-write", 12000 * 4096, 4096),
+            ("fallocate", "punch-hole", 50 << 20, 1 << 20),
+            ("truncate", "truncate", 63 << 20, 0),
+        ],
+        "growing the file past the device (65M) changes nothing it reads; the other loop's file and \
+         device are not this filesystem's storage"
+    );
+    let loop_dev = fs.loop_dev_number().expect("dev number");
+    for s in &slips {
+        let m = &s["block"]["mapping"];
+        assert_eq!(m["layer"], "loop-backing-file", "{s}");
+        assert_eq!(
+            (m["dev"].as_str(), m["file"].as_str()),
+            (Some(loop_dev.as_str()), Some(img.as_str())),
+            "{s}"
+        );
+        assert_eq!(
+            (m["first"].as_u64(), m["len"].as_u64()),
+            (Some(0), Some(64 << 20)),
+            "the device's range of the file: {s}"
+        );
+    }
+    assert!(
+        slips[0]["message"].as_str().is_some_and(|m| m.contains(&format!(
+            "wrote 4096 bytes at byte {} of {img}, the backing file of loop device {loop_dev}",
+            12000 * 4096
+        )) && m.contains("from its sector 96000 on")),
+        "{}",
+        slips[0]
+    );
+    assert!(
+        trace.findings("slip").iter().all(|f| f["sb"]["mountpoint"] == fs.mnt()),
+        "{:#?}",
+        trace.findings("slip")
+    );
+    let header = &trace.of_type("header")[0];
+    let layers = header["storage"]["layers"].as_array().expect("the header states the layers");
+    assert!(layers.iter().any(|l| l["layer"] == "loop-backing-file" && l["available"] == true), "{header}");
+}
+
+#[test]
+fn fifty_freeze_cycles_under_load_stay_clean() {
+    if !kernel_available("fifty_freeze_cycles_under_load_stay_clean") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let other = LoopFs::new(FsType::Ext4).expect("another fs under load");
+    let (m, o) = (fs.mnt(), other.mnt());
+    // Writers on the frozen filesystem (held at the gate each cycle) and direct I/O on another.
+    let script = format!(
+        "( while :; do dd if=/dev/zero of={m}/load bs=64k count=4 conv=notrunc status=none; done ) & w=$!\n\
+         ( while :; do dd if=/dev/zero of={o}/load bs=64k count=16 oflag=direct status=none; done ) & d=$!\n\
+         trap 'fsfreeze -u {m} 2>/dev/null; kill $w $d 2>/dev/null' EXIT\n\
+         for i in $(seq 50); do fsfreeze -f {m}; sleep 0.05; fsfreeze -u {m}; done\n\
+         trap - EXIT; kill $w $d; wait"
+    );
+    let trace = record_script(&script).expect("recording");
+    let ours: Vec<&Value> = trace
+        .of_type("finding")
+        .into_iter()
+        .filter(|f| f["sb"]["mountpoint"] == m)
+        .filter(|f| f["kind"] != "exempt" && f["kind"] != "blocked-writer")
+        .collect();
+    assert!(ours.is_empty(), "{ours:#?}");
+    let summary = trace
+        .of_type("summary")
+        .into_iter()
+        .find(|s| s["sb"]["mountpoint"] == m)
+        .expect("a summary of our filesystem");
+    assert_eq!(summary["freezes"].as_u64(), Some(50), "{summary}");
+    // Live hooks: writers were held at the gate, and bios and writes were seen.
+    assert!(summary["blocked_writers"].as_u64().is_some_and(|n| n > 0), "{summary}");
+    assert!(trace.hook_hits("tracepoint:block:block_bio_queue") > 0);
+}

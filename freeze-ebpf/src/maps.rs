@@ -132,6 +132,15 @@ pub(crate) struct Writing {
     pub(crate) io_op: u32,
 }
 
+impl Writing {
+    /// A modification of `len` bytes (0: to the end) at `pos` of the backing file `extent`
+    /// describes, under frozen `sb`.
+    #[inline(always)]
+    pub(crate) fn backing(sb: u64, extent: &Extent, pos: u64, len: u64, io_op: u32) -> Self {
+        Self { sb, pos, len, first: extent.first, end: extent.end, via_dev: extent.via_dev, io_op }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct Pending {

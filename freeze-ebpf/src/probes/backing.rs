@@ -50,15 +50,7 @@ pub fn fw_fallocate_enter(ctx: TracePointContext) -> u32 {
         // Everything after the offset moves.
         len = 0;
     }
-    remember(&Writing {
-        sb,
-        pos,
-        len,
-        first: extent.first,
-        end: extent.end,
-        via_dev: extent.via_dev,
-        io_op: op,
-    });
+    remember(&Writing::backing(sb, &extent, pos, len, op));
     0
 }
 
@@ -68,16 +60,7 @@ pub fn fw_ftruncate_enter(ctx: TracePointContext) -> u32 {
     let Some((sb, extent)) = backing_of(&ctx) else { return 0 };
     // SAFETY: the offset is inside the tracepoint's record (checked by user space).
     let pos = unsafe { ctx.read_at::<u64>(sys::FTRUNCATE_LENGTH.offset) }.unwrap_or(0);
-    let w = Writing {
-        sb,
-        pos,
-        len: 0,
-        first: extent.first,
-        end: extent.end,
-        via_dev: extent.via_dev,
-        io_op: io_op::FILE_TRUNCATE,
-    };
-    remember(&w);
+    remember(&Writing::backing(sb, &extent, pos, 0, io_op::FILE_TRUNCATE));
     0
 }
 

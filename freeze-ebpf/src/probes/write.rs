@@ -69,15 +69,7 @@ pub(crate) fn on_write_enter(ctx: &TracePointContext, pos_field: Option<usize>) 
             // SAFETY: as above; pwritev2 takes -1 for "the file position".
             let arg = pos_field.map(|off| unsafe { ctx.read_at::<i64>(off) }.unwrap_or(-1)).unwrap_or(-1);
             let pos = if arg >= 0 { arg as u64 } else { read_u64(file + off!(file_f_pos)).unwrap_or(0) };
-            Writing {
-                sb,
-                pos,
-                len: 0,
-                first: extent.first,
-                end: extent.end,
-                via_dev: extent.via_dev,
-                io_op: io_op::FILE_WRITE,
-            }
+            Writing::backing(sb, &extent, pos, 0, io_op::FILE_WRITE)
         }
     };
     remember(&writing);
@@ -182,15 +174,13 @@ pub fn fw_vfs_write_exit(ctx: FExitContext) -> u32 {
             // `*pos` has moved past the bytes written.
             let ppos: u64 = ctx.arg(3);
             let after = if ppos == 0 { ret as u64 } else { read_u64(ppos).unwrap_or(ret as u64) };
-            let w = Writing {
+            let w = Writing::backing(
                 sb,
-                pos: after.saturating_sub(ret as u64),
-                len: ret as u64,
-                first: extent.first,
-                end: extent.end,
-                via_dev: extent.via_dev,
-                io_op: io_op::FILE_WRITE,
-            };
+                &extent,
+                after.saturating_sub(ret as u64),
+                ret as u64,
+                io_op::FILE_WRITE,
+            );
             backing_modified(&ctx, hook::FEXIT_VFS_WRITE, &w);
         }
         None => {}

@@ -25,8 +25,10 @@ use clap::{Parser, Subcommand};
     long_about = "Watch the Linux filesystem freeze gate with eBPF.\n\n\
         Freezing a filesystem (fsfreeze, xfs_freeze, FIFREEZE, device-mapper, suspend) is how backup \
                 and snapshot tools get a consistent image. freezewatch records every freeze and thaw, and \
-        everything that reaches a frozen filesystem: writes to its block device, transaction starts, \
-        completed writes, writers held at the gate, mounts that land on it. It flags what slipped \
+        everything that reaches a frozen filesystem: writes, discards and zero-outs of its block \
+        device and of the layers under it (partitions, device-mapper, md, a loop device's backing \
+        file), transaction starts, completed writes, writers held at the gate, mounts that land on \
+        it. It flags what slipped \
         past the gate, with the task and the kernel stack.\n\n\
         Start with `freezewatch doctor` to see what this kernel allows; `freezewatch tui` to watch; \
         `freezewatch run --assert no-slips -- ./backup.sh` in CI.",

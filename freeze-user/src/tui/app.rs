@@ -359,7 +359,20 @@ pub fn event_line(e: &Event) -> String {
         s.push_str(&format!(" {err}"));
     }
     if let Some(b) = &e.block {
-        s.push_str(&format!(" {}B @{} on {}", b.bytes, b.sector, b.dev));
+        // "write 4096B @128 on 7:0", "punch-hole 1048576B @byte 188743680 of /img (loop 7:0)".
+        match (&b.mapping, b.file_offset) {
+            (Some(m), Some(offset)) if b.op().is_file() => s.push_str(&format!(
+                " {} {}B @byte {offset} of {} (loop {})",
+                b.op(),
+                b.bytes,
+                m.file.as_deref().unwrap_or("?"),
+                b.dev
+            )),
+            _ => s.push_str(&format!(" {} {}B @{} on {}", b.op(), b.bytes, b.sector, b.dev)),
+        }
+        if let Some(m) = b.mapping.as_ref().filter(|m| !b.op().is_file() || m.file.is_none()) {
+            s.push_str(&format!(" ({})", m.layer));
+        }
     }
     if let Some(m) = &e.mount {
         s.push_str(&format!(" {} {} -> {}", m.api, m.source, m.target));

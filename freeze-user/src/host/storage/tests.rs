@@ -186,3 +186,40 @@ fn a_loop_device_with_an_offset_and_a_limit_maps_that_part_of_its_file() {
     assert!(gone.backing.is_empty());
     assert!(gone.map.limits[0].contains("cannot be found"), "{:?}", gone.map.limits);
 }
+
+#[test]
+fn layers_compose_dm_over_a_partition_over_a_loop_disk_over_a_file() {
+    let sys = FakeSys::new();
+    sys.device(
+        "virtual/block/loop0",
+        (7, 0),
+        &[("loop/backing_file", "/tmp/x/disk.img\n"), ("size", "100000\n")],
+    );
+    sys.device(
+        "virtual/block/loop0/loop0p1",
+        (259, 0),
+        &[("partition", "1\n"), ("start", "2048\n"), ("size", "50000\n")],
+    );
+    sys.device("virtual/block/dm-3", (253, 3), &[("dm/name", "lv\n")]);
+    // The filesystem's device maps 1000 sectors from sector 100 of the partition.
+    let dm = |_: Dev| Ok(vec![target(0, 1000, "linear", "259:0 100")]);
+    let r = resolve(&sys.sources(&dm, &stat_img), (253, 3));
+    let got: Vec<_> = r
+        .map
+        .mappings
+        .iter()
+        .map(|m| (m.layer, m.dev.as_str(), m.first, m.len, m.fs_sector, m.through.join(",")))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Layer::DmLinear, "259:0", 100, Some(1000), Some(0), String::new()),
+            (Layer::Partition, "7:0", 2148, Some(1000), Some(0), "259:0".to_owned()),
+            (Layer::LoopFile, "7:0", 2148 * 512, Some(1000 * 512), Some(0), "259:0".to_owned()),
+        ]
+    );
+    // A write to the disk lands in the filesystem's range only between 2148 and 3148.
+    let disk: Vec<_> =
+        r.extents.iter().filter(|(d, _)| *d == (7, 0)).map(|(_, e)| (e.first, e.end)).collect();
+    assert_eq!(disk, vec![(2148, 3148)]);
+}

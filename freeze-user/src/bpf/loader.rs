@@ -88,6 +88,9 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
 pub type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 pub struct Loaded {
+    /// Every link of the programs loaded through aya, detached together when dropped (first:
+    /// fields drop in order).
+    _links: attach::Links,
     /// Programs on module functions, loaded outside aya (`module_fexit`); detached on drop.
     _module_programs: Vec<module_fexit::Attached>,
     // Field order matters: programs (in `ebpf`) are dropped before the log map they write to.
@@ -129,10 +132,15 @@ impl Loaded {
             return Err(LoadError::Privileges(missing));
         }
         kernel::ensure_tracefs().map_err(LoadError::Tracefs)?;
+        // aya parses the kernel's BTF for itself (a sixth of a second): on another core meanwhile.
+        let aya_btf = std::thread::spawn(|| aya::Btf::from_sys_fs().map_err(std::io::Error::other));
         let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
         let mut offsets = offsets::resolve(&btf)?;
         let btrfs = module_fexit::btrfs(&btf, &mut offsets);
-        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Btf(std::io::Error::other(e)))?;
+        let aya_btf = aya_btf
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("parsing the kernel BTF panicked")))
+            .map_err(LoadError::Btf)?;
         let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
         let probe_tgid: u32 = std::process::id();
         let mut ebpf = EbpfLoader::new()
@@ -156,6 +164,7 @@ impl Loaded {
         let mut hooks = Vec::new();
         let mut freeze_hook = Hook::TracepointIoctl;
         let mut denying = false;
+        let mut links = attach::Links::default();
         for feature in FEATURES.iter().filter(|f| !f.on_request || deny.is_some()) {
             let mut fallbacks = Vec::new();
             let off = disabled.iter().any(|d| d == feature.name.as_str());
@@ -163,7 +172,8 @@ impl Loaded {
                 fallbacks.push("disabled (FREEZEWATCH_DISABLE)".to_owned());
             }
             let won = feature.chain.iter().filter(|_| !off).find(|attempt| {
-                match attach::attach(&mut ebpf, &aya_btf, &mut modules, attempt, tracing_allowed) {
+                match attach::attach(&mut ebpf, &aya_btf, &mut modules, attempt, tracing_allowed, &mut links)
+                {
                     Ok(()) => true,
                     Err(e) => {
                         fallbacks.push(fallback(attempt, &e));
@@ -204,12 +214,13 @@ impl Loaded {
             };
             hooks.push(hook);
         }
-        let level_probe = attach::attach_level_probe(&mut ebpf)
+        let level_probe = attach::attach_level_probe(&mut ebpf, &mut links)
             .inspect_err(|e| {
                 log::warn!("the level probe did not attach ({e}): frozen-at-start cannot be told")
             })
             .is_ok();
         Ok(Self {
+            _links: links,
             _module_programs: modules.attached,
             ebpf,
             logger,

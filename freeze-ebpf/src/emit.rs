@@ -236,13 +236,28 @@ pub(crate) fn sb_uuid(sb: u64) -> [u8; 16] {
     uuid
 }
 
+/// Adds `delta` (1, or u32::MAX for -1) to `WATCHING`, atomically: freezes on other CPUs count too.
+#[inline(always)]
+fn count_watched(delta: u32) {
+    if let Some(p) = WATCHING.get_ptr_mut(0) {
+        // The BPF target has no `AtomicU32`; the intrinsic is its `fetch_add`, and with the result
+        // unused LLVM emits BPF's atomic add (`lock +=`), which every kernel here has.
+        // SAFETY: the pointer comes from the map lookup and points at an aligned u32 that lives
+        // as long as the map; every write to it is this atomic add.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u32, u32, { core::intrinsics::AtomicOrdering::Relaxed }>(p, delta)
+        };
+    }
+}
+
 #[inline(always)]
 pub(crate) fn watch(sb: u64) {
-    if let Some(p) = ANY_FREEZE.get_ptr_mut(0) {
-        // SAFETY: the pointer comes from the map lookup; a racing store writes the same value.
-        unsafe { *p = 1 };
+    let dev = sb_bdev(sb);
+    // SAFETY: the value is only tested for presence.
+    if unsafe { WATCHED_DEVS.get(&dev) }.is_none() {
+        count_watched(1);
     }
-    let mut ok = WATCHED_DEVS.insert(&sb_bdev(sb), &sb, 0).is_ok();
+    let mut ok = WATCHED_DEVS.insert(&dev, &sb, 0).is_ok();
     ok &= WATCHED_UUIDS.insert(&sb_uuid(sb), &sb, 0).is_ok();
     if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
         ok &= FROZEN_SBS.insert(&dev, &sb, 0).is_ok();
@@ -260,7 +275,9 @@ pub(crate) fn watch(sb: u64) {
 
 #[inline(always)]
 pub(crate) fn unwatch(sb: u64) {
-    let _ = WATCHED_DEVS.remove(&sb_bdev(sb));
+    if WATCHED_DEVS.remove(&sb_bdev(sb)).is_ok() {
+        count_watched(u32::MAX);
+    }
     let _ = WATCHED_UUIDS.remove(&sb_uuid(sb));
     if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
         let _ = FROZEN_SBS.remove(&dev);

@@ -9,6 +9,9 @@
 //! space fills from the running kernel's BTF: Rust eBPF objects carry no CO-RE relocations), and
 //! `emit` (events, counters, the watch maps).
 #![no_std]
+// `atomic_xadd` (see emit::count_watched): the BPF target has no atomic types.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 /// Reads one field of `OFFSETS`. Volatile so the compiler cannot fold the zero it was built with.

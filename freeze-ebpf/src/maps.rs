@@ -59,10 +59,17 @@ pub(crate) static LOWER_EXTENTS: HashMap<ExtentKey, Extent> = HashMap::with_max_
 #[map]
 pub(crate) static BACKING_FILES: HashMap<InodeKey, Extent> = HashMap::with_max_entries(256, 0);
 
-/// Slot 0 becomes 1 at the first freeze of this recording and stays so: until then write
-/// syscalls cost one array lookup, not an fd-to-superblock walk.
+/// Slot 0: how many superblocks are freezing or frozen now (in `WATCHED_DEVS`). While it is 0,
+/// write syscalls cost one array lookup, not an fd-to-superblock walk: in the steady state
+/// between freezes nothing more runs per syscall.
 #[map]
-pub(crate) static ANY_FREEZE: Array<u32> = Array::with_max_entries(1, 0);
+pub(crate) static WATCHING: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Whether some superblock is freezing or frozen (see `WATCHING`).
+#[inline(always)]
+pub(crate) fn any_watched() -> bool {
+    WATCHING.get(0).copied().unwrap_or(0) != 0
+}
 
 /// Hits per hook id (`freeze_common::hook`), per CPU.
 #[map]

@@ -16,7 +16,7 @@ const FALLOC_FL_INSERT_RANGE: u64 = 0x20;
 /// The frozen filesystem and backing-file range behind `fd`, when it is such a backing file.
 #[inline(always)]
 fn backing_of(ctx: &TracePointContext) -> Option<(u64, freeze_common::Extent)> {
-    if ANY_FREEZE.get(0).copied().unwrap_or(0) == 0 {
+    if !any_watched() {
         return None;
     }
     // SAFETY: the offset is inside the tracepoint's record (checked by user space).

@@ -55,7 +55,7 @@ pub(crate) fn write_target(inode: u64) -> Option<Target> {
 /// syscall's position argument (pwrite*); without it the file's own position is used.
 #[inline(always)]
 pub(crate) fn on_write_enter(ctx: &TracePointContext, pos_field: Option<usize>) -> u32 {
-    if ANY_FREEZE.get(0).copied().unwrap_or(0) == 0 {
+    if !any_watched() {
         return 0;
     }
     hit(hook::TP_SYS_WRITE);
@@ -159,7 +159,7 @@ pub(crate) fn backing_modified<C: StackIdContext>(ctx: &C, hook: u32, w: &Writin
 /// also sees writes that come through no write syscall (io_uring, aio, kernel writers).
 #[fexit(function = "vfs_write")]
 pub fn fw_vfs_write_exit(ctx: FExitContext) -> u32 {
-    if off!(valid) == 0 || ANY_FREEZE.get(0).copied().unwrap_or(0) == 0 {
+    if off!(valid) == 0 || !any_watched() {
         return 0;
     }
     hit(hook::FEXIT_VFS_WRITE);

@@ -115,8 +115,19 @@ pub fn bench(bin: &Path) -> Result<()> {
         println!("{name:<40} {wall:>10.2} {:>12.0} {rate:>14.0}", rss_kib / 1024.0);
         results.push(json!({"case": name, "events": events, "wall_s": wall, "peak_rss_kib": rss_kib, "events_per_s": rate, "rounds": ROUNDS}));
     }
+    // The kernel figures need root (eBPF, loop filesystems); without it they are skipped, said.
+    let kernel = match crate::scratch::need_root("the kernel part of cargo xtask bench") {
+        Ok(()) => crate::bench_kernel::bench(bin)?,
+        Err(e) => {
+            eprintln!("xtask: kernel benchmarks skipped: {e}");
+            Value::Null
+        }
+    };
     let out = dir.join("results.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&json!({"binary": bin, "results": results}))?)?;
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&json!({"binary": bin, "results": results, "kernel": kernel}))?,
+    )?;
     eprintln!("xtask: results in {}", out.display());
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask`: everything a fresh machine needs to build, run and test freezewatch.
 mod bench;
+mod bench_kernel;
 mod dist;
+mod scratch;
 mod screenshot;
 mod setup;
 mod soak;

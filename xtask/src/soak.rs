@@ -4,65 +4,21 @@
 //! target/bench/soak.json. Root only. Every freeze is undone: by the loop itself, and by the
 //! filesystem's guard (thaw, unmount, detach) when anything fails.
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use serde_json::json;
 
-use crate::workspace_root;
-
-/// A loop ext4 in a temp dir; Drop thaws, unmounts, detaches and removes it.
-struct LoopFs {
-    dir: PathBuf,
-    dev: String,
-    mnt: PathBuf,
-}
-
-impl LoopFs {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("freezewatch-soak-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let image = dir.join("fs.img");
-        std::fs::File::create(&image)?.set_len(256 << 20)?;
-        let out = Command::new("losetup").args(["--find", "--show"]).arg(&image).output()?;
-        ensure!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let mnt = dir.join("mnt");
-        std::fs::create_dir_all(&mnt)?;
-        let fs = LoopFs { dir, dev, mnt };
-        ensure!(
-            Command::new("mkfs.ext4").args(["-q", "-F", &fs.dev]).status()?.success(),
-            "mkfs.ext4 failed"
-        );
-        ensure!(Command::new("mount").arg(&fs.dev).arg(&fs.mnt).status()?.success(), "mount failed");
-        Ok(fs)
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze").arg("-u").arg(&self.mnt).stderr(Stdio::null()).status();
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A child killed (and reaped) in Drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::{
+    scratch::{LoopFs, Reaped, need_root},
+    workspace_root,
+};
 
 /// (resident KiB, CPU seconds in user and system mode) of `pid`.
-fn usage(pid: u32) -> Result<(u64, f64)> {
+pub(crate) fn usage(pid: u32) -> Result<(u64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss = status
         .lines()
@@ -79,24 +35,16 @@ fn usage(pid: u32) -> Result<(u64, f64)> {
     Ok((rss, ticks as f64 / hz))
 }
 
-fn fsfreeze(flag: &str, mnt: &Path) -> Result<()> {
-    ensure!(Command::new("fsfreeze").arg(flag).arg(mnt).status()?.success(), "fsfreeze {flag} failed");
-    Ok(())
-}
-
 pub fn soak(bin: &Path, cycles: u64) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "cargo xtask soak freezes a loop filesystem of its own and attaches eBPF programs: run it as root"
-        );
-    }
-    let fs = LoopFs::new()?;
+    need_root("cargo xtask soak")?;
+    let scratch = std::env::temp_dir().join(format!("freezewatch-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let fs = LoopFs::new("ext4", 256, &scratch, "mnt")?;
     let out_dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let findings = fs.dir.join("findings.ndjson");
-    let stderr = fs.dir.join("watch.stderr");
+    let findings = scratch.join("findings.ndjson");
+    let stderr = scratch.join("watch.stderr");
     let watch = Reaped(
         Command::new(bin)
             .args(["watch", "--alert-frozen", "1h", "--metrics", &format!("127.0.0.1:{port}"), "--findings"])
@@ -131,8 +79,8 @@ pub fn soak(bin: &Path, cycles: u64) -> Result<()> {
     let mut samples = vec![json!({"cycle": 0, "rss_kib": rss_start})];
     let began = Instant::now();
     for cycle in 1..=cycles {
-        fsfreeze("-f", &fs.mnt)?;
-        fsfreeze("-u", &fs.mnt)?;
+        fs.fsfreeze("-f")?;
+        fs.fsfreeze("-u")?;
         if cycle % 1000 == 0 || cycle == cycles {
             let (rss, _) = usage(pid)?;
             eprintln!("xtask: soak: {cycle} cycles, watch RSS {rss} KiB");
@@ -160,6 +108,9 @@ pub fn soak(bin: &Path, cycles: u64) -> Result<()> {
             "wall_s": wall, "rss_start_kib": rss_start, "rss_end_kib": rss_end, "cpu_s": cpu, "rss_samples": samples}))?,
     )?;
     eprintln!("xtask: results in {}", out.display());
+    drop(watch);
+    drop(fs);
+    let _ = std::fs::remove_dir_all(&scratch);
     ensure!(seen == cycles, "watch counted {seen} freezes of {cycles}: events were lost");
     Ok(())
 }

@@ -120,6 +120,10 @@ enum Stop {
 
 pub async fn record(opts: Options) -> Result<Outcome> {
     let mut loaded = Loaded::load(opts.deny_mounts)?;
+    // Loading parsed the kernel's BTF twice (tens of MiB, freed now): give those pages back, or
+    // an idle recorder keeps them resident for good.
+    // SAFETY: malloc_trim has no preconditions; it only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
 
     let to_stdout = matches!(opts.out, TraceOut::Stdout);

@@ -35,10 +35,9 @@ pub(super) struct Sink {
     correlator: Correlator,
     pub(super) written: Written,
     pub(super) undecodable: u64,
-    /// Kernel symbols, loaded on a thread from the start (parsing takes a while) and taken on the
-    /// first event that carries a stack or a caller address.
+    /// Kernel symbols, read on the first event that carries a stack or a caller address (a tenth
+    /// of a second, and megabytes a recording without one never needs).
     ksyms: Option<Ksyms>,
-    ksyms_loading: Option<std::thread::JoinHandle<Ksyms>>,
     /// Mount calls in progress, by thread: their end event repeats them.
     mount_calls: HashMap<u32, MountCall>,
     pub(super) tap: Option<std::sync::mpsc::Sender<Tap>>,
@@ -61,7 +60,6 @@ impl Sink {
             written: Written::default(),
             undecodable: 0,
             ksyms: None,
-            ksyms_loading: Some(std::thread::spawn(Ksyms::load)),
             mount_calls: HashMap::new(),
             tap,
             mounts_changed: false,
@@ -197,11 +195,7 @@ impl Sink {
         if raw.stack_id == 0 && caller.is_none() {
             return;
         }
-        if self.ksyms.is_none() {
-            let loaded = self.ksyms_loading.take().and_then(|h| h.join().ok());
-            self.ksyms = Some(loaded.unwrap_or_else(Ksyms::load));
-        }
-        let Some(ksyms) = self.ksyms.as_ref() else { return };
+        let ksyms = self.ksyms.get_or_insert_with(Ksyms::load);
         if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {
             txn.caller = Some(ksyms.name(addr));
         }

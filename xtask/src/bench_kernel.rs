@@ -1,0 +1,301 @@
+//! `cargo xtask bench`'s kernel figures (root only): how long `record -- true` takes from start to
+//! exit and its idle memory, beside bpftrace attaching the same tracepoints; and what recording
+//! costs a write load. Each workload (fio 1 KiB buffered writes, fio 4 KiB O_DIRECT random writes,
+//! a create/unlink loop) runs on a loop ext4 and a loop xfs over a tmpfs (the machine's CPU, not a
+//! disk, is what is measured), untraced, under `freezewatch record` and under bpftrace counting
+//! hits of the same tracepoints, in three states: before any freeze, after a freeze and thaw of
+//! another filesystem, and while another filesystem is frozen. Rounds are interleaved (each round
+//! runs every tracer, in a rotating order) and the figure is the median of per-round ratios to
+//! the untraced run of the same round: these machines are noisy.
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::{Value, json};
+
+use crate::scratch::{LoopFs, Reaped, Tmpfs};
+
+const ROUNDS: usize = 3;
+const RUN: Duration = Duration::from_secs(2);
+const STARTS: usize = 5;
+
+/// The tracepoints `freezewatch record` attaches on a kernel without fentry (this project's
+/// host), for bpftrace to attach the same; those this kernel lacks are left out.
+const TRACEPOINTS: &[&str] = &[
+    "syscalls:sys_enter_ioctl",
+    "syscalls:sys_exit_ioctl",
+    "syscalls:sys_enter_write",
+    "syscalls:sys_exit_write",
+    "syscalls:sys_enter_pwrite64",
+    "syscalls:sys_exit_pwrite64",
+    "syscalls:sys_enter_writev",
+    "syscalls:sys_exit_writev",
+    "syscalls:sys_enter_pwritev",
+    "syscalls:sys_exit_pwritev",
+    "syscalls:sys_enter_pwritev2",
+    "syscalls:sys_exit_pwritev2",
+    "syscalls:sys_enter_mount",
+    "syscalls:sys_exit_mount",
+    "syscalls:sys_enter_move_mount",
+    "syscalls:sys_exit_move_mount",
+    "syscalls:sys_enter_fsopen",
+    "syscalls:sys_exit_fsopen",
+    "syscalls:sys_enter_fsconfig",
+    "syscalls:sys_exit_fsconfig",
+    "syscalls:sys_enter_fsmount",
+    "syscalls:sys_exit_fsmount",
+    "syscalls:sys_enter_fallocate",
+    "syscalls:sys_exit_fallocate",
+    "syscalls:sys_enter_ftruncate",
+    "syscalls:sys_exit_ftruncate",
+    "block:block_bio_queue",
+    "lock:contention_begin",
+    "lock:contention_end",
+    "ext4:ext4_journal_start_sb",
+    "ext4:ext4_journal_start_inode",
+    "xfs:xfs_trans_alloc",
+    "btrfs:btrfs_transaction_commit",
+    "btrfs:btrfs_space_reservation",
+];
+
+fn bpftrace_program() -> String {
+    let probes: Vec<String> = TRACEPOINTS
+        .iter()
+        .filter(|tp| Path::new("/sys/kernel/tracing/events").join(tp.replace(':', "/")).is_dir())
+        .map(|tp| format!("tracepoint:{tp}"))
+        .collect();
+    format!("{} {{ @[probe] = count(); }}", probes.join(","))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tracer {
+    None,
+    Freezewatch,
+    Bpftrace,
+}
+
+impl Tracer {
+    const ALL: [Tracer; 3] = [Tracer::None, Tracer::Freezewatch, Tracer::Bpftrace];
+
+    fn name(self) -> &'static str {
+        match self {
+            Tracer::None => "untraced",
+            Tracer::Freezewatch => "freezewatch record",
+            Tracer::Bpftrace => "bpftrace",
+        }
+    }
+
+    /// Starts the tracer and returns once its probes are attached.
+    fn start(self, bin: &Path, scratch: &Path) -> Result<Option<Reaped>> {
+        let log = scratch.join("tracer.log");
+        let mut cmd = match self {
+            Tracer::None => return Ok(None),
+            Tracer::Freezewatch => {
+                let mut c = Command::new(bin);
+                c.args(["record", "--out"]).arg(scratch.join("bench.ndjson"));
+                c
+            }
+            Tracer::Bpftrace => {
+                let mut c = Command::new("bpftrace");
+                c.arg("-e").arg(bpftrace_program());
+                c
+            }
+        };
+        let file = std::fs::File::create(&log)?;
+        cmd.stdout(file.try_clone()?).stderr(file);
+        let child = Reaped(cmd.spawn().with_context(|| format!("starting {}", self.name()))?);
+        let ready = match self {
+            Tracer::Freezewatch => "freezewatch: recording",
+            _ => "Attaching",
+        };
+        let began = Instant::now();
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(ready) {
+            ensure!(began.elapsed() < Duration::from_secs(60), "{} did not attach", self.name());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self == Tracer::Bpftrace {
+            // bpftrace says "Attaching N probes..." before it attaches them.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        Ok(Some(child))
+    }
+}
+
+/// Stops a tracer the way a user does (SIGINT) and waits for it.
+fn stop(tracer: Option<Reaped>) -> Result<()> {
+    let Some(mut t) = tracer else { return Ok(()) };
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(t.0.id() as libc::pid_t, libc::SIGINT) };
+    t.0.wait()?;
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Fresh,
+    AfterFreeze,
+    OtherFrozen,
+}
+
+impl State {
+    const ALL: [State; 3] = [State::Fresh, State::AfterFreeze, State::OtherFrozen];
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Fresh => "no freeze yet",
+            State::AfterFreeze => "after a freeze of another fs",
+            State::OtherFrozen => "another fs frozen",
+        }
+    }
+}
+
+const WORKLOADS: [&str; 3] =
+    ["fio 1 KiB buffered writes", "fio 4 KiB O_DIRECT random writes", "create/unlink loop"];
+
+/// Operations per second of workload `w` on the filesystem mounted at `mnt`.
+fn run_workload(w: usize, mnt: &Path) -> Result<f64> {
+    let secs = RUN.as_secs().to_string();
+    let fio = |args: &[&str]| -> Result<f64> {
+        let out = Command::new("fio")
+            .args(["--name=bench", "--ioengine=psync", "--time_based", "--output-format=json"])
+            .arg(format!("--runtime={secs}"))
+            .arg(format!("--directory={}", mnt.display()))
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .context("running fio")?;
+        ensure!(out.status.success(), "fio failed: {}", String::from_utf8_lossy(&out.stdout));
+        let v: Value = serde_json::from_slice(&out.stdout).context("fio's JSON")?;
+        v["jobs"][0]["write"]["iops"].as_f64().context("fio reported no write iops")
+    };
+    match w {
+        0 => fio(&["--filename=w1", "--size=1M", "--bs=1k", "--rw=write"]),
+        1 => fio(&["--filename=w2", "--size=32M", "--bs=4k", "--rw=randwrite", "--direct=1"]),
+        _ => {
+            let (began, mut ops) = (Instant::now(), 0u64);
+            while began.elapsed() < RUN {
+                let f = mnt.join(format!("c{}", ops % 64));
+                std::fs::File::create(&f)?;
+                std::fs::remove_file(&f)?;
+                ops += 1;
+            }
+            Ok(ops as f64 / began.elapsed().as_secs_f64())
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Wall seconds of `cmd` from spawn to exit.
+fn wall_of(cmd: &mut Command) -> Result<f64> {
+    let began = Instant::now();
+    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    ensure!(status.success(), "{cmd:?} failed");
+    Ok(began.elapsed().as_secs_f64())
+}
+
+/// Start to exit of a run with nothing to do, and idle memory.
+fn start_stop(bin: &Path, scratch: &Path) -> Result<Value> {
+    let program = bpftrace_program();
+    let (mut fw, mut bt) = (Vec::new(), Vec::new());
+    for _ in 0..STARTS {
+        fw.push(wall_of(
+            Command::new(bin).args(["record", "--out"]).arg(scratch.join("s.ndjson")).args(["--", "true"]),
+        )?);
+        bt.push(wall_of(Command::new("bpftrace").arg("-e").arg(&program).args(["-c", "/bin/true"]))?);
+    }
+    // Idle: recording, nothing happening, two seconds in.
+    let mut idle = Reaped(
+        Command::new(bin)
+            .args(["record", "--duration", "4s", "--out"])
+            .arg(scratch.join("idle.ndjson"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (rss, _) = crate::soak::usage(idle.0.id())?;
+    idle.0.wait()?;
+    let (fw, bt) = (median(fw), median(bt));
+    println!("\n{:<44} {:>10}", "start + stop (`-- true`), median of 5", "wall s");
+    println!("{:<44} {fw:>10.2}", "freezewatch record");
+    println!(
+        "{:<44} {bt:>10.2}",
+        format!("bpftrace, {} tracepoints", program.matches("tracepoint:").count())
+    );
+    println!("{:<44} {:>10.1}", "freezewatch idle RSS MiB", rss as f64 / 1024.0);
+    Ok(json!({"record_true_wall_s": fw, "bpftrace_true_wall_s": bt, "idle_rss_kib": rss}))
+}
+
+pub fn bench(bin: &Path) -> Result<Value> {
+    for tool in ["fio", "bpftrace"] {
+        if Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            bail!("{tool} is not installed: run `cargo xtask setup`");
+        }
+    }
+    let tmp = Tmpfs::new("bench", 1536)?;
+    let starts = start_stop(bin, &tmp.dir)?;
+    let other = LoopFs::new("ext4", 64, &tmp.dir, "other")?;
+    let mut rows = Vec::new();
+    for fstype in ["ext4", "xfs"] {
+        let fs = LoopFs::new(fstype, 320, &tmp.dir, fstype)?;
+        // samples[workload][state][tracer]: one value per round.
+        let mut samples = vec![vec![vec![Vec::new(); 3]; 3]; 3];
+        for round in 0..ROUNDS {
+            for k in 0..3 {
+                let t = (round + k) % 3;
+                let tracer = Tracer::ALL[t];
+                eprintln!("xtask: bench {fstype} round {} {}", round + 1, tracer.name());
+                let running = tracer.start(bin, &tmp.dir)?;
+                for (s, state) in State::ALL.iter().enumerate() {
+                    match state {
+                        State::Fresh => {}
+                        State::AfterFreeze => {
+                            other.fsfreeze("-f")?;
+                            other.fsfreeze("-u")?;
+                        }
+                        State::OtherFrozen => other.fsfreeze("-f")?,
+                    }
+                    for (w, per_state) in samples.iter_mut().enumerate() {
+                        per_state[s][t].push(run_workload(w, &fs.mnt)?);
+                    }
+                    if *state == State::OtherFrozen {
+                        other.fsfreeze("-u")?;
+                    }
+                }
+                stop(running)?;
+            }
+        }
+        for (w, per_state) in samples.iter().enumerate() {
+            for (s, per_tracer) in per_state.iter().enumerate() {
+                let ratio =
+                    |t: usize| median((0..ROUNDS).map(|r| per_tracer[t][r] / per_tracer[0][r]).collect());
+                rows.push(json!({"fs": fstype, "workload": WORKLOADS[w], "state": State::ALL[s].name(),
+                    "untraced_ops_per_s": median(per_tracer[0].clone()),
+                    "freezewatch_ratio": ratio(1), "bpftrace_ratio": ratio(2), "rounds": ROUNDS}));
+            }
+        }
+    }
+    println!(
+        "\n{:<5} {:<34} {:<30} {:>12} {:>11} {:>9}",
+        "fs", "workload", "state", "untraced/s", "freezewatch", "bpftrace"
+    );
+    for r in &rows {
+        println!(
+            "{:<5} {:<34} {:<30} {:>12.0} {:>10.3}x {:>8.3}x",
+            r["fs"].as_str().unwrap_or(""),
+            r["workload"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            r["untraced_ops_per_s"].as_f64().unwrap_or(0.0),
+            r["freezewatch_ratio"].as_f64().unwrap_or(0.0),
+            r["bpftrace_ratio"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(json!({"start_stop": starts, "overhead": rows}))
+}

@@ -60,9 +60,10 @@ enum Cmd {
     },
     /// Regenerate docs/report.png (the README's picture of `report --html`) with headless Chromium.
     Screenshot,
-    /// User-space benchmarks: `check` and `report` of a synthetic trace of a million events
-    /// (release build), median wall time and peak RSS over interleaved rounds; results in
-    /// target/bench/results.json (see docs/benchmarks.md).
+    /// Benchmarks (release build): `check` and `report` of a synthetic trace of a million events;
+    /// as root also start + stop and idle memory of `record`, and what recording costs fio and
+    /// create/unlink loads on loop ext4 and xfs, beside bpftrace on the same tracepoints. Medians
+    /// over interleaved rounds; results in target/bench/results.json (see docs/benchmarks.md).
     Bench,
     /// Boot Debian cloud kernels (6.1, 6.12) under QEMU, where fentry and BPF LSM load, and run
     /// the kernel test suite there (fentry paths, mount denial) with the packaged binary (`dist`). Downloads are cached under

@@ -261,10 +261,10 @@ impl Event {
             holder: holder_name(raw.holder),
             ret,
             error: ret.filter(|r| *r < 0).map(|r| errno_name(-r)),
-            block,
+            block: block.map(Box::new),
             gate_level,
             txn,
-            mount,
+            mount: mount.map(Box::new),
             denial,
             stack: None,
             // The recorder resolves the id to a path (it needs the cgroup2 filesystem).
@@ -362,7 +362,7 @@ mod tests {
         raw.bdev = (7 << 20) | 1;
         raw.io_op = freeze_common::io_op::DISCARD;
         let ev = Event::from_raw(&raw, |_| None).expect("decodes");
-        assert_eq!(ev.block, Some(BlockIo::new("7:1", 2048, 4096, IoOp::Discard)));
+        assert_eq!(ev.block.as_deref(), Some(&BlockIo::new("7:1", 2048, 4096, IoOp::Discard)));
         // A backing-file op: the position is a byte offset of the file, not a sector.
         raw.io_op = freeze_common::io_op::FILE_PUNCH_HOLE;
         raw.arg = 1 << 20;

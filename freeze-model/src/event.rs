@@ -233,7 +233,7 @@ pub struct Event {
     pub error: Option<String>,
     /// block_write: the write that bypassed the gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block: Option<BlockIo>,
+    pub block: Option<Box<BlockIo>>,
     /// writer_blocked / writer_unblocked: the gate level waited on (1 write, 2 page fault, 3 fs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_level: Option<u32>,
@@ -242,7 +242,7 @@ pub struct Event {
     pub txn: Option<Txn>,
     /// mount_begin / mount_end: the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mount: Option<MountCall>,
+    pub mount: Option<Box<MountCall>>,
     /// mount_denied: what the mount gate decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denial: Option<Denial>,
@@ -338,7 +338,7 @@ pub struct BlockIo {
     /// When `dev` is not the filesystem's own device: the layer that maps it there (the
     /// recorder's storage map at the time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mapping: Option<crate::storage::Mapping>,
+    pub mapping: Option<Box<crate::storage::Mapping>>,
 }
 
 impl Event {

@@ -64,7 +64,11 @@ enum Cmd {
     /// as root also start + stop and idle memory of `record`, and what recording costs fio and
     /// create/unlink loads on loop ext4 and xfs, beside bpftrace on the same tracepoints. Medians
     /// over interleaved rounds; results in target/bench/results.json (see docs/benchmarks.md).
-    Bench,
+    Bench {
+        /// Only the user-space figures (no root needed, a minute and a half).
+        #[arg(long)]
+        user_only: bool,
+    },
     /// Boot Debian cloud kernels (6.1, 6.12) under QEMU, where fentry and BPF LSM load, and run
     /// the kernel test suite there (fentry paths, mount denial) with the packaged binary (`dist`). Downloads are cached under
     /// target/vm/cache. KVM is used where a probe boot works (FREEZEWATCH_VM_KVM=1/0 decides
@@ -142,7 +146,7 @@ fn main() -> Result<()> {
             run(Command::new(bin).args(&args))
         }
         Cmd::Test { args } => test(&args),
-        Cmd::Bench => bench::bench(&build(true)?),
+        Cmd::Bench { user_only } => bench::bench(&build(true)?, user_only),
         Cmd::Soak { cycles } => soak::soak(&build(true)?, cycles),
         Cmd::Screenshot => screenshot::screenshot(&build(false)?),
         Cmd::Dist => dist::dist().map(|p| eprintln!("xtask: unpacked in {}", p.unpacked.display())),

@@ -127,7 +127,7 @@ pub struct Finding {
     /// For a slip of the storage (block writes, discards, backing-file changes): what it did,
     /// where, and the layer that maps it to the filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block: Option<crate::event::BlockIo>,
+    pub block: Option<Box<crate::event::BlockIo>>,
 }
 
 impl Finding {

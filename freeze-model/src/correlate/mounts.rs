@@ -65,7 +65,7 @@ impl MountCalls {
         if call.api == MountApi::Fsconfig && call.source == "source" {
             self.fs_sources.insert(ev.tid, call.target.clone());
         }
-        self.calls.insert(ev.tid, call.clone());
+        self.calls.insert(ev.tid, (**call).clone());
     }
 
     /// The call returned: the thread is in no call any more.

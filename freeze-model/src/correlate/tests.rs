@@ -54,7 +54,7 @@ pub(crate) fn block_write(ts: u64, level: u32) -> Event {
     e.hook = Hook::TracepointBlockBioQueue;
     e.comm = "dd".into();
     e.pid = 77;
-    e.block = Some(BlockIo::new("7:0", 8, 4096, crate::event::IoOp::Write));
+    e.block = Some(Box::new(BlockIo::new("7:0", 8, 4096, crate::event::IoOp::Write)));
     e
 }
 
@@ -112,7 +112,7 @@ fn lower_write(ts: u64, comm: &str, parent_pid: u32) -> Event {
     e.tid = 500;
     e.parent = Some(crate::attribution::Parent { pid: parent_pid, comm: "x".into() });
     let mut io = BlockIo::new("7:5", 2048 + 800, 4096, crate::event::IoOp::Discard);
-    io.mapping = Some(crate::storage::Mapping {
+    io.mapping = Some(Box::new(crate::storage::Mapping {
         layer: crate::storage::Layer::DmLinear,
         dev: "7:5".into(),
         name: Some("loop5".into()),
@@ -122,8 +122,8 @@ fn lower_write(ts: u64, comm: &str, parent_pid: u32) -> Event {
         len: Some(10_000),
         fs_sector: Some(0),
         through: vec!["253:0".into()],
-    });
-    e.block = Some(io);
+    }));
+    e.block = Some(Box::new(io));
     e
 }
 
@@ -201,7 +201,7 @@ pub(crate) fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&st
     e.comm = "mount".into();
     // mount(2) names no superblock ("0x0" here); move_mount of an fsmount fd does.
     e.sb = (sb_id != "0x0").then(|| sb(sb_id));
-    e.mount = Some(crate::event::MountCall {
+    e.mount = Some(Box::new(crate::event::MountCall {
         api: MountApi::from_name(api).expect("a mount API"),
         source: "/dev/loop0".into(),
         target: "/mnt2".into(),
@@ -209,7 +209,7 @@ pub(crate) fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&st
         flags: 0,
         mounted_dev: mounted_dev.map(Into::into),
         source_dev: None,
-    });
+    }));
     e
 }
 
@@ -241,7 +241,7 @@ pub(crate) fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &s
     e.hook = Hook::TracepointSysMount;
     e.sb = None;
     e.tid = tid;
-    e.mount = Some(crate::event::MountCall {
+    e.mount = Some(Box::new(crate::event::MountCall {
         api: MountApi::from_name(api).expect("a mount API"),
         source: source.into(),
         target: target.into(),
@@ -249,7 +249,7 @@ pub(crate) fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &s
         flags,
         mounted_dev: None,
         source_dev: None,
-    });
+    }));
     e
 }
 

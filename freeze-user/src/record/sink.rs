@@ -39,7 +39,7 @@ pub(super) struct Sink {
     /// of a second, and megabytes a recording without one never needs).
     ksyms: Option<Ksyms>,
     /// Mount calls in progress, by thread: their end event repeats them.
-    mount_calls: HashMap<u32, MountCall>,
+    mount_calls: HashMap<u32, Box<MountCall>>,
     pub(super) tap: Option<std::sync::mpsc::Sender<Tap>>,
     /// A mount landed or a freeze began since the mount points were last given to the kernel.
     pub(super) mounts_changed: bool,
@@ -214,5 +214,5 @@ fn name_the_layer(ev: &mut Event, loaded: &Loaded) {
     }
     let at = if file { block.file_offset.unwrap_or(0) } else { block.sector };
     let len = if file { block.bytes } else { block.bytes.div_ceil(512) };
-    block.mapping = loaded.storage.mapping(&sb.dev, &block.dev, file, at, len);
+    block.mapping = loaded.storage.mapping(&sb.dev, &block.dev, file, at, len).map(Box::new);
 }

@@ -38,9 +38,6 @@ const PACKAGES: &[(&str, &str)] = &[
     // checks the service unit.
     ("prometheus", "promtool"),
     ("systemd", "systemd-analyze"),
-    // `cargo xtask bench`: the write loads, and the tracer recording is compared with.
-    ("fio", "fio"),
-    ("bpftrace", "bpftrace"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {

@@ -237,6 +237,86 @@ fn start_stop(bin: &Path, scratch: &Path) -> Result<Value> {
 /// CI machines do not pull in bpftrace's LLVM): the write loads, and the tracer compared with.
 const PACKAGES: &[(&str, &str)] = &[("fio", "fio"), ("bpftrace", "bpftrace")];
 
+/// Writers hammering a frozen filesystem's own loop device with 4 KiB O_DIRECT writes for a
+/// second, each one a slip event: how many the kernel sent, how many the trace holds, how many
+/// were lost (the ring buffer was full), at the default ring size.
+fn burst(bin: &Path, scratch: &Path) -> Result<Value> {
+    const WRITERS: usize = 2;
+    let fs = LoopFs::new("ext4", 256, scratch, "burst")?;
+    let trace = scratch.join("burst.ndjson");
+    let log = scratch.join("burst.log");
+    let file = std::fs::File::create(&log)?;
+    let mut rec = Reaped(
+        Command::new(bin)
+            .args(["record", "--out"])
+            .arg(&trace)
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?,
+    );
+    let began = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("freezewatch: recording") {
+        ensure!(began.elapsed() < Duration::from_secs(60), "record did not attach");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fs.fsfreeze("-f")?;
+    let written: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let dev = fs.dev.clone();
+                s.spawn(move || -> Result<u64> {
+                    use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+                    let f =
+                        std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&dev)?;
+                    // An O_DIRECT buffer must be aligned: 4 KiB inside an 8 KiB allocation.
+                    let buf = vec![0u8; 8192];
+                    let aligned = buf.as_ptr().wrapping_add(buf.as_ptr().align_offset(4096));
+                    let (began, mut n) = (Instant::now(), 0u64);
+                    while began.elapsed() < Duration::from_secs(1) {
+                        // Near the end of the device, away from the filesystem's metadata.
+                        let at = ((200u64 << 20) + ((w as u64 * 1000 + n % 1000) << 12)) as libc::off_t;
+                        // SAFETY: `aligned` points at 4096 readable bytes inside `buf`, which
+                        // outlives the call; the fd is open.
+                        let rc = unsafe { libc::pwrite(f.as_raw_fd(), aligned.cast(), 4096, at) };
+                        ensure!(rc == 4096, "pwrite: {}", std::io::Error::last_os_error());
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a writer panicked"))?)
+            .sum::<Result<u64>>()
+    })?;
+    fs.fsfreeze("-u")?;
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(rec.0.id() as libc::pid_t, libc::SIGINT) };
+    rec.0.wait()?;
+    let text = std::fs::read_to_string(&trace)?;
+    let mut recorded = 0u64;
+    let mut lost = None;
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        match v["type"].as_str() {
+            Some("event") if v["kind"] == "block_write" => recorded += 1,
+            Some("footer") => lost = v["counters"]["lost_ringbuf_full"].as_u64(),
+            _ => {}
+        }
+    }
+    let lost = lost.context("the burst trace has no footer")?;
+    println!(
+        "
+{:<44} {:>12}",
+        "burst: 4 KiB O_DIRECT writes to a frozen device, 1 s", ""
+    );
+    println!("{:<44} {written:>12}", format!("writes ({WRITERS} writers; each a slip event)"));
+    println!("{:<44} {recorded:>12}", "block_write events in the trace");
+    println!("{:<44} {lost:>12}", "lost (ring buffer full)");
+    Ok(json!({"writers": WRITERS, "writes": written, "recorded": recorded, "lost": lost, "seconds": 1}))
+}
+
 pub fn bench(bin: &Path) -> Result<Value> {
     let absent = crate::setup::absent_packages(PACKAGES);
     if !absent.is_empty() {
@@ -244,6 +324,7 @@ pub fn bench(bin: &Path) -> Result<Value> {
     }
     let tmp = Tmpfs::new("bench", 1536)?;
     let starts = start_stop(bin, &tmp.dir)?;
+    let burst = burst(bin, &tmp.dir)?;
     let other = LoopFs::new("ext4", 64, &tmp.dir, "other")?;
     let mut rows = Vec::new();
     for fstype in ["ext4", "xfs"] {
@@ -300,5 +381,5 @@ pub fn bench(bin: &Path) -> Result<Value> {
             r["bpftrace_ratio"].as_f64().unwrap_or(0.0),
         );
     }
-    Ok(json!({"start_stop": starts, "overhead": rows}))
+    Ok(json!({"start_stop": starts, "burst": burst, "overhead": rows}))
 }

@@ -128,8 +128,12 @@ pub async fn record(opts: Options) -> Result<Outcome> {
 
     let to_stdout = matches!(opts.out, TraceOut::Stdout);
     let (out, dest): (Box<dyn Write + Send>, String) = match opts.out {
+        // Buffered: serde_json writes a line in many small pieces, each a write(2) to a bare
+        // File; the trace writer still flushes after every line.
         TraceOut::File(path) => (
-            Box::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?),
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+            )),
             path.display().to_string(),
         ),
         TraceOut::Stdout => (Box::new(std::io::stdout()), "stdout".into()),

@@ -49,13 +49,14 @@ extern "C" fn on_hangup(_: libc::c_int) {
 
 fn open_findings(path: Option<&Path>) -> Result<TraceWriter<Box<dyn Write>>> {
     let out: Box<dyn Write> = match path {
-        Some(path) => Box::new(
+        // Buffered, and flushed after every line by the trace writer (see record's trace file).
+        Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening the findings file {}", path.display()))?,
-        ),
+        )),
         None => Box::new(std::io::stdout()),
     };
     Ok(TraceWriter::new(out))

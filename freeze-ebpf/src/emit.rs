@@ -67,6 +67,22 @@ impl Emit {
     }
 }
 
+impl Emit {
+    /// An event of `kind` on `sb` stamped now, when `sb` is frozen (level COMPLETE, before and
+    /// after): the only level at which a modification of it is a slip.
+    #[inline(always)]
+    pub(crate) fn if_frozen(kind: u32, hook: u32, sb: u64) -> Option<Self> {
+        if read_level(sb) != level::COMPLETE {
+            return None;
+        }
+        // SAFETY: the helper has no preconditions.
+        let mut e = Self::new(kind, hook, unsafe { bpf_ktime_get_ns() }, sb);
+        e.level_before = level::COMPLETE;
+        e.level_after = level::COMPLETE;
+        Some(e)
+    }
+}
+
 #[inline(always)]
 pub(crate) fn emit(e: &Emit) {
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {

@@ -362,4 +362,18 @@ impl BlockIo {
     pub fn op(&self) -> IoOp {
         self.op.unwrap_or(IoOp::Write)
     }
+
+    /// Where it starts, in the unit of what it went to: a byte of the backing file for a
+    /// backing-file op, a 512-byte sector of `dev` otherwise.
+    pub fn position(&self) -> u64 {
+        match self.file_offset {
+            Some(offset) if self.op().is_file() => offset,
+            _ => self.sector,
+        }
+    }
+
+    /// Its length in the unit of `position`: bytes, or sectors (rounded up).
+    pub fn span(&self) -> u64 {
+        if self.op().is_file() { self.bytes } else { self.bytes.div_ceil(512) }
+    }
 }

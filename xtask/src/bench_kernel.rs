@@ -70,6 +70,9 @@ fn bpftrace_program() -> String {
     format!("{} {{ @[probe] = count(); }}", probes.join(","))
 }
 
+/// Where `Tracer::Freezewatch` writes its trace, in the scratch directory.
+const RECORD_TRACE: &str = "record.ndjson";
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tracer {
     None,
@@ -95,7 +98,7 @@ impl Tracer {
             Tracer::None => return Ok(None),
             Tracer::Freezewatch => {
                 let mut c = Command::new(bin);
-                c.args(["record", "--out"]).arg(scratch.join("bench.ndjson"));
+                c.args(["record", "--out"]).arg(scratch.join(RECORD_TRACE));
                 c
             }
             Tracer::Bpftrace => {
@@ -243,22 +246,7 @@ const PACKAGES: &[(&str, &str)] = &[("fio", "fio"), ("bpftrace", "bpftrace")];
 fn burst(bin: &Path, scratch: &Path) -> Result<Value> {
     const WRITERS: usize = 2;
     let fs = LoopFs::new("ext4", 256, scratch, "burst")?;
-    let trace = scratch.join("burst.ndjson");
-    let log = scratch.join("burst.log");
-    let file = std::fs::File::create(&log)?;
-    let mut rec = Reaped(
-        Command::new(bin)
-            .args(["record", "--out"])
-            .arg(&trace)
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()?,
-    );
-    let began = Instant::now();
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("freezewatch: recording") {
-        ensure!(began.elapsed() < Duration::from_secs(60), "record did not attach");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let rec = Tracer::Freezewatch.start(bin, scratch)?;
     fs.fsfreeze("-f")?;
     let written: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..WRITERS)
@@ -291,10 +279,8 @@ fn burst(bin: &Path, scratch: &Path) -> Result<Value> {
             .sum::<Result<u64>>()
     })?;
     fs.fsfreeze("-u")?;
-    // SAFETY: kill on our own child's pid.
-    unsafe { libc::kill(rec.0.id() as libc::pid_t, libc::SIGINT) };
-    rec.0.wait()?;
-    let text = std::fs::read_to_string(&trace)?;
+    stop(rec)?;
+    let text = std::fs::read_to_string(scratch.join(RECORD_TRACE))?;
     let mut recorded = 0u64;
     let mut lost = None;
     for line in text.lines() {

@@ -1,10 +1,10 @@
 //! Modifying bios (writes, discards, secure erases, write-zeroes) queued to a frozen filesystem's
 //! storage (`block:block_bio_queue`): its own block device, a btrfs member, or a lower layer's
 //! range that holds it (a partition's disk, a device-mapper target's device).
-use crate::{emit::*, maps::*, read::*};
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use crate::{emit::*, maps::*};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use freeze_common::tp::block_bio_queue as bio;
-use freeze_common::{EXTENTS_PER_DEV, ExtentKey, counter, hook, io_op, kind, level};
+use freeze_common::{EXTENTS_PER_DEV, ExtentKey, counter, hook, io_op, kind};
 
 #[tracepoint(category = "block", name = "block_bio_queue")]
 pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
@@ -24,15 +24,7 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // Writes while the freeze is still syncing (levels 1-3) are the freeze's own writeback.
-    let level = read_level(sb);
-    if level != level::COMPLETE {
-        return 0;
-    }
-    // SAFETY: the helper has no preconditions.
-    let ts = unsafe { bpf_ktime_get_ns() };
-    let mut e = Emit::new(kind::BLOCK_WRITE, hook::TP_BLOCK_BIO_QUEUE, ts, sb);
-    e.level_before = level;
-    e.level_after = level;
+    let Some(mut e) = Emit::if_frozen(kind::BLOCK_WRITE, hook::TP_BLOCK_BIO_QUEUE, sb) else { return 0 };
     e.arg = sector;
     e.flags = sectors.saturating_mul(512);
     e.bdev = dev;

@@ -3,12 +3,12 @@
 //! tracepoints.
 use crate::{emit::*, maps::*, read::*};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{fexit, tracepoint},
     programs::{FExitContext, TracePointContext, tracing::StackIdContext},
 };
 use freeze_common::tp::sys;
-use freeze_common::{Extent, InodeKey, counter, hook, io_op, kind, level};
+use freeze_common::{Extent, InodeKey, counter, hook, io_op, kind};
 
 pub(crate) const S_IFMT: u16 = 0o170000;
 pub(crate) const S_IFREG: u16 = 0o100000;
@@ -114,15 +114,7 @@ pub(crate) fn on_write_exit(ctx: &TracePointContext) -> u32 {
 /// the superblock is still at level COMPLETE.
 #[inline(always)]
 pub(crate) fn write_done<C: StackIdContext>(ctx: &C, hook: u32, sb: u64, ret: i64) {
-    let level = read_level(sb);
-    if level != level::COMPLETE {
-        return;
-    }
-    // SAFETY: the helper has no preconditions.
-    let ts = unsafe { bpf_ktime_get_ns() };
-    let mut e = Emit::new(kind::WRITE_DONE, hook, ts, sb);
-    e.level_before = level;
-    e.level_after = level;
+    let Some(mut e) = Emit::if_frozen(kind::WRITE_DONE, hook, sb) else { return };
     e.arg = ret as u64;
     e.ret = ret;
     e.stack_id = stack_of(ctx);
@@ -138,15 +130,7 @@ pub(crate) fn backing_modified<C: StackIdContext>(ctx: &C, hook: u32, w: &Writin
     if w.pos >= w.end || end <= w.first {
         return;
     }
-    let level = read_level(w.sb);
-    if level != level::COMPLETE {
-        return;
-    }
-    // SAFETY: the helper has no preconditions.
-    let ts = unsafe { bpf_ktime_get_ns() };
-    let mut e = Emit::new(kind::BLOCK_WRITE, hook, ts, w.sb);
-    e.level_before = level;
-    e.level_after = level;
+    let Some(mut e) = Emit::if_frozen(kind::BLOCK_WRITE, hook, w.sb) else { return };
     e.arg = w.pos;
     e.flags = if w.len > u64::from(u32::MAX) { u32::MAX } else { w.len as u32 };
     e.bdev = w.via_dev;

@@ -196,10 +196,8 @@ pub(super) fn block_slip(ev: &Event, sb: &Superblock) -> Finding {
 
 /// "sector 2048" of a bio, "byte 1048576" of a backing-file op.
 fn position(io: &BlockIo) -> String {
-    match io.file_offset {
-        Some(offset) if io.op().is_file() => format!("byte {offset}"),
-        _ => format!("sector {}", io.sector),
-    }
+    let unit = if io.op().is_file() && io.file_offset.is_some() { "byte" } else { "sector" };
+    format!("{unit} {}", io.position())
 }
 
 /// "block device 7:0 (loop0)", or "/tmp/d.img, the backing file of loop device 7:0 (loop0)".
@@ -217,8 +215,7 @@ fn lower_name(m: &Mapping) -> String {
 /// "ext4 7:0 (/mnt) from its sector 800 on", exactly where the layers are sector for sector;
 /// "part of ext4 7:0 (/mnt)" where they are not (striped, whole devices).
 fn held_part(io: &BlockIo, m: &Mapping, sb: &Superblock) -> String {
-    let at = if m.layer == Layer::LoopFile { io.file_offset.unwrap_or(m.first) } else { io.sector };
-    match m.fs_sector_of(at.max(m.first)) {
+    match m.fs_sector_of(io.position().max(m.first)) {
         Some(sector) => format!("{} from its sector {sector} on", sb.describe()),
         None => format!("part of {}", sb.describe()),
     }

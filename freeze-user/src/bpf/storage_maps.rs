@@ -89,7 +89,7 @@ impl StorageMaps {
         let mut maps: Vec<StorageMap> =
             self.maps.values().filter(|m| !m.mappings.is_empty() || !m.limits.is_empty()).cloned().collect();
         maps.sort_by(|a, b| a.fs_dev.cmp(&b.fs_dev));
-        storage::coverage(std::path::Path::new("/sys"), maps)
+        storage::coverage(std::path::Path::new(storage::SYSFS), maps)
     }
 }
 

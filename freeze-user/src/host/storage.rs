@@ -16,6 +16,9 @@ pub type Dev = (u32, u32);
 /// Stacks deeper than this are cut (a loop or a cycle would otherwise never end).
 const MAX_DEPTH: usize = 8;
 
+/// Where sysfs is mounted.
+pub const SYSFS: &str = "/sys";
+
 /// What resolution reads from the system; tests give a fake sysfs and canned tables.
 pub struct Sources<'a> {
     /// The sysfs mount (`/sys`).
@@ -28,7 +31,7 @@ pub struct Sources<'a> {
 impl Sources<'static> {
     pub fn system() -> Self {
         Sources {
-            sysfs: PathBuf::from("/sys"),
+            sysfs: PathBuf::from(SYSFS),
             dm_table: &super::dm::table,
             stat: &|path| {
                 use std::os::unix::fs::MetadataExt as _;
@@ -145,7 +148,7 @@ fn walk(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, depth: usiz
     } else if real.join("loop").is_dir() {
         loop_file(src, r, fs_dev, at, &real);
     } else {
-        members(src, r, fs_dev, at, &real, depth, Layer::MemberWhole, None);
+        members(src, r, fs_dev, at, &real, depth, Layer::MemberWhole);
     }
 }
 
@@ -211,7 +214,7 @@ fn device_mapper(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, re
                 "device-mapper {}: table unreadable ({e}): its devices are watched whole",
                 dev_str(at.dev)
             ));
-            return members(src, r, fs_dev, at, real, depth, Layer::DmWhole, None);
+            return members(src, r, fs_dev, at, real, depth, Layer::DmWhole);
         }
     };
     let (want_first, want_end) = (at.first, at.len.map_or(u64::MAX, |l| at.first.saturating_add(l)));
@@ -286,7 +289,7 @@ fn device_mapper(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, re
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The devices under a stacking driver (sysfs `slaves/`), each watched whole.
 fn members(
     src: &Sources<'_>,
     r: &mut Resolved,
@@ -295,14 +298,13 @@ fn members(
     real: &Path,
     depth: usize,
     layer: Layer,
-    target: Option<&str>,
 ) {
     let Ok(slaves) = std::fs::read_dir(real.join("slaves")) else { return };
     let mut devs: Vec<Dev> =
         slaves.flatten().filter_map(|s| read(&s.path().join("dev"))).filter_map(|s| parse_dev(&s)).collect();
     devs.sort_unstable();
     for dev in devs {
-        lower(src, r, fs_dev, at, layer, target, dev, 0, None, None, depth);
+        lower(src, r, fs_dev, at, layer, None, dev, 0, None, None, depth);
     }
 }
 

@@ -142,9 +142,10 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     };
     let correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
     let mut sink = Sink::new(out, correlator, opts.tap);
-    loaded.refresh_btrfs_aliases(&sink.mounts.all());
-    loaded.refresh_mount_paths(&sink.mounts.all());
-    loaded.refresh_storage(&sink.mounts.all());
+    let mounts = sink.mounts.all();
+    loaded.refresh_btrfs_aliases(&mounts);
+    loaded.refresh_mount_paths(&mounts);
+    loaded.refresh_storage(&mounts);
     let started = Instant::now();
     let header = Header {
         tool: "freezewatch".into(),
@@ -234,8 +235,9 @@ pub async fn record(opts: Options) -> Result<Outcome> {
                 guard.clear_ready();
                 if std::mem::take(&mut sink.mounts_changed) {
                     sink.mounts.refresh();
-                    loaded.refresh_mount_paths(&sink.mounts.all());
-                    loaded.refresh_storage(&sink.mounts.all());
+                    let mounts = sink.mounts.all();
+                    loaded.refresh_mount_paths(&mounts);
+                    loaded.refresh_storage(&mounts);
                 }
             }
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
@@ -253,9 +255,10 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             _ = tick.tick() => sink.tick(kernel::monotonic_ns())?,
             _ = refresh.tick() => {
                 sink.mounts.refresh();
-                loaded.refresh_btrfs_aliases(&sink.mounts.all());
-                loaded.refresh_mount_paths(&sink.mounts.all());
-                loaded.refresh_storage(&sink.mounts.all());
+                let mounts = sink.mounts.all();
+                loaded.refresh_btrfs_aliases(&mounts);
+                loaded.refresh_mount_paths(&mounts);
+                loaded.refresh_storage(&mounts);
                 if let Some(tap) = &sink.tap {
                     let mut counters = loaded.counters();
                     counters.lost_undecodable = sink.undecodable;

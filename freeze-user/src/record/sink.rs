@@ -212,7 +212,6 @@ fn name_the_layer(ev: &mut Event, loaded: &Loaded) {
     if block.dev == sb.dev && !file {
         return;
     }
-    let at = if file { block.file_offset.unwrap_or(0) } else { block.sector };
-    let len = if file { block.bytes } else { block.bytes.div_ceil(512) };
-    block.mapping = loaded.storage.mapping(&sb.dev, &block.dev, file, at, len).map(Box::new);
+    block.mapping =
+        loaded.storage.mapping(&sb.dev, &block.dev, file, block.position(), block.span()).map(Box::new);
 }

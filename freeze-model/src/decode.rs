@@ -1,11 +1,17 @@
 //! Decoding the kernel's records (`RawEvent`, `RawMount`) into the event model. Pure: the
 //! recorder hands over the bytes and a mount-point lookup.
+use std::sync::Arc;
+
 use freeze_common::{RawEvent, SbIdent, holder, hook, kdev, kind, level};
+use rustc_hash::FxHashMap;
 
 use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
-    event::{BlockIo, Denial, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, Superblock, Txn},
+    event::{
+        BlockIo, Denial, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, SharedSuperblock,
+        Superblock, Txn,
+    },
 };
 
 impl EventKind {
@@ -185,36 +191,55 @@ impl Superblock {
     }
 }
 
-impl Event {
-    /// Decodes a ring-buffer record. `mountpoint` maps a (major, minor) to where it is mounted.
-    pub fn decode(
-        bytes: &[u8],
-        mountpoint: impl FnOnce((u32, u32)) -> Option<String>,
-    ) -> Result<Self, DecodeError> {
-        let mut ev = Self::from_raw(&raw_from_bytes(bytes)?, mountpoint)?;
-        ev.add_mount_strings(bytes);
-        Ok(ev)
+/// Entries each of a decoder's caches keeps at most.
+const CACHED: usize = 4096;
+
+/// Decodes record after record, sharing what records repeat: one `Superblock` per superblock
+/// (while its identity and mount point stay the same), one `Parent` per parent, one `Cgroup` per
+/// cgroup id. A recorder keeps one for its life; its caches are bounded.
+#[derive(Default)]
+pub struct Decoder {
+    superblocks: FxHashMap<u64, (SbIdent, SharedSuperblock)>,
+    parents: FxHashMap<(u32, [u8; 16]), Arc<Parent>>,
+    cgroups: FxHashMap<u64, Arc<Cgroup>>,
+}
+
+/// `map[key]`, made by `make` when absent; the map is emptied first when full.
+fn cached<K: std::hash::Hash + Eq, V: Clone>(
+    map: &mut FxHashMap<K, V>,
+    key: K,
+    make: impl FnOnce() -> V,
+) -> V {
+    if let Some(v) = map.get(&key) {
+        return v.clone();
+    }
+    if map.len() >= CACHED {
+        map.clear();
+    }
+    map.entry(key).or_insert_with(make).clone()
+}
+
+impl Decoder {
+    /// The superblock a record names, seen at `mountpoint`.
+    fn superblock(&mut self, sb: &SbIdent, mountpoint: Option<&str>) -> SharedSuperblock {
+        if let Some((ident, shared)) = self.superblocks.get(&sb.sb)
+            && ident == sb
+            && shared.mountpoint.as_deref() == mountpoint
+        {
+            return shared.clone();
+        }
+        let shared = SharedSuperblock::new(Superblock::from_raw(sb, mountpoint.map(str::to_owned)));
+        if self.superblocks.len() >= CACHED {
+            self.superblocks.clear();
+        }
+        self.superblocks.insert(sb.sb, (*sb, shared.clone()));
+        shared
     }
 
-    /// A MOUNT_BEGIN record is a `RawMount`: reads its strings into `mount`.
-    pub fn add_mount_strings(&mut self, bytes: &[u8]) {
-        use freeze_common::RawMount;
-        let (Some(call), true) = (self.mount.as_mut(), bytes.len() >= std::mem::size_of::<RawMount>()) else {
-            return;
-        };
-        let field = |off: usize, len: usize| c_str(&bytes[off..off + len]);
-        call.source = field(std::mem::offset_of!(RawMount, source), 64);
-        call.target = field(std::mem::offset_of!(RawMount, target), 128);
-        call.fstype = field(std::mem::offset_of!(RawMount, fstype), 16);
-    }
-
-    pub fn from_raw(
-        raw: &RawEvent,
-        mountpoint: impl FnOnce((u32, u32)) -> Option<String>,
-    ) -> Result<Self, DecodeError> {
+    /// Decodes a ring-buffer record; `mountpoint` is where its superblock's device is mounted.
+    pub fn event(&mut self, raw: &RawEvent, mountpoint: Option<&str>) -> Result<Event, DecodeError> {
         let kind = EventKind::from_raw(raw.kind).ok_or(DecodeError::Kind(raw.kind))?;
         let hook = Hook::from_raw(raw.hook).ok_or(DecodeError::Hook(raw.hook))?;
-        let mp = if raw.sb.sb != 0 { mountpoint(kdev::split(raw.sb.dev)) } else { None };
         let ret = kind.is_end().then_some(raw.ret);
         let block = (kind == EventKind::BlockWrite).then(|| {
             let (ma, mi) = kdev::split(raw.bdev);
@@ -247,7 +272,7 @@ impl Event {
         });
         let txn = (kind == EventKind::TxnStart)
             .then(|| Txn { flags: raw.flags, caller: (raw.arg != 0).then(|| format!("{:#x}", raw.arg)) });
-        Ok(Self {
+        Ok(Event {
             kind,
             hook,
             ts_ns: raw.ts_ns,
@@ -255,7 +280,7 @@ impl Event {
             pid: raw.pid,
             tid: raw.tid,
             comm: c_str(&raw.comm),
-            sb: (raw.sb.sb != 0).then(|| Superblock::from_raw(&raw.sb, mp)),
+            sb: (raw.sb.sb != 0).then(|| self.superblock(&raw.sb, mountpoint)),
             level_before: level(raw.level_before),
             level_after: level(raw.level_after),
             holder: holder_name(raw.holder),
@@ -268,9 +293,44 @@ impl Event {
             denial,
             stack: None,
             // The recorder resolves the id to a path (it needs the cgroup2 filesystem).
-            cgroup: (raw.cgroup_id != 0).then(|| Cgroup { id: raw.cgroup_id, ..Cgroup::default() }),
-            parent: (raw.ppid != 0).then(|| Parent { pid: raw.ppid, comm: c_str(&raw.pcomm) }),
+            cgroup: (raw.cgroup_id != 0).then(|| {
+                cached(&mut self.cgroups, raw.cgroup_id, || {
+                    Arc::new(Cgroup { id: raw.cgroup_id, ..Cgroup::default() })
+                })
+            }),
+            parent: (raw.ppid != 0).then(|| {
+                cached(&mut self.parents, (raw.ppid, raw.pcomm), || {
+                    Arc::new(Parent { pid: raw.ppid, comm: c_str(&raw.pcomm) })
+                })
+            }),
         })
+    }
+}
+
+impl Event {
+    /// Decodes one ring-buffer record on its own (a `Decoder` shares what records repeat).
+    /// `mountpoint` is where its superblock's device is mounted.
+    pub fn decode(bytes: &[u8], mountpoint: Option<&str>) -> Result<Self, DecodeError> {
+        let mut ev = Self::from_raw(&raw_from_bytes(bytes)?, mountpoint)?;
+        ev.add_mount_strings(bytes);
+        Ok(ev)
+    }
+
+    /// Decodes one record on its own.
+    pub fn from_raw(raw: &RawEvent, mountpoint: Option<&str>) -> Result<Self, DecodeError> {
+        Decoder::default().event(raw, mountpoint)
+    }
+
+    /// A MOUNT_BEGIN record is a `RawMount`: reads its strings into `mount`.
+    pub fn add_mount_strings(&mut self, bytes: &[u8]) {
+        use freeze_common::RawMount;
+        let (Some(call), true) = (self.mount.as_mut(), bytes.len() >= std::mem::size_of::<RawMount>()) else {
+            return;
+        };
+        let field = |off: usize, len: usize| c_str(&bytes[off..off + len]);
+        call.source = field(std::mem::offset_of!(RawMount, source), 64);
+        call.target = field(std::mem::offset_of!(RawMount, target), 128);
+        call.fstype = field(std::mem::offset_of!(RawMount, fstype), 16);
     }
 }
 
@@ -309,7 +369,7 @@ mod tests {
         let bytes = unsafe {
             std::slice::from_raw_parts((&raw as *const RawEvent).cast::<u8>(), size_of::<RawEvent>())
         };
-        let ev = Event::decode(bytes, |dev| (dev == (7, 3)).then(|| "/mnt/a".to_owned())).expect("decodes");
+        let ev = Event::decode(bytes, Some("/mnt/a")).expect("decodes");
         assert_eq!(ev.kind, EventKind::FreezeEnd);
         assert_eq!(ev.hook, Hook::TracepointIoctl);
         assert_eq!((ev.ts_ns, ev.begin_ts_ns), (2_000, Some(1_000)));
@@ -332,7 +392,7 @@ mod tests {
 
     #[test]
     fn json_round_trip_is_lossless() {
-        let ev = Event::from_raw(&raw_freeze_end(), |_| Some("/m".into())).expect("decodes");
+        let ev = Event::from_raw(&raw_freeze_end(), Some("/m")).expect("decodes");
         let json = serde_json::to_string(&ev).expect("serialises");
         assert!(json.contains(r#""kind":"freeze_end""#), "{json}");
         assert!(json.contains(r#""hook":"tracepoint:syscalls:ioctl""#), "{json}");
@@ -347,7 +407,7 @@ mod tests {
         raw.begin_ts_ns = 0;
         raw.level_after = level::UNKNOWN;
         raw.holder = holder::KERNEL | holder::MAY_NEST;
-        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        let ev = Event::from_raw(&raw, None).expect("decodes");
         assert_eq!((ev.ret, ev.error, ev.begin_ts_ns, ev.level_after), (None, None, None, None));
         assert_eq!(ev.holder.as_deref(), Some("kernel+may_nest"));
     }
@@ -361,16 +421,16 @@ mod tests {
         raw.flags = 4096;
         raw.bdev = (7 << 20) | 1;
         raw.io_op = freeze_common::io_op::DISCARD;
-        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        let ev = Event::from_raw(&raw, None).expect("decodes");
         assert_eq!(ev.block.as_deref(), Some(&BlockIo::new("7:1", 2048, 4096, IoOp::Discard)));
         // A backing-file op: the position is a byte offset of the file, not a sector.
         raw.io_op = freeze_common::io_op::FILE_PUNCH_HOLE;
         raw.arg = 1 << 20;
-        let block = Event::from_raw(&raw, |_| None).expect("decodes").block.expect("block");
+        let block = Event::from_raw(&raw, None).expect("decodes").block.expect("block");
         assert_eq!((block.op, block.sector, block.file_offset), (Some(IoOp::PunchHole), 0, Some(1 << 20)));
         // A recorder from before ops were told apart wrote 0: read as a write.
         raw.io_op = 0;
-        let block = Event::from_raw(&raw, |_| None).expect("decodes").block.expect("block");
+        let block = Event::from_raw(&raw, None).expect("decodes").block.expect("block");
         assert_eq!((block.op, block.op()), (None, IoOp::Write));
         assert_eq!((ev.ret, ev.gate_level), (None, None));
 
@@ -378,7 +438,7 @@ mod tests {
         raw.hook = hook::TP_LOCK_CONTENTION;
         raw.flags = 1;
         raw.ret = 0;
-        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        let ev = Event::from_raw(&raw, None).expect("decodes");
         assert_eq!((ev.gate_level, ev.ret, ev.block), (Some(1), Some(0), None));
     }
 
@@ -389,7 +449,7 @@ mod tests {
         raw.hook = hook::TP_XFS_TRANS_ALLOC;
         raw.flags = freeze_common::XFS_TRANS_NO_WRITECOUNT;
         raw.arg = 0xffff_ffff_8120_0010;
-        let ev = Event::from_raw(&raw, |_| None).expect("decodes");
+        let ev = Event::from_raw(&raw, None).expect("decodes");
         assert_eq!(ev.hook, Hook::TracepointXfsTransAlloc);
         assert_eq!(ev.txn, Some(Txn { flags: 0x40, caller: Some("0xffffffff81200010".into()) }));
         assert_eq!((ev.ret, ev.stack), (None, None));
@@ -417,7 +477,7 @@ mod tests {
                 size_of::<freeze_common::RawMount>(),
             )
         };
-        let ev = Event::decode(bytes, |_| None).expect("decodes");
+        let ev = Event::decode(bytes, None).expect("decodes");
         let call = ev.mount.expect("mount call");
         assert_eq!(
             (call.api, call.source.as_str(), call.target.as_str()),
@@ -428,13 +488,33 @@ mod tests {
     }
 
     #[test]
+    fn a_decoder_shares_what_records_repeat_until_it_changes() {
+        let mut d = Decoder::default();
+        let raw = raw_freeze_end();
+        let (a, b) =
+            (d.event(&raw, Some("/m")).expect("decodes"), d.event(&raw, Some("/m")).expect("decodes"));
+        let ptr = |e: &Event| e.sb.as_ref().map(Arc::as_ptr);
+        assert_eq!(ptr(&a), ptr(&b), "one superblock");
+        assert!(Arc::ptr_eq(a.parent.as_ref().expect("parent"), b.parent.as_ref().expect("parent")));
+        assert!(Arc::ptr_eq(a.cgroup.as_ref().expect("cgroup"), b.cgroup.as_ref().expect("cgroup")));
+        // Mounted elsewhere, or another superblock at the same address: a new copy.
+        let moved = d.event(&raw, Some("/n")).expect("decodes");
+        assert_eq!(moved.sb.as_ref().and_then(|s| s.mountpoint.as_deref()), Some("/n"));
+        let mut other = raw;
+        other.sb.s_id[..5].copy_from_slice(b"loop9");
+        let reused = d.event(&other, Some("/n")).expect("decodes");
+        assert_eq!(reused.sb.as_ref().map(|s| s.s_id.as_str()), Some("loop9"));
+        assert_eq!(a, Event::from_raw(&raw, Some("/m")).expect("decodes"), "the same as decoding it alone");
+    }
+
+    #[test]
     fn bad_records_are_errors() {
-        assert_eq!(Event::decode(&[0u8; 10], |_| None), Err(DecodeError::Size(10, 200)));
+        assert_eq!(Event::decode(&[0u8; 10], None), Err(DecodeError::Size(10, 200)));
         let mut raw = raw_freeze_end();
         raw.kind = 999;
-        assert_eq!(Event::from_raw(&raw, |_| None), Err(DecodeError::Kind(999)));
+        assert_eq!(Event::from_raw(&raw, None), Err(DecodeError::Kind(999)));
         raw.kind = kind::THAW_BEGIN;
         raw.hook = 77;
-        assert_eq!(Event::from_raw(&raw, |_| None), Err(DecodeError::Hook(77)));
+        assert_eq!(Event::from_raw(&raw, None), Err(DecodeError::Hook(77)));
     }
 }

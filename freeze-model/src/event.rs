@@ -170,6 +170,14 @@ named_enum! {
     }
 }
 
+/// A superblock as events and findings hold it: one copy per filesystem, shared (a trace reader
+/// interns them, so a million events of two filesystems hold two).
+pub type SharedSuperblock = std::sync::Arc<Superblock>;
+
+/// A kernel stack, innermost frame first: one copy per distinct stack, shared by the events and
+/// findings that carry it.
+pub type Stack = std::sync::Arc<[String]>;
+
 /// Identity of a superblock, as the kernel named it plus where user space sees it mounted.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Superblock {
@@ -189,11 +197,16 @@ pub struct Superblock {
 const ZERO_SUPERBLOCK_ID: &str = "0x0";
 
 /// Reads an event's `sb`: absent, null, or (older traces) the zeroed superblock mean none.
-fn known_superblock<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Superblock>, D::Error> {
-    Ok(Option::<Superblock>::deserialize(d)?.filter(|sb| sb.id != ZERO_SUPERBLOCK_ID))
+fn known_superblock<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SharedSuperblock>, D::Error> {
+    Ok(Option::<SharedSuperblock>::deserialize(d)?.filter(Superblock::is_known))
 }
 
 impl Superblock {
+    /// False for the zeroed superblock older traces wrote for "none".
+    pub(crate) fn is_known(sb: &SharedSuperblock) -> bool {
+        sb.id != ZERO_SUPERBLOCK_ID
+    }
+
     /// "ext4 7:0 (/mnt/data)": how messages name a filesystem.
     pub fn describe(&self) -> String {
         let mp = self.mountpoint.as_deref().unwrap_or("?");
@@ -217,7 +230,7 @@ pub struct Event {
     /// The superblock it happened to; absent on mount(2) calls, which do not know it yet (their
     /// `mount.mounted_dev` / `source_dev` say which filesystem it was).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "known_superblock")]
-    pub sb: Option<Superblock>,
+    pub sb: Option<SharedSuperblock>,
     /// `sb->s_writers.frozen` when the operation began (0 unfrozen … 4 complete); null if unread.
     pub level_before: Option<u32>,
     /// The level when the event was emitted (after the operation, for *_end).
@@ -249,19 +262,19 @@ pub struct Event {
     /// Kernel stack, innermost frame first, symbolized from /proc/kallsyms (events that can
     /// become findings: block writes and transaction starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stack: Option<Vec<String>>,
+    pub stack: Option<Stack>,
     /// The task's cgroup, with the unit, container or pod its path names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<Cgroup>,
+    pub cgroup: Option<std::sync::Arc<Cgroup>>,
     /// The task's parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Parent>,
+    pub parent: Option<std::sync::Arc<Parent>>,
 }
 
 impl Event {
     /// "fsfreeze[8812] ← backup.sh[8790] in backup.service".
     pub fn who(&self) -> String {
-        crate::attribution::describe(&self.comm, self.pid, self.parent.as_ref(), self.cgroup.as_ref())
+        crate::attribution::describe(&self.comm, self.pid, self.parent.as_deref(), self.cgroup.as_deref())
     }
 }
 

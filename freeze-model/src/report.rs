@@ -4,7 +4,7 @@ use std::{fmt::Write as _, io::BufRead};
 use serde::Serialize;
 
 use crate::{
-    correlate::{self, Analysis, Correlator, Finding, FindingKind, Severity},
+    correlate::{self, Analysis, Correlator, Finding, FindingKind, KindSet, Severity},
     coverage::Coverage,
     trace::{Contents, Footer, Header, Record, TraceError, end_ns, records},
     units::fmt_secs,
@@ -65,23 +65,23 @@ pub struct Streamed {
 /// when an event came more than a second out of order (a file edited or merged by hand): sort
 /// it with `build` instead.
 pub fn stream(input: impl BufRead, opts: &correlate::Options) -> Result<Option<Streamed>, TraceError> {
-    stream_keeping(input, opts, |_| true)
+    stream_keeping(input, opts, KindSet::ALL)
 }
 
-/// `stream`, keeping only the findings `keep` wants (the summaries count everything): what a check
-/// of a few metrics needs from a long trace.
+/// `stream`, building only the findings of `kinds` (the summaries count everything): what a
+/// check of a few metrics needs from a long trace.
 pub fn stream_keeping(
     input: impl BufRead,
     opts: &correlate::Options,
-    keep: impl Fn(&Finding) -> bool,
+    kinds: KindSet,
 ) -> Result<Option<Streamed>, TraceError> {
     let mut correlator =
-        Correlator::new(correlate::Options { reorder_window_ns: STREAM_WINDOW_NS, ..opts.clone() });
+        Correlator::new(correlate::Options { reorder_window_ns: STREAM_WINDOW_NS, kinds, ..opts.clone() });
     let (mut header, mut footer, mut findings) = (None, None, Vec::new());
     for record in records(input) {
         match record? {
             Record::Header(h) => header = Some(h),
-            Record::Event(e) => findings.extend(correlator.push(e).into_iter().filter(&keep)),
+            Record::Event(e) => findings.extend(correlator.push(e)),
             Record::Footer(f) => footer = Some(f),
             // Findings and summaries are recomputed from the events.
             Record::Finding(_) | Record::Summary(_) => {}
@@ -92,7 +92,7 @@ pub fn stream_keeping(
     }
     let mut analysis =
         correlate::in_time_order(findings, correlator.finish(end_ns(header.as_ref(), footer.as_ref())));
-    analysis.findings.retain(&keep);
+    analysis.findings.retain(|f| kinds.contains(f.kind));
     let report = assemble(analysis, header.as_ref(), footer.as_ref());
     Ok(Some(Streamed { header, footer, report }))
 }

@@ -1,6 +1,5 @@
 //! `freezewatch check` and `run`: evaluate assertions on a trace and say so, for people, for
 //! tools (JSON) and for CI systems (JUnit XML).
-use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -15,7 +14,7 @@ pub struct Summary<'a> {
     pub passed: bool,
     /// Assertions a missing hook left unproven.
     pub unproven: usize,
-    pub verdicts: &'a [Verdict],
+    pub verdicts: &'a [Verdict<'a>],
     pub lost_events: Option<u64>,
     pub complete: bool,
     /// Exit code of the traced command, when the trace has one.
@@ -23,12 +22,17 @@ pub struct Summary<'a> {
 }
 
 /// Evaluates every assertion on a trace's report.
-pub fn evaluate(report: &report::Report, list: &[Assertion]) -> Vec<Verdict> {
+pub fn evaluate<'r>(report: &'r report::Report, list: &[Assertion]) -> Vec<Verdict<'r>> {
     list.iter().map(|a| assertions::evaluate(a, report)).collect()
 }
 
-pub fn human(verdicts: &[Verdict], command_exit: Option<i32>) -> String {
-    let mut s = String::new();
+/// The verdicts for people, written as they are made: a failure cites every finding behind it,
+/// and a long trace can have tens of thousands.
+pub fn human(
+    out: &mut impl std::io::Write,
+    verdicts: &[Verdict],
+    command_exit: Option<i32>,
+) -> std::io::Result<()> {
     let held = verdicts.iter().filter(|v| v.passed).count();
     let unproven = verdicts.iter().filter(|v| v.status == Status::Unproven).count();
     let width = verdicts.iter().map(|v| v.assertion.text.len()).max().unwrap_or(0);
@@ -39,30 +43,30 @@ pub fn human(verdicts: &[Verdict], command_exit: Option<i32>) -> String {
             Status::Fail => "FAIL",
             Status::Unproven => "UNPROVEN",
         };
-        let _ = writeln!(s, "{tag:<tag_width$}  {:<width$}  {}", v.assertion.text, v.message);
+        writeln!(out, "{tag:<tag_width$}  {:<width$}  {}", v.assertion.text, v.message)?;
         for gap in &v.unproven {
-            let _ = writeln!(s, "      - needs {gap}");
+            writeln!(out, "      - needs {gap}")?;
         }
         if v.status == Status::Fail {
             for f in &v.findings {
-                let _ = writeln!(s, "      - {}", f.message);
+                writeln!(out, "      - {}", f.message)?;
                 if let Some(frames) = &f.stack {
                     for frame in frames.iter().take(8) {
-                        let _ = writeln!(s, "          {frame}");
+                        writeln!(out, "          {frame}")?;
                     }
                 }
             }
         }
     }
     if unproven > 0 {
-        let _ = writeln!(s, "{held} of {} assertions hold, {unproven} unproven", verdicts.len());
+        writeln!(out, "{held} of {} assertions hold, {unproven} unproven", verdicts.len())?;
     } else {
-        let _ = writeln!(s, "{held} of {} assertions hold", verdicts.len());
+        writeln!(out, "{held} of {} assertions hold", verdicts.len())?;
     }
     if let Some(code) = command_exit.filter(|c| *c != 0) {
-        let _ = writeln!(s, "note: the traced command exited with status {code}");
+        writeln!(out, "note: the traced command exited with status {code}")?;
     }
-    s
+    Ok(())
 }
 
 /// Writes the JUnit report; the suite is named after the trace or command.
@@ -146,6 +150,12 @@ pub fn junit(verdicts: &[Verdict], suite: &str, seconds: f64) -> String {
 mod tests {
     use super::*;
     use crate::{assertions::parse, trace::read_trace};
+
+    fn human_text(verdicts: &[Verdict<'_>], command_exit: Option<i32>) -> String {
+        let mut out = Vec::new();
+        human(&mut out, verdicts, command_exit).expect("writes");
+        String::from_utf8(out).expect("UTF-8")
+    }
     use crate::{correlate, trace::Contents};
 
     /// A hand-written trace: /mnt/a (ext4 7:0) frozen for 2 s with a dd write while frozen, and
@@ -177,14 +187,15 @@ mod tests {
             ("thaws @fs=xfs == 0", true, 0),
         ];
         let list: Vec<_> = cases.iter().map(|(t, _, _)| parse(t).expect(t)).collect();
-        let verdicts = evaluate(&report::build(&contents, &correlate::Options::default()), &list);
+        let report = report::build(&contents, &correlate::Options::default());
+        let verdicts = evaluate(&report, &list);
         for ((text, passed, value), v) in cases.iter().zip(&verdicts) {
             assert_eq!((v.passed, v.value), (*passed, *value), "{text}: {}", v.message);
         }
         let slip = &verdicts[2];
         assert_eq!(slip.findings.len(), 1);
         assert_eq!(slip.findings[0].comm, "dd");
-        let text = human(&verdicts, Some(3));
+        let text = human_text(&verdicts, Some(3));
         assert!(text.contains("FAIL  no-slips @/mnt/a"), "{text}");
         assert!(text.contains("      - dd[9] wrote 4096 bytes"), "{text}");
         assert!(text.contains("9 of 12 assertions hold"), "{text}");
@@ -238,7 +249,7 @@ mod tests {
         assert_eq!(rep.coverage.gaps_missing().count(), 1);
         let json = serde_json::to_value(&rep).expect("serialises");
         assert_eq!(json["missing_hooks"][0]["feature"], "txn-xfs", "{}", json["missing_hooks"]);
-        let text = human(&verdicts, None);
+        let text = human_text(&verdicts, None);
         assert!(text.contains("UNPROVEN  no-slips @fs=xfs"), "{text}");
         assert!(text.contains("PASS      frozen @/mnt/b"), "{text}");
         assert!(text.contains("      - needs txn-xfs: no hook attached"), "{text}");

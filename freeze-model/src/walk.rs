@@ -75,7 +75,8 @@ pub fn walk<E: std::error::Error + 'static>(
             Record::Header(h) => header = Some(h),
             Record::Footer(f) => footer = Some(f),
             Record::Event(ev) => {
-                for ev in order.push(ev) {
+                order.push(ev);
+                while let Some(ev) = order.pop() {
                     apply(&mut correlator, ev).map_err(WalkError::Visitor)?;
                 }
             }

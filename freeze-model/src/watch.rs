@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use crate::{
     attribution::{Cgroup, Parent},
     correlate::{Finding, FindingKind, messages::state_finding},
-    event::{Event, EventKind, Superblock},
+    event::{Event, EventKind, SharedSuperblock, Superblock},
     names::named_enum,
     units::fmt_secs,
 };
@@ -65,8 +65,8 @@ struct Hold {
     /// The task that made the call.
     pid: u32,
     comm: String,
-    parent: Option<Parent>,
-    cgroup: Option<Cgroup>,
+    parent: Option<std::sync::Arc<Parent>>,
+    cgroup: Option<std::sync::Arc<Cgroup>>,
 }
 
 impl Hold {
@@ -88,7 +88,7 @@ impl Hold {
 }
 
 struct Frozen {
-    sb: Superblock,
+    sb: SharedSuperblock,
     since: u64,
     holds: Vec<Hold>,
     /// Found frozen at start: who holds it is unknown (it may be the kernel), so the watchdog
@@ -125,7 +125,7 @@ fn held_by_kernel(ev: &Event) -> bool {
 /// A thaw the watchdog wants done; hand the result back to `Watch::thawed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThawOrder {
-    pub sb: Superblock,
+    pub sb: SharedSuperblock,
     /// Where to issue FITHAW.
     pub mountpoint: String,
     pub reason: String,
@@ -137,7 +137,7 @@ pub struct ThawOrder {
 
 /// A freeze call in progress (freeze_super has not returned).
 struct Freezing {
-    sb: Superblock,
+    sb: SharedSuperblock,
     since: u64,
     task: String,
     /// The level the filesystem was last seen at.
@@ -169,7 +169,7 @@ impl Watch {
     /// The filesystems frozen now: (superblock, frozen since, whether its freezer is gone, as
     /// `freezer-gone` has said: after the same second of confirmation).
     pub fn frozen(&self) -> impl Iterator<Item = (&Superblock, u64, bool)> {
-        self.frozen.values().map(|f| (&f.sb, f.since, f.gone_said))
+        self.frozen.values().map(|f| (&*f.sb, f.since, f.gone_said))
     }
 
     /// Takes the next event.
@@ -472,7 +472,7 @@ mod tests {
     /// fsfreeze[10], started by backup.sh[9].
     fn frozen_by_script(w: &mut Watch, at: u64) {
         for mut e in freeze(at) {
-            e.parent = Some(Parent { pid: 9, comm: "backup.sh".into() });
+            e.parent = Some(Parent { pid: 9, comm: "backup.sh".into() }.into());
             w.push(&e);
         }
     }

@@ -48,7 +48,7 @@ fn the_rules_name_only_metrics_watch_exports() {
         }
     }
     let sb = contents.events.iter().find_map(|e| e.sb.clone()).unwrap();
-    metrics.tick(1, std::iter::once((&sb, 0, true)));
+    metrics.tick(1, std::iter::once((&*sb, 0, true)));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).expect("encodes");
     // `# TYPE name kind`: counters' samples are name_total, histograms' name_count and so on.

@@ -1,10 +1,11 @@
-//! `cargo xtask bench`: user-space figures. A synthetic trace of about a million events (copies of
-//! a real 30-cycle recording, each later in time) is checked and reported by the release binary,
-//! from a file (streamed: no events held) and from stdin (read whole and sorted); each is run in
-//! interleaved rounds and the median wall time and peak RSS are printed and written to
-//! target/bench/results.json.
+//! `cargo xtask bench`: user-space figures. `cargo bench -p freeze-model --bench throughput`
+//! measures the model's per-event work on one core (decode, correlate, write, read) and writes a
+//! trace of a million events as the recorder writes them (a real 30-cycle recording, repeated
+//! later in time, with the findings lines and attribution a current recording has); that trace is
+//! then checked and reported by the release binary, from a file (streamed: no events held) and
+//! from stdin (read whole and sorted), each in interleaved rounds. The medians of wall time and
+//! peak RSS are printed and written with the throughput figures to target/bench/results.json.
 use std::{
-    io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Instant,
@@ -13,51 +14,19 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use crate::workspace_root;
+use crate::{cargo, run, workspace_root};
 
-const EVENTS: usize = 1_000_000;
 const ROUNDS: usize = 3;
 
-/// Writes the synthetic trace: the fixture's header, its events repeated with every timestamp
-/// shifted past the previous copy, and a footer whose duration covers them all.
-fn synthetic_trace(out: &Path) -> Result<usize> {
-    let fixture = std::fs::read_to_string(workspace_root().join("tests/fixtures/cycles-ext4-xfs.ndjson"))?;
-    let lines: Vec<Value> = fixture.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let header = lines.iter().find(|l| l["type"] == "header").context("no header")?;
-    let events: Vec<&Value> = lines.iter().filter(|l| l["type"] == "event").collect();
-    let ts = |e: &Value| e["ts_ns"].as_u64().unwrap_or(0);
-    let (first, last) =
-        (events.iter().map(|e| ts(e)).min().unwrap_or(0), events.iter().map(|e| ts(e)).max().unwrap_or(0));
-    let span = last - first + 1_000_000;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
-    writeln!(w, "{header}")?;
-    let copies = EVENTS.div_ceil(events.len());
-    for copy in 0..copies as u64 {
-        for e in &events {
-            let mut e = (*e).clone();
-            for key in ["ts_ns", "begin_ts_ns"] {
-                if let Some(t) = e[key].as_u64() {
-                    e[key] = (t + copy * span).into();
-                }
-            }
-            // As the recorder writes it: "v" and "type" first (the reader's fast path keys on
-            // that prefix; a serde_json::Value would sort them among the other keys).
-            if let Some(fields) = e.as_object_mut() {
-                fields.remove("v");
-                fields.remove("type");
-            }
-            let rest = e.to_string();
-            writeln!(w, r#"{{"v":1,"type":"event",{}"#, &rest[1..])?;
-        }
-    }
-    let start = header["started_monotonic_ns"].as_u64().unwrap_or(0);
-    let duration_ms = (first + copies as u64 * span).saturating_sub(start) / 1_000_000 + 1;
-    let footer = json!({"v": 1, "type": "footer", "events": copies * events.len(), "ended_by": "command",
-        "duration_ms": duration_ms, "command_exit": 0, "counters": {"lost_ringbuf_full": 0,
-        "lost_undecodable": 0, "read_failed": 0, "pending_full": 0, "ioctl_seen": 0, "fentry_seen": 0}});
-    writeln!(w, "{footer}")?;
-    w.flush()?;
-    Ok(copies * events.len())
+/// Runs the model's throughput bench, which also writes the synthetic trace to `trace`; its
+/// figures.
+fn throughput(trace: &Path, figures: &Path) -> Result<Value> {
+    run(cargo()
+        .args(["bench", "--package", "freeze-model", "--bench", "throughput", "--", "--json"])
+        .arg(figures)
+        .arg("--trace")
+        .arg(trace))?;
+    Ok(serde_json::from_str(&std::fs::read_to_string(figures)?)?)
 }
 
 /// Runs `cmd` (stdin from `input` when given); wall seconds and peak RSS in KiB (from wait4).
@@ -92,7 +61,8 @@ pub fn bench(bin: &Path, user_only: bool) -> Result<()> {
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let trace = dir.join("1m.ndjson");
-    let events = synthetic_trace(&trace)?;
+    let throughput = throughput(&trace, &dir.join("throughput.json"))?;
+    let events = throughput[0]["events"].as_u64().context("the throughput bench names its event count")?;
     let size = std::fs::metadata(&trace)?.len();
     eprintln!("xtask: bench trace {} ({events} events, {} MiB)", trace.display(), size >> 20);
     let t = trace.to_str().context("non-UTF-8 path")?;
@@ -134,7 +104,9 @@ pub fn bench(bin: &Path, user_only: bool) -> Result<()> {
     let out = dir.join("results.json");
     std::fs::write(
         &out,
-        serde_json::to_string_pretty(&json!({"binary": bin, "results": results, "kernel": kernel}))?,
+        serde_json::to_string_pretty(
+            &json!({"binary": bin, "throughput": throughput, "results": results, "kernel": kernel}),
+        )?,
     )?;
     eprintln!("xtask: results in {}", out.display());
     Ok(())

@@ -22,7 +22,7 @@ named_enum! {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Verdict {
+pub struct Verdict<'r> {
     pub assertion: Assertion,
     pub status: Status,
     /// `status` is `pass`.
@@ -33,8 +33,8 @@ pub struct Verdict {
     pub matched: usize,
     /// One line for people: what was measured against what.
     pub message: String,
-    /// The findings behind the value (for failures: what went wrong).
-    pub findings: Vec<Finding>,
+    /// The findings behind the value (for failures: what went wrong), in the report.
+    pub findings: Vec<&'r Finding>,
     /// For `unproven`: the features it needed that did not attach, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unproven: Vec<Gap>,
@@ -87,7 +87,7 @@ fn show(metric: Metric, v: u64) -> String {
 }
 
 /// Evaluates one assertion against a report.
-pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
+pub fn evaluate<'r>(a: &Assertion, report: &'r Report) -> Verdict<'r> {
     let selected: Vec<(&String, &Summary)> =
         report.analysis.summaries.iter().filter(|(_, s)| scope_matches(&a.scope, s)).collect();
     let sum = |f: fn(&Summary) -> u64| selected.iter().map(|(_, s)| f(s)).sum::<u64>();
@@ -107,13 +107,12 @@ pub fn evaluate(a: &Assertion, report: &Report) -> Verdict {
     };
     let ids: Vec<&String> = selected.iter().map(|(id, _)| *id).collect();
     let kinds = a.metric.finding_kinds();
-    let findings: Vec<Finding> = report
+    let findings: Vec<&Finding> = report
         .analysis
         .findings
         .iter()
         .filter(|f| kinds.contains(&f.kind) && (a.scope == Scope::All || ids.contains(&&f.sb.id)))
         .filter(|f| task_matches(&a.scope, f))
-        .cloned()
         .collect();
     // A task scope counts the findings of its tasks (the parser allows it only for metrics that
     // are counts of findings).

@@ -3,7 +3,7 @@ use super::*;
 use crate::{
     correlate::{Analysis, Finding, Severity, Summary},
     coverage::Coverage,
-    event::Superblock,
+    event::{SharedSuperblock, Superblock},
     report::Report,
     verdicts::junit,
 };
@@ -89,15 +89,15 @@ fn files_take_comments_and_name_bad_lines() {
     assert!(e.starts_with("line 2: column 7: `>>` is not an operator"), "{e}");
 }
 
-fn sb(mp: &str, fstype: &str, dev: &str) -> Superblock {
-    Superblock {
+fn sb(mp: &str, fstype: &str, dev: &str) -> SharedSuperblock {
+    SharedSuperblock::new(Superblock {
         id: format!("0x{dev}"),
         dev: dev.into(),
         fstype: fstype.into(),
         s_id: "loop0".into(),
         uuid: "u".into(),
         mountpoint: Some(mp.into()),
-    }
+    })
 }
 
 fn report() -> Report {
@@ -144,11 +144,11 @@ fn report() -> Report {
         level: Some(4),
         duration_ns: None,
         message: "dd[77] wrote 4096 bytes".into(),
-        stack: Some(vec!["submit_bio+0x1".into()]),
+        stack: Some(["submit_bio+0x1".into()].into()),
         exempt_reason: None,
         block: None,
-        cgroup: Some(crate::attribution::Cgroup::at(9, "/system.slice/backup.service/worker".into())),
-        parent: Some(crate::attribution::Parent { pid: 70, comm: "backup.sh".into() }),
+        cgroup: Some(crate::attribution::Cgroup::at(9, "/system.slice/backup.service/worker".into()).into()),
+        parent: Some(crate::attribution::Parent { pid: 70, comm: "backup.sh".into() }.into()),
     };
     Report {
         analysis: Analysis { findings: vec![slip], summaries },

@@ -221,7 +221,7 @@ fn what_is_open_at_the_end_is_closed_there_and_says_so() {
 fn slips_are_instants_with_their_sentence_and_stack() {
     let [fb, fe] = freeze(100);
     let mut slip = block_write(200, 4);
-    slip.stack = Some(vec!["submit_bio+0x1".into()]);
+    slip.stack = Some(["submit_bio+0x1".into()].into());
     let [tb, te] = thaw(300, 0);
     let doc = export(&[fb, fe, slip, tb, te]);
     check_structure(&doc).unwrap();

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use freeze_common::level;
 
-use super::{Finding, Options, SbState, Summary, messages as msg, mounts::MountCalls, reorder::Reorder};
+use super::{
+    Finding, FindingKind, KindSet, Options, SbState, Summary, messages as msg, mounts::MountCalls,
+    reorder::Reorder,
+};
 use crate::event::{Event, EventKind, Superblock};
 
 /// Closed freeze windows kept per superblock for timelines (the newest; older ones drop off).
@@ -66,6 +69,23 @@ pub struct Retained {
     pub windows: usize,
 }
 
+/// Where applying events puts findings: those of kinds nobody wants are not built at all (their
+/// events still count in the summaries).
+struct Out<'a> {
+    wanted: KindSet,
+    findings: &'a mut Vec<Finding>,
+}
+
+impl Out<'_> {
+    fn add(&mut self, kind: FindingKind, make: impl FnOnce() -> Finding) {
+        if self.wanted.contains(kind) {
+            let finding = make();
+            debug_assert_eq!(finding.kind, kind, "the kind a finding is filtered by is its own");
+            self.findings.push(finding);
+        }
+    }
+}
+
 /// The streaming correlator (see the module docs of `correlate`).
 pub struct Correlator {
     opts: Options,
@@ -85,11 +105,13 @@ impl Correlator {
     /// Takes one event; returns the findings that became certain (of events at least the
     /// reorder window older than the newest one seen).
     pub fn push(&mut self, ev: Event) -> Vec<Finding> {
-        let mut out = Vec::new();
-        for ev in self.reorder.push(ev) {
+        let mut findings = Vec::new();
+        let mut out = Out { wanted: self.opts.kinds, findings: &mut findings };
+        self.reorder.push(ev);
+        while let Some(ev) = self.reorder.pop() {
             self.apply(&ev, &mut out);
         }
-        out
+        findings
     }
 
     /// The time is now `now_ns` (the events' clock): applies held events that nothing older can
@@ -97,15 +119,19 @@ impl Correlator {
     /// threshold, once per frozen window, while it is still frozen.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Finding> {
         let mut out = Vec::new();
-        for ev in self.reorder.release_at(now_ns) {
-            self.apply(&ev, &mut out);
+        let mut applied = Out { wanted: self.opts.kinds, findings: &mut out };
+        self.reorder.advance_to(now_ns);
+        while let Some(ev) = self.reorder.pop() {
+            self.apply(&ev, &mut applied);
         }
+        let threshold = self.opts.long_freeze_ns;
         for t in self.tracks.values_mut() {
             let (Some(since), Some(sb)) = (t.frozen_since(), t.summary.sb.as_ref()) else { continue };
             let so_far = now_ns.saturating_sub(since);
-            if !t.long_raised && so_far > self.opts.long_freeze_ns {
+            if !t.long_raised && so_far > threshold {
                 t.long_raised = true;
-                out.push(msg::long_freeze_ongoing(sb, since, so_far, self.opts.long_freeze_ns));
+                applied
+                    .add(FindingKind::LongFreeze, || msg::long_freeze_ongoing(sb, since, so_far, threshold));
             }
         }
         out
@@ -115,8 +141,10 @@ impl Correlator {
     /// frozen window at `end_ns` (None: the last event's time).
     pub fn finish(mut self, end_ns: Option<u64>) -> super::Analysis {
         let mut findings = Vec::new();
-        for ev in self.reorder.drain() {
-            self.apply(&ev, &mut findings);
+        let held: Vec<Event> = self.reorder.drain().collect();
+        let mut out = Out { wanted: self.opts.kinds, findings: &mut findings };
+        for ev in held {
+            self.apply(&ev, &mut out);
         }
         let (summaries, closing) = self.view_at(end_ns.or(self.last_ts).unwrap_or(0));
         findings.extend(closing);
@@ -165,7 +193,7 @@ impl Correlator {
         }
     }
 
-    fn apply(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    fn apply(&mut self, ev: &Event, out: &mut Out<'_>) {
         self.last_ts = Some(self.last_ts.map_or(ev.ts_ns, |t| t.max(ev.ts_ns)));
         match ev.kind {
             EventKind::MountBegin => {
@@ -184,12 +212,14 @@ impl Correlator {
                     } else {
                         t.summary.would_deny_mounts += 1;
                     }
-                    out.push(msg::mount_denied(ev, &what, &sb, enforced));
+                    out.add(FindingKind::MountDenied, || msg::mount_denied(ev, &what, &sb, enforced));
                 }
             }
             EventKind::MountEnd => {
                 self.mounts.end(ev);
-                out.extend(self.mount_landed(ev));
+                if let Some(f) = self.mount_landed(ev) {
+                    out.add(FindingKind::MountWhileFrozen, || f);
+                }
             }
             _ => self.apply_to_superblock(ev, out),
         }
@@ -218,11 +248,15 @@ impl Correlator {
         Some(msg::mount_while_frozen(ev, call, &sb))
     }
 
-    fn apply_to_superblock(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    fn apply_to_superblock(&mut self, ev: &Event, out: &mut Out<'_>) {
         // Every kind handled here names its superblock; a record that does not is passed over.
         let Some(sb) = ev.sb.as_ref() else { return };
         let long_freeze_ns = self.opts.long_freeze_ns;
-        let t = self.tracks.entry(sb.id.clone()).or_default();
+        // Looked up before it is made: a key is cloned once per superblock, not per event.
+        if !self.tracks.contains_key(&sb.id) {
+            self.tracks.insert(sb.id.clone(), Track::default());
+        }
+        let Some(t) = self.tracks.get_mut(&sb.id) else { return };
         if let Some(level) = ev.level_after {
             t.summary.level = level;
         }
@@ -245,7 +279,7 @@ impl Correlator {
             }
             EventKind::FreezeEnd => {
                 t.summary.failed_freezes += 1;
-                out.push(msg::freeze_failed(ev, sb));
+                out.add(FindingKind::FreezeFailed, || msg::freeze_failed(ev, sb));
                 t.summary.state =
                     if t.holders > 0 || frozen_after { SbState::Frozen } else { SbState::Unfrozen };
             }
@@ -273,7 +307,9 @@ impl Correlator {
                     t.summary.total_frozen_ns += d;
                     t.summary.max_frozen_ns = t.summary.max_frozen_ns.max(d);
                     if d > long_freeze_ns && !t.long_raised {
-                        out.push(msg::long_freeze(ev, sb, since, d, long_freeze_ns));
+                        out.add(FindingKind::LongFreeze, || {
+                            msg::long_freeze(ev, sb, since, d, long_freeze_ns)
+                        });
                     }
                     t.long_raised = false;
                     if t.windows.len() == WINDOWS_KEPT {
@@ -285,7 +321,7 @@ impl Correlator {
             EventKind::ThawEnd => {
                 t.thawing_tid = None;
                 if ev.level_before == Some(level::UNFROZEN) || t.summary.state == SbState::Unfrozen {
-                    out.push(msg::thaw_without_freeze(ev, sb));
+                    out.add(FindingKind::ThawWithoutFreeze, || msg::thaw_without_freeze(ev, sb));
                 }
                 if t.summary.state == SbState::Thawing {
                     t.summary.state = SbState::Frozen;
@@ -301,24 +337,24 @@ impl Correlator {
                     // thaw_super runs ->unfreeze_fs before lowering the level; ext4 writes its
                     // superblock there. Below the filesystem, a kernel worker may carry that
                     // write on (dm-snapshot's copy-out, a loop worker): the same write.
-                    out.push(msg::own_thaw_write(ev, sb));
+                    out.add(FindingKind::Exempt, || msg::own_thaw_write(ev, sb));
                 } else {
                     t.summary.slips += 1;
-                    out.push(msg::block_slip(ev, sb));
+                    out.add(FindingKind::Slip, || msg::block_slip(ev, sb));
                 }
             }
             EventKind::TxnStart => match msg::txn_exemption(ev, t.thawing_tid) {
-                Some(reason) => out.push(msg::txn_exempt(ev, sb, reason)),
+                Some(reason) => out.add(FindingKind::Exempt, || msg::txn_exempt(ev, sb, reason)),
                 None => {
                     t.summary.slips += 1;
-                    out.push(msg::txn_slip(ev, sb));
+                    out.add(FindingKind::Slip, || msg::txn_slip(ev, sb));
                 }
             },
             EventKind::WriteDone => {
                 // The kernel only reports writes that returned while the level was COMPLETE.
                 if frozen_after {
                     t.summary.slips += 1;
-                    out.push(msg::write_slip(ev, sb));
+                    out.add(FindingKind::Slip, || msg::write_slip(ev, sb));
                 }
             }
             EventKind::WriterBlocked => {
@@ -328,7 +364,7 @@ impl Correlator {
                 let start = t.waiting.remove(&ev.tid);
                 t.summary.blocked_writers += 1;
                 let begin = start.as_ref().map(|s| s.ts_ns).or(ev.begin_ts_ns).unwrap_or(ev.ts_ns);
-                out.push(msg::blocked_writer(ev, sb, begin));
+                out.add(FindingKind::BlockedWriter, || msg::blocked_writer(ev, sb, begin));
             }
             // Handled in `apply` (a mount(2) event names no superblock).
             EventKind::LevelProbe => {

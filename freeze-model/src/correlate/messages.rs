@@ -5,12 +5,12 @@ use freeze_common::{XFS_TRANS_NO_WRITECOUNT, level};
 use super::{Finding, FindingKind};
 use crate::{
     deny::DenyMode,
-    event::{BlockIo, Event, Hook, IoOp, MountCall, Superblock},
+    event::{BlockIo, Event, Hook, IoOp, MountCall, SharedSuperblock},
     storage::{Layer, Mapping},
     units::fmt_ms,
 };
 
-fn finding(kind: FindingKind, ev: &Event, sb: &Superblock, message: String) -> Finding {
+fn finding(kind: FindingKind, ev: &Event, sb: &SharedSuperblock, message: String) -> Finding {
     Finding {
         kind,
         severity: kind.severity(),
@@ -18,7 +18,7 @@ fn finding(kind: FindingKind, ev: &Event, sb: &Superblock, message: String) -> F
         sb: sb.clone(),
         pid: ev.pid,
         comm: ev.comm.clone(),
-        hook: ev.hook.as_str().to_owned(),
+        hook: ev.hook.as_str().into(),
         level: ev.level_after,
         duration_ns: None,
         message,
@@ -31,7 +31,7 @@ fn finding(kind: FindingKind, ev: &Event, sb: &Superblock, message: String) -> F
 }
 
 /// An exempt event: `what` happened, and `reason` says why it is legitimate.
-fn exempt(ev: &Event, sb: &Superblock, what: String, reason: String) -> Finding {
+fn exempt(ev: &Event, sb: &SharedSuperblock, what: String, reason: String) -> Finding {
     let mut f = finding(FindingKind::Exempt, ev, sb, format!("{what}: {reason}"));
     f.exempt_reason = Some(reason);
     f
@@ -46,7 +46,7 @@ fn gate_name(level: Option<u32>) -> &'static str {
     }
 }
 
-pub(super) fn freeze_failed(ev: &Event, sb: &Superblock) -> Finding {
+pub(super) fn freeze_failed(ev: &Event, sb: &SharedSuperblock) -> Finding {
     let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
     let why = if ev.level_before == Some(level::COMPLETE) { " (it was already frozen)" } else { "" };
     finding(
@@ -57,7 +57,7 @@ pub(super) fn freeze_failed(ev: &Event, sb: &Superblock) -> Finding {
     )
 }
 
-pub(super) fn thaw_without_freeze(ev: &Event, sb: &Superblock) -> Finding {
+pub(super) fn thaw_without_freeze(ev: &Event, sb: &SharedSuperblock) -> Finding {
     let err = ev.error.clone().unwrap_or_else(|| format!("{:?}", ev.ret));
     finding(
         FindingKind::ThawWithoutFreeze,
@@ -68,7 +68,7 @@ pub(super) fn thaw_without_freeze(ev: &Event, sb: &Superblock) -> Finding {
 }
 
 /// A freeze window that closed longer than the threshold (the thaw is `ev`).
-pub(super) fn long_freeze(ev: &Event, sb: &Superblock, since: u64, d: u64, threshold: u64) -> Finding {
+pub(super) fn long_freeze(ev: &Event, sb: &SharedSuperblock, since: u64, d: u64, threshold: u64) -> Finding {
     let mut f = finding(
         FindingKind::LongFreeze,
         ev,
@@ -84,7 +84,7 @@ pub(super) fn long_freeze(ev: &Event, sb: &Superblock, since: u64, d: u64, thres
 /// beginning `since` and lasting `d`.
 pub(crate) fn state_finding(
     kind: FindingKind,
-    sb: &Superblock,
+    sb: &SharedSuperblock,
     since: u64,
     d: u64,
     message: String,
@@ -96,7 +96,7 @@ pub(crate) fn state_finding(
         sb: sb.clone(),
         pid: 0,
         comm: String::new(),
-        hook: String::new(),
+        hook: "".into(),
         level: Some(level::COMPLETE),
         duration_ns: Some(d),
         message,
@@ -109,7 +109,7 @@ pub(crate) fn state_finding(
 }
 
 /// A filesystem that has been frozen longer than the threshold and still is (raised live).
-pub(super) fn long_freeze_ongoing(sb: &Superblock, since: u64, so_far: u64, threshold: u64) -> Finding {
+pub(super) fn long_freeze_ongoing(sb: &SharedSuperblock, since: u64, so_far: u64, threshold: u64) -> Finding {
     let message = format!(
         "{} has been frozen for {} so far (threshold {}) and still is",
         sb.describe(),
@@ -119,13 +119,13 @@ pub(super) fn long_freeze_ongoing(sb: &Superblock, since: u64, so_far: u64, thre
     state_finding(FindingKind::LongFreeze, sb, since, so_far, message)
 }
 
-pub(super) fn left_frozen(sb: &Superblock, since: u64, d: u64) -> Finding {
+pub(super) fn left_frozen(sb: &SharedSuperblock, since: u64, d: u64) -> Finding {
     let message =
         format!("{} was still frozen when recording ended (frozen for {})", sb.describe(), fmt_ms(d));
     state_finding(FindingKind::LeftFrozen, sb, since, d, message)
 }
 
-pub(super) fn own_thaw_write(ev: &Event, sb: &Superblock) -> Finding {
+pub(super) fn own_thaw_write(ev: &Event, sb: &SharedSuperblock) -> Finding {
     let below = ev.block.as_ref().filter(|b| b.dev != sb.dev).map(|b| format!(" (on {} below it)", b.dev));
     exempt(
         ev,
@@ -142,7 +142,7 @@ pub(super) fn own_thaw_write(ev: &Event, sb: &Superblock) -> Finding {
     )
 }
 
-pub(super) fn block_slip(ev: &Event, sb: &Superblock) -> Finding {
+pub(super) fn block_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
     let Some(io) = ev.block.as_ref() else {
         return finding(
             FindingKind::Slip,
@@ -214,7 +214,7 @@ fn lower_name(m: &Mapping) -> String {
 
 /// "ext4 7:0 (/mnt) from its sector 800 on", exactly where the layers are sector for sector;
 /// "part of ext4 7:0 (/mnt)" where they are not (striped, whole devices).
-fn held_part(io: &BlockIo, m: &Mapping, sb: &Superblock) -> String {
+fn held_part(io: &BlockIo, m: &Mapping, sb: &SharedSuperblock) -> String {
     match m.fs_sector_of(io.position().max(m.first)) {
         Some(sector) => format!("{} from its sector {sector} on", sb.describe()),
         None => format!("part of {}", sb.describe()),
@@ -273,13 +273,13 @@ pub(super) fn txn_exemption(ev: &Event, thawing_tid: Option<u32>) -> Option<Stri
     None
 }
 
-pub(super) fn txn_exempt(ev: &Event, sb: &Superblock, reason: String) -> Finding {
+pub(super) fn txn_exempt(ev: &Event, sb: &SharedSuperblock, reason: String) -> Finding {
     let what =
         format!("{} by {}[{}]{} on {}", txn_what(ev.hook), ev.comm, ev.pid, txn_caller(ev), sb.describe());
     exempt(ev, sb, what, reason)
 }
 
-pub(super) fn txn_slip(ev: &Event, sb: &Superblock) -> Finding {
+pub(super) fn txn_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
     finding(
         FindingKind::Slip,
         ev,
@@ -295,7 +295,7 @@ pub(super) fn txn_slip(ev: &Event, sb: &Superblock) -> Finding {
     )
 }
 
-pub(super) fn write_slip(ev: &Event, sb: &Superblock) -> Finding {
+pub(super) fn write_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
     finding(
         FindingKind::Slip,
         ev,
@@ -312,7 +312,7 @@ pub(super) fn write_slip(ev: &Event, sb: &Superblock) -> Finding {
 }
 
 /// A wait at the gate that ended (`ev`), which began at `begin`.
-pub(super) fn blocked_writer(ev: &Event, sb: &Superblock, begin: u64) -> Finding {
+pub(super) fn blocked_writer(ev: &Event, sb: &SharedSuperblock, begin: u64) -> Finding {
     let d = ev.ts_ns.saturating_sub(begin);
     let mut f = finding(
         FindingKind::BlockedWriter,
@@ -333,7 +333,7 @@ pub(super) fn blocked_writer(ev: &Event, sb: &Superblock, begin: u64) -> Finding
 }
 
 /// A wait that had not ended when recording did (`start` began it).
-pub(super) fn still_waiting(start: &Event, sb: &Superblock, end_ns: u64) -> Finding {
+pub(super) fn still_waiting(start: &Event, sb: &SharedSuperblock, end_ns: u64) -> Finding {
     let d = end_ns.saturating_sub(start.ts_ns);
     let mut f = finding(
         FindingKind::BlockedWriter,
@@ -358,7 +358,7 @@ pub(super) fn enforced(ev: &Event) -> bool {
 
 /// A mount the gate refused (enforce) or would have refused (audit); `what` names the mount,
 /// `sb` the frozen superblock.
-pub(super) fn mount_denied(ev: &Event, what: &str, sb: &Superblock, enforced: bool) -> Finding {
+pub(super) fn mount_denied(ev: &Event, what: &str, sb: &SharedSuperblock, enforced: bool) -> Finding {
     let message = if enforced {
         format!("{what} by {}[{}] was denied (EPERM): {} is frozen", ev.comm, ev.pid, sb.describe())
     } else {
@@ -372,7 +372,7 @@ pub(super) fn mount_denied(ev: &Event, what: &str, sb: &Superblock, enforced: bo
     finding(FindingKind::MountDenied, ev, sb, message)
 }
 
-pub(super) fn mount_while_frozen(ev: &Event, call: &MountCall, sb: &Superblock) -> Finding {
+pub(super) fn mount_while_frozen(ev: &Event, call: &MountCall, sb: &SharedSuperblock) -> Finding {
     let mut f = finding(
         FindingKind::MountWhileFrozen,
         ev,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     attribution::{Cgroup, Parent},
-    event::{Event, Superblock},
+    event::{Event, SharedSuperblock, Stack},
     names::named_enum,
 };
 
@@ -100,10 +100,10 @@ pub struct Finding {
     pub severity: Severity,
     /// When it happened (CLOCK_MONOTONIC ns; for durations, the start).
     pub ts_ns: u64,
-    pub sb: Superblock,
+    pub sb: SharedSuperblock,
     pub pid: u32,
     pub comm: String,
-    pub hook: String,
+    pub hook: std::borrow::Cow<'static, str>,
     /// Freeze level of the superblock at the time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<u32>,
@@ -113,17 +113,17 @@ pub struct Finding {
     pub message: String,
     /// Kernel stack of the event behind the finding, innermost first, when one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stack: Option<Vec<String>>,
+    pub stack: Option<Stack>,
     /// For `exempt`: why the event is legitimate (also the end of `message`). Not written to
     /// traces or JSON: it is derived again whenever findings are computed.
     #[serde(skip)]
     pub exempt_reason: Option<String>,
     /// The cgroup of the task behind it (of the event that raised it), when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<Cgroup>,
+    pub cgroup: Option<std::sync::Arc<Cgroup>>,
     /// That task's parent, when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Parent>,
+    pub parent: Option<std::sync::Arc<Parent>>,
     /// For a slip of the storage (block writes, discards, backing-file changes): what it did,
     /// where, and the layer that maps it to the filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,7 +133,7 @@ pub struct Finding {
 impl Finding {
     /// "fsfreeze[8812] ← backup.sh[8790] in backup.service": the task behind the finding.
     pub fn who(&self) -> String {
-        crate::attribution::describe(&self.comm, self.pid, self.parent.as_ref(), self.cgroup.as_ref())
+        crate::attribution::describe(&self.comm, self.pid, self.parent.as_deref(), self.cgroup.as_deref())
     }
 }
 
@@ -153,7 +153,7 @@ named_enum! {
 /// Per-superblock totals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    pub sb: Option<Superblock>,
+    pub sb: Option<SharedSuperblock>,
     /// State after the last event.
     #[serde(default)]
     pub state: SbState,
@@ -201,12 +201,34 @@ impl Summary {
 /// timestamp order; an event is applied once nothing older can still arrive.
 pub const DEFAULT_REORDER_NS: u64 = 50_000_000;
 
+/// A set of finding kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindSet(u32);
+
+// One bit a kind.
+const _: () = assert!(FindingKind::ALL.len() <= 32);
+
+impl KindSet {
+    pub const ALL: Self = Self(u32::MAX);
+
+    pub fn of(kinds: &[FindingKind]) -> Self {
+        Self(kinds.iter().fold(0, |bits, &k| bits | 1 << k as u32))
+    }
+
+    pub fn contains(self, kind: FindingKind) -> bool {
+        self.0 & (1 << kind as u32) != 0
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Freezes longer than this get a `long-freeze` finding.
     pub long_freeze_ns: u64,
     /// How long an event is held for older ones to arrive (0: applied at once, in push order).
     pub reorder_window_ns: u64,
+    /// The findings `push` and `tick` build (a check of a few metrics needs few of them; the
+    /// summaries count every event whatever this says).
+    pub kinds: KindSet,
 }
 
 impl Options {
@@ -217,7 +239,7 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { long_freeze_ns: 10_000_000_000, reorder_window_ns: DEFAULT_REORDER_NS }
+        Self { long_freeze_ns: 10_000_000_000, reorder_window_ns: DEFAULT_REORDER_NS, kinds: KindSet::ALL }
     }
 }
 

@@ -2,17 +2,19 @@
 //! timestamp order. Each event is held until one at least `window` newer has arrived (or the
 //! clock has passed it by that much), then released in (timestamp, arrival) order. An event older
 //! than what was already released is let through at once and counted as late.
-use std::collections::BTreeMap;
+//!
+//! Events are held in a queue kept in order: nearly every event is the newest so far and goes at
+//! the back, releases take the front, and neither moves the events in between.
+use std::collections::VecDeque;
 
 use crate::event::Event;
 
 pub(crate) struct Reorder {
     window: u64,
-    held: BTreeMap<(u64, u64), Event>,
-    /// Arrival counter: ties in time keep their arrival order.
-    seq: u64,
-    /// Newest timestamp seen.
-    newest: u64,
+    /// In (timestamp, arrival) order.
+    held: VecDeque<Event>,
+    /// Events up to here may be released.
+    ready_until: u64,
     /// Everything up to here has been released.
     released_until: u64,
     late: u64,
@@ -20,7 +22,7 @@ pub(crate) struct Reorder {
 
 impl Reorder {
     pub(crate) fn new(window: u64) -> Self {
-        Self { window, held: BTreeMap::new(), seq: 0, newest: 0, released_until: 0, late: 0 }
+        Self { window, held: VecDeque::new(), ready_until: 0, released_until: 0, late: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -31,43 +33,44 @@ impl Reorder {
         self.late
     }
 
-    /// Takes an event; returns those now safe to apply, oldest first.
-    pub(crate) fn push(&mut self, ev: Event) -> Vec<Event> {
-        if ev.ts_ns < self.released_until {
+    /// Takes an event; `pop` then hands out those now safe to apply.
+    pub(crate) fn push(&mut self, ev: Event) {
+        let ts = ev.ts_ns;
+        if ts < self.released_until {
             self.late += 1;
-            return vec![ev];
         }
-        if self.window == 0 {
-            self.released_until = ev.ts_ns;
-            return vec![ev];
+        // After every held event of the same time or older: ties keep their arrival order.
+        if self.held.back().is_none_or(|last| last.ts_ns <= ts) {
+            self.held.push_back(ev);
+        } else {
+            let at = self.held.partition_point(|e| e.ts_ns <= ts);
+            self.held.insert(at, ev);
         }
-        self.newest = self.newest.max(ev.ts_ns);
-        self.seq += 1;
-        self.held.insert((ev.ts_ns, self.seq), ev);
-        self.release_up_to(self.newest.saturating_sub(self.window))
+        self.ready_until = self.ready_until.max(ts.saturating_sub(self.window));
+        if ts < self.released_until {
+            // Late: released at once, whatever else is held.
+            self.ready_until = self.ready_until.max(ts);
+        }
     }
 
-    /// The clock (the events' clock) says `now`: releases what is at least `window` older.
-    pub(crate) fn release_at(&mut self, now: u64) -> Vec<Event> {
-        self.release_up_to(now.saturating_sub(self.window))
+    /// The clock (the events' clock) says `now`: what is at least `window` older may go.
+    pub(crate) fn advance_to(&mut self, now: u64) {
+        self.ready_until = self.ready_until.max(now.saturating_sub(self.window));
     }
 
-    fn release_up_to(&mut self, until: u64) -> Vec<Event> {
-        let mut out = Vec::new();
-        while let Some(entry) = self.held.first_entry() {
-            if entry.key().0 > until {
-                break;
-            }
-            out.push(entry.remove());
+    /// The oldest held event, when it is safe to apply.
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        if self.held.front()?.ts_ns > self.ready_until {
+            return None;
         }
-        if let Some(last) = out.last() {
-            self.released_until = self.released_until.max(last.ts_ns);
-        }
-        out
+        let ev = self.held.pop_front()?;
+        self.released_until = self.released_until.max(ev.ts_ns);
+        Some(ev)
     }
 
     /// Everything held, oldest first (the stream ended).
-    pub(crate) fn drain(&mut self) -> Vec<Event> {
-        self.release_up_to(u64::MAX)
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Event> + '_ {
+        self.ready_until = u64::MAX;
+        std::iter::from_fn(|| self.pop())
     }
 }

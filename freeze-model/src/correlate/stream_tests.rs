@@ -12,7 +12,7 @@ use crate::{
 const WINDOW: u64 = 50;
 
 fn opts() -> Options {
-    Options { long_freeze_ns: 1_000, reorder_window_ns: WINDOW }
+    Options { long_freeze_ns: 1_000, reorder_window_ns: WINDOW, ..Options::default() }
 }
 
 /// Pushes `events` one at a time in an order that differs from time order within the window

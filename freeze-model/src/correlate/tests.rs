@@ -2,17 +2,17 @@
 //! `streaming` below pushes one event at a time, out of order, and ticks.
 //! Longer than most files: it holds the event builders every case shares.
 use super::*;
-use crate::event::{BlockIo, EventKind, Hook, LsmHook, MountApi};
+use crate::event::{BlockIo, EventKind, Hook, LsmHook, MountApi, Superblock};
 
-pub(crate) fn sb(id: &str) -> Superblock {
-    Superblock {
+pub(crate) fn sb(id: &str) -> SharedSuperblock {
+    SharedSuperblock::new(Superblock {
         id: id.into(),
         dev: "7:0".into(),
         fstype: "ext4".into(),
         s_id: "loop0".into(),
         uuid: "u".into(),
         mountpoint: Some("/mnt".into()),
-    }
+    })
 }
 
 pub(crate) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<i64>) -> Event {
@@ -110,7 +110,7 @@ fn lower_write(ts: u64, comm: &str, parent_pid: u32) -> Event {
     let mut e = block_write(ts, 4);
     e.comm = comm.into();
     e.tid = 500;
-    e.parent = Some(crate::attribution::Parent { pid: parent_pid, comm: "x".into() });
+    e.parent = Some(crate::attribution::Parent { pid: parent_pid, comm: "x".into() }.into());
     let mut io = BlockIo::new("7:5", 2048 + 800, 4096, crate::event::IoOp::Discard);
     io.mapping = Some(Box::new(crate::storage::Mapping {
         layer: crate::storage::Layer::DmLinear,
@@ -158,7 +158,7 @@ pub(crate) fn txn(ts: u64, level: u32, hook: Hook, flags: u32, caller: &str) -> 
     e.comm = "kworker/0:1".into();
     e.tid = 300;
     e.txn = Some(crate::event::Txn { flags, caller: Some(caller.into()) });
-    e.stack = Some(vec!["xfs_trans_alloc+0x10".into(), "xfs_create+0x99".into()]);
+    e.stack = Some(["xfs_trans_alloc+0x10".into(), "xfs_create+0x99".into()].into());
     e
 }
 

@@ -169,7 +169,7 @@ pub fn load_trace(path: &Path) -> Result<trace::Contents, Failure> {
     } else {
         let file =
             std::fs::File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        trace::read_trace(std::io::BufReader::new(file))
+        trace::read_trace(std::io::BufReader::with_capacity(trace::READ_BUFFER, file))
     };
     records.map(trace::Contents::from_records).map_err(|e| Failure::input(format!("{}: {e}", path.display())))
 }
@@ -187,8 +187,9 @@ pub fn load_report(
     if path.as_os_str() != "-" {
         let file =
             std::fs::File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        let keep = |f: &correlate::Finding| kinds.is_none_or(|k| k.contains(&f.kind));
-        let streamed = report::stream_keeping(std::io::BufReader::new(file), opts, keep)
+        let kinds = kinds.map_or(correlate::KindSet::ALL, correlate::KindSet::of);
+        let input = std::io::BufReader::with_capacity(trace::READ_BUFFER, file);
+        let streamed = report::stream_keeping(input, opts, kinds)
             .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
         if let Some(s) = streamed {
             return Ok(s);
@@ -201,10 +202,13 @@ pub fn load_report(
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::failed(format!("cannot serialise the output as JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
+    // Written as it is serialised: a report of a long trace can hold a great many findings.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)
+        .map_err(|e| Failure::failed(format!("cannot write the output as JSON: {e}")))?;
+    std::io::Write::write_all(&mut out, b"\n")
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|e| Failure::failed(format!("cannot write the output as JSON: {e}")))
 }
 
 /// The runtime the recorder runs on.

@@ -40,7 +40,10 @@ pub fn judge(streamed: &Streamed, list: &[Assertion], args: &AssertArgs, suite: 
             command_exit,
         })?;
     } else {
-        print!("{}", verdicts::human(&verdicts, command_exit));
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        verdicts::human(&mut out, &verdicts, command_exit)
+            .and_then(|()| std::io::Write::flush(&mut out))
+            .map_err(|e| Failure::failed(format!("cannot write the verdicts: {e}")))?;
     }
     if let Some(path) = &args.junit {
         let seconds = streamed.footer.as_ref().map_or(0.0, |f| f.duration_ms as f64 / 1e3);

@@ -59,9 +59,9 @@ impl View {
             (Box::new(sorted.into_iter().map(Ok)), 0)
         } else {
             let open = || File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())));
-            let window = trace::disorder_ns(BufReader::new(open()?))
+            let window = trace::disorder_ns(BufReader::with_capacity(trace::READ_BUFFER, open()?))
                 .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-            (Box::new(trace::records(BufReader::new(open()?))), window)
+            (Box::new(trace::records(BufReader::with_capacity(trace::READ_BUFFER, open()?))), window)
         };
         match self {
             View::ChromeTrace => chrome_trace::write(records, out, opts, window),

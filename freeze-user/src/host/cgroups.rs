@@ -6,6 +6,7 @@ use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -34,7 +35,7 @@ pub struct CgroupPaths {
     paths: HashMap<u64, String>,
     /// The cgroups events have named, with what their paths say: classified once per id, not per
     /// event (the recorder asks for every event).
-    cgroups: HashMap<u64, Cgroup>,
+    cgroups: HashMap<u64, Arc<Cgroup>>,
     last_walk: Option<Instant>,
 }
 
@@ -56,11 +57,12 @@ impl CgroupPaths {
 
     /// Cgroup `id` with its path and what the path names (unit, container, pod), or None when its
     /// path is unknown.
-    pub fn cgroup(&mut self, id: u64) -> Option<Cgroup> {
+    /// One copy per cgroup, shared by every event of its tasks.
+    pub fn cgroup(&mut self, id: u64) -> Option<Arc<Cgroup>> {
         if let Some(cg) = self.cgroups.get(&id) {
             return Some(cg.clone());
         }
-        let cg = Cgroup::at(id, self.path(id)?);
+        let cg = Arc::new(Cgroup::at(id, self.path(id)?));
         if self.cgroups.len() > IDS_KEPT {
             self.cgroups.clear();
         }

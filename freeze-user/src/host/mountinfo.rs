@@ -91,11 +91,11 @@ impl MountTable {
         mounts.iter().find(|m| m.root == "/").or(mounts.first()).map(|m| m.mountpoint.as_str())
     }
 
-    pub fn mountpoint_refreshing(&mut self, dev: (u32, u32)) -> Option<String> {
+    pub fn mountpoint_refreshing(&mut self, dev: (u32, u32)) -> Option<&str> {
         if self.mountpoint(dev).is_none() {
             self.refresh();
         }
-        self.mountpoint(dev).map(str::to_owned)
+        self.mountpoint(dev)
     }
 }
 

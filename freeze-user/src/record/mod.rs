@@ -25,6 +25,9 @@ use sink::Sink;
 
 use crate::{bpf::loader::Loaded, host::kernel};
 
+/// The trace file's write buffer: a batch of a few hundred lines per write(2).
+const TRACE_BUFFER: usize = 256 << 10;
+
 pub struct Options {
     pub out: TraceOut,
     /// Freezes longer than this are flagged `long-freeze`.
@@ -128,15 +131,18 @@ pub async fn record(opts: Options) -> Result<Outcome> {
 
     let to_stdout = matches!(opts.out, TraceOut::Stdout);
     let (out, dest): (Box<dyn Write + Send>, String) = match opts.out {
-        // Buffered: serde_json writes a line in many small pieces, each a write(2) to a bare
-        // File; the trace writer still flushes after every line.
+        // Buffered: the sink flushes after each batch it takes from the ring buffer (and each
+        // tick), so a burst is written in a few large writes, not a write(2) per line.
         TraceOut::File(path) => (
-            Box::new(std::io::BufWriter::new(
+            Box::new(std::io::BufWriter::with_capacity(
+                TRACE_BUFFER,
                 std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
             )),
             path.display().to_string(),
         ),
-        TraceOut::Stdout => (Box::new(std::io::stdout()), "stdout".into()),
+        TraceOut::Stdout => {
+            (Box::new(std::io::BufWriter::with_capacity(TRACE_BUFFER, std::io::stdout())), "stdout".into())
+        }
         TraceOut::Discard => (Box::new(std::io::sink()), "nowhere (no --out)".into()),
         TraceOut::Writer(w) => (w, "the trace directory".into()),
     };

@@ -1,7 +1,7 @@
 //! A trace written to a directory as files of bounded size, the oldest removed beyond a count
 //! (`watch --trace-dir`): the disk use is bounded by size × count. Each file starts with the
 //! trace's header line, so each is a trace `report` and `check` read on their own. Lines are never
-//! split across files: the trace writer flushes after every line, and a file is cut only there.
+//! split across files: a file is cut only at the end of a line.
 use std::{
     fs::File,
     io::Write,
@@ -21,7 +21,7 @@ pub struct Rotating {
     file: File,
     size: u64,
     header: Option<Vec<u8>>,
-    /// The line being written (until the trace writer flushes it).
+    /// What was written since the last flush (lines, the last maybe unfinished).
     pending: Vec<u8>,
 }
 
@@ -90,19 +90,27 @@ impl Write for Rotating {
         Ok(buf.len())
     }
 
+    /// Writes out the complete lines written so far (a flush may hand over many at once), each
+    /// to the file it fits in; an unfinished line waits for its end.
     fn flush(&mut self) -> std::io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+        let pending = std::mem::take(&mut self.pending);
+        let complete = pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // The lines bound for the current file, written in one go.
+        let mut out = Vec::with_capacity(complete);
+        for line in pending[..complete].split_inclusive(|&b| b == b'\n') {
+            if self.header.is_none() {
+                // The first line of a trace is its header: every later file starts with it too.
+                self.header = Some(line.to_vec());
+            } else if self.size + line.len() as u64 > self.max_bytes {
+                self.file.write_all(&out)?;
+                out.clear();
+                self.rotate()?;
+            }
+            out.extend_from_slice(line);
+            self.size += line.len() as u64;
         }
-        if self.header.is_none() {
-            // The first line of a trace is its header: every later file starts with it too.
-            self.header = Some(self.pending.clone());
-        } else if self.size + self.pending.len() as u64 > self.max_bytes {
-            self.rotate()?;
-        }
-        self.file.write_all(&self.pending)?;
-        self.size += self.pending.len() as u64;
-        self.pending.clear();
+        self.file.write_all(&out)?;
+        self.pending = pending[complete..].to_vec();
         Ok(())
     }
 }
@@ -130,10 +138,16 @@ mod tests {
         writeln!(w, "{{\"type\":\"header\"}}").unwrap();
         w.flush().unwrap();
         for i in 0..100 {
-            // Written in pieces, as serde_json does; flushed per line, as the trace writer does.
+            // Written in pieces, as serde_json does; flushed after a batch of lines (some of 1, one
+            // of 40), as the recorder does, and once in the middle of a line.
             write!(w, "{{\"type\":\"event\",").unwrap();
+            if i == 7 {
+                w.flush().unwrap();
+            }
             writeln!(w, "\"n\":{i:04}}}").unwrap();
-            w.flush().unwrap();
+            if !(20..60).contains(&i) {
+                w.flush().unwrap();
+            }
         }
         drop(w);
         let kept = files(dir.path());

@@ -5,10 +5,11 @@ use std::{collections::HashMap, io::Write};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
+use freeze_common::kdev;
 use freeze_model::{
     correlate::{Analysis, Correlator, Finding, FindingKind},
-    decode::raw_from_bytes,
-    event::{Event, EventKind, MountCall},
+    decode::{Decoder, raw_from_bytes},
+    event::{Event, EventKind, MountCall, Stack},
     trace::{Record, SummaryLine, TraceWriter},
 };
 
@@ -45,6 +46,11 @@ pub(super) struct Sink {
     pub(super) mounts_changed: bool,
     /// Cgroup ids to paths, for attribution.
     cgroups: CgroupPaths,
+    /// Shares the superblocks and parents that records repeat.
+    decoder: Decoder,
+    /// Symbolized kernel stacks by stack id: the kernel's stack map keeps an id's frames for as
+    /// long as the map lives, so each distinct stack is read and named once.
+    stacks: HashMap<u32, Stack>,
 }
 
 impl Sink {
@@ -64,6 +70,8 @@ impl Sink {
             tap,
             mounts_changed: false,
             cgroups: CgroupPaths::load(),
+            decoder: Decoder::default(),
+            stacks: HashMap::new(),
         }
     }
 
@@ -72,8 +80,9 @@ impl Sink {
         self.cgroups.root()
     }
 
+    /// Writes a record (the header, the footer) and flushes it out.
     pub(super) fn write(&mut self, record: &Record) -> Result<()> {
-        self.writer.write(record).context("writing the trace")
+        self.writer.write(record).and_then(|()| self.writer.flush()).context("writing the trace")
     }
 
     fn write_findings(&mut self, findings: Vec<Finding>) -> Result<()> {
@@ -89,9 +98,13 @@ impl Sink {
 
     pub(super) fn drain(&mut self, ring: &mut RingBuf<MapData>, loaded: &Loaded) -> Result<()> {
         while let Some(item) = ring.next() {
-            let mounts = &mut self.mounts;
             let decoded = raw_from_bytes(&item).and_then(|raw| {
-                Event::from_raw(&raw, |dev| mounts.mountpoint_refreshing(dev)).map(|ev| (raw, ev))
+                let mountpoint = if raw.sb.sb != 0 {
+                    self.mounts.mountpoint_refreshing(kdev::split(raw.sb.dev))
+                } else {
+                    None
+                };
+                self.decoder.event(&raw, mountpoint).map(|ev| (raw, ev))
             });
             let (raw, mut ev) = match decoded {
                 Ok(d) => d,
@@ -118,14 +131,16 @@ impl Sink {
             let findings = self.correlator.push(ev);
             self.write_findings(findings)?;
         }
-        Ok(())
+        // What the kernel handed over is in the trace (one write for the whole batch).
+        self.writer.flush().context("writing the trace")
     }
 
     /// The clock moved on: findings that only time makes certain (a freeze that has lasted too
     /// long), and events the reorder window no longer needs to hold.
     pub(super) fn tick(&mut self, now_ns: u64) -> Result<()> {
         let findings = self.correlator.tick(now_ns);
-        self.write_findings(findings)
+        self.write_findings(findings)?;
+        self.writer.flush().context("writing the trace")
     }
 
     /// Recording ended at `end_ns`: the findings still open, then a summary per superblock.
@@ -138,7 +153,7 @@ impl Sink {
                 .write(&Record::Summary(SummaryLine { sb_id, summary }))
                 .context("writing a summary")?;
         }
-        Ok(())
+        self.writer.flush().context("writing the trace")
     }
 
     /// A mount_end repeats its begin's call, and says which device is now mounted at the target.
@@ -199,8 +214,15 @@ impl Sink {
         if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {
             txn.caller = Some(ksyms.name(addr));
         }
-        if let Some(frames) = loaded.stack(raw.stack_id) {
-            ev.stack = Some(frames.into_iter().map(|ip| ksyms.name(ip)).collect());
+        if raw.stack_id == 0 {
+            return;
+        }
+        if let Some(stack) = self.stacks.get(&raw.stack_id) {
+            ev.stack = Some(stack.clone());
+        } else if let Some(frames) = loaded.stack(raw.stack_id) {
+            let stack: Stack = frames.into_iter().map(|ip| ksyms.name(ip)).collect();
+            self.stacks.insert(raw.stack_id, stack.clone());
+            ev.stack = Some(stack);
         }
     }
 }

@@ -71,7 +71,8 @@ fn handle_input(app: &mut App, wait: Duration) -> Result<()> {
 pub fn replay(path: PathBuf, speed: f64, opts: correlate::Options, event_log: usize) -> Result<()> {
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let contents = Contents::from_records(
-        read_trace(std::io::BufReader::new(file)).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+        read_trace(std::io::BufReader::with_capacity(freeze_model::trace::READ_BUFFER, file))
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?,
     );
     let mut events = contents.events;
     events.sort_by_key(|e| e.ts_ns);

@@ -49,7 +49,7 @@ extern "C" fn on_hangup(_: libc::c_int) {
 
 fn open_findings(path: Option<&Path>) -> Result<TraceWriter<Box<dyn Write>>> {
     let out: Box<dyn Write> = match path {
-        // Buffered, and flushed after every line by the trace writer (see record's trace file).
+        // Buffered; `emit` flushes after every finding.
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -115,7 +115,7 @@ pub fn run(opts: Options) -> Result<()> {
 /// One finding: counted in the metrics, written as a line.
 fn emit(out: &mut TraceWriter<Box<dyn Write>>, metrics: &mut metrics::Metrics, f: Finding) -> Result<()> {
     metrics.finding(&f);
-    out.write(&Record::Finding(f)).context("writing a finding")
+    out.write(&Record::Finding(f)).and_then(|()| out.flush()).context("writing a finding")
 }
 
 fn watch_loop(

@@ -72,6 +72,11 @@ pub mod kind {
     /// A write syscall to a regular file completed (`ret` > 0 bytes) while its superblock was
     /// still at level COMPLETE: the write went past the gate. `arg` = bytes written.
     pub const WRITE_DONE: u32 = 50;
+    /// A page or the inode of a regular file on a superblock at level COMPLETE turned dirty: the
+    /// file was modified past the gate (a freeze cleans every page and inode). `arg` = inode
+    /// number; for a page `ret` = its first byte in the file and `flags` = its size; for the
+    /// inode itself (its metadata) `ret` = -1 and `flags` = the kernel's `I_DIRTY_*` bits.
+    pub const DIRTIED: u32 = 51;
     /// A BPF LSM program found a mount that would expose a freezing or frozen superblock (`sb`).
     /// `flags` = [`deny`] mode, `arg` = [`lsm_hook`], `ret` = the verdict returned to the kernel
     /// (-1 = EPERM in enforce mode, 0 in audit mode), levels = the superblock's level then.
@@ -192,8 +197,11 @@ pub mod hook {
     pub const TP_SYS_FALLOCATE: u32 = 14;
     /// `syscalls:sys_{enter,exit}_ftruncate`: a loop device's backing file truncated.
     pub const TP_SYS_FTRUNCATE: u32 = 15;
+    /// `tp_btf` on `writeback:writeback_dirty_folio` and `writeback_mark_inode_dirty`: a clean
+    /// page or inode turning dirty, whatever path modified it.
+    pub const TP_BTF_WRITEBACK: u32 = 16;
     /// Number of hook ids (size of the per-hook hit counters).
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
 }
 
 /// What a modification did to the storage (`RawEvent::io_op` of BLOCK_WRITE). Stable numbers.
@@ -210,7 +218,8 @@ pub mod io_op {
     pub const SECURE_ERASE: u32 = 3;
     /// `N` in rwbs: REQ_OP_WRITE_ZEROES (BLKZEROOUT), or a zone operation on a zoned device.
     pub const WRITE_ZEROES: u32 = 4;
-    /// A write to a loop device's backing file (write syscalls, or `vfs_write`).
+    /// A write to a loop device's backing file (write syscalls, `vfs_write`, or a page of it
+    /// turning dirty).
     pub const FILE_WRITE: u32 = 5;
     /// fallocate(2) FALLOC_FL_PUNCH_HOLE on a loop device's backing file.
     pub const FILE_PUNCH_HOLE: u32 = 6;
@@ -470,6 +479,12 @@ pub struct KernelOffsets {
     pub file_f_pos: u32,
     /// `inode.i_ino` (unsigned long).
     pub inode_i_ino: u32,
+    /// `address_space.host` (the inode whose pages it holds).
+    pub mapping_host: u32,
+    /// `folio.index` (the folio's first page in its file).
+    pub folio_index: u32,
+    /// log2 of the page size (from the running system, not BTF).
+    pub page_shift: u32,
 }
 
 impl KernelOffsets {
@@ -505,6 +520,9 @@ impl KernelOffsets {
             task_comm: 0,
             file_f_pos: 0,
             inode_i_ino: 0,
+            mapping_host: 0,
+            folio_index: 0,
+            page_shift: 0,
         }
     }
 }

@@ -7,6 +7,17 @@ use aya_ebpf::helpers::{
 };
 use freeze_common::{SbIdent, counter, level};
 
+/// Argument `n` of a BTF-typed program (tp_btf) as a plain number. Loaded directly, the verifier
+/// types it as a kernel pointer that may be null and refuses the arithmetic that reading a field
+/// at an offset from `OFFSETS` takes; copied out through the helper, it is a value like any other.
+#[inline(always)]
+pub(crate) fn untyped_arg<C: aya_ebpf::EbpfContext>(ctx: &C, n: usize) -> u64 {
+    let args = ctx.as_ptr() as *const u64;
+    // SAFETY: a tp_btf program's context is its tracepoint's arguments, one u64 each; n is below
+    // their number; bpf_probe_read_kernel fails instead of faulting anyway.
+    unsafe { bpf_probe_read_kernel(args.wrapping_add(n)) }.unwrap_or(0)
+}
+
 #[inline(always)]
 pub(crate) fn read_u64(addr: u64) -> Result<u64, i32> {
     // SAFETY: bpf_probe_read_kernel validates the address and fails instead of faulting.

@@ -9,8 +9,8 @@ use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
     event::{
-        BlockIo, Denial, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, SharedSuperblock,
-        Superblock, Txn,
+        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall,
+        SharedSuperblock, Superblock, Txn,
     },
 };
 
@@ -28,6 +28,7 @@ impl EventKind {
             kind::MOUNT_BEGIN => Self::MountBegin,
             kind::MOUNT_END => Self::MountEnd,
             kind::WRITE_DONE => Self::WriteDone,
+            kind::DIRTIED => Self::Dirtied,
             kind::MOUNT_DENIED => Self::MountDenied,
             kind::LEVEL_PROBE => Self::LevelProbe,
             _ => return None,
@@ -53,6 +54,7 @@ impl Hook {
             hook::FEXIT_BTRFS_TXN => Self::FexitBtrfsTxn,
             hook::TP_SYS_FALLOCATE => Self::TracepointSysFallocate,
             hook::TP_SYS_FTRUNCATE => Self::TracepointSysFtruncate,
+            hook::TP_BTF_WRITEBACK => Self::TpBtfWriteback,
             _ => return None,
         })
     }
@@ -270,6 +272,15 @@ impl Decoder {
             mode: DenyMode::from_raw(raw.flags).unwrap_or(DenyMode::Audit),
             lsm_hook: LsmHook::from_raw(raw.arg),
         });
+        // A page (`ret`: its first byte, `flags`: its size) or the inode (`ret` -1, `flags`: its
+        // I_DIRTY_* bits).
+        let page = raw.ret >= 0;
+        let dirtied = (kind == EventKind::Dirtied).then(|| Dirtied {
+            ino: raw.arg,
+            offset: page.then_some(raw.ret as u64),
+            bytes: page.then_some(u64::from(raw.flags)),
+            inode_flags: (!page).then_some(raw.flags),
+        });
         let txn = (kind == EventKind::TxnStart)
             .then(|| Txn { flags: raw.flags, caller: (raw.arg != 0).then(|| format!("{:#x}", raw.arg)) });
         Ok(Event {
@@ -289,6 +300,7 @@ impl Decoder {
             block: block.map(Box::new),
             gate_level,
             txn,
+            dirtied: dirtied.map(Box::new),
             mount: mount.map(Box::new),
             denial,
             stack: None,

@@ -29,6 +29,9 @@ named_enum! {
         MountEnd = "mount_end",
         /// A write syscall to a regular file completed while its filesystem was frozen.
         WriteDone = "write_done",
+        /// A page or the inode of a regular file on a frozen filesystem turned dirty: the file
+        /// was modified past the gate (a freeze cleans every page and inode); `dirtied` says what.
+        Dirtied = "dirtied",
         /// A BPF LSM program found a mount that would expose a frozen superblock: refused it
         /// (enforce) or let it through (audit); `denial` says which.
         MountDenied = "mount_denied",
@@ -73,7 +76,7 @@ named_enum! {
         TracepointSysWrite = "tracepoint:syscalls:write",
         /// `btrfs:btrfs_space_reservation` of type "transaction".
         TracepointBtrfsTxnReserve = "tracepoint:btrfs:btrfs_space_reservation",
-        /// fexit on `vfs_write`.
+        /// fexit on `vfs_write` (recorders before the writeback hooks).
         FexitVfsWrite = "fexit:vfs_write",
         /// BPF LSM on `sb_kern_mount`, `sb_mount` (bind) and `move_mount`.
         LsmMount = "lsm:mount",
@@ -84,6 +87,8 @@ named_enum! {
         TracepointSysFallocate = "tracepoint:syscalls:fallocate",
         /// `syscalls:sys_{enter,exit}_ftruncate` on a loop device's backing file.
         TracepointSysFtruncate = "tracepoint:syscalls:ftruncate",
+        /// `tp_btf` on `writeback:writeback_dirty_folio` and `writeback_mark_inode_dirty`.
+        TpBtfWriteback = "tp_btf:writeback",
     }
 }
 
@@ -253,6 +258,9 @@ pub struct Event {
     /// txn_start: the transaction's details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn: Option<Txn>,
+    /// dirtied: the page or inode that turned dirty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirtied: Option<Box<Dirtied>>,
     /// mount_begin / mount_end: the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<Box<MountCall>>,
@@ -321,6 +329,33 @@ pub struct Denial {
     pub mode: DenyMode,
     /// The LSM hook that saw it.
     pub lsm_hook: LsmHook,
+}
+
+/// What turned dirty on a frozen filesystem: a page of a regular file, or its inode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dirtied {
+    /// The file's inode number.
+    pub ino: u64,
+    /// A page: its first byte in the file. Absent: the inode itself (its metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// A page: its size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The inode: the kernel's `I_DIRTY_*` bits it was marked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode_flags: Option<u32>,
+}
+
+impl Dirtied {
+    /// "the page at byte 8192 (4096 bytes) of inode 12", "the metadata of inode 12".
+    pub fn describe(&self) -> String {
+        match (self.offset, self.bytes) {
+            (Some(at), Some(n)) => format!("the page at byte {at} ({n} bytes) of inode {}", self.ino),
+            (Some(at), None) => format!("the page at byte {at} of inode {}", self.ino),
+            _ => format!("the metadata of inode {}", self.ino),
+        }
+    }
 }
 
 /// A transaction start.

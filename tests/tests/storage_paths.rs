@@ -3,7 +3,7 @@
 //! are slips that say what they did and where; flushes, writes to other devices and files, and
 //! growing the backing file past the device are not; 50 freeze cycles under load stay clean.
 //! Partitions and device-mapper layers are tested in the guests (`storage_layers.rs`).
-use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script};
+use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script, record_script_with};
 use serde_json::Value;
 
 fn slips_of<'a>(trace: &'a Trace, fs: &LoopFs) -> Vec<&'a Value> {
@@ -162,6 +162,49 @@ fn changes_to_the_backing_file_are_slips_naming_the_loop_device_and_other_files_
     let header = &trace.of_type("header")[0];
     let layers = header["storage"]["layers"].as_array().expect("the header states the layers");
     assert!(layers.iter().any(|l| l["layer"] == "loop-backing-file" && l["available"] == true), "{header}");
+}
+
+/// The completed-writes chain's two hooks on the same writes to the backing file: a buffered
+/// write is seen alike by the writeback hook (a page of the file turning dirty) and by the write
+/// syscalls' fallback (`FREEZEWATCH_SKIP_HOOKS` forces it); an `O_DIRECT` write dirties no page,
+/// so only the fallback sees it, as the writeback hook's limits say.
+#[test]
+fn the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike() {
+    if !kernel_available("the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let img = fs.image.display().to_string();
+    let body = format!(
+        "dd if=/dev/urandom of={img} bs=4096 count=1 seek=9000 conv=notrunc status=none\n\
+         dd if=/dev/urandom of={img} bs=4096 count=1 seek=9500 conv=notrunc oflag=direct status=none"
+    );
+    let script = frozen_script(&fs, &body);
+    let writes = |trace: &Trace| -> Vec<(String, String, u64, u64)> {
+        slips_of(trace, &fs)
+            .iter()
+            .map(|f| {
+                let b = &f["block"];
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                (
+                    text(&f["comm"]),
+                    text(&b["op"]),
+                    b["file_offset"].as_u64().unwrap_or(0),
+                    b["bytes"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let writeback = record_script(&script).expect("recording");
+    let fallback =
+        record_script_with(&script, &[("FREEZEWATCH_SKIP_HOOKS", "tp_btf:writeback")]).expect("recording");
+    assert_eq!(writeback.feature_hook("completed-writes"), "tp_btf:writeback");
+    assert_eq!(fallback.feature_hook("completed-writes"), "tracepoint:syscalls:write");
+    let buffered = ("dd".to_owned(), "file-write".to_owned(), 9000 * 4096, 4096);
+    let direct = ("dd".to_owned(), "file-write".to_owned(), 9500 * 4096, 4096);
+    assert_eq!(writes(&writeback), std::slice::from_ref(&buffered), "the O_DIRECT write dirties no page");
+    assert_eq!(writes(&fallback), [buffered, direct]);
+    assert!(writeback.hook_hits("tp_btf:writeback") > 0, "{}", writeback.footer());
 }
 
 #[test]

@@ -23,20 +23,11 @@ const RUN: Duration = Duration::from_secs(2);
 const STARTS: usize = 5;
 
 /// The tracepoints `freezewatch record` attaches on a kernel without fentry (this project's
-/// host), for bpftrace to attach the same; those this kernel lacks are left out.
+/// host; the writeback ones as tp_btf), for bpftrace to attach the same; those this kernel lacks
+/// are left out.
 const TRACEPOINTS: &[&str] = &[
     "syscalls:sys_enter_ioctl",
     "syscalls:sys_exit_ioctl",
-    "syscalls:sys_enter_write",
-    "syscalls:sys_exit_write",
-    "syscalls:sys_enter_pwrite64",
-    "syscalls:sys_exit_pwrite64",
-    "syscalls:sys_enter_writev",
-    "syscalls:sys_exit_writev",
-    "syscalls:sys_enter_pwritev",
-    "syscalls:sys_exit_pwritev",
-    "syscalls:sys_enter_pwritev2",
-    "syscalls:sys_exit_pwritev2",
     "syscalls:sys_enter_mount",
     "syscalls:sys_exit_mount",
     "syscalls:sys_enter_move_mount",
@@ -59,6 +50,8 @@ const TRACEPOINTS: &[&str] = &[
     "xfs:xfs_trans_alloc",
     "btrfs:btrfs_transaction_commit",
     "btrfs:btrfs_space_reservation",
+    "writeback:writeback_dirty_folio",
+    "writeback:writeback_mark_inode_dirty",
 ];
 
 fn bpftrace_program() -> String {
@@ -77,16 +70,21 @@ const RECORD_TRACE: &str = "record.ndjson";
 enum Tracer {
     None,
     Freezewatch,
+    /// `freezewatch record` with completed writes seen at the write syscalls (the fallback of the
+    /// writeback hooks), for comparison.
+    FreezewatchSyscalls,
     Bpftrace,
 }
 
 impl Tracer {
-    const ALL: [Tracer; 3] = [Tracer::None, Tracer::Freezewatch, Tracer::Bpftrace];
+    const ALL: [Tracer; 4] =
+        [Tracer::None, Tracer::Freezewatch, Tracer::FreezewatchSyscalls, Tracer::Bpftrace];
 
     fn name(self) -> &'static str {
         match self {
             Tracer::None => "untraced",
             Tracer::Freezewatch => "freezewatch record",
+            Tracer::FreezewatchSyscalls => "freezewatch record, write-syscall fallback",
             Tracer::Bpftrace => "bpftrace",
         }
     }
@@ -96,9 +94,12 @@ impl Tracer {
         let log = scratch.join("tracer.log");
         let mut cmd = match self {
             Tracer::None => return Ok(None),
-            Tracer::Freezewatch => {
+            Tracer::Freezewatch | Tracer::FreezewatchSyscalls => {
                 let mut c = Command::new(bin);
                 c.args(["record", "--out"]).arg(scratch.join(RECORD_TRACE));
+                if self == Tracer::FreezewatchSyscalls {
+                    c.env("FREEZEWATCH_SKIP_HOOKS", "tp_btf:writeback");
+                }
                 c
             }
             Tracer::Bpftrace => {
@@ -111,7 +112,7 @@ impl Tracer {
         cmd.stdout(file.try_clone()?).stderr(file);
         let child = Reaped(cmd.spawn().with_context(|| format!("starting {}", self.name()))?);
         let ready = match self {
-            Tracer::Freezewatch => "freezewatch: recording",
+            Tracer::Freezewatch | Tracer::FreezewatchSyscalls => "freezewatch: recording",
             _ => "Attaching",
         };
         let began = Instant::now();
@@ -316,10 +317,11 @@ pub fn bench(bin: &Path) -> Result<Value> {
     for fstype in ["ext4", "xfs"] {
         let fs = LoopFs::new(fstype, 320, &tmp.dir, fstype)?;
         // samples[workload][state][tracer]: one value per round.
-        let mut samples = vec![vec![vec![Vec::new(); 3]; 3]; 3];
+        let tracers = Tracer::ALL.len();
+        let mut samples = vec![vec![vec![Vec::new(); tracers]; 3]; 3];
         for round in 0..ROUNDS {
-            for k in 0..3 {
-                let t = (round + k) % 3;
+            for k in 0..tracers {
+                let t = (round + k) % tracers;
                 let tracer = Tracer::ALL[t];
                 eprintln!("xtask: bench {fstype} round {} {}", round + 1, tracer.name());
                 let running = tracer.start(bin, &tmp.dir)?;
@@ -348,22 +350,24 @@ pub fn bench(bin: &Path) -> Result<Value> {
                     |t: usize| median((0..ROUNDS).map(|r| per_tracer[t][r] / per_tracer[0][r]).collect());
                 rows.push(json!({"fs": fstype, "workload": WORKLOADS[w], "state": State::ALL[s].name(),
                     "untraced_ops_per_s": median(per_tracer[0].clone()),
-                    "freezewatch_ratio": ratio(1), "bpftrace_ratio": ratio(2), "rounds": ROUNDS}));
+                    "freezewatch_ratio": ratio(1), "freezewatch_syscalls_ratio": ratio(2),
+                    "bpftrace_ratio": ratio(3), "rounds": ROUNDS}));
             }
         }
     }
     println!(
-        "\n{:<5} {:<34} {:<30} {:>12} {:>11} {:>9}",
-        "fs", "workload", "state", "untraced/s", "freezewatch", "bpftrace"
+        "\n{:<5} {:<34} {:<30} {:>12} {:>11} {:>11} {:>9}",
+        "fs", "workload", "state", "untraced/s", "freezewatch", "(syscalls)", "bpftrace"
     );
     for r in &rows {
         println!(
-            "{:<5} {:<34} {:<30} {:>12.0} {:>10.3}x {:>8.3}x",
+            "{:<5} {:<34} {:<30} {:>12.0} {:>10.3}x {:>10.3}x {:>8.3}x",
             r["fs"].as_str().unwrap_or(""),
             r["workload"].as_str().unwrap_or(""),
             r["state"].as_str().unwrap_or(""),
             r["untraced_ops_per_s"].as_f64().unwrap_or(0.0),
             r["freezewatch_ratio"].as_f64().unwrap_or(0.0),
+            r["freezewatch_syscalls_ratio"].as_f64().unwrap_or(0.0),
             r["bpftrace_ratio"].as_f64().unwrap_or(0.0),
         );
     }

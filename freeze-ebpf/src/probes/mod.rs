@@ -2,6 +2,7 @@
 //! finds by name (freeze-common's `prog` names).
 mod backing;
 mod block;
+mod dirty;
 mod freeze;
 mod gate;
 mod lsm;

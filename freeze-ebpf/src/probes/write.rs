@@ -1,11 +1,11 @@
 //! Completed writes to regular files on a frozen superblock, and to the backing files of loop
-//! devices that hold a frozen filesystem: fexit on `vfs_write`, or the write syscalls'
-//! tracepoints.
+//! devices that hold a frozen filesystem, at the write syscalls' tracepoints: the fallback of
+//! `dirty` (pages and inodes turning dirty), and where a file's target is told.
 use crate::{emit::*, maps::*, read::*};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
-    macros::{fexit, tracepoint},
-    programs::{FExitContext, TracePointContext, tracing::StackIdContext},
+    macros::tracepoint,
+    programs::{TracePointContext, tracing::StackIdContext},
 };
 use freeze_common::tp::sys;
 use freeze_common::{Extent, InodeKey, counter, hook, io_op, kind};
@@ -137,39 +137,6 @@ pub(crate) fn backing_modified<C: StackIdContext>(ctx: &C, hook: u32, w: &Writin
     e.io_op = w.io_op;
     e.stack_id = stack_of(ctx);
     emit(&e);
-}
-
-/// fexit on `vfs_write(file, buf, count, pos)`: the first choice for completed writes, since it
-/// also sees writes that come through no write syscall (io_uring, aio, kernel writers).
-#[fexit(function = "vfs_write")]
-pub fn fw_vfs_write_exit(ctx: FExitContext) -> u32 {
-    if off!(valid) == 0 || !any_watched() {
-        return 0;
-    }
-    hit(hook::FEXIT_VFS_WRITE);
-    let ret = ctx.ret::<i64>().unwrap_or(0);
-    if ret <= 0 {
-        return 0;
-    }
-    let file: u64 = ctx.arg(0);
-    match read_u64(file + off!(file_f_inode)).ok().and_then(write_target) {
-        Some(Target::Own(sb)) => write_done(&ctx, hook::FEXIT_VFS_WRITE, sb, ret),
-        Some(Target::Backing(sb, extent)) => {
-            // `*pos` has moved past the bytes written.
-            let ppos: u64 = ctx.arg(3);
-            let after = if ppos == 0 { ret as u64 } else { read_u64(ppos).unwrap_or(ret as u64) };
-            let w = Writing::backing(
-                sb,
-                &extent,
-                after.saturating_sub(ret as u64),
-                ret as u64,
-                io_op::FILE_WRITE,
-            );
-            backing_modified(&ctx, hook::FEXIT_VFS_WRITE, &w);
-        }
-        None => {}
-    }
-    0
 }
 
 macro_rules! write_syscall {

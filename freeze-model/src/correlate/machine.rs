@@ -333,7 +333,10 @@ impl Correlator {
                     return;
                 }
                 let thawing = t.summary.state == SbState::Thawing;
-                if thawing && (t.thawing_tid == Some(ev.tid) || passed_down_by_the_kernel(ev, sb)) {
+                if loop_worker_write(ev) {
+                    // The bio it carries reached the loop device first, where it was judged.
+                    out.add(FindingKind::Exempt, || msg::loop_worker_write(ev, sb));
+                } else if thawing && (t.thawing_tid == Some(ev.tid) || passed_down_by_the_kernel(ev, sb)) {
                     // thaw_super runs ->unfreeze_fs before lowering the level; ext4 writes its
                     // superblock there. Below the filesystem, a kernel worker may carry that
                     // write on (dm-snapshot's copy-out, a loop worker): the same write.
@@ -350,6 +353,19 @@ impl Correlator {
                     out.add(FindingKind::Slip, || msg::txn_slip(ev, sb));
                 }
             },
+            EventKind::Dirtied => {
+                // The kernel only reports it at level COMPLETE. thaw_super runs ->unfreeze_fs
+                // before lowering the level: what the thawing task dirties there is the thaw's.
+                if !frozen_after {
+                    return;
+                }
+                if t.summary.state == SbState::Thawing && t.thawing_tid == Some(ev.tid) {
+                    out.add(FindingKind::Exempt, || msg::own_thaw_dirtied(ev, sb));
+                } else {
+                    t.summary.slips += 1;
+                    out.add(FindingKind::Slip, || msg::dirtied_slip(ev, sb));
+                }
+            }
             EventKind::WriteDone => {
                 // The kernel only reports writes that returned while the level was COMPLETE.
                 if frozen_after {
@@ -378,6 +394,12 @@ impl Correlator {
             EventKind::MountBegin | EventKind::MountEnd | EventKind::MountDenied => {}
         }
     }
+}
+
+/// A kernel thread writing a loop device's backing file: the loop device's worker, carrying out a
+/// bio queued to the loop device (user tasks' changes to the file come in their own context).
+fn loop_worker_write(ev: &Event) -> bool {
+    ev.block.as_ref().is_some_and(|b| b.op().is_file()) && ev.is_kernel_thread()
 }
 
 /// A bio below the filesystem's own device, submitted by a kernel thread: I/O the layers pass

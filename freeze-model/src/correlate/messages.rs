@@ -142,6 +142,21 @@ pub(super) fn own_thaw_write(ev: &Event, sb: &SharedSuperblock) -> Finding {
     )
 }
 
+pub(super) fn loop_worker_write(ev: &Event, sb: &SharedSuperblock) -> Finding {
+    let (at, bytes) = ev.block.as_ref().map_or((0, 0), |b| (b.position(), b.bytes));
+    exempt(
+        ev,
+        sb,
+        format!(
+            "{}[{}] wrote {bytes} bytes at byte {at} of a backing file of {}",
+            ev.comm,
+            ev.pid,
+            sb.describe()
+        ),
+        "the loop device's worker carrying out a bio queued to the loop device, judged there".into(),
+    )
+}
+
 pub(super) fn block_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
     let Some(io) = ev.block.as_ref() else {
         return finding(
@@ -308,6 +323,35 @@ pub(super) fn write_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
             ev.ret.unwrap_or(0),
             sb.describe()
         ),
+    )
+}
+
+/// "the page at byte 8192 (4096 bytes) of inode 12" (or its metadata) of a `dirtied` event.
+fn what_dirtied(ev: &Event) -> String {
+    ev.dirtied.as_ref().map_or_else(|| "a file".into(), |d| d.describe())
+}
+
+pub(super) fn dirtied_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
+    finding(
+        FindingKind::Slip,
+        ev,
+        sb,
+        format!(
+            "{}[{}] dirtied {} on {} while it was frozen: the file was modified past the gate",
+            ev.comm,
+            ev.pid,
+            what_dirtied(ev),
+            sb.describe()
+        ),
+    )
+}
+
+pub(super) fn own_thaw_dirtied(ev: &Event, sb: &SharedSuperblock) -> Finding {
+    exempt(
+        ev,
+        sb,
+        format!("{}[{}] dirtied {} on {}", ev.comm, ev.pid, what_dirtied(ev), sb.describe()),
+        "dirtied during its own thaw (unfreeze_fs runs before the level drops)".into(),
     )
 }
 

@@ -33,6 +33,7 @@ pub(crate) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<
         block: None,
         gate_level: None,
         txn: None,
+        dirtied: None,
         mount: None,
         denial: None,
         stack: None,
@@ -311,6 +312,63 @@ fn a_denial_without_its_mount_call_still_names_the_hook() {
     events.push(denied(300, 9, crate::deny::DenyMode::Enforce, "move_mount"));
     let a = analyze(&events, &Options::default(), None);
     assert!(a.findings.iter().any(|f| f.message.starts_with("a mount (move_mount) by")), "{:?}", a.findings);
+}
+
+/// A page or the inode of a file turning dirty while frozen is a slip; what the thawing task
+/// dirties during its own thaw is the thaw's.
+#[test]
+fn a_file_dirtied_while_frozen_is_a_slip_and_during_its_own_thaw_exempt() {
+    let dirtied = |ts: u64, tid: u32, offset: Option<u64>| {
+        let mut e = ev(EventKind::Dirtied, ts, 4, 4, None);
+        (e.hook, e.comm, e.tid) = (Hook::TpBtfWriteback, "mmapper".into(), tid);
+        e.dirtied = Some(Box::new(crate::event::Dirtied {
+            ino: 12,
+            offset,
+            bytes: offset.map(|_| 4096),
+            inode_flags: offset.is_none().then_some(1),
+        }));
+        e
+    };
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(dirtied(500, 10, Some(8192)));
+    events.push(dirtied(600, 10, None));
+    let [tb, te] = thaw(900, 0);
+    events.push(tb);
+    events.push(dirtied(905, 10, Some(0)));
+    events.push(te);
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Slip, FindingKind::Slip, FindingKind::Exempt]);
+    assert_eq!(
+        a.findings[0].message,
+        "mmapper[10] dirtied the page at byte 8192 (4096 bytes) of inode 12 on ext4 7:0 (/mnt) while it was \
+         frozen: the file was modified past the gate"
+    );
+    assert!(a.findings[1].message.contains("dirtied the metadata of inode 12"), "{}", a.findings[1].message);
+    assert!(a.findings[2].message.contains("during its own thaw"), "{}", a.findings[2].message);
+    assert_eq!(a.summaries["0xa"].slips, 2);
+}
+
+/// A loop device's worker (a kernel thread) writing the backing file carries out a bio queued to
+/// the loop device, judged there: exempt. A user task writing it is a slip.
+#[test]
+fn a_loop_worker_writing_the_backing_file_is_exempt_and_a_task_is_not() {
+    let backing = |ts: u64, comm: &str, parent_pid: u32| {
+        let mut e = block_write(ts, 4);
+        (e.comm, e.hook) = (comm.into(), Hook::TpBtfWriteback);
+        e.parent = Some(crate::attribution::Parent { pid: parent_pid, comm: "x".into() }.into());
+        let mut io = BlockIo::new("7:0", 0, 4096, crate::event::IoOp::FileWrite);
+        io.file_offset = Some(1024);
+        e.block = Some(Box::new(io));
+        e
+    };
+    let mut events: Vec<Event> = freeze(100).into();
+    events.push(backing(500, "kworker/u8:4", 2));
+    events.push(backing(600, "dd", 77));
+    events.extend(thaw(900, 0));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::Exempt, FindingKind::Slip]);
+    assert!(a.findings[0].message.contains("the loop device's worker"), "{}", a.findings[0].message);
+    assert_eq!(a.summaries["0xa"].slips, 1);
 }
 
 #[test]

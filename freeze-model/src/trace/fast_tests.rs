@@ -9,7 +9,9 @@ use super::{Record, TraceWriter, fast, intern::Interner, parse_line};
 use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
-    event::{BlockIo, Denial, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, Superblock, Txn},
+    event::{
+        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, Superblock, Txn,
+    },
     storage::{Layer, Mapping},
 };
 
@@ -96,6 +98,7 @@ struct Rare {
     block: Option<BlockIo>,
     gate_level: Option<u32>,
     txn: Option<Txn>,
+    dirtied: Option<Dirtied>,
     mount: Option<MountCall>,
     denial: Option<Denial>,
 }
@@ -109,17 +112,20 @@ fn rare() -> impl Strategy<Value = Rare> {
         of(block()),
         of(any::<u32>()),
         of((any::<u32>(), of(text())).prop_map(|(flags, caller)| Txn { flags, caller })),
+        of((any::<u64>(), of(any::<u64>()), of(any::<u64>()), of(any::<u32>()))
+            .prop_map(|(ino, offset, bytes, inode_flags)| Dirtied { ino, offset, bytes, inode_flags })),
         of(mount()),
         of((one_of(DenyMode::ALL), one_of(LsmHook::ALL))
             .prop_map(|(mode, lsm_hook)| Denial { mode, lsm_hook })),
     )
-        .prop_map(|(holder, ret, error, block, gate_level, txn, mount, denial)| Rare {
+        .prop_map(|(holder, ret, error, block, gate_level, txn, dirtied, mount, denial)| Rare {
             holder,
             ret,
             error,
             block,
             gate_level,
             txn,
+            dirtied,
             mount,
             denial,
         })
@@ -169,6 +175,7 @@ fn event() -> impl Strategy<Value = Event> {
                     block: r.block.map(Box::new),
                     gate_level: r.gate_level,
                     txn: r.txn,
+                    dirtied: r.dirtied.map(Box::new),
                     mount: r.mount.map(Box::new),
                     denial: r.denial,
                     stack: stack.map(Into::into),

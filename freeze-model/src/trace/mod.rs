@@ -426,6 +426,7 @@ mod tests {
             block: None,
             gate_level: None,
             txn: None,
+            dirtied: None,
             mount: None,
             denial: None,
             stack: None,

@@ -2,11 +2,11 @@
 //! an attempt failed (and whether the kernel refused it, without reading error text).
 use aya::{
     Ebpf,
-    programs::{FEntry, FExit, Lsm, ProgramError, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, Lsm, ProgramError, TracePoint},
 };
 
 use super::{
-    features::{Attempt, Programs, TpProg, TracingProg},
+    features::{Attempt, BtfTpProg, Programs, TpProg, TracingProg},
     module_fexit::{self, FuncBtf},
 };
 use crate::host::{kernel, tpformat};
@@ -15,6 +15,8 @@ use crate::host::{kernel, tpformat};
 pub enum AttachError {
     #[error("skipped (FREEZEWATCH_NO_FENTRY=1)")]
     TracingDisabled,
+    #[error("skipped (FREEZEWATCH_SKIP_HOOKS)")]
+    Skipped,
     #[error("program {0} missing from the object")]
     MissingProgram(&'static str),
     #[error("{0}")]
@@ -126,6 +128,22 @@ fn attach_tracepoints(ebpf: &mut Ebpf, progs: &[TpProg], links: &mut Links) -> R
     Ok(())
 }
 
+fn attach_btf_tracepoints(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    progs: &[BtfTpProg],
+    links: &mut Links,
+) -> Result<(), AttachError> {
+    for p in progs {
+        let what = format!("tp_btf:{}", p.tracepoint);
+        let prog: &mut BtfTracePoint = program(ebpf, p.program)?;
+        prog.load(p.tracepoint, btf).map_err(failed(what.clone()))?;
+        let id = prog.attach().map_err(failed(what.clone()))?;
+        links.push(prog.take_link(id).map_err(failed(what))?);
+    }
+    Ok(())
+}
+
 /// BPF LSM programs attach even where the BPF LSM is not active, and then never run: the active
 /// list is checked first.
 fn attach_lsm(
@@ -174,6 +192,7 @@ pub fn attach(
     let result = match &attempt.programs {
         Programs::Tracing(progs) => attach_tracing(ebpf, btf, progs, &mut own),
         Programs::Tracepoints(progs) => attach_tracepoints(ebpf, progs, &mut own),
+        Programs::BtfTracepoints(progs) => attach_btf_tracepoints(ebpf, btf, progs, &mut own),
         Programs::Lsm(progs) => attach_lsm(ebpf, btf, progs, &mut own),
         Programs::ModuleFexit { module, progs, then } => {
             let pairs: Vec<(&str, &str)> = progs.iter().map(|p| (p.program, p.function)).collect();
@@ -207,6 +226,7 @@ pub fn unload(ebpf: &mut Ebpf, attempt: &Attempt) {
         Programs::Tracepoints(progs) | Programs::ModuleFexit { then: progs, .. } => {
             progs.iter().map(|p| p.program).collect()
         }
+        Programs::BtfTracepoints(progs) => progs.iter().map(|p| p.program).collect(),
         Programs::Lsm(progs) => progs.iter().map(|p| p.program).collect(),
     };
     for name in names {
@@ -216,6 +236,7 @@ pub fn unload(ebpf: &mut Ebpf, attempt: &Attempt) {
             aya::programs::Program::FEntry(p) => p.unload(),
             aya::programs::Program::FExit(p) => p.unload(),
             aya::programs::Program::TracePoint(p) => p.unload(),
+            aya::programs::Program::BtfTracePoint(p) => p.unload(),
             aya::programs::Program::Lsm(p) => p.unload(),
             _ => Ok(()),
         };

@@ -20,6 +20,14 @@ pub(super) struct TracingProg {
     pub exit: bool,
 }
 
+/// A BTF-typed raw tracepoint program (`tp_btf`): no perf event, so detaching it waits for no
+/// RCU grace period.
+pub(super) struct BtfTpProg {
+    pub program: &'static str,
+    /// The tracepoint, as its BTF typedef names it (`btf_trace_<this>`).
+    pub tracepoint: &'static str,
+}
+
 /// A BPF LSM program on an LSM hook.
 pub(super) struct LsmProg {
     pub program: &'static str,
@@ -32,6 +40,8 @@ pub(super) enum Programs {
     Tracing(&'static [TracingProg]),
     /// Tracepoints (aya).
     Tracepoints(&'static [TpProg]),
+    /// BTF-typed raw tracepoints (aya).
+    BtfTracepoints(&'static [BtfTpProg]),
     /// fexit on a module's functions, loaded outside aya (`module_fexit`: aya 0.14 attaches to
     /// vmlinux BTF only), then tracepoints.
     ModuleFexit { module: &'static str, progs: &'static [TracingProg], then: &'static [TpProg] },
@@ -253,10 +263,23 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
             ]),
         )],
     ),
+    // A clean page or inode of a frozen filesystem turning dirty, rather than every write
+    // syscall: a freeze cleans them all, so every modification passes there, and between freezes
+    // a write costs nothing (see docs/benchmarks.md for what each hook sees and costs).
     feature(
         Feature::CompletedWrites,
         &[
-            attempt("fexit:vfs_write", Programs::Tracing(&[fexit("fw_vfs_write_exit", "vfs_write")])),
+            Attempt {
+                hook: "tp_btf:writeback",
+                programs: Programs::BtfTracepoints(&[
+                    BtfTpProg { program: "fw_dirty_folio", tracepoint: "writeback_dirty_folio" },
+                    BtfTpProg { program: "fw_mark_inode_dirty", tracepoint: "writeback_mark_inode_dirty" },
+                ]),
+                limits: Some(
+                    "a loop device's backing file is seen when a page of it turns dirty: O_DIRECT writes to \
+                     it, and writes to a page of it not yet written back, are not seen",
+                ),
+            },
             attempt(
                 "tracepoint:syscalls:write",
                 Programs::Tracepoints(&[
@@ -324,6 +347,7 @@ mod tests {
         match &a.programs {
             Programs::Tracing(p) => p.iter().map(|p| p.program).collect(),
             Programs::Tracepoints(p) => p.iter().map(|p| p.program).collect(),
+            Programs::BtfTracepoints(p) => p.iter().map(|p| p.program).collect(),
             Programs::ModuleFexit { progs, then, .. } => {
                 progs.iter().map(|p| p.program).chain(then.iter().map(|p| p.program)).collect()
             }

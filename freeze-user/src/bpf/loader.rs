@@ -115,12 +115,24 @@ fn fentry_allowed() -> bool {
     std::env::var_os("FREEZEWATCH_NO_FENTRY").is_none_or(|v| v != "1")
 }
 
+/// The comma-separated names in environment variable `var`.
+fn env_list(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .map(|v| v.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 /// Features `FREEZEWATCH_DISABLE` (comma-separated feature names) turns off, as if none of their
 /// hooks attached: to see what a recording without them reports (coverage, unproven verdicts).
 fn disabled_features() -> Vec<String> {
-    std::env::var("FREEZEWATCH_DISABLE")
-        .map(|v| v.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect())
-        .unwrap_or_default()
+    env_list("FREEZEWATCH_DISABLE")
+}
+
+/// Hooks `FREEZEWATCH_SKIP_HOOKS` (comma-separated hook names, as `doctor` shows them) passes
+/// over, so that the next attempt of their feature's chain is what runs: to test and measure a
+/// fallback on a kernel where a better hook works.
+fn skipped_hooks() -> Vec<String> {
+    env_list("FREEZEWATCH_SKIP_HOOKS")
 }
 
 impl Loaded {
@@ -161,6 +173,7 @@ impl Loaded {
 
         let tracing_allowed = fentry_allowed();
         let disabled = disabled_features();
+        let skipped = skipped_hooks();
         let mut hooks = Vec::new();
         let mut freeze_hook = Hook::TracepointIoctl;
         let mut denying = false;
@@ -172,10 +185,16 @@ impl Loaded {
                 fallbacks.push("disabled (FREEZEWATCH_DISABLE)".to_owned());
             }
             let won = feature.chain.iter().filter(|_| !off).find(|attempt| {
+                if skipped.iter().any(|h| h == attempt.hook) {
+                    fallbacks.push(fallback(attempt, &AttachError::Skipped));
+                    return false;
+                }
                 match attach::attach(&mut ebpf, &aya_btf, &mut modules, attempt, tracing_allowed, &mut links)
                 {
                     Ok(()) => true,
                     Err(e) => {
+                        // The whole error (a verifier log can run to pages): RUST_LOG=debug.
+                        log::debug!("{}: {e:?}", attempt.hook);
                         fallbacks.push(fallback(attempt, &e));
                         false
                     }

@@ -12,6 +12,13 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The page size (what the kernel's page cache counts pages of); 4096 where it cannot be read.
+pub fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).ok().filter(|s| s.is_power_of_two()).unwrap_or(4096)
+}
+
 /// `uname -r`.
 pub fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

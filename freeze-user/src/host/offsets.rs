@@ -27,6 +27,8 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("task_struct", &["real_parent"]),
     ("task_struct", &["tgid"]),
     ("task_struct", &["comm"]),
+    ("address_space", &["host"]),
+    ("folio", &["index"]),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -106,6 +108,9 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         task_comm: sized(btf, "task_struct", &["comm"], &[16], "16 (char[16])")?.offset,
         file_f_pos: sized(btf, "file", &["f_pos"], &[8], "8 (loff_t)")?.offset,
         inode_i_ino: sized(btf, "inode", &["i_ino"], &[8], "8 (unsigned long)")?.offset,
+        mapping_host: ptr(btf, "address_space", &["host"])?,
+        folio_index: sized(btf, "folio", &["index"], &[8], "8 (pgoff_t)")?.offset,
+        page_shift: crate::host::kernel::page_size().trailing_zeros(),
     })
 }
 

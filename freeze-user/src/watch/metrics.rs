@@ -242,9 +242,14 @@ impl Metrics {
         let labels = self.labels(&f.sb);
         match f.kind {
             FindingKind::Slip => {
-                let path = match Hook::from_name(&f.hook) {
-                    Some(Hook::TracepointBlockBioQueue) => "block",
-                    Some(Hook::TracepointSysWrite | Hook::FexitVfsWrite) => "write",
+                // Bios are "block"; changes to a file (the filesystem's own, or a backing
+                // file under it) are "write"; the rest are transactions.
+                let path = match (&f.block, Hook::from_name(&f.hook)) {
+                    (Some(b), _) if !b.op().is_file() => "block",
+                    (Some(_), _)
+                    | (None, Some(Hook::TracepointSysWrite | Hook::FexitVfsWrite | Hook::TpBtfWriteback)) => {
+                        "write"
+                    }
                     _ => "transaction",
                 };
                 let FsLabels { device, fstype, mountpoint } = labels;

@@ -124,7 +124,7 @@ const GUEST_HOOKS: &[(&str, &str)] = &[
     ("txn-xfs", "tracepoint:xfs:xfs_trans_alloc"),
     ("txn-btrfs", "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit"),
     ("mounts", "tracepoint:syscalls:mount"),
-    ("completed-writes", "fexit:vfs_write"),
+    ("completed-writes", "tp_btf:writeback"),
     ("mount-denial", "lsm:sb_kern_mount+sb_mount+move_mount"),
     ("backing-files", "tracepoint:syscalls:fallocate+ftruncate"),
 ];

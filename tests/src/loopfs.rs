@@ -109,6 +109,21 @@ impl LoopFs {
         Ok(())
     }
 
+    /// Whether the backing file lies on a tmpfs (the guests' /tmp). Its pages turn dirty without
+    /// the writeback tracepoints (shmem does not account dirty pages), so the writeback hook does
+    /// not see writes to it.
+    pub fn image_on_tmpfs(&self) -> bool {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        let Some(path) = self.image.to_str().and_then(|p| std::ffi::CString::new(p).ok()) else {
+            return false;
+        };
+        // SAFETY: an all-zero statfs is a valid value for statfs(2) to overwrite.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a valid statfs to write into.
+        let rc = unsafe { libc::statfs(path.as_ptr(), &mut st) };
+        rc == 0 && st.f_type as i64 == TMPFS_MAGIC
+    }
+
     /// Size of the loop device in 4 KiB blocks.
     pub fn blocks_4k(&self) -> u64 {
         self.fstype.image_mb() * 256

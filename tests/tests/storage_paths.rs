@@ -121,13 +121,18 @@ fn changes_to_the_backing_file_are_slips_naming_the_loop_device_and_other_files_
             )
         })
         .collect();
+    // A backing file on tmpfs (the guests' /tmp) dirties its pages unseen by the writeback hook:
+    // its buffered write is seen only where the write-syscall fallback runs (see the next test).
+    let mut want = vec![
+        ("dd", "file-write", 12000 * 4096, 4096),
+        ("fallocate", "punch-hole", 50 << 20, 1 << 20),
+        ("truncate", "truncate", 63 << 20, 0),
+    ];
+    if fs.image_on_tmpfs() && trace.feature_hook("completed-writes") == "tp_btf:writeback" {
+        want.remove(0);
+    }
     assert_eq!(
-        got,
-        vec![
-            ("dd", "file-write", 12000 * 4096, 4096),
-            ("fallocate", "punch-hole", 50 << 20, 1 << 20),
-            ("truncate", "truncate", 63 << 20, 0),
-        ],
+        got, want,
         "growing the file past the device (65M) changes nothing it reads; the other loop's file and \
          device are not this filesystem's storage"
     );
@@ -146,13 +151,14 @@ fn changes_to_the_backing_file_are_slips_naming_the_loop_device_and_other_files_
             "the device's range of the file: {s}"
         );
     }
+    let write = slips.iter().find(|s| s["block"]["op"] == "file-write");
     assert!(
-        slips[0]["message"].as_str().is_some_and(|m| m.contains(&format!(
+        write.is_none_or(|w| w["message"].as_str().is_some_and(|m| m.contains(&format!(
             "wrote 4096 bytes at byte {} of {img}, the backing file of loop device {loop_dev}",
             12000 * 4096
-        )) && m.contains("from its sector 96000 on")),
-        "{}",
-        slips[0]
+        )) && m
+            .contains("from its sector 96000 on"))),
+        "{write:?}"
     );
     assert!(
         trace.findings("slip").iter().all(|f| f["sb"]["mountpoint"] == fs.mnt()),
@@ -167,7 +173,8 @@ fn changes_to_the_backing_file_are_slips_naming_the_loop_device_and_other_files_
 /// The completed-writes chain's two hooks on the same writes to the backing file: a buffered
 /// write is seen alike by the writeback hook (a page of the file turning dirty) and by the write
 /// syscalls' fallback (`FREEZEWATCH_SKIP_HOOKS` forces it); an `O_DIRECT` write dirties no page,
-/// so only the fallback sees it, as the writeback hook's limits say.
+/// so only the fallback sees it, as the writeback hook's limits say. On tmpfs (the guests' /tmp)
+/// pages turn dirty without the writeback tracepoint: there the fallback alone sees either.
 #[test]
 fn the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike() {
     if !kernel_available("the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike") {
@@ -202,7 +209,8 @@ fn the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike() 
     assert_eq!(fallback.feature_hook("completed-writes"), "tracepoint:syscalls:write");
     let buffered = ("dd".to_owned(), "file-write".to_owned(), 9000 * 4096, 4096);
     let direct = ("dd".to_owned(), "file-write".to_owned(), 9500 * 4096, 4096);
-    assert_eq!(writes(&writeback), std::slice::from_ref(&buffered), "the O_DIRECT write dirties no page");
+    let seen_dirtying: &[_] = if fs.image_on_tmpfs() { &[] } else { std::slice::from_ref(&buffered) };
+    assert_eq!(writes(&writeback), seen_dirtying, "the O_DIRECT write dirties no page");
     assert_eq!(writes(&fallback), [buffered, direct]);
     assert!(writeback.hook_hits("tp_btf:writeback") > 0, "{}", writeback.footer());
 }

@@ -277,7 +277,8 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                 ]),
                 limits: Some(
                     "a loop device's backing file is seen when a page of it turns dirty: O_DIRECT writes to \
-                     it, and writes to a page of it not yet written back, are not seen",
+                     it, writes to a page of it not yet written back, and writes to one on tmpfs (whose \
+                     pages turn dirty without the tracepoint) are not seen",
                 ),
             },
             attempt(

@@ -30,7 +30,16 @@ fn throughput(trace: &Path, figures: &Path) -> Result<Value> {
 }
 
 /// Runs `cmd` (stdin from `input` when given); wall seconds and peak RSS in KiB (from wait4).
-fn measure(cmd: &mut Command, input: Option<&Path>) -> Result<(f64, u64)> {
+/// What one run of a case took: wall seconds, CPU seconds (user + system: what the wall time
+/// is when nothing else slows the run, such as a page cache that lost the trace) and peak RSS
+/// in KiB.
+struct Run {
+    wall: f64,
+    cpu: f64,
+    rss_kib: u64,
+}
+
+fn measure(cmd: &mut Command, input: Option<&Path>) -> Result<Run> {
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     if let Some(path) = input {
         cmd.stdin(std::fs::File::open(path)?);
@@ -49,7 +58,8 @@ fn measure(cmd: &mut Command, input: Option<&Path>) -> Result<(f64, u64)> {
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) > 1 {
         bail!("{cmd:?} failed with status {status}");
     }
-    Ok((wall, usage.ru_maxrss as u64))
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Run { wall, cpu: secs(usage.ru_utime) + secs(usage.ru_stime), rss_kib: usage.ru_maxrss as u64 })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -75,22 +85,24 @@ pub fn bench(bin: &Path, user_only: bool) -> Result<()> {
             Some(trace.clone()),
         ),
     ];
-    let mut samples: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); cases.len()];
+    let mut samples: Vec<Vec<Run>> = (0..cases.len()).map(|_| Vec::new()).collect();
     // Interleaved rounds: a noisy machine slows every case alike.
     for _ in 0..ROUNDS {
-        for ((_, args, input), (walls, rss)) in cases.iter().zip(samples.iter_mut()) {
-            let (w, r) = measure(Command::new(bin).args(args), input.as_deref())?;
-            walls.push(w);
-            rss.push(r as f64);
+        for ((_, args, input), runs) in cases.iter().zip(samples.iter_mut()) {
+            runs.push(measure(Command::new(bin).args(args), input.as_deref())?);
         }
     }
     let mut results = Vec::new();
-    println!("{:<40} {:>10} {:>12} {:>14}", "case", "wall s", "peak RSS MiB", "events/s");
-    for ((name, _, _), (walls, rss)) in cases.iter().zip(samples) {
-        let (wall, rss_kib) = (median(walls), median(rss));
+    println!("{:<40} {:>8} {:>8} {:>12} {:>14}", "case", "wall s", "CPU s", "peak RSS MiB", "events/s");
+    for ((name, _, _), runs) in cases.iter().zip(samples) {
+        let of = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+        let (wall, cpu, rss_kib) = (of(|r| r.wall), of(|r| r.cpu), of(|r| r.rss_kib as f64));
         let rate = events as f64 / wall;
-        println!("{name:<40} {wall:>10.2} {:>12.0} {rate:>14.0}", rss_kib / 1024.0);
-        results.push(json!({"case": name, "events": events, "wall_s": wall, "peak_rss_kib": rss_kib, "events_per_s": rate, "rounds": ROUNDS}));
+        println!("{name:<40} {wall:>8.2} {cpu:>8.2} {:>12.0} {rate:>14.0}", rss_kib / 1024.0);
+        results.push(
+            json!({"case": name, "events": events, "wall_s": wall, "cpu_s": cpu, "peak_rss_kib": rss_kib,
+            "events_per_s": rate, "rounds": ROUNDS}),
+        );
     }
     // The kernel figures need root (eBPF, loop filesystems); without it they are skipped, said.
     let kernel = match crate::scratch::need_root("the kernel part of cargo xtask bench") {

@@ -196,6 +196,11 @@ mod tests {
         let pvfsmount = b.ptr(vfsmount);
         b.composite(k::STRUCT, "path", 16, &[("mnt", pvfsmount, 0), ("dentry", fdt, 64)]);
         b.func("freeze_super", int, &[psb]);
+        b.composite(k::STRUCT, "address_space", 200, &[("host", inode, 0)]);
+        // `index` sits in an anonymous struct in an anonymous union, as the kernel declares it.
+        let page_part = b.composite(k::STRUCT, "", 32, &[("flags", ulong, 0), ("index", ulong, 192)]);
+        let head = b.composite(k::UNION, "", 64, &[("", page_part, 0)]);
+        b.composite(k::STRUCT, "folio", 64, &[("", head, 0)]);
         Btf::parse(b.build()).expect("BTF builds")
     }
 
@@ -223,6 +228,8 @@ mod tests {
         assert_eq!((o.task_tgid, o.task_real_parent, o.task_comm), (1000, 1008, 1500));
         assert_eq!(o.freeze_super_nargs, 1);
         assert_eq!((o.path_mnt, o.vfsmount_mnt_sb), (0, 8));
+        assert_eq!((o.mapping_host, o.folio_index), (0, 24));
+        assert_eq!(1u32 << o.page_shift, crate::host::kernel::page_size());
     }
 
     #[test]

@@ -280,6 +280,35 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of `kind` from `hook` at `ts_ns` by task `pid`/`tid` named `comm`, with nothing
+    /// else known yet: what its maker fills in comes after.
+    pub fn new(kind: EventKind, hook: Hook, ts_ns: u64, pid: u32, tid: u32, comm: String) -> Self {
+        Self {
+            kind,
+            hook,
+            ts_ns,
+            begin_ts_ns: None,
+            pid,
+            tid,
+            comm,
+            sb: None,
+            level_before: None,
+            level_after: None,
+            holder: None,
+            ret: None,
+            error: None,
+            block: None,
+            gate_level: None,
+            txn: None,
+            dirtied: None,
+            mount: None,
+            denial: None,
+            stack: None,
+            cgroup: None,
+            parent: None,
+        }
+    }
+
     /// "fsfreeze[8812] ← backup.sh[8790] in backup.service".
     pub fn who(&self) -> String {
         crate::attribution::describe(&self.comm, self.pid, self.parent.as_deref(), self.cgroup.as_deref())

@@ -17,28 +17,13 @@ pub(crate) fn sb(id: &str) -> SharedSuperblock {
 
 pub(crate) fn ev(kind: EventKind, ts: u64, before: u32, after: u32, ret: Option<i64>) -> Event {
     Event {
-        kind,
-        hook: Hook::TracepointIoctl,
-        ts_ns: ts,
-        begin_ts_ns: None,
-        pid: 10,
-        tid: 10,
-        comm: "fsfreeze".into(),
         sb: Some(sb("0xa")),
         level_before: Some(before),
         level_after: Some(after),
         holder: Some("userspace".into()),
         ret,
         error: ret.filter(|r| *r < 0).map(|r| crate::decode::errno_name(-r)),
-        block: None,
-        gate_level: None,
-        txn: None,
-        dirtied: None,
-        mount: None,
-        denial: None,
-        stack: None,
-        cgroup: None,
-        parent: None,
+        ..Event::new(kind, Hook::TracepointIoctl, ts, 10, 10, "fsfreeze".into())
     }
 }
 

@@ -85,30 +85,8 @@ pub(super) fn event(line: &[u8], interner: &mut Interner) -> Option<Event> {
     let mut c = Cursor::new(line);
     let mut seen = 0u32;
     let (mut kind, mut hook, mut ts_ns, mut pid, mut tid, mut comm) = (None, None, None, None, None, None);
-    let mut ev = Event {
-        kind: EventKind::FreezeBegin,
-        hook: Hook::TracepointIoctl,
-        ts_ns: 0,
-        begin_ts_ns: None,
-        pid: 0,
-        tid: 0,
-        comm: String::new(),
-        sb: None,
-        level_before: None,
-        level_after: None,
-        holder: None,
-        ret: None,
-        error: None,
-        block: None,
-        gate_level: None,
-        txn: None,
-        dirtied: None,
-        mount: None,
-        denial: None,
-        stack: None,
-        cgroup: None,
-        parent: None,
-    };
+    // The fields every event has are filled in last, once the line has given them all.
+    let mut ev = Event::new(EventKind::FreezeBegin, Hook::TracepointIoctl, 0, 0, 0, String::new());
     c.eat(b'{')?;
     loop {
         let key = Key::of(c.string()?.as_bytes())?;

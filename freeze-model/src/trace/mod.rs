@@ -400,13 +400,7 @@ mod tests {
 
     fn event() -> Event {
         Event {
-            kind: EventKind::ThawEnd,
-            hook: Hook::TracepointIoctl,
-            ts_ns: 5,
             begin_ts_ns: Some(4),
-            pid: 1,
-            tid: 1,
-            comm: "fsfreeze".into(),
             sb: Some(
                 Superblock {
                     id: "0x1".into(),
@@ -422,16 +416,7 @@ mod tests {
             level_after: Some(0),
             holder: Some("userspace".into()),
             ret: Some(0),
-            error: None,
-            block: None,
-            gate_level: None,
-            txn: None,
-            dirtied: None,
-            mount: None,
-            denial: None,
-            stack: None,
-            cgroup: None,
-            parent: None,
+            ..Event::new(EventKind::ThawEnd, Hook::TracepointIoctl, 5, 1, 1, "fsfreeze".into())
         }
     }
 

@@ -182,10 +182,18 @@ fn the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike() 
     }
     let fs = LoopFs::new(FsType::Ext4).expect("fs");
     let img = fs.image.display().to_string();
-    let body = format!(
-        "dd if=/dev/urandom of={img} bs=4096 count=1 seek=9000 conv=notrunc status=none\n\
-         dd if=/dev/urandom of={img} bs=4096 count=1 seek=9500 conv=notrunc oflag=direct status=none"
-    );
+    // tmpfs takes O_DIRECT from Linux 6.6 on (the 6.1 guest's /tmp refuses it): the direct
+    // write is made where the file takes it.
+    let direct_io = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&fs.image).is_ok()
+    };
+    let mut body = format!("dd if=/dev/urandom of={img} bs=4096 count=1 seek=9000 conv=notrunc status=none");
+    if direct_io {
+        body.push_str(&format!(
+            "\ndd if=/dev/urandom of={img} bs=4096 count=1 seek=9500 conv=notrunc oflag=direct status=none"
+        ));
+    }
     let script = frozen_script(&fs, &body);
     let writes = |trace: &Trace| -> Vec<(String, String, u64, u64)> {
         slips_of(trace, &fs)
@@ -211,7 +219,8 @@ fn the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike() 
     let direct = ("dd".to_owned(), "file-write".to_owned(), 9500 * 4096, 4096);
     let seen_dirtying: &[_] = if fs.image_on_tmpfs() { &[] } else { std::slice::from_ref(&buffered) };
     assert_eq!(writes(&writeback), seen_dirtying, "the O_DIRECT write dirties no page");
-    assert_eq!(writes(&fallback), [buffered, direct]);
+    let seen_at_syscalls: Vec<_> = [Some(buffered), direct_io.then_some(direct)].into_iter().flatten().collect();
+    assert_eq!(writes(&fallback), seen_at_syscalls);
     assert!(writeback.hook_hits("tp_btf:writeback") > 0, "{}", writeback.footer());
 }
 

@@ -20,6 +20,8 @@ pub mod names {
     pub const FROZEN_SBS: &str = "FROZEN_SBS";
     pub const LOWER_EXTENTS: &str = "LOWER_EXTENTS";
     pub const BACKING_FILES: &str = "BACKING_FILES";
+    /// One `u32` of `syscall_feature` bits: what the syscall dispatcher handles.
+    pub const SYSCALL_FEATURES: &str = "SYSCALL_FEATURES";
     /// Maps user space opens by name.
     pub const MAPS: &[&str] = &[
         EVENTS,
@@ -31,6 +33,7 @@ pub mod names {
         FROZEN_SBS,
         LOWER_EXTENTS,
         BACKING_FILES,
+        SYSCALL_FEATURES,
     ];
     /// Read-only globals user space fills before load (`.rodata`).
     pub const OFFSETS: &str = "OFFSETS";
@@ -84,6 +87,52 @@ pub mod kind {
     /// `watch`'s startup probe: freezewatch itself made an FIGETBSZ ioctl on a mount point;
     /// `sb` is that filesystem and both levels are its freeze level now.
     pub const LEVEL_PROBE: u32 = 60;
+}
+
+/// What the syscall dispatcher (one `tp_btf` program on `sys_enter` and one on `sys_exit`, shared
+/// by every feature that watches syscalls) handles: bits of the `SYSCALL_FEATURES` map, set by
+/// user space for each feature whose chain chose it. Unset, a syscall costs its number's test.
+pub mod syscall_feature {
+    /// FIFREEZE/FITHAW ioctls (feature `freeze`).
+    pub const FREEZE: u32 = 1;
+    /// The mount calls (feature `mounts`).
+    pub const MOUNTS: u32 = 1 << 1;
+    /// fallocate and ftruncate (feature `backing-files`).
+    pub const BACKING: u32 = 1 << 2;
+    /// The level probe: FIGETBSZ ioctls of `PROBE_TGID`.
+    pub const LEVEL_PROBE: u32 = 1 << 3;
+}
+
+/// x86-64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl; the ABI never renumbers).
+pub mod syscall_nr {
+    pub const IOCTL: u64 = 16;
+    pub const FTRUNCATE: u64 = 77;
+    pub const MOUNT: u64 = 165;
+    pub const FALLOCATE: u64 = 285;
+    pub const MOVE_MOUNT: u64 = 429;
+    pub const FSOPEN: u64 = 430;
+    pub const FSCONFIG: u64 = 431;
+    pub const FSMOUNT: u64 = 432;
+}
+
+/// x86-64 `struct pt_regs` (arch/x86/include/asm/ptrace.h): byte offsets of what a syscall
+/// entered with. The verifier checks every load against the kernel's BTF, and freeze-user's
+/// offsets test against this machine's.
+pub mod pt_regs {
+    pub const R10: usize = 56;
+    pub const R9: usize = 64;
+    pub const R8: usize = 72;
+    pub const DX: usize = 96;
+    pub const SI: usize = 104;
+    pub const DI: usize = 112;
+    /// The syscall number (`sys_exit` gets the registers and the return value only).
+    pub const ORIG_AX: usize = 120;
+    pub const CS: usize = 136;
+    /// The six syscall arguments, in order.
+    pub const ARGS: [usize; 6] = [DI, SI, DX, R10, R8, R9];
+    /// `cs` of a task in 64-bit mode (`__USER_CS`), in the low 16 bits (from 6.9 on the upper
+    /// ones may hold FRED state); ia32 syscalls, numbered differently, enter with `__USER32_CS`.
+    pub const USER_CS: u64 = 0x33;
 }
 
 /// `--deny-mounts` mode, as the eBPF global `DENY_MODE` and a MOUNT_DENIED event's `flags`.
@@ -200,8 +249,30 @@ pub mod hook {
     /// `tp_btf` on `writeback:writeback_dirty_folio` and `writeback_mark_inode_dirty`: a clean
     /// page or inode turning dirty, whatever path modified it.
     pub const TP_BTF_WRITEBACK: u32 = 16;
+    /// The syscall dispatcher (`tp_btf` on `sys_enter`/`sys_exit`, see `syscall_feature`) on
+    /// FIFREEZE/FITHAW ioctls.
+    pub const TP_BTF_SYS_IOCTL: u32 = 17;
+    /// The syscall dispatcher on mount(2), move_mount, fsopen, fsconfig and fsmount.
+    pub const TP_BTF_SYS_MOUNT: u32 = 18;
+    /// The syscall dispatcher on fallocate(2) of a loop device's backing file.
+    pub const TP_BTF_SYS_FALLOCATE: u32 = 19;
+    /// The syscall dispatcher on ftruncate(2) of a loop device's backing file.
+    pub const TP_BTF_SYS_FTRUNCATE: u32 = 20;
+    /// `tp_btf` on `lock:contention_begin` / `contention_end`.
+    pub const TP_BTF_LOCK_CONTENTION: u32 = 21;
+    /// Raw tracepoints (no perf event; module tracepoints too) on what the tracepoints with the
+    /// same names see, from their arguments: `block_bio_queue`.
+    pub const RAW_TP_BLOCK_BIO_QUEUE: u32 = 22;
+    /// `ext4_journal_start_sb` / `ext4_journal_start_inode` (or, before 6.5, `ext4_journal_start`).
+    pub const RAW_TP_EXT4_JOURNAL_START: u32 = 23;
+    /// `xfs_trans_alloc`.
+    pub const RAW_TP_XFS_TRANS_ALLOC: u32 = 24;
+    /// `btrfs_transaction_commit`.
+    pub const RAW_TP_BTRFS_COMMIT: u32 = 25;
+    /// `btrfs_space_reservation` of type "transaction".
+    pub const RAW_TP_BTRFS_TXN_RESERVE: u32 = 26;
     /// Number of hook ids (size of the per-hook hit counters).
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 27;
 }
 
 /// What a modification did to the storage (`RawEvent::io_op` of BLOCK_WRITE). Stable numbers.
@@ -230,6 +301,24 @@ pub mod io_op {
     /// fallocate(2) FALLOC_FL_COLLAPSE_RANGE or INSERT_RANGE: everything after the offset moves.
     pub const FILE_SHIFT_RANGE: u32 = 9;
 
+    /// The op of a bio from its `bi_opf` (what `blk_fill_rwbs()` turns into the letters
+    /// `from_rwbs` reads: the same answer for the same bio); `None` for reads, flushes and empty
+    /// bios.
+    pub const fn from_opf(opf: u32, bytes: u32) -> Option<u32> {
+        if bytes >> 9 == 0 {
+            return None;
+        }
+        use super::req_op as op;
+        match opf & op::MASK {
+            op::READ | op::FLUSH => None,
+            op::WRITE => Some(WRITE),
+            op::DISCARD => Some(DISCARD),
+            op::SECURE_ERASE => Some(SECURE_ERASE),
+            // `N`: write-zeroes, and the zone operations.
+            _ => Some(WRITE_ZEROES),
+        }
+    }
+
     /// The op of a bio from its `rwbs` letters; `None` for reads, flushes and empty bios (they
     /// change no data).
     pub const fn from_rwbs(rwbs: &[u8; 8], sectors: u32) -> Option<u32> {
@@ -246,6 +335,19 @@ pub mod io_op {
             _ => None,
         }
     }
+}
+
+/// `enum req_op` (include/linux/blk_types.h), the low bits of a bio's `bi_opf`: the values
+/// 6.1 through 6.18 share, checked against the running kernel's BTF by freeze-user's tests.
+pub mod req_op {
+    /// `REQ_OP_BITS` is 8.
+    pub const MASK: u32 = 0xff;
+    pub const READ: u32 = 0;
+    pub const WRITE: u32 = 1;
+    pub const FLUSH: u32 = 2;
+    pub const DISCARD: u32 = 3;
+    pub const SECURE_ERASE: u32 = 5;
+    pub const WRITE_ZEROES: u32 = 9;
 }
 
 /// A range of a lower layer that holds part of a filesystem's storage, as user space resolved it
@@ -485,6 +587,20 @@ pub struct KernelOffsets {
     pub folio_index: u32,
     /// log2 of the page size (from the running system, not BTF).
     pub page_shift: u32,
+    /// `bio.bi_bdev` (the block device a bio was submitted to).
+    pub bio_bi_bdev: u32,
+    /// `bio.bi_opf` (`req_op` in the low bits, flags above).
+    pub bio_bi_opf: u32,
+    /// `bio.bi_iter.bi_sector`.
+    pub bio_bi_sector: u32,
+    /// `bio.bi_iter.bi_size` (bytes).
+    pub bio_bi_size: u32,
+    /// `xfs_trans.t_mountp`, from xfs's BTF (module or vmlinux); 0 when xfs has none.
+    pub xfs_trans_t_mountp: u32,
+    /// `xfs_trans.t_flags`; 0 when xfs has no BTF.
+    pub xfs_trans_t_flags: u32,
+    /// `xfs_mount.m_super`; 0 when xfs has no BTF.
+    pub xfs_mount_m_super: u32,
 }
 
 impl KernelOffsets {
@@ -523,6 +639,13 @@ impl KernelOffsets {
             mapping_host: 0,
             folio_index: 0,
             page_shift: 0,
+            bio_bi_bdev: 0,
+            bio_bi_opf: 0,
+            bio_bi_sector: 0,
+            bio_bi_size: 0,
+            xfs_trans_t_mountp: 0,
+            xfs_trans_t_flags: 0,
+            xfs_mount_m_super: 0,
         }
     }
 }

@@ -59,6 +59,12 @@ pub mod sys {
     pub const FSOPEN_ENTER: &[TpField] = &[FSOPEN_FS_NAME];
     pub const FSCONFIG_ENTER: &[TpField] = &[FSCONFIG_CMD, FSCONFIG_KEY, FSCONFIG_VALUE];
     pub const FSMOUNT_ENTER: &[TpField] = &[FSMOUNT_FLAGS];
+
+    /// Which syscall argument a `sys_enter_*` record's field holds: the record is the common
+    /// header and the syscall number (16 bytes), then each argument as 8 bytes.
+    pub const fn arg_index(field: TpField) -> usize {
+        (field.offset - 16) / 8
+    }
 }
 
 /// `block:block_bio_queue`. `rwbs` is char[8] up to 6.12 and char[10] on 6.18; the first 8 bytes

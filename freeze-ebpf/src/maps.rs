@@ -65,6 +65,11 @@ pub(crate) static BACKING_FILES: HashMap<InodeKey, Extent> = HashMap::with_max_e
 #[map]
 pub(crate) static WATCHING: Array<u32> = Array::with_max_entries(1, 0);
 
+/// Slot 0: the `freeze_common::syscall_feature` bits of the features whose chain chose the
+/// syscall dispatcher (`probes::syscalls`); written by user space as each attaches.
+#[map]
+pub(crate) static SYSCALL_FEATURES: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Whether some superblock is freezing or frozen (see `WATCHING`).
 #[inline(always)]
 pub(crate) fn any_watched() -> bool {

@@ -5,7 +5,35 @@ use aya_ebpf::helpers::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
     generated::bpf_get_current_task,
 };
+use aya_ebpf::programs::TracePointContext;
+use freeze_common::tp::{TpField, sys};
 use freeze_common::{SbIdent, counter, level};
+
+/// A syscall's arguments, wherever the program that saw the syscall found them: the record of a
+/// `syscalls:sys_enter_*` tracepoint, or the registers the syscall dispatcher read.
+pub(crate) trait SysArgs {
+    /// The argument a `sys_enter_*` record holds in `field` (0 where it cannot be read).
+    fn arg(&self, field: TpField) -> u64;
+}
+
+impl SysArgs for TracePointContext {
+    #[inline(always)]
+    fn arg(&self, field: TpField) -> u64 {
+        // SAFETY: the offset is inside the tracepoint's record (user space checked it against the
+        // format file before attaching); the read fails instead of faulting anyway.
+        unsafe { self.read_at::<u64>(field.offset) }.unwrap_or(0)
+    }
+}
+
+/// The six arguments of a syscall, as the dispatcher read them from its registers.
+pub(crate) struct RegArgs(pub [u64; 6]);
+
+impl SysArgs for RegArgs {
+    #[inline(always)]
+    fn arg(&self, field: TpField) -> u64 {
+        self.0.get(sys::arg_index(field)).copied().unwrap_or(0)
+    }
+}
 
 /// Argument `n` of a BTF-typed program (tp_btf) as a plain number. Loaded directly, the verifier
 /// types it as a kernel pointer that may be null and refuses the arithmetic that reading a field

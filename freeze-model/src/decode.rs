@@ -55,6 +55,16 @@ impl Hook {
             hook::TP_SYS_FALLOCATE => Self::TracepointSysFallocate,
             hook::TP_SYS_FTRUNCATE => Self::TracepointSysFtruncate,
             hook::TP_BTF_WRITEBACK => Self::TpBtfWriteback,
+            hook::TP_BTF_SYS_IOCTL => Self::TpBtfSysIoctl,
+            hook::TP_BTF_SYS_MOUNT => Self::TpBtfSysMount,
+            hook::TP_BTF_SYS_FALLOCATE => Self::TpBtfSysFallocate,
+            hook::TP_BTF_SYS_FTRUNCATE => Self::TpBtfSysFtruncate,
+            hook::TP_BTF_LOCK_CONTENTION => Self::TpBtfLockContention,
+            hook::RAW_TP_BLOCK_BIO_QUEUE => Self::RawTpBlockBioQueue,
+            hook::RAW_TP_EXT4_JOURNAL_START => Self::RawTpExt4JournalStart,
+            hook::RAW_TP_XFS_TRANS_ALLOC => Self::RawTpXfsTransAlloc,
+            hook::RAW_TP_BTRFS_COMMIT => Self::RawTpBtrfsCommit,
+            hook::RAW_TP_BTRFS_TXN_RESERVE => Self::RawTpBtrfsTxnReserve,
             _ => return None,
         })
     }

@@ -89,6 +89,24 @@ named_enum! {
         TracepointSysFtruncate = "tracepoint:syscalls:ftruncate",
         /// `tp_btf` on `writeback:writeback_dirty_folio` and `writeback_mark_inode_dirty`.
         TpBtfWriteback = "tp_btf:writeback",
+        /// The syscall dispatcher (`tp_btf` on `sys_enter`/`sys_exit`), FIFREEZE/FITHAW only.
+        TpBtfSysIoctl = "tp_btf:raw_syscalls:ioctl",
+        /// The syscall dispatcher on mount(2), move_mount, fsopen, fsconfig and fsmount.
+        TpBtfSysMount = "tp_btf:raw_syscalls:mount",
+        /// The syscall dispatcher on fallocate(2) of a loop device's backing file.
+        TpBtfSysFallocate = "tp_btf:raw_syscalls:fallocate",
+        /// The syscall dispatcher on ftruncate(2) of a loop device's backing file.
+        TpBtfSysFtruncate = "tp_btf:raw_syscalls:ftruncate",
+        /// `tp_btf` on `lock:contention_begin/end` on `s_writers.rw_sem[]`.
+        TpBtfLockContention = "tp_btf:lock:contention",
+        /// Raw tracepoints (their arguments, no perf event) on what the tracepoints of the same
+        /// names see: `block_bio_queue`.
+        RawTpBlockBioQueue = "raw_tracepoint:block:block_bio_queue",
+        RawTpExt4JournalStart = "raw_tracepoint:ext4:ext4_journal_start",
+        RawTpXfsTransAlloc = "raw_tracepoint:xfs:xfs_trans_alloc",
+        RawTpBtrfsCommit = "raw_tracepoint:btrfs:btrfs_transaction_commit",
+        /// `btrfs_space_reservation` of type "transaction".
+        RawTpBtrfsTxnReserve = "raw_tracepoint:btrfs:btrfs_space_reservation",
     }
 }
 

@@ -25,8 +25,8 @@ fn doctor_reports_the_hook_it_really_attached() {
         .as_array()
         .and_then(|f| f.iter().find(|h| h["feature"] == "freeze"))
         .expect("freeze feature reported");
-    // The chain: fentry where the kernel accepts it, the ioctl tracepoints otherwise.
-    let expected = if status("fentry") == "ok" { "fentry:freeze_super" } else { "tracepoint:syscalls:ioctl" };
+    // The chain: fentry where the kernel accepts it, the syscall dispatcher's ioctls otherwise.
+    let expected = if status("fentry") == "ok" { "fentry:freeze_super" } else { "tp_btf:raw_syscalls:ioctl" };
     assert_eq!(freeze["hook"], expected, "{freeze}");
     if expected != "fentry:freeze_super" {
         assert!(freeze["fallbacks"][0].as_str().is_some_and(|f| f.contains("fentry")), "{freeze}");

@@ -1,5 +1,5 @@
 //! The freeze chain's first choice, fentry/fexit on freeze_super/thaw_super, reports what the
-//! FIFREEZE/FITHAW tracepoint fallback reports, field for field. Needs fentry, which this
+//! FIFREEZE/FITHAW ioctl fallback (the syscall dispatcher) reports, field for field. Needs fentry, which this
 //! project's host refuses: runs in the QEMU guests (`cargo xtask vm-test`), where both paths
 //! exist and FREEZEWATCH_NO_FENTRY=1 forces the fallback.
 use freezewatch_tests::{
@@ -46,7 +46,7 @@ fn matches_the_tracepoint_path(fstype: FsType) {
     let fentry = record_script_with(&script, &[]).expect("fentry recording");
     let tracepoint = record_script_with(&script, &[("FREEZEWATCH_NO_FENTRY", "1")]).expect("tp recording");
     assert_eq!(freeze_hook(&fentry), "fentry:freeze_super");
-    assert_eq!(freeze_hook(&tracepoint), "tracepoint:syscalls:ioctl");
+    assert_eq!(freeze_hook(&tracepoint), "tp_btf:raw_syscalls:ioctl");
 
     let (a, b) = (freeze_thaw(&fentry), freeze_thaw(&tracepoint));
     let kinds: Vec<&str> = a.iter().filter_map(|e| e["kind"].as_str()).collect();

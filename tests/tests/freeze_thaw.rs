@@ -28,7 +28,7 @@ fn freeze_thaw_events(trace: &Trace) -> Vec<&Value> {
 fn assert_no_slips(trace: &Trace) {
     // The block hook was live (the freeze's own writeback passed through it): its silence about
     // slips means something.
-    assert!(trace.hook_hits("tracepoint:block:block_bio_queue") > 0, "{}", trace.footer());
+    assert!(trace.hook_hits(&trace.feature_hook("block-writes")) > 0, "{}", trace.footer());
     assert!(trace.findings("slip").is_empty(), "{:?}", trace.findings("slip"));
     for w in trace.events().into_iter().filter(|e| e["kind"] == "block_write") {
         // The thaw's superblock write, and the loop device's worker (a kernel thread) carrying

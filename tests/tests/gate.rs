@@ -37,7 +37,7 @@ fn direct_device_write_while_frozen_is_a_slip(fstype: FsType) {
     assert_eq!(slip["comm"], "dd", "{slip}");
     assert_eq!(slip["pid"], dd_pid, "{slip}");
     assert_eq!(slip["severity"], "error");
-    assert_eq!(slip["hook"], "tracepoint:block:block_bio_queue");
+    assert_eq!(slip["hook"], trace.feature_hook("block-writes"));
     assert_eq!(slip["level"], 4);
     assert_eq!(slip["sb"]["fstype"], fstype.name());
     assert_eq!(slip["sb"]["mountpoint"], fs.mnt());
@@ -107,7 +107,7 @@ fn blocked_writer_is_reported_not_slipped(fstype: FsType) {
     assert_eq!(blocked.len(), 1, "{blocked:?}");
     let b = blocked[0];
     assert_eq!(b["pid"], writer_pid, "{b}");
-    assert_eq!(b["hook"], "tracepoint:lock:contention");
+    assert_eq!(b["hook"], trace.feature_hook("blocked-writers"));
     // Held from after the freeze completed until the thaw let it through.
     let ts_of = |kind: &str| {
         trace.events().iter().find(|e| e["kind"] == kind).and_then(|e| e["ts_ns"].as_u64()).expect(kind)

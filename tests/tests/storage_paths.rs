@@ -84,7 +84,7 @@ fn discards_and_write_zeroes_of_a_frozen_device_are_slips_with_their_op_and_flus
             slips[1]
         );
     }
-    assert!(trace.hook_hits("tracepoint:block:block_bio_queue") > 0);
+    assert!(trace.hook_hits(&trace.feature_hook("block-writes")) > 0);
 }
 
 #[test]
@@ -219,7 +219,8 @@ fn the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike() 
     let direct = ("dd".to_owned(), "file-write".to_owned(), 9500 * 4096, 4096);
     let seen_dirtying: &[_] = if fs.image_on_tmpfs() { &[] } else { std::slice::from_ref(&buffered) };
     assert_eq!(writes(&writeback), seen_dirtying, "the O_DIRECT write dirties no page");
-    let seen_at_syscalls: Vec<_> = [Some(buffered), direct_io.then_some(direct)].into_iter().flatten().collect();
+    let seen_at_syscalls: Vec<_> =
+        [Some(buffered), direct_io.then_some(direct)].into_iter().flatten().collect();
     assert_eq!(writes(&fallback), seen_at_syscalls);
     assert!(writeback.hook_hits("tp_btf:writeback") > 0, "{}", writeback.footer());
 }
@@ -256,5 +257,5 @@ fn fifty_freeze_cycles_under_load_stay_clean() {
     assert_eq!(summary["freezes"].as_u64(), Some(50), "{summary}");
     // Live hooks: writers were held at the gate, and bios and writes were seen.
     assert!(summary["blocked_writers"].as_u64().is_some_and(|n| n > 0), "{summary}");
-    assert!(trace.hook_hits("tracepoint:block:block_bio_queue") > 0);
+    assert!(trace.hook_hits(&trace.feature_hook("block-writes")) > 0);
 }

@@ -23,25 +23,12 @@ const RUN: Duration = Duration::from_secs(2);
 const STARTS: usize = 5;
 
 /// The tracepoints `freezewatch record` attaches on a kernel without fentry (this project's
-/// host; the writeback ones as tp_btf), for bpftrace to attach the same; those this kernel lacks
+/// host; it attaches them as raw tracepoints and `tp_btf`, the syscalls through one program on
+/// `raw_syscalls:sys_enter`/`sys_exit`), for bpftrace to attach the same; those this kernel lacks
 /// are left out.
 const TRACEPOINTS: &[&str] = &[
-    "syscalls:sys_enter_ioctl",
-    "syscalls:sys_exit_ioctl",
-    "syscalls:sys_enter_mount",
-    "syscalls:sys_exit_mount",
-    "syscalls:sys_enter_move_mount",
-    "syscalls:sys_exit_move_mount",
-    "syscalls:sys_enter_fsopen",
-    "syscalls:sys_exit_fsopen",
-    "syscalls:sys_enter_fsconfig",
-    "syscalls:sys_exit_fsconfig",
-    "syscalls:sys_enter_fsmount",
-    "syscalls:sys_exit_fsmount",
-    "syscalls:sys_enter_fallocate",
-    "syscalls:sys_exit_fallocate",
-    "syscalls:sys_enter_ftruncate",
-    "syscalls:sys_exit_ftruncate",
+    "raw_syscalls:sys_enter",
+    "raw_syscalls:sys_exit",
     "block:block_bio_queue",
     "lock:contention_begin",
     "lock:contention_end",
@@ -53,6 +40,14 @@ const TRACEPOINTS: &[&str] = &[
     "writeback:writeback_dirty_folio",
     "writeback:writeback_mark_inode_dirty",
 ];
+
+/// The first choices of every chain but completed writes' on this host (see the README's hook
+/// table): skipped, `record` attaches the perf-event tracepoints of their fallbacks, as it did
+/// before the syscall dispatcher and the raw tracepoints.
+const FIRST_CHOICES: &str = "tp_btf:raw_syscalls:ioctl,tp_btf:raw_syscalls:mount,\
+    tp_btf:raw_syscalls:fallocate+ftruncate,tp_btf:lock:contention,raw_tracepoint:block:block_bio_queue,\
+    raw_tracepoint:ext4:ext4_journal_start,raw_tracepoint:xfs:xfs_trans_alloc,\
+    raw_tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation";
 
 fn bpftrace_program() -> String {
     let probes: Vec<String> = TRACEPOINTS
@@ -73,18 +68,27 @@ enum Tracer {
     /// `freezewatch record` with completed writes seen at the write syscalls (the fallback of the
     /// writeback hooks), for comparison.
     FreezewatchSyscalls,
+    /// `freezewatch record` with every other hook at its perf-event tracepoint fallback
+    /// (`FIRST_CHOICES` skipped).
+    FreezewatchTracepoints,
     Bpftrace,
 }
 
 impl Tracer {
-    const ALL: [Tracer; 4] =
-        [Tracer::None, Tracer::Freezewatch, Tracer::FreezewatchSyscalls, Tracer::Bpftrace];
+    const ALL: [Tracer; 5] = [
+        Tracer::None,
+        Tracer::Freezewatch,
+        Tracer::FreezewatchSyscalls,
+        Tracer::FreezewatchTracepoints,
+        Tracer::Bpftrace,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Tracer::None => "untraced",
             Tracer::Freezewatch => "freezewatch record",
             Tracer::FreezewatchSyscalls => "freezewatch record, write-syscall fallback",
+            Tracer::FreezewatchTracepoints => "freezewatch record, tracepoint fallbacks",
             Tracer::Bpftrace => "bpftrace",
         }
     }
@@ -94,11 +98,13 @@ impl Tracer {
         let log = scratch.join("tracer.log");
         let mut cmd = match self {
             Tracer::None => return Ok(None),
-            Tracer::Freezewatch | Tracer::FreezewatchSyscalls => {
+            Tracer::Freezewatch | Tracer::FreezewatchSyscalls | Tracer::FreezewatchTracepoints => {
                 let mut c = Command::new(bin);
                 c.args(["record", "--out"]).arg(scratch.join(RECORD_TRACE));
-                if self == Tracer::FreezewatchSyscalls {
-                    c.env("FREEZEWATCH_SKIP_HOOKS", "tp_btf:writeback");
+                match self {
+                    Tracer::FreezewatchSyscalls => _ = c.env("FREEZEWATCH_SKIP_HOOKS", "tp_btf:writeback"),
+                    Tracer::FreezewatchTracepoints => _ = c.env("FREEZEWATCH_SKIP_HOOKS", FIRST_CHOICES),
+                    _ => {}
                 }
                 c
             }
@@ -112,7 +118,9 @@ impl Tracer {
         cmd.stdout(file.try_clone()?).stderr(file);
         let child = Reaped(cmd.spawn().with_context(|| format!("starting {}", self.name()))?);
         let ready = match self {
-            Tracer::Freezewatch | Tracer::FreezewatchSyscalls => "freezewatch: recording",
+            Tracer::Freezewatch | Tracer::FreezewatchSyscalls | Tracer::FreezewatchTracepoints => {
+                "freezewatch: recording"
+            }
             _ => "Attaching",
         };
         let began = Instant::now();
@@ -207,11 +215,15 @@ fn wall_of(cmd: &mut Command) -> Result<f64> {
 /// Start to exit of a run with nothing to do, and idle memory.
 fn start_stop(bin: &Path, scratch: &Path) -> Result<Value> {
     let program = bpftrace_program();
-    let (mut fw, mut bt) = (Vec::new(), Vec::new());
+    let (mut fw, mut fw_tp, mut bt) = (Vec::new(), Vec::new(), Vec::new());
+    let record_true = || {
+        let mut c = Command::new(bin);
+        c.args(["record", "--out"]).arg(scratch.join("s.ndjson")).args(["--", "true"]);
+        c
+    };
     for _ in 0..STARTS {
-        fw.push(wall_of(
-            Command::new(bin).args(["record", "--out"]).arg(scratch.join("s.ndjson")).args(["--", "true"]),
-        )?);
+        fw.push(wall_of(&mut record_true())?);
+        fw_tp.push(wall_of(record_true().env("FREEZEWATCH_SKIP_HOOKS", FIRST_CHOICES))?);
         bt.push(wall_of(Command::new("bpftrace").arg("-e").arg(&program).args(["-c", "/bin/true"]))?);
     }
     // Idle: recording, nothing happening, two seconds in.
@@ -226,15 +238,17 @@ fn start_stop(bin: &Path, scratch: &Path) -> Result<Value> {
     std::thread::sleep(Duration::from_millis(2500));
     let (rss, _) = crate::soak::usage(idle.0.id())?;
     idle.0.wait()?;
-    let (fw, bt) = (median(fw), median(bt));
+    let (fw, fw_tp, bt) = (median(fw), median(fw_tp), median(bt));
     println!("\n{:<44} {:>10}", "start + stop (`-- true`), median of 5", "wall s");
     println!("{:<44} {fw:>10.2}", "freezewatch record");
+    println!("{:<44} {fw_tp:>10.2}", "freezewatch record, tracepoint fallbacks");
     println!(
         "{:<44} {bt:>10.2}",
         format!("bpftrace, {} tracepoints", program.matches("tracepoint:").count())
     );
     println!("{:<44} {:>10.1}", "freezewatch idle RSS MiB", rss as f64 / 1024.0);
-    Ok(json!({"record_true_wall_s": fw, "bpftrace_true_wall_s": bt, "idle_rss_kib": rss}))
+    Ok(json!({"record_true_wall_s": fw, "record_true_tracepoints_wall_s": fw_tp,
+        "bpftrace_true_wall_s": bt, "idle_rss_kib": rss}))
 }
 
 /// The Debian packages only the kernel benchmarks use (installed by them, not by `setup`, so that
@@ -351,23 +365,25 @@ pub fn bench(bin: &Path) -> Result<Value> {
                 rows.push(json!({"fs": fstype, "workload": WORKLOADS[w], "state": State::ALL[s].name(),
                     "untraced_ops_per_s": median(per_tracer[0].clone()),
                     "freezewatch_ratio": ratio(1), "freezewatch_syscalls_ratio": ratio(2),
-                    "bpftrace_ratio": ratio(3), "rounds": ROUNDS}));
+                    "freezewatch_tracepoints_ratio": ratio(3), "bpftrace_ratio": ratio(4),
+                    "rounds": ROUNDS}));
             }
         }
     }
     println!(
-        "\n{:<5} {:<34} {:<30} {:>12} {:>11} {:>11} {:>9}",
-        "fs", "workload", "state", "untraced/s", "freezewatch", "(syscalls)", "bpftrace"
+        "\n{:<5} {:<34} {:<30} {:>12} {:>11} {:>11} {:>13} {:>9}",
+        "fs", "workload", "state", "untraced/s", "freezewatch", "(syscalls)", "(tracepoints)", "bpftrace"
     );
     for r in &rows {
         println!(
-            "{:<5} {:<34} {:<30} {:>12.0} {:>10.3}x {:>10.3}x {:>8.3}x",
+            "{:<5} {:<34} {:<30} {:>12.0} {:>10.3}x {:>10.3}x {:>12.3}x {:>8.3}x",
             r["fs"].as_str().unwrap_or(""),
             r["workload"].as_str().unwrap_or(""),
             r["state"].as_str().unwrap_or(""),
             r["untraced_ops_per_s"].as_f64().unwrap_or(0.0),
             r["freezewatch_ratio"].as_f64().unwrap_or(0.0),
             r["freezewatch_syscalls_ratio"].as_f64().unwrap_or(0.0),
+            r["freezewatch_tracepoints_ratio"].as_f64().unwrap_or(0.0),
             r["bpftrace_ratio"].as_f64().unwrap_or(0.0),
         );
     }

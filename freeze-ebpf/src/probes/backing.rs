@@ -3,7 +3,10 @@
 //! the bytes the loop device reads without a single bio on it.
 use super::write::{Target, backing_modified, remember, take_writing, write_target};
 use crate::{emit::*, maps::*, read::*};
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    macros::tracepoint,
+    programs::{TracePointContext, tracing::StackIdContext},
+};
 use freeze_common::{hook, io_op, tp::sys};
 
 /// fallocate(2) mode bits (uapi linux/falloc.h) that change a file's bytes; allocating space
@@ -15,13 +18,11 @@ const FALLOC_FL_INSERT_RANGE: u64 = 0x20;
 
 /// The frozen filesystem and backing-file range behind `fd`, when it is such a backing file.
 #[inline(always)]
-fn backing_of(ctx: &TracePointContext) -> Option<(u64, freeze_common::Extent)> {
+fn backing_of(args: &impl SysArgs) -> Option<(u64, freeze_common::Extent)> {
     if !any_watched() {
         return None;
     }
-    // SAFETY: the offset is inside the tracepoint's record (checked by user space).
-    let fd = unsafe { ctx.read_at::<u64>(sys::FD.offset) }.unwrap_or(u64::MAX) as u32;
-    match inode_from_fd(fd).ok().and_then(write_target)? {
+    match inode_from_fd(args.arg(sys::FD) as u32).ok().and_then(write_target)? {
         Target::Backing(sb, extent) => Some((sb, extent)),
         Target::Own(_) => None,
     }
@@ -29,9 +30,15 @@ fn backing_of(ctx: &TracePointContext) -> Option<(u64, freeze_common::Extent)> {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_fallocate")]
 pub fn fw_fallocate_enter(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_SYS_FALLOCATE);
-    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
-    let mode = unsafe { ctx.read_at::<u64>(sys::FALLOCATE_MODE.offset) }.unwrap_or(0);
+    fallocate_enter(&ctx, hook::TP_SYS_FALLOCATE);
+    0
+}
+
+/// fallocate(2) entered (`hook` says which program saw it).
+#[inline(always)]
+pub(crate) fn fallocate_enter(args: &impl SysArgs, hook: u32) {
+    hit(hook);
+    let mode = args.arg(sys::FALLOCATE_MODE);
     let op = if mode & FALLOC_FL_PUNCH_HOLE != 0 {
         io_op::FILE_PUNCH_HOLE
     } else if mode & FALLOC_FL_ZERO_RANGE != 0 {
@@ -39,49 +46,52 @@ pub fn fw_fallocate_enter(ctx: TracePointContext) -> u32 {
     } else if mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0 {
         io_op::FILE_SHIFT_RANGE
     } else {
-        return 0;
+        return;
     };
-    let Some((sb, extent)) = backing_of(&ctx) else { return 0 };
-    // SAFETY: as above.
-    let pos = unsafe { ctx.read_at::<u64>(sys::FALLOCATE_OFFSET.offset) }.unwrap_or(0);
-    // SAFETY: as above.
-    let mut len = unsafe { ctx.read_at::<u64>(sys::FALLOCATE_LEN.offset) }.unwrap_or(0);
-    if op == io_op::FILE_SHIFT_RANGE {
-        // Everything after the offset moves.
-        len = 0;
-    }
+    let Some((sb, extent)) = backing_of(args) else { return };
+    let pos = args.arg(sys::FALLOCATE_OFFSET);
+    // Everything after the offset moves.
+    let len = if op == io_op::FILE_SHIFT_RANGE { 0 } else { args.arg(sys::FALLOCATE_LEN) };
     remember(&Writing::backing(sb, &extent, pos, len, op));
-    0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ftruncate")]
 pub fn fw_ftruncate_enter(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_SYS_FTRUNCATE);
-    let Some((sb, extent)) = backing_of(&ctx) else { return 0 };
-    // SAFETY: the offset is inside the tracepoint's record (checked by user space).
-    let pos = unsafe { ctx.read_at::<u64>(sys::FTRUNCATE_LENGTH.offset) }.unwrap_or(0);
-    remember(&Writing::backing(sb, &extent, pos, 0, io_op::FILE_TRUNCATE));
+    ftruncate_enter(&ctx, hook::TP_SYS_FTRUNCATE);
     0
 }
 
-/// Both calls return 0 on success.
 #[inline(always)]
-fn on_exit(ctx: &TracePointContext, hook: u32) -> u32 {
-    let Some(w) = take_writing() else { return 0 };
-    // SAFETY: the offset is inside the tracepoint's record.
-    let ret = unsafe { ctx.read_at::<i64>(sys::RET.offset) }.unwrap_or(-1);
+pub(crate) fn ftruncate_enter(args: &impl SysArgs, hook: u32) {
+    hit(hook);
+    let Some((sb, extent)) = backing_of(args) else { return };
+    let pos = args.arg(sys::FTRUNCATE_LENGTH);
+    remember(&Writing::backing(sb, &extent, pos, 0, io_op::FILE_TRUNCATE));
+}
+
+/// fallocate or ftruncate returned `ret` (both return 0 on success).
+#[inline(always)]
+pub(crate) fn backing_exit<C: StackIdContext>(ctx: &C, hook: u32, ret: i64) {
+    let Some(w) = take_writing() else { return };
     if ret == 0 && w.via_dev != 0 {
         backing_modified(ctx, hook, &w);
     }
+}
+
+#[inline(always)]
+fn tp_exit(ctx: &TracePointContext, hook: u32) -> u32 {
+    // SAFETY: the offset is inside the tracepoint's record.
+    let ret = unsafe { ctx.read_at::<i64>(sys::RET.offset) }.unwrap_or(-1);
+    backing_exit(ctx, hook, ret);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_fallocate")]
 pub fn fw_fallocate_exit(ctx: TracePointContext) -> u32 {
-    on_exit(&ctx, hook::TP_SYS_FALLOCATE)
+    tp_exit(&ctx, hook::TP_SYS_FALLOCATE)
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_ftruncate")]
 pub fn fw_ftruncate_exit(ctx: TracePointContext) -> u32 {
-    on_exit(&ctx, hook::TP_SYS_FTRUNCATE)
+    tp_exit(&ctx, hook::TP_SYS_FTRUNCATE)
 }

@@ -12,30 +12,34 @@ use freeze_common::{FIFREEZE, FIGETBSZ, FITHAW, counter, holder, hook, kind};
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
 pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
+    ioctl_enter(&ctx, &ctx, hook::TP_IOCTL);
+    0
+}
+
+/// An ioctl entered (`hook` says which program saw it): FIFREEZE and FITHAW begin a freeze or
+/// thaw of the filesystem behind the fd.
+#[inline(always)]
+pub(crate) fn ioctl_enter<C: EbpfContext>(ctx: &C, args: &impl SysArgs, hook: u32) {
     if off!(valid) == 0 {
-        return 0;
+        return;
     }
-    // SAFETY: the offsets are inside the tracepoint's record (see the format file).
-    let cmd = unsafe { ctx.read_at::<u64>(sys::IOCTL_CMD.offset) }.unwrap_or(0) as u32;
-    let begin_kind = match cmd {
+    let begin_kind = match args.arg(sys::IOCTL_CMD) as u32 {
         FIFREEZE => kind::FREEZE_BEGIN,
         FITHAW => kind::THAW_BEGIN,
-        _ => return 0,
+        _ => return,
     };
     bump(counter::IOCTL_SEEN);
-    hit(hook::TP_IOCTL);
-    // SAFETY: as above.
-    let fd = unsafe { ctx.read_at::<u64>(sys::FD.offset) }.unwrap_or(u64::MAX) as u32;
+    hit(hook);
+    let fd = args.arg(sys::FD) as u32;
     let sb = match sb_from_fd(fd) {
         Ok(sb) => sb,
         Err(_) => {
             bump(counter::READ_FAILED);
-            aya_log_ebpf::warn!(&ctx, "freezewatch: no superblock for ioctl fd {}", fd);
+            aya_log_ebpf::warn!(ctx, "freezewatch: no superblock for ioctl fd {}", fd);
             0
         }
     };
-    on_begin(begin_kind, hook::TP_IOCTL, sb, holder::USERSPACE);
-    0
+    on_begin(begin_kind, hook, sb, holder::USERSPACE);
 }
 
 /// The level probe: an FIGETBSZ ioctl made by freezewatch itself (`watch`, at start) reports the
@@ -43,30 +47,31 @@ pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
 /// freezing anything. Any other task's ioctls cost one comparison.
 #[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
 pub fn fw_level_probe(ctx: TracePointContext) -> u32 {
+    level_probe(&ctx, hook::TP_IOCTL);
+    0
+}
+
+#[inline(always)]
+pub(crate) fn level_probe(args: &impl SysArgs, hook: u32) {
     // SAFETY: a read-only global the loader set before load.
     let ours = unsafe { core::ptr::read_volatile(&raw const crate::maps::PROBE_TGID) };
     if off!(valid) == 0 || ours == 0 || (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32 != ours {
-        return 0;
+        return;
     }
-    // SAFETY: the offsets are inside the tracepoint's record (see the format file).
-    let cmd = unsafe { ctx.read_at::<u64>(sys::IOCTL_CMD.offset) }.unwrap_or(0) as u32;
-    if cmd != FIGETBSZ {
-        return 0;
+    if args.arg(sys::IOCTL_CMD) as u32 != FIGETBSZ {
+        return;
     }
-    // SAFETY: as above.
-    let fd = unsafe { ctx.read_at::<u64>(sys::FD.offset) }.unwrap_or(u64::MAX) as u32;
-    let Ok(sb) = sb_from_fd(fd) else {
+    let Ok(sb) = sb_from_fd(args.arg(sys::FD) as u32) else {
         bump(counter::READ_FAILED);
-        return 0;
+        return;
     };
     let level = read_level(sb);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    let mut e = Emit::new(kind::LEVEL_PROBE, hook::TP_IOCTL, now, sb);
+    let mut e = Emit::new(kind::LEVEL_PROBE, hook, now, sb);
     e.level_before = level;
     e.level_after = level;
     emit(&e);
-    0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_ioctl")]

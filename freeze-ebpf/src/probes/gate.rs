@@ -2,8 +2,8 @@
 use crate::{emit::*, maps::*, read::*};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use freeze_common::tp::lock;
 use freeze_common::{counter, hook, kind};
@@ -14,17 +14,36 @@ pub(crate) const LCB_F_READ: u32 = 1 << 1;
 
 #[tracepoint(category = "lock", name = "contention_begin")]
 pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_LOCK_CONTENTION);
-    // SAFETY: the offset is inside the tracepoint's record.
-    let lock = unsafe { ctx.read_at::<u64>(lock::ADDR.offset) }.unwrap_or(0);
+    // SAFETY: the offsets are inside the tracepoint's record.
+    let (lock, flags) = unsafe {
+        (
+            ctx.read_at::<u64>(lock::ADDR.offset).unwrap_or(0),
+            ctx.read_at::<u32>(lock::FLAGS.offset).unwrap_or(0),
+        )
+    };
+    contention_begin(hook::TP_LOCK_CONTENTION, lock, flags);
+    0
+}
+
+/// `contention_begin(void *lock, unsigned int flags)`: the same arguments, without a perf event.
+#[btf_tracepoint(function = "contention_begin")]
+pub fn fw_btf_contention_begin(ctx: BtfTracePointContext) -> u32 {
+    let (lock, flags): (u64, u64) = (ctx.arg(0), ctx.arg(1));
+    contention_begin(hook::TP_BTF_LOCK_CONTENTION, lock, flags as u32);
+    0
+}
+
+/// A task started waiting for `lock` (`hook` says which program saw it).
+#[inline(always)]
+fn contention_begin(hook: u32, lock: u64, flags: u32) {
+    hit(hook);
     // SAFETY: the value is copied out at once.
     let Some(gate) = (unsafe { GATE_LOCKS.get(&lock) }).copied() else {
         bump(counter::FILTERED);
-        return 0;
+        return;
     };
-    // SAFETY: the offset is inside the tracepoint's record.
-    if unsafe { ctx.read_at::<u32>(lock::FLAGS.offset) }.unwrap_or(0) & LCB_F_READ == 0 {
-        return 0;
+    if flags & LCB_F_READ == 0 {
+        return;
     }
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
@@ -34,36 +53,54 @@ pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
         bump(counter::PENDING_FULL);
     }
     let level = read_level(gate.sb);
-    let mut e = Emit::new(kind::WRITER_BLOCKED, hook::TP_LOCK_CONTENTION, ts, gate.sb);
+    let mut e = Emit::new(kind::WRITER_BLOCKED, hook, ts, gate.sb);
     e.level_before = level;
     e.level_after = level;
     e.flags = gate.level;
     emit(&e);
-    0
 }
 
 #[tracepoint(category = "lock", name = "contention_end")]
 pub fn fw_contention_end(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offsets are inside the tracepoint's record.
+    let (lock, ret) = unsafe {
+        (
+            ctx.read_at::<u64>(lock::ADDR.offset).unwrap_or(0),
+            ctx.read_at::<i32>(lock::RET.offset).unwrap_or(0),
+        )
+    };
+    contention_end(hook::TP_LOCK_CONTENTION, lock, ret);
+    0
+}
+
+/// `contention_end(void *lock, int ret)`.
+#[btf_tracepoint(function = "contention_end")]
+pub fn fw_btf_contention_end(ctx: BtfTracePointContext) -> u32 {
+    let (lock, ret): (u64, u64) = (ctx.arg(0), ctx.arg(1));
+    contention_end(hook::TP_BTF_LOCK_CONTENTION, lock, ret as i32);
+    0
+}
+
+/// The wait for `lock` ended with `ret`.
+#[inline(always)]
+fn contention_end(hook: u32, lock: u64, ret: i32) {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out at once.
     let Some(w) = (unsafe { WAITING.get(&tid) }).copied() else {
-        return 0;
+        return;
     };
-    // SAFETY: the offset is inside the tracepoint's record.
-    if unsafe { ctx.read_at::<u64>(lock::ADDR.offset) }.unwrap_or(0) != w.lock {
-        return 0;
+    if lock != w.lock {
+        return;
     }
     let _ = WAITING.remove(&tid);
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let level = read_level(w.sb);
-    let mut e = Emit::new(kind::WRITER_UNBLOCKED, hook::TP_LOCK_CONTENTION, ts, w.sb);
+    let mut e = Emit::new(kind::WRITER_UNBLOCKED, hook, ts, w.sb);
     e.begin_ts_ns = w.begin_ts_ns;
     e.level_before = level;
     e.level_after = level;
     e.flags = w.level;
-    // SAFETY: the offset is inside the tracepoint's record.
-    e.ret = i64::from(unsafe { ctx.read_at::<i32>(lock::RET.offset) }.unwrap_or(0));
+    e.ret = i64::from(ret);
     emit(&e);
-    0
 }

@@ -7,5 +7,6 @@ mod freeze;
 mod gate;
 mod lsm;
 mod mount;
+mod syscalls;
 mod txn;
 mod write;

@@ -10,23 +10,25 @@ use freeze_common::{counter, hook, kind, mount_api};
 
 /// Starts a pending MOUNT operation for this thread and emits its begin record.
 #[inline(always)]
-pub(crate) fn on_mount_begin(api: u32, sb: u64, flags: u64, source: u64, target: u64, fstype: u64) {
+pub(crate) fn on_mount_begin(
+    hook: u32,
+    api: u32,
+    sb: u64,
+    flags: u64,
+    source: u64,
+    target: u64,
+    fstype: u64,
+) {
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let tid = bpf_get_current_pid_tgid() as u32;
     let level = read_level(sb);
-    let pending = Pending {
-        sb,
-        begin_ts_ns: ts,
-        level_before: level,
-        begin_kind: kind::MOUNT_BEGIN,
-        holder: 0,
-        hook: hook::TP_SYS_MOUNT,
-    };
+    let pending =
+        Pending { sb, begin_ts_ns: ts, level_before: level, begin_kind: kind::MOUNT_BEGIN, holder: 0, hook };
     if PENDING.insert(&tid, &pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
-    let mut e = Emit::new(kind::MOUNT_BEGIN, hook::TP_SYS_MOUNT, ts, sb);
+    let mut e = Emit::new(kind::MOUNT_BEGIN, hook, ts, sb);
     e.level_before = level;
     e.level_after = level;
     e.flags = api;
@@ -36,38 +38,44 @@ pub(crate) fn on_mount_begin(api: u32, sb: u64, flags: u64, source: u64, target:
 
 #[tracepoint(category = "syscalls", name = "sys_enter_mount")]
 pub fn fw_mount_enter(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_SYS_MOUNT);
-    if off!(valid) == 0 {
-        return 0;
-    }
-    // SAFETY: the offsets are inside the tracepoint's record (checked by user space).
-    let (source, target, fstype, flags) = unsafe {
-        (
-            ctx.read_at::<u64>(sys::MOUNT_DEV_NAME.offset).unwrap_or(0),
-            ctx.read_at::<u64>(sys::MOUNT_DIR_NAME.offset).unwrap_or(0),
-            ctx.read_at::<u64>(sys::MOUNT_TYPE.offset).unwrap_or(0),
-            ctx.read_at::<u64>(sys::MOUNT_FLAGS.offset).unwrap_or(0),
-        )
-    };
-    on_mount_begin(mount_api::MOUNT, 0, flags, source, target, fstype);
+    mount_enter(&ctx, hook::TP_SYS_MOUNT);
     0
+}
+
+/// mount(2) entered (`hook` says which program saw it).
+#[inline(always)]
+pub(crate) fn mount_enter(args: &impl SysArgs, hook: u32) {
+    hit(hook);
+    if off!(valid) == 0 {
+        return;
+    }
+    let (source, target, fstype, flags) = (
+        args.arg(sys::MOUNT_DEV_NAME),
+        args.arg(sys::MOUNT_DIR_NAME),
+        args.arg(sys::MOUNT_TYPE),
+        args.arg(sys::MOUNT_FLAGS),
+    );
+    on_mount_begin(hook, mount_api::MOUNT, 0, flags, source, target, fstype);
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_move_mount")]
 pub fn fw_move_mount_enter(ctx: TracePointContext) -> u32 {
-    hit(hook::TP_SYS_MOUNT);
+    move_mount_enter(&ctx, hook::TP_SYS_MOUNT);
+    0
+}
+
+#[inline(always)]
+pub(crate) fn move_mount_enter(args: &impl SysArgs, hook: u32) {
+    hit(hook);
     if off!(valid) == 0 {
-        return 0;
+        return;
     }
-    // SAFETY: as above.
-    let (from_dfd, from_path, to_path, flags) = unsafe {
-        (
-            ctx.read_at::<u64>(sys::MOVE_MOUNT_FROM_DFD.offset).unwrap_or(u64::MAX),
-            ctx.read_at::<u64>(sys::MOVE_MOUNT_FROM_PATHNAME.offset).unwrap_or(0),
-            ctx.read_at::<u64>(sys::MOVE_MOUNT_TO_PATHNAME.offset).unwrap_or(0),
-            ctx.read_at::<u64>(sys::MOVE_MOUNT_FLAGS.offset).unwrap_or(0),
-        )
-    };
+    let (from_dfd, from_path, to_path, flags) = (
+        args.arg(sys::MOVE_MOUNT_FROM_DFD),
+        args.arg(sys::MOVE_MOUNT_FROM_PATHNAME),
+        args.arg(sys::MOVE_MOUNT_TO_PATHNAME),
+        args.arg(sys::MOVE_MOUNT_FLAGS),
+    );
     // With an empty from_pathname (MOVE_MOUNT_F_EMPTY_PATH, how fsmount results are attached)
     // from_dfd is the mount itself: its file's superblock is the one being attached.
     let mut first = [0u8; 2];
@@ -76,56 +84,59 @@ pub fn fw_move_mount_enter(ctx: TracePointContext) -> u32 {
         || unsafe { bpf_probe_read_user_str_bytes(from_path as *const u8, &mut first) }
             .map_or(true, |s| s.is_empty());
     let sb = if empty { sb_from_fd(from_dfd as u32).unwrap_or(0) } else { 0 };
-    on_mount_begin(mount_api::MOVE_MOUNT, sb, flags, from_path, to_path, 0);
+    on_mount_begin(hook, mount_api::MOVE_MOUNT, sb, flags, from_path, to_path, 0);
+}
+
+// Field offsets: freeze_common::tp::sys. Their exits share on_end with mount(2).
+#[tracepoint(category = "syscalls", name = "sys_enter_fsopen")]
+pub fn fw_fsopen_enter(ctx: TracePointContext) -> u32 {
+    fsopen_enter(&ctx, hook::TP_SYS_MOUNT);
     0
 }
 
-// Field offsets: freeze_common::tp::sys.
-// sys_enter_fsmount: fs_fd 16. Their exits share on_end with mount(2).
-#[tracepoint(category = "syscalls", name = "sys_enter_fsopen")]
-pub fn fw_fsopen_enter(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+pub(crate) fn fsopen_enter(args: &impl SysArgs, hook: u32) {
     if off!(valid) == 0 {
-        return 0;
+        return;
     }
-    hit(hook::TP_SYS_MOUNT);
-    // SAFETY: the offset is inside the tracepoint's record.
-    let name = unsafe { ctx.read_at::<u64>(sys::FSOPEN_FS_NAME.offset) }.unwrap_or(0);
-    on_mount_begin(mount_api::FSOPEN, 0, 0, 0, 0, name);
-    0
+    hit(hook);
+    on_mount_begin(hook, mount_api::FSOPEN, 0, 0, 0, 0, args.arg(sys::FSOPEN_FS_NAME));
 }
 
 pub(crate) const FSCONFIG_SET_STRING: u64 = 1;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_fsconfig")]
 pub fn fw_fsconfig_enter(ctx: TracePointContext) -> u32 {
+    fsconfig_enter(&ctx, hook::TP_SYS_MOUNT);
+    0
+}
+
+#[inline(always)]
+pub(crate) fn fsconfig_enter(args: &impl SysArgs, hook: u32) {
     if off!(valid) == 0 {
-        return 0;
+        return;
     }
-    hit(hook::TP_SYS_MOUNT);
-    // SAFETY: the offsets are inside the tracepoint's record.
-    let (cmd, key, value) = unsafe {
-        (
-            ctx.read_at::<u64>(sys::FSCONFIG_CMD.offset).unwrap_or(0),
-            ctx.read_at::<u64>(sys::FSCONFIG_KEY.offset).unwrap_or(0),
-            ctx.read_at::<u64>(sys::FSCONFIG_VALUE.offset).unwrap_or(0),
-        )
-    };
+    hit(hook);
+    let (cmd, key, value) =
+        (args.arg(sys::FSCONFIG_CMD), args.arg(sys::FSCONFIG_KEY), args.arg(sys::FSCONFIG_VALUE));
     // Only string settings have a readable value; other commands keep the key alone.
     let value = if cmd == FSCONFIG_SET_STRING { value } else { 0 };
-    on_mount_begin(mount_api::FSCONFIG, 0, cmd, key, value, 0);
-    0
+    on_mount_begin(hook, mount_api::FSCONFIG, 0, cmd, key, value, 0);
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_fsmount")]
 pub fn fw_fsmount_enter(ctx: TracePointContext) -> u32 {
-    if off!(valid) == 0 {
-        return 0;
-    }
-    hit(hook::TP_SYS_MOUNT);
-    // SAFETY: the offset is inside the tracepoint's record.
-    let flags = unsafe { ctx.read_at::<u64>(sys::FSMOUNT_FLAGS.offset) }.unwrap_or(0);
-    on_mount_begin(mount_api::FSMOUNT, 0, flags, 0, 0, 0);
+    fsmount_enter(&ctx, hook::TP_SYS_MOUNT);
     0
+}
+
+#[inline(always)]
+pub(crate) fn fsmount_enter(args: &impl SysArgs, hook: u32) {
+    if off!(valid) == 0 {
+        return;
+    }
+    hit(hook);
+    on_mount_begin(hook, mount_api::FSMOUNT, 0, args.arg(sys::FSMOUNT_FLAGS), 0, 0, 0);
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_fsopen")]

@@ -2,9 +2,9 @@
 //! the module's functions).
 use crate::{emit::*, maps::*, read::*};
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    macros::{fexit, tracepoint},
-    programs::{FExitContext, TracePointContext, tracing::StackIdContext},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
+    macros::{fexit, raw_tracepoint, tracepoint},
+    programs::{FExitContext, RawTracePointContext, TracePointContext, tracing::StackIdContext},
 };
 use freeze_common::tp::{TpField, btrfs, ext4, xfs};
 use freeze_common::{counter, hook, kind, level};
@@ -80,6 +80,120 @@ pub fn fw_ext4_journal_start(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "xfs", name = "xfs_trans_alloc")]
 pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {
     dev_txn(&ctx, hook::TP_XFS_TRANS_ALLOC, xfs::DEV, xfs::CALLER_IP, Some(xfs::FLAGS))
+}
+
+/// The superblock `sb` when it is freezing or frozen (the raw tracepoints hand over a pointer to
+/// it or to something that leads to it, where the tracepoints' records name the device).
+#[inline(always)]
+fn watched_sb(sb: u64) -> Option<u64> {
+    let dev = read_u32(sb + off!(sb_s_dev)).ok()?;
+    // SAFETY: the value is copied out at once.
+    let watched = unsafe { FROZEN_SBS.get(&dev) }.copied();
+    if watched != Some(sb) || sb == 0 {
+        bump(counter::FILTERED);
+        return None;
+    }
+    watched
+}
+
+/// A transaction start on `sb` seen by a raw tracepoint (`hook`).
+#[inline(always)]
+fn sb_txn(ctx: &RawTracePointContext, hook: u32, sb: u64, ip: u64, flags: u32) -> u32 {
+    if let Some(sb) = watched_sb(sb) {
+        on_txn(ctx, hook, sb, ip, flags);
+    }
+    0
+}
+
+/// `ext4_journal_start_sb(struct super_block *sb, int blocks, int rsv_blocks, int revoke_creds,
+/// int type, unsigned long IP)`.
+#[raw_tracepoint(tracepoint = "ext4_journal_start_sb")]
+pub fn fw_raw_ext4_journal_start_sb(ctx: RawTracePointContext) -> u32 {
+    hit(hook::RAW_TP_EXT4_JOURNAL_START);
+    if off!(valid) == 0 {
+        return 0;
+    }
+    let (sb, ty, ip): (u64, u64, u64) = (ctx.arg(0), ctx.arg(4), ctx.arg(5));
+    sb_txn(&ctx, hook::RAW_TP_EXT4_JOURNAL_START, sb, ip, ty as u32)
+}
+
+/// `ext4_journal_start_inode(struct inode *inode, int blocks, int rsv_blocks, int revoke_creds,
+/// int type, unsigned long IP)`.
+#[raw_tracepoint(tracepoint = "ext4_journal_start_inode")]
+pub fn fw_raw_ext4_journal_start_inode(ctx: RawTracePointContext) -> u32 {
+    hit(hook::RAW_TP_EXT4_JOURNAL_START);
+    if off!(valid) == 0 {
+        return 0;
+    }
+    let (inode, ty, ip): (u64, u64, u64) = (ctx.arg(0), ctx.arg(4), ctx.arg(5));
+    let sb = read_u64(inode + off!(inode_i_sb)).unwrap_or(0);
+    sb_txn(&ctx, hook::RAW_TP_EXT4_JOURNAL_START, sb, ip, ty as u32)
+}
+
+/// Up to 6.4: `ext4_journal_start(struct super_block *sb, int blocks, int rsv_blocks,
+/// int revoke_creds, unsigned long IP)`, without the handle type.
+#[raw_tracepoint(tracepoint = "ext4_journal_start")]
+pub fn fw_raw_ext4_journal_start(ctx: RawTracePointContext) -> u32 {
+    hit(hook::RAW_TP_EXT4_JOURNAL_START);
+    if off!(valid) == 0 {
+        return 0;
+    }
+    let (sb, ip): (u64, u64) = (ctx.arg(0), ctx.arg(4));
+    sb_txn(&ctx, hook::RAW_TP_EXT4_JOURNAL_START, sb, ip, 0)
+}
+
+/// `xfs_trans_alloc(struct xfs_trans *tp, unsigned long caller_ip)`: the superblock is
+/// `tp->t_mountp->m_super`.
+#[raw_tracepoint(tracepoint = "xfs_trans_alloc")]
+pub fn fw_raw_xfs_trans_alloc(ctx: RawTracePointContext) -> u32 {
+    hit(hook::RAW_TP_XFS_TRANS_ALLOC);
+    if off!(valid) == 0 || off!(xfs_mount_m_super) == 0 {
+        return 0;
+    }
+    let (tp, ip): (u64, u64) = (ctx.arg(0), ctx.arg(1));
+    let sb = read_u64(tp + off!(xfs_trans_t_mountp))
+        .and_then(|mp| read_u64(mp + off!(xfs_mount_m_super)))
+        .unwrap_or(0);
+    let flags = read_u32(tp + off!(xfs_trans_t_flags)).unwrap_or(0);
+    sb_txn(&ctx, hook::RAW_TP_XFS_TRANS_ALLOC, sb, ip, flags)
+}
+
+/// `fs_info->sb`, or 0.
+#[inline(always)]
+fn btrfs_sb(fs_info: u64) -> u64 {
+    if off!(valid) == 0 || off!(btrfs_fs_info_sb) == 0 {
+        return 0;
+    }
+    read_u64(fs_info + off!(btrfs_fs_info_sb)).unwrap_or(0)
+}
+
+/// `btrfs_transaction_commit(const struct btrfs_fs_info *fs_info)`.
+#[raw_tracepoint(tracepoint = "btrfs_transaction_commit")]
+pub fn fw_raw_btrfs_transaction_commit(ctx: RawTracePointContext) -> u32 {
+    hit(hook::RAW_TP_BTRFS_COMMIT);
+    let sb = btrfs_sb(ctx.arg(0));
+    sb_txn(&ctx, hook::RAW_TP_BTRFS_COMMIT, sb, 0, 0)
+}
+
+/// `btrfs_space_reservation(const struct btrfs_fs_info *fs_info, const char *type, u64 val,
+/// u64 bytes, int reserve)`: as the tracepoint, reservations of type "transaction" only.
+#[raw_tracepoint(tracepoint = "btrfs_space_reservation")]
+pub fn fw_raw_btrfs_space_reservation(ctx: RawTracePointContext) -> u32 {
+    hit(hook::RAW_TP_BTRFS_TXN_RESERVE);
+    let (fs_info, ty, bytes, reserve): (u64, u64, u64, u64) =
+        (ctx.arg(0), ctx.arg(1), ctx.arg(3), ctx.arg(4));
+    if reserve as i32 == 0 {
+        return 0;
+    }
+    let Some(sb) = watched_sb(btrfs_sb(fs_info)) else { return 0 };
+    let mut name = [0u8; 12];
+    // SAFETY: a bounded copy from kernel memory; it fails instead of faulting.
+    if unsafe { bpf_probe_read_kernel_buf(ty as *const u8, &mut name) }.is_err() || &name != b"transaction\0"
+    {
+        return 0;
+    }
+    on_txn(&ctx, hook::RAW_TP_BTRFS_TXN_RESERVE, sb, 0, bytes.min(u64::from(u32::MAX)) as u32);
+    0
 }
 
 // btrfs:btrfs_space_reservation: only reservations of type "transaction" are transaction starts.

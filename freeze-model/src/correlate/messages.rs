@@ -251,10 +251,12 @@ fn layer_path(m: &Mapping) -> String {
 /// What kind of transaction a TXN_START event is, by the hook that saw it.
 fn txn_what(hook: Hook) -> &'static str {
     match hook {
-        Hook::TracepointBtrfsCommit => "btrfs transaction commit",
-        Hook::TracepointBtrfsTxnReserve => "btrfs transaction (space reservation)",
+        Hook::TracepointBtrfsCommit | Hook::RawTpBtrfsCommit => "btrfs transaction commit",
+        Hook::TracepointBtrfsTxnReserve | Hook::RawTpBtrfsTxnReserve => {
+            "btrfs transaction (space reservation)"
+        }
         Hook::FexitBtrfsTxn => "btrfs transaction",
-        Hook::TracepointXfsTransAlloc => "xfs transaction",
+        Hook::TracepointXfsTransAlloc | Hook::RawTpXfsTransAlloc => "xfs transaction",
         _ => "ext4 journal handle",
     }
 }
@@ -275,7 +277,7 @@ pub(super) fn txn_exemption(ev: &Event, thawing_tid: Option<u32>) -> Option<Stri
     if thawing_tid == Some(ev.tid) {
         return Some("started by the thawing task during its own thaw".into());
     }
-    if ev.hook == Hook::TracepointXfsTransAlloc {
+    if matches!(ev.hook, Hook::TracepointXfsTransAlloc | Hook::RawTpXfsTransAlloc) {
         if txn.is_some_and(|t| t.flags & XFS_TRANS_NO_WRITECOUNT != 0) {
             return Some("xfs NO_WRITECOUNT transaction: it takes no freeze protection by design".into());
         }

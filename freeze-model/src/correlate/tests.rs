@@ -181,6 +181,37 @@ fn transaction_starts_are_slips_unless_exempt() {
     assert_eq!(a.summaries["0xa"].slips, 2);
 }
 
+/// A raw tracepoint sees what the tracepoint of the same name sees: the same findings, word for
+/// word, whichever of the two hooks the recorder attached.
+#[test]
+fn raw_tracepoint_transaction_hooks_read_like_their_tracepoints() {
+    let pairs = [
+        (Hook::TracepointXfsTransAlloc, Hook::RawTpXfsTransAlloc),
+        (Hook::TracepointBtrfsCommit, Hook::RawTpBtrfsCommit),
+        (Hook::TracepointBtrfsTxnReserve, Hook::RawTpBtrfsTxnReserve),
+        (Hook::TracepointExt4JournalStart, Hook::RawTpExt4JournalStart),
+    ];
+    let with = |hook: Hook| -> Vec<(FindingKind, String)> {
+        let mut events: Vec<Event> = freeze(100).into();
+        for (i, (flags, caller)) in
+            [(0x04, "f+0x1"), (0x40, "g+0x1"), (0, "xfs_trans_alloc_empty+0x2")].iter().enumerate()
+        {
+            events.push(txn(150 + i as u64, 4, hook, *flags, caller));
+        }
+        events.extend(thaw(900, 0));
+        analyze(&events, &Options::default(), None)
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.message.clone()))
+            .collect()
+    };
+    for (tracepoint, raw) in pairs {
+        let (a, b) = (with(tracepoint), with(raw));
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert_eq!(a, b, "{tracepoint:?} vs {raw:?}");
+    }
+}
+
 pub(crate) fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&str>, ret: i64) -> Event {
     let mut e = ev(EventKind::MountEnd, ts, 0, 0, Some(ret));
     e.hook = Hook::TracepointSysMount;

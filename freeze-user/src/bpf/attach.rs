@@ -2,11 +2,11 @@
 //! an attempt failed (and whether the kernel refused it, without reading error text).
 use aya::{
     Ebpf,
-    programs::{BtfTracePoint, FEntry, FExit, Lsm, ProgramError, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 
 use super::{
-    features::{Attempt, BtfTpProg, Programs, TpProg, TracingProg},
+    features::{Attempt, BtfTpProg, Programs, RawTpProg, TpProg, TracingProg},
     module_fexit::{self, FuncBtf},
 };
 use crate::host::{kernel, tpformat};
@@ -36,6 +36,10 @@ pub enum AttachError {
     LsmInactive(String),
     #[error("cannot read the active LSMs: {0}")]
     LsmList(std::io::Error),
+    #[error("cannot enable the syscall dispatcher's handlers: {0}")]
+    SyscallFeatures(#[source] aya::maps::MapError),
+    #[error("map {0} missing from the object")]
+    MissingMap(&'static str),
 }
 
 impl AttachError {
@@ -64,21 +68,25 @@ fn failed(what: String) -> impl FnOnce(ProgramError) -> AttachError {
 }
 
 /// Links taken out of their programs, so that they can be detached all at once, on many
-/// threads (in Drop): each tracepoint link's detach waits for an RCU grace period
-/// (75 ms here), and 35 of them one after the other made every exit take 2.6 s.
+/// threads (in Drop): a tracepoint's perf-event link waits for RCU grace periods to detach
+/// (35 ms here), though the kernel does those one at a time whatever the threads.
 #[derive(Default)]
-pub struct Links(Vec<Box<dyn Send>>);
+pub struct Links {
+    links: Vec<Box<dyn Send>>,
+    /// The `syscall_feature` bits enabled, once the syscall dispatcher is attached.
+    syscall_features: Option<u32>,
+}
 
 impl Links {
     fn push(&mut self, link: impl Send + 'static) {
-        self.0.push(Box::new(link));
+        self.links.push(Box::new(link));
     }
 }
 
 impl Drop for Links {
     /// Detaches every link, each on a thread of its own, and returns when all are detached.
     fn drop(&mut self) {
-        let links = std::mem::take(&mut self.0);
+        let links = std::mem::take(&mut self.links);
         std::thread::scope(|s| {
             for link in links {
                 s.spawn(move || drop(link));
@@ -111,9 +119,48 @@ fn attach_tracing(
     Ok(())
 }
 
-/// Attaches the level probe (see `features::LEVEL_PROBE`).
-pub fn attach_level_probe(ebpf: &mut Ebpf, links: &mut Links) -> Result<(), AttachError> {
-    attach_tracepoints(ebpf, std::slice::from_ref(&super::features::LEVEL_PROBE), links)
+/// Attaches the level probe: the syscall dispatcher's, or else its tracepoint
+/// (`features::LEVEL_PROBE`).
+pub fn attach_level_probe(ebpf: &mut Ebpf, btf: &aya::Btf, links: &mut Links) -> Result<(), AttachError> {
+    attach_syscalls(ebpf, btf, freeze_common::syscall_feature::LEVEL_PROBE, links)
+        .inspect_err(|e| log::debug!("the dispatcher's level probe: {e:?}"))
+        .or_else(|_| attach_tracepoints(ebpf, std::slice::from_ref(&super::features::LEVEL_PROBE), links))
+}
+
+/// Points the syscall dispatcher at the syscalls of `feature` (a `syscall_feature` bit),
+/// attaching it first if no feature has yet. Its links go to `links` itself: they stay for as
+/// long as any feature uses them.
+fn attach_syscalls(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    feature: u32,
+    links: &mut Links,
+) -> Result<(), AttachError> {
+    let enabled = match links.syscall_features {
+        Some(bits) => bits,
+        None => {
+            let mut own = Links::default();
+            attach_btf_tracepoints(ebpf, btf, super::features::SYSCALL_DISPATCHER, &mut own).inspect_err(
+                |_| {
+                    for p in super::features::SYSCALL_DISPATCHER {
+                        if let Some(aya::programs::Program::BtfTracePoint(prog)) = ebpf.program_mut(p.program)
+                        {
+                            let _ = prog.unload();
+                        }
+                    }
+                },
+            )?;
+            links.links.append(&mut own.links);
+            0
+        }
+    };
+    links.syscall_features = Some(enabled);
+    let name = freeze_common::names::SYSCALL_FEATURES;
+    let map = ebpf.map_mut(name).ok_or(AttachError::MissingMap(name))?;
+    let mut bits = aya::maps::Array::<_, u32>::try_from(map).map_err(AttachError::SyscallFeatures)?;
+    bits.set(0, enabled | feature, 0).map_err(AttachError::SyscallFeatures)?;
+    links.syscall_features = Some(enabled | feature);
+    Ok(())
 }
 
 fn attach_tracepoints(ebpf: &mut Ebpf, progs: &[TpProg], links: &mut Links) -> Result<(), AttachError> {
@@ -139,6 +186,21 @@ fn attach_btf_tracepoints(
         let prog: &mut BtfTracePoint = program(ebpf, p.program)?;
         prog.load(p.tracepoint, btf).map_err(failed(what.clone()))?;
         let id = prog.attach().map_err(failed(what.clone()))?;
+        links.push(prog.take_link(id).map_err(failed(what))?);
+    }
+    Ok(())
+}
+
+fn attach_raw_tracepoints(
+    ebpf: &mut Ebpf,
+    progs: &[RawTpProg],
+    links: &mut Links,
+) -> Result<(), AttachError> {
+    for p in progs {
+        let what = format!("raw_tracepoint:{}", p.tracepoint);
+        let prog: &mut RawTracePoint = program(ebpf, p.program)?;
+        prog.load().map_err(failed(what.clone()))?;
+        let id = prog.attach(p.tracepoint).map_err(failed(what.clone()))?;
         links.push(prog.take_link(id).map_err(failed(what))?);
     }
     Ok(())
@@ -194,6 +256,13 @@ pub fn attach(
         Programs::Tracepoints(progs) => attach_tracepoints(ebpf, progs, &mut own),
         Programs::BtfTracepoints(progs) => attach_btf_tracepoints(ebpf, btf, progs, &mut own),
         Programs::Lsm(progs) => attach_lsm(ebpf, btf, progs, &mut own),
+        Programs::RawTracepoints { module, progs } => match module.map(|m| (m, modules.btf.get(m))) {
+            Some((_, Some(Err(e)))) => Err(AttachError::Module(e.clone())),
+            Some((m, None)) => Err(AttachError::Module(format!("the BTF of {m} was not looked up"))),
+            _ => attach_raw_tracepoints(ebpf, progs, &mut own),
+        },
+        // Shared by the features that choose it: attached into `links` itself.
+        Programs::Syscalls(feature) => attach_syscalls(ebpf, btf, *feature, links),
         Programs::ModuleFexit { module, progs, then } => {
             let pairs: Vec<(&str, &str)> = progs.iter().map(|p| (p.program, p.function)).collect();
             let links = match modules.btf.get(module) {
@@ -209,7 +278,7 @@ pub fn attach(
         }
     };
     match result {
-        Ok(()) => links.0.append(&mut own.0),
+        Ok(()) => links.links.append(&mut own.links),
         Err(_) => {
             drop(own);
             unload(ebpf, attempt);
@@ -228,6 +297,9 @@ pub fn unload(ebpf: &mut Ebpf, attempt: &Attempt) {
         }
         Programs::BtfTracepoints(progs) => progs.iter().map(|p| p.program).collect(),
         Programs::Lsm(progs) => progs.iter().map(|p| p.program).collect(),
+        Programs::RawTracepoints { progs, .. } => progs.iter().map(|p| p.program).collect(),
+        // Shared: unloaded by attach_syscalls when it fails to attach, never for a feature.
+        Programs::Syscalls(_) => Vec::new(),
     };
     for name in names {
         let Some(prog) = ebpf.program_mut(name) else { continue };
@@ -238,6 +310,7 @@ pub fn unload(ebpf: &mut Ebpf, attempt: &Attempt) {
             aya::programs::Program::TracePoint(p) => p.unload(),
             aya::programs::Program::BtfTracePoint(p) => p.unload(),
             aya::programs::Program::Lsm(p) => p.unload(),
+            aya::programs::Program::RawTracePoint(p) => p.unload(),
             _ => Ok(()),
         };
     }

@@ -2,6 +2,7 @@
 //! attaches in full wins, the reasons the ones before it failed become its fallbacks, and
 //! `when_none` says what happens when none attaches. The loader walks this table; nothing else
 //! decides which program goes where.
+use freeze_common::syscall_feature;
 use freeze_common::tp::{self, TpField};
 use freeze_model::coverage::Feature;
 
@@ -28,6 +29,13 @@ pub(super) struct BtfTpProg {
     pub tracepoint: &'static str,
 }
 
+/// A raw tracepoint program (`raw_tp`): the tracepoint's arguments, untyped; no perf event,
+/// and module tracepoints attach by name like any other.
+pub(super) struct RawTpProg {
+    pub program: &'static str,
+    pub tracepoint: &'static str,
+}
+
 /// A BPF LSM program on an LSM hook.
 pub(super) struct LsmProg {
     pub program: &'static str,
@@ -47,6 +55,12 @@ pub(super) enum Programs {
     ModuleFexit { module: &'static str, progs: &'static [TracingProg], then: &'static [TpProg] },
     /// BPF LSM (aya), where the BPF LSM is active.
     Lsm(&'static [LsmProg]),
+    /// Raw tracepoints (aya); with a module, only where the offsets into that module's structs
+    /// resolved (see `module_fexit`).
+    RawTracepoints { module: Option<&'static str>, progs: &'static [RawTpProg] },
+    /// The syscall dispatcher (`SYSCALL_DISPATCHER`, attached once for every feature that
+    /// chooses it), handling this `freeze_common::syscall_feature` bit's syscalls.
+    Syscalls(u32),
 }
 
 impl Programs {
@@ -81,6 +95,22 @@ pub(super) struct FeatureSpec {
     pub on_request: bool,
 }
 
+/// One pair of `tp_btf` programs on the raw syscall tracepoints that dispatch on the syscall
+/// number, for every feature that watches syscalls: the `syscalls:*` tracepoints' perf events
+/// each wait for RCU grace periods to detach (see docs/benchmarks.md, start and stop).
+pub(super) const SYSCALL_DISPATCHER: &[BtfTpProg] = &[
+    BtfTpProg { program: "fw_sys_enter", tracepoint: "sys_enter" },
+    BtfTpProg { program: "fw_sys_exit", tracepoint: "sys_exit" },
+];
+
+/// What the ioctl hooks cannot see.
+const IOCTL_LIMITS: &str = "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
+                            device-mapper, suspend) are not seen";
+
+/// What the fallocate/ftruncate hooks cannot see.
+const BACKING_LIMITS: &str =
+    "truncate(2) by path, O_TRUNC opens and writes through mmap of a backing file are not seen";
+
 /// What every feature that records nothing says.
 const RECORDS_NOTHING: &str = "unavailable: this feature records nothing";
 
@@ -96,6 +126,10 @@ const fn tp(
     fields: &'static [TpField],
 ) -> TpProg {
     TpProg { program, category, tracepoint, fields }
+}
+
+const fn raw(program: &'static str, tracepoint: &'static str) -> RawTpProg {
+    RawTpProg { program, tracepoint }
 }
 
 const fn fexit(program: &'static str, function: &'static str) -> TracingProg {
@@ -131,15 +165,17 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                 ]),
             ),
             Attempt {
+                hook: "tp_btf:raw_syscalls:ioctl",
+                programs: Programs::Syscalls(syscall_feature::FREEZE),
+                limits: Some(IOCTL_LIMITS),
+            },
+            Attempt {
                 hook: "tracepoint:syscalls:ioctl",
                 programs: Programs::Tracepoints(&[
                     tp("fw_ioctl_enter", "syscalls", "sys_enter_ioctl", tp::sys::IOCTL_ENTER),
                     tp("fw_ioctl_exit", "syscalls", "sys_exit_ioctl", tp::sys::EXIT),
                 ]),
-                limits: Some(
-                    "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
-                     device-mapper, suspend) are not seen",
-                ),
+                limits: Some(IOCTL_LIMITS),
             },
         ],
         when_none: WhenNone::Fail,
@@ -147,29 +183,65 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     },
     feature(
         Feature::BlockWrites,
-        &[attempt(
-            "tracepoint:block:block_bio_queue",
-            Programs::Tracepoints(&[tp(
-                "fw_block_bio_queue",
-                "block",
-                "block_bio_queue",
-                tp::block_bio_queue::FIELDS,
-            )]),
-        )],
+        &[
+            attempt(
+                "raw_tracepoint:block:block_bio_queue",
+                Programs::RawTracepoints {
+                    module: None,
+                    progs: &[raw("fw_raw_block_bio_queue", "block_bio_queue")],
+                },
+            ),
+            attempt(
+                "tracepoint:block:block_bio_queue",
+                Programs::Tracepoints(&[tp(
+                    "fw_block_bio_queue",
+                    "block",
+                    "block_bio_queue",
+                    tp::block_bio_queue::FIELDS,
+                )]),
+            ),
+        ],
     ),
     feature(
         Feature::BlockedWriters,
-        &[attempt(
-            "tracepoint:lock:contention",
-            Programs::Tracepoints(&[
-                tp("fw_contention_begin", "lock", "contention_begin", tp::lock::BEGIN),
-                tp("fw_contention_end", "lock", "contention_end", tp::lock::END),
-            ]),
-        )],
+        &[
+            attempt(
+                "tp_btf:lock:contention",
+                Programs::BtfTracepoints(&[
+                    BtfTpProg { program: "fw_btf_contention_begin", tracepoint: "contention_begin" },
+                    BtfTpProg { program: "fw_btf_contention_end", tracepoint: "contention_end" },
+                ]),
+            ),
+            attempt(
+                "tracepoint:lock:contention",
+                Programs::Tracepoints(&[
+                    tp("fw_contention_begin", "lock", "contention_begin", tp::lock::BEGIN),
+                    tp("fw_contention_end", "lock", "contention_end", tp::lock::END),
+                ]),
+            ),
+        ],
     ),
     feature(
         Feature::TxnExt4,
         &[
+            attempt(
+                "raw_tracepoint:ext4:ext4_journal_start",
+                Programs::RawTracepoints {
+                    module: None,
+                    progs: &[
+                        raw("fw_raw_ext4_journal_start_sb", "ext4_journal_start_sb"),
+                        raw("fw_raw_ext4_journal_start_inode", "ext4_journal_start_inode"),
+                    ],
+                },
+            ),
+            // Before 6.5 ext4 has one journal-start tracepoint, without the handle type.
+            attempt(
+                "raw_tracepoint:ext4:ext4_journal_start",
+                Programs::RawTracepoints {
+                    module: None,
+                    progs: &[raw("fw_raw_ext4_journal_start", "ext4_journal_start")],
+                },
+            ),
             attempt(
                 "tracepoint:ext4:ext4_journal_start",
                 Programs::Tracepoints(&[
@@ -201,15 +273,24 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     ),
     feature(
         Feature::TxnXfs,
-        &[attempt(
-            "tracepoint:xfs:xfs_trans_alloc",
-            Programs::Tracepoints(&[tp(
-                "fw_xfs_trans_alloc",
-                "xfs",
-                "xfs_trans_alloc",
-                tp::xfs::TRANS_ALLOC,
-            )]),
-        )],
+        &[
+            attempt(
+                "raw_tracepoint:xfs:xfs_trans_alloc",
+                Programs::RawTracepoints {
+                    module: Some("xfs"),
+                    progs: &[raw("fw_raw_xfs_trans_alloc", "xfs_trans_alloc")],
+                },
+            ),
+            attempt(
+                "tracepoint:xfs:xfs_trans_alloc",
+                Programs::Tracepoints(&[tp(
+                    "fw_xfs_trans_alloc",
+                    "xfs",
+                    "xfs_trans_alloc",
+                    tp::xfs::TRANS_ALLOC,
+                )]),
+            ),
+        ],
     ),
     // btrfs transaction handles at fexit (a start that got past the gate), commits from the
     // tracepoint; without fexit, starts are seen where they reserve space, before the gate.
@@ -232,6 +313,16 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                 },
             ),
             attempt(
+                "raw_tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
+                Programs::RawTracepoints {
+                    module: Some("btrfs"),
+                    progs: &[
+                        raw("fw_raw_btrfs_transaction_commit", "btrfs_transaction_commit"),
+                        raw("fw_raw_btrfs_space_reservation", "btrfs_space_reservation"),
+                    ],
+                },
+            ),
+            attempt(
                 "tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
                 Programs::Tracepoints(&[
                     BTRFS_COMMIT,
@@ -247,21 +338,24 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     ),
     feature(
         Feature::Mounts,
-        &[attempt(
-            "tracepoint:syscalls:mount",
-            Programs::Tracepoints(&[
-                tp("fw_mount_enter", "syscalls", "sys_enter_mount", tp::sys::MOUNT_ENTER),
-                tp("fw_mount_exit", "syscalls", "sys_exit_mount", tp::sys::EXIT),
-                tp("fw_move_mount_enter", "syscalls", "sys_enter_move_mount", tp::sys::MOVE_MOUNT_ENTER),
-                tp("fw_move_mount_exit", "syscalls", "sys_exit_move_mount", tp::sys::EXIT),
-                tp("fw_fsopen_enter", "syscalls", "sys_enter_fsopen", tp::sys::FSOPEN_ENTER),
-                tp("fw_fsopen_exit", "syscalls", "sys_exit_fsopen", tp::sys::EXIT),
-                tp("fw_fsconfig_enter", "syscalls", "sys_enter_fsconfig", tp::sys::FSCONFIG_ENTER),
-                tp("fw_fsconfig_exit", "syscalls", "sys_exit_fsconfig", tp::sys::EXIT),
-                tp("fw_fsmount_enter", "syscalls", "sys_enter_fsmount", tp::sys::FSMOUNT_ENTER),
-                tp("fw_fsmount_exit", "syscalls", "sys_exit_fsmount", tp::sys::EXIT),
-            ]),
-        )],
+        &[
+            attempt("tp_btf:raw_syscalls:mount", Programs::Syscalls(syscall_feature::MOUNTS)),
+            attempt(
+                "tracepoint:syscalls:mount",
+                Programs::Tracepoints(&[
+                    tp("fw_mount_enter", "syscalls", "sys_enter_mount", tp::sys::MOUNT_ENTER),
+                    tp("fw_mount_exit", "syscalls", "sys_exit_mount", tp::sys::EXIT),
+                    tp("fw_move_mount_enter", "syscalls", "sys_enter_move_mount", tp::sys::MOVE_MOUNT_ENTER),
+                    tp("fw_move_mount_exit", "syscalls", "sys_exit_move_mount", tp::sys::EXIT),
+                    tp("fw_fsopen_enter", "syscalls", "sys_enter_fsopen", tp::sys::FSOPEN_ENTER),
+                    tp("fw_fsopen_exit", "syscalls", "sys_exit_fsopen", tp::sys::EXIT),
+                    tp("fw_fsconfig_enter", "syscalls", "sys_enter_fsconfig", tp::sys::FSCONFIG_ENTER),
+                    tp("fw_fsconfig_exit", "syscalls", "sys_exit_fsconfig", tp::sys::EXIT),
+                    tp("fw_fsmount_enter", "syscalls", "sys_enter_fsmount", tp::sys::FSMOUNT_ENTER),
+                    tp("fw_fsmount_exit", "syscalls", "sys_exit_fsmount", tp::sys::EXIT),
+                ]),
+            ),
+        ],
     ),
     // A clean page or inode of a frozen filesystem turning dirty, rather than every write
     // syscall: a freeze cleans them all, so every modification passes there, and between freezes
@@ -321,18 +415,23 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     // Writes to backing files come with completed-writes; these are the other ways to change one.
     FeatureSpec {
         name: Feature::BackingFiles,
-        chain: &[Attempt {
-            hook: "tracepoint:syscalls:fallocate+ftruncate",
-            programs: Programs::Tracepoints(&[
-                tp("fw_fallocate_enter", "syscalls", "sys_enter_fallocate", tp::sys::FALLOCATE_ENTER),
-                tp("fw_fallocate_exit", "syscalls", "sys_exit_fallocate", tp::sys::EXIT),
-                tp("fw_ftruncate_enter", "syscalls", "sys_enter_ftruncate", tp::sys::FTRUNCATE_ENTER),
-                tp("fw_ftruncate_exit", "syscalls", "sys_exit_ftruncate", tp::sys::EXIT),
-            ]),
-            limits: Some(
-                "truncate(2) by path, O_TRUNC opens and writes through mmap of a backing file are not seen",
-            ),
-        }],
+        chain: &[
+            Attempt {
+                hook: "tp_btf:raw_syscalls:fallocate+ftruncate",
+                programs: Programs::Syscalls(syscall_feature::BACKING),
+                limits: Some(BACKING_LIMITS),
+            },
+            Attempt {
+                hook: "tracepoint:syscalls:fallocate+ftruncate",
+                programs: Programs::Tracepoints(&[
+                    tp("fw_fallocate_enter", "syscalls", "sys_enter_fallocate", tp::sys::FALLOCATE_ENTER),
+                    tp("fw_fallocate_exit", "syscalls", "sys_exit_fallocate", tp::sys::EXIT),
+                    tp("fw_ftruncate_enter", "syscalls", "sys_enter_ftruncate", tp::sys::FTRUNCATE_ENTER),
+                    tp("fw_ftruncate_exit", "syscalls", "sys_exit_ftruncate", tp::sys::EXIT),
+                ]),
+                limits: Some(BACKING_LIMITS),
+            },
+        ],
         when_none: WhenNone::Record(RECORDS_NOTHING),
         on_request: false,
     },
@@ -353,6 +452,8 @@ mod tests {
                 progs.iter().map(|p| p.program).chain(then.iter().map(|p| p.program)).collect()
             }
             Programs::Lsm(p) => p.iter().map(|p| p.program).collect(),
+            Programs::Syscalls(_) => SYSCALL_DISPATCHER.iter().map(|p| p.program).collect(),
+            Programs::RawTracepoints { progs, .. } => progs.iter().map(|p| p.program).collect(),
         }
     }
 

@@ -149,6 +149,7 @@ impl Loaded {
         let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
         let mut offsets = offsets::resolve(&btf)?;
         let btrfs = module_fexit::btrfs(&btf, &mut offsets);
+        let xfs = module_fexit::xfs(&btf, &mut offsets);
         let aya_btf = aya_btf
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("parsing the kernel BTF panicked")))
@@ -162,7 +163,7 @@ impl Loaded {
             .override_global(names::PROBE_TGID, &probe_tgid, true)
             .load(OBJECT)?;
         let mut modules = Modules {
-            btf: [("btrfs", btrfs)].into_iter().collect(),
+            btf: [("btrfs", btrfs), ("xfs", xfs)].into_iter().collect(),
             map_fds: module_fexit::map_fds(&ebpf),
             attached: Vec::new(),
         };
@@ -233,7 +234,7 @@ impl Loaded {
             };
             hooks.push(hook);
         }
-        let level_probe = attach::attach_level_probe(&mut ebpf, &mut links)
+        let level_probe = attach::attach_level_probe(&mut ebpf, &aya_btf, &mut links)
             .inspect_err(|e| {
                 log::warn!("the level probe did not attach ({e}): frozen-at-start cannot be told")
             })

@@ -65,6 +65,14 @@ pub fn btrfs<'a>(
     Ok(target)
 }
 
+/// xfs's BTF, with the xfs struct offsets the raw xfs tracepoint reads filled into `offsets`.
+/// Where it fails, those offsets stay 0 and that tracepoint's attempt is passed over.
+pub fn xfs<'a>(vmlinux: &'a Btf, offsets: &mut freeze_common::KernelOffsets) -> Result<FuncBtf<'a>, String> {
+    let target = btf_of_module(vmlinux, "xfs", "xfs_trans_alloc")?;
+    crate::host::offsets::resolve_xfs(target.btf(), offsets).map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
 /// One attached program: the link keeps it attached, the program fd keeps it loaded.
 pub struct Attached {
     _link: OwnedFd,

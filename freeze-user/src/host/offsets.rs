@@ -29,6 +29,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("task_struct", &["comm"]),
     ("address_space", &["host"]),
     ("folio", &["index"]),
+    ("bio", &["bi_bdev"]),
+    ("bio", &["bi_opf"]),
+    ("bio", &["bi_iter", "bi_sector"]),
+    ("bio", &["bi_iter", "bi_size"]),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -111,7 +115,25 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         mapping_host: ptr(btf, "address_space", &["host"])?,
         folio_index: sized(btf, "folio", &["index"], &[8], "8 (pgoff_t)")?.offset,
         page_shift: crate::host::kernel::page_size().trailing_zeros(),
+        bio_bi_bdev: ptr(btf, "bio", &["bi_bdev"])?,
+        bio_bi_opf: sized(btf, "bio", &["bi_opf"], &[4], "4 (blk_opf_t)")?.offset,
+        bio_bi_sector: sized(btf, "bio", &["bi_iter", "bi_sector"], &[8], "8 (sector_t)")?.offset,
+        bio_bi_size: sized(btf, "bio", &["bi_iter", "bi_size"], &[4], "4 (unsigned int)")?.offset,
+        // xfs's structs are described by its module's BTF: `resolve_xfs` fills these.
+        xfs_trans_t_mountp: 0,
+        xfs_trans_t_flags: 0,
+        xfs_mount_m_super: 0,
     })
+}
+
+/// Fills the xfs fields from the BTF that describes xfs (vmlinux when xfs is built in, its
+/// module's split BTF otherwise): all or, on error, none.
+pub fn resolve_xfs(btf: &Btf, offsets: &mut KernelOffsets) -> Result<(), OffsetError> {
+    let mountp = ptr(btf, "xfs_trans", &["t_mountp"])?;
+    let flags = sized(btf, "xfs_trans", &["t_flags"], &[4], "4 (unsigned int)")?.offset;
+    offsets.xfs_mount_m_super = ptr(btf, "xfs_mount", &["m_super"])?;
+    (offsets.xfs_trans_t_mountp, offsets.xfs_trans_t_flags) = (mountp, flags);
+    Ok(())
 }
 
 /// Fills the btrfs fields from the BTF that describes btrfs (vmlinux when btrfs is built in,
@@ -201,6 +223,13 @@ mod tests {
         let page_part = b.composite(k::STRUCT, "", 32, &[("flags", ulong, 0), ("index", ulong, 192)]);
         let head = b.composite(k::UNION, "", 64, &[("", page_part, 0)]);
         b.composite(k::STRUCT, "folio", 64, &[("", head, 0)]);
+        let iter = b.composite(k::STRUCT, "bvec_iter", 16, &[("bi_sector", ulong, 0), ("bi_size", uint, 64)]);
+        b.composite(
+            k::STRUCT,
+            "bio",
+            128,
+            &[("bi_bdev", pbdev, 64), ("bi_opf", uint, 128), ("bi_iter", iter, 256)],
+        );
         Btf::parse(b.build()).expect("BTF builds")
     }
 
@@ -219,6 +248,8 @@ mod tests {
         assert_eq!((o.sb_rw_sem, o.rw_sem_size), (88, 48));
         assert_eq!(o.inode_i_mode, 0);
         assert_eq!(o.inode_i_sb, 40);
+        // Bits: bi_bdev at 64, bi_opf at 128, bi_iter at 256 holding bi_sector at 0, bi_size at 64.
+        assert_eq!((o.bio_bi_bdev, o.bio_bi_opf, o.bio_bi_sector, o.bio_bi_size), (8, 16, 32, 40));
         assert_eq!(o.file_f_inode, 32);
         assert_eq!((o.file_f_pos, o.inode_i_ino), (56, 48));
         assert_eq!(o.fdtable_max_fds, 0);
@@ -260,6 +291,36 @@ mod tests {
         }
         assert!((1..=3).contains(&o.freeze_super_nargs));
         assert_eq!(btf.func_nargs("thaw_super").ok(), Some(o.freeze_super_nargs));
+        // The bio ops the raw block tracepoint tells apart, as this kernel numbers them.
+        use freeze_common::req_op as op;
+        for (name, value) in [
+            ("REQ_OP_READ", op::READ),
+            ("REQ_OP_WRITE", op::WRITE),
+            ("REQ_OP_FLUSH", op::FLUSH),
+            ("REQ_OP_DISCARD", op::DISCARD),
+            ("REQ_OP_SECURE_ERASE", op::SECURE_ERASE),
+            ("REQ_OP_WRITE_ZEROES", op::WRITE_ZEROES),
+        ] {
+            assert_eq!(btf.enum_value("req_op", name).ok(), Some(i64::from(value)), "{name}");
+        }
+        // The syscall dispatcher's registers (constants: the verifier checks them at load too).
+        use freeze_common::pt_regs as r;
+        for (field, offset) in [
+            ("di", r::DI),
+            ("si", r::SI),
+            ("dx", r::DX),
+            ("r10", r::R10),
+            ("r8", r::R8),
+            ("r9", r::R9),
+            ("orig_ax", r::ORIG_AX),
+            ("cs", r::CS),
+        ] {
+            let loc = btf.field("pt_regs", &[field]).expect("pt_regs field");
+            assert_eq!(loc.offset as usize, offset, "pt_regs.{field}");
+            // From 6.9 on `cs` is the u16 of a union with the 8-byte `csx` (FRED).
+            let sizes: &[u32] = if field == "cs" { &[2, 8] } else { &[8] };
+            assert!(sizes.contains(&loc.size), "pt_regs.{field}: {} bytes", loc.size);
+        }
         let release = crate::host::kernel::release();
         if release.starts_with("6.18.") {
             // Measured on this project's 6.18 host (shared/KERNEL-FACTS.md).

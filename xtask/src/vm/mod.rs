@@ -118,15 +118,15 @@ const ALLOWED_SKIPS: &[(&str, &str)] = &[
 /// LSM all work: a fallback there is a regression of the paths only the guests exercise.
 const GUEST_HOOKS: &[(&str, &str)] = &[
     ("freeze", "fentry:freeze_super"),
-    ("block-writes", "tracepoint:block:block_bio_queue"),
-    ("blocked-writers", "tracepoint:lock:contention"),
-    ("txn-ext4", "tracepoint:ext4:ext4_journal_start"),
-    ("txn-xfs", "tracepoint:xfs:xfs_trans_alloc"),
+    ("block-writes", "raw_tracepoint:block:block_bio_queue"),
+    ("blocked-writers", "tp_btf:lock:contention"),
+    ("txn-ext4", "raw_tracepoint:ext4:ext4_journal_start"),
+    ("txn-xfs", "raw_tracepoint:xfs:xfs_trans_alloc"),
     ("txn-btrfs", "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit"),
-    ("mounts", "tracepoint:syscalls:mount"),
+    ("mounts", "tp_btf:raw_syscalls:mount"),
     ("completed-writes", "tp_btf:writeback"),
     ("mount-denial", "lsm:sb_kern_mount+sb_mount+move_mount"),
-    ("backing-files", "tracepoint:syscalls:fallocate+ftruncate"),
+    ("backing-files", "tp_btf:raw_syscalls:fallocate+ftruncate"),
 ];
 
 /// The storage layers `doctor` must find mappable in the guests (they load dm_mod and loop).

@@ -336,6 +336,22 @@ impl Btf {
         Ok(FieldLoc { offset: bits / 8, size: self.size_of(id)? })
     }
 
+    /// The value of enumerator `name` of enum `enum_name` (`ENUM`: 32-bit, signed when its
+    /// kind flag says so).
+    pub fn enum_value(&self, enum_name: &str, name: &str) -> Result<i64, BtfError> {
+        let missing = || BtfError::NoField { strukt: format!("enum {enum_name}"), field: name.to_owned() };
+        let id = self.id_by_name(k::ENUM, enum_name).ok_or_else(missing)?;
+        let t = *self.entry(id)?;
+        for i in 0..t.vlen as usize {
+            let at = t.data + 8 * i;
+            if self.name(u32_at(&self.bytes, at)?) == name {
+                let raw = u32_at(&self.bytes, at + 4)?;
+                return Ok(if t.kind_flag { i64::from(raw as i32) } else { i64::from(raw) });
+            }
+        }
+        Err(missing())
+    }
+
     /// Number of parameters of the kernel function `func`.
     pub fn func_nargs(&self, func: &str) -> Result<u32, BtfError> {
         let id = self.id_by_name(k::FUNC, func).ok_or_else(|| BtfError::NoFunc(func.to_owned()))?;

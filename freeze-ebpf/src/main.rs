@@ -1,9 +1,13 @@
 //! freezewatch eBPF programs, one file per probe family under `probes/`:
 //! - `freeze`: freeze and thaw, by fentry/fexit on `freeze_super` / `thaw_super` (every freeze
-//!   path; refused on hosts that forbid tracing programs) or the FIFREEZE/FITHAW ioctl tracepoints
-//!   (the fallback that loads everywhere; the superblock is resolved from the ioctl's fd);
+//!   path; refused on hosts that forbid tracing programs) or the FIFREEZE/FITHAW ioctls (through
+//!   `syscalls`, or their tracepoints, the fallback that loads everywhere; the superblock is
+//!   resolved from the ioctl's fd);
 //! - `block`, `gate`, `txn`, `write`: what reaches a freezing or frozen superblock;
-//! - `mount`: mount calls; `lsm`: mount denial.
+//! - `mount`: mount calls; `lsm`: mount denial;
+//! - `syscalls`: one `tp_btf` program on `raw_syscalls:sys_enter` and one on `sys_exit` that call
+//!   the syscall handlers of `freeze`, `mount` and `backing` (whose `syscalls:*` tracepoint
+//!   programs are the fallback), without a perf event to detach.
 //!
 //! Shared: `maps` (maps and globals), `read` (kernel reads at offsets from `OFFSETS`, which user
 //! space fills from the running kernel's BTF: Rust eBPF objects carry no CO-RE relocations), and

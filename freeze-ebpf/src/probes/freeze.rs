@@ -1,5 +1,6 @@
-//! Freeze and thaw: FIFREEZE/FITHAW ioctl tracepoints (the fallback that loads everywhere) and
-//! fentry/fexit on `freeze_super`/`thaw_super` (every freeze path).
+//! Freeze and thaw: FIFREEZE/FITHAW ioctls (the handlers the syscall dispatcher calls, and their
+//! tracepoints, the fallback that loads everywhere) and fentry/fexit on `freeze_super`/`thaw_super`
+//! (every freeze path).
 use crate::{emit::*, read::*};
 use aya_ebpf::{
     EbpfContext,

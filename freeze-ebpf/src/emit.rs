@@ -26,6 +26,14 @@ pub(crate) fn hit(hook: u32) {
     }
 }
 
+/// Counts a hit of a program that follows its arguments into kernel structs (a raw tracepoint);
+/// whether the offsets it follows them with are there.
+#[inline(always)]
+pub(crate) fn hit_ready(hook: u32) -> bool {
+    hit(hook);
+    off!(valid) != 0
+}
+
 /// Everything an event carries besides the task, which `emit` reads itself.
 #[derive(Clone, Copy)]
 pub(crate) struct Emit {

@@ -25,6 +25,14 @@ impl SysArgs for TracePointContext {
     }
 }
 
+/// The return value in a `syscalls:sys_exit_*` record.
+#[inline(always)]
+pub(crate) fn sys_exit_ret(ctx: &TracePointContext) -> Option<i64> {
+    // SAFETY: the offset is inside every sys_exit record (user space checked it against the
+    // format file before attaching); the read fails instead of faulting anyway.
+    unsafe { ctx.read_at::<i64>(sys::RET.offset) }.ok()
+}
+
 /// The six arguments of a syscall, as the dispatcher read them from its registers.
 pub(crate) struct RegArgs(pub [u64; 6]);
 

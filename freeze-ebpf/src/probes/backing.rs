@@ -80,8 +80,7 @@ pub(crate) fn backing_exit<C: StackIdContext>(ctx: &C, hook: u32, ret: i64) {
 
 #[inline(always)]
 fn tp_exit(ctx: &TracePointContext, hook: u32) -> u32 {
-    // SAFETY: the offset is inside the tracepoint's record.
-    let ret = unsafe { ctx.read_at::<i64>(sys::RET.offset) }.unwrap_or(-1);
+    let ret = sys_exit_ret(ctx).unwrap_or(-1);
     backing_exit(ctx, hook, ret);
     0
 }

@@ -30,8 +30,7 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
 /// bio itself (`bio_dev()`, `bi_iter.bi_sector`, `bio_sectors()`, the op of `bi_opf`).
 #[raw_tracepoint(tracepoint = "block_bio_queue")]
 pub fn fw_raw_block_bio_queue(ctx: RawTracePointContext) -> u32 {
-    hit(hook::RAW_TP_BLOCK_BIO_QUEUE);
-    if off!(valid) == 0 {
+    if !hit_ready(hook::RAW_TP_BLOCK_BIO_QUEUE) {
         return 0;
     }
     let bio: u64 = ctx.arg(0);

@@ -77,8 +77,7 @@ pub(crate) fn level_probe(args: &impl SysArgs, hook: u32) {
 
 #[tracepoint(category = "syscalls", name = "sys_exit_ioctl")]
 pub fn fw_ioctl_exit(ctx: TracePointContext) -> u32 {
-    // SAFETY: the offset is inside the tracepoint's record.
-    let ret = unsafe { ctx.read_at::<i64>(sys::RET.offset) }.unwrap_or(0);
+    let ret = sys_exit_ret(&ctx).unwrap_or(0);
     on_end(hook::TP_IOCTL, ret);
     0
 }

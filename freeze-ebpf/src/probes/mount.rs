@@ -157,8 +157,7 @@ pub fn fw_fsmount_exit(ctx: TracePointContext) -> u32 {
 /// The exit of any mount-family call: ends the thread's pending MOUNT operation.
 #[inline(always)]
 pub(crate) fn mount_call_exit(ctx: &TracePointContext) -> u32 {
-    // SAFETY: the offset is inside the tracepoint's record.
-    let ret = unsafe { ctx.read_at::<i64>(sys::RET.offset) }.unwrap_or(0);
+    let ret = sys_exit_ret(ctx).unwrap_or(0);
     on_end(hook::TP_SYS_MOUNT, ret);
     0
 }

@@ -40,11 +40,10 @@ fn watched(id: u64) -> bool {
     )
 }
 
-/// The registers of a 64-bit task's syscall: ia32 syscalls have numbers of their own.
+/// Whether `regs` are a 64-bit task's syscall's: ia32 syscalls have numbers of their own.
 #[inline(always)]
-fn native_regs(ctx: &BtfTracePointContext) -> Option<*const u8> {
-    let regs: *const u8 = ctx.arg(0);
-    (!regs.is_null() && reg(regs, pt_regs::CS) & 0xffff == pt_regs::USER_CS).then_some(regs)
+fn native(regs: *const u8) -> bool {
+    !regs.is_null() && reg(regs, pt_regs::CS) & 0xffff == pt_regs::USER_CS
 }
 
 /// `sys_enter(struct pt_regs *regs, long id)`.
@@ -54,7 +53,10 @@ pub fn fw_sys_enter(ctx: BtfTracePointContext) -> u32 {
     if !watched(id) {
         return 0;
     }
-    let Some(regs) = native_regs(&ctx) else { return 0 };
+    let regs: *const u8 = ctx.arg(0);
+    if !native(regs) {
+        return 0;
+    }
     let on = features();
     let args = RegArgs(pt_regs::ARGS.map(|offset| reg(regs, offset)));
     match id {
@@ -90,7 +92,7 @@ pub fn fw_sys_exit(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let id = reg(regs, pt_regs::ORIG_AX);
-    if !watched(id) || native_regs(&ctx).is_none() {
+    if !watched(id) || !native(regs) {
         return 0;
     }
     let ret: i64 = ctx.arg(1);

@@ -96,13 +96,6 @@ fn watched_sb(sb: u64) -> Option<u64> {
     watched
 }
 
-/// Counts a raw tracepoint's hit; whether the offsets to follow its arguments with are there.
-#[inline(always)]
-fn raw_hit(hook: u32) -> bool {
-    hit(hook);
-    off!(valid) != 0
-}
-
 /// A transaction start on `sb` seen by a raw tracepoint (`hook`).
 #[inline(always)]
 fn sb_txn(ctx: &RawTracePointContext, hook: u32, sb: u64, ip: u64, flags: u32) -> u32 {
@@ -116,7 +109,7 @@ fn sb_txn(ctx: &RawTracePointContext, hook: u32, sb: u64, ip: u64, flags: u32) -
 /// int type, unsigned long IP)`.
 #[raw_tracepoint(tracepoint = "ext4_journal_start_sb")]
 pub fn fw_raw_ext4_journal_start_sb(ctx: RawTracePointContext) -> u32 {
-    if !raw_hit(hook::RAW_TP_EXT4_JOURNAL_START) {
+    if !hit_ready(hook::RAW_TP_EXT4_JOURNAL_START) {
         return 0;
     }
     let (sb, ty, ip): (u64, u64, u64) = (ctx.arg(0), ctx.arg(4), ctx.arg(5));
@@ -127,7 +120,7 @@ pub fn fw_raw_ext4_journal_start_sb(ctx: RawTracePointContext) -> u32 {
 /// int type, unsigned long IP)`.
 #[raw_tracepoint(tracepoint = "ext4_journal_start_inode")]
 pub fn fw_raw_ext4_journal_start_inode(ctx: RawTracePointContext) -> u32 {
-    if !raw_hit(hook::RAW_TP_EXT4_JOURNAL_START) {
+    if !hit_ready(hook::RAW_TP_EXT4_JOURNAL_START) {
         return 0;
     }
     let (inode, ty, ip): (u64, u64, u64) = (ctx.arg(0), ctx.arg(4), ctx.arg(5));
@@ -139,7 +132,7 @@ pub fn fw_raw_ext4_journal_start_inode(ctx: RawTracePointContext) -> u32 {
 /// int revoke_creds, unsigned long IP)`, without the handle type.
 #[raw_tracepoint(tracepoint = "ext4_journal_start")]
 pub fn fw_raw_ext4_journal_start(ctx: RawTracePointContext) -> u32 {
-    if !raw_hit(hook::RAW_TP_EXT4_JOURNAL_START) {
+    if !hit_ready(hook::RAW_TP_EXT4_JOURNAL_START) {
         return 0;
     }
     let (sb, ip): (u64, u64) = (ctx.arg(0), ctx.arg(4));
@@ -150,7 +143,7 @@ pub fn fw_raw_ext4_journal_start(ctx: RawTracePointContext) -> u32 {
 /// `tp->t_mountp->m_super`.
 #[raw_tracepoint(tracepoint = "xfs_trans_alloc")]
 pub fn fw_raw_xfs_trans_alloc(ctx: RawTracePointContext) -> u32 {
-    if !raw_hit(hook::RAW_TP_XFS_TRANS_ALLOC) || off!(xfs_mount_m_super) == 0 {
+    if !hit_ready(hook::RAW_TP_XFS_TRANS_ALLOC) || off!(xfs_mount_m_super) == 0 {
         return 0;
     }
     let (tp, ip): (u64, u64) = (ctx.arg(0), ctx.arg(1));

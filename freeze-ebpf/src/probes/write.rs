@@ -97,8 +97,7 @@ pub(crate) fn take_writing() -> Option<Writing> {
 #[inline(always)]
 pub(crate) fn on_write_exit(ctx: &TracePointContext) -> u32 {
     let Some(w) = take_writing() else { return 0 };
-    // SAFETY: the offset is inside the tracepoint's record.
-    let ret = unsafe { ctx.read_at::<i64>(sys::RET.offset) }.unwrap_or(0);
+    let ret = sys_exit_ret(ctx).unwrap_or(0);
     if ret <= 0 {
         return 0;
     }

@@ -140,16 +140,9 @@ fn attach_syscalls(
         Some(bits) => bits,
         None => {
             let mut own = Links::default();
-            attach_btf_tracepoints(ebpf, btf, super::features::SYSCALL_DISPATCHER, &mut own).inspect_err(
-                |_| {
-                    for p in super::features::SYSCALL_DISPATCHER {
-                        if let Some(aya::programs::Program::BtfTracePoint(prog)) = ebpf.program_mut(p.program)
-                        {
-                            let _ = prog.unload();
-                        }
-                    }
-                },
-            )?;
+            let dispatcher = super::features::SYSCALL_DISPATCHER;
+            attach_btf_tracepoints(ebpf, btf, dispatcher, &mut own)
+                .inspect_err(|_| unload_programs(ebpf, dispatcher.iter().map(|p| p.program)))?;
             links.links.append(&mut own.links);
             0
         }
@@ -236,6 +229,17 @@ pub struct Modules<'a> {
     pub attached: Vec<module_fexit::Attached>,
 }
 
+impl Modules<'_> {
+    /// The BTF `module`'s programs attach with (and its offsets were resolved from), or why not.
+    fn btf_of(&self, module: &str) -> Result<&FuncBtf<'_>, String> {
+        match self.btf.get(module) {
+            Some(Ok(target)) => Ok(target),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("the BTF of {module} was not looked up")),
+        }
+    }
+}
+
 /// Attaches every program of `attempt` (their links go to `links`), or none: on failure what was
 /// attached is detached and what was loaded unloaded again.
 pub fn attach(
@@ -256,23 +260,20 @@ pub fn attach(
         Programs::Tracepoints(progs) => attach_tracepoints(ebpf, progs, &mut own),
         Programs::BtfTracepoints(progs) => attach_btf_tracepoints(ebpf, btf, progs, &mut own),
         Programs::Lsm(progs) => attach_lsm(ebpf, btf, progs, &mut own),
-        Programs::RawTracepoints { module, progs } => match module.map(|m| (m, modules.btf.get(m))) {
-            Some((_, Some(Err(e)))) => Err(AttachError::Module(e.clone())),
-            Some((m, None)) => Err(AttachError::Module(format!("the BTF of {m} was not looked up"))),
-            _ => attach_raw_tracepoints(ebpf, progs, &mut own),
-        },
+        Programs::RawTracepoints { module, progs } => {
+            module.map_or(Ok(()), |m| modules.btf_of(m).map(drop)).map_err(AttachError::Module)?;
+            attach_raw_tracepoints(ebpf, progs, &mut own)
+        }
         // Shared by the features that choose it: attached into `links` itself.
         Programs::Syscalls(feature) => attach_syscalls(ebpf, btf, *feature, links),
         Programs::ModuleFexit { module, progs, then } => {
             let pairs: Vec<(&str, &str)> = progs.iter().map(|p| (p.program, p.function)).collect();
-            let links = match modules.btf.get(module) {
-                Some(Ok(target)) => {
+            let links = modules
+                .btf_of(module)
+                .and_then(|target| {
                     module_fexit::attach_all(&modules.map_fds, super::loader::OBJECT, target, &pairs)
-                }
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(format!("the BTF of {module} was not looked up")),
-            }
-            .map_err(AttachError::Module)?;
+                })
+                .map_err(AttachError::Module)?;
             // Module links detach when dropped: kept only when the rest attaches too.
             attach_tracepoints(ebpf, then, &mut own).map(|()| modules.attached.extend(links))
         }
@@ -301,6 +302,11 @@ pub fn unload(ebpf: &mut Ebpf, attempt: &Attempt) {
         // Shared: unloaded by attach_syscalls when it fails to attach, never for a feature.
         Programs::Syscalls(_) => Vec::new(),
     };
+    unload_programs(ebpf, names);
+}
+
+/// Unloads the programs named (which detaches their links), passing over those never loaded.
+fn unload_programs(ebpf: &mut Ebpf, names: impl IntoIterator<Item = &'static str>) {
     for name in names {
         let Some(prog) = ebpf.program_mut(name) else { continue };
         // Errors mean it was never loaded.

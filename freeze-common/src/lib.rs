@@ -87,7 +87,29 @@ pub mod kind {
     /// `watch`'s startup probe: freezewatch itself made an FIGETBSZ ioctl on a mount point;
     /// `sb` is that filesystem and both levels are its freeze level now.
     pub const LEVEL_PROBE: u32 = 60;
+    /// A process that made a freeze call, or the parent of one (`OWNERS`), exited: its last
+    /// thread left. `pid` is its thread group id and `comm` its name; `arg` = its exit code as
+    /// wait(2) reports it (the signal that killed it in the low 7 bits, 0x80 for a core dump,
+    /// the exit status in bits 8–15); `begin_ts_ns` = when it started (`task_struct.start_time`,
+    /// CLOCK_MONOTONIC). Reported only for the very process recorded at the freeze (same pid and
+    /// start time), never for a later one that reused its pid. No superblock.
+    pub const PROCESS_EXIT: u32 = 70;
 }
+
+/// Bits of `RawEvent::flags` on FREEZE_END.
+pub mod freeze_flags {
+    /// The caller's parent (`ppid`) is the init of a PID namespace (the host's PID 1 included;
+    /// `SIGNAL_UNKILLABLE`) or a child subreaper (`is_child_subreaper`: systemd user managers,
+    /// container shims): it outlives what it starts, so it is nobody's freezer.
+    pub const PARENT_REAPER: u32 = 1;
+    /// The caller's parent was already exiting (its last thread past `signal->live`): its exit
+    /// may have been reported before it could be watched, and it holds nothing.
+    pub const PARENT_EXITING: u32 = 2;
+}
+
+/// `SIGNAL_UNKILLABLE` in `signal_struct.flags` (include/linux/sched/signal.h): set on the init
+/// task of every PID namespace. Unchanged since 2.6.
+pub const SIGNAL_UNKILLABLE: u32 = 0x0000_0040;
 
 /// What the syscall dispatcher (one `tp_btf` program on `sys_enter` and one on `sys_exit`, shared
 /// by every feature that watches syscalls) handles: bits of the `SYSCALL_FEATURES` map, set by
@@ -271,8 +293,12 @@ pub mod hook {
     pub const RAW_TP_BTRFS_COMMIT: u32 = 25;
     /// `btrfs_space_reservation` of type "transaction".
     pub const RAW_TP_BTRFS_TXN_RESERVE: u32 = 26;
+    /// `tp_btf` on `sched_process_exit`: a freezer (or its parent) exited.
+    pub const TP_BTF_PROCESS_EXIT: u32 = 27;
+    /// `sched:sched_process_exit`.
+    pub const TP_PROCESS_EXIT: u32 = 28;
     /// Number of hook ids (size of the per-hook hit counters).
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 29;
 }
 
 /// What a modification did to the storage (`RawEvent::io_op` of BLOCK_WRITE). Stable numbers.
@@ -601,6 +627,20 @@ pub struct KernelOffsets {
     pub xfs_trans_t_flags: u32,
     /// `xfs_mount.m_super`; 0 when xfs has no BTF.
     pub xfs_mount_m_super: u32,
+    /// `task_struct.group_leader` (pointer): the thread whose start time names the process.
+    pub task_group_leader: u32,
+    /// `task_struct.start_time` (u64, CLOCK_MONOTONIC ns).
+    pub task_start_time: u32,
+    /// `task_struct.exit_code` (int, wait(2) encoding).
+    pub task_exit_code: u32,
+    /// `task_struct.signal` (pointer to the thread group's `signal_struct`).
+    pub task_signal: u32,
+    /// `signal_struct.live` (atomic_t): threads not yet exited; 0 once the last one has.
+    pub signal_live: u32,
+    /// `signal_struct.flags` (unsigned int; `SIGNAL_UNKILLABLE` marks a PID namespace's init).
+    pub signal_flags: u32,
+    /// Bit offset of the one-bit `signal_struct.is_child_subreaper` from the struct's start.
+    pub signal_subreaper_bit: u32,
 }
 
 impl KernelOffsets {
@@ -646,6 +686,13 @@ impl KernelOffsets {
             xfs_trans_t_mountp: 0,
             xfs_trans_t_flags: 0,
             xfs_mount_m_super: 0,
+            task_group_leader: 0,
+            task_start_time: 0,
+            task_exit_code: 0,
+            task_signal: 0,
+            signal_live: 0,
+            signal_flags: 0,
+            signal_subreaper_bit: 0,
         }
     }
 }

@@ -5,6 +5,7 @@
 //!   resolved from the ioctl's fd);
 //! - `block`, `gate`, `txn`, `write`: what reaches a freezing or frozen superblock;
 //! - `mount`: mount calls; `lsm`: mount denial;
+//! - `exit`: the exits of processes that froze something, and of their parents;
 //! - `syscalls`: one `tp_btf` program on `raw_syscalls:sys_enter` and one on `sys_exit` that call
 //!   the syscall handlers of `freeze`, `mount` and `backing` (whose `syscalls:*` tracepoint
 //!   programs are the fallback), without a perf event to detach.

@@ -1,7 +1,7 @@
 //! The maps and globals every program shares, and the values they hold.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, StackTrace, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, StackTrace, lpm_trie::Key},
 };
 use freeze_common::{Extent, ExtentKey, InodeKey, KernelOffsets, PATH_KEY_BYTES, counter, deny, hook};
 
@@ -103,6 +103,13 @@ pub(crate) static MOUNT_PATHS: LpmTrie<[u8; PATH_KEY_BYTES], u32> = LpmTrie::wit
 /// Per-CPU room for one path key (too big for the BPF stack next to everything else).
 #[map]
 pub(crate) static PATH_SCRATCH: PerCpuArray<Key<[u8; PATH_KEY_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
+
+/// Processes that made a successful freeze call, and their parents, by thread group id → their
+/// start time: `probes::exit` reports the exit of exactly these processes (a later process that
+/// reuses the pid starts at another time). Least recently used entries go first when it is full:
+/// a host freezes far fewer processes than this between their exits.
+#[map]
+pub(crate) static OWNERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
 /// Tasks waiting at a gate, by thread id.
 #[map]

@@ -40,7 +40,7 @@ fn events() -> Vec<Event> {
         (one.iter().map(|e| e.ts_ns).min().unwrap_or(0), one.iter().map(|e| e.ts_ns).max().unwrap_or(0));
     let span = last - first + 1_000_000;
     let cgroup = Arc::new(Cgroup::at(4242, "/system.slice/backup.service".into()));
-    let parent = Arc::new(Parent { pid: 7400, comm: "cycle.sh".into() });
+    let parent = Arc::new(Parent { pid: 7400, comm: "cycle.sh".into(), reaper: false, exiting: false });
     let mut out = Vec::with_capacity(EVENTS);
     for copy in 0.. {
         for e in &one {

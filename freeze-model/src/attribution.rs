@@ -40,6 +40,15 @@ impl Cgroup {
 pub struct Parent {
     pub pid: u32,
     pub comm: String,
+    /// The init of a PID namespace (the host's PID 1 included) or a child subreaper (a systemd
+    /// user manager, a container shim): it outlives what it starts, so it holds no freeze its
+    /// child made. Known for freeze_end events only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reaper: bool,
+    /// It was already exiting when the freeze call returned: it holds nothing. Known for
+    /// freeze_end events only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exiting: bool,
 }
 
 fn is_container_id(s: &str) -> bool {
@@ -198,7 +207,7 @@ mod tests {
 
     #[test]
     fn descriptions_read_as_a_person_would_say_it() {
-        let parent = Parent { pid: 8790, comm: "backup.sh".into() };
+        let parent = Parent { pid: 8790, comm: "backup.sh".into(), reaper: false, exiting: false };
         let unit = Cgroup::at(5, "/system.slice/backup.service".into());
         assert_eq!(
             describe("fsfreeze", 8812, Some(&parent), Some(&unit)),

@@ -9,7 +9,7 @@ use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
     event::{
-        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall,
+        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, ProcessExit,
         SharedSuperblock, Superblock, Txn,
     },
 };
@@ -31,6 +31,7 @@ impl EventKind {
             kind::DIRTIED => Self::Dirtied,
             kind::MOUNT_DENIED => Self::MountDenied,
             kind::LEVEL_PROBE => Self::LevelProbe,
+            kind::PROCESS_EXIT => Self::ProcessExit,
             _ => return None,
         })
     }
@@ -65,6 +66,8 @@ impl Hook {
             hook::RAW_TP_XFS_TRANS_ALLOC => Self::RawTpXfsTransAlloc,
             hook::RAW_TP_BTRFS_COMMIT => Self::RawTpBtrfsCommit,
             hook::RAW_TP_BTRFS_TXN_RESERVE => Self::RawTpBtrfsTxnReserve,
+            hook::TP_BTF_PROCESS_EXIT => Self::TpBtfProcessExit,
+            hook::TP_PROCESS_EXIT => Self::TracepointProcessExit,
             _ => return None,
         })
     }
@@ -212,7 +215,7 @@ const CACHED: usize = 4096;
 #[derive(Default)]
 pub struct Decoder {
     superblocks: FxHashMap<u64, (SbIdent, SharedSuperblock)>,
-    parents: FxHashMap<(u32, [u8; 16]), Arc<Parent>>,
+    parents: FxHashMap<(u32, [u8; 16], u32), Arc<Parent>>,
     cgroups: FxHashMap<u64, Arc<Cgroup>>,
 }
 
@@ -313,6 +316,7 @@ impl Decoder {
             dirtied: dirtied.map(Box::new),
             mount: mount.map(Box::new),
             denial,
+            exit: (kind == EventKind::ProcessExit).then(|| ProcessExit::from_code(raw.arg as u32)),
             stack: None,
             // The recorder resolves the id to a path (it needs the cgroup2 filesystem).
             cgroup: (raw.cgroup_id != 0).then(|| {
@@ -321,8 +325,11 @@ impl Decoder {
                 })
             }),
             parent: (raw.ppid != 0).then(|| {
-                cached(&mut self.parents, (raw.ppid, raw.pcomm), || {
-                    Arc::new(Parent { pid: raw.ppid, comm: c_str(&raw.pcomm) })
+                use freeze_common::freeze_flags as ff;
+                let flags = if kind == EventKind::FreezeEnd { raw.flags } else { 0 };
+                let (reaper, exiting) = (flags & ff::PARENT_REAPER != 0, flags & ff::PARENT_EXITING != 0);
+                cached(&mut self.parents, (raw.ppid, raw.pcomm, flags), || {
+                    Arc::new(Parent { pid: raw.ppid, comm: c_str(&raw.pcomm), reaper, exiting })
                 })
             }),
         })

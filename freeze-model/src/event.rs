@@ -38,6 +38,9 @@ named_enum! {
         /// `watch` asked for a filesystem's freeze level (FIGETBSZ on its mount point, at start):
         /// `level_after` is that level now.
         LevelProbe = "level_probe",
+        /// A process that made a freeze call, or its parent, exited: `exit` says how, and
+        /// `begin_ts_ns` when it had started (with the pid, what names that very process).
+        ProcessExit = "process_exit",
     }
 }
 
@@ -107,6 +110,10 @@ named_enum! {
         RawTpBtrfsCommit = "raw_tracepoint:btrfs:btrfs_transaction_commit",
         /// `btrfs_space_reservation` of type "transaction".
         RawTpBtrfsTxnReserve = "raw_tracepoint:btrfs:btrfs_space_reservation",
+        /// `tp_btf` on `sched_process_exit`, for the processes that froze something and their parents.
+        TpBtfProcessExit = "tp_btf:sched:sched_process_exit",
+        /// `sched:sched_process_exit`, the same.
+        TracepointProcessExit = "tracepoint:sched:sched_process_exit",
     }
 }
 
@@ -285,6 +292,9 @@ pub struct Event {
     /// mount_denied: what the mount gate decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denial: Option<Denial>,
+    /// process_exit: how the process ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ProcessExit>,
     /// Kernel stack, innermost frame first, symbolized from /proc/kallsyms (events that can
     /// become findings: block writes and transaction starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,6 +331,7 @@ impl Event {
             dirtied: None,
             mount: None,
             denial: None,
+            exit: None,
             stack: None,
             cgroup: None,
             parent: None,
@@ -366,6 +377,42 @@ impl MountCall {
             format!("bind mount of {} on {}", self.source, self.target)
         } else {
             format!("mount of {} on {}", self.source, self.target)
+        }
+    }
+}
+
+/// How a process ended, from its exit code (the wait(2) status).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessExit {
+    /// Its exit status, when it exited by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    /// The signal that killed it ("SIGKILL"), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Killed by a signal that dumped its core.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+}
+
+impl ProcessExit {
+    /// From the kernel's `exit_code`: the signal in the low 7 bits, 0x80 for a core dump, the
+    /// status in bits 8–15.
+    pub fn from_code(code: u32) -> Self {
+        let signal = code & 0x7f;
+        if signal == 0 {
+            return Self { status: Some((code >> 8) & 0xff), signal: None, core_dumped: false };
+        }
+        Self { status: None, signal: Some(crate::units::signal_name(signal)), core_dumped: code & 0x80 != 0 }
+    }
+
+    /// "was killed by SIGKILL", "exited with status 0".
+    pub fn describe(&self) -> String {
+        match (&self.signal, self.status) {
+            (Some(sig), _) if self.core_dumped => format!("was killed by {sig} (core dumped)"),
+            (Some(sig), _) => format!("was killed by {sig}"),
+            (None, Some(status)) => format!("exited with status {status}"),
+            (None, None) => "exited".to_owned(),
         }
     }
 }

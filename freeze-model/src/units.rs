@@ -47,6 +47,51 @@ pub fn fmt_ms(ns: u64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
 }
 
+/// Linux's signal names (x86-64 numbering; the same on every architecture but alpha, mips,
+/// parisc and sparc), by number from 1.
+const SIGNALS: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// "SIGKILL" for 9; "SIGRTMIN+2", "signal 70" beyond the named ones.
+pub fn signal_name(signal: u32) -> String {
+    match signal {
+        1..=31 => SIGNALS[signal as usize - 1].to_owned(),
+        32..=64 => format!("SIGRTMIN+{}", signal - 32),
+        _ => format!("signal {signal}"),
+    }
+}
+
 /// "0.012s": durations in reports and verdicts.
 pub fn fmt_secs(ns: u64) -> String {
     format!("{:.3}s", ns as f64 / 1e9)

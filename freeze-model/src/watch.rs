@@ -2,23 +2,26 @@
 //! and what to say or do about it while it lasts.
 //!
 //! - `frozen-too-long` once a freeze passes `alert_frozen`, then again every `alert_every`.
-//! - `freezer-gone` when every user-space holder's owner has exited and the filesystem is still
-//!   frozen. The owner of a freeze is the task that made the freeze call while it keeps running
-//!   (qemu-ga, a backup agent), else the process that started it (the script around
-//!   `fsfreeze -f`, which itself exits at once), both as recorded at freeze time. Tools that
-//!   freeze and thaw from separate short-lived processes (Velero's hooks) raise it too, which is
-//!   why it is a warning and the watchdog waits `orphan_grace` before acting.
+//! - `freezer-gone` when every user-space hold's owner has exited and the filesystem is still
+//!   frozen. The owner of a hold is the process that made the freeze call if it still ran
+//!   `SETTLE_NS` after the call returned (qemu-ga, a backup daemon, a script doing the ioctl
+//!   itself), else the parent recorded at the call (the script around `fsfreeze -f`, which exits
+//!   at once). An init or a subreaper owns nothing: a prompt freezer whose parent is one (a
+//!   daemon's child, `setsid fsfreeze -f`) leaves its hold unowned, which counts as gone. Exits
+//!   come from the kernel (`process_exit` events, for the very process recorded at the freeze),
+//!   so the finding says how the owner ended and when. Tools that freeze and thaw from separate
+//!   short-lived processes (Velero's hooks) raise it too, which is why it is a warning and the
+//!   watchdog waits `orphan_grace` before acting.
 //! - The watchdog (`thaw_orphans`, `thaw_after`) asks the caller to thaw, or in audit mode says it
 //!   would have; never for a freeze the kernel holds (device-mapper suspend, a block device
 //!   freeze), which only the kernel may end.
 //!
-//! Whether a process still runs is the caller's to say (`alive`), so this stays testable.
 use std::collections::BTreeMap;
 
 use crate::{
     attribution::{Cgroup, Parent},
     correlate::{Finding, FindingKind, messages::state_finding},
-    event::{Event, EventKind, SharedSuperblock, Superblock},
+    event::{Event, EventKind, ProcessExit, SharedSuperblock, Superblock},
     names::named_enum,
     units::fmt_secs,
 };
@@ -58,25 +61,79 @@ impl Default for WatchOptions {
     }
 }
 
+/// How long the process that made a freeze call must still run after the call returned to own
+/// the freeze itself; one that exits sooner (`fsfreeze -f`) leaves it to its parent.
+pub const SETTLE_NS: u64 = 1_000_000_000;
+
+/// A process's exit, as the kernel reported it.
+#[derive(Clone, Debug)]
+struct Exited {
+    at: u64,
+    how: ProcessExit,
+}
+
 /// One successful freeze call still in force.
 #[derive(Clone, Debug)]
 struct Hold {
     kernel: bool,
-    /// The task that made the call.
+    /// The process that made the call.
     pid: u32,
     comm: String,
     parent: Option<std::sync::Arc<Parent>>,
     cgroup: Option<std::sync::Arc<Cgroup>>,
+    /// When the call returned.
+    returned_ns: u64,
+    caller_exit: Option<Exited>,
+    parent_exit: Option<Exited>,
 }
 
 impl Hold {
-    /// "backup.sh[10] (which ran fsfreeze[12])", or "qemu-ga[7]" when the caller still runs.
-    fn owner(&self, alive: &dyn Fn(u32) -> bool) -> Option<String> {
-        if alive(self.pid) {
-            return Some(format!("{}[{}]", self.comm, self.pid));
+    /// When its owner went and what to say of it; `None` while it is held (its caller still
+    /// runs, or ran past `SETTLE_NS` and still does, or its parent owns it and still runs).
+    fn gone(&self, sb: &Superblock) -> Option<(u64, String)> {
+        let caller = format!("{}[{}]", self.comm, self.pid);
+        let exit = self.caller_exit.as_ref()?;
+        let after = fmt_secs(exit.at.saturating_sub(self.returned_ns));
+        if exit.at >= self.returned_ns + SETTLE_NS {
+            return Some((
+                exit.at,
+                format!("{caller} {} {after} after freezing {}", exit.how.describe(), sb.describe()),
+            ));
         }
-        let p = self.parent.as_ref().filter(|p| alive(p.pid))?;
-        Some(format!("{}[{}] (which ran {}[{}])", p.comm, p.pid, self.comm, self.pid))
+        let ran =
+            format!("{caller}, which froze {} and {} {after} later", sb.describe(), exit.how.describe());
+        match &self.parent {
+            Some(p) if p.reaper => Some((
+                exit.at,
+                format!(
+                    "{ran}, was started by {}[{}], an init or subreaper, which holds nothing",
+                    p.comm, p.pid
+                ),
+            )),
+            Some(p) if p.exiting => Some((
+                exit.at,
+                format!("{ran}, was started by {}[{}], which was exiting already", p.comm, p.pid),
+            )),
+            Some(p) => {
+                let pe = self.parent_exit.as_ref()?;
+                let at = pe.at.max(exit.at);
+                Some((at, format!("{}[{}] {}; it had run {ran}", p.comm, p.pid, pe.how.describe())))
+            }
+            None => Some((exit.at, format!("{ran}; who started it is unknown"))),
+        }
+    }
+
+    /// Takes the exit of process `pid` at `at`, when it is this hold's caller or parent.
+    fn exited(&mut self, pid: u32, at: u64, how: &ProcessExit) {
+        if self.kernel {
+            return;
+        }
+        if self.pid == pid && self.caller_exit.is_none() {
+            self.caller_exit = Some(Exited { at, how: how.clone() });
+        }
+        if self.parent.as_ref().is_some_and(|p| p.pid == pid) && self.parent_exit.is_none() {
+            self.parent_exit = Some(Exited { at, how: how.clone() });
+        }
     }
 
     fn recorded_owner(&self) -> String {
@@ -95,8 +152,8 @@ struct Frozen {
     /// leaves it alone.
     unknown_holder: bool,
     next_alert: u64,
+    /// Since when nothing holds it: every user-space hold's owner has exited.
     gone_since: Option<u64>,
-    gone_said: bool,
     watchdog_acted: bool,
 }
 
@@ -148,9 +205,6 @@ struct Freezing {
     said: bool,
 }
 
-/// How long every owner must have been seen gone before `freezer-gone` is said.
-const GONE_CONFIRM_NS: u64 = 1_000_000_000;
-
 /// Waiting writers a `freeze-stalled` finding names at most.
 const WAITERS_NAMED: usize = 8;
 
@@ -167,14 +221,20 @@ impl Watch {
     }
 
     /// The filesystems frozen now: (superblock, frozen since, whether its freezer is gone, as
-    /// `freezer-gone` has said: after the same second of confirmation).
+    /// `freezer-gone` has said).
     pub fn frozen(&self) -> impl Iterator<Item = (&Superblock, u64, bool)> {
-        self.frozen.values().map(|f| (&*f.sb, f.since, f.gone_said))
+        self.frozen.values().map(|f| (&*f.sb, f.since, f.gone_since.is_some()))
     }
 
     /// Takes the next event.
     pub fn push(&mut self, ev: &Event) -> Pushed {
         let mut out = Pushed::default();
+        if ev.kind == EventKind::ProcessExit {
+            if let Some(how) = &ev.exit {
+                self.exited(ev.pid, ev.ts_ns, how, &mut out.findings);
+            }
+            return out;
+        }
         let Some(sb) = ev.sb.as_ref() else { return out };
         if let Some(f) = self.freezing.get_mut(&sb.id) {
             if let Some(level) = ev.level_after {
@@ -212,6 +272,9 @@ impl Watch {
                     comm: ev.comm.clone(),
                     parent: ev.parent.clone(),
                     cgroup: ev.cgroup.clone(),
+                    returned_ns: ev.ts_ns,
+                    caller_exit: None,
+                    parent_exit: None,
                 };
                 let alert_after = self.opts.alert_frozen_ns;
                 let f = self.frozen.entry(sb.id.clone()).or_insert_with(|| Frozen {
@@ -221,10 +284,11 @@ impl Watch {
                     unknown_holder: false,
                     next_alert: ev.ts_ns + alert_after,
                     gone_since: None,
-                    gone_said: false,
                     watchdog_acted: false,
                 });
                 f.holds.push(hold);
+                // A new holder holds it again.
+                f.gone_since = None;
             }
             EventKind::ThawEnd if ev.ret == Some(0) => {
                 let Some(f) = self.frozen.get_mut(&sb.id) else { return out };
@@ -260,7 +324,6 @@ impl Watch {
                             unknown_holder: true,
                             next_alert: ev.ts_ns + self.opts.alert_frozen_ns,
                             gone_since: None,
-                            gone_said: false,
                             watchdog_acted: false,
                         },
                     );
@@ -300,7 +363,7 @@ impl Watch {
     }
 
     /// The time is `now_ns`: alerts due, owners gone, and what the watchdog would thaw.
-    pub fn tick(&mut self, now_ns: u64, alive: &dyn Fn(u32) -> bool) -> (Vec<Finding>, Vec<ThawOrder>) {
+    pub fn tick(&mut self, now_ns: u64) -> (Vec<Finding>, Vec<ThawOrder>) {
         let (mut findings, mut orders) = (Vec::new(), Vec::new());
         for f in self.freezing.values_mut() {
             let stalled_for = now_ns.saturating_sub(f.since);
@@ -346,31 +409,7 @@ impl Watch {
                 );
                 findings.push(about(FindingKind::FrozenTooLong, f, frozen_for, message));
             }
-            // Only user-space freezes have owners that can go away.
             let kernel_held = f.holds.iter().any(|h| h.kernel);
-            let gone =
-                !kernel_held && !f.holds.is_empty() && f.holds.iter().all(|h| h.owner(alive).is_none());
-            match (gone, f.gone_since) {
-                (true, None) => f.gone_since = Some(now_ns),
-                (false, Some(_)) => {
-                    f.gone_since = None;
-                    f.gone_said = false;
-                }
-                _ => {}
-            }
-            // Said once it has lasted a moment: the thaw of a script that thawed and exited at
-            // once may still be on its way from the kernel when its exit is seen.
-            let gone_long_enough = f.gone_since.is_some_and(|t| now_ns.saturating_sub(t) >= GONE_CONFIRM_NS);
-            if gone_long_enough && !f.gone_said {
-                f.gone_said = true;
-                let message = format!(
-                    "{} is still frozen but the process that froze it is gone ({} exited); frozen for {}",
-                    f.sb.describe(),
-                    f.holders(),
-                    fmt_secs(frozen_for)
-                );
-                findings.push(about(FindingKind::FreezerGone, f, frozen_for, message));
-            }
             if kernel_held || f.unknown_holder || f.watchdog_acted {
                 continue;
             }
@@ -414,6 +453,33 @@ impl Watch {
             }
         }
         (findings, orders)
+    }
+
+    /// Process `pid` exited at `at`: the holds it owned end, and a filesystem none of whose
+    /// user-space holds has an owner left is said to be gone.
+    fn exited(&mut self, pid: u32, at: u64, how: &ProcessExit, findings: &mut Vec<Finding>) {
+        for f in self.frozen.values_mut() {
+            for h in &mut f.holds {
+                h.exited(pid, at, how);
+            }
+            // Only user-space freezes have owners that can go away.
+            if f.gone_since.is_some() || f.holds.is_empty() || f.holds.iter().any(|h| h.kernel) {
+                continue;
+            }
+            let gone: Option<Vec<(u64, String)>> = f.holds.iter().map(|h| h.gone(&f.sb)).collect();
+            let Some(gone) = gone else { continue };
+            let since = gone.iter().map(|(t, _)| *t).max().unwrap_or(at);
+            f.gone_since = Some(since);
+            let frozen_for = at.saturating_sub(f.since);
+            let said: Vec<String> = gone.into_iter().map(|(_, s)| s).collect();
+            let message = format!(
+                "{}; nothing holds the freeze of {} now, frozen for {}",
+                said.join("; "),
+                f.sb.describe(),
+                fmt_secs(frozen_for)
+            );
+            findings.push(about(FindingKind::FreezerGone, f, frozen_for, message));
+        }
     }
 
     /// The caller carried out `order` at `now_ns` (or failed, with why): the finding that says so.
@@ -469,13 +535,30 @@ mod tests {
         }
     }
 
-    /// fsfreeze[10], started by backup.sh[9].
+    /// fsfreeze[10], started by backup.sh[9]; its call returns at `at + 10`.
     fn frozen_by_script(w: &mut Watch, at: u64) {
         for mut e in freeze(at) {
-            e.parent = Some(Parent { pid: 9, comm: "backup.sh".into() }.into());
+            e.parent =
+                Some(Parent { pid: 9, comm: "backup.sh".into(), reaper: false, exiting: false }.into());
             w.push(&e);
         }
     }
+
+    /// Process `pid` (named `comm`) exits at `at` with exit code `code` (wait(2) encoding).
+    fn exit(w: &mut Watch, pid: u32, comm: &str, at: u64, code: u32) -> Vec<Finding> {
+        let mut e = Event::new(
+            EventKind::ProcessExit,
+            crate::event::Hook::TpBtfProcessExit,
+            at,
+            pid,
+            pid,
+            comm.into(),
+        );
+        e.exit = Some(ProcessExit::from_code(code));
+        w.push(&e).findings
+    }
+
+    const SIGKILL: u32 = 9;
 
     fn kinds(f: &[Finding]) -> Vec<FindingKind> {
         f.iter().map(|f| f.kind).collect()
@@ -485,45 +568,50 @@ mod tests {
     fn frozen_too_long_comes_at_the_threshold_and_again_at_the_cadence() {
         let mut w = Watch::new(opts());
         frozen_by_script(&mut w, 0);
-        let alive = |pid: u32| pid == 9;
-        assert!(w.tick(9 * S, &alive).0.is_empty());
-        let (f, _) = w.tick(10 * S + 20, &alive);
+        assert!(w.tick(9 * S).0.is_empty());
+        let (f, _) = w.tick(10 * S + 20);
         assert_eq!(kinds(&f), [FindingKind::FrozenTooLong]);
         assert!(f[0].message.contains("frozen by fsfreeze[10] ← backup.sh[9]"), "{}", f[0].message);
         assert_eq!((f[0].pid, f[0].comm.as_str()), (10, "fsfreeze"));
-        assert!(w.tick(20 * S, &alive).0.is_empty(), "not again before the cadence");
-        assert_eq!(kinds(&w.tick(41 * S, &alive).0), [FindingKind::FrozenTooLong]);
+        assert!(w.tick(20 * S).0.is_empty(), "not again before the cadence");
+        assert_eq!(kinds(&w.tick(41 * S).0), [FindingKind::FrozenTooLong]);
         for e in thaw(42 * S, 0) {
             w.push(&e);
         }
-        assert!(w.tick(100 * S, &alive).0.is_empty(), "thawed: nothing more");
+        assert!(w.tick(100 * S).0.is_empty(), "thawed: nothing more");
     }
 
     #[test]
     fn a_freezer_whose_script_still_runs_is_not_gone() {
         let mut w = Watch::new(opts());
         frozen_by_script(&mut w, 0);
-        // fsfreeze exited at once (as it does); the script around it still runs.
-        let (f, orders) = w.tick(8 * S, &|pid| pid == 9);
+        // fsfreeze exits at once (as it does); the script around it still runs.
+        assert!(exit(&mut w, 10, "fsfreeze", S / 100, 0).is_empty());
+        assert!(exit(&mut w, 4242, "unrelated", S, SIGKILL).is_empty(), "another process's exit");
+        let (f, orders) = w.tick(8 * S);
         assert!(f.is_empty() && orders.is_empty());
+        assert_eq!(w.frozen().filter(|(_, _, gone)| *gone).count(), 0);
     }
 
     #[test]
-    fn a_killed_freezer_is_gone_and_the_watchdog_thaws_after_the_grace() {
+    fn a_killed_script_is_gone_and_the_watchdog_thaws_after_the_grace() {
         let mut w = Watch::new(opts());
         frozen_by_script(&mut w, 0);
-        let dead = |_: u32| false;
-        assert!(w.tick(2 * S, &dead).0.is_empty(), "gone for a moment only: its thaw may be on the way");
-        let (f, orders) = w.tick(3 * S, &dead);
+        assert!(exit(&mut w, 10, "fsfreeze", S / 100, 0).is_empty());
+        let f = exit(&mut w, 9, "backup.sh", 2 * S, SIGKILL);
         assert_eq!(kinds(&f), [FindingKind::FreezerGone]);
-        assert!(f[0].message.contains("the process that froze it is gone"), "{}", f[0].message);
-        assert!(orders.is_empty(), "not before the grace period");
-        assert!(w.tick(6 * S, &dead).1.is_empty());
-        let (_, orders) = w.tick(7 * S, &dead);
+        assert_eq!(
+            f[0].message,
+            "backup.sh[9] was killed by SIGKILL; it had run fsfreeze[10], which froze ext4 7:0 (/mnt) and \
+             exited with status 0 0.010s later; nothing holds the freeze of ext4 7:0 (/mnt) now, frozen for 2.000s"
+        );
+        assert_eq!(w.frozen().filter(|(_, _, gone)| *gone).count(), 1);
+        assert!(w.tick(6 * S).1.is_empty(), "not before the grace period");
+        let (_, orders) = w.tick(7 * S);
         assert_eq!(orders.len(), 1);
         assert_eq!(orders[0].mountpoint, "/mnt");
         assert!(orders[0].reason.contains("gone for 5.000s"), "{}", orders[0].reason);
-        assert!(w.tick(8 * S, &dead).1.is_empty(), "once");
+        assert!(w.tick(8 * S).1.is_empty(), "once");
         let done = w.thawed(&orders[0], 8 * S, Ok(()));
         assert_eq!(done.kind, FindingKind::ThawedByWatchdog);
         assert!(
@@ -534,13 +622,90 @@ mod tests {
     }
 
     #[test]
+    fn a_long_lived_freezer_owns_its_freeze_and_is_gone_when_killed() {
+        let mut w = Watch::new(opts());
+        // qemu-ga[10], a daemon whose parent is init.
+        for mut e in freeze(0) {
+            e.comm = "qemu-ga".into();
+            e.parent = Some(Parent { pid: 1, comm: "systemd".into(), reaper: true, exiting: false }.into());
+            w.push(&e);
+        }
+        assert!(w.tick(3 * S).0.is_empty(), "still running: it holds it");
+        let f = exit(&mut w, 10, "qemu-ga", 3 * S + 10, SIGKILL);
+        assert_eq!(kinds(&f), [FindingKind::FreezerGone]);
+        assert_eq!(
+            f[0].message,
+            "qemu-ga[10] was killed by SIGKILL 3.000s after freezing ext4 7:0 (/mnt); nothing holds the \
+             freeze of ext4 7:0 (/mnt) now, frozen for 3.000s"
+        );
+        assert_eq!((f[0].pid, f[0].comm.as_str()), (10, "qemu-ga"));
+        assert_eq!(w.tick(8 * S + 10).1.len(), 1, "thawed after the grace");
+    }
+
+    #[test]
+    fn a_prompt_freezer_whose_parent_is_a_reaper_leaves_its_freeze_unowned() {
+        let mut w = Watch::new(opts());
+        // `setsid fsfreeze -f`: its parent is init by the time it runs.
+        for mut e in freeze(0) {
+            e.parent = Some(Parent { pid: 1, comm: "init".into(), reaper: true, exiting: false }.into());
+            w.push(&e);
+        }
+        let f = exit(&mut w, 10, "fsfreeze", S / 2, 0);
+        assert_eq!(kinds(&f), [FindingKind::FreezerGone]);
+        assert!(
+            f[0].message.starts_with(
+                "fsfreeze[10], which froze ext4 7:0 (/mnt) and exited with status 0 0.500s later, was started \
+                 by init[1], an init or subreaper, which holds nothing"
+            ),
+            "{}",
+            f[0].message
+        );
+        // A prompt freezer with a parent that is not a reaper: the parent holds it.
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        assert!(exit(&mut w, 10, "fsfreeze", S / 2, 0).is_empty());
+        // The same, ending later than the settle time: it held it itself.
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        let f = exit(&mut w, 10, "fsfreeze", 2 * S, 256);
+        assert_eq!(kinds(&f), [FindingKind::FreezerGone]);
+        assert!(
+            f[0].message.starts_with("fsfreeze[10] exited with status 1 2.000s after freezing"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn a_thaw_before_the_exit_leaves_nothing_to_say_and_a_second_holder_keeps_it_held() {
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        for e in thaw(S, 0) {
+            w.push(&e);
+        }
+        assert!(exit(&mut w, 9, "backup.sh", 2 * S, SIGKILL).is_empty(), "thawed before it died");
+        // Two holders: one gone is not enough.
+        let mut w = Watch::new(opts());
+        for mut e in freeze(0) {
+            e.comm = "qemu-ga".into();
+            w.push(&e);
+        }
+        for mut e in freeze(S) {
+            e.pid = 20;
+            e.comm = "agent".into();
+            w.push(&e);
+        }
+        assert!(exit(&mut w, 10, "qemu-ga", 3 * S, SIGKILL).is_empty(), "agent[20] still holds it");
+        assert_eq!(kinds(&exit(&mut w, 20, "agent", 4 * S, SIGKILL)), [FindingKind::FreezerGone]);
+    }
+
+    #[test]
     fn audit_only_says_and_kernel_freezes_are_never_touched() {
         let mut w = Watch::new(WatchOptions { thaw_orphans: Some(ThawMode::Audit), ..opts() });
         frozen_by_script(&mut w, 0);
-        let dead = |_: u32| false;
-        w.tick(S, &dead);
-        assert_eq!(kinds(&w.tick(2 * S, &dead).0), [FindingKind::FreezerGone]);
-        let (f, orders) = w.tick(7 * S, &dead);
+        exit(&mut w, 10, "fsfreeze", S / 100, 0);
+        assert_eq!(kinds(&exit(&mut w, 9, "backup.sh", 2 * S, SIGKILL)), [FindingKind::FreezerGone]);
+        let (f, orders) = w.tick(7 * S);
         assert!(orders.is_empty());
         assert_eq!(kinds(&f), [FindingKind::WatchdogWouldThaw]);
         assert!(f[0].message.contains("audit mode"), "{}", f[0].message);
@@ -550,9 +715,10 @@ mod tests {
             e.holder = Some("kernel".into());
             k.push(&e);
         }
-        let (f, orders) = k.tick(20 * S, &dead);
+        assert!(exit(&mut k, 10, "fsfreeze", 3 * S, SIGKILL).is_empty(), "no freezer-gone for the kernel's");
+        let (f, orders) = k.tick(20 * S);
         assert!(orders.is_empty(), "a kernel-held freeze is the kernel's to end");
-        assert_eq!(kinds(&f), [FindingKind::FrozenTooLong], "no freezer-gone either");
+        assert_eq!(kinds(&f), [FindingKind::FrozenTooLong]);
         assert!(f[0].message.contains("the kernel holds it"));
     }
 
@@ -560,9 +726,8 @@ mod tests {
     fn thaw_after_acts_whoever_holds_it_and_a_thaw_ends_the_watch() {
         let mut w = Watch::new(WatchOptions { thaw_orphans: None, thaw_after_ns: Some(3 * S), ..opts() });
         frozen_by_script(&mut w, 0);
-        let alive = |_: u32| true;
-        assert!(w.tick(2 * S, &alive).1.is_empty());
-        let (_, orders) = w.tick(3 * S + 10, &alive);
+        assert!(w.tick(2 * S).1.is_empty());
+        let (_, orders) = w.tick(3 * S + 10);
         assert_eq!(orders.len(), 1, "an owner still running does not protect it from --thaw-after");
         let [tb, te] = thaw(4 * S, 0);
         w.push(&tb);
@@ -585,7 +750,7 @@ mod tests {
             found[0].message
         );
         assert!(w.push(&probe).findings.is_empty(), "once");
-        let (alerts, orders) = w.tick(11 * S, &|_| false);
+        let (alerts, orders) = w.tick(11 * S);
         assert!(orders.is_empty(), "an unknown holder may be the kernel: the watchdog leaves it");
         assert_eq!(
             kinds(&alerts),
@@ -608,20 +773,20 @@ mod tests {
         writer.pid = 77;
         writer.comm = "dd".into();
         w.push(&writer);
-        assert!(w.tick(S, &|_| true).0.is_empty(), "not before --alert-stalled");
-        let (found, _) = w.tick(2 * S, &|_| true);
+        assert!(w.tick(S).0.is_empty(), "not before --alert-stalled");
+        let (found, _) = w.tick(2 * S);
         assert_eq!(kinds(&found), [FindingKind::FreezeStalled]);
         let m = &found[0].message;
         assert!(m.contains("by fsfreeze[10] has not returned after 2.000s"), "{m}");
         assert!(m.contains("at level 1 (write)") && m.contains("1 writers wait at its gate: dd[77]"), "{m}");
-        assert!(w.tick(3 * S, &|_| true).0.is_empty(), "once");
+        assert!(w.tick(3 * S).0.is_empty(), "once");
         w.push(&end);
         let [b2, _] = freeze(10 * S);
         w.push(&b2);
         let [_, e2] = freeze(10 * S);
         w.push(&e2);
         assert!(
-            w.tick(20 * S, &|_| true).0.iter().all(|f| f.kind != FindingKind::FreezeStalled),
+            w.tick(20 * S).0.iter().all(|f| f.kind != FindingKind::FreezeStalled),
             "a freeze that returned is not stalled"
         );
     }

@@ -73,6 +73,228 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Not a test: the process `self_freezer` starts (this test binary again, with `FW_HOLD_FREEZE`
+/// set to a mount point) to make the FIFREEZE ioctl itself and keep running, as qemu-ga or a
+/// backup daemon does. It touches `FW_HOLD_MARK` once frozen.
+#[test]
+#[ignore = "a helper process of the ownership tests, run by them"]
+fn hold_freeze_helper() {
+    use std::os::fd::AsRawFd as _;
+    let (Some(mnt), Some(mark)) = (std::env::var_os("FW_HOLD_FREEZE"), std::env::var_os("FW_HOLD_MARK"))
+    else {
+        panic!("run by the ownership tests, with FW_HOLD_FREEZE and FW_HOLD_MARK");
+    };
+    let dir = std::fs::File::open(mnt).expect("opens the mount point");
+    // SAFETY: FIFREEZE takes no argument; the descriptor is open for the call.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), 0xC004_5877, 0) };
+    assert_eq!(rc, 0, "FIFREEZE: {}", std::io::Error::last_os_error());
+    std::fs::write(mark, b"").expect("marks");
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+/// A process that froze `fs` with its own ioctl and keeps running until killed.
+fn self_freezer(fs: &LoopFs) -> Child {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mark = dir.path().join("frozen");
+    let child = Command::new(std::env::current_exe().expect("this binary"))
+        .args(["--ignored", "--exact", "hold_freeze_helper", "--test-threads=1"])
+        .env("FW_HOLD_FREEZE", fs.mnt())
+        .env("FW_HOLD_MARK", &mark)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts the freezer");
+    let start = Instant::now();
+    while !mark.exists() {
+        assert!(start.elapsed() < limit(30), "the freezer did not freeze");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// The watchdog ended `fs`'s freeze within `within` of `since`, and `writer`, held at its gate,
+/// went on and wrote its data.
+fn thawed_and_written(
+    watch: &Watcher,
+    fs: &LoopFs,
+    writer: &mut Child,
+    within: Duration,
+) -> serde_json::Value {
+    let thawed = watch.wait_for("thawed-by-watchdog", fs.mnt(), within).expect("the watchdog thaws");
+    let status = exits_within(writer, limit(10), "the writer is still blocked after the thaw");
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(format!("{}/written", fs.mnt())).expect("written"), "data\n");
+    assert!(!is_frozen(fs));
+    thawed
+}
+
+/// Waits (bounded) until `writer` sleeps at the frozen gate (state D).
+fn wait_blocked(writer: &Child) {
+    let start = Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", writer.id())).unwrap_or_default();
+        // The shell forks nothing for `echo`: the writer is the shell itself.
+        if status.lines().any(|l| l.starts_with("State:") && l.contains("D")) {
+            return;
+        }
+        assert!(start.elapsed() < limit(10), "the writer never blocked at the gate");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_process_that_froze_by_itself_and_was_killed_is_gone_and_thawed() {
+    if !kernel_available("a_process_that_froze_by_itself_and_was_killed_is_gone_and_thawed") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let watch = Watcher::start(&["--thaw-orphans=enforce", "--orphan-grace", "1s"]).expect("watch");
+    let mut owner = self_freezer(&fs);
+    let mut writer = blocked_writer(&fs);
+    wait_blocked(&writer);
+    // Past the settle time it owns its freeze; its parent (this test) is no owner of it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while it runs");
+    let pid = owner.id();
+    kill(&mut owner);
+    let killed_at = Instant::now();
+    let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
+    let message = gone["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("[{pid}] was killed by SIGKILL ")), "{message}");
+    assert!(
+        message.contains(" after freezing ext4 ") && message.contains("nothing holds the freeze"),
+        "{message}"
+    );
+    assert_eq!(gone["pid"], pid, "{gone}");
+    thawed_and_written(&watch, &fs, &mut writer, Duration::from_secs(1) + limit(2));
+    assert!(killed_at.elapsed() >= Duration::from_secs(1), "not before the grace period");
+}
+
+/// A real qemu-guest-agent (Debian's `qemu-guest-agent`), started as a daemon (`-d`: its parent is
+/// init) listening on a socket in its own temp dir; killed in `Drop` if still running.
+struct GuestAgent {
+    pid: i32,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GuestAgent {
+    /// `None` when qemu-ga is not installed.
+    fn start() -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (socket, pidfile, state) =
+            (dir.path().join("qga.sock"), dir.path().join("qga.pid"), dir.path().join("state"));
+        std::fs::create_dir(&state).expect("state dir");
+        let path = |p: &std::path::Path| p.to_str().expect("UTF-8 temp path").to_owned();
+        let status = Command::new("qemu-ga")
+            .args([
+                "-d",
+                "-m",
+                "unix-listen",
+                "-p",
+                &path(&socket),
+                "-f",
+                &path(&pidfile),
+                "-t",
+                &path(&state),
+            ])
+            .args(["-l", &path(&dir.path().join("qga.log"))])
+            .status()
+            .ok()?;
+        assert!(status.success(), "qemu-ga -d failed: {status}");
+        let start = Instant::now();
+        let pid = loop {
+            let pid = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
+            if let Some(pid) = pid.filter(|_| socket.exists()) {
+                break pid;
+            }
+            assert!(start.elapsed() < limit(10), "qemu-ga wrote no pid file or made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Some(Self { pid, socket, _dir: dir })
+    }
+
+    /// One command on its socket; its answer.
+    fn execute(&self, command: &serde_json::Value) -> serde_json::Value {
+        use std::io::{BufRead as _, Write as _};
+        let mut stream = std::os::unix::net::UnixStream::connect(&self.socket).expect("connects to qemu-ga");
+        stream.set_read_timeout(Some(limit(30))).expect("timeout");
+        writeln!(stream, "{command}").expect("sends");
+        let mut line = String::new();
+        std::io::BufReader::new(stream).read_line(&mut line).expect("qemu-ga answers");
+        serde_json::from_str(&line).expect("JSON answer")
+    }
+
+    fn kill(&self) {
+        // SAFETY: kill(2) with a pid this test started; no memory is involved.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+    }
+}
+
+impl Drop for GuestAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_crashed_guest_agent_is_gone_and_its_freeze_is_thawed() {
+    if !kernel_available("a_crashed_guest_agent_is_gone_and_its_freeze_is_thawed") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let watch = Watcher::start(&["--thaw-orphans=enforce", "--orphan-grace", "1s"]).expect("watch");
+    let Some(agent) = GuestAgent::start() else {
+        assert!(
+            !freezewatch_tests::kernel_required(),
+            "FREEZEWATCH_REQUIRE_KERNEL=1 but qemu-ga is not installed"
+        );
+        eprintln!("SKIPPED a_crashed_guest_agent_is_gone_and_its_freeze_is_thawed: no qemu-ga");
+        return;
+    };
+    let answer = agent.execute(&serde_json::json!({
+        "execute": "guest-fsfreeze-freeze-list",
+        "arguments": {"mountpoints": [fs.mnt()]},
+    }));
+    assert_eq!(answer["return"], 1, "qemu-ga froze one filesystem: {answer}");
+    assert!(is_frozen(&fs));
+    let mut writer = blocked_writer(&fs);
+    wait_blocked(&writer);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while qemu-ga runs");
+    agent.kill();
+    let killed_at = Instant::now();
+    let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
+    let message = gone["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(&format!("qemu-ga[{}] was killed by SIGKILL ", agent.pid)), "{message}");
+    assert!(message.contains("nothing holds the freeze"), "{message}");
+    let thawed = thawed_and_written(&watch, &fs, &mut writer, Duration::from_secs(1) + limit(2));
+    assert!(killed_at.elapsed() >= Duration::from_secs(1), "not before the grace period");
+    assert!(thawed["message"].as_str().unwrap_or_default().contains("by qemu-ga["), "{thawed}");
+}
+
+#[test]
+fn a_prompt_freezer_left_to_init_is_unowned_and_thawed_after_the_grace() {
+    if !kernel_available("a_prompt_freezer_left_to_init_is_unowned_and_thawed_after_the_grace") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Xfs).expect("fs");
+    let watch = Watcher::start(&["--thaw-orphans=enforce", "--orphan-grace", "1s"]).expect("watch");
+    // The shell backgrounds fsfreeze and exits at once: fsfreeze is left to init (or the
+    // nearest subreaper), which owns nothing it did not start itself.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("fsfreeze -f {} >/dev/null 2>&1 &", fs.mnt()))
+        .status()
+        .expect("runs the shell");
+    assert!(status.success());
+    let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
+    let message = gone["message"].as_str().unwrap_or_default();
+    assert!(message.contains("fsfreeze[") && message.contains("nothing holds the freeze"), "{message}");
+    let mut writer = blocked_writer(&fs);
+    thawed_and_written(&watch, &fs, &mut writer, limit(10));
+}
+
 #[test]
 fn frozen_too_long_arrives_while_still_frozen() {
     if !kernel_available("frozen_too_long_arrives_while_still_frozen") {
@@ -117,7 +339,10 @@ fn a_killed_freezer_is_gone_and_enforce_thaws_after_the_grace() {
     let killed_at = Instant::now();
     let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
     let message = gone["message"].as_str().unwrap_or_default();
-    assert!(message.contains(&format!("← sh[{owner_pid}]")), "names the owner that died: {message}");
+    assert!(
+        message.starts_with(&format!("sh[{owner_pid}] was killed by SIGKILL; it had run fsfreeze[")),
+        "names the owner that died, and how: {message}"
+    );
     let thawed = watch.wait_for("thawed-by-watchdog", fs.mnt(), limit(10)).expect("the watchdog thaws");
     assert!(killed_at.elapsed() >= Duration::from_secs(1), "not before the grace period");
     let message = thawed["message"].as_str().unwrap_or_default();

@@ -38,6 +38,8 @@ const PACKAGES: &[(&str, &str)] = &[
     // checks the service unit.
     ("prometheus", "promtool"),
     ("systemd", "systemd-analyze"),
+    // A real freezer daemon for the watch tests' crashed-agent case.
+    ("qemu-guest-agent", "qemu-ga"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {

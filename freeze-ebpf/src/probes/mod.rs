@@ -3,6 +3,7 @@
 mod backing;
 mod block;
 mod dirty;
+mod exit;
 mod freeze;
 mod gate;
 mod lsm;

@@ -148,7 +148,10 @@ fn report() -> Report {
         exempt_reason: None,
         block: None,
         cgroup: Some(crate::attribution::Cgroup::at(9, "/system.slice/backup.service/worker".into()).into()),
-        parent: Some(crate::attribution::Parent { pid: 70, comm: "backup.sh".into() }.into()),
+        parent: Some(
+            crate::attribution::Parent { pid: 70, comm: "backup.sh".into(), reaper: false, exiting: false }
+                .into(),
+        ),
     };
     Report {
         analysis: Analysis { findings: vec![slip], summaries },

@@ -392,6 +392,8 @@ impl Correlator {
                 }
             }
             EventKind::MountBegin | EventKind::MountEnd | EventKind::MountDenied => {}
+            // Ownership is `watch`'s to judge; an exit names no superblock.
+            EventKind::ProcessExit => {}
         }
     }
 }

@@ -96,7 +96,10 @@ fn lower_write(ts: u64, comm: &str, parent_pid: u32) -> Event {
     let mut e = block_write(ts, 4);
     e.comm = comm.into();
     e.tid = 500;
-    e.parent = Some(crate::attribution::Parent { pid: parent_pid, comm: "x".into() }.into());
+    e.parent = Some(
+        crate::attribution::Parent { pid: parent_pid, comm: "x".into(), reaper: false, exiting: false }
+            .into(),
+    );
     let mut io = BlockIo::new("7:5", 2048 + 800, 4096, crate::event::IoOp::Discard);
     io.mapping = Some(Box::new(crate::storage::Mapping {
         layer: crate::storage::Layer::DmLinear,
@@ -371,7 +374,10 @@ fn a_loop_worker_writing_the_backing_file_is_exempt_and_a_task_is_not() {
     let backing = |ts: u64, comm: &str, parent_pid: u32| {
         let mut e = block_write(ts, 4);
         (e.comm, e.hook) = (comm.into(), Hook::TpBtfWriteback);
-        e.parent = Some(crate::attribution::Parent { pid: parent_pid, comm: "x".into() }.into());
+        e.parent = Some(
+            crate::attribution::Parent { pid: parent_pid, comm: "x".into(), reaper: false, exiting: false }
+                .into(),
+        );
         let mut io = BlockIo::new("7:0", 0, 4096, crate::event::IoOp::FileWrite);
         io.file_offset = Some(1024);
         e.block = Some(Box::new(io));

@@ -10,7 +10,8 @@ use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
     event::{
-        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, Superblock, Txn,
+        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, ProcessExit,
+        Superblock, Txn,
     },
     storage::{Layer, Mapping},
 };
@@ -146,7 +147,9 @@ fn event() -> impl Strategy<Value = Event> {
         rare(),
         of(prop::collection::vec(text(), 0..4)),
         of((any::<u64>(), of(text())).prop_map(|(id, path)| Cgroup { id, path, ..Cgroup::default() })),
-        of((any::<u32>(), text()).prop_map(|(pid, comm)| Parent { pid, comm })),
+        of((any::<u32>(), text(), any::<bool>(), any::<bool>())
+            .prop_map(|(pid, comm, reaper, exiting)| Parent { pid, comm, reaper, exiting })),
+        of(any::<u32>().prop_map(ProcessExit::from_code)),
     )
         .prop_map(
             |(
@@ -156,6 +159,7 @@ fn event() -> impl Strategy<Value = Event> {
                 stack,
                 cgroup,
                 parent,
+                exit,
             )| {
                 Event {
                     kind,
@@ -178,6 +182,7 @@ fn event() -> impl Strategy<Value = Event> {
                     dirtied: r.dirtied.map(Box::new),
                     mount: r.mount.map(Box::new),
                     denial: r.denial,
+                    exit,
                     stack: stack.map(Into::into),
                     cgroup: cgroup.map(Into::into),
                     parent: parent.map(Into::into),

@@ -435,6 +435,27 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
         when_none: WhenNone::Record(RECORDS_NOTHING),
         on_request: false,
     },
+    // Who holds a freeze: the exits of the processes that froze something and of their parents.
+    FeatureSpec {
+        name: Feature::FreezerExits,
+        chain: &[
+            attempt(
+                "tp_btf:sched:sched_process_exit",
+                Programs::BtfTracepoints(&[BtfTpProg {
+                    program: "fw_btf_process_exit",
+                    tracepoint: "sched_process_exit",
+                }]),
+            ),
+            attempt(
+                "tracepoint:sched:sched_process_exit",
+                Programs::Tracepoints(&[tp("fw_process_exit", "sched", "sched_process_exit", &[])]),
+            ),
+        ],
+        when_none: WhenNone::Record(
+            "no exit is seen: watch cannot tell when a freezer is gone (no freezer-gone, no --thaw-orphans)",
+        ),
+        on_request: false,
+    },
 ];
 
 #[cfg(test)]

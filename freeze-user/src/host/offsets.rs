@@ -33,6 +33,13 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("bio", &["bi_opf"]),
     ("bio", &["bi_iter", "bi_sector"]),
     ("bio", &["bi_iter", "bi_size"]),
+    ("task_struct", &["group_leader"]),
+    ("task_struct", &["start_time"]),
+    ("task_struct", &["exit_code"]),
+    ("task_struct", &["signal"]),
+    ("signal_struct", &["live"]),
+    ("signal_struct", &["flags"]),
+    ("signal_struct", &["is_child_subreaper"]),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -123,6 +130,13 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         xfs_trans_t_mountp: 0,
         xfs_trans_t_flags: 0,
         xfs_mount_m_super: 0,
+        task_group_leader: ptr(btf, "task_struct", &["group_leader"])?,
+        task_start_time: sized(btf, "task_struct", &["start_time"], &[8], "8 (u64)")?.offset,
+        task_exit_code: sized(btf, "task_struct", &["exit_code"], &[4], "4 (int)")?.offset,
+        task_signal: ptr(btf, "task_struct", &["signal"])?,
+        signal_live: sized(btf, "signal_struct", &["live"], &[4], "4 (atomic_t)")?.offset,
+        signal_flags: sized(btf, "signal_struct", &["flags"], &[4], "4 (unsigned int)")?.offset,
+        signal_subreaper_bit: btf.flag_bit("signal_struct", "is_child_subreaper")?,
     })
 }
 
@@ -203,6 +217,18 @@ mod tests {
         b.composite(k::STRUCT, "files_struct", 64, &[("fdt", fdt, 256)]);
         let files = b.ptr(int);
         let comm = b.array(ch, int, 16);
+        let u64t = b.int("u64", 8);
+        let atomic = b.composite(k::STRUCT, "atomic_t", 4, &[("counter", int, 0)]);
+        let signal = b.bitfields(
+            "signal_struct",
+            512,
+            &[
+                ("live", atomic, 8 * 4, 0),
+                ("flags", uint, 8 * 100, 0),
+                ("is_child_subreaper", uint, 8 * 104 + 2, 1),
+            ],
+        );
+        let psignal = b.ptr(signal);
         b.composite(
             k::STRUCT,
             "task_struct",
@@ -210,6 +236,10 @@ mod tests {
             &[
                 ("tgid", int, 8 * 1000),
                 ("real_parent", files, 8 * 1008),
+                ("group_leader", files, 8 * 1016),
+                ("start_time", u64t, 8 * 1024),
+                ("exit_code", int, 8 * 1032),
+                ("signal", psignal, 8 * 1040),
                 ("comm", comm, 8 * 1500),
                 ("files", files, 8 * 2000),
             ],
@@ -257,6 +287,11 @@ mod tests {
         assert_eq!(o.files_fdt, 32);
         assert_eq!(o.task_files, 2000);
         assert_eq!((o.task_tgid, o.task_real_parent, o.task_comm), (1000, 1008, 1500));
+        assert_eq!(
+            (o.task_group_leader, o.task_start_time, o.task_exit_code, o.task_signal),
+            (1016, 1024, 1032, 1040)
+        );
+        assert_eq!((o.signal_live, o.signal_flags, o.signal_subreaper_bit), (4, 100, 8 * 104 + 2));
         assert_eq!(o.freeze_super_nargs, 1);
         assert_eq!((o.path_mnt, o.vfsmount_mnt_sb), (0, 8));
         assert_eq!((o.mapping_host, o.folio_index), (0, 24));

@@ -145,7 +145,9 @@ fn the_details_say_who_with_parent_and_unit() {
     let mut app =
         app_with_events(Mode::Replay { speed: 1.0, playing: false, position: 10, total: 10 }, |ev| {
             if ev.comm == "dd" {
-                ev.parent = Some(Parent { pid: 23700, comm: "backup.sh".into() }.into());
+                ev.parent = Some(
+                    Parent { pid: 23700, comm: "backup.sh".into(), reaper: false, exiting: false }.into(),
+                );
                 ev.cgroup = Some(Cgroup::at(77, "/system.slice/backup.service".into()).into());
             }
         });

@@ -164,7 +164,7 @@ fn watch_loop(
         for f in correlator.tick(now) {
             emit(out, metrics, f)?;
         }
-        let (alerts, orders) = watch.tick(now, &thaw::alive);
+        let (alerts, orders) = watch.tick(now);
         for f in alerts {
             emit(out, metrics, f)?;
         }

@@ -80,6 +80,19 @@ impl BtfBuilder {
         id
     }
 
+    /// A struct whose members carry bitfield sizes (the kind flag set): (name, type, bit offset,
+    /// bits; 0 for a whole member).
+    pub fn bitfields(&mut self, name: &str, size: u32, m: &[(&str, u32, u32, u32)]) -> u32 {
+        let id = self.header(name, k::STRUCT, m.len() as u32, true, size);
+        for (mname, ty, bits, width) in m {
+            let n = self.str(mname);
+            for v in [n, *ty, width << 24 | bits] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        id
+    }
+
     pub fn func(&mut self, name: &str, ret: u32, params: &[u32]) -> u32 {
         let proto = self.header("", k::FUNC_PROTO, params.len() as u32, false, ret);
         for p in params {

@@ -46,6 +46,8 @@ pub enum BtfError {
     NoField { strukt: String, field: String },
     #[error("field `{strukt}.{field}` is a bitfield; freezewatch reads whole fields only")]
     Bitfield { strukt: String, field: String },
+    #[error("field `{strukt}.{field}` is not a bitfield; freezewatch expects a one-bit flag there")]
+    NotBitfield { strukt: String, field: String },
     #[error("field `{strukt}.{field}` is not a struct or union, cannot descend into it")]
     NotComposite { strukt: String, field: String },
     #[error("no function `{0}` in BTF")]
@@ -334,6 +336,18 @@ impl Btf {
             owner = format!("{owner}.{field}");
         }
         Ok(FieldLoc { offset: bits / 8, size: self.size_of(id)? })
+    }
+
+    /// The bit offset, from the start of struct `strukt`, of its one-bit bitfield `field` (a
+    /// direct member or one of an anonymous member).
+    pub fn flag_bit(&self, strukt: &str, field: &str) -> Result<u32, BtfError> {
+        let id = self.id_by_name(k::STRUCT, strukt).ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
+        let no_field = || BtfError::NoField { strukt: strukt.to_owned(), field: field.to_owned() };
+        let (bit_off, _, bitfield) = self.find_member(id, field)?.ok_or_else(no_field)?;
+        if !bitfield {
+            return Err(BtfError::NotBitfield { strukt: strukt.to_owned(), field: field.to_owned() });
+        }
+        Ok(bit_off)
     }
 
     /// The value of enumerator `name` of enum `enum_name` (`ENUM`: 32-bit, signed when its

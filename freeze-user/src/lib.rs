@@ -8,10 +8,13 @@
 //! - `record`: a recording session: the select loop, decoding and enriching events, the trace;
 //! - `tui`: the terminal UI, live or replaying a trace;
 //! - `watch`: the always-on service (live findings, alerts, watchdog, Prometheus metrics);
+//! - `queue`: output that never makes its producer wait (a frozen output filesystem blocks only
+//!   its own writer thread);
 //! - `cli`: the command line, one handler per command, and the exit-code policy.
 pub mod bpf;
 pub mod cli;
 pub mod host;
+pub mod queue;
 pub mod record;
 pub mod tui;
 pub mod watch;

@@ -18,8 +18,13 @@ pub struct Watcher {
 impl Watcher {
     /// Starts `freezewatch watch --findings FILE ARGS...` and waits until it is attached.
     pub fn start(args: &[&str]) -> Result<Self> {
+        Self::start_with(None, args)
+    }
+
+    /// The same, with the findings file at `findings` (its own temp dir's when `None`).
+    pub fn start_with(findings: Option<PathBuf>, args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let findings_path = dir.path().join("findings.ndjson");
+        let findings_path = findings.unwrap_or_else(|| dir.path().join("findings.ndjson"));
         let mut argv: Vec<&std::ffi::OsStr> =
             vec!["watch".as_ref(), "--findings".as_ref(), findings_path.as_os_str()];
         argv.extend(args.iter().map(std::ffi::OsStr::new));

@@ -274,6 +274,53 @@ fn a_crashed_guest_agent_is_gone_and_its_freeze_is_thawed() {
 }
 
 #[test]
+fn outputs_on_the_frozen_filesystem_stop_nothing_and_lose_nothing() {
+    if !kernel_available("outputs_on_the_frozen_filesystem_stop_nothing_and_lose_nothing") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let (findings, traces) = (format!("{}/findings.ndjson", fs.mnt()), format!("{}/traces", fs.mnt()));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let args = ["--thaw-orphans=enforce", "--orphan-grace", "1s", "--trace-dir", &traces, "--metrics", &addr];
+    let mut watch = Watcher::start_with(Some(findings.clone().into()), &args).expect("watch");
+    let mut owner = freezer(&fs, "exec sleep 600");
+    // Findings while frozen: a thaw-blocked writer would be the freezer's own; a second freeze
+    // attempt that fails is a finding of its own (freeze-failed).
+    let failed =
+        Command::new("fsfreeze").args(["-f", fs.mnt()]).stderr(Stdio::null()).status().expect("fsfreeze");
+    assert!(!failed.success(), "the second freeze fails: it is frozen");
+    let mut writer = blocked_writer(&fs);
+    wait_blocked(&writer);
+    // /metrics answers while watch's own outputs are frozen.
+    let m = fs.mnt();
+    wait_sample(port, "freezewatch_freeze_level", m, "", |v| v == 4.0);
+    kill(&mut owner);
+    // The watchdog thaws although every output of watch waits at this filesystem's gate.
+    let status =
+        exits_within(&mut writer, Duration::from_secs(1) + limit(10), "nothing thawed the filesystem");
+    assert!(status.success());
+    assert!(!is_frozen(&fs));
+    wait_sample(port, "freezewatch_watchdog_thaws_total", m, "", |v| v == 1.0);
+    let thawed = watch.wait_for("thawed-by-watchdog", m, limit(10)).expect("the findings reach the file");
+    assert!(thawed["message"].as_str().unwrap_or_default().contains("its freezer has been gone"), "{thawed}");
+    let kinds: Vec<String> =
+        watch.findings().iter().filter_map(|f| f["kind"].as_str().map(str::to_owned)).collect();
+    let order = ["freeze-failed", "freezer-gone", "thawed-by-watchdog"];
+    let at: Vec<Option<usize>> = order.iter().map(|k| kinds.iter().position(|x| x == k)).collect();
+    assert!(at.iter().all(Option::is_some) && at.is_sorted(), "every finding, in order: {kinds:?}");
+    let text = metrics(port);
+    assert!(text.contains("freezewatch_output_dropped_total{output=\"findings\"} 0"), "{text}");
+    assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
+    // The trace directory got the freeze too, once the filesystem took writes again.
+    let trace: String = std::fs::read_dir(&traces)
+        .expect("trace dir")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect();
+    assert!(trace.contains("\"kind\":\"freeze_end\"") && trace.contains("\"kind\":\"thaw_end\""), "{trace}");
+}
+
+#[test]
 fn a_prompt_freezer_left_to_init_is_unowned_and_thawed_after_the_grace() {
     if !kernel_available("a_prompt_freezer_left_to_init_is_unowned_and_thawed_after_the_grace") {
         return;
@@ -450,6 +497,20 @@ fn metrics_show_the_level_frozen_seconds_and_slips() {
     wait_sample(port, "freezewatch_freeze_level", m, "", |v| v == 4.0);
     let first = wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v > 0.0);
     wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v > first);
+    // Every counter of the filesystem exists at 0 before its first event of that kind, so that
+    // `increase()` sees the first slip (a series born at 1 has none).
+    let zero = metrics(port);
+    for (name, extra) in [
+        ("freezewatch_slips_total", "path=\"block\""),
+        ("freezewatch_slips_total", "path=\"write\""),
+        ("freezewatch_slips_total", "path=\"transaction\""),
+        ("freezewatch_mounts_while_frozen_total", ""),
+        ("freezewatch_denied_mounts_total", ""),
+        ("freezewatch_watchdog_thaws_total", ""),
+        ("freezewatch_alerts_total", ""),
+    ] {
+        assert_eq!(sample(&zero, name, m, extra), Some(0.0), "{name} {extra}:\n{zero}");
+    }
     // A write straight to the device while frozen: a slip by the block path.
     fs.write_device().expect("dd to the device");
     wait_sample(port, "freezewatch_slips_total", m, "path=\"block\"", |v| v == 1.0);

@@ -26,6 +26,7 @@ pub fn command(
         stop: None,
         quiet: false,
         deny_mounts,
+        queue: crate::queue::Queue::new(crate::queue::DEFAULT_BYTES),
     }))?;
     Ok(Exit::Ok)
 }

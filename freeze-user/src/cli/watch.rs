@@ -59,6 +59,12 @@ pub struct Args {
     /// Flag freezes longer than this as `long-freeze` (as `record` does).
     #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
     long_freeze: Duration,
+    /// Memory for findings and trace lines waiting for an output that cannot take them (on a
+    /// frozen filesystem): watch never waits for its outputs. When it is full the oldest trace
+    /// lines are dropped first, then the oldest findings, counted in
+    /// freezewatch_output_dropped_total and reported once the output works again.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size_arg)]
+    queue_size: u64,
     #[command(flatten)]
     deny_mounts: DenyArg,
 }
@@ -85,6 +91,7 @@ pub fn command(a: Args) -> Outcome {
         long_freeze: a.long_freeze,
         metrics: a.metrics,
         deny_mounts: a.deny_mounts.mode(),
+        queue_bytes: usize::try_from(a.queue_size).unwrap_or(usize::MAX),
     };
     watch::run(opts)?;
     Ok(Exit::Ok)

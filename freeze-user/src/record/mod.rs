@@ -23,9 +23,13 @@ use freeze_model::{
 };
 use sink::Sink;
 
-use crate::{bpf::loader::Loaded, host::kernel};
+use crate::{
+    bpf::loader::Loaded,
+    host::kernel,
+    queue::{Plain, Queue, Rank},
+};
 
-/// The trace file's write buffer: a batch of a few hundred lines per write(2).
+/// Standard output's write buffer: a batch of a few hundred lines per write(2).
 const TRACE_BUFFER: usize = 256 << 10;
 
 pub struct Options {
@@ -43,7 +47,14 @@ pub struct Options {
     pub quiet: bool,
     /// Deny (or, in audit mode, flag) mounts of frozen filesystems with BPF LSM programs.
     pub deny_mounts: Option<freeze_model::deny::DenyMode>,
+    /// Where a trace file's lines wait while the file cannot be written (it is on a frozen
+    /// filesystem): the recording never waits for its output.
+    pub queue: Queue,
 }
+
+/// How long a recording that ends waits for its trace file to take what is queued (a trace on
+/// a filesystem still frozen takes nothing, and a recording must end).
+const FINISH_WITHIN: Duration = Duration::from_secs(10);
 
 /// Where the trace goes.
 pub enum TraceOut {
@@ -130,21 +141,34 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
 
     let to_stdout = matches!(opts.out, TraceOut::Stdout);
+    let mut trace_lane = None;
     let (out, dest): (Box<dyn Write + Send>, String) = match opts.out {
-        // Buffered: the sink flushes after each batch it takes from the ring buffer (and each
-        // tick), so a burst is written in a few large writes, not a write(2) per line.
-        TraceOut::File(path) => (
-            Box::new(std::io::BufWriter::with_capacity(
-                TRACE_BUFFER,
-                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-            )),
-            path.display().to_string(),
-        ),
+        // Queued: the sink flushes after each batch it takes from the ring buffer (and each
+        // tick), and each flush is one chunk its writer thread writes with one write(2).
+        TraceOut::File(path) => {
+            let file =
+                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            let lane = opts
+                .queue
+                .lane("trace", Rank::Trace, Box::new(Plain(file)))
+                .context("starting the trace writer")?;
+            let writer = lane.writer();
+            trace_lane = Some(lane);
+            (Box::new(writer), path.display().to_string())
+        }
         TraceOut::Stdout => {
             (Box::new(std::io::BufWriter::with_capacity(TRACE_BUFFER, std::io::stdout())), "stdout".into())
         }
         TraceOut::Discard => (Box::new(std::io::sink()), "nowhere (no --out)".into()),
-        TraceOut::Writer(w) => (w, "the trace directory".into()),
+        TraceOut::Writer(w) => {
+            let lane = opts
+                .queue
+                .lane("trace", Rank::Trace, Box::new(Plain(w)))
+                .context("starting the trace writer")?;
+            let writer = lane.writer();
+            trace_lane = Some(lane);
+            (Box::new(writer), "the trace directory".into())
+        }
     };
     let correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
     let mut sink = Sink::new(out, correlator, opts.tap);
@@ -303,12 +327,27 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         counters,
     };
     sink.write(&Record::Footer(footer)).context("writing the trace footer")?;
+    // Its writer queues what is left when dropped.
+    let written = std::mem::take(&mut sink.written);
+    drop(sink);
+    if let Some(lane) = trace_lane {
+        if let Some(bytes) = lane.finish(FINISH_WITHIN) {
+            eprintln!(
+                "freezewatch: WARNING: the trace is blocked (on a frozen filesystem?): {bytes} bytes queued \
+                 for it were not written"
+            );
+        }
+        match lane.dropped() {
+            0 => {}
+            n => eprintln!("freezewatch: WARNING: {n} trace lines were dropped while its output was blocked"),
+        }
+    }
     eprintln!(
         "freezewatch: {} events, {} findings ({} slips), {lost} lost, written to {dest}",
-        sink.written.events, sink.written.findings, sink.written.slips
+        written.events, written.findings, written.slips
     );
     if lost > 0 {
         eprintln!("freezewatch: WARNING: {lost} events were lost; the trace is incomplete");
     }
-    Ok(Outcome { events: sink.written.events, lost, command_exit, ended_by })
+    Ok(Outcome { events: written.events, lost, command_exit, ended_by })
 }

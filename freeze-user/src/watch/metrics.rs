@@ -56,6 +56,12 @@ struct SlipLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutputLabels {
+    /// `findings` or `trace`.
+    output: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
     hook: String,
 }
@@ -65,6 +71,9 @@ struct FeatureLabels {
     feature: String,
     hook: String,
 }
+
+/// The `path` label of slips.
+const SLIP_PATHS: [&str; 3] = ["block", "transaction", "write"];
 
 type Histograms = Family<FsLabels, Histogram, fn() -> Histogram>;
 
@@ -93,6 +102,7 @@ pub struct Metrics {
     lost_seen: u64,
     hook_hits: Family<HookLabels, Gauge>,
     hook_info: Family<FeatureLabels, Gauge>,
+    output_dropped: Family<OutputLabels, Counter>,
     /// Per filesystem: its labels and when it was last seen.
     seen: HashMap<String, (FsLabels, Instant)>,
 }
@@ -162,6 +172,12 @@ impl Metrics {
             "Which hook each feature uses (1; `none` when none attached)",
             hook_info.clone(),
         );
+        let output_dropped = Family::<OutputLabels, Counter>::default();
+        r.register(
+            "output_dropped",
+            "Lines dropped from an output (findings, trace) while it was blocked and the queue full",
+            output_dropped.clone(),
+        );
         r.register("build", "The freezewatch build", Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]));
         Self {
             registry: Arc::new(r),
@@ -182,7 +198,16 @@ impl Metrics {
             lost_seen: 0,
             hook_hits,
             hook_info,
+            output_dropped,
             seen: HashMap::new(),
+        }
+    }
+
+    /// Lines each output has dropped in all (from the output queue).
+    pub fn output_dropped(&mut self, totals: &[(&'static str, u64)]) {
+        for (output, total) in totals {
+            let c = self.output_dropped.get_or_create(&OutputLabels { output: (*output).into() });
+            c.inc_by(total.saturating_sub(c.get()));
         }
     }
 
@@ -211,7 +236,22 @@ impl Metrics {
         }
         let labels = FsLabels::of(sb);
         self.seen.insert(sb.id.clone(), (labels.clone(), now));
+        self.born(&labels);
         labels
+    }
+
+    /// Every counter of a filesystem, at 0 from when it is first seen: `increase()` over a series
+    /// born at 1 is 0, so the first slip of a filesystem would never alert.
+    fn born(&self, l: &FsLabels) {
+        let _ = self.freezes.get_or_create(l);
+        for path in SLIP_PATHS {
+            let FsLabels { device, fstype, mountpoint } = l.clone();
+            let _ = self.slips.get_or_create(&SlipLabels { device, fstype, mountpoint, path: path.into() });
+        }
+        let _ = self.mounts_while_frozen.get_or_create(l);
+        let _ = self.denied_mounts.get_or_create(l);
+        let _ = self.watchdog_thaws.get_or_create(l);
+        let _ = self.alerts.get_or_create(l);
     }
 
     pub fn event(&mut self, ev: &Event) {
@@ -327,7 +367,7 @@ impl Metrics {
         self.watchdog_thaws.remove(l);
         self.alerts.remove(l);
         self.freezer_gone.remove(l);
-        for path in ["block", "transaction", "write"] {
+        for path in SLIP_PATHS {
             let FsLabels { device, fstype, mountpoint } = l.clone();
             self.slips.remove(&SlipLabels { device, fstype, mountpoint, path: path.into() });
         }

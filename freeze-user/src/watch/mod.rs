@@ -3,6 +3,11 @@
 //! lines (the trace's finding schema) to stdout or a file, raises alerts while a freeze lasts,
 //! acts as a watchdog when asked, and keeps the Prometheus metrics. It runs until SIGTERM or
 //! SIGINT; what it keeps is bounded by what is open (filesystems, waits), not by time.
+//!
+//! It never waits on a gate it watches: findings and trace lines go through a bounded queue
+//! (`crate::queue`) to writer threads, so an output on a frozen filesystem (`/` frozen by
+//! qemu-ga's freeze-everything) blocks only its writer, and the event loop, the judgement, the
+//! watchdog's FITHAW and `/metrics` go on.
 pub mod metrics;
 mod probe;
 mod thaw;
@@ -24,6 +29,7 @@ use freeze_model::{
 
 use crate::{
     host::kernel,
+    queue::{Lane, LaneWriter, Output, Queue, Rank},
     record::{self, Tap, Tapped, TraceOut},
 };
 
@@ -38,7 +44,12 @@ pub struct Options {
     pub long_freeze: Duration,
     pub metrics: Option<String>,
     pub deny_mounts: Option<freeze_model::deny::DenyMode>,
+    /// The output queue's budget in bytes.
+    pub queue_bytes: usize,
 }
+
+/// How long watch, once stopped, waits for its outputs to take what is queued.
+const FINISH_WITHIN: Duration = Duration::from_secs(10);
 
 /// Set by SIGHUP: reopen the findings file (after logrotate moved it away).
 static HANGUP: AtomicBool = AtomicBool::new(false);
@@ -47,24 +58,46 @@ extern "C" fn on_hangup(_: libc::c_int) {
     HANGUP.store(true, Ordering::Relaxed);
 }
 
-fn open_findings(path: Option<&Path>) -> Result<TraceWriter<Box<dyn Write>>> {
-    let out: Box<dyn Write> = match path {
-        // Buffered; `emit` flushes after every finding.
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening the findings file {}", path.display()))?,
-        )),
+/// The findings file (appended to), or stdout.
+fn open_findings(path: Option<&Path>) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        Some(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
         None => Box::new(std::io::stdout()),
-    };
-    Ok(TraceWriter::new(out))
+    })
 }
+
+/// The findings output, written by its queue thread: reopened there on SIGHUP.
+struct FindingsOut {
+    path: Option<PathBuf>,
+    out: Box<dyn Write + Send>,
+}
+
+impl Output for FindingsOut {
+    fn write_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(chunk)?;
+        self.out.flush()
+    }
+
+    fn reopen(&mut self) -> std::io::Result<String> {
+        if self.path.is_some() {
+            self.out = open_findings(self.path.as_deref())?;
+        }
+        Ok("SIGHUP: findings go to a freshly opened file now".into())
+    }
+}
+
+type Findings = TraceWriter<LaneWriter>;
 
 pub fn run(opts: Options) -> Result<()> {
     // Everything that can fail on bad input fails before anything is attached.
-    let mut findings = open_findings(opts.findings.as_deref())?;
+    let first = open_findings(opts.findings.as_deref()).with_context(|| {
+        format!("opening the findings file {}", opts.findings.as_deref().unwrap_or(Path::new("-")).display())
+    })?;
+    let queue = Queue::new(opts.queue_bytes);
+    let findings_lane = queue
+        .lane("findings", Rank::Findings, Box::new(FindingsOut { path: opts.findings.clone(), out: first }))
+        .context("starting the findings writer")?;
+    let mut findings = TraceWriter::new(findings_lane.writer());
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t) };
 
@@ -84,6 +117,7 @@ pub fn run(opts: Options) -> Result<()> {
         stop: None,
         quiet: true,
         deny_mounts: opts.deny_mounts,
+        queue: queue.clone(),
     };
     // The metrics server listens before the recorder attaches, so that a busy port is a plain
     // error with nothing attached; its hook labels are filled once the header arrives.
@@ -106,23 +140,32 @@ pub fn run(opts: Options) -> Result<()> {
         opts.metrics.as_deref().map(|a| format!(", metrics at http://{a}/metrics")).unwrap_or_default(),
         opts.findings.as_ref().map_or("stdout".into(), |p| p.display().to_string())
     );
-    let result = watch_loop(&recorder.taps, &mut findings, &mut metrics, &opts);
+    let result = watch_loop(&recorder.taps, &mut findings, &mut metrics, &opts, &queue, &findings_lane);
     let recorded = recorder.join();
+    drop(findings);
+    if let Some(bytes) = findings_lane.finish(FINISH_WITHIN) {
+        eprintln!(
+            "freezewatch: WARNING: the findings output is blocked (on a frozen filesystem?): {bytes} bytes \
+             queued for it were not written"
+        );
+    }
     drop(server);
     result.and(recorded)
 }
 
-/// One finding: counted in the metrics, written as a line.
-fn emit(out: &mut TraceWriter<Box<dyn Write>>, metrics: &mut metrics::Metrics, f: Finding) -> Result<()> {
+/// One finding: counted in the metrics, queued as a line (never waiting for the output).
+fn emit(out: &mut Findings, metrics: &mut metrics::Metrics, f: Finding) -> Result<()> {
     metrics.finding(&f);
-    out.write(&Record::Finding(f)).and_then(|()| out.flush()).context("writing a finding")
+    out.write(&Record::Finding(f)).and_then(|()| out.flush()).context("queueing a finding")
 }
 
 fn watch_loop(
     taps: &Receiver<Tap>,
-    out: &mut TraceWriter<Box<dyn Write>>,
+    out: &mut Findings,
     metrics: &mut metrics::Metrics,
     opts: &Options,
+    queue: &Queue,
+    findings_lane: &Lane,
 ) -> Result<()> {
     let mut correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
     let mut watch = Watch::new(opts.watch.clone());
@@ -152,13 +195,9 @@ fn watch_loop(
         }
         last_tick = Instant::now();
         if HANGUP.swap(false, Ordering::Relaxed) {
-            match open_findings(opts.findings.as_deref()) {
-                Ok(reopened) => {
-                    *out = reopened;
-                    eprintln!("freezewatch: SIGHUP: findings go to a freshly opened file now");
-                }
-                Err(e) => eprintln!("freezewatch: SIGHUP: {e:#}; findings still go to the file open before"),
-            }
+            // The findings' writer reopens the file after what is queued before it (`emit`
+            // flushes every finding into the queue).
+            findings_lane.reopen();
         }
         let now = kernel::monotonic_ns();
         for f in correlator.tick(now) {
@@ -174,6 +213,7 @@ fn watch_loop(
             emit(out, metrics, f)?;
         }
         metrics.tick(now, watch.frozen());
+        metrics.output_dropped(&queue.dropped());
     }
     Ok(())
 }

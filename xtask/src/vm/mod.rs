@@ -131,6 +131,7 @@ const GUEST_HOOKS: &[(&str, &str)] = &[
     ("completed-writes", "tp_btf:writeback"),
     ("mount-denial", "lsm:sb_kern_mount+sb_mount+move_mount"),
     ("backing-files", "tp_btf:raw_syscalls:fallocate+ftruncate"),
+    ("freezer-exits", "tp_btf:sched:sched_process_exit"),
 ];
 
 /// The storage layers `doctor` must find mappable in the guests (they load dm_mod and loop).

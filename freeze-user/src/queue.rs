@@ -60,6 +60,8 @@ struct LaneState {
     unreported: u64,
     /// No more chunks come: the writer thread ends once it has written what is queued.
     closed: bool,
+    /// The output's last write failed with this (a full disk): the producer's next flush says so.
+    failed: Option<(io::ErrorKind, String)>,
     /// The writer thread has ended.
     done: bool,
 }
@@ -125,6 +127,7 @@ impl Queue {
                 dropped: 0,
                 unreported: 0,
                 closed: false,
+                failed: None,
                 done: false,
             };
             s.lanes.push(lane);
@@ -213,11 +216,14 @@ fn write_lane(shared: &Shared, index: usize, output: &mut dyn Output) {
                     );
                 }
             }
-            Err(e) if !failing => {
+            Err(e) => {
+                if !failing {
+                    eprintln!("freezewatch: {name}: writing failed: {e}");
+                }
                 failing = true;
-                eprintln!("freezewatch: {name}: writing failed: {e}; what follows is queued or dropped");
+                // Kept: the producer ends on it, as it did when it wrote itself.
+                shared.lock().lanes[index].failed.get_or_insert((e.kind(), e.to_string()));
             }
-            Err(_) => {}
         }
     }
 }
@@ -298,9 +304,14 @@ impl Write for LaneWriter {
         Ok(data.len())
     }
 
+    /// Queues what it holds; fails when the output's last write failed (a full disk is an
+    /// error its producer must hear of; a blocked output is not).
     fn flush(&mut self) -> io::Result<()> {
         self.lane.push(std::mem::take(&mut self.buf));
-        Ok(())
+        match &self.lane.shared.lock().lanes[self.lane.index].failed {
+            Some((kind, what)) => Err(io::Error::new(*kind, what.clone())),
+            None => Ok(()),
+        }
     }
 }
 

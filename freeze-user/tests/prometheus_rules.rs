@@ -49,6 +49,14 @@ fn the_rules_name_only_metrics_watch_exports() {
     }
     let sb = contents.events.iter().find_map(|e| e.sb.clone()).unwrap();
     metrics.tick(1, std::iter::once((&*sb, 0, true)));
+    // What watch reports at start and at every tick: its hooks, and its outputs' drops (0).
+    metrics.hooks(&[freeze_model::trace::ActiveHook {
+        feature: "freeze".into(),
+        hook: None,
+        fallbacks: Vec::new(),
+        limits: None,
+    }]);
+    metrics.output_dropped(&[("findings", 0), ("trace", 0)]);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).expect("encodes");
     // `# TYPE name kind`: counters' samples are name_total, histograms' name_count and so on.

@@ -8,7 +8,7 @@ use aya_ebpf::{
     },
     programs::tracing::StackIdContext,
 };
-use freeze_common::{RawEvent, RawMount, SIGNAL_UNKILLABLE, counter, freeze_flags, kind, level};
+use freeze_common::{RawEvent, RawMount, counter, freeze_flags, kind, level};
 
 #[inline(always)]
 pub(crate) fn bump(slot: u32) {
@@ -237,42 +237,18 @@ fn note_owners() -> u32 {
     if parent == 0 {
         return 0;
     }
-    if is_reaper(parent) {
-        return freeze_flags::PARENT_REAPER;
-    }
-    if process_exiting(parent) {
-        return freeze_flags::PARENT_EXITING;
+    if let Some(signal) = signal_of(parent) {
+        if is_reaper(signal) {
+            return freeze_flags::PARENT_REAPER;
+        }
+        if group_exiting(signal) {
+            return freeze_flags::PARENT_EXITING;
+        }
     }
     if let (Ok(ppid), Some(start)) = (read_u32(parent + off!(task_tgid)), process_start(parent)) {
         let _ = OWNERS.insert(&ppid, &start, 0);
     }
     0
-}
-
-/// When the process of `task` started: its thread group leader's `start_time`.
-#[inline(always)]
-pub(crate) fn process_start(task: u64) -> Option<u64> {
-    let leader = read_u64(task + off!(task_group_leader)).ok()?;
-    read_u64(leader + off!(task_start_time)).ok()
-}
-
-/// Whether the last thread of `task`'s process has begun exiting (`signal->live` is 0).
-#[inline(always)]
-pub(crate) fn process_exiting(task: u64) -> bool {
-    read_u64(task + off!(task_signal)).is_ok_and(|signal| read_u32(signal + off!(signal_live)) == Ok(0))
-}
-
-/// Whether `task`'s process is the init of a PID namespace or a child subreaper.
-#[inline(always)]
-fn is_reaper(task: u64) -> bool {
-    let Ok(signal) = read_u64(task + off!(task_signal)) else { return false };
-    if read_u32(signal + off!(signal_flags)).is_ok_and(|f| f & SIGNAL_UNKILLABLE != 0) {
-        return true;
-    }
-    let bit = off!(signal_subreaper_bit);
-    // SAFETY: as read_u64.
-    let byte = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((signal + bit / 8) as *const u8) };
-    byte.is_ok_and(|b| b & (1 << (bit % 8)) != 0)
 }
 
 /// The block device behind a superblock: `s_bdev->bd_dev`, or `s_dev` without a block device.

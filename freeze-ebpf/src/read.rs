@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
 };
 use aya_ebpf::programs::TracePointContext;
 use freeze_common::tp::{TpField, sys};
-use freeze_common::{SbIdent, counter, level};
+use freeze_common::{SIGNAL_UNKILLABLE, SbIdent, counter, level};
 
 /// A syscall's arguments, wherever the program that saw the syscall found them: the record of a
 /// `syscalls:sys_enter_*` tracepoint, or the registers the syscall dispatcher read.
@@ -140,4 +140,35 @@ pub(crate) fn fill_ident(sb: u64, out: &mut SbIdent) {
     if !ok {
         bump(counter::READ_FAILED);
     }
+}
+
+/// When the process of `task` started: its thread group leader's `start_time`.
+#[inline(always)]
+pub(crate) fn process_start(task: u64) -> Option<u64> {
+    let leader = read_u64(task + off!(task_group_leader)).ok()?;
+    read_u64(leader + off!(task_start_time)).ok()
+}
+
+/// `task->signal`: what its thread group shares.
+#[inline(always)]
+pub(crate) fn signal_of(task: u64) -> Option<u64> {
+    read_u64(task + off!(task_signal)).ok().filter(|s| *s != 0)
+}
+
+/// Whether the last thread of the group of `signal` has begun exiting (`signal->live` is 0).
+#[inline(always)]
+pub(crate) fn group_exiting(signal: u64) -> bool {
+    read_u32(signal + off!(signal_live)) == Ok(0)
+}
+
+/// Whether the group of `signal` is the init of a PID namespace or a child subreaper.
+#[inline(always)]
+pub(crate) fn is_reaper(signal: u64) -> bool {
+    if read_u32(signal + off!(signal_flags)).is_ok_and(|f| f & SIGNAL_UNKILLABLE != 0) {
+        return true;
+    }
+    let bit = off!(signal_subreaper_bit);
+    // SAFETY: as read_u64.
+    let byte = unsafe { bpf_probe_read_kernel((signal + bit / 8) as *const u8) };
+    byte.is_ok_and(|b| b & (1 << (bit % 8)) != 0)
 }

@@ -15,6 +15,10 @@ use std::{
 /// The queue's default budget: 64 MiB.
 pub const DEFAULT_BYTES: usize = 64 << 20;
 
+/// How long an output that is closed is given to take what is queued for it (one on a
+/// filesystem still frozen takes nothing, and its producer must end).
+pub const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
 /// A lane's writer hands its buffer to the queue once it holds this much, at a line's end, even
 /// before a flush.
 const CHUNK: usize = 1 << 20;
@@ -278,6 +282,24 @@ impl Lane {
     /// not write (blocked, probably on a frozen filesystem), if any.
     pub fn finish(&self, within: Duration) -> Option<usize> {
         finish(&self.shared, &[self.index], within).first().map(|(_, bytes)| *bytes)
+    }
+
+    /// Ends this output (`finish` within `CLOSE_WITHIN`) and says on stderr what it did not
+    /// write and what it dropped.
+    pub fn close(&self) {
+        let name = self.shared.lock().lanes[self.index].name;
+        if let Some(bytes) = self.finish(CLOSE_WITHIN) {
+            eprintln!(
+                "freezewatch: WARNING: the {name} output is blocked (on a frozen filesystem?): {bytes} bytes \
+                 queued for it were not written"
+            );
+        }
+        match self.dropped() {
+            0 => {}
+            n => {
+                eprintln!("freezewatch: WARNING: {n} {name} lines were dropped while its output was blocked")
+            }
+        }
     }
 
     /// A writer whose flushes (and every `CHUNK` of whole lines) queue what it was given.

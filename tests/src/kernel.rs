@@ -125,3 +125,15 @@ pub fn time_scale() -> u32 {
 pub fn limit(secs: u64) -> Duration {
     Duration::from_secs(secs) * time_scale()
 }
+
+/// Polls `ready` every 10 ms until it gives a value, for at most `within`; fails with `what`.
+pub fn poll_until<T>(within: Duration, what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(start.elapsed() < within, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -9,25 +9,26 @@ use std::{
 };
 
 use freezewatch_tests::{
-    Frozen, FsType, LoopFs, Watcher, free_port, freezewatch, http_get, kernel_available, limit,
+    Frozen, FsType, LoopFs, Watcher, free_port, freezewatch, http_get, kernel_available, limit, poll_until,
 };
 
 /// A process that froze `fs` and keeps running (`sh`, turned into `sleep` after fsfreeze returns):
 /// fsfreeze exits at once, its parent is the owner. Returns once the freeze is done.
 fn freezer(fs: &LoopFs, then: &str) -> Child {
+    spawn_frozen(|mark| {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(format!("fsfreeze -f {} && touch {} && {then}", fs.mnt(), mark.display()));
+        sh
+    })
+}
+
+/// Starts the freezer `command` makes, which touches the path it is given once it has frozen;
+/// returns once it has.
+fn spawn_frozen(command: impl FnOnce(&std::path::Path) -> Command) -> Child {
     let dir = tempfile::tempdir().expect("temp dir");
     let mark = dir.path().join("frozen");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("fsfreeze -f {} && touch {} && {then}", fs.mnt(), mark.display()))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starts the freezer");
-    let start = Instant::now();
-    while !mark.exists() {
-        assert!(start.elapsed() < limit(30), "the freezer did not freeze");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child = command(&mark).stdin(Stdio::null()).spawn().expect("starts the freezer");
+    poll_until(limit(30), "the freezer did not freeze", || mark.exists().then_some(()));
     child
 }
 
@@ -94,25 +95,18 @@ fn hold_freeze_helper() {
 
 /// A process that froze `fs` with its own ioctl and keeps running until killed.
 fn self_freezer(fs: &LoopFs) -> Child {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mark = dir.path().join("frozen");
-    let child = Command::new(std::env::current_exe().expect("this binary"))
-        .args(["--ignored", "--exact", "hold_freeze_helper", "--test-threads=1"])
-        .env("FW_HOLD_FREEZE", fs.mnt())
-        .env("FW_HOLD_MARK", &mark)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starts the freezer");
-    let start = Instant::now();
-    while !mark.exists() {
-        assert!(start.elapsed() < limit(30), "the freezer did not freeze");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
+    spawn_frozen(|mark| {
+        let mut helper = Command::new(std::env::current_exe().expect("this binary"));
+        helper
+            .args(["--ignored", "--exact", "hold_freeze_helper", "--test-threads=1"])
+            .env("FW_HOLD_FREEZE", fs.mnt())
+            .env("FW_HOLD_MARK", mark)
+            .stdout(Stdio::null());
+        helper
+    })
 }
 
-/// The watchdog ended `fs`'s freeze within `within` of `since`, and `writer`, held at its gate,
+/// The watchdog ended `fs`'s freeze within `within` (from now), and `writer`, held at its gate,
 /// went on and wrote its data.
 fn thawed_and_written(
     watch: &Watcher,
@@ -130,16 +124,12 @@ fn thawed_and_written(
 
 /// Waits (bounded) until `writer` sleeps at the frozen gate (state D).
 fn wait_blocked(writer: &Child) {
-    let start = Instant::now();
-    loop {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", writer.id())).unwrap_or_default();
+    let status = format!("/proc/{}/status", writer.id());
+    poll_until(limit(10), "the writer never blocked at the gate", || {
         // The shell forks nothing for `echo`: the writer is the shell itself.
-        if status.lines().any(|l| l.starts_with("State:") && l.contains("D")) {
-            return;
-        }
-        assert!(start.elapsed() < limit(10), "the writer never blocked at the gate");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        text.lines().any(|l| l.starts_with("State:") && l.contains("D")).then_some(())
+    });
 }
 
 #[test]
@@ -202,15 +192,10 @@ impl GuestAgent {
             .status()
             .ok()?;
         assert!(status.success(), "qemu-ga -d failed: {status}");
-        let start = Instant::now();
-        let pid = loop {
+        let pid = poll_until(limit(10), "qemu-ga wrote no pid file or made no socket", || {
             let pid = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
-            if let Some(pid) = pid.filter(|_| socket.exists()) {
-                break pid;
-            }
-            assert!(start.elapsed() < limit(10), "qemu-ga wrote no pid file or made no socket");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            pid.filter(|_| socket.exists())
+        });
         Some(Self { pid, socket, _dir: dir })
     }
 

@@ -34,7 +34,7 @@ fn process_exit(hook: u32) {
     // SAFETY: the helper has no preconditions; it returns the current task's address.
     let task = unsafe { bpf_get_current_task() };
     // `signal->live` drops before the tracepoint: 0 once the process's last thread is exiting.
-    if !process_exiting(task) {
+    if !signal_of(task).is_some_and(group_exiting) {
         return;
     }
     let _ = OWNERS.remove(&tgid);

@@ -52,10 +52,6 @@ pub struct Options {
     pub queue: Queue,
 }
 
-/// How long a recording that ends waits for its trace file to take what is queued (a trace on
-/// a filesystem still frozen takes nothing, and a recording must end).
-const FINISH_WITHIN: Duration = Duration::from_secs(10);
-
 /// Where the trace goes.
 pub enum TraceOut {
     Stdout,
@@ -141,34 +137,31 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
 
     let to_stdout = matches!(opts.out, TraceOut::Stdout);
-    let mut trace_lane = None;
-    let (out, dest): (Box<dyn Write + Send>, String) = match opts.out {
-        // Queued: the sink flushes after each batch it takes from the ring buffer (and each
-        // tick), and each flush is one chunk its writer thread writes with one write(2).
-        TraceOut::File(path) => {
-            let file =
-                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            let lane = opts
-                .queue
-                .lane("trace", Rank::Trace, Box::new(Plain(file)))
-                .context("starting the trace writer")?;
-            let writer = lane.writer();
-            trace_lane = Some(lane);
-            (Box::new(writer), path.display().to_string())
-        }
-        TraceOut::Stdout => {
-            (Box::new(std::io::BufWriter::with_capacity(TRACE_BUFFER, std::io::stdout())), "stdout".into())
-        }
-        TraceOut::Discard => (Box::new(std::io::sink()), "nowhere (no --out)".into()),
-        TraceOut::Writer(w) => {
-            let lane = opts
-                .queue
-                .lane("trace", Rank::Trace, Box::new(Plain(w)))
-                .context("starting the trace writer")?;
-            let writer = lane.writer();
-            trace_lane = Some(lane);
-            (Box::new(writer), "the trace directory".into())
-        }
+    // Files are queued (a trace on a frozen filesystem must not stop the recording): the sink
+    // flushes after each batch it takes from the ring buffer (and each tick), and each flush is
+    // one chunk its writer thread writes with one write(2).
+    let (out, dest, queued): (Box<dyn Write + Send>, String, bool) = match opts.out {
+        TraceOut::File(path) => (
+            Box::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?),
+            path.display().to_string(),
+            true,
+        ),
+        TraceOut::Stdout => (
+            Box::new(std::io::BufWriter::with_capacity(TRACE_BUFFER, std::io::stdout())),
+            "stdout".into(),
+            false,
+        ),
+        TraceOut::Discard => (Box::new(std::io::sink()), "nowhere (no --out)".into(), false),
+        TraceOut::Writer(w) => (w, "the trace directory".into(), true),
+    };
+    let (out, trace_lane): (Box<dyn Write + Send>, _) = if queued {
+        let lane = opts
+            .queue
+            .lane("trace", Rank::Trace, Box::new(Plain(out)))
+            .context("starting the trace writer")?;
+        (Box::new(lane.writer()), Some(lane))
+    } else {
+        (out, None)
     };
     let correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
     let mut sink = Sink::new(out, correlator, opts.tap);
@@ -331,16 +324,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let written = std::mem::take(&mut sink.written);
     drop(sink);
     if let Some(lane) = trace_lane {
-        if let Some(bytes) = lane.finish(FINISH_WITHIN) {
-            eprintln!(
-                "freezewatch: WARNING: the trace is blocked (on a frozen filesystem?): {bytes} bytes queued \
-                 for it were not written"
-            );
-        }
-        match lane.dropped() {
-            0 => {}
-            n => eprintln!("freezewatch: WARNING: {n} trace lines were dropped while its output was blocked"),
-        }
+        lane.close();
     }
     eprintln!(
         "freezewatch: {} events, {} findings ({} slips), {lost} lost, written to {dest}",

@@ -48,9 +48,6 @@ pub struct Options {
     pub queue_bytes: usize,
 }
 
-/// How long watch, once stopped, waits for its outputs to take what is queued.
-const FINISH_WITHIN: Duration = Duration::from_secs(10);
-
 /// Set by SIGHUP: reopen the findings file (after logrotate moved it away).
 static HANGUP: AtomicBool = AtomicBool::new(false);
 
@@ -143,12 +140,7 @@ pub fn run(opts: Options) -> Result<()> {
     let result = watch_loop(&recorder.taps, &mut findings, &mut metrics, &opts, &queue, &findings_lane);
     let recorded = recorder.join();
     drop(findings);
-    if let Some(bytes) = findings_lane.finish(FINISH_WITHIN) {
-        eprintln!(
-            "freezewatch: WARNING: the findings output is blocked (on a frozen filesystem?): {bytes} bytes \
-             queued for it were not written"
-        );
-    }
+    findings_lane.close();
     drop(server);
     result.and(recorded)
 }

@@ -120,17 +120,40 @@ fn kernel_btf_fd(name: &str) -> Result<OwnedFd, String> {
     }
 }
 
-fn map_data(map: &Map) -> Option<&MapData> {
+/// Every map aya created, whatever its type: a map left out here is "no fd" for the module
+/// programs (an LRU map once was), so the match names every variant and a new one fails to build.
+fn map_data(map: &Map) -> &MapData {
     match map {
         Map::Array(m)
+        | Map::ArrayOfMaps(m)
+        | Map::BloomFilter(m)
+        | Map::CgroupArray(m)
+        | Map::CgroupStorage(m)
+        | Map::CgrpStorage(m)
+        | Map::CpuMap(m)
+        | Map::DevMap(m)
+        | Map::DevMapHash(m)
         | Map::HashMap(m)
+        | Map::HashOfMaps(m)
+        | Map::InodeStorage(m)
         | Map::LpmTrie(m)
+        | Map::LruHashMap(m)
         | Map::PerCpuArray(m)
+        | Map::PerCpuCgroupStorage(m)
         | Map::PerCpuHashMap(m)
+        | Map::PerCpuLruHashMap(m)
+        | Map::PerfEventArray(m)
+        | Map::ProgramArray(m)
+        | Map::Queue(m)
+        | Map::ReusePortSockArray(m)
         | Map::RingBuf(m)
+        | Map::SockHash(m)
+        | Map::SockMap(m)
+        | Map::SkStorage(m)
+        | Map::Stack(m)
         | Map::StackTraceMap(m)
-        | Map::PerfEventArray(m) => Some(m),
-        _ => None,
+        | Map::Unsupported(m)
+        | Map::XskMap(m) => m,
     }
 }
 
@@ -243,7 +266,7 @@ fn attach(prog: &OwnedFd) -> Result<OwnedFd, String> {
 pub fn map_fds(ebpf: &aya::Ebpf) -> Vec<(String, OwnedFd)> {
     ebpf.maps()
         .filter_map(|(name, m)| {
-            let fd = map_data(m)?.fd().as_fd().try_clone_to_owned().ok()?;
+            let fd = map_data(m).fd().as_fd().try_clone_to_owned().ok()?;
             Some((name.to_owned(), fd))
         })
         .collect()

@@ -177,7 +177,9 @@ pub(crate) fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
     let ts = unsafe { bpf_ktime_get_ns() };
     let tid = bpf_get_current_pid_tgid() as u32;
     let level_before = read_level(sb);
-    let pending = Pending { sb, begin_ts_ns: ts, level_before, begin_kind, holder, hook };
+    // SAFETY: a lookup whose value is only tested for presence.
+    let flags = if unsafe { BDEV_CALLS.get(&tid) }.is_some() { freeze_flags::VIA_BLOCK_DEVICE } else { 0 };
+    let pending = Pending { sb, begin_ts_ns: ts, level_before, begin_kind, holder, hook, flags, _pad: 0 };
     if PENDING.insert(&tid, &pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
@@ -188,6 +190,7 @@ pub(crate) fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
     e.level_before = level_before;
     e.level_after = level_before;
     e.holder = holder;
+    e.flags = flags;
     emit(&e);
 }
 
@@ -216,8 +219,9 @@ pub(crate) fn on_end(hook: u32, ret: i64) {
     e.level_after = level_after;
     e.holder = p.holder;
     e.ret = ret;
+    e.flags = p.flags;
     if p.begin_kind == kind::FREEZE_BEGIN && ret == 0 {
-        e.flags = note_owners();
+        e.flags |= note_owners();
     }
     emit(&e);
 }

@@ -111,6 +111,12 @@ pub(crate) static PATH_SCRATCH: PerCpuArray<Key<[u8; PATH_KEY_BYTES]>> = PerCpuA
 #[map]
 pub(crate) static OWNERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
+/// Threads inside a block-device freeze or thaw (`bdev_freeze`/`bdev_thaw`, before 6.8
+/// `freeze_bdev`/`thaw_bdev`: device-mapper suspend and resume), by thread id: the
+/// `freeze_super`/`thaw_super` they call is marked `freeze_flags::VIA_BLOCK_DEVICE`.
+#[map]
+pub(crate) static BDEV_CALLS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
 /// Tasks waiting at a gate, by thread id.
 #[map]
 pub(crate) static WAITING: HashMap<u32, Waiting> = HashMap::with_max_entries(4096, 0);
@@ -169,4 +175,7 @@ pub(crate) struct Pending {
     pub(crate) begin_kind: u32,
     pub(crate) holder: u32,
     pub(crate) hook: u32,
+    /// `freeze_flags` known at the call (`VIA_BLOCK_DEVICE`).
+    pub(crate) flags: u32,
+    pub(crate) _pad: u32,
 }

@@ -9,8 +9,8 @@ use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
     event::{
-        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, ProcessExit,
-        SharedSuperblock, Superblock, Txn,
+        BlockIo, Denial, Dirtied, Event, EventKind, FreezeVia, Hook, IoOp, LsmHook, MountApi, MountCall,
+        ProcessExit, SharedSuperblock, Superblock, Txn,
     },
 };
 
@@ -137,6 +137,11 @@ fn c_str(bytes: &[u8]) -> String {
 fn uuid_string(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The kinds a `freeze_flags::VIA_BLOCK_DEVICE` applies to.
+fn is_freeze_or_thaw(kind: EventKind) -> bool {
+    matches!(kind, EventKind::FreezeBegin | EventKind::FreezeEnd | EventKind::ThawBegin | EventKind::ThawEnd)
 }
 
 pub fn holder_name(bits: u32) -> Option<String> {
@@ -308,6 +313,8 @@ impl Decoder {
             level_before: level(raw.level_before),
             level_after: level(raw.level_after),
             holder: holder_name(raw.holder),
+            via: (is_freeze_or_thaw(kind) && raw.flags & freeze_common::freeze_flags::VIA_BLOCK_DEVICE != 0)
+                .then_some(FreezeVia::BlockDevice),
             ret,
             error: ret.filter(|r| *r < 0).map(|r| errno_name(-r)),
             block: block.map(Box::new),

@@ -118,6 +118,17 @@ named_enum! {
 }
 
 named_enum! {
+    /// How a freeze or thaw was made, when it was not a FIFREEZE/FITHAW of the filesystem.
+    pub enum FreezeVia {
+        /// Through its block device (`bdev_freeze`/`bdev_thaw`; `freeze_bdev`/`thaw_bdev`
+        /// before 6.8): a device-mapper suspend or resume. Only the block device's thaw
+        /// (`dmsetup resume`) may end such a freeze; a FITHAW would thaw the filesystem under a
+        /// device that is still suspended.
+        BlockDevice = "block-device",
+    }
+}
+
+named_enum! {
     /// What a modification of a frozen filesystem's storage did.
     pub enum IoOp {
         /// A write bio (`W` in the block tracepoint's rwbs).
@@ -268,6 +279,10 @@ pub struct Event {
     /// Freeze holder: "kernel", "userspace", with "+may_nest"/"+excl"; null when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
+    /// freeze_* / thaw_*: the path the call came by, when it is not a plain FIFREEZE/FITHAW
+    /// (`block-device`: device-mapper's suspend or resume). Known with the fentry hook only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<FreezeVia>,
     /// Return value, for *_end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ret: Option<i64>,
@@ -323,6 +338,7 @@ impl Event {
             level_before: None,
             level_after: None,
             holder: None,
+            via: None,
             ret: None,
             error: None,
             block: None,

@@ -12,16 +12,21 @@
 //!   so the finding says how the owner ended and when. Tools that freeze and thaw from separate
 //!   short-lived processes (Velero's hooks) raise it too, which is why it is a warning and the
 //!   watchdog waits `orphan_grace` before acting.
+//! - `suspend-orphaned` (an error) instead, when a hold made through the block device
+//!   (`via: block-device`: `dmsetup suspend`, LVM) has lost its owner: the device stays
+//!   suspended until someone resumes it, and the finding says how (`dmsetup resume NAME`).
 //! - The watchdog (`thaw_orphans`, `thaw_after`) asks the caller to thaw, or in audit mode says it
-//!   would have; never for a freeze the kernel holds (device-mapper suspend, a block device
-//!   freeze), which only the kernel may end.
+//!   would have; never for a freeze the kernel holds or one made through the block device
+//!   (device-mapper suspend): a FITHAW there would thaw the filesystem under a device that is
+//!   still suspended, in the middle of the snapshot it exists for. A thaw that fails is tried
+//!   again (`watchdog-failed`), after 1 s, then twice as long each time, at most every 5 min.
 //!
 use std::collections::BTreeMap;
 
 use crate::{
     attribution::{Cgroup, Parent},
     correlate::{Finding, FindingKind, messages::state_finding},
-    event::{Event, EventKind, ProcessExit, SharedSuperblock, Superblock},
+    event::{Event, EventKind, FreezeVia, ProcessExit, SharedSuperblock, Superblock},
     names::named_enum,
     units::fmt_secs,
 };
@@ -65,6 +70,48 @@ impl Default for WatchOptions {
 /// the freeze itself; one that exits sooner (`fsfreeze -f`) leaves it to its parent.
 pub const SETTLE_NS: u64 = 1_000_000_000;
 
+/// The first wait before a failed watchdog thaw is tried again, and the longest.
+const RETRY_FIRST_NS: u64 = 1_000_000_000;
+const RETRY_MAX_NS: u64 = 300_000_000_000;
+
+/// Who holds a freeze, by how it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeldBy {
+    /// A FIFREEZE (or a freeze_super of a user-space holder): the process that made it, or its
+    /// parent, owns it; the watchdog may thaw it.
+    Process,
+    /// The kernel's own freeze (holder `kernel`): no process owns it.
+    Kernel,
+    /// A block-device freeze (`via: block-device`): a process owns it, but only resuming the
+    /// device ends it.
+    BlockDevice,
+}
+
+impl HeldBy {
+    fn of(ev: &Event) -> Self {
+        if ev.via == Some(FreezeVia::BlockDevice) {
+            Self::BlockDevice
+        } else if ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel")) {
+            Self::Kernel
+        } else {
+            Self::Process
+        }
+    }
+}
+
+/// What the watchdog has done about a filesystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watchdog {
+    Idle,
+    /// It ordered a thaw (or, in audit mode, said it would have): once per freeze.
+    Acted,
+    /// Its thaw failed; the next try is due at `at` (the `attempt`th).
+    Retry {
+        at: u64,
+        attempt: u32,
+    },
+}
+
 /// A process's exit, as the kernel reported it.
 #[derive(Clone, Debug)]
 struct Exited {
@@ -75,7 +122,9 @@ struct Exited {
 /// One successful freeze call still in force.
 #[derive(Clone, Debug)]
 struct Hold {
-    kernel: bool,
+    by: HeldBy,
+    /// For a block-device hold: the device-mapper name of the device, when known.
+    device_name: Option<String>,
     /// The process that made the call.
     pid: u32,
     comm: String,
@@ -125,7 +174,7 @@ impl Hold {
 
     /// Takes the exit of process `pid` at `at`, when it is this hold's caller or parent.
     fn exited(&mut self, pid: u32, at: u64, how: &ProcessExit) {
-        if self.kernel {
+        if self.by == HeldBy::Kernel {
             return;
         }
         if self.pid == pid && self.caller_exit.is_none() {
@@ -154,7 +203,19 @@ struct Frozen {
     next_alert: u64,
     /// Since when nothing holds it: every user-space hold's owner has exited.
     gone_since: Option<u64>,
-    watchdog_acted: bool,
+    watchdog: Watchdog,
+}
+
+/// A filesystem frozen now, as the metrics show it.
+#[derive(Debug)]
+pub struct FrozenNow<'a> {
+    pub sb: &'a Superblock,
+    /// Frozen since (CLOCK_MONOTONIC ns).
+    pub since: u64,
+    /// Every owner of its holds is gone (as `freezer-gone` or `suspend-orphaned` said).
+    pub gone: bool,
+    /// And it is held through its block device (`suspend-orphaned`): the watchdog leaves it.
+    pub suspend_orphaned: bool,
 }
 
 /// What an event changed: how long a freeze lasted when it ended one, and what it made certain.
@@ -165,6 +226,28 @@ pub struct Pushed {
 }
 
 impl Frozen {
+    /// Whether only the kernel or the block device may end it: the watchdog leaves it alone.
+    fn not_ours_to_thaw(&self) -> bool {
+        self.unknown_holder || self.holds.iter().any(|h| h.by != HeldBy::Process)
+    }
+
+    /// The hold made through the block device, if any.
+    fn block_device_hold(&self) -> Option<&Hold> {
+        self.holds.iter().find(|h| h.by == HeldBy::BlockDevice)
+    }
+
+    /// What ends a block-device freeze of this filesystem.
+    fn how_to_resume(&self, hold: &Hold) -> String {
+        match &hold.device_name {
+            Some(name) => format!("only `dmsetup resume {name}` ends it"),
+            None => format!(
+                "only resuming its block device {} ({}) ends it (`dmsetup resume`, or the thaw of the \
+                 block device by whatever froze it)",
+                self.sb.s_id, self.sb.dev
+            ),
+        }
+    }
+
     /// "fsfreeze[12] ← backup.sh[10], …": who froze it, as recorded (made only when said).
     fn holders(&self) -> String {
         if self.unknown_holder && self.holds.is_empty() {
@@ -172,11 +255,6 @@ impl Frozen {
         }
         self.holds.iter().map(Hold::recorded_owner).collect::<Vec<_>>().join(", ")
     }
-}
-
-/// Whether the freeze or thaw of `ev` is the kernel's (device-mapper, a block device freeze).
-fn held_by_kernel(ev: &Event) -> bool {
-    ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel"))
 }
 
 /// A thaw the watchdog wants done; hand the result back to `Watch::thawed`.
@@ -190,6 +268,8 @@ pub struct ThawOrder {
     /// Who had frozen it, as recorded.
     pub frozen_by: String,
     since: u64,
+    /// 1 for the first try, more for the retries of a thaw that failed.
+    pub attempt: u32,
 }
 
 /// A freeze call in progress (freeze_super has not returned).
@@ -208,22 +288,37 @@ struct Freezing {
 /// Waiting writers a `freeze-stalled` finding names at most.
 const WAITERS_NAMED: usize = 8;
 
+/// The device-mapper name of a block device, from its `major:minor`.
+pub type DeviceNames = Box<dyn Fn(&str) -> Option<String> + Send>;
+
 #[derive(Default)]
 pub struct Watch {
     opts: WatchOptions,
     frozen: BTreeMap<String, Frozen>,
     freezing: BTreeMap<String, Freezing>,
+    device_names: Option<DeviceNames>,
 }
 
 impl Watch {
     pub fn new(opts: WatchOptions) -> Self {
-        Self { opts, frozen: BTreeMap::new(), freezing: BTreeMap::new() }
+        Self { opts, frozen: BTreeMap::new(), freezing: BTreeMap::new(), device_names: None }
     }
 
-    /// The filesystems frozen now: (superblock, frozen since, whether its freezer is gone, as
-    /// `freezer-gone` has said).
-    pub fn frozen(&self) -> impl Iterator<Item = (&Superblock, u64, bool)> {
-        self.frozen.values().map(|f| (&*f.sb, f.since, f.gone_since.is_some()))
+    /// Names the devices of block-device freezes with `names` (the caller reads sysfs), so
+    /// that `suspend-orphaned` can say `dmsetup resume NAME`.
+    pub fn with_device_names(mut self, names: DeviceNames) -> Self {
+        self.device_names = Some(names);
+        self
+    }
+
+    /// The filesystems frozen now.
+    pub fn frozen(&self) -> impl Iterator<Item = FrozenNow<'_>> {
+        self.frozen.values().map(|f| FrozenNow {
+            sb: &f.sb,
+            since: f.since,
+            gone: f.gone_since.is_some(),
+            suspend_orphaned: f.gone_since.is_some() && f.block_device_hold().is_some(),
+        })
     }
 
     /// Takes the next event.
@@ -266,8 +361,14 @@ impl Watch {
         }
         match ev.kind {
             EventKind::FreezeEnd if ev.ret == Some(0) => {
+                let by = HeldBy::of(ev);
+                let device_name = match (&self.device_names, by) {
+                    (Some(names), HeldBy::BlockDevice) => names(&sb.dev),
+                    _ => None,
+                };
                 let hold = Hold {
-                    kernel: held_by_kernel(ev),
+                    by,
+                    device_name,
                     pid: ev.pid,
                     comm: ev.comm.clone(),
                     parent: ev.parent.clone(),
@@ -284,7 +385,7 @@ impl Watch {
                     unknown_holder: false,
                     next_alert: ev.ts_ns + alert_after,
                     gone_since: None,
-                    watchdog_acted: false,
+                    watchdog: Watchdog::Idle,
                 });
                 f.holds.push(hold);
                 // A new holder holds it again.
@@ -292,8 +393,8 @@ impl Watch {
             }
             EventKind::ThawEnd if ev.ret == Some(0) => {
                 let Some(f) = self.frozen.get_mut(&sb.id) else { return out };
-                let kernel = held_by_kernel(ev);
-                if let Some(at) = f.holds.iter().rposition(|h| h.kernel == kernel) {
+                let by = HeldBy::of(ev);
+                if let Some(at) = f.holds.iter().rposition(|h| h.by == by) {
                     f.holds.remove(at);
                 }
                 if (ev.level_after == Some(0) || f.holds.is_empty())
@@ -324,7 +425,7 @@ impl Watch {
                             unknown_holder: true,
                             next_alert: ev.ts_ns + self.opts.alert_frozen_ns,
                             gone_since: None,
-                            watchdog_acted: false,
+                            watchdog: Watchdog::Idle,
                         },
                     );
                 }
@@ -333,7 +434,8 @@ impl Watch {
                 // The freezer (or the script that ran it) waiting at the gate it closed.
                 let Some(f) = self.frozen.get(&sb.id) else { return out };
                 let own = f.holds.iter().find(|h| {
-                    !h.kernel && (h.pid == ev.pid || h.parent.as_ref().is_some_and(|p| p.pid == ev.pid))
+                    h.by != HeldBy::Kernel
+                        && (h.pid == ev.pid || h.parent.as_ref().is_some_and(|p| p.pid == ev.pid))
                 });
                 if let Some(hold) = own {
                     let message = format!(
@@ -399,7 +501,13 @@ impl Watch {
             let frozen_for = now_ns.saturating_sub(f.since);
             if now_ns >= f.next_alert {
                 f.next_alert = now_ns + self.opts.alert_every_ns;
-                let kernel = if f.holds.iter().any(|h| h.kernel) { " (the kernel holds it)" } else { "" };
+                let kernel = if f.holds.iter().any(|h| h.by == HeldBy::Kernel) {
+                    " (the kernel holds it)"
+                } else if f.block_device_hold().is_some() {
+                    " (through its block device: a device-mapper suspend, which the watchdog never thaws)"
+                } else {
+                    ""
+                };
                 let message = format!(
                     "{} has been frozen for {} (over --alert-frozen {}), frozen by {}{kernel}, and still is",
                     f.sb.describe(),
@@ -409,9 +517,28 @@ impl Watch {
                 );
                 findings.push(about(FindingKind::FrozenTooLong, f, frozen_for, message));
             }
-            let kernel_held = f.holds.iter().any(|h| h.kernel);
-            if kernel_held || f.unknown_holder || f.watchdog_acted {
+            if f.not_ours_to_thaw() {
                 continue;
+            }
+            match f.watchdog {
+                Watchdog::Acted => continue,
+                Watchdog::Retry { at, attempt } if now_ns >= at => {
+                    if let Some(mountpoint) = f.sb.mountpoint.clone() {
+                        orders.push(ThawOrder {
+                            sb: f.sb.clone(),
+                            mountpoint,
+                            reason: format!("try {attempt}, after a failed thaw"),
+                            frozen_for_ns: frozen_for,
+                            frozen_by: f.holders(),
+                            since: f.since,
+                            attempt,
+                        });
+                    }
+                    f.watchdog = Watchdog::Acted;
+                    continue;
+                }
+                Watchdog::Retry { .. } => continue,
+                Watchdog::Idle => {}
             }
             let orphaned = self.opts.thaw_orphans.and_then(|mode| {
                 let since = f.gone_since?;
@@ -423,7 +550,7 @@ impl Watch {
                 (mode, format!("frozen longer than --thaw-after {}", fmt_secs(limit)))
             });
             let Some((mode, reason)) = orphaned.or(overdue) else { continue };
-            f.watchdog_acted = true;
+            f.watchdog = Watchdog::Acted;
             match (mode, f.sb.mountpoint.clone()) {
                 (ThawMode::Enforce, Some(mountpoint)) => orders.push(ThawOrder {
                     sb: f.sb.clone(),
@@ -432,6 +559,7 @@ impl Watch {
                     frozen_for_ns: frozen_for,
                     frozen_by: f.holders(),
                     since: f.since,
+                    attempt: 1,
                 }),
                 (ThawMode::Enforce, None) => {
                     let message = format!(
@@ -462,8 +590,9 @@ impl Watch {
             for h in &mut f.holds {
                 h.exited(pid, at, how);
             }
-            // Only user-space freezes have owners that can go away.
-            if f.gone_since.is_some() || f.holds.is_empty() || f.holds.iter().any(|h| h.kernel) {
+            // Only freezes made by processes have owners that can go away.
+            if f.gone_since.is_some() || f.holds.is_empty() || f.holds.iter().any(|h| h.by == HeldBy::Kernel)
+            {
                 continue;
             }
             let gone: Option<Vec<(u64, String)>> = f.holds.iter().map(|h| h.gone(&f.sb)).collect();
@@ -472,19 +601,52 @@ impl Watch {
             f.gone_since = Some(since);
             let frozen_for = at.saturating_sub(f.since);
             let said: Vec<String> = gone.into_iter().map(|(_, s)| s).collect();
-            let message = format!(
-                "{}; nothing holds the freeze of {} now, frozen for {}",
-                said.join("; "),
-                f.sb.describe(),
-                fmt_secs(frozen_for)
-            );
-            findings.push(about(FindingKind::FreezerGone, f, frozen_for, message));
+            let finding = match f.block_device_hold() {
+                Some(hold) => {
+                    let message = format!(
+                        "{}; {} stays frozen under its suspended block device, frozen for {}, and the \
+                         watchdog never thaws a block-device freeze: {}",
+                        said.join("; "),
+                        f.sb.describe(),
+                        fmt_secs(frozen_for),
+                        f.how_to_resume(hold)
+                    );
+                    about(FindingKind::SuspendOrphaned, f, frozen_for, message)
+                }
+                None => {
+                    let message = format!(
+                        "{}; nothing holds the freeze of {} now, frozen for {}",
+                        said.join("; "),
+                        f.sb.describe(),
+                        fmt_secs(frozen_for)
+                    );
+                    about(FindingKind::FreezerGone, f, frozen_for, message)
+                }
+            };
+            findings.push(finding);
         }
     }
 
     /// The caller carried out `order` at `now_ns` (or failed, with why): the finding that says so.
-    pub fn thawed(&self, order: &ThawOrder, now_ns: u64, result: Result<(), String>) -> Finding {
+    /// A failed thaw of a filesystem still frozen is tried again later (`tick` orders it).
+    pub fn thawed(&mut self, order: &ThawOrder, now_ns: u64, result: Result<(), String>) -> Finding {
         let frozen_for = now_ns.saturating_sub(order.since);
+        if let Err(why) = &result
+            && let Some(f) = self.frozen.get_mut(&order.sb.id)
+            && f.since == order.since
+        {
+            let doublings = order.attempt.saturating_sub(1).min(16);
+            let wait = (RETRY_FIRST_NS << doublings).min(RETRY_MAX_NS);
+            f.watchdog = Watchdog::Retry { at: now_ns + wait, attempt: order.attempt + 1 };
+            let message = format!(
+                "the watchdog could not thaw {} ({}; try {}): {why}; it tries again in {}",
+                order.sb.describe(),
+                order.reason,
+                order.attempt,
+                fmt_secs(wait)
+            );
+            return state_finding(FindingKind::WatchdogFailed, &order.sb, order.since, frozen_for, message);
+        }
         let (kind, message) = match result {
             Ok(()) => (
                 FindingKind::ThawedByWatchdog,
@@ -590,7 +752,7 @@ mod tests {
         assert!(exit(&mut w, 4242, "unrelated", S, SIGKILL).is_empty(), "another process's exit");
         let (f, orders) = w.tick(8 * S);
         assert!(f.is_empty() && orders.is_empty());
-        assert_eq!(w.frozen().filter(|(_, _, gone)| *gone).count(), 0);
+        assert_eq!(w.frozen().filter(|f| f.gone).count(), 0);
     }
 
     #[test]
@@ -605,7 +767,7 @@ mod tests {
             "backup.sh[9] was killed by SIGKILL; it had run fsfreeze[10], which froze ext4 7:0 (/mnt) and \
              exited with status 0 0.010s later; nothing holds the freeze of ext4 7:0 (/mnt) now, frozen for 2.000s"
         );
-        assert_eq!(w.frozen().filter(|(_, _, gone)| *gone).count(), 1);
+        assert_eq!(w.frozen().filter(|f| f.gone).count(), 1);
         assert!(w.tick(6 * S).1.is_empty(), "not before the grace period");
         let (_, orders) = w.tick(7 * S);
         assert_eq!(orders.len(), 1);
@@ -810,5 +972,100 @@ mod tests {
             "{}",
             found[0].message
         );
+    }
+    /// `dmsetup[10]`, run by lvm.sh[9], suspends the device under ext4 7:0 (/mnt) at `at`.
+    fn suspended_by_script(w: &mut Watch, at: u64) {
+        for mut e in freeze(at) {
+            e.comm = "dmsetup".into();
+            e.via = Some(FreezeVia::BlockDevice);
+            e.holder = Some("userspace+may_nest".into());
+            e.parent = Some(Parent { pid: 9, comm: "lvm.sh".into(), reaper: false, exiting: false }.into());
+            w.push(&e);
+        }
+    }
+
+    #[test]
+    fn a_suspend_whose_owner_is_gone_is_an_error_naming_the_resume_and_is_never_thawed() {
+        let opts = WatchOptions { thaw_after_ns: Some(2 * S), ..opts() };
+        let names: DeviceNames = Box::new(|dev| (dev == "7:0").then(|| "vg-data".to_owned()));
+        let mut w = Watch::new(opts.clone()).with_device_names(names);
+        suspended_by_script(&mut w, 0);
+        assert!(exit(&mut w, 10, "dmsetup", S / 100, 0).is_empty(), "lvm.sh still runs");
+        let f = exit(&mut w, 9, "lvm.sh", 2 * S, SIGKILL);
+        assert_eq!(kinds(&f), [FindingKind::SuspendOrphaned]);
+        assert_eq!(f[0].severity, crate::correlate::Severity::Error);
+        assert_eq!(
+            f[0].message,
+            "lvm.sh[9] was killed by SIGKILL; it had run dmsetup[10], which froze ext4 7:0 (/mnt) and exited \
+             with status 0 0.010s later; ext4 7:0 (/mnt) stays frozen under its suspended block device, \
+             frozen for 2.000s, and the watchdog never thaws a block-device freeze: only `dmsetup resume \
+             vg-data` ends it"
+        );
+        let now: Vec<(bool, bool)> = w.frozen().map(|f| (f.gone, f.suspend_orphaned)).collect();
+        assert_eq!(now, [(true, true)], "the gauges say its owner is gone, from a suspend");
+        // Past the grace and past --thaw-after: still no order, in enforce mode.
+        for t in [8 * S, 11 * S, 400 * S] {
+            let (said, orders) = w.tick(t);
+            assert!(orders.is_empty(), "at {t}: {orders:?}");
+            assert!(said.iter().all(|f| f.kind == FindingKind::FrozenTooLong), "{said:?}");
+        }
+        let (said, _) = w.tick(800 * S);
+        assert!(said[0].message.contains("which the watchdog never thaws"), "{}", said[0].message);
+        // `dmsetup resume` ends it.
+        for mut e in thaw(900 * S, 0) {
+            e.via = Some(FreezeVia::BlockDevice);
+            w.push(&e);
+        }
+        assert_eq!(w.frozen().count(), 0);
+
+        // Unnamed (no sysfs name): the block device is named instead.
+        let mut w = Watch::new(opts);
+        suspended_by_script(&mut w, 0);
+        exit(&mut w, 10, "dmsetup", S / 100, 0);
+        let f = exit(&mut w, 9, "lvm.sh", 2 * S, SIGKILL);
+        assert!(f[0].message.ends_with("only resuming its block device loop0 (7:0) ends it (`dmsetup resume`, or the thaw of the block device by whatever froze it)"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn a_resume_ends_the_block_device_hold_and_leaves_a_fifreeze_hold() {
+        let mut w = Watch::new(opts());
+        frozen_by_script(&mut w, 0);
+        suspended_by_script(&mut w, S);
+        for mut e in thaw(2 * S, 4) {
+            e.via = Some(FreezeVia::BlockDevice);
+            w.push(&e);
+        }
+        // Only the FIFREEZE hold is left (fsfreeze[10] has run past the settle time: it owns
+        // it): its exit is a plain freezer-gone, and the watchdog thaws after the grace.
+        assert_eq!(kinds(&exit(&mut w, 10, "fsfreeze", 3 * S, SIGKILL)), [FindingKind::FreezerGone]);
+        assert_eq!(w.tick(9 * S).1.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_thaw_is_said_and_tried_again_less_and_less_often() {
+        let mut w = Watch::new(WatchOptions { thaw_orphans: None, thaw_after_ns: Some(S), ..opts() });
+        frozen_by_script(&mut w, 0);
+        let (_, orders) = w.tick(S + 10);
+        assert_eq!(orders[0].attempt, 1);
+        let failed = w.thawed(&orders[0], 2 * S, Err("FITHAW on /mnt: Invalid argument".into()));
+        assert_eq!(
+            (failed.kind, failed.severity),
+            (FindingKind::WatchdogFailed, crate::correlate::Severity::Error)
+        );
+        assert!(
+            failed.message.ends_with("try 1): FITHAW on /mnt: Invalid argument; it tries again in 1.000s"),
+            "{}",
+            failed.message
+        );
+        assert!(w.tick(2 * S + S / 2).1.is_empty(), "not before its time");
+        let (_, again) = w.tick(3 * S);
+        assert_eq!((again.len(), again[0].attempt), (1, 2));
+        let failed = w.thawed(&again[0], 3 * S, Err("EIO".into()));
+        assert!(failed.message.ends_with("it tries again in 2.000s"), "{}", failed.message);
+        assert!(w.tick(4 * S).1.is_empty());
+        let (_, third) = w.tick(5 * S);
+        assert_eq!(third[0].attempt, 3);
+        assert_eq!(w.thawed(&third[0], 5 * S, Ok(())).kind, FindingKind::ThawedByWatchdog);
+        assert!(w.tick(100 * S).1.is_empty(), "done");
     }
 }

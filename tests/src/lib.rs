@@ -10,6 +10,7 @@ mod layers;
 mod loopfs;
 mod mounts;
 mod runner;
+mod sandbox;
 mod watcher;
 
 pub use http::*;
@@ -18,4 +19,5 @@ pub use layers::*;
 pub use loopfs::*;
 pub use mounts::*;
 pub use runner::*;
+pub use sandbox::*;
 pub use watcher::*;

@@ -180,8 +180,14 @@ pub struct Background {
 impl Background {
     /// Starts `freezewatch ARGS...` with stdout discarded and stderr to `stderr_path`.
     pub fn start(args: &[&std::ffi::OsStr], stderr_path: PathBuf) -> Result<Self> {
-        let child = Command::new(freezewatch_bin())
-            .args(args)
+        let mut cmd = Command::new(freezewatch_bin());
+        cmd.args(args);
+        Self::spawn(cmd, stderr_path)
+    }
+
+    /// Starts `cmd` (which runs freezewatch, or execs into it) the same way.
+    pub fn spawn(mut cmd: Command, stderr_path: PathBuf) -> Result<Self> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path)?)

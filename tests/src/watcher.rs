@@ -23,12 +23,26 @@ impl Watcher {
 
     /// The same, with the findings file at `findings` (its own temp dir's when `None`).
     pub fn start_with(findings: Option<PathBuf>, args: &[&str]) -> Result<Self> {
+        Self::start_in(findings, args, |argv| {
+            let mut cmd = std::process::Command::new(crate::freezewatch_bin());
+            cmd.args(argv);
+            cmd
+        })
+    }
+
+    /// The same, run by the command `wrap` makes of freezewatch's arguments (a sandbox that
+    /// execs into it, which must leave the findings file writable).
+    pub fn start_in(
+        findings: Option<PathBuf>,
+        args: &[&str],
+        wrap: impl FnOnce(&[&std::ffi::OsStr]) -> std::process::Command,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let findings_path = findings.unwrap_or_else(|| dir.path().join("findings.ndjson"));
         let mut argv: Vec<&std::ffi::OsStr> =
             vec!["watch".as_ref(), "--findings".as_ref(), findings_path.as_os_str()];
         argv.extend(args.iter().map(std::ffi::OsStr::new));
-        let mut process = Background::start(&argv, dir.path().join("stderr"))?;
+        let mut process = Background::spawn(wrap(&argv), dir.path().join("stderr"))?;
         process.wait_until("watching", |p| p.stderr().contains("freezewatch: watching"))?;
         Ok(Watcher { process, findings_path, _dir: dir })
     }

@@ -267,7 +267,15 @@ fn the_service_unit_verifies_and_starts_watch() {
     }
     // systemd checks the unit (every key known, the binary executable): a copy whose ExecStart
     // points at the unpacked binary, since the package is not installed here. Any message fails.
-    if Command::new("systemd-analyze").arg("--version").output().is_ok() {
+    let have_analyze = Command::new("systemd-analyze").arg("--version").output().is_ok();
+    assert!(
+        have_analyze || !kernel_required(),
+        "FREEZEWATCH_REQUIRE_KERNEL=1 but systemd-analyze is missing (`cargo xtask setup` installs systemd)"
+    );
+    if !have_analyze {
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
+    }
+    if have_analyze {
         let copy = dir.path().join("freezewatch.service");
         let bin = dir.path().join("usr/bin/freezewatch");
         std::fs::write(

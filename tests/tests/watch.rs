@@ -9,7 +9,8 @@ use std::{
 };
 
 use freezewatch_tests::{
-    Frozen, FsType, LoopFs, Watcher, free_port, freezewatch, http_get, kernel_available, limit, poll_until,
+    DmStack, Frozen, FsType, LoopFs, UnitSandbox, Watcher, dmsetup, free_port, freezewatch, freezewatch_bin,
+    http_get, kernel_available, layer_available, limit, poll_until,
 };
 
 /// A process that froze `fs` and keeps running (`sh`, turned into `sleep` after fsfreeze returns):
@@ -623,6 +624,15 @@ fn sighup_reopens_the_findings_file_for_logrotate() {
 }
 
 /// `n` freeze/thaw cycles of `fs` (each balanced).
+/// The trace files `--trace-dir` wrote to `dir` (beside them: each run's lock file).
+fn trace_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("the trace dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .collect()
+}
+
 fn cycles(fs: &LoopFs, n: usize) {
     for _ in 0..n {
         let ok = Command::new("sh")
@@ -660,8 +670,7 @@ fn the_trace_dir_rotates_by_size_and_count_and_each_file_is_a_trace() {
     cycles(&fs, 1);
     std::thread::sleep(Duration::from_millis(500));
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
-    let mut files: Vec<_> =
-        std::fs::read_dir(&traces).expect("dir").map(|e| e.expect("entry").path()).collect();
+    let mut files = trace_files(&traces);
     files.sort();
     assert_eq!(files.len(), 3, "rotated and pruned to 3: {files:?}");
     let mut freezes = 0;
@@ -780,4 +789,147 @@ fn a_freeze_that_cannot_finish_its_sync_is_freeze_stalled() {
     assert!(message.contains(&format!("by fsfreeze[{}]", inner_freeze.id())), "{message}");
     assert!(message.contains("has not returned after"), "{message}");
     assert!(watch.findings_of("freeze-stalled", outer.mnt()).is_empty(), "the outer freeze returned at once");
+}
+
+/// `dmsetup info NAME`'s state line: "ACTIVE" or "SUSPENDED".
+fn dm_state(name: &str) -> String {
+    let info = dmsetup(&["info", name]).expect("dmsetup info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no State in {info}"))
+}
+
+#[test]
+fn an_orphaned_device_mapper_suspend_is_an_error_and_the_watchdog_never_thaws_it() {
+    let name = "an_orphaned_device_mapper_suspend_is_an_error_and_the_watchdog_never_thaws_it";
+    if !layer_available(name, "device-mapper") {
+        return;
+    }
+    let dm = format!("fwsuspend{}", std::process::id());
+    let stack = DmStack::linear_ext4(&dm, 64, 0).expect("ext4 on a dm-linear device");
+    let m = stack.fs().mnt().to_owned();
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(format!("{m}/data"), &data).expect("a file before the suspend");
+    assert!(Command::new("sync").status().expect("sync").success());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let traces = dir.path().join("traces");
+    let mut watch = Watcher::start(&[
+        "--thaw-orphans=enforce",
+        "--orphan-grace",
+        "1s",
+        "--thaw-after",
+        "2s",
+        "--alert-frozen",
+        "4s",
+        "--trace-dir",
+        traces.to_str().expect("UTF-8 temp path"),
+    ])
+    .expect("watch");
+    // A script suspends the device (the kernel freezes ext4 through it) and is killed: dmsetup
+    // returned at once, so the script owned the suspend.
+    let mut script = spawn_frozen(|mark| {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("dmsetup suspend --noudevsync {dm} && touch {} && exec sleep 3600", mark.display()))
+            .env("DM_DISABLE_UDEV", "1");
+        sh
+    });
+    let pid = script.id();
+    kill(&mut script);
+    let orphaned = watch.wait_for("suspend-orphaned", &m, limit(10)).expect("suspend-orphaned arrives");
+    let message = orphaned["message"].as_str().unwrap_or_default();
+    assert_eq!(orphaned["severity"], "error", "{orphaned}");
+    assert!(message.contains(&format!("[{pid}] was killed by SIGKILL")), "{message}");
+    assert!(message.ends_with(&format!("only `dmsetup resume {dm}` ends it")), "{message}");
+    // Past the grace and --thaw-after (frozen-too-long comes at 4 s, after both): the watchdog
+    // has looked at it on every tick since, and left it alone.
+    let late = watch.wait_for("frozen-too-long", &m, limit(15)).expect("frozen-too-long arrives");
+    let late_message = late["message"].as_str().unwrap_or_default();
+    assert!(late_message.contains("which the watchdog never thaws"), "{late_message}");
+    for kind in ["thawed-by-watchdog", "watchdog-would-thaw", "watchdog-failed", "freezer-gone"] {
+        assert!(watch.findings_of(kind, &m).is_empty(), "{kind}: {:?}", watch.findings_of(kind, &m));
+    }
+    assert_eq!(dm_state(&dm), "SUSPENDED", "the device stays suspended until resumed");
+    dmsetup(&["resume", &dm]).expect("the test resumes it");
+    assert_eq!(dm_state(&dm), "ACTIVE");
+    assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
+    assert_eq!(std::fs::read(format!("{m}/data")).expect("the file after the resume"), data, "intact");
+    // The trace says how the freeze and the thaw were made.
+    let mut via = Vec::new();
+    for f in trace_files(&traces) {
+        let text = std::fs::read_to_string(f).expect("trace file");
+        for line in text.lines().filter(|l| l.contains(&m)) {
+            let ev: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            if ["freeze_end", "thaw_end"].contains(&ev["kind"].as_str().unwrap_or_default()) {
+                via.push((ev["kind"].clone(), ev["via"].clone(), ev["comm"].clone()));
+            }
+        }
+    }
+    assert_eq!(
+        via,
+        [
+            ("freeze_end".into(), "block-device".into(), "dmsetup".into()),
+            ("thaw_end".into(), "block-device".into(), "dmsetup".into())
+        ],
+        "the suspend and the resume, each through the block device"
+    );
+    drop(stack);
+}
+
+/// The service unit the package installs.
+const UNIT: &str = include_str!("../../contrib/systemd/freezewatch.service");
+
+/// What `cmd` (a `freezewatch doctor --json`) prints.
+fn doctor_json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.stdin(Stdio::null()).output().expect("runs doctor");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("doctor --json is JSON")
+}
+
+#[test]
+fn under_the_service_sandbox_watch_maps_names_and_thaws_as_it_does_outside() {
+    if !kernel_available("under_the_service_sandbox_watch_maps_names_and_thaws_as_it_does_outside") {
+        return;
+    }
+    let sandbox = UnitSandbox::parse(UNIT).expect("the unit's sandbox");
+    let bin = freezewatch_bin();
+    // What doctor finds: the same storage layers (device-mapper's through /dev/mapper/control),
+    // the same hooks, and kernel symbols (CAP_SYSLOG).
+    let outside = doctor_json(Command::new(&bin).args(["doctor", "--json"]));
+    let inside = doctor_json(&mut sandbox.command(&[], &bin, &["doctor".as_ref(), "--json".as_ref()]));
+    assert_eq!(inside["storage"], outside["storage"], "storage layers under the unit's sandbox");
+    assert_eq!(inside["features"], outside["features"], "hooks under the unit's sandbox");
+    assert!(inside["kernel_symbols"]["Ok"].as_u64().is_some_and(|n| n > 0), "{}", inside["kernel_symbols"]);
+    assert_eq!(inside["can_record"], true, "{}", inside["problems"]);
+
+    // watch with the unit's arguments (its metrics on a free port, its findings in a directory
+    // of this test's), and the watchdog on: a filesystem mounted under /tmp, frozen by a script
+    // that is then killed, is found gone and thawed through its /tmp mount point.
+    let exec = UNIT.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    let mut unit_args: Vec<String> = exec.split_whitespace().skip(2).map(str::to_owned).collect();
+    let logs = sandbox.logs_directory().expect("LogsDirectory");
+    let at = |args: &[String], flag: &str| args.iter().position(|a| a == flag).map(|i| i + 1).expect(flag);
+    let i = at(&unit_args, "--findings");
+    assert!(unit_args[i].starts_with(logs), "the findings go to {logs}");
+    unit_args.drain(i - 1..=i);
+    let out = tempfile::tempdir().expect("temp dir");
+    let findings = out.path().join("findings.ndjson");
+    let i = at(&unit_args, "--metrics");
+    unit_args[i] = format!("127.0.0.1:{}", free_port());
+    unit_args.extend(["--thaw-orphans=enforce", "--orphan-grace", "1s"].map(str::to_owned));
+    let args: Vec<&str> = unit_args.iter().map(String::as_str).collect();
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    assert!(fs.mnt().starts_with(&std::env::temp_dir().to_string_lossy().to_string()), "{}", fs.mnt());
+    let mut watch =
+        Watcher::start_in(Some(findings), &args, |argv| sandbox.command(&[out.path()], &bin, argv))
+            .expect("watch in the sandbox");
+    let mut script = freezer(&fs, "exec sleep 600");
+    let mut writer = blocked_writer(&fs);
+    wait_blocked(&writer);
+    kill(&mut script);
+    let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
+    assert!(gone["message"].as_str().is_some_and(|m| m.contains("was killed by SIGKILL")), "{gone}");
+    thawed_and_written(&watch, &fs, &mut writer, limit(10));
+    assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
 }

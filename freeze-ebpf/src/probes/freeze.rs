@@ -1,6 +1,6 @@
 //! Freeze and thaw: FIFREEZE/FITHAW ioctls (the handlers the syscall dispatcher calls, and their
 //! tracepoints, the fallback that loads everywhere) and fentry/fexit on `freeze_super`/`thaw_super`
-//! (every freeze path).
+//! (every freeze path), with the block-device freeze and thaw around them (device-mapper).
 use crate::{emit::*, read::*};
 use aya_ebpf::{
     EbpfContext,
@@ -132,4 +132,45 @@ pub fn fw_thaw_super_exit(ctx: FExitContext) -> u32 {
     let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
     on_end(hook::FENTRY_FREEZE, ret as i64);
     0
+}
+
+/// The block-device freeze and thaw (`bdev_freeze`/`bdev_thaw`, loaded on `freeze_bdev`/
+/// `thaw_bdev` before 6.8): device-mapper's suspend and resume. They only mark the thread for
+/// the `freeze_super`/`thaw_super` they call, which says `VIA_BLOCK_DEVICE`.
+#[fentry(function = "bdev_freeze")]
+pub fn fw_bdev_freeze_entry(_ctx: FEntryContext) -> u32 {
+    bdev_call_begins();
+    0
+}
+
+#[fexit(function = "bdev_freeze")]
+pub fn fw_bdev_freeze_exit(_ctx: FExitContext) -> u32 {
+    bdev_call_ends();
+    0
+}
+
+#[fentry(function = "bdev_thaw")]
+pub fn fw_bdev_thaw_entry(_ctx: FEntryContext) -> u32 {
+    bdev_call_begins();
+    0
+}
+
+#[fexit(function = "bdev_thaw")]
+pub fn fw_bdev_thaw_exit(_ctx: FExitContext) -> u32 {
+    bdev_call_ends();
+    0
+}
+
+#[inline(always)]
+fn bdev_call_begins() {
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    if crate::maps::BDEV_CALLS.insert(&tid, &1, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+}
+
+#[inline(always)]
+fn bdev_call_ends() {
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let _ = crate::maps::BDEV_CALLS.remove(&tid);
 }

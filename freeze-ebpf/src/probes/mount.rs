@@ -23,8 +23,16 @@ pub(crate) fn on_mount_begin(
     let ts = unsafe { bpf_ktime_get_ns() };
     let tid = bpf_get_current_pid_tgid() as u32;
     let level = read_level(sb);
-    let pending =
-        Pending { sb, begin_ts_ns: ts, level_before: level, begin_kind: kind::MOUNT_BEGIN, holder: 0, hook };
+    let pending = Pending {
+        sb,
+        begin_ts_ns: ts,
+        level_before: level,
+        begin_kind: kind::MOUNT_BEGIN,
+        holder: 0,
+        hook,
+        flags: 0,
+        _pad: 0,
+    };
     if PENDING.insert(&tid, &pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }

@@ -72,13 +72,23 @@ named_enum! {
         FrozenAtStart = "frozen-at-start",
         /// `watch`: a freeze call (`freeze_super`) has not returned after `--alert-stalled`.
         FreezeStalled = "freeze-stalled",
+        /// `watch`: the owner of a block-device freeze (a device-mapper suspend) is gone and the
+        /// device is still suspended. The watchdog never thaws one: only resuming the device does.
+        SuspendOrphaned = "suspend-orphaned",
+        /// `watch`: the watchdog's thaw failed; it is tried again, less and less often.
+        WatchdogFailed = "watchdog-failed",
     }
 }
 
 impl FindingKind {
     pub fn severity(self) -> Severity {
         match self {
-            Self::Slip | Self::LeftFrozen | Self::MountWhileFrozen | Self::ThawBlocked => Severity::Error,
+            Self::Slip
+            | Self::LeftFrozen
+            | Self::MountWhileFrozen
+            | Self::ThawBlocked
+            | Self::SuspendOrphaned
+            | Self::WatchdogFailed => Severity::Error,
             Self::FreezeFailed
             | Self::ThawWithoutFreeze
             | Self::LongFreeze

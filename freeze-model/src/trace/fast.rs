@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 
 use super::{intern::Interner, scan::Cursor};
-use crate::event::{Event, EventKind, Hook};
+use crate::event::{Event, EventKind, FreezeVia, Hook};
 
 /// The keys an event line may have, each with the bit it takes in the set of keys seen (a
 /// repeated key is an error serde names).
@@ -26,6 +26,7 @@ enum Key {
     LevelBefore,
     LevelAfter,
     Holder,
+    Via,
     Ret,
     Error,
     Block,
@@ -57,6 +58,7 @@ impl Key {
             b"level_before" => Self::LevelBefore,
             b"level_after" => Self::LevelAfter,
             b"holder" => Self::Holder,
+            b"via" => Self::Via,
             b"ret" => Self::Ret,
             b"error" => Self::Error,
             b"block" => Self::Block,
@@ -111,6 +113,7 @@ pub(super) fn event(line: &[u8], interner: &mut Interner) -> Option<Event> {
             Key::LevelBefore => ev.level_before = c.opt(Cursor::u32)?,
             Key::LevelAfter => ev.level_after = c.opt(Cursor::u32)?,
             Key::Holder => ev.holder = c.opt(owned)?,
+            Key::Via => ev.via = c.opt(|c| FreezeVia::from_name(c.string()?))?,
             Key::Ret => ev.ret = c.opt(Cursor::i64)?,
             Key::Error => ev.error = c.opt(owned)?,
             Key::Block => ev.block = nested(&mut c)?,

@@ -10,8 +10,8 @@ use crate::{
     attribution::{Cgroup, Parent},
     deny::DenyMode,
     event::{
-        BlockIo, Denial, Dirtied, Event, EventKind, Hook, IoOp, LsmHook, MountApi, MountCall, ProcessExit,
-        Superblock, Txn,
+        BlockIo, Denial, Dirtied, Event, EventKind, FreezeVia, Hook, IoOp, LsmHook, MountApi, MountCall,
+        ProcessExit, Superblock, Txn,
     },
     storage::{Layer, Mapping},
 };
@@ -94,6 +94,7 @@ fn mount() -> impl Strategy<Value = MountCall> {
 #[derive(Clone, Debug)]
 struct Rare {
     holder: Option<String>,
+    via: Option<FreezeVia>,
     ret: Option<i64>,
     error: Option<String>,
     block: Option<BlockIo>,
@@ -108,6 +109,7 @@ fn rare() -> impl Strategy<Value = Rare> {
     use proptest::option::of;
     (
         of(text()),
+        of(one_of(FreezeVia::ALL)),
         of(any::<i64>()),
         of(text()),
         of(block()),
@@ -119,8 +121,9 @@ fn rare() -> impl Strategy<Value = Rare> {
         of((one_of(DenyMode::ALL), one_of(LsmHook::ALL))
             .prop_map(|(mode, lsm_hook)| Denial { mode, lsm_hook })),
     )
-        .prop_map(|(holder, ret, error, block, gate_level, txn, dirtied, mount, denial)| Rare {
+        .prop_map(|(holder, via, ret, error, block, gate_level, txn, dirtied, mount, denial)| Rare {
             holder,
+            via,
             ret,
             error,
             block,
@@ -174,6 +177,7 @@ fn event() -> impl Strategy<Value = Event> {
                     level_before,
                     level_after,
                     holder: r.holder,
+                    via: r.via,
                     ret: r.ret,
                     error: r.error,
                     block: r.block.map(Box::new),

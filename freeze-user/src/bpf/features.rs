@@ -15,6 +15,7 @@ pub(super) struct TpProg {
 }
 
 /// An fentry or fexit program on a kernel function.
+#[derive(Clone, Copy)]
 pub(super) struct TracingProg {
     pub program: &'static str,
     pub function: &'static str,
@@ -151,17 +152,46 @@ const fn feature(name: Feature, chain: &'static [Attempt]) -> FeatureSpec {
 const BTRFS_COMMIT: TpProg =
     tp("fw_btrfs_transaction_commit", "btrfs", "btrfs_transaction_commit", tp::btrfs::TRANSACTION_COMMIT);
 
+/// fentry/fexit on the superblock's freeze and thaw: every freeze path.
+const FREEZE_SUPER: [TracingProg; 4] = [
+    fentry("fw_freeze_super_entry", "freeze_super"),
+    fexit("fw_freeze_super_exit", "freeze_super"),
+    fentry("fw_thaw_super_entry", "thaw_super"),
+    fexit("fw_thaw_super_exit", "thaw_super"),
+];
+
 pub(super) const FEATURES: &[FeatureSpec] = &[
     FeatureSpec {
         name: Feature::Freeze,
         chain: &[
+            // Every freeze, told apart from block-device freezes (device-mapper suspend) by the
+            // block-device freeze around it: the watchdog must never thaw one of those. The
+            // block-device functions come first, so a kernel without them fails fast; the
+            // two attempts differ only in their names (renamed in 6.8).
             attempt(
                 "fentry:freeze_super",
                 Programs::Tracing(&[
-                    fentry("fw_freeze_super_entry", "freeze_super"),
-                    fexit("fw_freeze_super_exit", "freeze_super"),
-                    fentry("fw_thaw_super_entry", "thaw_super"),
-                    fexit("fw_thaw_super_exit", "thaw_super"),
+                    fentry("fw_bdev_freeze_entry", "bdev_freeze"),
+                    fexit("fw_bdev_freeze_exit", "bdev_freeze"),
+                    fentry("fw_bdev_thaw_entry", "bdev_thaw"),
+                    fexit("fw_bdev_thaw_exit", "bdev_thaw"),
+                    FREEZE_SUPER[0],
+                    FREEZE_SUPER[1],
+                    FREEZE_SUPER[2],
+                    FREEZE_SUPER[3],
+                ]),
+            ),
+            attempt(
+                "fentry:freeze_super",
+                Programs::Tracing(&[
+                    fentry("fw_bdev_freeze_entry", "freeze_bdev"),
+                    fexit("fw_bdev_freeze_exit", "freeze_bdev"),
+                    fentry("fw_bdev_thaw_entry", "thaw_bdev"),
+                    fexit("fw_bdev_thaw_exit", "thaw_bdev"),
+                    FREEZE_SUPER[0],
+                    FREEZE_SUPER[1],
+                    FREEZE_SUPER[2],
+                    FREEZE_SUPER[3],
                 ]),
             ),
             Attempt {

@@ -22,6 +22,10 @@ pub struct Report {
     pub bpf_lsm_listed: bool,
     pub program_types: Vec<ProbeResult>,
     pub offsets: Result<freeze_common_offsets::Offsets, String>,
+    /// How many kernel text symbols `/proc/kallsyms` gives, or why it gives none: without them
+    /// stacks are bare addresses and the caller-based exemptions (xfs's empty transactions) miss,
+    /// which makes false slips. Recording still works.
+    pub kernel_symbols: Result<usize, String>,
     /// What a real load of freezewatch's programs attached, per feature.
     pub features: Result<Vec<ActiveHook>, String>,
     /// The storage layers under filesystems this kernel can map, and the maps of what is mounted.
@@ -108,6 +112,7 @@ pub fn run() -> Report {
             .map_err(|e| e.to_string()),
         Err(_) => Err("needs kernel BTF".to_owned()),
     };
+    let kernel_symbols = kernel_symbols();
     let tracefs = kernel::ensure_tracefs()
         .map(|mounted| {
             if mounted { format!("{} (mounted it now)", kernel::TRACEFS) } else { kernel::TRACEFS.to_owned() }
@@ -159,11 +164,31 @@ pub fn run() -> Report {
         bpf_lsm_listed,
         program_types,
         offsets,
+        kernel_symbols,
         features,
         storage,
         can_record,
         problems,
     }
+}
+
+/// `Report::kernel_symbols`.
+fn kernel_symbols() -> Result<usize, String> {
+    let syms = crate::host::ksyms::Ksyms::load();
+    if !syms.is_empty() {
+        return Ok(syms.len());
+    }
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .map_or("?".into(), |v| v.trim().to_owned())
+    };
+    Err(format!(
+        "/proc/kallsyms gives no addresses (kernel.kptr_restrict {}, kernel.perf_event_paranoid {}): it \
+         needs CAP_SYSLOG here (a service: add it to CapabilityBoundingSet, without ProtectKernelLogs); \
+         stacks stay addresses and caller-based exemptions miss (false slips)",
+        sysctl("kptr_restrict"),
+        sysctl("perf_event_paranoid")
+    ))
 }
 
 fn mark(ok: bool) -> &'static str {
@@ -211,6 +236,10 @@ impl Report {
         match &self.tracefs {
             Ok(t) => _ = writeln!(s, "  [ok  ] tracefs: {t}"),
             Err(e) => _ = writeln!(s, "  [FAIL] tracefs: {e}"),
+        }
+        match &self.kernel_symbols {
+            Ok(n) => _ = writeln!(s, "  [ok  ] kernel symbols: {n}"),
+            Err(e) => _ = writeln!(s, "  [WARN] kernel symbols: {e}"),
         }
         match &self.lsms {
             Ok(l) => {

@@ -45,6 +45,8 @@ pub struct Args {
     thaw_after: Option<Duration>,
     /// Also keep the full trace in DIR, as files of at most --trace-size, the oldest removed beyond
     /// --trace-keep (each file starts with the trace header: `report` reads any one of them).
+    /// Instances sharing DIR never remove each other's files while they run (each holds a lock
+    /// file there); the files of runs that ended count towards --trace-keep and go first.
     #[arg(long, value_name = "DIR")]
     trace_dir: Option<PathBuf>,
     /// The size at which a trace file in --trace-dir is closed and a new one begun.

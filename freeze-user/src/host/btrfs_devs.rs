@@ -59,7 +59,13 @@ mod tests {
         // A fake sysfs whose member is a real block device node if the machine has one.
         let Some(node) = ["/dev/loop0", "/dev/vda", "/dev/sda"].into_iter().find(|p| rdev_of(p).is_some())
         else {
-            eprintln!("skipped: no block device node to point a fake mount at");
+            assert!(
+                std::env::var_os("FREEZEWATCH_REQUIRE_KERNEL").is_none_or(|v| v != "1"),
+                "FREEZEWATCH_REQUIRE_KERNEL=1 but no block device node (/dev/loop0, vda, sda) to point a fake mount at"
+            );
+            eprintln!(
+                "SKIPPED members_are_paired_with_the_mounted_filesystem: no block device node to point a fake mount at"
+            );
             return;
         };
         let rdev = rdev_of(node).expect("block device");

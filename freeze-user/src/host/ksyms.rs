@@ -31,6 +31,10 @@ impl Ksyms {
         self.syms.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.syms.len()
+    }
+
     /// `name+0xoff` for an address, or the hex address when nothing covers it.
     pub fn name(&self, addr: u64) -> String {
         let i = self.syms.partition_point(|(a, _)| *a <= addr);

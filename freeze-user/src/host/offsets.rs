@@ -314,7 +314,7 @@ mod tests {
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
             Err(e) if std::env::var_os("FREEZEWATCH_REQUIRE_KERNEL").is_none_or(|v| v != "1") => {
-                eprintln!("skipped: no kernel BTF ({e})");
+                eprintln!("SKIPPED resolves_the_running_kernels_btf: no kernel BTF ({e})");
                 return;
             }
             Err(e) => panic!("FREEZEWATCH_REQUIRE_KERNEL is set but kernel BTF is unreadable: {e}"),

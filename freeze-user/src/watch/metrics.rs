@@ -12,6 +12,7 @@ use freeze_model::{
     correlate::{Finding, FindingKind},
     event::{Event, EventKind, Hook, Superblock},
     trace::{ActiveHook, Counters},
+    watch::FrozenNow,
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -94,8 +95,11 @@ pub struct Metrics {
     mounts_while_frozen: Family<FsLabels, Counter>,
     denied_mounts: Family<FsLabels, Counter>,
     watchdog_thaws: Family<FsLabels, Counter>,
+    watchdog_failures: Family<FsLabels, Counter>,
+    suspends_orphaned: Family<FsLabels, Counter>,
     alerts: Family<FsLabels, Counter>,
     freezer_gone: Family<FsLabels, Gauge>,
+    suspend_orphaned: Family<FsLabels, Gauge>,
     events: Counter,
     lost: Counter,
     /// The loss total last reported (the counter grows by the difference).
@@ -152,13 +156,37 @@ impl Metrics {
         );
         let watchdog_thaws = Family::<FsLabels, Counter>::default();
         r.register("watchdog_thaws", "Thaws the watchdog made", watchdog_thaws.clone());
+        let watchdog_failures = Family::<FsLabels, Counter>::default();
+        r.register(
+            "watchdog_failures",
+            "Watchdog thaws that failed (each is tried again, less and less often)",
+            watchdog_failures.clone(),
+        );
+        let suspends_orphaned = Family::<FsLabels, Counter>::default();
+        r.register(
+            "suspends_orphaned",
+            "Block-device freezes (device-mapper suspends) whose owner went while the device stayed \
+             suspended: never thawed by the watchdog; `dmsetup resume` ends them",
+            suspends_orphaned.clone(),
+        );
         let alerts = Family::<FsLabels, Counter>::default();
-        r.register("alerts", "frozen-too-long and freezer-gone findings raised", alerts.clone());
+        r.register(
+            "alerts",
+            "frozen-too-long, freezer-gone and suspend-orphaned findings raised",
+            alerts.clone(),
+        );
         let freezer_gone = Family::<FsLabels, Gauge>::default();
         r.register(
             "freezer_gone",
             "1 while the filesystem is frozen and its freezer is gone",
             freezer_gone.clone(),
+        );
+        let suspend_orphaned = Family::<FsLabels, Gauge>::default();
+        r.register(
+            "suspend_orphaned",
+            "1 while the filesystem is frozen through its block device (a device-mapper suspend) and \
+             the process that suspended it is gone: `dmsetup resume` ends it, never the watchdog",
+            suspend_orphaned.clone(),
         );
         let events = Counter::default();
         r.register("events", "Events received from the kernel", events.clone());
@@ -191,8 +219,11 @@ impl Metrics {
             mounts_while_frozen,
             denied_mounts,
             watchdog_thaws,
+            watchdog_failures,
+            suspends_orphaned,
             alerts,
             freezer_gone,
+            suspend_orphaned,
             events,
             lost,
             lost_seen: 0,
@@ -240,18 +271,29 @@ impl Metrics {
         labels
     }
 
+    /// The counters of a filesystem but its slips (labelled by path too).
+    fn fs_counters(&self) -> [&Family<FsLabels, Counter>; 7] {
+        [
+            &self.freezes,
+            &self.mounts_while_frozen,
+            &self.denied_mounts,
+            &self.watchdog_thaws,
+            &self.watchdog_failures,
+            &self.suspends_orphaned,
+            &self.alerts,
+        ]
+    }
+
     /// Every counter of a filesystem, at 0 from when it is first seen: `increase()` over a series
     /// born at 1 is 0, so the first slip of a filesystem would never alert.
     fn born(&self, l: &FsLabels) {
-        let _ = self.freezes.get_or_create(l);
+        for c in self.fs_counters() {
+            let _ = c.get_or_create(l);
+        }
         for path in SLIP_PATHS {
             let FsLabels { device, fstype, mountpoint } = l.clone();
             let _ = self.slips.get_or_create(&SlipLabels { device, fstype, mountpoint, path: path.into() });
         }
-        let _ = self.mounts_while_frozen.get_or_create(l);
-        let _ = self.denied_mounts.get_or_create(l);
-        let _ = self.watchdog_thaws.get_or_create(l);
-        let _ = self.alerts.get_or_create(l);
     }
 
     pub fn event(&mut self, ev: &Event) {
@@ -303,8 +345,13 @@ impl Metrics {
             FindingKind::MountWhileFrozen => _ = self.mounts_while_frozen.get_or_create(&labels).inc(),
             FindingKind::MountDenied => _ = self.denied_mounts.get_or_create(&labels).inc(),
             FindingKind::ThawedByWatchdog => _ = self.watchdog_thaws.get_or_create(&labels).inc(),
+            FindingKind::WatchdogFailed => _ = self.watchdog_failures.get_or_create(&labels).inc(),
             FindingKind::FrozenTooLong | FindingKind::FreezerGone => {
                 _ = self.alerts.get_or_create(&labels).inc()
+            }
+            FindingKind::SuspendOrphaned => {
+                self.suspends_orphaned.get_or_create(&labels).inc();
+                self.alerts.get_or_create(&labels).inc();
             }
             _ => {}
         }
@@ -327,15 +374,15 @@ impl Metrics {
         }
     }
 
-    /// The time is `now_ns`; `frozen` are the filesystems frozen now: since when, and whether
-    /// their freezer is gone.
-    pub fn tick<'a>(&mut self, now_ns: u64, frozen: impl Iterator<Item = (&'a Superblock, u64, bool)>) {
+    /// The time is `now_ns`; `frozen` are the filesystems frozen now.
+    pub fn tick<'a>(&mut self, now_ns: u64, frozen: impl Iterator<Item = FrozenNow<'a>>) {
         let mut frozen_ids = Vec::new();
-        for (sb, since, gone) in frozen {
-            let labels = self.labels(sb);
-            self.frozen_seconds.get_or_create(&labels).set(now_ns.saturating_sub(since) as f64 / 1e9);
-            self.freezer_gone.get_or_create(&labels).set(i64::from(gone));
-            frozen_ids.push(sb.id.clone());
+        for f in frozen {
+            let labels = self.labels(f.sb);
+            self.frozen_seconds.get_or_create(&labels).set(now_ns.saturating_sub(f.since) as f64 / 1e9);
+            self.freezer_gone.get_or_create(&labels).set(i64::from(f.gone));
+            self.suspend_orphaned.get_or_create(&labels).set(i64::from(f.suspend_orphaned));
+            frozen_ids.push(f.sb.id.clone());
         }
         let mut forget = Vec::new();
         for (id, (labels, last)) in &self.seen {
@@ -344,6 +391,7 @@ impl Metrics {
             }
             self.frozen_seconds.get_or_create(labels).set(0.0);
             self.freezer_gone.get_or_create(labels).set(0);
+            self.suspend_orphaned.get_or_create(labels).set(0);
             if last.elapsed() > FORGET_AFTER {
                 forget.push(id.clone());
             }
@@ -356,17 +404,16 @@ impl Metrics {
     }
 
     fn forget(&self, l: &FsLabels) {
+        for c in self.fs_counters() {
+            c.remove(l);
+        }
         self.level.remove(l);
         self.frozen_seconds.remove(l);
-        self.freezes.remove(l);
         self.freeze_duration.remove(l);
         self.blocked.remove(l);
         self.wait_duration.remove(l);
-        self.mounts_while_frozen.remove(l);
-        self.denied_mounts.remove(l);
-        self.watchdog_thaws.remove(l);
-        self.alerts.remove(l);
         self.freezer_gone.remove(l);
+        self.suspend_orphaned.remove(l);
         for path in SLIP_PATHS {
             let FsLabels { device, fstype, mountpoint } = l.clone();
             self.slips.remove(&SlipLabels { device, fstype, mountpoint, path: path.into() });

@@ -160,7 +160,7 @@ fn watch_loop(
     findings_lane: &Lane,
 ) -> Result<()> {
     let mut correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
-    let mut watch = Watch::new(opts.watch.clone());
+    let mut watch = Watch::new(opts.watch.clone()).with_device_names(Box::new(thaw::dm_name));
     let mut last_tick = Instant::now();
     loop {
         match taps.recv_timeout(TICK) {

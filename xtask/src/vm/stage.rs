@@ -40,6 +40,8 @@ pub(super) const GUEST_TOOLS: &[&str] = &[
     "mount",
     "umount",
     "setpriv",
+    // The service unit's sandbox, rebuilt for the watch test that runs watch in it.
+    "unshare",
     "dd",
     "mkfs.ext4",
     "mkfs.xfs",

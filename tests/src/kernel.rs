@@ -104,14 +104,29 @@ pub fn expected_fifreeze_holder(event: &Value) -> Value {
     }
 }
 
-/// A shell snippet that waits (up to 10 s) until the process whose pid is in `$var` sleeps
+/// A shell snippet that waits (up to `limit(10)`) until the process whose pid is in `$var` sleeps
 /// uninterruptibly (state D), as a writer held at a freeze gate does: a test thaws only once the
 /// writer is really blocked, instead of after a guessed sleep.
 pub fn sh_wait_until_blocked(var: &str) -> String {
+    let tries = 1000 * time_scale();
     format!(
-        "i=0; while [ $i -lt 1000 ] && ! grep -q '^State:[[:space:]]*D' /proc/${var}/status 2>/dev/null; do \
+        "i=0; while [ $i -lt {tries} ] && ! grep -q '^State:[[:space:]]*D' /proc/${var}/status 2>/dev/null; do \
          sleep 0.01; i=$((i+1)); done"
     )
+}
+
+/// Kills `child` (SIGKILL) and reaps it, waiting at most `limit(10)`: a process in state D (at a
+/// frozen gate) dies only once it wakes, and a test must not hang on it; it is left to init then.
+pub fn kill_and_reap(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit(10) {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("pid {} did not end within {:?} of SIGKILL: left to init", child.id(), limit(10));
 }
 
 /// The factor every time limit of the kernel tests is scaled by: `FREEZEWATCH_TIME_SCALE`
@@ -136,4 +151,30 @@ pub fn poll_until<T>(within: Duration, what: &str, mut ready: impl FnMut() -> Op
         assert!(start.elapsed() < within, "{what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The ids of the BPF programs process `pid` holds a descriptor of: its programs' and links'
+/// `prog_id:` lines in `/proc/PID/fdinfo` (no bpftool needed: the guests have none).
+pub fn bpf_programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Default::default() };
+    fds.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok()))
+        .collect()
+}
+
+/// Whether BPF program `id` is still loaded (BPF_PROG_GET_FD_BY_ID finds it).
+pub fn bpf_program_loaded(id: u32) -> bool {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    // union bpf_attr's GET_FD_BY_ID member: prog_id, next_id, open_flags.
+    let attr: [u32; 3] = [id, 0, 0];
+    // SAFETY: bpf(2) reads `size_of_val(&attr)` bytes from a live local; it writes nothing.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_PROG_GET_FD_BY_ID, attr.as_ptr(), std::mem::size_of_val(&attr))
+    };
+    if fd >= 0 {
+        // SAFETY: a descriptor the call above returned to us and nobody else holds.
+        unsafe { libc::close(fd as libc::c_int) };
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
 }

@@ -254,8 +254,7 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::kill_and_reap(&mut child);
         }
     }
 }

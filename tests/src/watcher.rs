@@ -11,6 +11,9 @@ use crate::Background;
 
 pub struct Watcher {
     process: Background,
+    /// Where its metrics are served: watch's own clock and what it has seen, for tests that
+    /// must know it got past a moment before saying nothing happened by then.
+    pub metrics_port: u16,
     pub findings_path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -42,13 +45,25 @@ impl Watcher {
         let mut argv: Vec<&std::ffi::OsStr> =
             vec!["watch".as_ref(), "--findings".as_ref(), findings_path.as_os_str()];
         argv.extend(args.iter().map(std::ffi::OsStr::new));
+        // Metrics always: on the port the test gave, or on a free one.
+        let given = args.iter().position(|a| *a == "--metrics").and_then(|i| args.get(i + 1));
+        let own = format!("127.0.0.1:{}", crate::free_port());
+        if given.is_none() {
+            argv.extend([std::ffi::OsStr::new("--metrics"), std::ffi::OsStr::new(&own)]);
+        }
+        let addr = given.copied().unwrap_or(&own);
+        let metrics_port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
         let mut process = Background::spawn(wrap(&argv), dir.path().join("stderr"))?;
         process.wait_until("watching", |p| p.stderr().contains("freezewatch: watching"))?;
-        Ok(Watcher { process, findings_path, _dir: dir })
+        Ok(Watcher { process, metrics_port, findings_path, _dir: dir })
     }
 
     pub fn stderr(&self) -> String {
         self.process.stderr()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// Every finding written so far.
@@ -89,4 +104,40 @@ impl Watcher {
     pub fn stop_with(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus> {
         self.process.stop_with(signal)
     }
+
+    /// Its `/metrics` page now.
+    pub fn metrics(&self) -> String {
+        crate::http_get(self.metrics_port, "/metrics").unwrap_or_default()
+    }
+
+    /// The sample `name` of the filesystem mounted at `mnt`, now.
+    pub fn sample(&self, name: &str, mnt: &str) -> Option<f64> {
+        sample(&self.metrics(), name, mnt)
+    }
+
+    /// Waits (bounded by `limit`) until watch's sample `name` of `mnt` holds `ok`; returns it.
+    pub fn wait_sample(&self, name: &str, mnt: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        crate::poll_until(crate::limit(30), &format!("{name} of {mnt} never became as wanted"), || {
+            self.sample(name, mnt).filter(|v| ok(*v))
+        })
+    }
+
+    /// Waits until watch itself counts `mnt` frozen for at least `secs`: every tick until then
+    /// (alerts, the watchdog) has run, so what did not happen by then did not happen.
+    pub fn wait_frozen_for(&self, mnt: &str, secs: f64) {
+        self.wait_sample("freezewatch_frozen_seconds", mnt, |v| v >= secs);
+    }
+
+    /// Waits until watch has taken in the thaw of `mnt` (its level is 0 again).
+    pub fn wait_thawed(&self, mnt: &str) {
+        self.wait_sample("freezewatch_freeze_level", mnt, |v| v == 0.0);
+    }
+}
+
+/// The value of the sample `name` whose labels include `mountpoint="mnt"`.
+fn sample(text: &str, name: &str, mnt: &str) -> Option<f64> {
+    let label = format!("mountpoint=\"{mnt}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use freezewatch_tests::{
-    Frozen, FsType, LoopFs, Recorder, Trace, freezewatch, kernel_available, limit, record_script,
+    Frozen, FsType, LoopFs, Recorder, Trace, freezewatch, kernel_available, limit, record_script, time_scale,
 };
 use serde_json::Value;
 
@@ -95,7 +95,9 @@ fn a_freeze_longer_than_the_threshold_is_a_long_freeze() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("t.ndjson");
     let out = path.to_str().expect("utf8");
-    let script = format!("fsfreeze -f {m}; sleep 0.6; fsfreeze -u {m}", m = fs.mnt());
+    // Frozen for 0.6 s (scaled: the live finding needs a tick of the recorder while frozen).
+    let secs = 0.6 * f64::from(time_scale());
+    let script = format!("fsfreeze -f {m}; sleep {secs}; fsfreeze -u {m}", m = fs.mnt());
     let run = freezewatch(
         &["record", "--long-freeze", "200ms", "--out", out, "--", "sh", "-c", &script],
         limit(120),
@@ -122,5 +124,6 @@ fn a_freeze_longer_than_the_threshold_is_a_long_freeze() {
     assert!(long[0]["message"].as_str().is_some_and(|m| m.contains("stayed frozen for")), "{}", long[0]);
     // Under the threshold: none.
     let quiet = freezewatch(&["report", "--json", "--long-freeze", "5s", out], limit(60)).expect("report");
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
     assert!(!quiet.stdout.contains("long-freeze"), "{}", quiet.stdout);
 }

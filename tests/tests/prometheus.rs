@@ -2,7 +2,9 @@
 //! which `cargo xtask setup` installs), started by the test on a loopback port with a 1 s scrape
 //! interval and stopped by it: during a freeze its query API gives the filesystem's level 4 and a
 //! growing frozen-seconds, the slip counter rises after a device write, and after the thaw both
-//! are 0. Host only (the metrics code is the same on every kernel; the server's binary stays out
+//! are 0. The shipped alert rules, evaluated by it, reach a webhook through a real Alertmanager
+//! (`prometheus-alertmanager`) for the first slip of a filesystem, a long freeze and a crashed
+//! freezer; events the kernel drops are counted. Host only (the metrics code is the same on every kernel; the server's binary stays out
 //! of the guests' initramfs). Skipped where Prometheus is missing, unless
 //! FREEZEWATCH_REQUIRE_KERNEL=1.
 use std::{
@@ -24,16 +26,28 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(target: &str) -> Self {
+        Self::start_with(target, None)
+    }
+
+    /// The same, evaluating `rules` (a rules file's text) every second and sending what fires
+    /// to the Alertmanager on `alertmanager` (host:port).
+    fn start_with(target: &str, alerting: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
-                 - job_name: freezewatch\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .expect("config");
+        let mut text = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
+             - job_name: freezewatch\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        if let Some((rules, alertmanager)) = alerting {
+            let path = dir.path().join("rules.yml");
+            std::fs::write(&path, rules).expect("rules");
+            text += &format!(
+                "rule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        \
+                 - targets: ['{alertmanager}']\n",
+                path.display()
+            );
+        }
+        std::fs::write(&config, text).expect("config");
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -93,8 +107,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        freezewatch_tests::kill_and_reap(&mut self.child);
     }
 }
 
@@ -124,4 +137,245 @@ fn a_real_prometheus_scrapes_the_level_frozen_seconds_and_slips() {
     drop(frozen);
     prom.wait_for(&format!("freezewatch_freeze_level{{mountpoint=\"{m}\"}}"), |v| v == 0.0);
     prom.wait_for(&format!("freezewatch_frozen_seconds{{mountpoint=\"{m}\"}}"), |v| v == 0.0);
+}
+
+/// Debian's Alertmanager, started by the test on a loopback port (clustering off: it listens on
+/// nothing else) and sending every alert at once to the webhook at `webhook`; killed in Drop.
+struct Alertmanager {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    fn start(webhook: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: test\n  group_by: [alertname, mountpoint]\n  group_wait: 1s\n  \
+                 group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    \
+                 webhook_configs:\n      - url: 'http://{webhook}/'\n        send_resolved: false\n"
+            ),
+        )
+        .expect("config");
+        let port = free_port();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr"))
+            .spawn()
+            .expect("starts prometheus-alertmanager");
+        let am = Alertmanager { child, port, _dir: dir };
+        freezewatch_tests::poll_until(limit(60), "alertmanager did not get ready", || {
+            http_get(am.port, "/-/ready").filter(|r| r.contains(" 200 ")).map(|_| ())
+        });
+        am
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        freezewatch_tests::kill_and_reap(&mut self.child);
+    }
+}
+
+/// An HTTP server on a loopback port that keeps the body of every request (Alertmanager's
+/// webhook notifications) and answers 200; it stops when dropped.
+struct Webhook {
+    addr: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Webhook {
+    fn start() -> Self {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kept, stopping) = (bodies.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = std::io::BufReader::new(stream);
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    kept.lock().expect("bodies").push(String::from_utf8_lossy(&body).into_owned());
+                }
+                let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        Self { addr, bodies, stop, thread: Some(thread) }
+    }
+
+    /// Waits (at most `limit(40)`) for a firing alert named `name` about `mountpoint`.
+    fn wait_alert(&self, name: &str, mountpoint: &str) -> serde_json::Value {
+        freezewatch_tests::poll_until(
+            limit(40),
+            &format!("no {name} for {mountpoint} reached the webhook"),
+            || {
+                self.bodies.lock().expect("bodies").iter().find_map(|b| {
+                    let note: serde_json::Value = serde_json::from_str(b).ok()?;
+                    note["alerts"]
+                        .as_array()?
+                        .iter()
+                        .find(|a| {
+                            a["status"] == "firing"
+                                && a["labels"]["alertname"] == name
+                                && a["labels"]["mountpoint"] == mountpoint
+                        })
+                        .cloned()
+                })
+            },
+        )
+    }
+
+    fn alerts_named(&self, name: &str, mountpoint: &str) -> usize {
+        self.bodies
+            .lock()
+            .expect("bodies")
+            .iter()
+            .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["alertname"] == name && a["labels"]["mountpoint"] == mountpoint)
+            .count()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The shipped rules, with the long-freeze threshold at 3 s instead of 5 minutes (a test cannot
+/// wait that long; promtool's tests check the real threshold).
+fn rules_for_a_test() -> String {
+    let rules = include_str!("../../contrib/prometheus/freezewatch-rules.yml");
+    assert!(rules.contains("expr: freezewatch_frozen_seconds > 300"), "the long-freeze rule changed");
+    rules.replace("expr: freezewatch_frozen_seconds > 300", "expr: freezewatch_frozen_seconds > 3")
+}
+
+#[test]
+fn the_shipped_rules_deliver_the_first_slip_a_long_freeze_and_a_crashed_freezer_through_alertmanager() {
+    let name =
+        "the_shipped_rules_deliver_the_first_slip_a_long_freeze_and_a_crashed_freezer_through_alertmanager";
+    if !kernel_available(name) {
+        return;
+    }
+    for tool in ["prometheus", "prometheus-alertmanager"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            assert!(!kernel_required(), "FREEZEWATCH_REQUIRE_KERNEL=1 but {tool} is not installed");
+            eprintln!("SKIPPED {name}: no {tool}");
+            return;
+        }
+    }
+    let slipped = LoopFs::new(FsType::Ext4).expect("fs");
+    let abandoned = LoopFs::new(FsType::Xfs).expect("fs");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let watch = Watcher::start(&["--metrics", &addr]).expect("watch");
+    let webhook = Webhook::start();
+    let am = Alertmanager::start(&webhook.addr);
+    let prom = Prometheus::start_with(&addr, Some((&rules_for_a_test(), &format!("127.0.0.1:{}", am.port))));
+    prom.wait_for("up{job=\"freezewatch\"}", |v| v == 1.0);
+
+    // The first slip of a filesystem: its counter was scraped at 0 before it rose.
+    let m = slipped.mnt();
+    let frozen = Frozen::new(&slipped).expect("freeze");
+    prom.wait_for(&format!("freezewatch_slips_total{{mountpoint=\"{m}\",path=\"block\"}}"), |v| v == 0.0);
+    slipped.write_device().expect("dd to the device");
+    let slip = webhook.wait_alert("FrozenFilesystemModified", m);
+    assert_eq!(slip["labels"]["path"], "block", "{slip}");
+    // Still frozen past the (test's) threshold: a long freeze.
+    let long = webhook.wait_alert("FilesystemFrozenTooLong", m);
+    assert!(
+        long["annotations"]["summary"].as_str().is_some_and(|s| s.contains("has been frozen for")),
+        "{long}"
+    );
+    drop(frozen);
+
+    // A freezer that crashed: the script holding the freeze is killed.
+    let n = abandoned.mnt();
+    let mut script = Command::new("sh")
+        .arg("-c")
+        .arg(format!("fsfreeze -f {n} && exec sleep 600"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("the freezer");
+    watch.wait_sample("freezewatch_freeze_level", n, |v| v == 4.0);
+    freezewatch_tests::kill_and_reap(&mut script);
+    let gone = webhook.wait_alert("FilesystemFreezerGone", n);
+    assert_eq!(gone["labels"]["severity"], "critical", "{gone}");
+    // Each came for its own filesystem only.
+    assert_eq!(webhook.alerts_named("FrozenFilesystemModified", n), 0);
+    assert_eq!(webhook.alerts_named("FilesystemFreezerGone", m), 0, "the test, which froze it, still runs");
+    // (The LoopFs guards thaw both.)
+}
+
+#[test]
+fn events_lost_in_the_kernel_are_counted_in_the_metrics() {
+    if !kernel_available("events_lost_in_the_kernel_are_counted_in_the_metrics") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let watch = Watcher::start(&[]).expect("watch");
+    let frozen = Frozen::new(&fs).expect("freeze");
+    watch.wait_sample("freezewatch_freeze_level", fs.mnt(), |v| v == 4.0);
+    let lost = |w: &Watcher| {
+        w.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("freezewatch_lost_events_total ")?.trim().parse::<f64>().ok())
+    };
+    assert_eq!(lost(&watch), Some(0.0), "{}", watch.metrics());
+    // watch stops reading; 40,000 block writes to the frozen device (each an event; the ring
+    // buffer holds about 23,000) fill the ring buffer, and the kernel counts what it drops.
+    watch.signal(libc::SIGSTOP);
+    let first_sector = fs.blocks_4k() * 8 - 40_008;
+    let dd = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", fs.loopdev), "bs=512", "count=40000"])
+        .args([&format!("seek={first_sector}"), "oflag=direct", "conv=notrunc", "status=none"])
+        .status();
+    watch.signal(libc::SIGCONT);
+    assert!(dd.expect("dd runs").success());
+    let total = freezewatch_tests::poll_until(limit(30), "lost events never showed", || {
+        lost(&watch).filter(|v| *v > 0.0)
+    });
+    let label = format!("mountpoint=\"{}\"", fs.mnt());
+    let slips = freezewatch_tests::poll_until(limit(30), "no block slip counted", || {
+        watch.metrics().lines().find_map(|l| {
+            let hit = l.starts_with("freezewatch_slips_total{")
+                && l.contains(&label)
+                && l.contains("path=\"block\"");
+            hit.then(|| l.rsplit(' ').next()?.parse::<f64>().ok()).flatten().filter(|v| *v > 0.0)
+        })
+    });
+    eprintln!("{total} events lost, {slips} slips counted");
+    drop(frozen);
 }

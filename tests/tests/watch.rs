@@ -9,8 +9,9 @@ use std::{
 };
 
 use freezewatch_tests::{
-    DmStack, Frozen, FsType, LoopFs, UnitSandbox, Watcher, dmsetup, free_port, freezewatch, freezewatch_bin,
-    http_get, kernel_available, layer_available, limit, poll_until,
+    DmStack, Frozen, FsType, LoopFs, UnitSandbox, Watcher, bpf_program_loaded, bpf_programs_of, dmsetup,
+    free_port, freezewatch, freezewatch_bin, http_get, kernel_available, kill_and_reap, layer_available,
+    limit, poll_until, time_scale,
 };
 
 /// A process that froze `fs` and keeps running (`sh`, turned into `sleep` after fsfreeze returns):
@@ -71,8 +72,7 @@ fn exits_within(child: &mut Child, within: Duration, what: &str) -> std::process
 }
 
 fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_and_reap(child);
 }
 
 /// Not a test: the process `self_freezer` starts (this test binary again, with `FW_HOLD_FREEZE`
@@ -144,7 +144,7 @@ fn a_process_that_froze_by_itself_and_was_killed_is_gone_and_thawed() {
     let mut writer = blocked_writer(&fs);
     wait_blocked(&writer);
     // Past the settle time it owns its freeze; its parent (this test) is no owner of it.
-    std::thread::sleep(Duration::from_millis(1500));
+    watch.wait_frozen_for(fs.mnt(), 1.5);
     assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while it runs");
     let pid = owner.id();
     kill(&mut owner);
@@ -246,7 +246,7 @@ fn a_crashed_guest_agent_is_gone_and_its_freeze_is_thawed() {
     assert!(is_frozen(&fs));
     let mut writer = blocked_writer(&fs);
     wait_blocked(&writer);
-    std::thread::sleep(Duration::from_millis(1500));
+    watch.wait_frozen_for(fs.mnt(), 1.5);
     assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while qemu-ga runs");
     agent.kill();
     let killed_at = Instant::now();
@@ -349,7 +349,7 @@ fn frozen_too_long_arrives_while_still_frozen() {
     assert!(message.contains("and still is") && message.contains("frozen by fsfreeze["), "{alert}");
     assert_eq!(alert["severity"], "warning");
     drop(frozen);
-    std::thread::sleep(Duration::from_millis(300));
+    watch.wait_thawed(fs.mnt());
     assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "its owner (this test) still runs");
     assert_eq!(watch.findings_of("frozen-too-long", fs.mnt()).len(), 1, "once: the cadence is an hour");
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
@@ -364,8 +364,7 @@ fn a_killed_freezer_is_gone_and_enforce_thaws_after_the_grace() {
     let watch = Watcher::start(&["--thaw-orphans=enforce", "--orphan-grace", "1s"]).expect("watch");
     let mut owner = freezer(&fs, "exec sleep 600");
     let mut writer = blocked_writer(&fs);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(writer.try_wait().expect("writer").is_none(), "the writer waits at the gate");
+    wait_blocked(&writer);
     assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while its owner runs");
     let owner_pid = owner.id();
     kill(&mut owner);
@@ -430,7 +429,8 @@ fn a_script_that_thaws_is_no_orphan_and_one_that_exits_early_is_left_for_the_gra
         1,
         "and only that one: the first script thawed"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // watch has looked at it for 2 s: no thaw in that time.
+    watch.wait_frozen_for(fs.mnt(), 2.0);
     assert!(
         watch.findings_of("thawed-by-watchdog", fs.mnt()).is_empty(),
         "nothing is thawed before the grace"
@@ -539,28 +539,23 @@ fn sigterm_during_a_freeze_ends_watch_and_leaves_the_freeze_to_its_owner() {
     let fs = LoopFs::new(FsType::Ext4).expect("fs");
     let mut watch = Watcher::start(&["--thaw-orphans", "--orphan-grace", "1h"]).expect("watch");
     let frozen = Frozen::new(&fs).expect("freeze");
-    std::thread::sleep(Duration::from_millis(300));
+    watch.wait_sample("freezewatch_freeze_level", fs.mnt(), |level| level == 4.0);
+    // The programs it holds, so that their going is seen (and there were some to go).
+    let programs = bpf_programs_of(watch.pid());
+    assert!(programs.len() >= 4, "watch holds its programs: {programs:?}");
+    assert!(programs.iter().all(|id| bpf_program_loaded(*id)));
     let start = Instant::now();
     let status = watch.stop_with(libc::SIGTERM).expect("stops");
-    assert!(status.success(), "{}", watch.stderr());
+    assert_eq!(status.code(), Some(0), "{}", watch.stderr());
     assert!(start.elapsed() < limit(10), "stops promptly: {:?}", start.elapsed());
     assert!(is_frozen(&fs), "watch never thaws on its way out");
     drop(frozen);
     assert!(!is_frozen(&fs));
-    // Nothing stays attached: none of its programs is loaded any more (bpftool is on the host;
-    // the guests do not carry it, and the kernel frees a process's programs the same way there).
-    // The kernel frees programs shortly after their last descriptor closes: wait for it, bounded.
-    let loaded = || {
-        Command::new("bpftool").args(["prog", "show"]).output().ok().map(|o| {
-            let progs = String::from_utf8_lossy(&o.stdout).into_owned();
-            progs.contains("fw_level_probe") || progs.contains("fw_ioctl_enter")
-        })
-    };
-    let start = Instant::now();
-    while loaded() == Some(true) {
-        assert!(start.elapsed() < limit(10), "watch's programs are still loaded after it exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Nothing stays attached: the kernel frees a program shortly after its last descriptor (and
+    // link) closes; wait for it, bounded.
+    poll_until(limit(10), "watch's programs are still loaded after it exited", || {
+        programs.iter().all(|id| !bpf_program_loaded(*id)).then_some(())
+    });
 }
 
 #[test]
@@ -666,9 +661,9 @@ fn the_trace_dir_rotates_by_size_and_count_and_each_file_is_a_trace() {
     // Findings follow their events by up to the reorder window and a tick; the last 48 KiB of a
     // trace can be all findings (each thaw of a loop filesystem brings two exempt writes with
     // their stacks). Once they are out, one more cycle: its freeze is in the newest files.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(500) * time_scale());
     cycles(&fs, 1);
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(500) * time_scale());
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
     let mut files = trace_files(&traces);
     files.sort();
@@ -725,10 +720,10 @@ fn a_full_trace_disk_is_a_clear_error_and_an_unwritable_one_fails_before_attachi
         assert!(start.elapsed() < limit(60), "watch never noticed the full disk");
         cycles(&fs, 5);
     }
-    let status = watch.stop_with(libc::SIGTERM);
+    let status = watch.stop_with(libc::SIGTERM).expect("it had exited");
     let stderr = watch.stderr();
     assert!(stderr.contains("No space left on device"), "a clear error: {stderr}");
-    assert!(status.is_err() || !status.expect("status").success(), "and a failing exit");
+    assert_eq!(status.code(), Some(1), "and exit 1 (not a crash): {stderr}");
     assert!(!is_frozen(&fs), "nothing left frozen");
 }
 
@@ -746,7 +741,8 @@ fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
         watch.wait_for("frozen-at-start", frozen_fs.mnt(), limit(10)).expect("frozen-at-start arrives");
     let message = found["message"].as_str().unwrap_or_default();
     assert!(message.contains("was already frozen (level 4) when watch started"), "{message}");
-    std::thread::sleep(Duration::from_secs(2));
+    // Past --thaw-after on watch's own clock: every tick until then has run.
+    watch.wait_frozen_for(frozen_fs.mnt(), 2.0);
     assert!(watch.findings_of("frozen-at-start", thawed_fs.mnt()).is_empty(), "the unfrozen one is no news");
     assert!(
         watch.findings_of("thawed-by-watchdog", frozen_fs.mnt()).is_empty(),
@@ -754,7 +750,7 @@ fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
     );
     assert!(is_frozen(&frozen_fs));
     drop(frozen);
-    std::thread::sleep(Duration::from_millis(500));
+    watch.wait_thawed(frozen_fs.mnt());
     // Its thaw is a thaw, not a thaw of something unfrozen: the probe told the correlator.
     assert!(watch.findings_of("thaw-without-freeze", frozen_fs.mnt()).is_empty(), "{:?}", watch.findings());
 }
@@ -932,4 +928,74 @@ fn under_the_service_sandbox_watch_maps_names_and_thaws_as_it_does_outside() {
     assert!(gone["message"].as_str().is_some_and(|m| m.contains("was killed by SIGKILL")), "{gone}");
     thawed_and_written(&watch, &fs, &mut writer, limit(10));
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
+}
+
+/// The sample of `name` (a counter's `_total`, a histogram's `_count`) about `mnt` whose labels
+/// also hold `extra`, from watch's metrics now.
+fn labelled(watch: &Watcher, name: &str, mnt: &str, extra: &str) -> Option<f64> {
+    sample(&watch.metrics(), name, mnt, extra)
+}
+
+#[test]
+fn every_per_filesystem_metric_moves_when_what_it_counts_happens() {
+    if !kernel_available("every_per_filesystem_metric_moves_when_what_it_counts_happens") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let m = fs.mnt();
+    let watch = Watcher::start(&[
+        "--thaw-orphans=enforce",
+        "--orphan-grace",
+        "1s",
+        "--alert-frozen",
+        "1s",
+        "--deny-mounts=audit",
+    ])
+    .expect("watch");
+    let mut owner = freezer(&fs, "exec sleep 600");
+    watch.wait_sample("freezewatch_freeze_level", m, |v| v == 4.0);
+    // Born at 0 when the filesystem is first seen.
+    for name in [
+        "freezewatch_watchdog_thaws_total",
+        "freezewatch_mounts_while_frozen_total",
+        "freezewatch_denied_mounts_total",
+        "freezewatch_watchdog_failures_total",
+        "freezewatch_suspends_orphaned_total",
+    ] {
+        assert_eq!(labelled(&watch, name, m, ""), Some(0.0), "{name}: {}", watch.metrics());
+    }
+    // A writer held at the gate.
+    let mut writer = blocked_writer(&fs);
+    wait_blocked(&writer);
+    watch.wait_sample("freezewatch_blocked_writers", m, |v| v == 1.0);
+    // A bind mount of the frozen filesystem lands (audit mode lets it) and is flagged twice.
+    let target = tempfile::tempdir().expect("temp dir");
+    let bind = Command::new("mount").arg("--bind").arg(m).arg(target.path()).status().expect("mount");
+    assert!(bind.success());
+    let _ = Command::new("umount").arg(target.path()).status();
+    watch.wait_sample("freezewatch_mounts_while_frozen_total", m, |v| v == 1.0);
+    // Audit-mode denials come from the BPF LSM (the guests); where it is refused (this host)
+    // the mount is flagged as mount-while-frozen only.
+    let lsm = !watch.metrics().contains("freezewatch_hook_info{feature=\"mount-denial\",hook=\"none\"}");
+    let denied = if lsm { 1.0 } else { 0.0 };
+    watch.wait_sample("freezewatch_denied_mounts_total", m, |v| v == denied);
+    // Frozen past --alert-frozen: an alert.
+    watch.wait_sample("freezewatch_alerts_total", m, |v| v >= 1.0);
+    // The owner dies: freezer-gone (another alert), then the watchdog's thaw.
+    kill(&mut owner);
+    watch.wait_sample("freezewatch_watchdog_thaws_total", m, |v| v == 1.0);
+    watch.wait_sample("freezewatch_alerts_total", m, |v| v >= 2.0);
+    exits_within(&mut writer, limit(10), "the writer is still blocked after the thaw");
+    watch.wait_sample("freezewatch_blocked_writers", m, |v| v == 0.0);
+    assert_eq!(labelled(&watch, "freezewatch_blocked_wait_seconds_count", m, ""), Some(1.0));
+    assert_eq!(labelled(&watch, "freezewatch_freezes_total", m, ""), Some(1.0));
+    assert_eq!(labelled(&watch, "freezewatch_freeze_duration_seconds_count", m, ""), Some(1.0));
+    // The freeze hook ran (global: not per filesystem).
+    let text = watch.metrics();
+    let hits: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("freezewatch_hook_hits{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(hits >= 2.0, "the freeze and the thaw at least: {text}");
 }

@@ -34,9 +34,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("man-db", "man"),
     // The HTML report's browser test and `cargo xtask screenshot`.
     ("chromium", "chromium"),
-    // The watch tests: a real Prometheus scrapes it; promtool tests the alert rules; systemd
-    // checks the service unit.
+    // The watch tests: a real Prometheus scrapes it and sends the shipped rules' alerts through a
+    // real Alertmanager; promtool tests the alert rules; systemd checks the service unit.
     ("prometheus", "promtool"),
+    ("prometheus-alertmanager", "prometheus-alertmanager"),
     ("systemd", "systemd-analyze"),
     // A real freezer daemon for the watch tests' crashed-agent case.
     ("qemu-guest-agent", "qemu-ga"),

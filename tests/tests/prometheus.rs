@@ -32,11 +32,20 @@ impl Prometheus {
     /// The same, evaluating `rules` (a rules file's text) every second and sending what fires
     /// to the Alertmanager on `alertmanager` (host:port).
     fn start_with(target: &str, alerting: Option<(&str, &str)>) -> Self {
+        Self::start_configured(target, "", alerting)
+    }
+
+    /// The same, with `scrape` (YAML lines of the scrape job: scheme, TLS, auth) added.
+    fn start_scraping(target: &str, scrape: &str) -> Self {
+        Self::start_configured(target, scrape, None)
+    }
+
+    fn start_configured(target: &str, scrape: &str, alerting: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("prometheus.yml");
         let mut text = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
-             - job_name: freezewatch\n    static_configs:\n      - targets: ['{target}']\n"
+             - job_name: freezewatch\n    static_configs:\n      - targets: ['{target}']\n{scrape}"
         );
         if let Some((rules, alertmanager)) = alerting {
             let path = dir.path().join("rules.yml");
@@ -378,4 +387,83 @@ fn events_lost_in_the_kernel_are_counted_in_the_metrics() {
     });
     eprintln!("{total} events lost, {slips} slips counted");
     drop(frozen);
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key (PKCS#8), made by openssl in `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed by `cargo xtask setup`");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// `curl` of `url` with `args`; its HTTP status code (0 when no HTTP answer came).
+fn curl_status(url: &str, args: &[&str]) -> u32 {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is installed by `cargo xtask setup`");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn a_web_config_file_puts_the_metrics_behind_tls_and_basic_auth_and_prometheus_scrapes_them() {
+    let name = "a_web_config_file_puts_the_metrics_behind_tls_and_basic_auth_and_prometheus_scrapes_them";
+    if !kernel_available(name) {
+        return;
+    }
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        assert!(!kernel_required(), "FREEZEWATCH_REQUIRE_KERNEL=1 but prometheus is not installed");
+        eprintln!("SKIPPED {name}: no prometheus");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = self_signed(dir.path());
+    let hash = bcrypt::hash("s3cret", 6).expect("bcrypt");
+    let web = dir.path().join("web.yml");
+    // Relative paths: from the file's directory, as exporters read them.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  \
+             prometheus: '{hash}'\n"
+        ),
+    )
+    .expect("web config");
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _watch = Watcher::start(&["--metrics", &addr, "--web.config.file", web.to_str().expect("UTF-8")])
+        .expect("watch");
+    let url = format!("https://{addr}/metrics");
+    let ca = cert.to_str().expect("UTF-8");
+    assert_eq!(curl_status(&format!("http://{addr}/metrics"), &[]), 0, "no plain HTTP answer");
+    assert_eq!(curl_status(&url, &["--cacert", ca]), 401, "no credentials");
+    assert_eq!(curl_status(&url, &["--cacert", ca, "-u", "prometheus:wrong"]), 401, "a wrong password");
+    assert_eq!(curl_status(&url, &["--cacert", ca, "-u", "prometheus:s3cret"]), 200);
+    // Prometheus, told the CA and the credentials, scrapes it.
+    let prom = Prometheus::start_scraping(
+        &addr,
+        &format!(
+            "    scheme: https\n    tls_config:\n      ca_file: {ca}\n    basic_auth:\n      username: prometheus\n      \
+         password: s3cret\n"
+        ),
+    );
+    prom.wait_for("up{job=\"freezewatch\"}", |v| v == 1.0);
+    let m = fs.mnt();
+    let _frozen = Frozen::new(&fs).expect("freeze");
+    prom.wait_for(&format!("freezewatch_freeze_level{{mountpoint=\"{m}\"}}"), |v| v == 4.0);
+    assert!(key.exists());
 }

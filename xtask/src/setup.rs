@@ -38,6 +38,9 @@ const PACKAGES: &[(&str, &str)] = &[
     // real Alertmanager; promtool tests the alert rules; systemd checks the service unit.
     ("prometheus", "promtool"),
     ("prometheus-alertmanager", "prometheus-alertmanager"),
+    // The metrics over TLS with basic auth: a certificate made by openssl, requests by curl.
+    ("openssl", "openssl"),
+    ("curl", "curl"),
     ("systemd", "systemd-analyze"),
     // A real freezer daemon for the watch tests' crashed-agent case.
     ("qemu-guest-agent", "qemu-ga"),

@@ -58,6 +58,11 @@ pub struct Args {
     /// Serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9815) at /metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// TLS and basic auth for --metrics, from a web config file in the format Prometheus
+    /// exporters share (tls_server_config: cert_file, key_file; basic_auth_users: user: bcrypt
+    /// hash), as node_exporter reads it.
+    #[arg(long = "web.config.file", value_name = "FILE", requires = "metrics")]
+    web_config: Option<PathBuf>,
     /// Flag freezes longer than this as `long-freeze` (as `record` does).
     #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration_arg)]
     long_freeze: Duration,
@@ -94,6 +99,7 @@ pub fn command(a: Args) -> Outcome {
         metrics: a.metrics,
         deny_mounts: a.deny_mounts.mode(),
         queue_bytes: usize::try_from(a.queue_size).unwrap_or(usize::MAX),
+        web_config: a.web_config,
     };
     watch::run(opts)?;
     Ok(Exit::Ok)

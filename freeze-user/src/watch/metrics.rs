@@ -7,7 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow};
 use freeze_model::{
     correlate::{Finding, FindingKind},
     event::{Event, EventKind, Hook, Superblock},
@@ -15,7 +14,7 @@ use freeze_model::{
     watch::FrozenNow,
 };
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::EncodeLabelSet,
     metrics::{
         counter::Counter,
         family::Family,
@@ -421,65 +420,13 @@ impl Metrics {
     }
 }
 
-/// The HTTP server for `/metrics`, listening until dropped.
-pub struct Server {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    /// Listens on `addr` (e.g. `127.0.0.1:9815`); a busy or bad address is an error now, before
-    /// anything is attached.
-    pub fn start(addr: &str, registry: Arc<Registry>) -> Result<Self> {
-        let server =
-            tiny_http::Server::http(addr).map_err(|e| anyhow!("cannot serve metrics on {addr}: {e}"))?;
-        let server = Arc::new(server);
-        let serving = Arc::clone(&server);
-        let content_type = tiny_http::Header::from_bytes(
-            "Content-Type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )
-        .map_err(|()| anyhow!("the metrics content type is not a valid header"))?;
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                for request in serving.incoming_requests() {
-                    let response = if request.url() == "/metrics" || request.url().starts_with("/metrics?") {
-                        let mut body = String::new();
-                        match encode(&mut body, &registry) {
-                            Ok(()) => {
-                                tiny_http::Response::from_string(body).with_header(content_type.clone())
-                            }
-                            Err(e) => tiny_http::Response::from_string(format!("encoding failed: {e}"))
-                                .with_status_code(500),
-                        }
-                    } else {
-                        tiny_http::Response::from_string("freezewatch: metrics are at /metrics\n")
-                            .with_status_code(404)
-                    };
-                    let _ = request.respond(response);
-                }
-            })
-            .context("starting the metrics server")?;
-        Ok(Self { server, thread: Some(thread) })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use freeze_model::{
         correlate::{self, Correlator},
         trace::{Contents, read_trace},
     };
+    use prometheus_client::encoding::text::encode;
 
     use super::*;
 

@@ -10,7 +10,9 @@
 //! watchdog's FITHAW and `/metrics` go on.
 pub mod metrics;
 mod probe;
+mod server;
 mod thaw;
+pub mod web_config;
 
 use std::{
     io::Write,
@@ -46,6 +48,8 @@ pub struct Options {
     pub deny_mounts: Option<freeze_model::deny::DenyMode>,
     /// The output queue's budget in bytes.
     pub queue_bytes: usize,
+    /// `--web.config.file`: TLS and basic auth for the metrics.
+    pub web_config: Option<PathBuf>,
 }
 
 /// Set by SIGHUP: reopen the findings file (after logrotate moved it away).
@@ -119,8 +123,9 @@ pub fn run(opts: Options) -> Result<()> {
     // The metrics server listens before the recorder attaches, so that a busy port is a plain
     // error with nothing attached; its hook labels are filled once the header arrives.
     let mut metrics = metrics::Metrics::new();
+    let web = opts.web_config.as_deref().map(web_config::WebConfig::load).transpose()?;
     let server = match &opts.metrics {
-        Some(addr) => Some(metrics::Server::start(addr, metrics.registry())?),
+        Some(addr) => Some(server::Server::start(addr, metrics.registry(), web)?),
         None => None,
     };
     let recorder = Tapped::start(record_opts)?;

@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod decode;
 pub mod deny;
 pub mod event;
+pub mod holds;
 pub mod html;
 mod names;
 pub mod report;

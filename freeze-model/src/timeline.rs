@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::{
     correlate::FindingKind,
     event::{Event, EventKind, Superblock},
+    holds::Holds,
 };
 
 /// A filesystem's track: numbered from 1 in the order first seen.
@@ -97,7 +98,7 @@ struct OpenWait {
 
 struct State {
     track: Track,
-    open: Vec<OpenFreeze>,
+    open: Holds<OpenFreeze>,
     waits: BTreeMap<u32, OpenWait>,
     level: Option<u32>,
 }
@@ -128,7 +129,7 @@ impl Timeline {
         let index = u32::try_from(self.states.len() + 1).unwrap_or(u32::MAX);
         let state = self.states.entry(sb.id.clone()).or_insert_with(|| State {
             track: Track { index, sb: sb.clone() },
-            open: Vec::new(),
+            open: Holds::default(),
             waits: BTreeMap::new(),
             level: None,
         });
@@ -155,26 +156,22 @@ impl Timeline {
                     out.push(Item::Freezing { track, id: drain_id, begin, end: ev.ts_ns, by: task.clone() });
                 }
                 let nesting = state.open.len() + 1;
-                state.open.push(OpenFreeze {
+                let freeze = OpenFreeze {
                     id,
                     nesting,
                     holder: ev.holder.clone(),
                     level: ev.level_after,
                     begin: ev.ts_ns,
                     by: task,
-                });
+                };
+                state.open.freeze(ev, freeze);
                 took_ids = true;
             }
             EventKind::ThawEnd if ev.ret == Some(0) => {
-                // The thaw ends the freeze of its holder when that is known, else the newest.
-                let at = ev
-                    .holder
-                    .as_ref()
-                    .and_then(|h| state.open.iter().rposition(|o| o.holder.as_ref() == Some(h)))
-                    .or_else(|| state.open.len().checked_sub(1));
-                if let Some(at) = at {
-                    let freeze = state.open.remove(at);
-                    out.push(frozen(track, freeze, ev.ts_ns, Some(task)));
+                // The freezes the thaw ends (`Holds`: the one made the same way, or all of them
+                // when the filesystem is unfrozen after it).
+                for freeze in state.open.thaw(ev) {
+                    out.push(frozen(track, freeze, ev.ts_ns, Some(task.clone())));
                 }
             }
             EventKind::WriterBlocked => {

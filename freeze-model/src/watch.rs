@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 use crate::{
     attribution::{Cgroup, Parent},
     correlate::{Finding, FindingKind, messages::state_finding},
-    event::{Event, EventKind, FreezeVia, ProcessExit, SharedSuperblock, Superblock},
+    event::{Event, EventKind, ProcessExit, SharedSuperblock, Superblock},
+    holds::{HeldBy, Holds},
     names::named_enum,
     units::fmt_secs,
 };
@@ -74,31 +75,6 @@ pub const SETTLE_NS: u64 = 1_000_000_000;
 const RETRY_FIRST_NS: u64 = 1_000_000_000;
 const RETRY_MAX_NS: u64 = 300_000_000_000;
 
-/// Who holds a freeze, by how it was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum HeldBy {
-    /// A FIFREEZE (or a freeze_super of a user-space holder): the process that made it, or its
-    /// parent, owns it; the watchdog may thaw it.
-    Process,
-    /// The kernel's own freeze (holder `kernel`): no process owns it.
-    Kernel,
-    /// A block-device freeze (`via: block-device`): a process owns it, but only resuming the
-    /// device ends it.
-    BlockDevice,
-}
-
-impl HeldBy {
-    fn of(ev: &Event) -> Self {
-        if ev.via == Some(FreezeVia::BlockDevice) {
-            Self::BlockDevice
-        } else if ev.holder.as_deref().is_some_and(|h| h.starts_with("kernel")) {
-            Self::Kernel
-        } else {
-            Self::Process
-        }
-    }
-}
-
 /// What the watchdog has done about a filesystem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Watchdog {
@@ -122,7 +98,6 @@ struct Exited {
 /// One successful freeze call still in force.
 #[derive(Clone, Debug)]
 struct Hold {
-    by: HeldBy,
     /// For a block-device hold: the device-mapper name of the device, when known.
     device_name: Option<String>,
     /// The process that made the call.
@@ -174,9 +149,6 @@ impl Hold {
 
     /// Takes the exit of process `pid` at `at`, when it is this hold's caller or parent.
     fn exited(&mut self, pid: u32, at: u64, how: &ProcessExit) {
-        if self.by == HeldBy::Kernel {
-            return;
-        }
         if self.pid == pid && self.caller_exit.is_none() {
             self.caller_exit = Some(Exited { at, how: how.clone() });
         }
@@ -196,7 +168,7 @@ impl Hold {
 struct Frozen {
     sb: SharedSuperblock,
     since: u64,
-    holds: Vec<Hold>,
+    holds: Holds<Hold>,
     /// Found frozen at start: who holds it is unknown (it may be the kernel), so the watchdog
     /// leaves it alone.
     unknown_holder: bool,
@@ -228,12 +200,12 @@ pub struct Pushed {
 impl Frozen {
     /// Whether only the kernel or the block device may end it: the watchdog leaves it alone.
     fn not_ours_to_thaw(&self) -> bool {
-        self.unknown_holder || self.holds.iter().any(|h| h.by != HeldBy::Process)
+        self.unknown_holder || self.holds.iter().any(|(by, _)| by != HeldBy::Process)
     }
 
     /// The hold made through the block device, if any.
     fn block_device_hold(&self) -> Option<&Hold> {
-        self.holds.iter().find(|h| h.by == HeldBy::BlockDevice)
+        self.holds.iter().find(|(by, _)| *by == HeldBy::BlockDevice).map(|(_, h)| h)
     }
 
     /// What ends a block-device freeze of this filesystem.
@@ -253,7 +225,7 @@ impl Frozen {
         if self.unknown_holder && self.holds.is_empty() {
             return "an unknown holder (it was frozen when watch started)".to_owned();
         }
-        self.holds.iter().map(Hold::recorded_owner).collect::<Vec<_>>().join(", ")
+        self.holds.iter().map(|(_, h)| h.recorded_owner()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -367,7 +339,6 @@ impl Watch {
                     _ => None,
                 };
                 let hold = Hold {
-                    by,
                     device_name,
                     pid: ev.pid,
                     comm: ev.comm.clone(),
@@ -381,22 +352,19 @@ impl Watch {
                 let f = self.frozen.entry(sb.id.clone()).or_insert_with(|| Frozen {
                     sb: sb.clone(),
                     since: ev.ts_ns,
-                    holds: Vec::new(),
+                    holds: Holds::default(),
                     unknown_holder: false,
                     next_alert: ev.ts_ns + alert_after,
                     gone_since: None,
                     watchdog: Watchdog::Idle,
                 });
-                f.holds.push(hold);
+                f.holds.freeze(ev, hold);
                 // A new holder holds it again.
                 f.gone_since = None;
             }
             EventKind::ThawEnd if ev.ret == Some(0) => {
                 let Some(f) = self.frozen.get_mut(&sb.id) else { return out };
-                let by = HeldBy::of(ev);
-                if let Some(at) = f.holds.iter().rposition(|h| h.by == by) {
-                    f.holds.remove(at);
-                }
+                f.holds.thaw(ev);
                 if (ev.level_after == Some(0) || f.holds.is_empty())
                     && let Some(f) = self.frozen.remove(&sb.id)
                 {
@@ -421,7 +389,7 @@ impl Watch {
                         Frozen {
                             sb: sb.clone(),
                             since: ev.ts_ns,
-                            holds: Vec::new(),
+                            holds: Holds::default(),
                             unknown_holder: true,
                             next_alert: ev.ts_ns + self.opts.alert_frozen_ns,
                             gone_since: None,
@@ -433,10 +401,14 @@ impl Watch {
             EventKind::WriterBlocked => {
                 // The freezer (or the script that ran it) waiting at the gate it closed.
                 let Some(f) = self.frozen.get(&sb.id) else { return out };
-                let own = f.holds.iter().find(|h| {
-                    h.by != HeldBy::Kernel
-                        && (h.pid == ev.pid || h.parent.as_ref().is_some_and(|p| p.pid == ev.pid))
-                });
+                let own = f
+                    .holds
+                    .iter()
+                    .find(|(by, h)| {
+                        *by != HeldBy::Kernel
+                            && (h.pid == ev.pid || h.parent.as_ref().is_some_and(|p| p.pid == ev.pid))
+                    })
+                    .map(|(_, h)| h);
                 if let Some(hold) = own {
                     let message = format!(
                         "{} waits at the gate of {}, which it froze ({}): it cannot thaw it; only \
@@ -501,7 +473,7 @@ impl Watch {
             let frozen_for = now_ns.saturating_sub(f.since);
             if now_ns >= f.next_alert {
                 f.next_alert = now_ns + self.opts.alert_every_ns;
-                let kernel = if f.holds.iter().any(|h| h.by == HeldBy::Kernel) {
+                let kernel = if f.holds.any_by(HeldBy::Kernel) {
                     " (the kernel holds it)"
                 } else if f.block_device_hold().is_some() {
                     " (through its block device: a device-mapper suspend, which the watchdog never thaws)"
@@ -587,15 +559,16 @@ impl Watch {
     /// user-space holds has an owner left is said to be gone.
     fn exited(&mut self, pid: u32, at: u64, how: &ProcessExit, findings: &mut Vec<Finding>) {
         for f in self.frozen.values_mut() {
-            for h in &mut f.holds {
-                h.exited(pid, at, how);
+            for (by, h) in f.holds.iter_mut() {
+                if by != HeldBy::Kernel {
+                    h.exited(pid, at, how);
+                }
             }
             // Only freezes made by processes have owners that can go away.
-            if f.gone_since.is_some() || f.holds.is_empty() || f.holds.iter().any(|h| h.by == HeldBy::Kernel)
-            {
+            if f.gone_since.is_some() || f.holds.is_empty() || f.holds.any_by(HeldBy::Kernel) {
                 continue;
             }
-            let gone: Option<Vec<(u64, String)>> = f.holds.iter().map(|h| h.gone(&f.sb)).collect();
+            let gone: Option<Vec<(u64, String)>> = f.holds.iter().map(|(_, h)| h.gone(&f.sb)).collect();
             let Some(gone) = gone else { continue };
             let since = gone.iter().map(|(t, _)| *t).max().unwrap_or(at);
             f.gone_since = Some(since);
@@ -670,7 +643,7 @@ impl Watch {
 /// A finding about a frozen filesystem, naming its first holder as the task.
 fn about(kind: FindingKind, f: &Frozen, frozen_for: u64, message: String) -> Finding {
     let mut finding = state_finding(kind, &f.sb, f.since, frozen_for, message);
-    if let Some(h) = f.holds.first() {
+    if let Some((_, h)) = f.holds.iter().next() {
         finding.pid = h.pid;
         finding.comm.clone_from(&h.comm);
         finding.parent.clone_from(&h.parent);
@@ -682,7 +655,10 @@ fn about(kind: FindingKind, f: &Frozen, frozen_for: u64, message: String) -> Fin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::tests::{ev, freeze, thaw};
+    use crate::{
+        correlate::tests::{ev, freeze, thaw},
+        event::FreezeVia,
+    };
 
     const S: u64 = 1_000_000_000;
 

@@ -16,5 +16,6 @@ pub mod cli;
 pub mod host;
 pub mod queue;
 pub mod record;
+pub mod say;
 pub mod tui;
 pub mod watch;

@@ -32,10 +32,12 @@ pub trait Output: Send {
     }
 }
 
-/// Which output gives way first when the queue is full: the trace, then findings.
+/// Which output gives way first when the queue is full: the trace, then freezewatch's own log
+/// lines (`crate::say`), then findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rank {
     Trace,
+    Log,
     Findings,
 }
 
@@ -201,9 +203,9 @@ fn write_lane(shared: &Shared, index: usize, output: &mut dyn Output) {
             Item::Chunk(chunk) => output.write_chunk(&chunk),
             Item::Reopen => {
                 match output.reopen() {
-                    Ok(said) => eprintln!("freezewatch: {name}: {said}"),
+                    Ok(said) => crate::say!("freezewatch: {name}: {said}"),
                     Err(e) => {
-                        eprintln!("freezewatch: {name}: reopening failed: {e}; the one open before is kept")
+                        crate::say!("freezewatch: {name}: reopening failed: {e}; the one open before is kept")
                     }
                 }
                 continue;
@@ -214,7 +216,7 @@ fn write_lane(shared: &Shared, index: usize, output: &mut dyn Output) {
                 failing = false;
                 let unreported = std::mem::take(&mut shared.lock().lanes[index].unreported);
                 if unreported > 0 {
-                    eprintln!(
+                    crate::say!(
                         "freezewatch: {name}: {unreported} lines were dropped while this output was blocked \
                          and the queue was full"
                     );
@@ -222,7 +224,7 @@ fn write_lane(shared: &Shared, index: usize, output: &mut dyn Output) {
             }
             Err(e) => {
                 if !failing {
-                    eprintln!("freezewatch: {name}: writing failed: {e}");
+                    crate::say!("freezewatch: {name}: writing failed: {e}");
                 }
                 failing = true;
                 // Kept: the producer ends on it, as it did when it wrote itself.
@@ -289,7 +291,7 @@ impl Lane {
     pub fn close(&self) {
         let name = self.shared.lock().lanes[self.index].name;
         if let Some(bytes) = self.finish(CLOSE_WITHIN) {
-            eprintln!(
+            crate::say!(
                 "freezewatch: WARNING: the {name} output is blocked (on a frozen filesystem?): {bytes} bytes \
                  queued for it were not written"
             );
@@ -297,7 +299,9 @@ impl Lane {
         match self.dropped() {
             0 => {}
             n => {
-                eprintln!("freezewatch: WARNING: {n} {name} lines were dropped while its output was blocked")
+                crate::say!(
+                    "freezewatch: WARNING: {n} {name} lines were dropped while its output was blocked"
+                )
             }
         }
     }

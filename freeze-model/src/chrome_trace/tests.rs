@@ -187,6 +187,7 @@ fn what_is_open_at_the_end_is_closed_there_and_says_so() {
         duration_ms: 1,
         command_exit: Some(0),
         counters: Default::default(),
+        output_dropped: 0,
     };
     let header = Header {
         tool: "freezewatch".into(),

@@ -8,7 +8,10 @@ use super::{
     Finding, FindingKind, KindSet, Options, SbState, Summary, messages as msg, mounts::MountCalls,
     reorder::Reorder,
 };
-use crate::event::{Event, EventKind, Superblock};
+use crate::{
+    event::{Event, EventKind, Superblock},
+    holds::Holds,
+};
 
 /// Closed freeze windows kept per superblock for timelines (the newest; older ones drop off).
 const WINDOWS_KEPT: usize = 1024;
@@ -18,7 +21,7 @@ const WINDOWS_KEPT: usize = 1024;
 struct Track {
     summary: Summary,
     /// Successful freezes not yet matched by a successful thaw (nesting: kernel + userspace).
-    holders: u32,
+    holders: Holds<()>,
     /// Blocked writers by tid: the event that started each wait.
     waiting: BTreeMap<u32, Event>,
     /// The task running the thaw in progress.
@@ -273,7 +276,7 @@ impl Correlator {
             }
             EventKind::FreezeEnd if ok => {
                 t.summary.freezes += 1;
-                t.holders += 1;
+                t.holders.freeze(ev, ());
                 t.summary.frozen_since_ns.get_or_insert(ev.ts_ns);
                 t.summary.state = SbState::Frozen;
             }
@@ -281,7 +284,7 @@ impl Correlator {
                 t.summary.failed_freezes += 1;
                 out.add(FindingKind::FreezeFailed, || msg::freeze_failed(ev, sb));
                 t.summary.state =
-                    if t.holders > 0 || frozen_after { SbState::Frozen } else { SbState::Unfrozen };
+                    if !t.holders.is_empty() || frozen_after { SbState::Frozen } else { SbState::Unfrozen };
             }
             EventKind::ThawBegin => {
                 if t.summary.state == SbState::Frozen {
@@ -292,15 +295,15 @@ impl Correlator {
             EventKind::ThawEnd if ok => {
                 t.summary.thaws += 1;
                 t.thawing_tid = None;
-                t.holders = t.holders.saturating_sub(1);
+                t.holders.thaw(ev);
                 // The kernel's level is the truth (nested holders, or a freeze we did not see).
-                let unfrozen =
-                    ev.level_after == Some(level::UNFROZEN) || (ev.level_after.is_none() && t.holders == 0);
+                let unfrozen = ev.level_after == Some(level::UNFROZEN)
+                    || (ev.level_after.is_none() && t.holders.is_empty());
                 if !unfrozen {
                     t.summary.state = SbState::Frozen;
                     return;
                 }
-                t.holders = 0;
+                t.holders.clear();
                 t.summary.state = SbState::Unfrozen;
                 if let Some(since) = t.summary.frozen_since_ns.take() {
                     let d = ev.ts_ns.saturating_sub(since);
@@ -387,7 +390,8 @@ impl Correlator {
                 // Frozen before we looked: its freeze was not seen, its thaw will be.
                 if frozen_after && t.summary.state == SbState::Unfrozen {
                     t.summary.state = SbState::Frozen;
-                    t.holders = 1;
+                    t.holders.clear();
+                    t.holders.found(());
                     t.summary.frozen_since_ns = Some(ev.ts_ns);
                 }
             }

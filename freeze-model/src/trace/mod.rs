@@ -125,6 +125,14 @@ pub struct Footer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_exit: Option<i32>,
     pub counters: Counters,
+    /// Trace lines dropped before this footer because the output was blocked (a trace file on a
+    /// frozen filesystem) and the queue was full: the trace lacks them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Per-superblock totals, written after the events.
@@ -447,6 +455,7 @@ mod tests {
                 duration_ms: 3,
                 command_exit: Some(0),
                 counters: Counters { lost_ringbuf_full: 2, ..Default::default() },
+                output_dropped: 5,
             }),
         ];
         let mut buf = Vec::new();

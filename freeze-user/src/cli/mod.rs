@@ -270,7 +270,10 @@ pub fn main() -> ExitCode {
     // Unix tools do, instead of panicking on a failed print.
     // SAFETY: resetting a signal disposition to its default has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // The log goes where freezewatch's own lines go (`say`: through watch's queue while it runs).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Pipe(Box::new(crate::say::LogTarget::new())))
+        .init();
     let outcome = match Cli::parse().command {
         Cmd::Doctor { json } => doctor::command(json),
         Cmd::Record { out, duration, long_freeze, deny_mounts, command } => {

@@ -26,7 +26,7 @@ use sink::Sink;
 use crate::{
     bpf::loader::Loaded,
     host::kernel,
-    queue::{Plain, Queue, Rank},
+    queue::{Lane, Plain, Queue, Rank},
 };
 
 /// Standard output's write buffer: a batch of a few hundred lines per write(2).
@@ -190,9 +190,9 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         let _ = tap.send(Tap::Header(header));
     }
     for h in loaded.hooks.iter().filter(|_| !opts.quiet) {
-        eprintln!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
+        crate::say!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
         for f in &h.fallbacks {
-            eprintln!("freezewatch:   (not used: {f})");
+            crate::say!("freezewatch:   (not used: {f})");
         }
     }
     if let (Some(mode), false) = (opts.deny_mounts, loaded.denying) {
@@ -203,7 +203,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             .find(|h| h.feature == Feature::MountDenial.as_str())
             .and_then(|h| h.fallbacks.first().cloned())
             .unwrap_or_default();
-        eprintln!(
+        crate::say!(
             "freezewatch: WARNING: --deny-mounts={} is not active ({why}); mounts of frozen \
              filesystems are flagged from the mount tracepoints, nothing is denied",
             mode.as_str()
@@ -224,7 +224,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         None => None,
     };
     if child.is_none() && !opts.quiet {
-        eprintln!(
+        crate::say!(
             "freezewatch: recording{}; Ctrl-C to stop",
             opts.duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
         );
@@ -318,6 +318,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         duration_ms: started.elapsed().as_millis() as u64,
         command_exit,
         counters,
+        output_dropped: trace_lane.as_ref().map_or(0, Lane::dropped),
     };
     sink.write(&Record::Footer(footer)).context("writing the trace footer")?;
     // Its writer queues what is left when dropped.
@@ -326,12 +327,14 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     if let Some(lane) = trace_lane {
         lane.close();
     }
-    eprintln!(
+    crate::say!(
         "freezewatch: {} events, {} findings ({} slips), {lost} lost, written to {dest}",
-        written.events, written.findings, written.slips
+        written.events,
+        written.findings,
+        written.slips
     );
     if lost > 0 {
-        eprintln!("freezewatch: WARNING: {lost} events were lost; the trace is incomplete");
+        crate::say!("freezewatch: WARNING: {lost} events were lost; the trace is incomplete");
     }
     Ok(Outcome { events: written.events, lost, command_exit, ended_by })
 }

@@ -99,6 +99,12 @@ pub fn run(opts: Options) -> Result<()> {
         .lane("findings", Rank::Findings, Box::new(FindingsOut { path: opts.findings.clone(), out: first }))
         .context("starting the findings writer")?;
     let mut findings = TraceWriter::new(findings_lane.writer());
+    // freezewatch's own lines (and the log) from now on: through the queue, never waiting for
+    // stderr (journald's socket, while journald waits for a frozen filesystem).
+    let log_lane = queue
+        .lane("log", Rank::Log, Box::new(crate::queue::Plain(std::io::stderr())))
+        .context("starting the log writer")?;
+    crate::say::route(Some(log_lane.clone()));
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t) };
 
@@ -135,9 +141,9 @@ pub fn run(opts: Options) -> Result<()> {
     let probed = probe::probe_all();
     log::debug!("probed the freeze level of {probed} filesystems");
     for h in &header.hooks {
-        eprintln!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
+        crate::say!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
     }
-    eprintln!(
+    crate::say!(
         "freezewatch: watching{}; findings to {}; SIGTERM or Ctrl-C stops",
         opts.metrics.as_deref().map(|a| format!(", metrics at http://{a}/metrics")).unwrap_or_default(),
         opts.findings.as_ref().map_or("stdout".into(), |p| p.display().to_string())
@@ -147,6 +153,8 @@ pub fn run(opts: Options) -> Result<()> {
     drop(findings);
     findings_lane.close();
     drop(server);
+    crate::say::route(None);
+    log_lane.close();
     result.and(recorded)
 }
 

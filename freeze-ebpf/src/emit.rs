@@ -178,9 +178,9 @@ pub(crate) fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
     let tid = bpf_get_current_pid_tgid() as u32;
     let level_before = read_level(sb);
     // SAFETY: a lookup whose value is only tested for presence.
-    let flags = if unsafe { BDEV_CALLS.get(&tid) }.is_some() { freeze_flags::VIA_BLOCK_DEVICE } else { 0 };
+    let flags = if unsafe { BDEV_CALLS.get(tid) }.is_some() { freeze_flags::VIA_BLOCK_DEVICE } else { 0 };
     let pending = Pending { sb, begin_ts_ns: ts, level_before, begin_kind, holder, hook, flags, _pad: 0 };
-    if PENDING.insert(&tid, &pending, 0).is_err() {
+    if PENDING.insert(tid, pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
     if begin_kind == kind::FREEZE_BEGIN && sb != 0 {
@@ -198,13 +198,13 @@ pub(crate) fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
 pub(crate) fn on_end(hook: u32, ret: i64) {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out at once, before any other map operation.
-    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+    let Some(p) = (unsafe { PENDING.get(tid) }).copied() else {
         return;
     };
     if p.hook != hook {
         return;
     }
-    let _ = PENDING.remove(&tid);
+    let _ = PENDING.remove(tid);
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let level_after = read_level(p.sb);
@@ -235,7 +235,7 @@ fn note_owners() -> u32 {
     let task = unsafe { bpf_get_current_task() };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if let Some(start) = process_start(task) {
-        let _ = OWNERS.insert(&tgid, &start, 0);
+        let _ = OWNERS.insert(tgid, start, 0);
     }
     let Ok(parent) = read_u64(task + off!(task_real_parent)) else { return 0 };
     if parent == 0 {
@@ -250,7 +250,7 @@ fn note_owners() -> u32 {
         }
     }
     if let (Ok(ppid), Some(start)) = (read_u32(parent + off!(task_tgid)), process_start(parent)) {
-        let _ = OWNERS.insert(&ppid, &start, 0);
+        let _ = OWNERS.insert(ppid, start, 0);
     }
     0
 }
@@ -269,7 +269,7 @@ pub(crate) fn sb_bdev(sb: u64) -> u32 {
 #[inline(always)]
 pub(crate) fn frozen_sb_of(fs_dev: u32) -> Option<u64> {
     // SAFETY: the value is copied out at once.
-    let sb = unsafe { FROZEN_SBS.get(&fs_dev) }.copied()?;
+    let sb = unsafe { FROZEN_SBS.get(fs_dev) }.copied()?;
     (read_level(sb) == level::COMPLETE).then_some(sb)
 }
 
@@ -314,18 +314,18 @@ fn count_watched(delta: u32) {
 pub(crate) fn watch(sb: u64) {
     let dev = sb_bdev(sb);
     // SAFETY: the value is only tested for presence.
-    if unsafe { WATCHED_DEVS.get(&dev) }.is_none() {
+    if unsafe { WATCHED_DEVS.get(dev) }.is_none() {
         count_watched(1);
     }
-    let mut ok = WATCHED_DEVS.insert(&dev, &sb, 0).is_ok();
-    ok &= WATCHED_UUIDS.insert(&sb_uuid(sb), &sb, 0).is_ok();
+    let mut ok = WATCHED_DEVS.insert(dev, sb, 0).is_ok();
+    ok &= WATCHED_UUIDS.insert(sb_uuid(sb), sb, 0).is_ok();
     if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
-        ok &= FROZEN_SBS.insert(&dev, &sb, 0).is_ok();
+        ok &= FROZEN_SBS.insert(dev, sb, 0).is_ok();
     }
     let mut i = 0u64;
     while i < 3 {
         let gate = GateLock { sb, level: i as u32 + 1, _pad: 0 };
-        ok &= GATE_LOCKS.insert(&gate_lock_addr(sb, i), &gate, 0).is_ok();
+        ok &= GATE_LOCKS.insert(gate_lock_addr(sb, i), gate, 0).is_ok();
         i += 1;
     }
     if !ok {
@@ -335,16 +335,16 @@ pub(crate) fn watch(sb: u64) {
 
 #[inline(always)]
 pub(crate) fn unwatch(sb: u64) {
-    if WATCHED_DEVS.remove(&sb_bdev(sb)).is_ok() {
+    if WATCHED_DEVS.remove(sb_bdev(sb)).is_ok() {
         count_watched(u32::MAX);
     }
-    let _ = WATCHED_UUIDS.remove(&sb_uuid(sb));
+    let _ = WATCHED_UUIDS.remove(sb_uuid(sb));
     if let Ok(dev) = read_u32(sb + off!(sb_s_dev)) {
-        let _ = FROZEN_SBS.remove(&dev);
+        let _ = FROZEN_SBS.remove(dev);
     }
     let mut i = 0u64;
     while i < 3 {
-        let _ = GATE_LOCKS.remove(&gate_lock_addr(sb, i));
+        let _ = GATE_LOCKS.remove(gate_lock_addr(sb, i));
         i += 1;
     }
 }

@@ -86,6 +86,7 @@ fn the_package_holds_the_binary_pages_completions_and_docs() {
         "lib/systemd/system/freezewatch.service",
         "usr/share/doc/freezewatch/examples/freezewatch-rules.yml",
         "usr/share/doc/freezewatch/examples/freezewatch-rules.test.yml",
+        "usr/share/lintian/overrides/freezewatch",
     ]
     .map(str::to_owned)
     .into();

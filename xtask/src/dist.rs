@@ -52,6 +52,8 @@ const FILES: &[(&str, &str)] = &[
         "contrib/prometheus/freezewatch-rules.test.yml",
         "usr/share/doc/freezewatch/examples/freezewatch-rules.test.yml",
     ),
+    // Each override says why in the file itself.
+    ("contrib/lintian/freezewatch", "usr/share/lintian/overrides/freezewatch"),
 ];
 
 /// The package's control fields, from `[package.metadata.deb]` and the crate's own fields.

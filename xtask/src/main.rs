@@ -81,8 +81,10 @@ enum Cmd {
         #[arg(long)]
         filter: Option<String>,
     },
-    /// Run every test: unit tests, `dist`, the kernel tests (root; one at a time, on loop images;
-    /// they check the package too), then `vm-test --kernel all`. With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
+    /// Run every test: the lint gate (`cargo fmt --check`, clippy `-D warnings` for the workspace
+    /// and for the eBPF programs on their target), unit tests, `dist`, the kernel tests (root; one
+    /// at a time, on loop images; they check the package too), then `vm-test --kernel all` (the
+    /// guests side by side). With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
     /// fails instead of skipping.
     Test {
         /// Extra arguments for the kernel test binaries (after `--`), e.g. a test name filter.
@@ -121,8 +123,26 @@ pub(crate) fn build(release: bool) -> Result<PathBuf> {
     Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("freezewatch"))
 }
 
+/// The lint gate: formatting, then clippy with warnings as errors for the workspace and for the
+/// eBPF programs on their own target (as aya-build compiles them).
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut ebpf = Command::new("cargo");
+    ebpf.current_dir(workspace_root())
+        .args(["+nightly", "clippy", "--package", "freeze-ebpf", "--target", "bpfel-unknown-none"])
+        .args(["-Z", "build-std=core", "--target-dir"])
+        .arg(workspace_root().join("target/lint-ebpf"))
+        .args(["--", "-D", "warnings"])
+        .env("CARGO_ENCODED_RUSTFLAGS", format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH))
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    run(&mut ebpf)
+}
+
 fn test(args: &[String]) -> Result<()> {
     let bin = build(false)?;
+    lint()?;
     // Unit tests: everything but the kernel integration tests.
     run(cargo().args(["test", "--workspace", "--exclude", "freezewatch-tests"]))?;
     let package = dist::dist()?;

@@ -67,11 +67,11 @@ fn on_bio<C: StackIdContext>(ctx: &C, hook: u32, op: u32, dev: u32, sector: u64,
 #[inline(always)]
 fn own_device(dev: u32) -> Option<u64> {
     // SAFETY: the key is a plain u32 and the value is copied out at once.
-    unsafe { WATCHED_DEVS.get(&dev) }.copied().or_else(|| {
+    unsafe { WATCHED_DEVS.get(dev) }.copied().or_else(|| {
         // SAFETY: as above.
-        let fs_dev = unsafe { BDEV_ALIAS.get(&dev) }.copied()?;
+        let fs_dev = unsafe { BDEV_ALIAS.get(dev) }.copied()?;
         // SAFETY: as above.
-        unsafe { WATCHED_DEVS.get(&fs_dev) }.copied()
+        unsafe { WATCHED_DEVS.get(fs_dev) }.copied()
     })
 }
 
@@ -82,11 +82,12 @@ fn lower_extent(dev: u32, sector: u64, sectors: u32) -> Option<u64> {
     let mut slot = 0;
     while slot < EXTENTS_PER_DEV {
         // SAFETY: the value is copied out at once.
-        let extent = unsafe { LOWER_EXTENTS.get(&ExtentKey { dev, slot }) }.copied()?;
-        if sector < extent.end && extent.first < end {
-            if let Some(sb) = frozen_sb_of(extent.fs_dev) {
-                return Some(sb);
-            }
+        let extent = unsafe { LOWER_EXTENTS.get(ExtentKey { dev, slot }) }.copied()?;
+        if sector < extent.end
+            && extent.first < end
+            && let Some(sb) = frozen_sb_of(extent.fs_dev)
+        {
+            return Some(sb);
         }
         slot += 1;
     }

@@ -27,7 +27,7 @@ pub fn fw_process_exit(_ctx: TracePointContext) -> u32 {
 fn process_exit(hook: u32) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: the value is copied out at once.
-    let Some(start) = (unsafe { OWNERS.get(&tgid) }).copied() else { return };
+    let Some(start) = (unsafe { OWNERS.get(tgid) }).copied() else { return };
     if !hit_ready(hook) {
         return;
     }
@@ -37,7 +37,7 @@ fn process_exit(hook: u32) {
     if !signal_of(task).is_some_and(group_exiting) {
         return;
     }
-    let _ = OWNERS.remove(&tgid);
+    let _ = OWNERS.remove(tgid);
     if process_start(task) != Some(start) {
         // Another process with that pid: the one recorded exited unseen (the map was full).
         return;

@@ -164,7 +164,7 @@ pub fn fw_bdev_thaw_exit(_ctx: FExitContext) -> u32 {
 #[inline(always)]
 fn bdev_call_begins() {
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    if crate::maps::BDEV_CALLS.insert(&tid, &1, 0).is_err() {
+    if crate::maps::BDEV_CALLS.insert(tid, 1, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
 }
@@ -172,5 +172,5 @@ fn bdev_call_begins() {
 #[inline(always)]
 fn bdev_call_ends() {
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    let _ = crate::maps::BDEV_CALLS.remove(&tid);
+    let _ = crate::maps::BDEV_CALLS.remove(tid);
 }

@@ -38,7 +38,7 @@ pub fn fw_btf_contention_begin(ctx: BtfTracePointContext) -> u32 {
 fn contention_begin(hook: u32, lock: u64, flags: u32) {
     hit(hook);
     // SAFETY: the value is copied out at once.
-    let Some(gate) = (unsafe { GATE_LOCKS.get(&lock) }).copied() else {
+    let Some(gate) = (unsafe { GATE_LOCKS.get(lock) }).copied() else {
         bump(counter::FILTERED);
         return;
     };
@@ -49,7 +49,7 @@ fn contention_begin(hook: u32, lock: u64, flags: u32) {
     let ts = unsafe { bpf_ktime_get_ns() };
     let tid = bpf_get_current_pid_tgid() as u32;
     let waiting = Waiting { sb: gate.sb, lock, begin_ts_ns: ts, level: gate.level, _pad: 0 };
-    if WAITING.insert(&tid, &waiting, 0).is_err() {
+    if WAITING.insert(tid, waiting, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
     let level = read_level(gate.sb);
@@ -86,13 +86,13 @@ pub fn fw_btf_contention_end(ctx: BtfTracePointContext) -> u32 {
 fn contention_end(hook: u32, lock: u64, ret: i32) {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out at once.
-    let Some(w) = (unsafe { WAITING.get(&tid) }).copied() else {
+    let Some(w) = (unsafe { WAITING.get(tid) }).copied() else {
         return;
     };
     if lock != w.lock {
         return;
     }
-    let _ = WAITING.remove(&tid);
+    let _ = WAITING.remove(tid);
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let level = read_level(w.sb);

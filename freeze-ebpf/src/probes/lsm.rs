@@ -111,5 +111,5 @@ pub(crate) fn bind_source_sb(dev_name: u64) -> Option<u64> {
     key.prefix_len = (bytes * 8) as u32;
     let dev = *MOUNT_PATHS.get(&*key)?;
     // SAFETY: the key is a plain u32 and the value is copied out at once.
-    unsafe { FROZEN_SBS.get(&dev) }.copied()
+    unsafe { FROZEN_SBS.get(dev) }.copied()
 }

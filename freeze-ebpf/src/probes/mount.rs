@@ -33,7 +33,7 @@ pub(crate) fn on_mount_begin(
         flags: 0,
         _pad: 0,
     };
-    if PENDING.insert(&tid, &pending, 0).is_err() {
+    if PENDING.insert(tid, pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
     let mut e = Emit::new(kind::MOUNT_BEGIN, hook, ts, sb);

@@ -30,7 +30,7 @@ pub(crate) fn on_txn<C: StackIdContext>(ctx: &C, hook: u32, sb: u64, caller: u64
 #[inline(always)]
 pub(crate) fn watched_dev(dev: u32) -> Option<u64> {
     // SAFETY: the value is copied out at once.
-    let sb = unsafe { WATCHED_DEVS.get(&dev) }.copied();
+    let sb = unsafe { WATCHED_DEVS.get(dev) }.copied();
     if sb.is_none() {
         bump(counter::FILTERED);
     }
@@ -88,7 +88,7 @@ pub fn fw_xfs_trans_alloc(ctx: TracePointContext) -> u32 {
 fn watched_sb(sb: u64) -> Option<u64> {
     let dev = read_u32(sb + off!(sb_s_dev)).ok()?;
     // SAFETY: the value is copied out at once.
-    let watched = unsafe { FROZEN_SBS.get(&dev) }.copied();
+    let watched = unsafe { FROZEN_SBS.get(dev) }.copied();
     if watched != Some(sb) || sb == 0 {
         bump(counter::FILTERED);
         return None;
@@ -208,7 +208,7 @@ pub fn fw_btrfs_space_reservation(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: the value is copied out at once.
-    let Some(sb) = unsafe { WATCHED_UUIDS.get(&fsid) }.copied() else {
+    let Some(sb) = unsafe { WATCHED_UUIDS.get(fsid) }.copied() else {
         bump(counter::FILTERED);
         return 0;
     };
@@ -229,7 +229,7 @@ pub fn fw_btrfs_transaction_commit(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let fsid = unsafe { ctx.read_at::<[u8; 16]>(btrfs::FSID.offset) }.unwrap_or([0; 16]);
     // SAFETY: the value is copied out at once.
-    match unsafe { WATCHED_UUIDS.get(&fsid) }.copied() {
+    match unsafe { WATCHED_UUIDS.get(fsid) }.copied() {
         Some(sb) => on_txn(&ctx, hook::TP_BTRFS_COMMIT, sb, 0, 0),
         None => bump(counter::FILTERED),
     }
@@ -263,7 +263,7 @@ pub(crate) fn btrfs_txn_exit(ctx: &FExitContext, nargs: usize) -> u32 {
     // Only superblocks seen freezing while we run, like every other transaction hook.
     let dev = read_u32(sb + off!(sb_s_dev)).unwrap_or(0);
     // SAFETY: the value is only tested for presence.
-    if unsafe { FROZEN_SBS.get(&dev) }.is_none() {
+    if unsafe { FROZEN_SBS.get(dev) }.is_none() {
         bump(counter::FILTERED);
         return 0;
     }

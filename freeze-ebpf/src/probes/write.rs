@@ -35,7 +35,7 @@ pub(crate) fn write_target(inode: u64) -> Option<Target> {
     let sb = read_u64(inode + off!(inode_i_sb)).ok()?;
     // Watched: its block device maps back to this very superblock.
     // SAFETY: the value is copied out at once.
-    if unsafe { WATCHED_DEVS.get(&sb_bdev(sb)) }.copied() == Some(sb) {
+    if unsafe { WATCHED_DEVS.get(sb_bdev(sb)) }.copied() == Some(sb) {
         return Some(Target::Own(sb));
     }
     let key = InodeKey {
@@ -44,7 +44,7 @@ pub(crate) fn write_target(inode: u64) -> Option<Target> {
         ino: read_u64(inode + off!(inode_i_ino)).ok()?,
     };
     // SAFETY: the value is copied out at once.
-    let Some(extent) = (unsafe { BACKING_FILES.get(&key) }).copied() else {
+    let Some(extent) = (unsafe { BACKING_FILES.get(key) }).copied() else {
         bump(counter::FILTERED);
         return None;
     };
@@ -79,7 +79,7 @@ pub(crate) fn on_write_enter(ctx: &TracePointContext, pos_field: Option<usize>) 
 #[inline(always)]
 pub(crate) fn remember(writing: &Writing) {
     let tid = bpf_get_current_pid_tgid() as u32;
-    if WRITING.insert(&tid, writing, 0).is_err() {
+    if WRITING.insert(tid, writing, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
 }
@@ -89,8 +89,8 @@ pub(crate) fn remember(writing: &Writing) {
 pub(crate) fn take_writing() -> Option<Writing> {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out at once.
-    let writing = unsafe { WRITING.get(&tid) }.copied()?;
-    let _ = WRITING.remove(&tid);
+    let writing = unsafe { WRITING.get(tid) }.copied()?;
+    let _ = WRITING.remove(tid);
     Some(writing)
 }
 

@@ -7,10 +7,10 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use serde_json::Value;
 
 use crate::run;
@@ -256,23 +256,58 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
     ensure!(!selected.is_empty(), "unknown kernel {which}: use 6.1, 6.12 or all");
     let bin_sha256 = sha256(freezewatch)?;
     eprintln!("xtask: the guests run {} (sha256 {bin_sha256})", freezewatch.display());
+    // Kernels and initramfs images first, one after the other (apt, downloads); then the guests
+    // side by side: each is one TCG thread, and the machine has two cores.
     let mut failures = Vec::new();
     let mut kvm = None;
+    let mut ready = Vec::new();
     for (name, pattern) in selected {
-        let result = (|| -> Result<()> {
+        let prepared = (|| -> Result<(PathBuf, PathBuf)> {
             let (dir, vmlinuz) = kernel(name, pattern)?;
-            let kvm = *kvm.get_or_insert_with(|| use_kvm(&vmlinuz));
+            kvm.get_or_insert_with(|| use_kvm(&vmlinuz));
             let initrd = root().join(format!("target/vm/initrd-{name}.gz"));
             initramfs(&dir, freezewatch, &bins, &initrd)?;
-            let log = match boot(name, &vmlinuz, &initrd, filter, kvm) {
-                Err(e) if e.is::<Wedged>() => {
-                    eprintln!("xtask: {name}: {e} (see above); booting it once more");
-                    boot(name, &vmlinuz, &initrd, filter, kvm)?
-                }
-                other => other?,
-            };
-            check(name, &log, &bins, filter, &bin_sha256)
+            Ok((vmlinuz, initrd))
         })();
+        match prepared {
+            Ok((vmlinuz, initrd)) => ready.push((*name, vmlinuz, initrd)),
+            Err(e) => {
+                eprintln!("xtask: {name}: FAILED: {e:#}");
+                failures.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    let kvm = kvm.unwrap_or(false);
+    let results: Vec<(&str, Duration, Result<()>)> = std::thread::scope(|scope| {
+        let guests: Vec<_> = ready
+            .iter()
+            .map(|(name, vmlinuz, initrd)| {
+                let (bins, bin_sha256) = (&bins, &bin_sha256);
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    let result = (|| -> Result<()> {
+                        let log = match boot(name, vmlinuz, initrd, filter, kvm) {
+                            Err(e) if e.is::<Wedged>() => {
+                                eprintln!("xtask: {name}: {e} (see above); booting it once more");
+                                boot(name, vmlinuz, initrd, filter, kvm)?
+                            }
+                            other => other?,
+                        };
+                        check(name, &log, bins, filter, bin_sha256)
+                    })();
+                    (*name, start.elapsed(), result)
+                })
+            })
+            .collect();
+        guests
+            .into_iter()
+            .map(|g| {
+                g.join().unwrap_or_else(|_| ("?", Duration::ZERO, Err(anyhow!("a guest thread panicked"))))
+            })
+            .collect()
+    });
+    for (name, took, result) in results {
+        eprintln!("xtask: {name}: the guest took {} s", took.as_secs());
         if let Err(e) = result {
             eprintln!("xtask: {name}: FAILED: {e:#}");
             failures.push(format!("{name}: {e:#}"));

@@ -122,8 +122,8 @@ fn a_freeze_longer_than_the_threshold_is_a_long_freeze() {
     assert_eq!(long.len(), 1, "{long:#?}");
     assert!(long[0]["duration_ns"].as_u64().is_some_and(|d| d >= 600_000_000), "{}", long[0]);
     assert!(long[0]["message"].as_str().is_some_and(|m| m.contains("stayed frozen for")), "{}", long[0]);
-    // Under the threshold: none.
-    let quiet = freezewatch(&["report", "--json", "--long-freeze", "5s", out], limit(60)).expect("report");
+    // Under the threshold (far above the freeze, however the guests scale it): none.
+    let quiet = freezewatch(&["report", "--json", "--long-freeze", "1h", out], limit(60)).expect("report");
     assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
     assert!(!quiet.stdout.contains("long-freeze"), "{}", quiet.stdout);
 }

@@ -16,12 +16,44 @@ use freezewatch_tests::{
     Frozen, FsType, LoopFs, Watcher, free_port, http_get, kernel_available, kernel_required, limit,
 };
 
-/// A Prometheus server the test starts on a loopback port, scraping `target` every second; killed
-/// in Drop.
-struct Prometheus {
+/// A server of the Prometheus family (prometheus, prometheus-alertmanager) the test starts on a
+/// loopback port, with its files in its own temp dir; killed in Drop.
+struct Daemon {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `program ARGS` listening on 127.0.0.1 only, and waits (bounded) until it is ready.
+    fn start(program: &str, dir: tempfile::TempDir, args: &[String]) -> Self {
+        let port = free_port();
+        let child = Command::new(program)
+            .args(args)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        let daemon = Daemon { child, port, _dir: dir };
+        freezewatch_tests::poll_until(limit(60), &format!("{program} did not get ready"), || {
+            http_get(daemon.port, "/-/ready").filter(|r| r.contains(" 200 ")).map(|_| ())
+        });
+        daemon
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        freezewatch_tests::kill_and_reap(&mut self.child);
+    }
+}
+
+/// A Prometheus server scraping watch every second.
+struct Prometheus {
+    daemon: Daemon,
 }
 
 impl Prometheus {
@@ -57,26 +89,11 @@ impl Prometheus {
             );
         }
         std::fs::write(&config, text).expect("config");
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr"))
-            .spawn()
-            .expect("starts prometheus");
-        let p = Prometheus { child, port, _dir: dir };
-        let start = Instant::now();
-        while !http_get(p.port, "/-/ready")
-            .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
-        {
-            assert!(start.elapsed() < limit(60), "prometheus did not get ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
+        let args = [
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        ];
+        Prometheus { daemon: Daemon::start("prometheus", dir, &args) }
     }
 
     /// The value of an instant query's first sample, if it has one.
@@ -91,7 +108,7 @@ impl Prometheus {
                 }
             })
             .collect();
-        let response = http_get(self.port, &format!("/api/v1/query?query={encoded}"))?;
+        let response = http_get(self.daemon.port, &format!("/api/v1/query?query={encoded}"))?;
         let body = response.split_once("\r\n\r\n")?.1;
         let json: serde_json::Value = serde_json::from_str(body).ok()?;
         json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
@@ -111,12 +128,6 @@ impl Prometheus {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        freezewatch_tests::kill_and_reap(&mut self.child);
     }
 }
 
@@ -151,9 +162,7 @@ fn a_real_prometheus_scrapes_the_level_frozen_seconds_and_slips() {
 /// Debian's Alertmanager, started by the test on a loopback port (clustering off: it listens on
 /// nothing else) and sending every alert at once to the webhook at `webhook`; killed in Drop.
 struct Alertmanager {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+    daemon: Daemon,
 }
 
 impl Alertmanager {
@@ -169,29 +178,12 @@ impl Alertmanager {
             ),
         )
         .expect("config");
-        let port = free_port();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr"))
-            .spawn()
-            .expect("starts prometheus-alertmanager");
-        let am = Alertmanager { child, port, _dir: dir };
-        freezewatch_tests::poll_until(limit(60), "alertmanager did not get ready", || {
-            http_get(am.port, "/-/ready").filter(|r| r.contains(" 200 ")).map(|_| ())
-        });
-        am
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        freezewatch_tests::kill_and_reap(&mut self.child);
+        let args = [
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", dir.path().join("data").display()),
+            "--cluster.listen-address=".to_owned(),
+        ];
+        Alertmanager { daemon: Daemon::start("prometheus-alertmanager", dir, &args) }
     }
 }
 
@@ -312,7 +304,8 @@ fn the_shipped_rules_deliver_the_first_slip_a_long_freeze_and_a_crashed_freezer_
     let watch = Watcher::start(&["--metrics", &addr]).expect("watch");
     let webhook = Webhook::start();
     let am = Alertmanager::start(&webhook.addr);
-    let prom = Prometheus::start_with(&addr, Some((&rules_for_a_test(), &format!("127.0.0.1:{}", am.port))));
+    let prom =
+        Prometheus::start_with(&addr, Some((&rules_for_a_test(), &format!("127.0.0.1:{}", am.daemon.port))));
     prom.wait_for("up{job=\"freezewatch\"}", |v| v == 1.0);
 
     // The first slip of a filesystem: its counter was scraped at 0 before it rose.

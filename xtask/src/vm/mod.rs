@@ -32,6 +32,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("cpio", "cpio"),
     ("xz-utils", "xz"),
     ("dash", "dash"),
+    // Copied into the initramfs: the guests run the crashed-agent test with a real agent.
+    ("qemu-guest-agent", "qemu-ga"),
+    ("util-linux", "unshare"),
 ];
 /// A guest runs the whole kernel suite under TCG; this bounds a hang, not a slow run.
 const BOOT_LIMIT: Duration = Duration::from_secs(2400);
@@ -111,10 +114,6 @@ const ALLOWED_SKIPS: &[(&str, &str)] = &[
     (
         "without_the_bpf_lsm_enforce_will_not_start_and_audit_says_it_is_inactive",
         "it tests a host that refuses the BPF LSM; the guests have it",
-    ),
-    (
-        "a_crashed_guest_agent_is_gone_and_its_freeze_is_thawed",
-        "qemu-guest-agent is a Debian package the guests do not carry; a_process_that_froze_by_itself_and_was_killed_is_gone_and_thawed runs the same kernel path there",
     ),
 ];
 

@@ -42,6 +42,8 @@ pub(super) const GUEST_TOOLS: &[&str] = &[
     "setpriv",
     // The service unit's sandbox, rebuilt for the watch test that runs watch in it.
     "unshare",
+    // A real freezer daemon for the crashed-agent test.
+    "qemu-ga",
     "dd",
     "mkfs.ext4",
     "mkfs.xfs",

@@ -198,6 +198,43 @@ pub struct Pushed {
 }
 
 impl Frozen {
+    /// At `at` (an owner's exit, or a thaw that ended another hold): if every hold left has lost
+    /// its owner, and that was not said yet, the finding that says so: `freezer-gone`, or
+    /// `suspend-orphaned` when a block device holds it.
+    fn judge_gone(&mut self, at: u64) -> Option<Finding> {
+        // Only freezes made by processes have owners that can go away.
+        if self.gone_since.is_some() || self.holds.is_empty() || self.holds.any_by(HeldBy::Kernel) {
+            return None;
+        }
+        let gone: Vec<(u64, String)> =
+            self.holds.iter().map(|(_, h)| h.gone(&self.sb)).collect::<Option<_>>()?;
+        self.gone_since = Some(gone.iter().map(|(t, _)| *t).max().unwrap_or(at));
+        let frozen_for = at.saturating_sub(self.since);
+        let said: Vec<String> = gone.into_iter().map(|(_, s)| s).collect();
+        Some(match self.block_device_hold() {
+            Some(hold) => {
+                let message = format!(
+                    "{}; {} stays frozen under its suspended block device, frozen for {}, and the \
+                     watchdog never thaws a block-device freeze: {}",
+                    said.join("; "),
+                    self.sb.describe(),
+                    fmt_secs(frozen_for),
+                    self.how_to_resume(hold)
+                );
+                about(FindingKind::SuspendOrphaned, self, frozen_for, message)
+            }
+            None => {
+                let message = format!(
+                    "{}; nothing holds the freeze of {} now, frozen for {}",
+                    said.join("; "),
+                    self.sb.describe(),
+                    fmt_secs(frozen_for)
+                );
+                about(FindingKind::FreezerGone, self, frozen_for, message)
+            }
+        })
+    }
+
     /// Whether only the kernel or the block device may end it: the watchdog leaves it alone.
     fn not_ours_to_thaw(&self) -> bool {
         self.unknown_holder || self.holds.iter().any(|(by, _)| by != HeldBy::Process)
@@ -365,10 +402,13 @@ impl Watch {
             EventKind::ThawEnd if ev.ret == Some(0) => {
                 let Some(f) = self.frozen.get_mut(&sb.id) else { return out };
                 f.holds.thaw(ev);
-                if (ev.level_after == Some(0) || f.holds.is_empty())
-                    && let Some(f) = self.frozen.remove(&sb.id)
-                {
-                    out.freeze_ended_after_ns = Some(ev.ts_ns.saturating_sub(f.since));
+                if ev.level_after == Some(0) || f.holds.is_empty() {
+                    if let Some(f) = self.frozen.remove(&sb.id) {
+                        out.freeze_ended_after_ns = Some(ev.ts_ns.saturating_sub(f.since));
+                    }
+                } else {
+                    // The holds left may all have lost their owners already.
+                    out.findings.extend(f.judge_gone(ev.ts_ns));
                 }
             }
             EventKind::LevelProbe => {
@@ -564,39 +604,7 @@ impl Watch {
                     h.exited(pid, at, how);
                 }
             }
-            // Only freezes made by processes have owners that can go away.
-            if f.gone_since.is_some() || f.holds.is_empty() || f.holds.any_by(HeldBy::Kernel) {
-                continue;
-            }
-            let gone: Option<Vec<(u64, String)>> = f.holds.iter().map(|(_, h)| h.gone(&f.sb)).collect();
-            let Some(gone) = gone else { continue };
-            let since = gone.iter().map(|(t, _)| *t).max().unwrap_or(at);
-            f.gone_since = Some(since);
-            let frozen_for = at.saturating_sub(f.since);
-            let said: Vec<String> = gone.into_iter().map(|(_, s)| s).collect();
-            let finding = match f.block_device_hold() {
-                Some(hold) => {
-                    let message = format!(
-                        "{}; {} stays frozen under its suspended block device, frozen for {}, and the \
-                         watchdog never thaws a block-device freeze: {}",
-                        said.join("; "),
-                        f.sb.describe(),
-                        fmt_secs(frozen_for),
-                        f.how_to_resume(hold)
-                    );
-                    about(FindingKind::SuspendOrphaned, f, frozen_for, message)
-                }
-                None => {
-                    let message = format!(
-                        "{}; nothing holds the freeze of {} now, frozen for {}",
-                        said.join("; "),
-                        f.sb.describe(),
-                        fmt_secs(frozen_for)
-                    );
-                    about(FindingKind::FreezerGone, f, frozen_for, message)
-                }
-            };
-            findings.push(finding);
+            findings.extend(f.judge_gone(at));
         }
     }
 
@@ -1043,5 +1051,29 @@ mod tests {
         assert_eq!(third[0].attempt, 3);
         assert_eq!(w.thawed(&third[0], 5 * S, Ok(())).kind, FindingKind::ThawedByWatchdog);
         assert!(w.tick(100 * S).1.is_empty(), "done");
+    }
+
+    #[test]
+    fn a_thaw_that_leaves_only_holds_whose_owners_exited_is_freezer_gone_at_the_thaw() {
+        let mut w = Watch::new(opts());
+        // qemu-ga[10] froze and ran on (its own owner); agent[20] froze it again (6.6+ nesting).
+        for mut e in freeze(0) {
+            e.comm = "qemu-ga".into();
+            w.push(&e);
+        }
+        for mut e in freeze(S) {
+            e.pid = 20;
+            e.comm = "agent".into();
+            w.push(&e);
+        }
+        assert!(exit(&mut w, 10, "qemu-ga", 3 * S, SIGKILL).is_empty(), "agent[20] still holds it");
+        // agent[20] thaws its own hold: what is left is qemu-ga's, whose owner is gone.
+        let [tb, mut te] = thaw(4 * S, 4);
+        te.pid = 20;
+        w.push(&tb);
+        let found = w.push(&te).findings;
+        assert_eq!(kinds(&found), [FindingKind::FreezerGone]);
+        assert!(found[0].message.starts_with("qemu-ga[10] was killed by SIGKILL"), "{}", found[0].message);
+        assert_eq!(w.tick(9 * S + 20).1.len(), 1, "thawed after the grace from the exit");
     }
 }

@@ -706,6 +706,19 @@ mod tests {
 
     const SIGKILL: u32 = 9;
 
+    /// Two holders (6.6+ nesting), each its own owner: qemu-ga[10] froze at 0, agent[20] at 1 s.
+    fn held_twice(w: &mut Watch) {
+        for mut e in freeze(0) {
+            e.comm = "qemu-ga".into();
+            w.push(&e);
+        }
+        for mut e in freeze(S) {
+            e.pid = 20;
+            e.comm = "agent".into();
+            w.push(&e);
+        }
+    }
+
     fn kinds(f: &[Finding]) -> Vec<FindingKind> {
         f.iter().map(|f| f.kind).collect()
     }
@@ -832,15 +845,7 @@ mod tests {
         assert!(exit(&mut w, 9, "backup.sh", 2 * S, SIGKILL).is_empty(), "thawed before it died");
         // Two holders: one gone is not enough.
         let mut w = Watch::new(opts());
-        for mut e in freeze(0) {
-            e.comm = "qemu-ga".into();
-            w.push(&e);
-        }
-        for mut e in freeze(S) {
-            e.pid = 20;
-            e.comm = "agent".into();
-            w.push(&e);
-        }
+        held_twice(&mut w);
         assert!(exit(&mut w, 10, "qemu-ga", 3 * S, SIGKILL).is_empty(), "agent[20] still holds it");
         assert_eq!(kinds(&exit(&mut w, 20, "agent", 4 * S, SIGKILL)), [FindingKind::FreezerGone]);
     }
@@ -1056,16 +1061,7 @@ mod tests {
     #[test]
     fn a_thaw_that_leaves_only_holds_whose_owners_exited_is_freezer_gone_at_the_thaw() {
         let mut w = Watch::new(opts());
-        // qemu-ga[10] froze and ran on (its own owner); agent[20] froze it again (6.6+ nesting).
-        for mut e in freeze(0) {
-            e.comm = "qemu-ga".into();
-            w.push(&e);
-        }
-        for mut e in freeze(S) {
-            e.pid = 20;
-            e.comm = "agent".into();
-            w.push(&e);
-        }
+        held_twice(&mut w);
         assert!(exit(&mut w, 10, "qemu-ga", 3 * S, SIGKILL).is_empty(), "agent[20] still holds it");
         // agent[20] thaws its own hold: what is left is qemu-ga's, whose owner is gone.
         let [tb, mut te] = thaw(4 * S, 4);

@@ -764,7 +764,10 @@ fn a_freeze_that_cannot_finish_its_sync_is_freeze_stalled() {
     // the inner's freeze cannot write back its dirty data, and waits.
     let outer = LoopFs::new(FsType::Ext4).expect("outer fs");
     let inner = LoopFs::new_in(FsType::Ext4, &outer.mountpoint).expect("inner fs");
-    let watch = Watcher::start(&["--alert-stalled", "1s"]).expect("watch");
+    // A second, scaled: the outer freeze (which syncs the inner image's writes) must return
+    // within it, also in a TCG guest beside another guest.
+    let stalled_after = format!("{}s", time_scale());
+    let watch = Watcher::start(&["--alert-stalled", &stalled_after]).expect("watch");
     let dirty = Command::new("dd")
         .args(["if=/dev/zero", &format!("of={}/dirty", inner.mnt()), "bs=1M", "count=4", "status=none"])
         .status()

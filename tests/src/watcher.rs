@@ -110,34 +110,41 @@ impl Watcher {
         crate::http_get(self.metrics_port, "/metrics").unwrap_or_default()
     }
 
-    /// The sample `name` of the filesystem mounted at `mnt`, now.
-    pub fn sample(&self, name: &str, mnt: &str) -> Option<f64> {
-        sample(&self.metrics(), name, mnt)
+    /// The sample `name` of the filesystem mounted at `mnt` whose labels also hold `extra`, now.
+    pub fn sample(&self, name: &str, mnt: &str, extra: &str) -> Option<f64> {
+        sample(&self.metrics(), name, mnt, extra)
     }
 
-    /// Waits (bounded by `limit`) until watch's sample `name` of `mnt` holds `ok`; returns it.
-    pub fn wait_sample(&self, name: &str, mnt: &str, ok: impl Fn(f64) -> bool) -> f64 {
-        crate::poll_until(crate::limit(30), &format!("{name} of {mnt} never became as wanted"), || {
-            self.sample(name, mnt).filter(|v| ok(*v))
-        })
+    /// Polls watch's metrics (at most `limit(10)`) until the sample holds `ok`; returns its value.
+    pub fn wait_sample(&self, name: &str, mnt: &str, extra: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let start = Instant::now();
+        loop {
+            let text = self.metrics();
+            if let Some(v) = sample(&text, name, mnt, extra).filter(|v| ok(*v)) {
+                return v;
+            }
+            assert!(start.elapsed() < crate::limit(10), "{name} of {mnt} never became as wanted:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until watch itself counts `mnt` frozen for at least `secs`: every tick until then
     /// (alerts, the watchdog) has run, so what did not happen by then did not happen.
     pub fn wait_frozen_for(&self, mnt: &str, secs: f64) {
-        self.wait_sample("freezewatch_frozen_seconds", mnt, |v| v >= secs);
+        self.wait_sample("freezewatch_frozen_seconds", mnt, "", |v| v >= secs);
     }
 
     /// Waits until watch has taken in the thaw of `mnt` (its level is 0 again).
     pub fn wait_thawed(&self, mnt: &str) {
-        self.wait_sample("freezewatch_freeze_level", mnt, |v| v == 0.0);
+        self.wait_sample("freezewatch_freeze_level", mnt, "", |v| v == 0.0);
     }
 }
 
-/// The value of the sample `name` whose labels include `mountpoint="mnt"`.
-fn sample(text: &str, name: &str, mnt: &str) -> Option<f64> {
+/// The value of the sample `name` in the metrics page `text` whose labels include
+/// `mountpoint="mnt"` (and `extra`).
+pub fn sample(text: &str, name: &str, mnt: &str, extra: &str) -> Option<f64> {
     let label = format!("mountpoint=\"{mnt}\"");
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label) && l.contains(extra))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }

@@ -10,8 +10,8 @@ use std::{
 
 use freezewatch_tests::{
     DmStack, Frozen, FsType, LoopFs, UnitSandbox, Watcher, bpf_program_loaded, bpf_programs_of, dmsetup,
-    free_port, freezewatch, freezewatch_bin, http_get, kernel_available, kill_and_reap, layer_available,
-    limit, poll_until, time_scale,
+    free_port, freezewatch, freezewatch_bin, kernel_available, kill_and_reap, layer_available, limit,
+    poll_until, time_scale,
 };
 
 /// A process that froze `fs` and keeps running (`sh`, turned into `sleep` after fsfreeze returns):
@@ -69,10 +69,6 @@ fn exits_within(child: &mut Child, within: Duration, what: &str) -> std::process
         assert!(start.elapsed() < within, "{what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn kill(child: &mut Child) {
-    kill_and_reap(child);
 }
 
 /// Not a test: the process `self_freezer` starts (this test binary again, with `FW_HOLD_FREEZE`
@@ -147,7 +143,7 @@ fn a_process_that_froze_by_itself_and_was_killed_is_gone_and_thawed() {
     watch.wait_frozen_for(fs.mnt(), 1.5);
     assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while it runs");
     let pid = owner.id();
-    kill(&mut owner);
+    kill_and_reap(&mut owner);
     let killed_at = Instant::now();
     let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
     let message = gone["message"].as_str().unwrap_or_default();
@@ -280,14 +276,14 @@ fn outputs_on_the_frozen_filesystem_stop_nothing_and_lose_nothing() {
     wait_blocked(&writer);
     // /metrics answers while watch's own outputs are frozen.
     let m = fs.mnt();
-    wait_sample(port, "freezewatch_freeze_level", m, "", |v| v == 4.0);
-    kill(&mut owner);
+    watch.wait_sample("freezewatch_freeze_level", m, "", |v| v == 4.0);
+    kill_and_reap(&mut owner);
     // The watchdog thaws although every output of watch waits at this filesystem's gate.
     let status =
         exits_within(&mut writer, Duration::from_secs(1) + limit(10), "nothing thawed the filesystem");
     assert!(status.success());
     assert!(!is_frozen(&fs));
-    wait_sample(port, "freezewatch_watchdog_thaws_total", m, "", |v| v == 1.0);
+    watch.wait_sample("freezewatch_watchdog_thaws_total", m, "", |v| v == 1.0);
     let thawed = watch.wait_for("thawed-by-watchdog", m, limit(10)).expect("the findings reach the file");
     assert!(thawed["message"].as_str().unwrap_or_default().contains("its freezer has been gone"), "{thawed}");
     let kinds: Vec<String> =
@@ -295,7 +291,7 @@ fn outputs_on_the_frozen_filesystem_stop_nothing_and_lose_nothing() {
     let order = ["freeze-failed", "freezer-gone", "thawed-by-watchdog"];
     let at: Vec<Option<usize>> = order.iter().map(|k| kinds.iter().position(|x| x == k)).collect();
     assert!(at.iter().all(Option::is_some) && at.is_sorted(), "every finding, in order: {kinds:?}");
-    let text = metrics(port);
+    let text = watch.metrics();
     assert!(text.contains("freezewatch_output_dropped_total{output=\"findings\"} 0"), "{text}");
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
     // The trace directory got the freeze too, once the filesystem took writes again.
@@ -367,7 +363,7 @@ fn a_killed_freezer_is_gone_and_enforce_thaws_after_the_grace() {
     wait_blocked(&writer);
     assert!(watch.findings_of("freezer-gone", fs.mnt()).is_empty(), "not gone while its owner runs");
     let owner_pid = owner.id();
-    kill(&mut owner);
+    kill_and_reap(&mut owner);
     let killed_at = Instant::now();
     let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
     let message = gone["message"].as_str().unwrap_or_default();
@@ -397,15 +393,14 @@ fn audit_only_says_what_it_would_thaw() {
     let watch =
         Watcher::start(&["--thaw-orphans=audit", "--orphan-grace", "1s", "--metrics", &addr]).expect("watch");
     let mut owner = freezer(&fs, "exec sleep 600");
-    kill(&mut owner);
+    kill_and_reap(&mut owner);
     watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
     let would = watch.wait_for("watchdog-would-thaw", fs.mnt(), limit(10)).expect("audit says it");
     assert!(would["message"].as_str().unwrap_or_default().contains("audit mode: left as it is"), "{would}");
     assert!(watch.findings_of("thawed-by-watchdog", fs.mnt()).is_empty());
     assert!(is_frozen(&fs), "audit thaws nothing");
-    wait_sample(port, "freezewatch_freezer_gone", fs.mnt(), "", |v| v == 1.0);
-    let text = metrics(port);
-    assert_eq!(sample(&text, "freezewatch_watchdog_thaws_total", fs.mnt(), ""), Some(0.0), "no thaw counted");
+    watch.wait_sample("freezewatch_freezer_gone", fs.mnt(), "", |v| v == 1.0);
+    assert_eq!(watch.sample("freezewatch_watchdog_thaws_total", fs.mnt(), ""), Some(0.0), "no thaw counted");
     // (LoopFs thaws it in Drop.)
 }
 
@@ -438,31 +433,6 @@ fn a_script_that_thaws_is_no_orphan_and_one_that_exits_early_is_left_for_the_gra
     assert!(is_frozen(&fs));
 }
 
-/// Polls watch's metrics (at most `limit(10)`) until the sample holds `ok`; returns its value.
-fn wait_sample(port: u16, name: &str, mnt: &str, extra: &str, ok: impl Fn(f64) -> bool) -> f64 {
-    let start = Instant::now();
-    loop {
-        let text = metrics(port);
-        if let Some(v) = sample(&text, name, mnt, extra).filter(|v| ok(*v)) {
-            return v;
-        }
-        assert!(start.elapsed() < limit(10), "{name} of {mnt} never became as wanted:\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn metrics(port: u16) -> String {
-    http_get(port, "/metrics").expect("watch serves /metrics")
-}
-
-/// The value of the sample `name` whose labels include `mountpoint="mnt"` (and `extra`).
-fn sample(text: &str, name: &str, mnt: &str, extra: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| l.contains(&format!("mountpoint=\"{mnt}\"")) && l.contains(extra))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[test]
 fn metrics_show_the_level_frozen_seconds_and_slips() {
     if !kernel_available("metrics_show_the_level_frozen_seconds_and_slips") {
@@ -472,7 +442,7 @@ fn metrics_show_the_level_frozen_seconds_and_slips() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut watch = Watcher::start(&["--metrics", &addr]).expect("watch");
-    let before = metrics(port);
+    let before = watch.metrics();
     assert!(before.starts_with("HTTP/1.0 200") || before.starts_with("HTTP/1.1 200"), "{before}");
     assert!(before.contains("freezewatch_build_info{version=\""), "{before}");
     assert!(before.contains("freezewatch_hook_info{feature=\"freeze\""), "{before}");
@@ -480,12 +450,12 @@ fn metrics_show_the_level_frozen_seconds_and_slips() {
     // Each value is polled (bounded): watch updates time-based metrics every 100 ms, and a slow
     // guest may take longer.
     let m = fs.mnt();
-    wait_sample(port, "freezewatch_freeze_level", m, "", |v| v == 4.0);
-    let first = wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v > 0.0);
-    wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v > first);
+    watch.wait_sample("freezewatch_freeze_level", m, "", |v| v == 4.0);
+    let first = watch.wait_sample("freezewatch_frozen_seconds", m, "", |v| v > 0.0);
+    watch.wait_sample("freezewatch_frozen_seconds", m, "", |v| v > first);
     // Every counter of the filesystem exists at 0 before its first event of that kind, so that
     // `increase()` sees the first slip (a series born at 1 has none).
-    let zero = metrics(port);
+    let zero = watch.metrics();
     for (name, extra) in [
         ("freezewatch_slips_total", "path=\"block\""),
         ("freezewatch_slips_total", "path=\"write\""),
@@ -495,16 +465,16 @@ fn metrics_show_the_level_frozen_seconds_and_slips() {
         ("freezewatch_watchdog_thaws_total", ""),
         ("freezewatch_alerts_total", ""),
     ] {
-        assert_eq!(sample(&zero, name, m, extra), Some(0.0), "{name} {extra}:\n{zero}");
+        assert_eq!(freezewatch_tests::sample(&zero, name, m, extra), Some(0.0), "{name} {extra}:\n{zero}");
     }
     // A write straight to the device while frozen: a slip by the block path.
     fs.write_device().expect("dd to the device");
-    wait_sample(port, "freezewatch_slips_total", m, "path=\"block\"", |v| v == 1.0);
+    watch.wait_sample("freezewatch_slips_total", m, "path=\"block\"", |v| v == 1.0);
     drop(frozen);
-    wait_sample(port, "freezewatch_freeze_level", m, "", |v| v == 0.0);
-    wait_sample(port, "freezewatch_frozen_seconds", m, "", |v| v == 0.0);
-    let after = metrics(port);
-    assert_eq!(sample(&after, "freezewatch_freezes_total", m, ""), Some(1.0));
+    watch.wait_sample("freezewatch_freeze_level", m, "", |v| v == 0.0);
+    watch.wait_sample("freezewatch_frozen_seconds", m, "", |v| v == 0.0);
+    let after = watch.metrics();
+    assert_eq!(freezewatch_tests::sample(&after, "freezewatch_freezes_total", m, ""), Some(1.0));
     assert!(after.contains("freezewatch_freeze_duration_seconds_count{"), "{after}");
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success());
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the server stops with watch");
@@ -539,7 +509,7 @@ fn sigterm_during_a_freeze_ends_watch_and_leaves_the_freeze_to_its_owner() {
     let fs = LoopFs::new(FsType::Ext4).expect("fs");
     let mut watch = Watcher::start(&["--thaw-orphans", "--orphan-grace", "1h"]).expect("watch");
     let frozen = Frozen::new(&fs).expect("freeze");
-    watch.wait_sample("freezewatch_freeze_level", fs.mnt(), |level| level == 4.0);
+    watch.wait_sample("freezewatch_freeze_level", fs.mnt(), "", |level| level == 4.0);
     // The programs it holds, so that their going is seen (and there were some to go).
     let programs = bpf_programs_of(watch.pid());
     assert!(programs.len() >= 4, "watch holds its programs: {programs:?}");
@@ -835,7 +805,7 @@ fn an_orphaned_device_mapper_suspend_is_an_error_and_the_watchdog_never_thaws_it
         sh
     });
     let pid = script.id();
-    kill(&mut script);
+    kill_and_reap(&mut script);
     let orphaned = watch.wait_for("suspend-orphaned", &m, limit(10)).expect("suspend-orphaned arrives");
     let message = orphaned["message"].as_str().unwrap_or_default();
     assert_eq!(orphaned["severity"], "error", "{orphaned}");
@@ -926,17 +896,11 @@ fn under_the_service_sandbox_watch_maps_names_and_thaws_as_it_does_outside() {
     let mut script = freezer(&fs, "exec sleep 600");
     let mut writer = blocked_writer(&fs);
     wait_blocked(&writer);
-    kill(&mut script);
+    kill_and_reap(&mut script);
     let gone = watch.wait_for("freezer-gone", fs.mnt(), limit(10)).expect("freezer-gone arrives");
     assert!(gone["message"].as_str().is_some_and(|m| m.contains("was killed by SIGKILL")), "{gone}");
     thawed_and_written(&watch, &fs, &mut writer, limit(10));
     assert!(watch.stop_with(libc::SIGTERM).expect("stops").success(), "{}", watch.stderr());
-}
-
-/// The sample of `name` (a counter's `_total`, a histogram's `_count`) about `mnt` whose labels
-/// also hold `extra`, from watch's metrics now.
-fn labelled(watch: &Watcher, name: &str, mnt: &str, extra: &str) -> Option<f64> {
-    sample(&watch.metrics(), name, mnt, extra)
 }
 
 #[test]
@@ -956,7 +920,7 @@ fn every_per_filesystem_metric_moves_when_what_it_counts_happens() {
     ])
     .expect("watch");
     let mut owner = freezer(&fs, "exec sleep 600");
-    watch.wait_sample("freezewatch_freeze_level", m, |v| v == 4.0);
+    watch.wait_sample("freezewatch_freeze_level", m, "", |v| v == 4.0);
     // Born at 0 when the filesystem is first seen.
     for name in [
         "freezewatch_watchdog_thaws_total",
@@ -965,34 +929,34 @@ fn every_per_filesystem_metric_moves_when_what_it_counts_happens() {
         "freezewatch_watchdog_failures_total",
         "freezewatch_suspends_orphaned_total",
     ] {
-        assert_eq!(labelled(&watch, name, m, ""), Some(0.0), "{name}: {}", watch.metrics());
+        assert_eq!(watch.sample(name, m, ""), Some(0.0), "{name}: {}", watch.metrics());
     }
     // A writer held at the gate.
     let mut writer = blocked_writer(&fs);
     wait_blocked(&writer);
-    watch.wait_sample("freezewatch_blocked_writers", m, |v| v == 1.0);
+    watch.wait_sample("freezewatch_blocked_writers", m, "", |v| v == 1.0);
     // A bind mount of the frozen filesystem lands (audit mode lets it) and is flagged twice.
     let target = tempfile::tempdir().expect("temp dir");
     let bind = Command::new("mount").arg("--bind").arg(m).arg(target.path()).status().expect("mount");
     assert!(bind.success());
     let _ = Command::new("umount").arg(target.path()).status();
-    watch.wait_sample("freezewatch_mounts_while_frozen_total", m, |v| v == 1.0);
+    watch.wait_sample("freezewatch_mounts_while_frozen_total", m, "", |v| v == 1.0);
     // Audit-mode denials come from the BPF LSM (the guests); where it is refused (this host)
     // the mount is flagged as mount-while-frozen only.
     let lsm = !watch.metrics().contains("freezewatch_hook_info{feature=\"mount-denial\",hook=\"none\"}");
     let denied = if lsm { 1.0 } else { 0.0 };
-    watch.wait_sample("freezewatch_denied_mounts_total", m, |v| v == denied);
+    watch.wait_sample("freezewatch_denied_mounts_total", m, "", |v| v == denied);
     // Frozen past --alert-frozen: an alert.
-    watch.wait_sample("freezewatch_alerts_total", m, |v| v >= 1.0);
+    watch.wait_sample("freezewatch_alerts_total", m, "", |v| v >= 1.0);
     // The owner dies: freezer-gone (another alert), then the watchdog's thaw.
-    kill(&mut owner);
-    watch.wait_sample("freezewatch_watchdog_thaws_total", m, |v| v == 1.0);
-    watch.wait_sample("freezewatch_alerts_total", m, |v| v >= 2.0);
+    kill_and_reap(&mut owner);
+    watch.wait_sample("freezewatch_watchdog_thaws_total", m, "", |v| v == 1.0);
+    watch.wait_sample("freezewatch_alerts_total", m, "", |v| v >= 2.0);
     exits_within(&mut writer, limit(10), "the writer is still blocked after the thaw");
-    watch.wait_sample("freezewatch_blocked_writers", m, |v| v == 0.0);
-    assert_eq!(labelled(&watch, "freezewatch_blocked_wait_seconds_count", m, ""), Some(1.0));
-    assert_eq!(labelled(&watch, "freezewatch_freezes_total", m, ""), Some(1.0));
-    assert_eq!(labelled(&watch, "freezewatch_freeze_duration_seconds_count", m, ""), Some(1.0));
+    watch.wait_sample("freezewatch_blocked_writers", m, "", |v| v == 0.0);
+    assert_eq!(watch.sample("freezewatch_blocked_wait_seconds_count", m, ""), Some(1.0));
+    assert_eq!(watch.sample("freezewatch_freezes_total", m, ""), Some(1.0));
+    assert_eq!(watch.sample("freezewatch_freeze_duration_seconds_count", m, ""), Some(1.0));
     // The freeze hook ran (global: not per filesystem).
     let text = watch.metrics();
     let hits: f64 = text

@@ -198,6 +198,32 @@ pub struct Pushed {
 }
 
 impl Frozen {
+    /// Frozen at `since`, alerted on `alert_after` later; `unknown_holder` when found so.
+    fn new(sb: &SharedSuperblock, since: u64, alert_after: u64, unknown_holder: bool) -> Self {
+        Self {
+            sb: sb.clone(),
+            since,
+            holds: Holds::default(),
+            unknown_holder,
+            next_alert: since + alert_after,
+            gone_since: None,
+            watchdog: Watchdog::Idle,
+        }
+    }
+
+    /// The thaw the watchdog orders at `mountpoint`, its `attempt`th, for `reason`.
+    fn order(&self, mountpoint: String, reason: String, frozen_for_ns: u64, attempt: u32) -> ThawOrder {
+        ThawOrder {
+            sb: self.sb.clone(),
+            mountpoint,
+            reason,
+            frozen_for_ns,
+            frozen_by: self.holders(),
+            since: self.since,
+            attempt,
+        }
+    }
+
     /// At `at` (an owner's exit, or a thaw that ended another hold): if every hold left has lost
     /// its owner, and that was not said yet, the finding that says so: `freezer-gone`, or
     /// `suspend-orphaned` when a block device holds it.
@@ -386,15 +412,10 @@ impl Watch {
                     parent_exit: None,
                 };
                 let alert_after = self.opts.alert_frozen_ns;
-                let f = self.frozen.entry(sb.id.clone()).or_insert_with(|| Frozen {
-                    sb: sb.clone(),
-                    since: ev.ts_ns,
-                    holds: Holds::default(),
-                    unknown_holder: false,
-                    next_alert: ev.ts_ns + alert_after,
-                    gone_since: None,
-                    watchdog: Watchdog::Idle,
-                });
+                let f = self
+                    .frozen
+                    .entry(sb.id.clone())
+                    .or_insert_with(|| Frozen::new(sb, ev.ts_ns, alert_after, false));
                 f.holds.freeze(ev, hold);
                 // A new holder holds it again.
                 f.gone_since = None;
@@ -424,18 +445,8 @@ impl Watch {
                 );
                 out.findings.push(state_finding(FindingKind::FrozenAtStart, sb, ev.ts_ns, 0, message));
                 if level >= freeze_common::level::COMPLETE {
-                    self.frozen.insert(
-                        sb.id.clone(),
-                        Frozen {
-                            sb: sb.clone(),
-                            since: ev.ts_ns,
-                            holds: Holds::default(),
-                            unknown_holder: true,
-                            next_alert: ev.ts_ns + self.opts.alert_frozen_ns,
-                            gone_since: None,
-                            watchdog: Watchdog::Idle,
-                        },
-                    );
+                    self.frozen
+                        .insert(sb.id.clone(), Frozen::new(sb, ev.ts_ns, self.opts.alert_frozen_ns, true));
                 }
             }
             EventKind::WriterBlocked => {
@@ -536,15 +547,8 @@ impl Watch {
                 Watchdog::Acted => continue,
                 Watchdog::Retry { at, attempt } if now_ns >= at => {
                     if let Some(mountpoint) = f.sb.mountpoint.clone() {
-                        orders.push(ThawOrder {
-                            sb: f.sb.clone(),
-                            mountpoint,
-                            reason: format!("try {attempt}, after a failed thaw"),
-                            frozen_for_ns: frozen_for,
-                            frozen_by: f.holders(),
-                            since: f.since,
-                            attempt,
-                        });
+                        let reason = format!("try {attempt}, after a failed thaw");
+                        orders.push(f.order(mountpoint, reason, frozen_for, attempt));
                     }
                     f.watchdog = Watchdog::Acted;
                     continue;
@@ -564,15 +568,9 @@ impl Watch {
             let Some((mode, reason)) = orphaned.or(overdue) else { continue };
             f.watchdog = Watchdog::Acted;
             match (mode, f.sb.mountpoint.clone()) {
-                (ThawMode::Enforce, Some(mountpoint)) => orders.push(ThawOrder {
-                    sb: f.sb.clone(),
-                    mountpoint,
-                    reason,
-                    frozen_for_ns: frozen_for,
-                    frozen_by: f.holders(),
-                    since: f.since,
-                    attempt: 1,
-                }),
+                (ThawMode::Enforce, Some(mountpoint)) => {
+                    orders.push(f.order(mountpoint, reason, frozen_for, 1))
+                }
                 (ThawMode::Enforce, None) => {
                     let message = format!(
                         "the watchdog would thaw {} ({reason}; frozen by {}) but knows no mount point of it",

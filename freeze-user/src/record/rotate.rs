@@ -116,7 +116,7 @@ impl Rotating {
                 let lock = self.dir.join(format!("{run}{LOCK_SUFFIX}"));
                 match try_lock(&lock, false) {
                     Ok(None) => continue,
-                    Ok(Some(held)) => ended.push((lock, held)),
+                    Ok(Some(held)) => ended.push((run.clone(), lock, held)),
                     // No lock file: a run of a version without locks, or one whose lock was
                     // removed: ended.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -132,9 +132,10 @@ impl Rotating {
             std::fs::remove_file(old)?;
         }
         let kept = &files[excess..];
-        for (lock, _held) in ended {
-            let run = lock.to_string_lossy().trim_end_matches(LOCK_SUFFIX).to_owned();
-            if !kept.iter().any(|f| f.to_string_lossy().starts_with(&format!("{run}-"))) {
+        let run_of_path =
+            |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).and_then(run_of).map(str::to_owned);
+        for (run, lock, _held) in ended {
+            if !kept.iter().any(|f| run_of_path(f).as_ref() == Some(&run)) {
                 std::fs::remove_file(&lock)?;
             }
         }

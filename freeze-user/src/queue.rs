@@ -1,8 +1,8 @@
 //! Output that never makes its producer wait: what `watch` and the recorder write (findings, trace
-//! lines) goes into a bounded in-memory queue, and a thread per output writes it out. An output
-//! on a frozen filesystem blocks only its own thread; meanwhile the queue holds what comes, up to
-//! its budget in bytes, shared by every output. When it is full the oldest chunks of the output
-//! that gives way first (the trace, then findings) are dropped, each drop counted and reported
+//! lines, their own log lines) goes into a bounded in-memory queue, and a thread per output writes
+//! it out. An output on a frozen filesystem blocks only its own thread; meanwhile the queue holds
+//! what comes, up to its budget in bytes, shared by every output. When it is full the oldest
+//! chunks of the output that gives way first (the trace, then the log, then findings) are dropped, each drop counted and reported
 //! once that output works again. Nothing is dropped while the queue has room, and each output's
 //! chunks are written in order.
 use std::{

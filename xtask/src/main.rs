@@ -69,12 +69,12 @@ enum Cmd {
         #[arg(long)]
         user_only: bool,
     },
-    /// Boot Debian cloud kernels (6.1, 6.12) under QEMU, where fentry and BPF LSM load, and run
+    /// Boot Debian cloud kernels (5.10, 6.1, 6.12, 7.3) under QEMU, two at a time, where fentry and BPF LSM load, and run
     /// the kernel test suite there (fentry paths, mount denial) with the packaged binary (`dist`). Downloads are cached under
     /// target/vm/cache. KVM is used where a probe boot works (FREEZEWATCH_VM_KVM=1/0 decides
     /// instead), TCG otherwise; each guest takes several minutes under TCG.
     VmTest {
-        /// 6.1, 6.12 or all.
+        /// 5.10, 6.1, 6.12, 7.3, several of them separated by commas, or all.
         #[arg(long, default_value = "all")]
         kernel: String,
         /// Run only the tests whose name contains this (as `cargo test FILTER`).

@@ -1,4 +1,4 @@
-//! `cargo xtask vm-test`: boots Debian cloud kernels (6.1, 6.12) under QEMU, where fentry/fexit
+//! `cargo xtask vm-test`: boots Debian cloud kernels (5.10, 6.1, 6.12, 7.3) under QEMU, where fentry/fexit
 //! and BPF LSM load (this project's host refuses them), and runs the kernel test suite there
 //! (xtask/vm/init): the same tests as on the host, on the fentry and LSM paths, with the tests
 //! that need those required to run rather than skip.
@@ -10,22 +10,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::run;
-
+mod kernels;
 mod qemu;
 mod stage;
 
+use kernels::KERNELS;
 use qemu::*;
 use stage::*;
 
-/// Kernels by the name users pass to --kernel, with the apt package pattern that provides them.
-const KERNELS: &[(&str, &str)] = &[
-    ("6.1", "linux-image-6.1.0-.*-cloud-amd64-unsigned"),
-    ("6.12", "linux-image-6.12.*-cloud-amd64-unsigned"),
-];
 const PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("busybox-static", "busybox"),
@@ -36,6 +31,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("qemu-guest-agent", "qemu-ga"),
     ("util-linux", "unshare"),
 ];
+/// Guests booted at once at most (each is one TCG thread; CI machines have two cores).
+const GUESTS_AT_ONCE: usize = 2;
 /// A guest runs the whole kernel suite under TCG; this bounds a hang, not a slow run.
 const BOOT_LIMIT: Duration = Duration::from_secs(2400);
 
@@ -54,53 +51,6 @@ fn ensure_packages() -> Result<()> {
     if missing.is_empty() { Ok(()) } else { crate::setup::apt_install(&missing) }
 }
 
-/// The newest package matching `pattern`, downloaded into the cache (once) and unpacked.
-fn kernel(name: &str, pattern: &str) -> Result<(PathBuf, PathBuf)> {
-    let cache = root().join("target/vm/cache");
-    std::fs::create_dir_all(&cache)?;
-    let search = |update: bool| -> Result<Option<String>> {
-        if update {
-            run(Command::new("apt-get").args(["update", "-qq"]))?;
-        }
-        let list = output(Command::new("apt-cache").args(["search", "--names-only", pattern]))?;
-        let mut names: Vec<&str> = list.lines().filter_map(|l| l.split_whitespace().next()).collect();
-        names.sort_by_key(|n| {
-            n.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u64>().ok()).collect::<Vec<_>>()
-        });
-        Ok(names.last().map(|s| (*s).to_owned()))
-    };
-    let package = match search(false)? {
-        Some(p) => p,
-        None => search(true)?.with_context(|| format!("no package matches {pattern}"))?,
-    };
-    let cached = || -> Result<Option<PathBuf>> {
-        let prefix = format!("{package}_");
-        Ok(std::fs::read_dir(&cache)?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))))
-    };
-    let deb = match cached()? {
-        Some(deb) => deb,
-        None => {
-            eprintln!("xtask: downloading {package}");
-            run(Command::new("apt-get").args(["download", "-qq", &package]).current_dir(&cache))?;
-            cached()?.context("apt-get download left no .deb")?
-        }
-    };
-    let unpacked = root().join("target/vm").join(name);
-    if !unpacked.join("boot").is_dir() {
-        std::fs::create_dir_all(&unpacked)?;
-        run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
-    }
-    let vmlinuz = std::fs::read_dir(unpacked.join("boot"))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .context("no vmlinuz in the package")?;
-    Ok((unpacked, vmlinuz))
-}
-
 /// The part of the guest's log between two markers the init script prints.
 fn between<'a>(log: &'a str, begin: &str, end: &str) -> Result<&'a str> {
     let from = log.find(begin).with_context(|| format!("the guest printed no {begin}"))? + begin.len();
@@ -108,14 +58,12 @@ fn between<'a>(log: &'a str, begin: &str, end: &str) -> Result<&'a str> {
     Ok(&log[from..to])
 }
 
-/// Tests that may print SKIPPED in a guest, with why; any other skip fails the guest run.
-const ALLOWED_SKIPS: &[(&str, &str)] = &[
-    ("nested_holders_keep_the_gate_closed_until_the_last_thaw", "6.1: freeze holders nest from Linux 6.6 on"),
-    (
-        "without_the_bpf_lsm_enforce_will_not_start_and_audit_says_it_is_inactive",
-        "it tests a host that refuses the BPF LSM; the guests have it",
-    ),
-];
+/// Tests that may print SKIPPED in every guest, with why (each kernel adds its own, and the
+/// tests of the features it lacks); any other skip fails the guest run.
+const ALLOWED_SKIPS: &[(&str, &str)] = &[(
+    "without_the_bpf_lsm_enforce_will_not_start_and_audit_says_it_is_inactive",
+    "it tests a host that refuses the BPF LSM; the guests have it",
+)];
 
 /// The hook every feature must attach in the guests, where fentry/fexit, module fexit and the BPF
 /// LSM all work: a fallback there is a regression of the paths only the guests exercise.
@@ -171,7 +119,14 @@ fn skipped_test(line: &str) -> Option<&str> {
 /// Checks what the guest reported: doctor attached the fentry, fexit and LSM hooks, every test
 /// binary ran and passed at least one test (unless a filter selects tests), and nothing skipped
 /// but the allowed few (the guest makes tests that need fentry or LSM fail rather than skip).
-fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>, bin_sha256: &str) -> Result<()> {
+fn check(
+    kernel: &kernels::Kernel,
+    log: &str,
+    bins: &TestBinaries,
+    filter: Option<&str>,
+    bin_sha256: &str,
+) -> Result<()> {
+    let name = kernel.name;
     ensure!(log.contains("FW-DONE"), "the {name} guest did not finish its script");
     // The first lines of a serial console carry terminal resets before the marker.
     let ran = log.lines().find_map(|l| l.split_once("FW-BIN-SHA256 ")).map(|(_, sha)| sha.trim());
@@ -194,8 +149,10 @@ fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>, bin_s
     ensure!(probe("lsm") == Some("ok".into()), "{name}: LSM probe: {:?}", probe("lsm"));
     let features = doctor["features"]["Ok"].as_array().with_context(|| format!("{name}: doctor features"))?;
     for (feature, hook) in GUEST_HOOKS {
+        let hook = kernel.differs.iter().find(|d| d.feature == *feature).map_or(Some(*hook), |d| d.hook);
         let got = features.iter().find(|f| f["feature"] == *feature).map(|f| f["hook"].clone());
-        ensure!(got == Some((*hook).into()), "{name}: {feature} attached {got:?}, expected {hook}");
+        let want = hook.map_or(Value::Null, Value::from);
+        ensure!(got.as_ref() == Some(&want), "{name}: {feature} attached {got:?}, expected {want}");
     }
     let layers =
         doctor["storage"]["Ok"]["layers"].as_array().with_context(|| format!("{name}: doctor storage"))?;
@@ -219,15 +176,23 @@ fn check(name: &str, log: &str, bins: &TestBinaries, filter: Option<&str>, bin_s
     }
     ensure!(failed.is_empty(), "{name}: failing test binaries: {}", failed.join(", "));
     ensure!(empty.is_empty(), "{name}: test binaries that passed no test: {}", empty.join(", "));
-    let skips: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("SKIPPED"))
-        .filter(|l| skipped_test(l).is_none_or(|t| !ALLOWED_SKIPS.iter().any(|(allowed, _)| *allowed == t)))
-        .collect();
+    let allowed = |line: &str| {
+        let test = skipped_test(line);
+        let listed = ALLOWED_SKIPS.iter().chain(kernel.skips).any(|(t, _)| Some(*t) == test);
+        // "SKIPPED TEST: needs FEATURE (…": a test of a feature this kernel is known to lack.
+        let lacked = kernel.differs.iter().any(|d| line.contains(&format!(": needs {} (", d.feature)));
+        listed || lacked
+    };
+    let skips: Vec<&str> = log.lines().filter(|l| l.contains("SKIPPED") && !allowed(l)).collect();
     ensure!(skips.is_empty(), "{name}: tests skipped that must run in the guests:\n{}", skips.join("\n"));
     let passed = passed_in(log);
     ensure!(passed > 0, "{name}: no test ran (does the filter match a test name?)");
-    eprintln!("xtask: {name}: {passed} kernel tests passed in {} binaries", bins.tests.len());
+    let version = log.lines().find_map(|l| l.split_once("FW-KERNEL ")).map_or("?", |(_, v)| v.trim());
+    let skipped = log.lines().filter(|l| l.contains("SKIPPED")).count();
+    eprintln!(
+        "xtask: {name}: Linux {version}: {passed} kernel tests passed in {} binaries, {skipped} skipped as allowed",
+        bins.tests.len()
+    );
     Ok(())
 }
 
@@ -250,9 +215,16 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
     for (name, why) in HOST_ONLY_TESTS {
         eprintln!("xtask: not run in the guests: {name} ({why})");
     }
-    let selected: Vec<&(&str, &str)> =
-        KERNELS.iter().filter(|(n, _)| which == "all" || which == *n).collect();
-    ensure!(!selected.is_empty(), "unknown kernel {which}: use 6.1, 6.12 or all");
+    let wanted: Vec<&str> = which.split(',').map(str::trim).collect();
+    for name in &wanted {
+        ensure!(
+            *name == "all" || KERNELS.iter().any(|k| k.name == *name),
+            "unknown kernel {name}: use {}",
+            kernels::names()
+        );
+    }
+    let selected: Vec<&kernels::Kernel> =
+        KERNELS.iter().filter(|k| wanted.iter().any(|w| *w == "all" || *w == k.name)).collect();
     let bin_sha256 = sha256(freezewatch)?;
     eprintln!("xtask: the guests run {} (sha256 {bin_sha256})", freezewatch.display());
     // Kernels and initramfs images first, one after the other (apt, downloads); then the guests
@@ -260,16 +232,17 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
     let mut failures = Vec::new();
     let mut kvm = None;
     let mut ready = Vec::new();
-    for (name, pattern) in selected {
+    for kernel in selected {
+        let name = kernel.name;
         let prepared = (|| -> Result<(PathBuf, PathBuf)> {
-            let (dir, vmlinuz) = kernel(name, pattern)?;
+            let (dir, vmlinuz) = kernels::fetch(kernel)?;
             kvm.get_or_insert_with(|| use_kvm(&vmlinuz));
             let initrd = root().join(format!("target/vm/initrd-{name}.gz"));
             initramfs(&dir, freezewatch, &bins, &initrd)?;
             Ok((vmlinuz, initrd))
         })();
         match prepared {
-            Ok((vmlinuz, initrd)) => ready.push((*name, vmlinuz, initrd)),
+            Ok((vmlinuz, initrd)) => ready.push((kernel, vmlinuz, initrd)),
             Err(e) => {
                 eprintln!("xtask: {name}: FAILED: {e:#}");
                 failures.push(format!("{name}: {e:#}"));
@@ -277,36 +250,51 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
         }
     }
     let kvm = kvm.unwrap_or(false);
-    let results: Vec<(&str, Duration, Result<()>)> = std::thread::scope(|scope| {
-        let guests: Vec<_> = ready
-            .iter()
-            .map(|(name, vmlinuz, initrd)| {
-                let (bins, bin_sha256) = (&bins, &bin_sha256);
-                scope.spawn(move || {
+    for (kernel, _, _) in &ready {
+        for d in kernel.differs {
+            eprintln!(
+                "xtask: {}: {} uses {}: {}",
+                kernel.name,
+                d.feature,
+                d.hook.unwrap_or("no hook"),
+                d.why
+            );
+        }
+        for (test, why) in kernel.skips {
+            eprintln!("xtask: {}: {test} may skip: {why}", kernel.name);
+        }
+    }
+    // Each guest is one TCG thread: as many at once as the machine has cores (two here), the
+    // others waiting their turn, so that no guest runs slower than alone.
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, GUESTS_AT_ONCE);
+    let queue = std::sync::Mutex::new(ready.iter());
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..at_once {
+            scope.spawn(|| {
+                while let Some((kernel, vmlinuz, initrd)) = queue.lock().ok().and_then(|mut q| q.next()) {
+                    let name = kernel.name;
                     let start = Instant::now();
                     let result = (|| -> Result<()> {
-                        let log = match boot(name, vmlinuz, initrd, filter, kvm) {
+                        let log = match boot(kernel, vmlinuz, initrd, filter, kvm) {
                             Err(e) if e.is::<Wedged>() => {
                                 eprintln!("xtask: {name}: {e} (see above); booting it once more");
-                                boot(name, vmlinuz, initrd, filter, kvm)?
+                                boot(kernel, vmlinuz, initrd, filter, kvm)?
                             }
                             other => other?,
                         };
-                        check(name, &log, bins, filter, bin_sha256)
+                        check(kernel, &log, &bins, filter, &bin_sha256)
                     })();
-                    (*name, start.elapsed(), result)
-                })
-            })
-            .collect();
-        guests
-            .into_iter()
-            .map(|g| {
-                g.join().unwrap_or_else(|_| ("?", Duration::ZERO, Err(anyhow!("a guest thread panicked"))))
-            })
-            .collect()
+                    eprintln!("xtask: {name}: the guest took {} s", start.elapsed().as_secs());
+                    if let Ok(mut r) = results.lock() {
+                        r.push((name, result));
+                    }
+                }
+            });
+        }
     });
-    for (name, took, result) in results {
-        eprintln!("xtask: {name}: the guest took {} s", took.as_secs());
+    let results = results.into_inner().unwrap_or_default();
+    for (name, result) in results {
         if let Err(e) = result {
             eprintln!("xtask: {name}: FAILED: {e:#}");
             failures.push(format!("{name}: {e:#}"));
@@ -341,7 +329,8 @@ mod tests {
         let names: Vec<&str> =
             LOG.lines().filter(|l| l.contains("SKIPPED")).filter_map(skipped_test).collect();
         assert_eq!(names, ["nested_holders_keep_the_gate_closed_until_the_last_thaw", "some_test"]);
-        assert!(ALLOWED_SKIPS.iter().any(|(t, _)| *t == names[0]));
-        assert!(!ALLOWED_SKIPS.iter().any(|(t, _)| *t == names[1]));
+        let six_one = KERNELS.iter().find(|k| k.name == "6.1").expect("a 6.1 guest");
+        assert!(six_one.skips.iter().any(|(t, _)| *t == names[0]));
+        assert!(!ALLOWED_SKIPS.iter().chain(six_one.skips).any(|(t, _)| *t == names[1]));
     }
 }

@@ -68,12 +68,13 @@ pub(super) fn probe_kvm(vmlinuz: &Path) -> std::result::Result<(), String> {
 
 /// Boots the guest and returns its console output, streamed to stderr as it comes.
 pub(super) fn boot(
-    name: &str,
+    kernel: &kernels::Kernel,
     vmlinuz: &Path,
     initrd: &Path,
     filter: Option<&str>,
     kvm: bool,
 ) -> Result<String> {
+    let name = kernel.name;
     let mut cmd = Command::new("qemu-system-x86_64");
     // One vCPU: with two, a TCG guest wedged for good (both vCPUs in soft lockup) in one of
     // about eight full-suite runs; a single vCPU cannot wait on another one.
@@ -86,8 +87,9 @@ pub(super) fn boot(
         .arg("-append")
         .arg(format!(
             // Unknown key=value parameters reach the guest's init as environment variables.
-            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_TEST_ARGS={}",
-            filter.unwrap_or_default()
+            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_TEST_ARGS={} FW_ABSENT={}",
+            filter.unwrap_or_default(),
+            kernel.absent(),
         ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -139,6 +141,11 @@ pub(super) fn boot(
         }
     }
     let _ = child.wait();
+    // The whole console (doctor's JSON too), for reading after the run.
+    let saved = root().join(format!("target/vm/guest-{name}.log"));
+    if let Err(e) = std::fs::write(&saved, &log) {
+        eprintln!("xtask: {name}: could not keep the console in {}: {e}", saved.display());
+    }
     Ok(log)
 }
 

@@ -106,7 +106,8 @@ pub(super) fn module_depends(bytes: &[u8]) -> Vec<String> {
 /// Puts the test modules, decompressed and dependencies first, in /modules, with /modules/order
 /// listing them in load order (the packages ship no modules.dep, and this machine has no depmod).
 pub(super) fn stage_modules(kernel_dir: &Path, stage: &Path) -> Result<()> {
-    let listing = output(Command::new("find").arg(kernel_dir.join("lib/modules")).args(["-name", "*.ko*"]))?;
+    // lib/modules up to 6.16, usr/lib/modules in the split packages since.
+    let listing = output(Command::new("find").arg(kernel_dir).args(["-name", "*.ko*"]))?;
     let by_name: std::collections::HashMap<String, PathBuf> =
         listing.lines().map(|l| (module_name(Path::new(l)), PathBuf::from(l))).collect();
     let mut order: Vec<String> = Vec::new();

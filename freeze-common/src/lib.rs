@@ -587,6 +587,8 @@ pub struct KernelOffsets {
     pub sb_s_bdev: u32,
     /// `block_device.bd_dev`.
     pub bdev_bd_dev: u32,
+    /// `block_device.bd_holder` (pointer): for a filesystem's device, its superblock.
+    pub bdev_bd_holder: u32,
     /// Offset of `s_writers.rw_sem[0]` from the start of `struct super_block`.
     pub sb_rw_sem: u32,
     /// `sizeof(struct percpu_rw_semaphore)`: the stride of `rw_sem[]`.
@@ -613,11 +615,13 @@ pub struct KernelOffsets {
     pub inode_i_ino: u32,
     /// `address_space.host` (the inode whose pages it holds).
     pub mapping_host: u32,
-    /// `folio.index` (the folio's first page in its file).
+    /// `folio.index` (the folio's first page in its file); before folios (5.16), `page.index`,
+    /// at the same offset (a folio overlays its first page).
     pub folio_index: u32,
     /// log2 of the page size (from the running system, not BTF).
     pub page_shift: u32,
-    /// `bio.bi_bdev` (the block device a bio was submitted to).
+    /// `bio.bi_bdev` (the block device a bio was submitted to); 0 where bio has none (before
+    /// 5.12, which has `bi_disk`): the raw block tracepoint needs it and is not used there.
     pub bio_bi_bdev: u32,
     /// `bio.bi_opf` (`req_op` in the low bits, flags above).
     pub bio_bi_opf: u32,
@@ -668,6 +672,7 @@ impl KernelOffsets {
             freeze_super_nargs: 0,
             sb_s_bdev: 0,
             bdev_bd_dev: 0,
+            bdev_bd_holder: 0,
             sb_rw_sem: 0,
             rw_sem_size: 0,
             inode_i_mode: 0,

@@ -117,6 +117,17 @@ pub(crate) static OWNERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(40
 #[map]
 pub(crate) static BDEV_CALLS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 
+/// Values of `BDEV_CALLS`.
+pub(crate) mod bdev_call {
+    /// Inside the block-device freeze or thaw: the `freeze_super`/`thaw_super` it calls reports
+    /// the freeze, marked as made through the block device.
+    pub const MARKS: u32 = 1;
+    /// Inside the filesystem's block-device holder operation (`fs_bdev_freeze`/`fs_bdev_thaw`,
+    /// 6.8 on), which reports the freeze itself: the `freeze_super`/`thaw_super` it calls stays
+    /// silent (a kernel may call an inlined or split copy of those, which fentry never sees).
+    pub const REPORTS: u32 = 2;
+}
+
 /// Tasks waiting at a gate, by thread id.
 #[map]
 pub(crate) static WAITING: HashMap<u32, Waiting> = HashMap::with_max_entries(4096, 0);

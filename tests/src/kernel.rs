@@ -61,6 +61,57 @@ impl Capabilities {
     }
 }
 
+/// What `freezewatch doctor --json` reports for `feature`: (its hook, or None when none
+/// attached; the fallbacks it went past, joined). Doctor runs once per test binary.
+pub fn doctor_feature(feature: &str) -> (Option<String>, String) {
+    static REPORT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let report = REPORT.get_or_init(|| {
+        let run = freezewatch(&["doctor", "--json"], limit(60)).expect("doctor runs");
+        serde_json::from_str(&run.stdout).expect("doctor --json is JSON")
+    });
+    let entry = report["features"]["Ok"].as_array().and_then(|f| f.iter().find(|h| h["feature"] == feature));
+    let hook = entry.and_then(|h| h["hook"].as_str().map(str::to_owned));
+    let fallbacks = entry
+        .and_then(|h| h["fallbacks"].as_array())
+        .map(|f| f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+        .unwrap_or_default();
+    (hook, fallbacks)
+}
+
+/// Whether this kernel is known to lack `feature`'s first choice (FREEZEWATCH_ABSENT, set by the
+/// guests of `cargo xtask vm-test` from their kernel's table): a proof of life through that
+/// feature is then not asked for. Everywhere else it is, and a silent loss fails.
+pub fn absent_here(feature: &str) -> bool {
+    std::env::var("FREEZEWATCH_ABSENT").is_ok_and(|a| a.split(',').any(|f| f.trim() == feature))
+}
+
+/// Like `kernel_available`, for a test of `feature` through `hook` (any hook with None): true
+/// when doctor says the feature attached there. Otherwise the test skips, saying
+/// "SKIPPED TEST: needs FEATURE" and why; with FREEZEWATCH_REQUIRE_KERNEL=1 that is a failure
+/// unless FREEZEWATCH_ABSENT (comma-separated features; the guests of `cargo xtask vm-test` set
+/// it to what their kernel is known to lack) names the feature.
+pub fn hook_available(test: &str, feature: &str, hook: Option<&str>) -> bool {
+    if !kernel_available(test) {
+        return false;
+    }
+    let (attached, fallbacks) = doctor_feature(feature);
+    if attached.is_some() && (hook.is_none() || attached.as_deref() == hook) {
+        return true;
+    }
+    let why = format!(
+        "needs {feature} ({}); this kernel's is {} (passed over: {fallbacks})",
+        hook.unwrap_or("any hook"),
+        attached.as_deref().unwrap_or("none"),
+    );
+    if kernel_required() && !absent_here(feature) {
+        panic!(
+            "{test}: FREEZEWATCH_REQUIRE_KERNEL=1 but it {why}, and FREEZEWATCH_ABSENT does not name {feature}"
+        );
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
 /// Like `kernel_available`, for tests that need fentry (`what` = "fentry") or the BPF LSM
 /// (`what` = "lsm"), which this project's host refuses and its QEMU guests allow. The guests set
 /// FREEZEWATCH_REQUIRE_FENTRY=1 / FREEZEWATCH_REQUIRE_LSM=1 so that such a test cannot skip there.

@@ -3,10 +3,13 @@
 //! project's host refuses: runs in the QEMU guests (`cargo xtask vm-test`), where both paths
 //! exist and FREEZEWATCH_NO_FENTRY=1 forces the fallback.
 use freezewatch_tests::{
-    FsType, LoopFs, Trace, expected_fifreeze_holder, guest_feature_available, kernel_version,
+    FsType, LoopFs, Trace, expected_fifreeze_holder, guest_feature_available, hook_available, kernel_version,
     record_script_with,
 };
 use serde_json::Value;
+
+/// The btrfs transaction chain's first choice: fexit on the module's functions.
+const BTRFS_FEXIT: &str = "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit";
 
 /// The freeze/thaw events of a trace, without what differs between two runs (times, task ids and
 /// the parent's, the hook) — and the holder, which is compared separately.
@@ -88,7 +91,8 @@ fn xfs_fentry_matches_the_tracepoint_path() {
 /// by the fexit hook, and exempt (the gate had not closed), never a slip.
 #[test]
 fn btrfs_transactions_come_from_fexit_on_the_module() {
-    if !guest_feature_available("btrfs_transactions_come_from_fexit_on_the_module", "fentry") {
+    let name = "btrfs_transactions_come_from_fexit_on_the_module";
+    if !guest_feature_available(name, "fentry") || !hook_available(name, "txn-btrfs", Some(BTRFS_FEXIT)) {
         return;
     }
     let fs = LoopFs::new(FsType::Btrfs).expect("loop fs");
@@ -100,7 +104,7 @@ fn btrfs_transactions_come_from_fexit_on_the_module() {
     let header = &trace.of_type("header")[0];
     let hooks = header["hooks"].as_array().expect("hooks");
     let btrfs = hooks.iter().find(|h| h["feature"] == "txn-btrfs").expect("txn-btrfs feature");
-    assert_eq!(btrfs["hook"], "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit", "{btrfs}");
+    assert_eq!(btrfs["hook"], BTRFS_FEXIT, "{btrfs}");
 
     let dev = fs.mountinfo_dev_number().expect("btrfs s_dev");
     let txns: Vec<&Value> = trace

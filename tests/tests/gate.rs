@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use freezewatch_tests::{
-    FsType, LoopFs, Trace, freezewatch, kernel_available, record_script, sh_wait_until_blocked,
+    FsType, LoopFs, Trace, freezewatch, hook_available, kernel_available, record_script,
+    sh_wait_until_blocked,
 };
 
 fn read_pid(path: &std::path::Path) -> u64 {
@@ -87,7 +88,11 @@ fn btrfs_direct_device_write_while_frozen_is_a_slip() {
 /// A writer that opens a file on the frozen filesystem waits at the write gate until the thaw;
 /// it is reported with its wait and is not a slip. The thaw's own superblock write is exempt.
 fn blocked_writer_is_reported_not_slipped(fstype: FsType) {
-    if !kernel_available(&format!("blocked_writer_is_reported_not_slipped({})", fstype.name())) {
+    if !hook_available(
+        &format!("blocked_writer_is_reported_not_slipped({})", fstype.name()),
+        "blocked-writers",
+        None,
+    ) {
         return;
     }
     let fs = LoopFs::new(fstype).expect("loop fs");

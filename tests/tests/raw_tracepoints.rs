@@ -1,7 +1,7 @@
 //! The raw tracepoints (block bios, ext4, xfs and btrfs transaction starts: the tracepoints'
 //! arguments, read without a perf event) against the tracepoints of the same names, their
 //! fallbacks: one script recorded both ways gives the same slip and transaction starts from each.
-use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script_with};
+use freezewatch_tests::{FsType, LoopFs, Trace, hook_available, record_script_with};
 use serde_json::Value;
 
 /// The btrfs chain's first choice (fexit, where the kernel allows it): passed over in both
@@ -41,7 +41,7 @@ fn seen(trace: &Trace, fs: &LoopFs) -> (Vec<String>, Vec<String>) {
 
 fn raw_tracepoints_see_what_the_tracepoints_see(fstype: FsType) {
     let name = format!("raw_tracepoints_see_what_the_tracepoints_see({})", fstype.name());
-    if !kernel_available(&name) {
+    if !hook_available(&name, "block-writes", Some(raw_hook("block-writes"))) {
         return;
     }
     let fs = LoopFs::new(fstype).expect("fs");
@@ -74,7 +74,11 @@ fn raw_tracepoints_see_what_the_tracepoints_see(fstype: FsType) {
         assert_eq!(slips[0]["comm"], "dd");
         assert_eq!(slips[0]["hook"], format!("{prefix}block:block_bio_queue"));
         let (_, hooks) = seen(trace, &fs);
-        assert!(!hooks.is_empty(), "{prefix}: no transaction start while freezing");
+        assert!(
+            !hooks.is_empty(),
+            "{prefix}: no transaction start while freezing; hook hits {}",
+            trace.footer()["counters"]["hook_hits"]
+        );
         assert!(hooks.iter().all(|h| h.starts_with(prefix)), "{prefix}: {hooks:?}");
         let draining = trace
             .events()

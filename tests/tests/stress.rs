@@ -1,6 +1,6 @@
 //! Clean freezes under load: many cycles with writers hammering the gate produce no slips and
 //! lose no events; reads that xfs does without freeze protection (GETFSMAP) are not slips.
-use freezewatch_tests::{FsType, LoopFs, kernel_available, record_script};
+use freezewatch_tests::{FsType, LoopFs, absent_here, kernel_available, record_script};
 
 const CYCLES: u64 = 50;
 const WRITERS: u32 = 3;
@@ -42,7 +42,9 @@ fn cycles_under_concurrent_writers_have_no_slips(fstype: FsType) {
     let ends = |kind: &str| trace.events().iter().filter(|e| e["kind"] == kind).count() as u64;
     assert_eq!((ends("freeze_end"), ends("thaw_end")), (CYCLES, CYCLES));
     // Writers were held at the gate, and every wait that began was seen to end.
-    assert!(ends("writer_blocked") > 0, "three writers and {CYCLES} freezes, yet no wait was seen");
+    if !absent_here("blocked-writers") {
+        assert!(ends("writer_blocked") > 0, "three writers and {CYCLES} freezes, yet no wait was seen");
+    }
     assert_eq!(ends("writer_blocked"), ends("writer_unblocked"));
     // The hooks whose silence "no slips" relies on were live.
     let hits = trace.footer()["counters"]["hook_hits"].as_object().expect("hook_hits");

@@ -2,7 +2,7 @@
 //! freeze ioctls, the mount calls and fallocate/ftruncate) and the `tp_btf` lock-contention
 //! programs, against the `syscalls:*` and `lock:*` tracepoints they are first choice before: one
 //! script recorded both ways gives the same events and the same findings.
-use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script_with, sh_wait_until_blocked};
+use freezewatch_tests::{FsType, LoopFs, Trace, hook_available, record_script_with, sh_wait_until_blocked};
 use serde_json::Value;
 
 /// Each feature's first choice and its tracepoint fallback (what `FREEZEWATCH_SKIP_HOOKS` picks).
@@ -47,7 +47,7 @@ fn seen(trace: &Trace, fs: &LoopFs, target: &str) -> (Vec<String>, Vec<String>) 
 fn the_syscall_dispatcher_and_the_tracepoints_see_the_same_freeze_mount_punch_and_blocked_writer() {
     let name =
         "the_syscall_dispatcher_and_the_tracepoints_see_the_same_freeze_mount_punch_and_blocked_writer";
-    if !kernel_available(name) {
+    if !hook_available(name, "blocked-writers", Some(CHAINS[3].1)) {
         return;
     }
     let fs = LoopFs::new(FsType::Ext4).expect("fs");

@@ -18,18 +18,31 @@ const I_DIRTY_PAGES: u32 = 1 << 2;
 /// `writeback_dirty_folio(struct folio *, struct address_space *)`: a clean folio turned dirty.
 #[btf_tracepoint(function = "writeback_dirty_folio")]
 pub fn fw_dirty_folio(ctx: BtfTracePointContext) -> u32 {
+    cache_dirtied(&ctx)
+}
+
+/// `writeback_dirty_page(struct page *, struct address_space *)`: its name before folios (5.17).
+#[btf_tracepoint(function = "writeback_dirty_page")]
+pub fn fw_dirty_page(ctx: BtfTracePointContext) -> u32 {
+    cache_dirtied(&ctx)
+}
+
+/// A clean folio or page (argument 0; `folio_index` is where either keeps its index) of the
+/// file whose pages `mapping` (argument 1) holds turned dirty.
+#[inline(always)]
+fn cache_dirtied(ctx: &BtfTracePointContext) -> u32 {
     if off!(valid) == 0 || !any_watched() {
         return 0;
     }
     hit(hook::TP_BTF_WRITEBACK);
-    let (folio, mapping) = (untyped_arg(&ctx, 0), untyped_arg(&ctx, 1));
+    let (folio, mapping) = (untyped_arg(ctx, 0), untyped_arg(ctx, 1));
     let Ok(inode) = read_u64(mapping + off!(mapping_host)) else { return 0 };
     let Ok(index) = read_u64(folio + off!(folio_index)) else { return 0 };
     let (pos, page) = (index << off!(page_shift), 1u64 << off!(page_shift));
     match write_target(inode) {
-        Some(Target::Own(sb)) => dirtied(&ctx, sb, inode, pos as i64, page as u32),
+        Some(Target::Own(sb)) => dirtied(ctx, sb, inode, pos as i64, page as u32),
         Some(Target::Backing(sb, extent)) => backing_modified(
-            &ctx,
+            ctx,
             hook::TP_BTF_WRITEBACK,
             &Writing::backing(sb, &extent, pos, page, io_op::FILE_WRITE),
         ),
@@ -39,7 +52,7 @@ pub fn fw_dirty_folio(ctx: BtfTracePointContext) -> u32 {
 }
 
 /// `writeback_mark_inode_dirty(struct inode *, int flags)`: an inode's metadata turned dirty
-/// (its pages come through `fw_dirty_folio`).
+/// (its pages come through `fw_dirty_folio`/`fw_dirty_page`).
 #[btf_tracepoint(function = "writeback_mark_inode_dirty")]
 pub fn fw_mark_inode_dirty(ctx: BtfTracePointContext) -> u32 {
     if off!(valid) == 0 || !any_watched() {

@@ -1,7 +1,11 @@
 //! Freeze and thaw: FIFREEZE/FITHAW ioctls (the handlers the syscall dispatcher calls, and their
 //! tracepoints, the fallback that loads everywhere) and fentry/fexit on `freeze_super`/`thaw_super`
 //! (every freeze path), with the block-device freeze and thaw around them (device-mapper).
-use crate::{emit::*, read::*};
+use crate::{
+    emit::*,
+    maps::{BDEV_CALLS, bdev_call},
+    read::*,
+};
 use aya_ebpf::{
     EbpfContext,
     helpers::generated::bpf_get_func_arg,
@@ -98,7 +102,7 @@ pub(crate) fn holder_arg(ctx: *mut core::ffi::c_void) -> u32 {
 
 #[fentry(function = "freeze_super")]
 pub fn fw_freeze_super_entry(ctx: FEntryContext) -> u32 {
-    if off!(valid) == 0 {
+    if off!(valid) == 0 || inside_holder_op() {
         return 0;
     }
     bump(counter::FENTRY_SEEN);
@@ -110,14 +114,16 @@ pub fn fw_freeze_super_entry(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "freeze_super")]
 pub fn fw_freeze_super_exit(ctx: FExitContext) -> u32 {
-    let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
-    on_end(hook::FENTRY_FREEZE, ret as i64);
+    if inside_holder_op() {
+        return 0;
+    }
+    on_end(hook::FENTRY_FREEZE, super_call_ret(&ctx));
     0
 }
 
 #[fentry(function = "thaw_super")]
 pub fn fw_thaw_super_entry(ctx: FEntryContext) -> u32 {
-    if off!(valid) == 0 {
+    if off!(valid) == 0 || inside_holder_op() {
         return 0;
     }
     bump(counter::FENTRY_SEEN);
@@ -129,9 +135,25 @@ pub fn fw_thaw_super_entry(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "thaw_super")]
 pub fn fw_thaw_super_exit(ctx: FExitContext) -> u32 {
-    let ret = ctx.ret::<i64>().unwrap_or(0) as i32;
-    on_end(hook::FENTRY_FREEZE, ret as i64);
+    if inside_holder_op() {
+        return 0;
+    }
+    on_end(hook::FENTRY_FREEZE, super_call_ret(&ctx));
     0
+}
+
+/// What `freeze_super` or `thaw_super` returned (an int): an fexit program's context holds the
+/// arguments, then the return value. Read at a constant index per arity rather than with
+/// `bpf_get_func_ret`, which arrived in 5.17; the two functions have had the same arguments in
+/// every version (`sb`; `who` from 6.6; the freeze owner since).
+#[inline(always)]
+fn super_call_ret(ctx: &FExitContext) -> i64 {
+    let ret = match off!(freeze_super_nargs) {
+        1 => untyped_arg(ctx, 1),
+        2 => untyped_arg(ctx, 2),
+        _ => untyped_arg(ctx, 3),
+    };
+    ret as i32 as i64
 }
 
 /// The block-device freeze and thaw (`bdev_freeze`/`bdev_thaw`, loaded on `freeze_bdev`/
@@ -163,14 +185,79 @@ pub fn fw_bdev_thaw_exit(_ctx: FExitContext) -> u32 {
 
 #[inline(always)]
 fn bdev_call_begins() {
+    mark_bdev_call(bdev_call::MARKS);
+}
+
+#[inline(always)]
+fn mark_bdev_call(how: u32) {
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    if crate::maps::BDEV_CALLS.insert(tid, 1, 0).is_err() {
+    if BDEV_CALLS.insert(tid, how, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
+}
+
+/// Whether this thread is inside `fs_bdev_freeze`/`fs_bdev_thaw`, whose programs report the
+/// freeze or thaw: `freeze_super`/`thaw_super` then report nothing.
+#[inline(always)]
+fn inside_holder_op() -> bool {
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out at once.
+    unsafe { BDEV_CALLS.get(tid) }.is_some_and(|how| *how == bdev_call::REPORTS)
+}
+
+/// The filesystem's holder operations on its block device (6.8 on): what a block-device freeze
+/// (device-mapper suspend) runs, called through `fs_holder_ops`, so never inlined, whatever the
+/// compiler made of the `freeze_super`/`thaw_super` inside (7.3's Debian build inlines the thaw
+/// and calls a split-off part of the freeze). Their superblock is the block device's holder.
+#[fentry(function = "fs_bdev_freeze")]
+pub fn fw_fs_bdev_freeze_entry(ctx: FEntryContext) -> u32 {
+    holder_op_begins(&ctx, kind::FREEZE_BEGIN);
+    0
+}
+
+#[fexit(function = "fs_bdev_freeze")]
+pub fn fw_fs_bdev_freeze_exit(ctx: FExitContext) -> u32 {
+    holder_op_ends(&ctx);
+    0
+}
+
+#[fentry(function = "fs_bdev_thaw")]
+pub fn fw_fs_bdev_thaw_entry(ctx: FEntryContext) -> u32 {
+    holder_op_begins(&ctx, kind::THAW_BEGIN);
+    0
+}
+
+#[fexit(function = "fs_bdev_thaw")]
+pub fn fw_fs_bdev_thaw_exit(ctx: FExitContext) -> u32 {
+    holder_op_ends(&ctx);
+    0
+}
+
+#[inline(always)]
+fn holder_op_begins(ctx: &FEntryContext, begin_kind: u32) {
+    if off!(valid) == 0 {
+        return;
+    }
+    bump(counter::FENTRY_SEEN);
+    hit(hook::FENTRY_FREEZE);
+    let bdev = untyped_arg(ctx, 0);
+    let sb = read_u64(bdev + off!(bdev_bd_holder)).unwrap_or(0);
+    // Marked before the begin, which reads the mark (the freeze is made through the device).
+    mark_bdev_call(bdev_call::REPORTS);
+    // `fs_bdev_freeze`/`fs_bdev_thaw` pass these to freeze_super/thaw_super.
+    on_begin(begin_kind, hook::FENTRY_FREEZE, sb, holder::USERSPACE | holder::MAY_NEST);
+}
+
+#[inline(always)]
+fn holder_op_ends(ctx: &FExitContext) {
+    // fs_bdev_freeze(bdev) and fs_bdev_thaw(bdev): the return value follows the one argument.
+    on_end(hook::FENTRY_FREEZE, untyped_arg(ctx, 1) as i32 as i64);
+    // Back to the block-device call around it, which still marks what else it calls.
+    mark_bdev_call(bdev_call::MARKS);
 }
 
 #[inline(always)]
 fn bdev_call_ends() {
     let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
-    let _ = crate::maps::BDEV_CALLS.remove(tid);
+    let _ = BDEV_CALLS.remove(tid);
 }

@@ -17,6 +17,9 @@ pub enum AttachError {
     TracingDisabled,
     #[error("skipped (FREEZEWATCH_SKIP_HOOKS)")]
     Skipped,
+    /// The kernel's types are not what the programs read (see `features::Need`).
+    #[error("{0}")]
+    Unmet(String),
     #[error("program {0} missing from the object")]
     MissingProgram(&'static str),
     #[error("{0}")]

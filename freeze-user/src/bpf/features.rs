@@ -78,6 +78,36 @@ pub(super) struct Attempt {
     pub programs: Programs,
     /// What this hook cannot see, when it attached.
     pub limits: Option<&'static str>,
+    /// What the programs need of the kernel's types beyond loading: some load and attach on a
+    /// kernel whose types differ, and would read the wrong thing there.
+    pub needs: &'static [Need],
+}
+
+/// A kernel type an attempt's programs rely on, checked in BTF before they attach.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Need {
+    /// A struct field they read.
+    Field { strukt: &'static str, path: &'static [&'static str] },
+    /// A tracepoint's arguments, as the program reads them (after the tracepoint's own data).
+    TracepointArgs { tracepoint: &'static str, args: u32 },
+}
+
+impl Need {
+    /// Why `btf` does not meet this need, if it does not.
+    pub(super) fn unmet(&self, btf: &crate::host::btf::Btf) -> Option<String> {
+        match *self {
+            Need::Field { strukt, path } => {
+                btf.field(strukt, path).err().map(|e| format!("needs {strukt}.{} ({e})", path.join(".")))
+            }
+            Need::TracepointArgs { tracepoint, args } => match btf.tracepoint_nargs(tracepoint) {
+                Ok(n) if n == args => None,
+                Ok(n) => Some(format!(
+                    "needs tracepoint {tracepoint} with {args} argument(s); this kernel's has {n}"
+                )),
+                Err(e) => Some(format!("needs tracepoint {tracepoint} ({e})")),
+            },
+        }
+    }
 }
 
 /// What happens when no attempt of a feature attaches.
@@ -107,6 +137,11 @@ pub(super) const SYSCALL_DISPATCHER: &[BtfTpProg] = &[
 /// What the ioctl hooks cannot see.
 const IOCTL_LIMITS: &str = "sees FIFREEZE/FITHAW ioctls only; kernel-internal freezes (block-device freeze, \
                             device-mapper, suspend) are not seen";
+
+/// What the writeback tracepoints cannot see.
+const WRITEBACK_LIMITS: &str = "a loop device's backing file is seen when a page of it turns dirty: O_DIRECT writes to \
+     it, writes to a page of it not yet written back, and writes to one on tmpfs (whose pages turn \
+     dirty without the tracepoint) are not seen";
 
 /// What the fallocate/ftruncate hooks cannot see.
 const BACKING_LIMITS: &str =
@@ -142,7 +177,7 @@ const fn fentry(program: &'static str, function: &'static str) -> TracingProg {
 }
 
 const fn attempt(hook: &'static str, programs: Programs) -> Attempt {
-    Attempt { hook, programs, limits: None }
+    Attempt { hook, programs, limits: None, needs: &[] }
 }
 
 const fn feature(name: Feature, chain: &'static [Attempt]) -> FeatureSpec {
@@ -168,6 +203,26 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
             // block-device freeze around it: the watchdog must never thaw one of those. The
             // block-device functions come first, so a kernel without them fails fast; the
             // two attempts differ only in their names (renamed in 6.8).
+            // From 6.8 the block-device freeze reaches the filesystem through its holder
+            // operations, whose programs report those freezes and thaws themselves: the
+            // freeze_super/thaw_super they call may be inlined or split (7.3), unseen by fentry.
+            attempt(
+                "fentry:freeze_super",
+                Programs::Tracing(&[
+                    fentry("fw_bdev_freeze_entry", "bdev_freeze"),
+                    fexit("fw_bdev_freeze_exit", "bdev_freeze"),
+                    fentry("fw_bdev_thaw_entry", "bdev_thaw"),
+                    fexit("fw_bdev_thaw_exit", "bdev_thaw"),
+                    fentry("fw_fs_bdev_freeze_entry", "fs_bdev_freeze"),
+                    fexit("fw_fs_bdev_freeze_exit", "fs_bdev_freeze"),
+                    fentry("fw_fs_bdev_thaw_entry", "fs_bdev_thaw"),
+                    fexit("fw_fs_bdev_thaw_exit", "fs_bdev_thaw"),
+                    FREEZE_SUPER[0],
+                    FREEZE_SUPER[1],
+                    FREEZE_SUPER[2],
+                    FREEZE_SUPER[3],
+                ]),
+            ),
             attempt(
                 "fentry:freeze_super",
                 Programs::Tracing(&[
@@ -198,6 +253,7 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                 hook: "tp_btf:raw_syscalls:ioctl",
                 programs: Programs::Syscalls(syscall_feature::FREEZE),
                 limits: Some(IOCTL_LIMITS),
+                needs: &[],
             },
             Attempt {
                 hook: "tracepoint:syscalls:ioctl",
@@ -206,6 +262,7 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     tp("fw_ioctl_exit", "syscalls", "sys_exit_ioctl", tp::sys::EXIT),
                 ]),
                 limits: Some(IOCTL_LIMITS),
+                needs: &[],
             },
         ],
         when_none: WhenNone::Fail,
@@ -214,13 +271,20 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     feature(
         Feature::BlockWrites,
         &[
-            attempt(
-                "raw_tracepoint:block:block_bio_queue",
-                Programs::RawTracepoints {
+            // The bio is the tracepoint's only argument from 5.11 on (before, the queue came
+            // first), and names its block device from 5.12 on (before, its disk).
+            Attempt {
+                hook: "raw_tracepoint:block:block_bio_queue",
+                programs: Programs::RawTracepoints {
                     module: None,
                     progs: &[raw("fw_raw_block_bio_queue", "block_bio_queue")],
                 },
-            ),
+                limits: None,
+                needs: &[
+                    Need::TracepointArgs { tracepoint: "block_bio_queue", args: 1 },
+                    Need::Field { strukt: "bio", path: &["bi_bdev"] },
+                ],
+            },
             attempt(
                 "tracepoint:block:block_bio_queue",
                 Programs::Tracepoints(&[tp(
@@ -399,11 +463,19 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     BtfTpProg { program: "fw_dirty_folio", tracepoint: "writeback_dirty_folio" },
                     BtfTpProg { program: "fw_mark_inode_dirty", tracepoint: "writeback_mark_inode_dirty" },
                 ]),
-                limits: Some(
-                    "a loop device's backing file is seen when a page of it turns dirty: O_DIRECT writes to \
-                     it, writes to a page of it not yet written back, and writes to one on tmpfs (whose \
-                     pages turn dirty without the tracepoint) are not seen",
-                ),
+                limits: Some(WRITEBACK_LIMITS),
+                needs: &[],
+            },
+            // The same hook before folios (5.17), when the tracepoint passed a page: the two never
+            // exist on one kernel, so FREEZEWATCH_SKIP_HOOKS=tp_btf:writeback skips whichever does.
+            Attempt {
+                hook: "tp_btf:writeback",
+                programs: Programs::BtfTracepoints(&[
+                    BtfTpProg { program: "fw_dirty_page", tracepoint: "writeback_dirty_page" },
+                    BtfTpProg { program: "fw_mark_inode_dirty", tracepoint: "writeback_mark_inode_dirty" },
+                ]),
+                limits: Some(WRITEBACK_LIMITS),
+                needs: &[],
             },
             attempt(
                 "tracepoint:syscalls:write",
@@ -435,6 +507,7 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                 "bind mounts are matched by their source path: relative sources and paths through \
                  symlinks are allowed",
             ),
+            needs: &[],
         }],
         when_none: WhenNone::Record(
             "nothing is denied; mounts of frozen filesystems are flagged from the mount tracepoints \
@@ -450,6 +523,7 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                 hook: "tp_btf:raw_syscalls:fallocate+ftruncate",
                 programs: Programs::Syscalls(syscall_feature::BACKING),
                 limits: Some(BACKING_LIMITS),
+                needs: &[],
             },
             Attempt {
                 hook: "tracepoint:syscalls:fallocate+ftruncate",
@@ -460,6 +534,7 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     tp("fw_ftruncate_exit", "syscalls", "sys_exit_ftruncate", tp::sys::EXIT),
                 ]),
                 limits: Some(BACKING_LIMITS),
+                needs: &[],
             },
         ],
         when_none: WhenNone::Record(RECORDS_NOTHING),

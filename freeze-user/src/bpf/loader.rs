@@ -36,7 +36,7 @@ pub enum LoadError {
     #[error("cannot read kernel BTF (/sys/kernel/btf/vmlinux; the kernel needs CONFIG_DEBUG_INFO_BTF): {0}")]
     Btf(std::io::Error),
     #[error("kernel BTF lacks a field freezewatch reads: {0}")]
-    Offsets(#[from] OffsetError),
+    Offsets(OffsetError),
     #[error("loading the eBPF object failed: {0}")]
     Object(#[from] aya::EbpfError),
     #[error("no hook could attach for {feature}: {reasons}")]
@@ -147,7 +147,7 @@ impl Loaded {
         // aya parses the kernel's BTF for itself (a sixth of a second): on another core meanwhile.
         let aya_btf = std::thread::spawn(|| aya::Btf::from_sys_fs().map_err(std::io::Error::other));
         let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
-        let mut offsets = offsets::resolve(&btf)?;
+        let mut offsets = offsets::resolve(&btf).map_err(LoadError::Offsets)?;
         let btrfs = module_fexit::btrfs(&btf, &mut offsets);
         let xfs = module_fexit::xfs(&btf, &mut offsets);
         let aya_btf = aya_btf
@@ -188,6 +188,10 @@ impl Loaded {
             let won = feature.chain.iter().filter(|_| !off).find(|attempt| {
                 if skipped.iter().any(|h| h == attempt.hook) {
                     fallbacks.push(fallback(attempt, &AttachError::Skipped));
+                    return false;
+                }
+                if let Some(why) = attempt.needs.iter().find_map(|n| n.unmet(&btf)) {
+                    fallbacks.push(fallback(attempt, &AttachError::Unmet(why)));
                     return false;
                 }
                 match attach::attach(&mut ebpf, &aya_btf, &mut modules, attempt, tracing_allowed, &mut links)

@@ -45,6 +45,10 @@ pub fn btf_of_module<'a>(vmlinux: &'a Btf, module: &str, probe_func: &str) -> Re
     }
     let path = format!("/sys/kernel/btf/{module}");
     let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        // A module without BTF (kernels before 5.11) is loaded and still has none.
+        std::io::ErrorKind::NotFound if std::path::Path::new("/sys/module").join(module).exists() => format!(
+            "{module} is loaded but has no BTF ({path} does not exist: modules have BTF from Linux 5.11 on)"
+        ),
         std::io::ErrorKind::NotFound => {
             format!("{module} is neither built in nor loaded as a module ({path} does not exist)")
         }

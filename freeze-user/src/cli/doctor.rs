@@ -63,6 +63,7 @@ mod freeze_common_offsets {
                     ("freeze_super(nargs)", o.freeze_super_nargs),
                     ("super_block.s_bdev", o.sb_s_bdev),
                     ("block_device.bd_dev", o.bdev_bd_dev),
+                    ("block_device.bd_holder", o.bdev_bd_holder),
                     ("super_block.s_writers.rw_sem", o.sb_rw_sem),
                     ("percpu_rw_semaphore(size)", o.rw_sem_size),
                     ("inode.i_mode", o.inode_i_mode),

@@ -1,7 +1,8 @@
 //! Resolves the struct field offsets the eBPF programs need from BTF.
 //!
-//! The programs get no CO-RE relocations, so this is what makes one binary right on 6.1, 6.12 and
-//! 6.18, whose `super_block`, `sb_writers` and `freeze_super` differ.
+//! The programs get no CO-RE relocations, so this is what makes one binary right on every kernel
+//! from 5.10 to 7.3, whose `super_block`, `sb_writers`, `bio`, `signal_struct` and `freeze_super`
+//! differ.
 use freeze_common::KernelOffsets;
 
 use crate::host::btf::{Btf, BtfError, FieldLoc};
@@ -22,6 +23,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("file_system_type", &["name"]),
     ("super_block", &["s_bdev"]),
     ("block_device", &["bd_dev"]),
+    ("block_device", &["bd_holder"]),
     ("super_block", &["s_writers", "rw_sem"]),
     ("inode", &["i_mode"]),
     ("task_struct", &["real_parent"]),
@@ -29,6 +31,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ("task_struct", &["comm"]),
     ("address_space", &["host"]),
     ("folio", &["index"]),
+    ("page", &["index"]),
     ("bio", &["bi_bdev"]),
     ("bio", &["bi_opf"]),
     ("bio", &["bi_iter", "bi_sector"]),
@@ -106,6 +109,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         freeze_super_nargs: btf.func_nargs("freeze_super")?,
         sb_s_bdev: ptr(btf, "super_block", &["s_bdev"])?,
         bdev_bd_dev: sized(btf, "block_device", &["bd_dev"], &[4], "4 (dev_t)")?.offset,
+        bdev_bd_holder: ptr(btf, "block_device", &["bd_holder"])?,
         sb_rw_sem: rw_sem.offset,
         rw_sem_size: rw_sem.size / FREEZE_LEVELS,
         inode_i_mode: sized(btf, "inode", &["i_mode"], &[2], "2 (umode_t)")?.offset,
@@ -120,9 +124,10 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         file_f_pos: sized(btf, "file", &["f_pos"], &[8], "8 (loff_t)")?.offset,
         inode_i_ino: sized(btf, "inode", &["i_ino"], &[8], "8 (unsigned long)")?.offset,
         mapping_host: ptr(btf, "address_space", &["host"])?,
-        folio_index: sized(btf, "folio", &["index"], &[8], "8 (pgoff_t)")?.offset,
+        folio_index: page_cache_index(btf)?,
         page_shift: crate::host::kernel::page_size().trailing_zeros(),
-        bio_bi_bdev: ptr(btf, "bio", &["bi_bdev"])?,
+        // Before 5.12 a bio has `bi_disk` instead: the attempts that read this need the field.
+        bio_bi_bdev: ptr(btf, "bio", &["bi_bdev"]).unwrap_or(0),
         bio_bi_opf: sized(btf, "bio", &["bi_opf"], &[4], "4 (blk_opf_t)")?.offset,
         bio_bi_sector: sized(btf, "bio", &["bi_iter", "bi_sector"], &[8], "8 (sector_t)")?.offset,
         bio_bi_size: sized(btf, "bio", &["bi_iter", "bi_size"], &[4], "4 (unsigned int)")?.offset,
@@ -138,6 +143,17 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         signal_flags: sized(btf, "signal_struct", &["flags"], &[4], "4 (unsigned int)")?.offset,
         signal_subreaper_bit: btf.flag_bit("signal_struct", "is_child_subreaper")?,
     })
+}
+
+/// `folio.index`, or `page.index` on kernels without folios (before 5.16): the writeback
+/// tracepoint of those passes a page, whose index is where a folio's is.
+fn page_cache_index(btf: &Btf) -> Result<u32, OffsetError> {
+    match sized(btf, "folio", &["index"], &[8], "8 (pgoff_t)") {
+        Err(OffsetError::Btf(BtfError::NoStruct(_))) => {
+            Ok(sized(btf, "page", &["index"], &[8], "8 (pgoff_t)")?.offset)
+        }
+        other => Ok(other?.offset),
+    }
 }
 
 /// Fills the xfs fields from the BTF that describes xfs (vmlinux when xfs is built in, its
@@ -176,7 +192,8 @@ mod tests {
         let sem = b.composite(k::STRUCT, "percpu_rw_semaphore", 48, &[("x", int, 0)]);
         let sems = b.array(sem, int, 3);
         let sbw = b.composite(k::STRUCT, "sb_writers", 152, &[("frozen", int, 0), ("rw_sem", sems, 64)]);
-        let bdev = b.composite(k::STRUCT, "block_device", 64, &[("bd_dev", uint, 32)]);
+        let bdev =
+            b.composite(k::STRUCT, "block_device", 64, &[("bd_dev", uint, 32), ("bd_holder", pch, 128)]);
         let pbdev = b.ptr(bdev);
         let uuid = b.composite(
             k::STRUCT,
@@ -274,7 +291,7 @@ mod tests {
         assert_eq!(o.sb_s_id, 256);
         assert_eq!(o.sb_s_uuid, 288);
         assert_eq!(o.sb_s_bdev, 48);
-        assert_eq!(o.bdev_bd_dev, 4);
+        assert_eq!((o.bdev_bd_dev, o.bdev_bd_holder), (4, 16));
         assert_eq!((o.sb_rw_sem, o.rw_sem_size), (88, 48));
         assert_eq!(o.inode_i_mode, 0);
         assert_eq!(o.inode_i_sb, 40);

@@ -102,6 +102,19 @@ impl BtfBuilder {
         self.header(name, k::FUNC, 1, false, proto)
     }
 
+    /// A tracepoint's `btf_trace_NAME` typedef: a pointer to a prototype whose first argument is
+    /// the tracepoint's data, then `params`.
+    pub fn tracepoint(&mut self, name: &str, params: &[u32]) -> u32 {
+        let void_ptr = self.ptr(0);
+        let proto = self.header("", k::FUNC_PROTO, params.len() as u32 + 1, false, 0);
+        for p in std::iter::once(&void_ptr).chain(params) {
+            self.types.extend_from_slice(&0u32.to_le_bytes());
+            self.types.extend_from_slice(&p.to_le_bytes());
+        }
+        let ptr = self.ptr(proto);
+        self.typedef(&format!("btf_trace_{name}"), ptr)
+    }
+
     pub fn build(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&0xeb9fu16.to_le_bytes());

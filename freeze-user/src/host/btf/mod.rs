@@ -46,8 +46,12 @@ pub enum BtfError {
     NoField { strukt: String, field: String },
     #[error("field `{strukt}.{field}` is a bitfield; freezewatch reads whole fields only")]
     Bitfield { strukt: String, field: String },
-    #[error("field `{strukt}.{field}` is not a bitfield; freezewatch expects a one-bit flag there")]
-    NotBitfield { strukt: String, field: String },
+    #[error(
+        "field `{strukt}.{field}` is neither a one-bit bitfield nor a bool; freezewatch expects a flag there"
+    )]
+    NotFlag { strukt: String, field: String },
+    #[error("no tracepoint `{0}` in BTF (no type btf_trace_{0})")]
+    NoTracepoint(String),
     #[error("field `{strukt}.{field}` is not a struct or union, cannot descend into it")]
     NotComposite { strukt: String, field: String },
     #[error("no function `{0}` in BTF")]
@@ -338,14 +342,16 @@ impl Btf {
         Ok(FieldLoc { offset: bits / 8, size: self.size_of(id)? })
     }
 
-    /// The bit offset, from the start of struct `strukt`, of its one-bit bitfield `field` (a
-    /// direct member or one of an anonymous member).
+    /// The bit offset, from the start of struct `strukt`, of its flag `field` (a direct member or
+    /// one of an anonymous member): a one-bit bitfield, or a one-byte `bool`, whose lowest bit is
+    /// its value (`signal_struct.is_child_subreaper` is the one, the other from 7.x on).
     pub fn flag_bit(&self, strukt: &str, field: &str) -> Result<u32, BtfError> {
         let id = self.id_by_name(k::STRUCT, strukt).ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
         let no_field = || BtfError::NoField { strukt: strukt.to_owned(), field: field.to_owned() };
-        let (bit_off, _, bitfield) = self.find_member(id, field)?.ok_or_else(no_field)?;
-        if !bitfield {
-            return Err(BtfError::NotBitfield { strukt: strukt.to_owned(), field: field.to_owned() });
+        let (bit_off, ty, bitfield) = self.find_member(id, field)?.ok_or_else(no_field)?;
+        let whole_byte = !bitfield && bit_off % 8 == 0 && self.size_of(ty)? == 1;
+        if !bitfield && !whole_byte {
+            return Err(BtfError::NotFlag { strukt: strukt.to_owned(), field: field.to_owned() });
         }
         Ok(bit_off)
     }
@@ -374,6 +380,22 @@ impl Btf {
             return Err(BtfError::NoFunc(func.to_owned()));
         }
         Ok(proto.vlen)
+    }
+
+    /// The number of arguments tracepoint `name` passes its BTF programs (from the prototype of
+    /// its `btf_trace_NAME` typedef, whose first argument is the tracepoint's own data).
+    pub fn tracepoint_nargs(&self, name: &str) -> Result<u32, BtfError> {
+        let missing = || BtfError::NoTracepoint(name.to_owned());
+        let id = self.id_by_name(k::TYPEDEF, &format!("btf_trace_{name}")).ok_or_else(missing)?;
+        let ptr = self.entry(self.entry(id)?.size_or_type)?;
+        if ptr.kind != k::PTR {
+            return Err(missing());
+        }
+        let proto = self.entry(ptr.size_or_type)?;
+        if proto.kind != k::FUNC_PROTO || proto.vlen == 0 {
+            return Err(missing());
+        }
+        Ok(proto.vlen - 1)
     }
 }
 

@@ -98,3 +98,41 @@ fn every_truncation_of_a_valid_blob_fails_cleanly() {
         assert!(Btf::parse(full[..len].to_vec()).is_err(), "truncated to {len} bytes");
     }
 }
+
+#[test]
+fn a_flag_is_a_one_bit_bitfield_or_a_bool() {
+    let mut b = BtfBuilder::new();
+    let uint = b.int("unsigned int", 4);
+    let boolean = b.int("_Bool", 1);
+    b.bitfields("old_signal", 16, &[("flags", uint, 0, 0), ("is_child_subreaper", uint, 8 * 8 + 2, 1)]);
+    b.composite(k::STRUCT, "new_signal", 16, &[("flags", uint, 0), ("is_child_subreaper", boolean, 8 * 5)]);
+    let btf = Btf::parse(b.build()).unwrap();
+    assert_eq!(btf.flag_bit("old_signal", "is_child_subreaper"), Ok(8 * 8 + 2));
+    assert_eq!(
+        btf.flag_bit("new_signal", "is_child_subreaper"),
+        Ok(8 * 5),
+        "a bool's value is its lowest bit"
+    );
+    assert_eq!(
+        btf.flag_bit("new_signal", "flags"),
+        Err(BtfError::NotFlag { strukt: "new_signal".into(), field: "flags".into() }),
+        "a whole int is not a flag"
+    );
+}
+
+#[test]
+fn a_tracepoint_counts_its_arguments_without_its_data() {
+    let mut b = BtfBuilder::new();
+    let int = b.int("int", 4);
+    let q = b.ptr(int);
+    let bio = b.ptr(int);
+    b.tracepoint("block_bio_queue", &[q, bio]);
+    b.tracepoint("sched_process_exit", &[q]);
+    let btf = Btf::parse(b.build()).unwrap();
+    assert_eq!(btf.tracepoint_nargs("block_bio_queue"), Ok(2));
+    assert_eq!(btf.tracepoint_nargs("sched_process_exit"), Ok(1));
+    assert_eq!(
+        btf.tracepoint_nargs("contention_begin"),
+        Err(BtfError::NoTracepoint("contention_begin".into()))
+    );
+}

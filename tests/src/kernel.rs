@@ -85,6 +85,12 @@ pub fn absent_here(feature: &str) -> bool {
     std::env::var("FREEZEWATCH_ABSENT").is_ok_and(|a| a.split(',').any(|f| f.trim() == feature))
 }
 
+/// Whether this kernel is known to do what quirk `name` describes (FREEZEWATCH_QUIRKS, set by the
+/// guests of `cargo xtask vm-test` from their kernel's table, which says what each one is).
+pub fn known_quirk(name: &str) -> bool {
+    std::env::var("FREEZEWATCH_QUIRKS").is_ok_and(|q| q.split(',').any(|f| f.trim() == name))
+}
+
 /// Like `kernel_available`, for a test of `feature` through `hook` (any hook with None): true
 /// when doctor says the feature attached there. Otherwise the test skips, saying
 /// "SKIPPED TEST: needs FEATURE" and why; with FREEZEWATCH_REQUIRE_KERNEL=1 that is a failure

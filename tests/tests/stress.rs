@@ -1,6 +1,6 @@
 //! Clean freezes under load: many cycles with writers hammering the gate produce no slips and
 //! lose no events; reads that xfs does without freeze protection (GETFSMAP) are not slips.
-use freezewatch_tests::{FsType, LoopFs, absent_here, kernel_available, record_script};
+use freezewatch_tests::{FsType, LoopFs, absent_here, kernel_available, known_quirk, record_script};
 
 const CYCLES: u64 = 50;
 const WRITERS: u32 = 3;
@@ -22,7 +22,23 @@ fn cycles_under_concurrent_writers_have_no_slips(fstype: FsType) {
         stop = stop.display()
     );
     let trace = record_script(&script).expect("recording");
-    if let Some(slip) = trace.findings("slip").first() {
+    // A kernel known to start ext4 journal handles from writeback on a frozen filesystem (5.10:
+    // the close after `echo > file`): those slips are real, and the kernel's, not the test's.
+    let kernels_own = |slip: &&serde_json::Value| {
+        known_quirk("ext4-writeback-starts-handles-while-frozen")
+            && slip["hook"].as_str().is_some_and(|h| h.contains("ext4_journal_start"))
+            && slip["message"].as_str().is_some_and(|m| m.contains(" from ext4_writepages+"))
+    };
+    let slips = trace.findings("slip");
+    let (known, others): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        slips.into_iter().partition(kernels_own);
+    if !known.is_empty() {
+        eprintln!(
+            "{} slip(s) of ext4 writeback on this kernel (quirk ext4-writeback-starts-handles-while-frozen)",
+            known.len()
+        );
+    }
+    if let Some(slip) = others.first() {
         panic!("{slip:#}\nevents within 50 ms:\n{}", trace.around(slip, 50_000_000));
     }
     assert!(trace.findings("left-frozen").is_empty());

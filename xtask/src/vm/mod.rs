@@ -181,7 +181,8 @@ fn check(
         let listed = ALLOWED_SKIPS.iter().chain(kernel.skips).any(|(t, _)| Some(*t) == test);
         // "SKIPPED TEST: needs FEATURE (…": a test of a feature this kernel is known to lack.
         let lacked = kernel.differs.iter().any(|d| line.contains(&format!(": needs {} (", d.feature)));
-        listed || lacked
+        let quirk = kernel.quirks.iter().any(|(q, _)| line.contains(&format!(": quirk {q} (")));
+        listed || lacked || quirk
     };
     let skips: Vec<&str> = log.lines().filter(|l| l.contains("SKIPPED") && !allowed(l)).collect();
     ensure!(skips.is_empty(), "{name}: tests skipped that must run in the guests:\n{}", skips.join("\n"));
@@ -262,6 +263,9 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
         }
         for (test, why) in kernel.skips {
             eprintln!("xtask: {}: {test} may skip: {why}", kernel.name);
+        }
+        for (quirk, what) in kernel.quirks {
+            eprintln!("xtask: {}: quirk {quirk}: {what}", kernel.name);
         }
     }
     // Each guest is one TCG thread: as many at once as the machine has cores (two here), the

@@ -143,6 +143,19 @@ const WRITEBACK_LIMITS: &str = "a loop device's backing file is seen when a page
      it, writes to a page of it not yet written back, and writes to one on tmpfs (whose pages turn \
      dirty without the tracepoint) are not seen";
 
+const MARK_INODE_DIRTY: BtfTpProg =
+    BtfTpProg { program: "fw_mark_inode_dirty", tracepoint: "writeback_mark_inode_dirty" };
+
+/// The writeback tracepoints' attempt, with the page-cache tracepoint of one kernel generation.
+const fn writeback(programs: &'static [BtfTpProg]) -> Attempt {
+    Attempt {
+        hook: "tp_btf:writeback",
+        programs: Programs::BtfTracepoints(programs),
+        limits: Some(WRITEBACK_LIMITS),
+        needs: &[],
+    }
+}
+
 /// What the fallocate/ftruncate hooks cannot see.
 const BACKING_LIMITS: &str =
     "truncate(2) by path, O_TRUNC opens and writes through mmap of a backing file are not seen";
@@ -195,59 +208,61 @@ const FREEZE_SUPER: [TracingProg; 4] = [
     fexit("fw_thaw_super_exit", "thaw_super"),
 ];
 
+/// fentry/fexit on the block-device freeze and thaw (`bdev_freeze`/`bdev_thaw`, before 6.8
+/// `freeze_bdev`/`thaw_bdev`): they mark the thread for the freeze_super/thaw_super they call.
+const fn bdev_calls(freeze: &'static str, thaw: &'static str) -> [TracingProg; 4] {
+    [
+        fentry("fw_bdev_freeze_entry", freeze),
+        fexit("fw_bdev_freeze_exit", freeze),
+        fentry("fw_bdev_thaw_entry", thaw),
+        fexit("fw_bdev_thaw_exit", thaw),
+    ]
+}
+
+const fn with_freeze_super(bdev: [TracingProg; 4]) -> [TracingProg; 8] {
+    let f = FREEZE_SUPER;
+    [bdev[0], bdev[1], bdev[2], bdev[3], f[0], f[1], f[2], f[3]]
+}
+
+/// From 6.8: the block-device calls, the filesystem's holder operations (which report the
+/// block-device freezes and thaws themselves), and freeze_super/thaw_super.
+const WITH_HOLDER_OPS: [TracingProg; 12] = {
+    let b = with_freeze_super(bdev_calls("bdev_freeze", "bdev_thaw"));
+    [
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        fentry("fw_fs_bdev_freeze_entry", "fs_bdev_freeze"),
+        fexit("fw_fs_bdev_freeze_exit", "fs_bdev_freeze"),
+        fentry("fw_fs_bdev_thaw_entry", "fs_bdev_thaw"),
+        fexit("fw_fs_bdev_thaw_exit", "fs_bdev_thaw"),
+        b[4],
+        b[5],
+        b[6],
+        b[7],
+    ]
+};
+
 pub(super) const FEATURES: &[FeatureSpec] = &[
     FeatureSpec {
         name: Feature::Freeze,
         chain: &[
             // Every freeze, told apart from block-device freezes (device-mapper suspend) by the
             // block-device freeze around it: the watchdog must never thaw one of those. The
-            // block-device functions come first, so a kernel without them fails fast; the
-            // two attempts differ only in their names (renamed in 6.8).
-            // From 6.8 the block-device freeze reaches the filesystem through its holder
-            // operations, whose programs report those freezes and thaws themselves: the
-            // freeze_super/thaw_super they call may be inlined or split (7.3), unseen by fentry.
+            // block-device functions come first, so a kernel without them fails fast. From 6.8
+            // the block-device freeze reaches the filesystem through its holder operations,
+            // whose programs report those freezes and thaws themselves: the freeze_super and
+            // thaw_super they call may be inlined or split (7.3), unseen by fentry. Before 6.8
+            // the block-device functions had other names.
+            attempt("fentry:freeze_super", Programs::Tracing(&WITH_HOLDER_OPS)),
             attempt(
                 "fentry:freeze_super",
-                Programs::Tracing(&[
-                    fentry("fw_bdev_freeze_entry", "bdev_freeze"),
-                    fexit("fw_bdev_freeze_exit", "bdev_freeze"),
-                    fentry("fw_bdev_thaw_entry", "bdev_thaw"),
-                    fexit("fw_bdev_thaw_exit", "bdev_thaw"),
-                    fentry("fw_fs_bdev_freeze_entry", "fs_bdev_freeze"),
-                    fexit("fw_fs_bdev_freeze_exit", "fs_bdev_freeze"),
-                    fentry("fw_fs_bdev_thaw_entry", "fs_bdev_thaw"),
-                    fexit("fw_fs_bdev_thaw_exit", "fs_bdev_thaw"),
-                    FREEZE_SUPER[0],
-                    FREEZE_SUPER[1],
-                    FREEZE_SUPER[2],
-                    FREEZE_SUPER[3],
-                ]),
+                Programs::Tracing(&with_freeze_super(bdev_calls("bdev_freeze", "bdev_thaw"))),
             ),
             attempt(
                 "fentry:freeze_super",
-                Programs::Tracing(&[
-                    fentry("fw_bdev_freeze_entry", "bdev_freeze"),
-                    fexit("fw_bdev_freeze_exit", "bdev_freeze"),
-                    fentry("fw_bdev_thaw_entry", "bdev_thaw"),
-                    fexit("fw_bdev_thaw_exit", "bdev_thaw"),
-                    FREEZE_SUPER[0],
-                    FREEZE_SUPER[1],
-                    FREEZE_SUPER[2],
-                    FREEZE_SUPER[3],
-                ]),
-            ),
-            attempt(
-                "fentry:freeze_super",
-                Programs::Tracing(&[
-                    fentry("fw_bdev_freeze_entry", "freeze_bdev"),
-                    fexit("fw_bdev_freeze_exit", "freeze_bdev"),
-                    fentry("fw_bdev_thaw_entry", "thaw_bdev"),
-                    fexit("fw_bdev_thaw_exit", "thaw_bdev"),
-                    FREEZE_SUPER[0],
-                    FREEZE_SUPER[1],
-                    FREEZE_SUPER[2],
-                    FREEZE_SUPER[3],
-                ]),
+                Programs::Tracing(&with_freeze_super(bdev_calls("freeze_bdev", "thaw_bdev"))),
             ),
             Attempt {
                 hook: "tp_btf:raw_syscalls:ioctl",
@@ -457,26 +472,16 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     feature(
         Feature::CompletedWrites,
         &[
-            Attempt {
-                hook: "tp_btf:writeback",
-                programs: Programs::BtfTracepoints(&[
-                    BtfTpProg { program: "fw_dirty_folio", tracepoint: "writeback_dirty_folio" },
-                    BtfTpProg { program: "fw_mark_inode_dirty", tracepoint: "writeback_mark_inode_dirty" },
-                ]),
-                limits: Some(WRITEBACK_LIMITS),
-                needs: &[],
-            },
+            writeback(&[
+                BtfTpProg { program: "fw_dirty_folio", tracepoint: "writeback_dirty_folio" },
+                MARK_INODE_DIRTY,
+            ]),
             // The same hook before folios (5.17), when the tracepoint passed a page: the two never
             // exist on one kernel, so FREEZEWATCH_SKIP_HOOKS=tp_btf:writeback skips whichever does.
-            Attempt {
-                hook: "tp_btf:writeback",
-                programs: Programs::BtfTracepoints(&[
-                    BtfTpProg { program: "fw_dirty_page", tracepoint: "writeback_dirty_page" },
-                    BtfTpProg { program: "fw_mark_inode_dirty", tracepoint: "writeback_mark_inode_dirty" },
-                ]),
-                limits: Some(WRITEBACK_LIMITS),
-                needs: &[],
-            },
+            writeback(&[
+                BtfTpProg { program: "fw_dirty_page", tracepoint: "writeback_dirty_page" },
+                MARK_INODE_DIRTY,
+            ]),
             attempt(
                 "tracepoint:syscalls:write",
                 Programs::Tracepoints(&[

@@ -301,8 +301,11 @@ pub mod hook {
     pub const TP_BTF_PROCESS_EXIT: u32 = 27;
     /// `sched:sched_process_exit`.
     pub const TP_PROCESS_EXIT: u32 = 28;
+    /// fentry/fexit on `__percpu_down_read`: a reader of a gate's semaphore that waits (kernels
+    /// before 5.19, which have no lock contention tracepoints).
+    pub const FENTRY_PERCPU_DOWN_READ: u32 = 29;
     /// Number of hook ids (size of the per-hook hit counters).
-    pub const COUNT: u32 = 29;
+    pub const COUNT: u32 = 30;
 }
 
 /// What a modification did to the storage (`RawEvent::io_op` of BLOCK_WRITE). Stable numbers.

@@ -68,6 +68,7 @@ impl Hook {
             hook::RAW_TP_BTRFS_TXN_RESERVE => Self::RawTpBtrfsTxnReserve,
             hook::TP_BTF_PROCESS_EXIT => Self::TpBtfProcessExit,
             hook::TP_PROCESS_EXIT => Self::TracepointProcessExit,
+            hook::FENTRY_PERCPU_DOWN_READ => Self::FentryPercpuDownRead,
             _ => return None,
         })
     }

@@ -114,6 +114,9 @@ named_enum! {
         TpBtfProcessExit = "tp_btf:sched:sched_process_exit",
         /// `sched:sched_process_exit`, the same.
         TracepointProcessExit = "tracepoint:sched:sched_process_exit",
+        /// fentry/fexit on `__percpu_down_read` for `s_writers.rw_sem[]`: writers held at the
+        /// gate on kernels without the lock contention tracepoints (before 5.19).
+        FentryPercpuDownRead = "fentry:__percpu_down_read",
     }
 }
 

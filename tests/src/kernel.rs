@@ -78,24 +78,29 @@ pub fn doctor_feature(feature: &str) -> (Option<String>, String) {
     (hook, fallbacks)
 }
 
-/// Whether this kernel is known to lack `feature`'s first choice (FREEZEWATCH_ABSENT, set by the
+/// Whether this kernel is known to have no hook for `feature` (FREEZEWATCH_ABSENT, set by the
 /// guests of `cargo xtask vm-test` from their kernel's table): a proof of life through that
 /// feature is then not asked for. Everywhere else it is, and a silent loss fails.
 pub fn absent_here(feature: &str) -> bool {
-    std::env::var("FREEZEWATCH_ABSENT").is_ok_and(|a| a.split(',').any(|f| f.trim() == feature))
+    listed_in("FREEZEWATCH_ABSENT", feature)
+}
+
+/// Whether comma-separated environment variable `var` names `name`.
+fn listed_in(var: &str, name: &str) -> bool {
+    std::env::var(var).is_ok_and(|list| list.split(',').any(|f| f.trim() == name))
 }
 
 /// Whether this kernel is known to do what quirk `name` describes (FREEZEWATCH_QUIRKS, set by the
 /// guests of `cargo xtask vm-test` from their kernel's table, which says what each one is).
 pub fn known_quirk(name: &str) -> bool {
-    std::env::var("FREEZEWATCH_QUIRKS").is_ok_and(|q| q.split(',').any(|f| f.trim() == name))
+    listed_in("FREEZEWATCH_QUIRKS", name)
 }
 
 /// Like `kernel_available`, for a test of `feature` through `hook` (any hook with None): true
 /// when doctor says the feature attached there. Otherwise the test skips, saying
 /// "SKIPPED TEST: needs FEATURE" and why; with FREEZEWATCH_REQUIRE_KERNEL=1 that is a failure
-/// unless FREEZEWATCH_ABSENT (comma-separated features; the guests of `cargo xtask vm-test` set
-/// it to what their kernel is known to lack) names the feature.
+/// unless FREEZEWATCH_ABSENT or FREEZEWATCH_OTHER_HOOK (comma-separated features; the guests of
+/// `cargo xtask vm-test` set them from their kernel's table) names the feature.
 pub fn hook_available(test: &str, feature: &str, hook: Option<&str>) -> bool {
     if !kernel_available(test) {
         return false;
@@ -109,9 +114,10 @@ pub fn hook_available(test: &str, feature: &str, hook: Option<&str>) -> bool {
         hook.unwrap_or("any hook"),
         attached.as_deref().unwrap_or("none"),
     );
-    if kernel_required() && !absent_here(feature) {
+    if kernel_required() && !absent_here(feature) && !listed_in("FREEZEWATCH_OTHER_HOOK", feature) {
         panic!(
-            "{test}: FREEZEWATCH_REQUIRE_KERNEL=1 but it {why}, and FREEZEWATCH_ABSENT does not name {feature}"
+            "{test}: FREEZEWATCH_REQUIRE_KERNEL=1 but it {why}, and neither FREEZEWATCH_ABSENT nor \
+             FREEZEWATCH_OTHER_HOOK names {feature}"
         );
     }
     eprintln!("SKIPPED {test}: {why}");

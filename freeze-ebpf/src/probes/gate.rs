@@ -1,9 +1,10 @@
-//! Writers held at the freeze gate: `lock:contention_begin/end` on `s_writers.rw_sem[]`.
+//! Writers held at the freeze gate: `lock:contention_begin/end` on `s_writers.rw_sem[]` or,
+//! before 5.19, fentry/fexit on the semaphore's slow path.
 use crate::{emit::*, maps::*, read::*};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, fexit, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, FExitContext, TracePointContext},
 };
 use freeze_common::tp::lock;
 use freeze_common::{counter, hook, kind};
@@ -21,7 +22,7 @@ pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
             ctx.read_at::<u32>(lock::FLAGS.offset).unwrap_or(0),
         )
     };
-    contention_begin(hook::TP_LOCK_CONTENTION, lock, flags);
+    contention_begin(hook::TP_LOCK_CONTENTION, lock, flags, false);
     0
 }
 
@@ -29,20 +30,41 @@ pub fn fw_contention_begin(ctx: TracePointContext) -> u32 {
 #[btf_tracepoint(function = "contention_begin")]
 pub fn fw_btf_contention_begin(ctx: BtfTracePointContext) -> u32 {
     let (lock, flags): (u64, u64) = (ctx.arg(0), ctx.arg(1));
-    contention_begin(hook::TP_BTF_LOCK_CONTENTION, lock, flags as u32);
+    contention_begin(hook::TP_BTF_LOCK_CONTENTION, lock, flags as u32, false);
     0
 }
 
-/// A task started waiting for `lock` (`hook` says which program saw it).
+/// `bool __percpu_down_read(struct percpu_rw_semaphore *sem, bool try)`: a reader's slow path,
+/// taken while a writer is or was recently active; it waits unless `try` or the semaphore is
+/// free after all. Kernels before 5.19 have no lock contention tracepoints: this is where a
+/// writer held at the gate is seen there, counted only while the gate is closed at its level.
+#[fentry(function = "__percpu_down_read")]
+pub fn fw_percpu_down_read_entry(ctx: FEntryContext) -> u32 {
+    let (sem, try_only) = (untyped_arg(&ctx, 0), untyped_arg(&ctx, 1) as u8);
+    if try_only == 0 {
+        contention_begin(hook::FENTRY_PERCPU_DOWN_READ, sem, LCB_F_READ, true);
+    }
+    0
+}
+
+#[fexit(function = "__percpu_down_read")]
+pub fn fw_percpu_down_read_exit(ctx: FExitContext) -> u32 {
+    // A reader that waited has the semaphore: the wait ended (0, as contention_end's ret).
+    contention_end(hook::FENTRY_PERCPU_DOWN_READ, untyped_arg(&ctx, 0), 0);
+    0
+}
+
+/// A task started waiting for `lock` (`hook` says which program saw it). With `if_closed`, the
+/// program saw a slow path that may not wait: only a gate closed at its level counts.
 #[inline(always)]
-fn contention_begin(hook: u32, lock: u64, flags: u32) {
+fn contention_begin(hook: u32, lock: u64, flags: u32, if_closed: bool) {
     hit(hook);
     // SAFETY: the value is copied out at once.
     let Some(gate) = (unsafe { GATE_LOCKS.get(lock) }).copied() else {
         bump(counter::FILTERED);
         return;
     };
-    if flags & LCB_F_READ == 0 {
+    if flags & LCB_F_READ == 0 || (if_closed && read_level(gate.sb) < gate.level) {
         return;
     }
     // SAFETY: the helper has no preconditions.

@@ -328,6 +328,14 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     tp("fw_contention_end", "lock", "contention_end", tp::lock::END),
                 ]),
             ),
+            // Before 5.19 (no lock contention tracepoints): the gate semaphore's slow path.
+            attempt(
+                "fentry:__percpu_down_read",
+                Programs::Tracing(&[
+                    fentry("fw_percpu_down_read_entry", "__percpu_down_read"),
+                    fexit("fw_percpu_down_read_exit", "__percpu_down_read"),
+                ]),
+            ),
         ],
     ),
     feature(

@@ -52,9 +52,14 @@ pub(super) struct Differs {
 }
 
 impl Kernel {
-    /// FREEZEWATCH_ABSENT for the guest: the features whose tests may skip there.
+    /// FREEZEWATCH_ABSENT for the guest: the features that record nothing there.
     pub fn absent(&self) -> String {
-        self.differs.iter().map(|d| d.feature).collect::<Vec<_>>().join(",")
+        self.differs.iter().filter(|d| d.hook.is_none()).map(|d| d.feature).collect::<Vec<_>>().join(",")
+    }
+
+    /// FREEZEWATCH_OTHER_HOOK for the guest: the features that use another hook there.
+    pub fn other_hooks(&self) -> String {
+        self.differs.iter().filter(|d| d.hook.is_some()).map(|d| d.feature).collect::<Vec<_>>().join(",")
     }
 
     /// FREEZEWATCH_QUIRKS for the guest.
@@ -82,9 +87,9 @@ pub(super) const KERNELS: &[Kernel] = &[
             },
             Differs {
                 feature: "blocked-writers",
-                hook: None,
-                why: "the lock:contention_begin/end tracepoints arrived in 5.19: writers held at the \
-                      gate are not seen",
+                hook: Some("fentry:__percpu_down_read"),
+                why: "the lock:contention_begin/end tracepoints arrived in 5.19: the gate semaphore's \
+                      slow path is watched instead (fentry, so nothing where fentry is refused)",
             },
             Differs {
                 feature: "txn-xfs",

@@ -87,9 +87,10 @@ pub(super) fn boot(
         .arg("-append")
         .arg(format!(
             // Unknown key=value parameters reach the guest's init as environment variables.
-            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_TEST_ARGS={} FW_ABSENT={} FW_QUIRKS={}",
+            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_TEST_ARGS={} FW_ABSENT={} FW_OTHER_HOOK={} FW_QUIRKS={}",
             filter.unwrap_or_default(),
             kernel.absent(),
+            kernel.other_hooks(),
             kernel.quirk_names(),
         ))
         .stdin(Stdio::null())

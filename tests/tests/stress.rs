@@ -48,7 +48,7 @@ fn cycles_under_concurrent_writers_have_no_slips(fstype: FsType) {
     assert_eq!(ours.len(), 1, "{summaries:?}");
     assert_eq!(ours[0]["freezes"], CYCLES);
     assert_eq!(ours[0]["thaws"], CYCLES);
-    assert_eq!(ours[0]["slips"], 0);
+    assert_eq!(ours[0]["slips"], known.len(), "only the kernel's own, if any");
     let counters = &trace.footer()["counters"];
     assert_eq!(counters["lost_ringbuf_full"], 0, "{counters}");
     assert_eq!(counters["lost_undecodable"], 0, "{counters}");

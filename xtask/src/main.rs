@@ -83,8 +83,8 @@ enum Cmd {
     },
     /// Run every test: the lint gate (`cargo fmt --check`, clippy `-D warnings` for the workspace
     /// and for the eBPF programs on their target), unit tests, `dist`, the kernel tests (root; one
-    /// at a time, on loop images; they check the package too), then `vm-test --kernel all` (the
-    /// guests side by side). With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
+    /// at a time, on loop images; they check the package too), then `vm-test --kernel all` (four
+    /// guests, two at a time). With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
     /// fails instead of skipping.
     Test {
         /// Extra arguments for the kernel test binaries (after `--`), e.g. a test name filter.

@@ -228,8 +228,8 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
         KERNELS.iter().filter(|k| wanted.iter().any(|w| *w == "all" || *w == k.name)).collect();
     let bin_sha256 = sha256(freezewatch)?;
     eprintln!("xtask: the guests run {} (sha256 {bin_sha256})", freezewatch.display());
-    // Kernels and initramfs images first, one after the other (apt, downloads); then the guests
-    // side by side: each is one TCG thread, and the machine has two cores.
+    // Kernels and initramfs images first, one after the other (apt, downloads); then the guests,
+    // as many at once as there are cores (below).
     let mut failures = Vec::new();
     let mut kvm = None;
     let mut ready = Vec::new();

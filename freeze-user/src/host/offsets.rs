@@ -126,8 +126,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         mapping_host: ptr(btf, "address_space", &["host"])?,
         folio_index: page_cache_index(btf)?,
         page_shift: crate::host::kernel::page_size().trailing_zeros(),
-        // Before 5.12 a bio has `bi_disk` instead: the attempts that read this need the field.
-        bio_bi_bdev: ptr(btf, "bio", &["bi_bdev"]).unwrap_or(0),
+        bio_bi_bdev: bio_bdev(btf)?,
         bio_bi_opf: sized(btf, "bio", &["bi_opf"], &[4], "4 (blk_opf_t)")?.offset,
         bio_bi_sector: sized(btf, "bio", &["bi_iter", "bi_sector"], &[8], "8 (sector_t)")?.offset,
         bio_bi_size: sized(btf, "bio", &["bi_iter", "bi_size"], &[4], "4 (unsigned int)")?.offset,
@@ -153,6 +152,15 @@ fn page_cache_index(btf: &Btf) -> Result<u32, OffsetError> {
             Ok(sized(btf, "page", &["index"], &[8], "8 (pgoff_t)")?.offset)
         }
         other => Ok(other?.offset),
+    }
+}
+
+/// `bio.bi_bdev`, or 0 where a bio has none (before 5.12: `bi_disk` instead); the attempts that
+/// read it need the field. Any other surprise in it is an error, as for every field.
+fn bio_bdev(btf: &Btf) -> Result<u32, OffsetError> {
+    match ptr(btf, "bio", &["bi_bdev"]) {
+        Err(OffsetError::Btf(BtfError::NoField { .. })) => Ok(0),
+        other => other,
     }
 }
 

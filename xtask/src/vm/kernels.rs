@@ -241,33 +241,30 @@ pub(super) fn fetch(kernel: &Kernel) -> Result<(PathBuf, PathBuf)> {
     let cache = root().join("target/vm/cache");
     std::fs::create_dir_all(&cache)?;
     let companion = |package: &str| kernel.modules_package.map(|(from, to)| package.replacen(from, to, 1));
-    // A cached download decides, so that a second run needs neither the network nor the archive's
-    // newest package (which it may list and not serve).
-    let listed = candidates(kernel.archive, kernel.package, false)?;
-    let mut debs = None;
-    for package in &listed {
-        let modules = match companion(package) {
-            Some(m) => cached(&cache, &m)?.map(Some),
-            None => Some(None),
-        };
-        if let (Some(image), Some(modules)) = (cached(&cache, package)?, modules) {
-            debs = Some((image, modules));
-            break;
-        }
-    }
-    if debs.is_none() {
-        for package in &candidates(kernel.archive, kernel.package, true)? {
-            let Some(image) = download(kernel.archive, &cache, package)? else { continue };
+    // The first of `packages` whose .deb (and modules .deb) `get` finds.
+    let first = |packages: &[String],
+                 get: &dyn Fn(&str) -> Result<Option<PathBuf>>|
+     -> Result<Option<(PathBuf, Option<PathBuf>)>> {
+        for package in packages {
+            let Some(image) = get(package)? else { continue };
             let modules = match companion(package) {
-                Some(m) => match download(kernel.archive, &cache, &m)? {
+                Some(m) => match get(&m)? {
                     Some(deb) => Some(deb),
                     None => continue,
                 },
                 None => None,
             };
-            debs = Some((image, modules));
-            break;
+            return Ok(Some((image, modules)));
         }
+        Ok(None)
+    };
+    // A cached download decides, so that a second run needs neither the network nor the archive's
+    // newest package (which it may list and not serve).
+    let listed = candidates(kernel.archive, kernel.package, false)?;
+    let mut debs = first(&listed, &|p: &str| cached(&cache, p))?;
+    if debs.is_none() {
+        let listed = candidates(kernel.archive, kernel.package, true)?;
+        debs = first(&listed, &|p: &str| download(kernel.archive, &cache, p))?;
     }
     let Some((image, modules)) = debs else {
         bail!("no package matching {} could be downloaded for the {} guest", kernel.package, kernel.name)

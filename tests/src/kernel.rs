@@ -62,7 +62,7 @@ impl Capabilities {
 }
 
 /// What `freezewatch doctor --json` reports for `feature`: (its hook, or None when none
-/// attached; the fallbacks it went past, joined). Doctor runs once per test binary.
+/// attached; the fallbacks it went past, joined). Doctor runs once per test process.
 pub fn doctor_feature(feature: &str) -> (Option<String>, String) {
     static REPORT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     let report = REPORT.get_or_init(|| {

@@ -87,7 +87,8 @@ enum Cmd {
     /// guests, two at a time). With FREEZEWATCH_REQUIRE_KERNEL=1 a kernel test that cannot run
     /// fails instead of skipping.
     Test {
-        /// Extra arguments for the kernel test binaries (after `--`), e.g. a test name filter.
+        /// Extra arguments for the kernel test binary (after `--`), e.g. a test name filter
+        /// (`gate::` runs one module).
         #[arg(last = true)]
         args: Vec<String>,
     },

@@ -95,7 +95,7 @@ fn passed_in(log: &str) -> u64 {
         .sum()
 }
 
-/// What test binary `test` printed, between its begin and end markers (lines may end in \r: the
+/// What the run of test module `test` printed, between its begin and end markers (lines may end in \r: the
 /// guest's serial console).
 fn output_of(log: &str, test: &str) -> String {
     let (begin, end) = (format!("FW-TEST-BEGIN {test}"), format!("FW-TEST-RC {test} "));
@@ -110,19 +110,20 @@ fn output_of(log: &str, test: &str) -> String {
 fn skipped_test(line: &str) -> Option<&str> {
     let line = line.trim();
     if let Some(rest) = line.strip_prefix("test ") {
-        return rest.split_whitespace().next();
+        // "test module::name ...": the tables name tests without their module.
+        return rest.split_whitespace().next().and_then(|t| t.rsplit("::").next());
     }
     let rest = &line[line.find("SKIPPED ")? + "SKIPPED ".len()..];
     rest.split([':', '(', ' ']).next()
 }
 
 /// Checks what the guest reported: doctor attached the fentry, fexit and LSM hooks, every test
-/// binary ran and passed at least one test (unless a filter selects tests), and nothing skipped
+/// module of the plan ran and passed at least one test, and nothing skipped
 /// but the allowed few (the guest makes tests that need fentry or LSM fail rather than skip).
 fn check(
     kernel: &kernels::Kernel,
     log: &str,
-    bins: &TestBinaries,
+    tests: &KernelTests,
     filter: Option<&str>,
     bin_sha256: &str,
 ) -> Result<()> {
@@ -162,20 +163,21 @@ fn check(
     }
     let mut failed = Vec::new();
     let mut empty = Vec::new();
-    for (test, _) in &bins.tests {
+    let plan = tests.plan(filter);
+    for (module, _) in &plan {
         let rc = log
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("FW-TEST-RC {test} ")))
-            .with_context(|| format!("{name}: test binary {test} did not run"))?;
+            .find_map(|l| l.strip_prefix(&format!("FW-TEST-RC {module} ")))
+            .with_context(|| format!("{name}: test module {module} did not run"))?;
         if rc.trim() != "0" {
-            failed.push(format!("{test} (exit {})", rc.trim()));
+            failed.push(format!("{module} (exit {})", rc.trim()));
         }
-        if filter.is_none() && passed_in(&output_of(log, test)) == 0 {
-            empty.push(test.as_str());
+        if passed_in(&output_of(log, module)) == 0 {
+            empty.push(*module);
         }
     }
-    ensure!(failed.is_empty(), "{name}: failing test binaries: {}", failed.join(", "));
-    ensure!(empty.is_empty(), "{name}: test binaries that passed no test: {}", empty.join(", "));
+    ensure!(failed.is_empty(), "{name}: failing test modules: {}", failed.join(", "));
+    ensure!(empty.is_empty(), "{name}: test modules that passed no test: {}", empty.join(", "));
     let allowed = |line: &str| {
         let test = skipped_test(line);
         let listed = ALLOWED_SKIPS.iter().chain(kernel.skips).any(|(t, _)| Some(*t) == test);
@@ -187,12 +189,12 @@ fn check(
     let skips: Vec<&str> = log.lines().filter(|l| l.contains("SKIPPED") && !allowed(l)).collect();
     ensure!(skips.is_empty(), "{name}: tests skipped that must run in the guests:\n{}", skips.join("\n"));
     let passed = passed_in(log);
-    ensure!(passed > 0, "{name}: no test ran (does the filter match a test name?)");
+    ensure!(passed > 0, "{name}: no test ran");
     let version = log.lines().find_map(|l| l.split_once("FW-KERNEL ")).map_or("?", |(_, v)| v.trim());
     let skipped = log.lines().filter(|l| l.contains("SKIPPED")).count();
     eprintln!(
-        "xtask: {name}: Linux {version}: {passed} kernel tests passed in {} binaries, {skipped} skipped as allowed",
-        bins.tests.len()
+        "xtask: {name}: Linux {version}: {passed} kernel tests passed in {} modules, {skipped} skipped as allowed",
+        plan.len()
     );
     Ok(())
 }
@@ -212,10 +214,14 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
         "--filter takes one test-name substring without spaces"
     );
     ensure_packages()?;
-    let bins = build_test_binaries()?;
-    for (name, why) in HOST_ONLY_TESTS {
-        eprintln!("xtask: not run in the guests: {name} ({why})");
+    let tests = build_kernel_tests()?;
+    for (module, why) in HOST_ONLY_MODULES {
+        eprintln!("xtask: not run in the guests: {module} ({why})");
     }
+    ensure!(
+        !tests.plan(filter).is_empty(),
+        "no kernel test run in the guests has a name containing {filter:?}"
+    );
     let wanted: Vec<&str> = which.split(',').map(str::trim).collect();
     for name in &wanted {
         ensure!(
@@ -239,7 +245,7 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
             let (dir, vmlinuz) = kernels::fetch(kernel)?;
             kvm.get_or_insert_with(|| use_kvm(&vmlinuz));
             let initrd = root().join(format!("target/vm/initrd-{name}.gz"));
-            initramfs(&dir, freezewatch, &bins, &initrd)?;
+            initramfs(&dir, freezewatch, &tests, filter, &initrd)?;
             Ok((vmlinuz, initrd))
         })();
         match prepared {
@@ -280,14 +286,14 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
                     let name = kernel.name;
                     let start = Instant::now();
                     let result = (|| -> Result<()> {
-                        let log = match boot(kernel, vmlinuz, initrd, filter, kvm) {
+                        let log = match boot(kernel, vmlinuz, initrd, kvm) {
                             Err(e) if e.is::<Wedged>() => {
                                 eprintln!("xtask: {name}: {e} (see above); booting it once more");
-                                boot(kernel, vmlinuz, initrd, filter, kvm)?
+                                boot(kernel, vmlinuz, initrd, kvm)?
                             }
                             other => other?,
                         };
-                        check(kernel, &log, &bins, filter, &bin_sha256)
+                        check(kernel, &log, &tests, filter, &bin_sha256)
                     })();
                     eprintln!("xtask: {name}: the guest took {} s", start.elapsed().as_secs());
                     if let Ok(mut r) = results.lock() {
@@ -314,17 +320,17 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
 mod tests {
     use super::*;
 
-    /// Shaped like a guest's log: serial-console line ends, two binaries, allowed and other skips.
-    const LOG: &str = "FW-TEST-BEGIN cli\r\nrunning 2 tests\r\ntest a ... ok\r\n\
+    /// Shaped like a guest's log: serial-console line ends, two modules, allowed and other skips.
+    const LOG: &str = "FW-TEST-BEGIN cli\r\nrunning 2 tests\r\ntest cli::a ... ok\r\n\
         test result: ok. 2 passed; 0 failed; 0 ignored\r\nFW-TEST-RC cli 0\r\n\
-        FW-TEST-BEGIN gate\r\ntest nested_holders_keep_the_gate_closed_until_the_last_thaw ... SKIPPED x\r\n\
+        FW-TEST-BEGIN gate\r\ntest gate::nested_holders_keep_the_gate_closed_until_the_last_thaw ... SKIPPED x\r\n\
         test result: ok. 0 passed; 0 failed; 0 ignored\r\nFW-TEST-RC gate 0\r\n\
         SKIPPED some_test: no reason\r\n";
 
     #[test]
-    fn each_binary_counts_its_own_passes() {
+    fn each_module_counts_its_own_passes() {
         assert_eq!(passed_in(&output_of(LOG, "cli")), 2);
-        assert_eq!(passed_in(&output_of(LOG, "gate")), 0, "a binary that ran nothing is seen");
+        assert_eq!(passed_in(&output_of(LOG, "gate")), 0, "a module that ran nothing is seen");
         assert_eq!(passed_in(LOG), 2);
     }
 

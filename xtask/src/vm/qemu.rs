@@ -67,13 +67,7 @@ pub(super) fn probe_kvm(vmlinuz: &Path) -> std::result::Result<(), String> {
 }
 
 /// Boots the guest and returns its console output, streamed to stderr as it comes.
-pub(super) fn boot(
-    kernel: &kernels::Kernel,
-    vmlinuz: &Path,
-    initrd: &Path,
-    filter: Option<&str>,
-    kvm: bool,
-) -> Result<String> {
+pub(super) fn boot(kernel: &kernels::Kernel, vmlinuz: &Path, initrd: &Path, kvm: bool) -> Result<String> {
     let name = kernel.name;
     let mut cmd = Command::new("qemu-system-x86_64");
     // One vCPU: with two, a TCG guest wedged for good (both vCPUs in soft lockup) in one of
@@ -87,8 +81,7 @@ pub(super) fn boot(
         .arg("-append")
         .arg(format!(
             // Unknown key=value parameters reach the guest's init as environment variables.
-            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_TEST_ARGS={} FW_ABSENT={} FW_OTHER_HOOK={} FW_QUIRKS={}",
-            filter.unwrap_or_default(),
+            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_ABSENT={} FW_OTHER_HOOK={} FW_QUIRKS={}",
             kernel.absent(),
             kernel.other_hooks(),
             kernel.quirk_names(),

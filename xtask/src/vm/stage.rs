@@ -1,4 +1,4 @@
-//! What a guest boots with: the initramfs (busybox, dash, freezewatch, the kernel test binaries,
+//! What a guest boots with: the initramfs (busybox, dash, freezewatch, the kernel test binary,
 //! the tools they call with their libraries) and the kernel modules with their dependencies.
 use std::{
     path::{Path, PathBuf},
@@ -138,14 +138,32 @@ pub(super) fn stage_modules(kernel_dir: &Path, stage: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The kernel test binaries (tests/tests/*.rs) and fw-fsmount, as built for this machine.
-pub struct TestBinaries {
-    pub tests: Vec<(String, PathBuf)>,
+/// The kernel test binary (tests/tests/kernel/), its tests by module, and fw-fsmount, as built for
+/// this machine. The guests run it once per module, so each module is accounted for on its own.
+pub struct KernelTests {
+    pub exe: PathBuf,
+    /// Module name, then the full names of its tests (`module::test`), as `--list` gives them.
+    pub modules: Vec<(String, Vec<String>)>,
     pub fsmount: PathBuf,
 }
 
-/// Test binaries left out of the guests, with why.
-pub(super) const HOST_ONLY_TESTS: &[(&str, &str)] = &[
+impl KernelTests {
+    /// The modules to run, with the tests whose names contain `filter` (all without one); a module
+    /// left with none is not run.
+    pub fn plan(&self, filter: Option<&str>) -> Vec<(&str, Vec<&str>)> {
+        self.modules
+            .iter()
+            .map(|(module, tests)| {
+                let tests = tests.iter().map(String::as_str).filter(|t| filter.is_none_or(|f| t.contains(f)));
+                (module.as_str(), tests.collect::<Vec<_>>())
+            })
+            .filter(|(_, tests)| !tests.is_empty())
+            .collect()
+    }
+}
+
+/// Modules of the kernel test binary left out of the guests, with why.
+pub(super) const HOST_ONLY_MODULES: &[(&str, &str)] = &[
     ("tui", "drives the terminal UI through tmux; the UI is the same code on every kernel"),
     (
         "memory",
@@ -161,38 +179,64 @@ pub(super) const HOST_ONLY_TESTS: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn build_test_binaries() -> Result<TestBinaries> {
+/// The name of the kernel test binary's target (tests/tests/kernel/main.rs).
+const KERNEL_TEST_TARGET: &str = "kernel";
+
+pub fn build_kernel_tests() -> Result<KernelTests> {
     let out = crate::cargo()
         .args(["test", "--package", "freezewatch-tests", "--no-run", "--message-format=json"])
         .stderr(Stdio::inherit())
         .output()
         .context("cargo test --no-run")?;
-    ensure!(out.status.success(), "building the kernel test binaries failed");
-    let mut tests = Vec::new();
+    ensure!(out.status.success(), "building the kernel test binary failed");
+    let mut exe = None;
     let mut fsmount = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<Value>(line) else { continue };
-        let (Some(exe), Some(name)) = (msg["executable"].as_str(), msg["target"]["name"].as_str()) else {
+        let (Some(path), Some(name)) = (msg["executable"].as_str(), msg["target"]["name"].as_str()) else {
             continue;
         };
         let kinds = msg["target"]["kind"].as_array().cloned().unwrap_or_default();
         if msg["profile"]["test"] == true && kinds.iter().any(|k| k == "test") {
-            tests.push((name.to_owned(), PathBuf::from(exe)));
+            ensure!(
+                name == KERNEL_TEST_TARGET,
+                "a second kernel test binary, {name}: make it a module of tests/tests/kernel"
+            );
+            exe = Some(PathBuf::from(path));
         } else if name == "fw-fsmount" && msg["profile"]["test"] == false {
             // (cargo also builds the bin's own unit-test harness under that target name.)
-            fsmount = Some(PathBuf::from(exe));
+            fsmount = Some(PathBuf::from(path));
         }
     }
-    tests.retain(|(name, _)| !HOST_ONLY_TESTS.iter().any(|(h, _)| h == name));
-    tests.sort();
-    ensure!(!tests.is_empty(), "cargo built no kernel test binaries");
-    Ok(TestBinaries { tests, fsmount: fsmount.context("fw-fsmount was not built")? })
+    let exe = exe.context("cargo built no kernel test binary")?;
+    let modules = modules_of(&output(Command::new(&exe).args(["--list", "--format", "terse"]))?);
+    ensure!(!modules.is_empty(), "the kernel test binary lists no tests");
+    Ok(KernelTests { exe, modules, fsmount: fsmount.context("fw-fsmount was not built")? })
+}
+
+/// The tests of a `--list --format terse` listing ("module::name: test"), by module, without the
+/// host-only modules.
+fn modules_of(listing: &str) -> Vec<(String, Vec<String>)> {
+    let mut modules: Vec<(String, Vec<String>)> = Vec::new();
+    for test in listing.lines().filter_map(|l| l.strip_suffix(": test")) {
+        let module = test.split("::").next().unwrap_or(test);
+        if HOST_ONLY_MODULES.iter().any(|(m, _)| *m == module) {
+            continue;
+        }
+        match modules.iter_mut().find(|(m, _)| m == module) {
+            Some((_, tests)) => tests.push(test.to_owned()),
+            None => modules.push((module.to_owned(), vec![test.to_owned()])),
+        }
+    }
+    modules.sort();
+    modules
 }
 
 pub(super) fn initramfs(
     kernel_dir: &Path,
     freezewatch: &Path,
-    bins: &TestBinaries,
+    tests: &KernelTests,
+    filter: Option<&str>,
     out: &Path,
 ) -> Result<()> {
     let stage = out.with_extension("d");
@@ -207,13 +251,14 @@ pub(super) fn initramfs(
     // (its fsfreeze, mount and dd differ from util-linux's and coreutils').
     copy_with_libs_to(&which("dash")?, &stage, "bin/sh")?;
     copy_with_libs(freezewatch, &stage)?;
-    copy_with_libs_to(&bins.fsmount, &stage, "usr/sbin/fw-fsmount")?;
+    copy_with_libs_to(&tests.fsmount, &stage, "usr/sbin/fw-fsmount")?;
     for tool in GUEST_TOOLS {
         copy_with_libs(&which(tool)?, &stage)?;
     }
-    for (name, exe) in &bins.tests {
-        copy_with_libs_to(exe, &stage, &format!("tests/{name}"))?;
-    }
+    copy_with_libs_to(&tests.exe, &stage, "tests/kernel")?;
+    // The plan the init runs: one line per module, its name and then its tests' full names.
+    let plan: Vec<String> = tests.plan(filter).iter().map(|(m, t)| format!("{m} {}", t.join(" "))).collect();
+    std::fs::write(stage.join("tests/plan"), plan.join("\n") + "\n")?;
     std::fs::copy("/etc/mke2fs.conf", stage.join("etc/mke2fs.conf")).context("mke2fs.conf")?;
     stage_modules(kernel_dir, &stage)?;
     std::fs::copy(root().join("xtask/vm/init"), stage.join("init"))?;
@@ -225,4 +270,31 @@ pub(super) fn initramfs(
         .current_dir(&stage))?;
     std::fs::remove_dir_all(&stage)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = "cli::a: test\ngate::b: test\ncli::c: test\ntui::d: test\nwatch::hold: test\n\n5 tests, 0 benchmarks\n";
+
+    #[test]
+    fn modules_group_their_tests_and_leave_host_only_ones_out() {
+        let modules = modules_of(LISTING);
+        let names: Vec<(&str, Vec<&str>)> =
+            modules.iter().map(|(m, t)| (m.as_str(), t.iter().map(String::as_str).collect())).collect();
+        assert_eq!(
+            names,
+            [("cli", vec!["cli::a", "cli::c"]), ("gate", vec!["gate::b"]), ("watch", vec!["watch::hold"])]
+        );
+    }
+
+    #[test]
+    fn a_filter_keeps_the_modules_with_a_matching_test() {
+        let tests =
+            KernelTests { exe: PathBuf::new(), modules: modules_of(LISTING), fsmount: PathBuf::new() };
+        assert_eq!(tests.plan(None).len(), 3);
+        assert_eq!(tests.plan(Some("cli::c")), [("cli", vec!["cli::c"])]);
+        assert!(tests.plan(Some("nothing")).is_empty());
+    }
 }

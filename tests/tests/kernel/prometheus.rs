@@ -278,7 +278,7 @@ impl Drop for Webhook {
 /// The shipped rules, with the long-freeze threshold at 3 s instead of 5 minutes (a test cannot
 /// wait that long; promtool's tests check the real threshold).
 fn rules_for_a_test() -> String {
-    let rules = include_str!("../../contrib/prometheus/freezewatch-rules.yml");
+    let rules = include_str!("../../../contrib/prometheus/freezewatch-rules.yml");
     assert!(rules.contains("expr: freezewatch_frozen_seconds > 300"), "the long-freeze rule changed");
     rules.replace("expr: freezewatch_frozen_seconds > 300", "expr: freezewatch_frozen_seconds > 3")
 }

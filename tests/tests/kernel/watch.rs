@@ -95,7 +95,7 @@ fn self_freezer(fs: &LoopFs) -> Child {
     spawn_frozen(|mark| {
         let mut helper = Command::new(std::env::current_exe().expect("this binary"));
         helper
-            .args(["--ignored", "--exact", "hold_freeze_helper", "--test-threads=1"])
+            .args(["--ignored", "--exact", "watch::hold_freeze_helper", "--test-threads=1"])
             .env("FW_HOLD_FREEZE", fs.mnt())
             .env("FW_HOLD_MARK", mark)
             .stdout(Stdio::null());
@@ -848,7 +848,7 @@ fn an_orphaned_device_mapper_suspend_is_an_error_and_the_watchdog_never_thaws_it
 }
 
 /// The service unit the package installs.
-const UNIT: &str = include_str!("../../contrib/systemd/freezewatch.service");
+const UNIT: &str = include_str!("../../../contrib/systemd/freezewatch.service");
 
 /// What `cmd` (a `freezewatch doctor --json`) prints.
 fn doctor_json(cmd: &mut Command) -> serde_json::Value {

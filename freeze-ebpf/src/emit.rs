@@ -1,6 +1,15 @@
-//! Building and sending events: counters, the begin/end pairing of operations, stacks, and the
+//! Building and sending events: the begin/end pairing of operations, stacks, and the
 //! watch maps that let the hot paths filter by superblock.
-use crate::{maps::*, read::*};
+use crate::{
+    maps::{
+        BDEV_CALLS, EVENTS, FROZEN_SBS, GATE_LOCKS, GateLock, OWNERS, PENDING, Pending, STACKS, WATCHED_DEVS,
+        WATCHED_UUIDS, WATCHING, bump,
+    },
+    read::{
+        fill_ident, gate_lock_addr, group_exiting, is_reaper, process_start, read_level, read_u32, read_u64,
+        sb_bdev, sb_uuid, signal_of,
+    },
+};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
@@ -9,30 +18,6 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use freeze_common::{RawEvent, RawMount, counter, freeze_flags, kind, level};
-
-#[inline(always)]
-pub(crate) fn bump(slot: u32) {
-    if let Some(p) = COUNTERS.get_ptr_mut(slot) {
-        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
-        unsafe { *p += 1 };
-    }
-}
-
-#[inline(always)]
-pub(crate) fn hit(hook: u32) {
-    if let Some(p) = HOOK_HITS.get_ptr_mut(hook) {
-        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
-        unsafe { *p += 1 };
-    }
-}
-
-/// Counts a hit of a program that follows its arguments into kernel structs (a raw tracepoint);
-/// whether the offsets it follows them with are there.
-#[inline(always)]
-pub(crate) fn hit_ready(hook: u32) -> bool {
-    hit(hook);
-    off!(valid) != 0
-}
 
 /// Everything an event carries besides the task, which `emit` reads itself.
 #[derive(Clone, Copy)]
@@ -255,29 +240,6 @@ fn note_owners() -> u32 {
     0
 }
 
-/// The block device behind a superblock: `s_bdev->bd_dev`, or `s_dev` without a block device.
-#[inline(always)]
-pub(crate) fn sb_bdev(sb: u64) -> u32 {
-    match read_u64(sb + off!(sb_s_bdev)) {
-        Ok(bdev) if bdev != 0 => read_u32(bdev + off!(bdev_bd_dev)).unwrap_or(0),
-        _ => read_u32(sb + off!(sb_s_dev)).unwrap_or(0),
-    }
-}
-
-/// The superblock of the filesystem with `s_dev` `fs_dev` when it is frozen (level COMPLETE):
-/// lower layers and backing files name their filesystem by `s_dev`.
-#[inline(always)]
-pub(crate) fn frozen_sb_of(fs_dev: u32) -> Option<u64> {
-    // SAFETY: the value is copied out at once.
-    let sb = unsafe { FROZEN_SBS.get(fs_dev) }.copied()?;
-    (read_level(sb) == level::COMPLETE).then_some(sb)
-}
-
-#[inline(always)]
-pub(crate) fn gate_lock_addr(sb: u64, index: u64) -> u64 {
-    sb + off!(sb_rw_sem) + index * off!(rw_sem_size)
-}
-
 /// Id + 1 of the current kernel stack in `STACKS`, 0 when it could not be taken.
 #[inline(always)]
 pub(crate) fn stack_of<C: StackIdContext>(ctx: &C) -> u32 {
@@ -285,15 +247,6 @@ pub(crate) fn stack_of<C: StackIdContext>(ctx: &C) -> u32 {
         Ok(id) => id as u32 + 1,
         Err(_) => 0,
     }
-}
-
-#[inline(always)]
-pub(crate) fn sb_uuid(sb: u64) -> [u8; 16] {
-    let mut uuid = [0u8; 16];
-    let addr = sb + off!(sb_s_uuid);
-    // SAFETY: a fixed-size copy into an array of that size.
-    let _ = unsafe { bpf_probe_read_kernel_buf(addr as *const u8, &mut uuid) };
-    uuid
 }
 
 /// Adds `delta` (1, or u32::MAX for -1) to `WATCHING`, atomically: freezes on other CPUs count too.

@@ -190,3 +190,28 @@ pub(crate) struct Pending {
     pub(crate) flags: u32,
     pub(crate) _pad: u32,
 }
+
+/// Counts an event of the kind `slot` names (`counter::*`) on this CPU.
+#[inline(always)]
+pub(crate) fn bump(slot: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Counts a run of the program of `hook` (`hook::*`) on this CPU.
+#[inline(always)]
+pub(crate) fn hit(hook: u32) {
+    if let Some(p) = HOOK_HITS.get_ptr_mut(hook) {
+        // SAFETY: the pointer comes from the map lookup and is valid for this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Whether user space filled in the kernel offsets (from BTF): programs that follow their
+/// arguments into kernel structs (raw tracepoints) do nothing without them.
+#[inline(always)]
+pub(crate) fn offsets_valid() -> bool {
+    off!(valid) != 0
+}

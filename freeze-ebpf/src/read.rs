@@ -1,6 +1,6 @@
 //! Kernel reads: struct fields at the offsets user space resolved from BTF, and the superblock
 //! behind a file descriptor.
-use crate::emit::bump;
+use crate::maps::{FROZEN_SBS, bump};
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
     generated::bpf_get_current_task,
@@ -171,4 +171,36 @@ pub(crate) fn is_reaper(signal: u64) -> bool {
     // SAFETY: as read_u64.
     let byte = unsafe { bpf_probe_read_kernel((signal + bit / 8) as *const u8) };
     byte.is_ok_and(|b| b & (1 << (bit % 8)) != 0)
+}
+
+/// The block device behind a superblock: `s_bdev->bd_dev`, or `s_dev` without a block device.
+#[inline(always)]
+pub(crate) fn sb_bdev(sb: u64) -> u32 {
+    match read_u64(sb + off!(sb_s_bdev)) {
+        Ok(bdev) if bdev != 0 => read_u32(bdev + off!(bdev_bd_dev)).unwrap_or(0),
+        _ => read_u32(sb + off!(sb_s_dev)).unwrap_or(0),
+    }
+}
+
+/// The superblock of the filesystem with `s_dev` `fs_dev` when it is frozen (level COMPLETE):
+/// lower layers and backing files name their filesystem by `s_dev`.
+#[inline(always)]
+pub(crate) fn frozen_sb_of(fs_dev: u32) -> Option<u64> {
+    // SAFETY: the value is copied out at once.
+    let sb = unsafe { FROZEN_SBS.get(fs_dev) }.copied()?;
+    (read_level(sb) == level::COMPLETE).then_some(sb)
+}
+
+#[inline(always)]
+pub(crate) fn gate_lock_addr(sb: u64, index: u64) -> u64 {
+    sb + off!(sb_rw_sem) + index * off!(rw_sem_size)
+}
+
+#[inline(always)]
+pub(crate) fn sb_uuid(sb: u64) -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    let addr = sb + off!(sb_s_uuid);
+    // SAFETY: a fixed-size copy into an array of that size.
+    let _ = unsafe { bpf_probe_read_kernel_buf(addr as *const u8, &mut uuid) };
+    uuid
 }

@@ -2,7 +2,10 @@
 //! filesystem: punching a hole, zeroing, collapsing or inserting a range, or truncating, changes
 //! the bytes the loop device reads without a single bio on it.
 use super::write::{Target, backing_modified, remember, take_writing, write_target};
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    maps::{Writing, any_watched, hit},
+    read::{SysArgs, inode_from_fd, sys_exit_ret},
+};
 use aya_ebpf::{
     macros::tracepoint,
     programs::{TracePointContext, tracing::StackIdContext},

@@ -1,7 +1,11 @@
 //! Modifying bios (writes, discards, secure erases, write-zeroes) queued to a frozen filesystem's
 //! storage (`block:block_bio_queue`): its own block device, a btrfs member, or a lower layer's
 //! range that holds it (a partition's disk, a device-mapper target's device).
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    emit::{Emit, emit, stack_of},
+    maps::{BDEV_ALIAS, LOWER_EXTENTS, WATCHED_DEVS, bump, hit, offsets_valid},
+    read::{frozen_sb_of, read_u32, read_u64},
+};
 use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext, tracing::StackIdContext},
@@ -30,7 +34,8 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
 /// bio itself (`bio_dev()`, `bi_iter.bi_sector`, `bio_sectors()`, the op of `bi_opf`).
 #[raw_tracepoint(tracepoint = "block_bio_queue")]
 pub fn fw_raw_block_bio_queue(ctx: RawTracePointContext) -> u32 {
-    if !hit_ready(hook::RAW_TP_BLOCK_BIO_QUEUE) {
+    hit(hook::RAW_TP_BLOCK_BIO_QUEUE);
+    if !offsets_valid() {
         return 0;
     }
     let bio: u64 = ctx.arg(0);

@@ -5,7 +5,11 @@
 //! io_uring, splice, a kernel writer) turns a clean page or inode dirty and passes here; a steady
 //! write load, whose pages are already dirty, almost never does. Nothing runs per write syscall.
 use super::write::{Target, backing_modified, write_target};
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    emit::{Emit, emit, stack_of},
+    maps::{Writing, any_watched, hit},
+    read::{read_u64, untyped_arg},
+};
 use aya_ebpf::{
     macros::btf_tracepoint,
     programs::{BtfTracePointContext, tracing::StackIdContext},

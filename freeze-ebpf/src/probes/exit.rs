@@ -2,7 +2,11 @@
 //! that `watch` knows from the kernel when a freeze's owner is gone and how it ended. The
 //! tracepoint fires in the exiting thread; only the last thread of a listed process, with the
 //! start time recorded at the freeze, is reported.
-use crate::{emit::*, maps::OWNERS, read::*};
+use crate::{
+    emit::{Emit, emit},
+    maps::{OWNERS, hit, offsets_valid},
+    read::{group_exiting, process_start, read_u32, signal_of},
+};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_current_task},
     macros::{btf_tracepoint, tracepoint},
@@ -28,7 +32,8 @@ fn process_exit(hook: u32) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: the value is copied out at once.
     let Some(start) = (unsafe { OWNERS.get(tgid) }).copied() else { return };
-    if !hit_ready(hook) {
+    hit(hook);
+    if !offsets_valid() {
         return;
     }
     // SAFETY: the helper has no preconditions; it returns the current task's address.

@@ -2,9 +2,9 @@
 //! tracepoints, the fallback that loads everywhere) and fentry/fexit on `freeze_super`/`thaw_super`
 //! (every freeze path), with the block-device freeze and thaw around them (device-mapper).
 use crate::{
-    emit::*,
-    maps::{BDEV_CALLS, bdev_call},
-    read::*,
+    emit::{Emit, emit, on_begin, on_end},
+    maps::{BDEV_CALLS, bdev_call, bump, hit},
+    read::{SysArgs, read_level, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
 };
 use aya_ebpf::{
     EbpfContext,

@@ -1,6 +1,10 @@
 //! Writers held at the freeze gate: `lock:contention_begin/end` on `s_writers.rw_sem[]` or,
 //! before 5.19, fentry/fexit on the semaphore's slow path.
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    emit::{Emit, emit},
+    maps::{GATE_LOCKS, WAITING, Waiting, bump, hit},
+    read::{read_level, untyped_arg},
+};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{btf_tracepoint, fentry, fexit, tracepoint},

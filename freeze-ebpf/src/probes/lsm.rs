@@ -1,5 +1,9 @@
 //! Mount denial (BPF LSM), loaded only with --deny-mounts.
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    emit::{Emit, emit},
+    maps::{DENY_MODE, FROZEN_SBS, MOUNT_PATHS, PATH_SCRATCH, hit},
+    read::{read_level, read_u64},
+};
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
     macros::lsm,

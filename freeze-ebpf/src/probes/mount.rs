@@ -1,5 +1,9 @@
 //! Mount calls: mount(2), move_mount, fsopen/fsconfig/fsmount, begin and end.
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    emit::{Emit, emit_mount, on_end},
+    maps::{PENDING, Pending, bump, hit},
+    read::{SysArgs, read_level, sb_from_fd, sys_exit_ret},
+};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_str_bytes},
     macros::tracepoint,

@@ -1,6 +1,10 @@
 //! Transaction starts: ext4 journal handles, xfs transactions, btrfs (tracepoints, and fexit on
 //! the module's functions).
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    emit::{Emit, emit, stack_of},
+    maps::{FROZEN_SBS, WATCHED_DEVS, WATCHED_UUIDS, bump, hit, offsets_valid},
+    read::{read_level, read_u32, read_u64},
+};
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::{fexit, raw_tracepoint, tracepoint},
@@ -109,7 +113,8 @@ fn sb_txn(ctx: &RawTracePointContext, hook: u32, sb: u64, ip: u64, flags: u32) -
 /// int type, unsigned long IP)`.
 #[raw_tracepoint(tracepoint = "ext4_journal_start_sb")]
 pub fn fw_raw_ext4_journal_start_sb(ctx: RawTracePointContext) -> u32 {
-    if !hit_ready(hook::RAW_TP_EXT4_JOURNAL_START) {
+    hit(hook::RAW_TP_EXT4_JOURNAL_START);
+    if !offsets_valid() {
         return 0;
     }
     let (sb, ty, ip): (u64, u64, u64) = (ctx.arg(0), ctx.arg(4), ctx.arg(5));
@@ -120,7 +125,8 @@ pub fn fw_raw_ext4_journal_start_sb(ctx: RawTracePointContext) -> u32 {
 /// int type, unsigned long IP)`.
 #[raw_tracepoint(tracepoint = "ext4_journal_start_inode")]
 pub fn fw_raw_ext4_journal_start_inode(ctx: RawTracePointContext) -> u32 {
-    if !hit_ready(hook::RAW_TP_EXT4_JOURNAL_START) {
+    hit(hook::RAW_TP_EXT4_JOURNAL_START);
+    if !offsets_valid() {
         return 0;
     }
     let (inode, ty, ip): (u64, u64, u64) = (ctx.arg(0), ctx.arg(4), ctx.arg(5));
@@ -132,7 +138,8 @@ pub fn fw_raw_ext4_journal_start_inode(ctx: RawTracePointContext) -> u32 {
 /// int revoke_creds, unsigned long IP)`, without the handle type.
 #[raw_tracepoint(tracepoint = "ext4_journal_start")]
 pub fn fw_raw_ext4_journal_start(ctx: RawTracePointContext) -> u32 {
-    if !hit_ready(hook::RAW_TP_EXT4_JOURNAL_START) {
+    hit(hook::RAW_TP_EXT4_JOURNAL_START);
+    if !offsets_valid() {
         return 0;
     }
     let (sb, ip): (u64, u64) = (ctx.arg(0), ctx.arg(4));
@@ -143,7 +150,8 @@ pub fn fw_raw_ext4_journal_start(ctx: RawTracePointContext) -> u32 {
 /// `tp->t_mountp->m_super`.
 #[raw_tracepoint(tracepoint = "xfs_trans_alloc")]
 pub fn fw_raw_xfs_trans_alloc(ctx: RawTracePointContext) -> u32 {
-    if !hit_ready(hook::RAW_TP_XFS_TRANS_ALLOC) || off!(xfs_mount_m_super) == 0 {
+    hit(hook::RAW_TP_XFS_TRANS_ALLOC);
+    if !offsets_valid() || off!(xfs_mount_m_super) == 0 {
         return 0;
     }
     let (tp, ip): (u64, u64) = (ctx.arg(0), ctx.arg(1));

@@ -1,7 +1,11 @@
 //! Completed writes to regular files on a frozen superblock, and to the backing files of loop
 //! devices that hold a frozen filesystem, at the write syscalls' tracepoints: the fallback of
 //! `dirty` (pages and inodes turning dirty), and where a file's target is told.
-use crate::{emit::*, maps::*, read::*};
+use crate::{
+    emit::{Emit, emit, stack_of},
+    maps::{BACKING_FILES, WATCHED_DEVS, WRITING, Writing, any_watched, bump, hit},
+    read::{file_from_fd, frozen_sb_of, read_u32, read_u64, sb_bdev, sys_exit_ret},
+};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::tracepoint,

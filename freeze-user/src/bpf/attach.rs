@@ -24,7 +24,7 @@ pub enum AttachError {
     MissingProgram(&'static str),
     #[error("{0}")]
     Format(String),
-    #[error("{what}: {}", super::loader::chain(source))]
+    #[error("{what}: {}", chain(source))]
     Program {
         what: String,
         #[source]
@@ -56,6 +56,24 @@ impl AttachError {
         };
         io.raw_os_error() == Some(libc::EPERM)
     }
+}
+
+/// Formats an error with its sources, which is where aya puts the errno and the verifier log.
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    // Verifier logs can be long; keep the first line, which names the problem, and drop aya's
+    // "Verifier output:" label when the log is empty (as it is for EPERM).
+    let first = s.lines().next().unwrap_or_default().trim_end();
+    first.strip_suffix("Verifier output:").unwrap_or(first).trim_end().trim_end_matches('.').to_owned()
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, AttachError>
@@ -273,9 +291,7 @@ pub fn attach(
             let pairs: Vec<(&str, &str)> = progs.iter().map(|p| (p.program, p.function)).collect();
             let links = modules
                 .btf_of(module)
-                .and_then(|target| {
-                    module_fexit::attach_all(&modules.map_fds, super::loader::OBJECT, target, &pairs)
-                })
+                .and_then(|target| module_fexit::attach_all(&modules.map_fds, super::OBJECT, target, &pairs))
                 .map_err(AttachError::Module)?;
             // Module links detach when dropped: kept only when the rest attaches too.
             attach_tracepoints(ebpf, then, &mut own).map(|()| modules.attached.extend(links))
@@ -294,18 +310,11 @@ pub fn attach(
 /// Unloads every program of `attempt` loaded through aya (which detaches their links); programs
 /// that were never loaded are passed over.
 pub fn unload(ebpf: &mut Ebpf, attempt: &Attempt) {
-    let names: Vec<&'static str> = match &attempt.programs {
-        Programs::Tracing(progs) => progs.iter().map(|p| p.program).collect(),
-        Programs::Tracepoints(progs) | Programs::ModuleFexit { then: progs, .. } => {
-            progs.iter().map(|p| p.program).collect()
-        }
-        Programs::BtfTracepoints(progs) => progs.iter().map(|p| p.program).collect(),
-        Programs::Lsm(progs) => progs.iter().map(|p| p.program).collect(),
-        Programs::RawTracepoints { progs, .. } => progs.iter().map(|p| p.program).collect(),
-        // Shared: unloaded by attach_syscalls when it fails to attach, never for a feature.
-        Programs::Syscalls(_) => Vec::new(),
-    };
-    unload_programs(ebpf, names);
+    // The dispatcher is shared: unloaded by attach_syscalls when it fails to attach, never for a
+    // feature. Module programs were loaded outside aya: aya passes over them.
+    if !matches!(attempt.programs, Programs::Syscalls(_)) {
+        unload_programs(ebpf, attempt.programs.names());
+    }
 }
 
 /// Unloads the programs named (which detaches their links), passing over those never loaded.

@@ -65,6 +65,22 @@ pub(super) enum Programs {
 }
 
 impl Programs {
+    /// The names of every program of this attempt in the eBPF object (for the syscall dispatcher,
+    /// its shared pair).
+    pub fn names(&self) -> Vec<&'static str> {
+        match self {
+            Self::Tracing(p) => p.iter().map(|p| p.program).collect(),
+            Self::Tracepoints(p) => p.iter().map(|p| p.program).collect(),
+            Self::BtfTracepoints(p) => p.iter().map(|p| p.program).collect(),
+            Self::ModuleFexit { progs, then, .. } => {
+                progs.iter().map(|p| p.program).chain(then.iter().map(|p| p.program)).collect()
+            }
+            Self::Lsm(p) => p.iter().map(|p| p.program).collect(),
+            Self::Syscalls(_) => SYSCALL_DISPATCHER.iter().map(|p| p.program).collect(),
+            Self::RawTracepoints { progs, .. } => progs.iter().map(|p| p.program).collect(),
+        }
+    }
+
     /// Whether this attempt uses tracing programs (fentry/fexit), which
     /// `FREEZEWATCH_NO_FENTRY=1` turns off so that the fallbacks can be tested anywhere.
     pub fn is_tracing(&self) -> bool {
@@ -582,30 +598,16 @@ mod tests {
 
     use super::*;
 
-    fn programs_of(a: &Attempt) -> Vec<&'static str> {
-        match &a.programs {
-            Programs::Tracing(p) => p.iter().map(|p| p.program).collect(),
-            Programs::Tracepoints(p) => p.iter().map(|p| p.program).collect(),
-            Programs::BtfTracepoints(p) => p.iter().map(|p| p.program).collect(),
-            Programs::ModuleFexit { progs, then, .. } => {
-                progs.iter().map(|p| p.program).chain(then.iter().map(|p| p.program)).collect()
-            }
-            Programs::Lsm(p) => p.iter().map(|p| p.program).collect(),
-            Programs::Syscalls(_) => SYSCALL_DISPATCHER.iter().map(|p| p.program).collect(),
-            Programs::RawTracepoints { progs, .. } => progs.iter().map(|p| p.program).collect(),
-        }
-    }
-
     /// The table and the built object name the same programs, and every map user space opens by
     /// name is in the object: a renamed program or map fails here, not at load time.
     #[test]
     fn the_table_and_the_names_match_the_built_object() {
-        let obj = aya_obj::Object::parse(super::super::loader::OBJECT).expect("the object parses");
+        let obj = aya_obj::Object::parse(crate::bpf::OBJECT).expect("the object parses");
         let in_object: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
         let in_table: BTreeSet<&str> = FEATURES
             .iter()
             .flat_map(|f| f.chain)
-            .flat_map(programs_of)
+            .flat_map(|a| a.programs.names())
             .chain([LEVEL_PROBE.program])
             .collect();
         assert_eq!(in_table, in_object, "programs in the table (and the level probe) vs in the object");

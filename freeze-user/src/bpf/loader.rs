@@ -9,7 +9,7 @@ use freeze_common::{KernelOffsets, counter, names};
 
 use super::{
     attach::{self, AttachError, Modules},
-    features::{Attempt, FEATURES, Programs, WhenNone},
+    features::{Attempt, FEATURES, FeatureSpec, Programs, WhenNone},
     module_fexit,
 };
 use crate::host::{
@@ -23,9 +23,6 @@ use freeze_model::{
     event::Hook,
     trace::{ActiveHook, Counters},
 };
-
-/// The eBPF object, built by build.rs (aya-build) for bpfel-unknown-none.
-pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/freeze-ebpf"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -54,7 +51,7 @@ pub enum LoadError {
 fn fallback(attempt: &Attempt, e: &AttachError) -> String {
     let why = match e {
         // The error names the hook itself when the attempt is that one program.
-        AttachError::Program { what, source } if what == attempt.hook => chain(source),
+        AttachError::Program { what, source } if what == attempt.hook => attach::chain(source),
         _ => e.to_string(),
     };
     let refused = match (&attempt.programs, e.refused()) {
@@ -65,24 +62,6 @@ fn fallback(attempt: &Attempt, e: &AttachError) -> String {
         _ => "",
     };
     format!("{}: {why}{refused}", attempt.hook)
-}
-
-/// Formats an error with its sources, which is where aya puts the errno and the verifier log.
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        src = cause.source();
-    }
-    // Verifier logs can be long; keep the first line, which names the problem, and drop aya's
-    // "Verifier output:" label when the log is empty (as it is for EPERM).
-    let first = s.lines().next().unwrap_or_default().trim_end();
-    first.strip_suffix("Verifier output:").unwrap_or(first).trim_end().trim_end_matches('.').to_owned()
 }
 
 pub type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -135,114 +114,186 @@ fn skipped_hooks() -> Vec<String> {
     env_list("FREEZEWATCH_SKIP_HOOKS")
 }
 
+/// What the kernel's BTF says, resolved before the object loads: the types (ours and aya's
+/// parse) and the offsets the programs read at (the modules' are added by `module_btf`).
+struct KernelTypes {
+    btf: Btf,
+    aya_btf: aya::Btf,
+    offsets: KernelOffsets,
+}
+
+impl KernelTypes {
+    fn resolve() -> Result<Self, LoadError> {
+        // aya parses the kernel's BTF for itself (a sixth of a second): on another core meanwhile.
+        let aya_btf = std::thread::spawn(|| aya::Btf::from_sys_fs().map_err(std::io::Error::other));
+        let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
+        let offsets = offsets::resolve(&btf).map_err(LoadError::Offsets)?;
+        let aya_btf = aya_btf
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("parsing the kernel BTF panicked")))
+            .map_err(LoadError::Btf)?;
+        Ok(Self { btf, aya_btf, offsets })
+    }
+}
+
+/// The user's privileges and tracefs: what loading needs before anything else.
+fn check_host() -> Result<(), LoadError> {
+    if let Some(missing) = kernel::Privileges::current().missing() {
+        return Err(LoadError::Privileges(missing));
+    }
+    kernel::ensure_tracefs().map(drop).map_err(LoadError::Tracefs)
+}
+
+/// The BTF of the modules whose functions programs attach to (or why not), adding the offsets
+/// into their structs to `offsets`.
+fn module_btf<'a>(
+    vmlinux: &'a Btf,
+    offsets: &mut KernelOffsets,
+) -> std::collections::HashMap<&'static str, Result<module_fexit::FuncBtf<'a>, String>> {
+    [("btrfs", module_fexit::btrfs(vmlinux, offsets)), ("xfs", module_fexit::xfs(vmlinux, offsets))]
+        .into_iter()
+        .collect()
+}
+
+/// Loads the object with its globals set: the offsets, the mount-denial mode and this process's
+/// id (whose FIGETBSZ ioctls are the level probe).
+fn load_object(
+    aya_btf: &aya::Btf,
+    offsets: &KernelOffsets,
+    deny: Option<DenyMode>,
+) -> Result<Ebpf, LoadError> {
+    let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
+    let probe_tgid: u32 = std::process::id();
+    Ok(EbpfLoader::new()
+        .btf(Some(aya_btf))
+        .override_global(names::OFFSETS, offsets, true)
+        .override_global(names::DENY_MODE, &deny_raw, true)
+        .override_global(names::PROBE_TGID, &probe_tgid, true)
+        .load(super::OBJECT)?)
+}
+
+/// Walks each feature's chain: what every attempt needs to attach, and what the environment asks
+/// (`FREEZEWATCH_NO_FENTRY`, `_DISABLE`, `_SKIP_HOOKS`).
+struct ChainWalk<'a> {
+    ebpf: &'a mut Ebpf,
+    btf: &'a Btf,
+    aya_btf: &'a aya::Btf,
+    modules: Modules<'a>,
+    links: attach::Links,
+    tracing_allowed: bool,
+    disabled: Vec<String>,
+    skipped: Vec<String>,
+}
+
+impl ChainWalk<'_> {
+    /// The first attempt of `feature`'s chain that attaches, if any, and why each one before it
+    /// did not.
+    fn walk(&mut self, feature: &FeatureSpec) -> (Option<&'static Attempt>, Vec<String>) {
+        let mut fallbacks = Vec::new();
+        if self.disabled.iter().any(|d| d == feature.name.as_str()) {
+            fallbacks.push("disabled (FREEZEWATCH_DISABLE)".to_owned());
+            return (None, fallbacks);
+        }
+        let won = feature.chain.iter().find(|attempt| match self.try_attach(attempt) {
+            Ok(()) => true,
+            Err(e) => {
+                fallbacks.push(fallback(attempt, &e));
+                false
+            }
+        });
+        (won, fallbacks)
+    }
+
+    fn try_attach(&mut self, attempt: &Attempt) -> Result<(), AttachError> {
+        if self.skipped.iter().any(|h| h == attempt.hook) {
+            return Err(AttachError::Skipped);
+        }
+        if let Some(why) = attempt.needs.iter().find_map(|n| n.unmet(self.btf)) {
+            return Err(AttachError::Unmet(why));
+        }
+        let (btf, modules, links) = (self.aya_btf, &mut self.modules, &mut self.links);
+        attach::attach(self.ebpf, btf, modules, attempt, self.tracing_allowed, links)
+            // The whole error (a verifier log can run to pages): RUST_LOG=debug.
+            .inspect_err(|e| log::debug!("{}: {e:?}", attempt.hook))
+    }
+}
+
+/// How `feature` is reported, given the attempt that attached (if any) and the fallbacks; an error
+/// where the feature is required.
+fn active_hook(
+    feature: &FeatureSpec,
+    won: Option<&Attempt>,
+    fallbacks: Vec<String>,
+) -> Result<ActiveHook, LoadError> {
+    let feature_name = feature.name.as_str();
+    match (won, &feature.when_none) {
+        (Some(attempt), _) => Ok(ActiveHook {
+            feature: feature_name.into(),
+            hook: Some(attempt.hook.into()),
+            fallbacks,
+            limits: attempt.limits.map(Into::into),
+        }),
+        (None, WhenNone::Fail) => {
+            Err(LoadError::NoHook { feature: feature_name, reasons: fallbacks.join("; ") })
+        }
+        (None, WhenNone::Record(limits)) => Ok(ActiveHook {
+            feature: feature_name.into(),
+            hook: None,
+            fallbacks,
+            limits: Some((*limits).into()),
+        }),
+    }
+}
+
 impl Loaded {
     /// Checks privileges, resolves offsets, loads the object and attaches every feature; with
     /// `deny`, also the mount-denial programs (where they cannot attach, enforce mode is an
     /// error and audit mode records on, flagging mounts from the mount tracepoints instead).
     pub fn load(deny: Option<DenyMode>) -> Result<Self, LoadError> {
-        if let Some(missing) = kernel::Privileges::current().missing() {
-            return Err(LoadError::Privileges(missing));
-        }
-        kernel::ensure_tracefs().map_err(LoadError::Tracefs)?;
-        // aya parses the kernel's BTF for itself (a sixth of a second): on another core meanwhile.
-        let aya_btf = std::thread::spawn(|| aya::Btf::from_sys_fs().map_err(std::io::Error::other));
-        let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
-        let mut offsets = offsets::resolve(&btf).map_err(LoadError::Offsets)?;
-        let btrfs = module_fexit::btrfs(&btf, &mut offsets);
-        let xfs = module_fexit::xfs(&btf, &mut offsets);
-        let aya_btf = aya_btf
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("parsing the kernel BTF panicked")))
-            .map_err(LoadError::Btf)?;
-        let deny_raw = deny.map_or(freeze_common::deny::OFF, DenyMode::raw);
-        let probe_tgid: u32 = std::process::id();
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&aya_btf))
-            .override_global(names::OFFSETS, &offsets, true)
-            .override_global(names::DENY_MODE, &deny_raw, true)
-            .override_global(names::PROBE_TGID, &probe_tgid, true)
-            .load(OBJECT)?;
-        let mut modules = Modules {
-            btf: [("btrfs", btrfs), ("xfs", xfs)].into_iter().collect(),
-            map_fds: module_fexit::map_fds(&ebpf),
-            attached: Vec::new(),
-        };
+        check_host()?;
+        let KernelTypes { btf, aya_btf, mut offsets } = KernelTypes::resolve()?;
+        let module_btf = module_btf(&btf, &mut offsets);
+        let mut ebpf = load_object(&aya_btf, &offsets, deny)?;
+        let map_fds = module_fexit::map_fds(&ebpf);
         // The logger owns the AYA_LOGS map: it must outlive the programs that write to it.
         let logger = aya_log::EbpfLogger::init(&mut ebpf)
             .inspect_err(|e| log::debug!("eBPF logging unavailable: {e}"))
             .ok();
-
-        let tracing_allowed = fentry_allowed();
-        let disabled = disabled_features();
-        let skipped = skipped_hooks();
+        let mut walk = ChainWalk {
+            ebpf: &mut ebpf,
+            btf: &btf,
+            aya_btf: &aya_btf,
+            modules: Modules { btf: module_btf, map_fds, attached: Vec::new() },
+            links: attach::Links::default(),
+            tracing_allowed: fentry_allowed(),
+            disabled: disabled_features(),
+            skipped: skipped_hooks(),
+        };
         let mut hooks = Vec::new();
         let mut freeze_hook = Hook::TracepointIoctl;
         let mut denying = false;
-        let mut links = attach::Links::default();
         for feature in FEATURES.iter().filter(|f| !f.on_request || deny.is_some()) {
-            let mut fallbacks = Vec::new();
-            let off = disabled.iter().any(|d| d == feature.name.as_str());
-            if off {
-                fallbacks.push("disabled (FREEZEWATCH_DISABLE)".to_owned());
+            let (won, fallbacks) = walk.walk(feature);
+            match feature.name {
+                Feature::MountDenial => {
+                    denying = won.is_some();
+                    if won.is_none() && deny == Some(DenyMode::Enforce) {
+                        return Err(LoadError::DenyUnavailable(fallbacks.join("; ")));
+                    }
+                }
+                Feature::Freeze => {
+                    freeze_hook = won.and_then(|a| Hook::from_name(a.hook)).unwrap_or(Hook::TracepointIoctl);
+                }
+                _ => {}
             }
-            let won = feature.chain.iter().filter(|_| !off).find(|attempt| {
-                if skipped.iter().any(|h| h == attempt.hook) {
-                    fallbacks.push(fallback(attempt, &AttachError::Skipped));
-                    return false;
-                }
-                if let Some(why) = attempt.needs.iter().find_map(|n| n.unmet(&btf)) {
-                    fallbacks.push(fallback(attempt, &AttachError::Unmet(why)));
-                    return false;
-                }
-                match attach::attach(&mut ebpf, &aya_btf, &mut modules, attempt, tracing_allowed, &mut links)
-                {
-                    Ok(()) => true,
-                    Err(e) => {
-                        // The whole error (a verifier log can run to pages): RUST_LOG=debug.
-                        log::debug!("{}: {e:?}", attempt.hook);
-                        fallbacks.push(fallback(attempt, &e));
-                        false
-                    }
-                }
-            });
-            if feature.name == Feature::MountDenial {
-                denying = won.is_some();
-                if won.is_none() && deny == Some(DenyMode::Enforce) {
-                    return Err(LoadError::DenyUnavailable(fallbacks.join("; ")));
-                }
-            }
-            let hook = match (won, &feature.when_none) {
-                (Some(attempt), _) => {
-                    if feature.name == Feature::Freeze {
-                        freeze_hook = Hook::from_name(attempt.hook).unwrap_or(Hook::TracepointIoctl);
-                    }
-                    ActiveHook {
-                        feature: feature.name.as_str().into(),
-                        hook: Some(attempt.hook.into()),
-                        fallbacks,
-                        limits: attempt.limits.map(Into::into),
-                    }
-                }
-                (None, WhenNone::Fail) => {
-                    return Err(LoadError::NoHook {
-                        feature: feature.name.as_str(),
-                        reasons: fallbacks.join("; "),
-                    });
-                }
-                (None, WhenNone::Record(limits)) => ActiveHook {
-                    feature: feature.name.as_str().into(),
-                    hook: None,
-                    fallbacks,
-                    limits: Some((*limits).into()),
-                },
-            };
-            hooks.push(hook);
+            hooks.push(active_hook(feature, won, fallbacks)?);
         }
-        let level_probe = attach::attach_level_probe(&mut ebpf, &aya_btf, &mut links)
+        let level_probe = attach::attach_level_probe(walk.ebpf, &aya_btf, &mut walk.links)
             .inspect_err(|e| {
                 log::warn!("the level probe did not attach ({e}): frozen-at-start cannot be told")
             })
             .is_ok();
+        let ChainWalk { modules, links, .. } = walk;
         Ok(Self {
             _links: links,
             _module_programs: modules.attached,

@@ -10,3 +10,6 @@ pub mod mount_paths;
 pub mod probe;
 pub mod storage_maps;
 pub mod sys;
+
+/// The eBPF object, built by build.rs (aya-build) for bpfel-unknown-none.
+pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/freeze-ebpf"));

@@ -320,7 +320,7 @@ mod tests {
 
     /// Every map of the real object, with a made-up fd each.
     fn fake_maps() -> Vec<(String, RawFd)> {
-        let obj = aya_obj::Object::parse(crate::bpf::loader::OBJECT).expect("object parses");
+        let obj = aya_obj::Object::parse(crate::bpf::OBJECT).expect("object parses");
         let mut names: Vec<String> = obj.maps.keys().cloned().collect();
         names.sort();
         names.into_iter().enumerate().map(|(i, n)| (n, 1000 + i as RawFd)).collect()
@@ -340,7 +340,7 @@ mod tests {
     fn the_btrfs_programs_relocate_against_the_maps_aya_created() {
         let maps = fake_maps();
         let fd_of = |name: &str| maps.iter().find(|(n, _)| n == name).map(|(_, fd)| *fd).expect(name);
-        let programs = relocated(crate::bpf::loader::OBJECT, &maps, &BTRFS).expect("relocation succeeds");
+        let programs = relocated(crate::bpf::OBJECT, &maps, &BTRFS).expect("relocation succeeds");
         assert_eq!(programs.len(), 3);
         for name in BTRFS {
             let (insns, license) = &programs[name];
@@ -381,9 +381,8 @@ mod tests {
     fn a_map_aya_did_not_create_is_an_error_not_a_zero_fd() {
         let maps: Vec<(String, RawFd)> =
             fake_maps().into_iter().filter(|(n, _)| n != names::EVENTS).collect();
-        let err = relocated(crate::bpf::loader::OBJECT, &maps, &BTRFS)
-            .map(|p| p.len())
-            .expect_err("relocation must fail");
+        let err =
+            relocated(crate::bpf::OBJECT, &maps, &BTRFS).map(|p| p.len()).expect_err("relocation must fail");
         assert!(err.contains("relocating maps"), "{err}");
     }
 

@@ -35,49 +35,21 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-/// `KernelOffsets` as JSON (freeze-common stays free of serde).
+/// `KernelOffsets` as JSON (freeze-common stays free of serde), by `offsets::FIELDS`' names.
 mod freeze_common_offsets {
     #[derive(Debug, serde::Serialize)]
     pub struct Offsets(pub std::collections::BTreeMap<&'static str, u32>);
 
     impl From<freeze_common::KernelOffsets> for Offsets {
         fn from(o: freeze_common::KernelOffsets) -> Self {
+            let fields = crate::host::offsets::FIELDS.iter().map(|f| (f.name, (f.get)(&o)));
+            let optional = crate::host::offsets::FIELDS.iter().map(|f| f.optional);
             Offsets(
-                [
-                    ("task_struct.files", o.task_files),
-                    ("task_struct.real_parent", o.task_real_parent),
-                    ("task_struct.tgid", o.task_tgid),
-                    ("task_struct.comm", o.task_comm),
-                    ("files_struct.fdt", o.files_fdt),
-                    ("fdtable.max_fds", o.fdtable_max_fds),
-                    ("fdtable.fd", o.fdtable_fd),
-                    ("file.f_inode", o.file_f_inode),
-                    ("inode.i_sb", o.inode_i_sb),
-                    ("super_block.s_dev", o.sb_s_dev),
-                    ("super_block.s_type", o.sb_s_type),
-                    ("super_block.s_writers.frozen", o.sb_frozen),
-                    ("super_block.s_writers.frozen(size)", o.sb_frozen_size),
-                    ("super_block.s_id", o.sb_s_id),
-                    ("super_block.s_uuid", o.sb_s_uuid),
-                    ("file_system_type.name", o.fstype_name),
-                    ("freeze_super(nargs)", o.freeze_super_nargs),
-                    ("super_block.s_bdev", o.sb_s_bdev),
-                    ("block_device.bd_dev", o.bdev_bd_dev),
-                    ("block_device.bd_holder", o.bdev_bd_holder),
-                    ("super_block.s_writers.rw_sem", o.sb_rw_sem),
-                    ("percpu_rw_semaphore(size)", o.rw_sem_size),
-                    ("inode.i_mode", o.inode_i_mode),
-                    ("path.mnt", o.path_mnt),
-                    ("vfsmount.mnt_sb", o.vfsmount_mnt_sb),
-                ]
-                .into_iter()
-                // btrfs's fields come from its module's BTF, when it has one.
-                .chain(
-                    [("btrfs_root.fs_info", o.btrfs_root_fs_info), ("btrfs_fs_info.sb", o.btrfs_fs_info_sb)]
-                        .into_iter()
-                        .filter(|(_, v)| *v != 0),
-                )
-                .collect(),
+                fields
+                    .zip(optional)
+                    .filter(|((_, v), optional)| !optional || *v != 0)
+                    .map(|(f, _)| f)
+                    .collect(),
             )
         }
     }
@@ -105,9 +77,10 @@ pub fn run() -> Report {
     let offsets = match &btf {
         Ok(b) => offsets::resolve(b)
             .map(|mut o| {
-                // Best effort: without btrfs BTF only the btrfs fexit hooks are missing, which
-                // the features section reports.
+                // Best effort, as when recording: without a module's BTF only its hooks are
+                // missing, which the features section reports.
                 let _ = crate::bpf::module_fexit::btrfs(b, &mut o);
+                let _ = crate::bpf::module_fexit::xfs(b, &mut o);
                 o.into()
             })
             .map_err(|e| e.to_string()),

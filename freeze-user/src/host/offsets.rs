@@ -7,42 +7,72 @@ use freeze_common::KernelOffsets;
 
 use crate::host::btf::{Btf, BtfError, FieldLoc};
 
-/// Every field the programs read, as (struct, path), for error messages and `doctor`.
-pub const FIELDS: &[(&str, &[&str])] = &[
-    ("task_struct", &["files"]),
-    ("files_struct", &["fdt"]),
-    ("fdtable", &["max_fds"]),
-    ("fdtable", &["fd"]),
-    ("file", &["f_inode"]),
-    ("inode", &["i_sb"]),
-    ("super_block", &["s_dev"]),
-    ("super_block", &["s_type"]),
-    ("super_block", &["s_writers", "frozen"]),
-    ("super_block", &["s_id"]),
-    ("super_block", &["s_uuid"]),
-    ("file_system_type", &["name"]),
-    ("super_block", &["s_bdev"]),
-    ("block_device", &["bd_dev"]),
-    ("block_device", &["bd_holder"]),
-    ("super_block", &["s_writers", "rw_sem"]),
-    ("inode", &["i_mode"]),
-    ("task_struct", &["real_parent"]),
-    ("task_struct", &["tgid"]),
-    ("task_struct", &["comm"]),
-    ("address_space", &["host"]),
-    ("folio", &["index"]),
-    ("page", &["index"]),
-    ("bio", &["bi_bdev"]),
-    ("bio", &["bi_opf"]),
-    ("bio", &["bi_iter", "bi_sector"]),
-    ("bio", &["bi_iter", "bi_size"]),
-    ("task_struct", &["group_leader"]),
-    ("task_struct", &["start_time"]),
-    ("task_struct", &["exit_code"]),
-    ("task_struct", &["signal"]),
-    ("signal_struct", &["live"]),
-    ("signal_struct", &["flags"]),
-    ("signal_struct", &["is_child_subreaper"]),
+/// One offset the programs read, as `doctor` names it (`struct.field`, or what it is), and where
+/// it is in `KernelOffsets`.
+pub struct Shown {
+    pub name: &'static str,
+    pub get: fn(&KernelOffsets) -> u32,
+    /// From a module's BTF (0 where the module has none, or is not loaded) or optional in the
+    /// kernel (`bio.bi_bdev` before 5.12): shown only when resolved.
+    pub optional: bool,
+}
+
+const fn shown(name: &'static str, get: fn(&KernelOffsets) -> u32) -> Shown {
+    Shown { name, get, optional: false }
+}
+
+const fn optional(name: &'static str, get: fn(&KernelOffsets) -> u32) -> Shown {
+    Shown { name, get, optional: true }
+}
+
+/// Every field of `KernelOffsets` but `valid`, once: what `doctor` shows (a test ties the two).
+pub const FIELDS: &[Shown] = &[
+    shown("task_struct.files", |o| o.task_files),
+    shown("task_struct.real_parent", |o| o.task_real_parent),
+    shown("task_struct.tgid", |o| o.task_tgid),
+    shown("task_struct.comm", |o| o.task_comm),
+    shown("task_struct.group_leader", |o| o.task_group_leader),
+    shown("task_struct.start_time", |o| o.task_start_time),
+    shown("task_struct.exit_code", |o| o.task_exit_code),
+    shown("task_struct.signal", |o| o.task_signal),
+    shown("signal_struct.live", |o| o.signal_live),
+    shown("signal_struct.flags", |o| o.signal_flags),
+    shown("signal_struct.is_child_subreaper(bit)", |o| o.signal_subreaper_bit),
+    shown("files_struct.fdt", |o| o.files_fdt),
+    shown("fdtable.max_fds", |o| o.fdtable_max_fds),
+    shown("fdtable.fd", |o| o.fdtable_fd),
+    shown("file.f_inode", |o| o.file_f_inode),
+    shown("file.f_pos", |o| o.file_f_pos),
+    shown("inode.i_sb", |o| o.inode_i_sb),
+    shown("inode.i_mode", |o| o.inode_i_mode),
+    shown("inode.i_ino", |o| o.inode_i_ino),
+    shown("super_block.s_dev", |o| o.sb_s_dev),
+    shown("super_block.s_type", |o| o.sb_s_type),
+    shown("super_block.s_writers.frozen", |o| o.sb_frozen),
+    shown("super_block.s_writers.frozen(size)", |o| o.sb_frozen_size),
+    shown("super_block.s_id", |o| o.sb_s_id),
+    shown("super_block.s_uuid", |o| o.sb_s_uuid),
+    shown("super_block.s_bdev", |o| o.sb_s_bdev),
+    shown("super_block.s_writers.rw_sem", |o| o.sb_rw_sem),
+    shown("percpu_rw_semaphore(size)", |o| o.rw_sem_size),
+    shown("file_system_type.name", |o| o.fstype_name),
+    shown("freeze_super(nargs)", |o| o.freeze_super_nargs),
+    shown("block_device.bd_dev", |o| o.bdev_bd_dev),
+    shown("block_device.bd_holder", |o| o.bdev_bd_holder),
+    shown("path.mnt", |o| o.path_mnt),
+    shown("vfsmount.mnt_sb", |o| o.vfsmount_mnt_sb),
+    shown("address_space.host", |o| o.mapping_host),
+    shown("folio.index", |o| o.folio_index),
+    shown("page(shift)", |o| o.page_shift),
+    optional("bio.bi_bdev", |o| o.bio_bi_bdev),
+    shown("bio.bi_opf", |o| o.bio_bi_opf),
+    shown("bio.bi_iter.bi_sector", |o| o.bio_bi_sector),
+    shown("bio.bi_iter.bi_size", |o| o.bio_bi_size),
+    optional("btrfs_root.fs_info", |o| o.btrfs_root_fs_info),
+    optional("btrfs_fs_info.sb", |o| o.btrfs_fs_info_sb),
+    optional("xfs_trans.t_mountp", |o| o.xfs_trans_t_mountp),
+    optional("xfs_trans.t_flags", |o| o.xfs_trans_t_flags),
+    optional("xfs_mount.m_super", |o| o.xfs_mount_m_super),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -186,6 +216,24 @@ pub fn resolve_btrfs(btf: &Btf, offsets: &mut KernelOffsets) -> Result<(), Offse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `FIELDS` names every offset once: with each field of a `KernelOffsets` set to its own
+    /// index, the getters give every index but `valid`'s (0), each once.
+    #[test]
+    fn the_shown_fields_are_every_offset_once() {
+        const N: usize = size_of::<KernelOffsets>() / 4;
+        let numbered: [u32; N] = std::array::from_fn(|i| i as u32);
+        // SAFETY: KernelOffsets is #[repr(C)] with N u32 fields and nothing else (the layout test
+        // in freeze-common checks its size), so every bit pattern of [u32; N] is one.
+        let o: KernelOffsets = unsafe { std::mem::transmute(numbered) };
+        let mut got: Vec<u32> = FIELDS.iter().map(|f| (f.get)(&o)).collect();
+        got.sort_unstable();
+        assert_eq!(got, (1..N as u32).collect::<Vec<_>>());
+        let mut names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FIELDS.len(), "names are unique");
+    }
     use crate::host::btf::btf_kind as k;
     use crate::host::btf::builder::BtfBuilder;
 

@@ -375,6 +375,22 @@ impl Event {
 mod tests {
     use super::*;
 
+    /// The hook ids (freeze-common's `hook::`, with `COUNT` kept by hand), the model's `Hook` and
+    /// this decoding are one table: every id from 1 to `COUNT - 1` decodes, each to its own
+    /// variant, every variant has an id, and nothing else decodes.
+    #[test]
+    fn hook_ids_and_the_hook_enum_are_one_table() {
+        let decoded: Vec<Hook> = (1..hook::COUNT).filter_map(Hook::from_raw).collect();
+        assert_eq!(decoded.len() as u32, hook::COUNT - 1, "every id below COUNT decodes");
+        let mut distinct = decoded.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), decoded.len(), "each id to its own variant");
+        assert_eq!(distinct.len(), Hook::ALL.len(), "every variant has an id");
+        assert_eq!(Hook::from_raw(0), None);
+        assert_eq!(Hook::from_raw(hook::COUNT), None, "COUNT is one past the last id");
+    }
+
     fn raw_freeze_end() -> RawEvent {
         let mut r = RawEvent::zeroed();
         r.kind = kind::FREEZE_END;

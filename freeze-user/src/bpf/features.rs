@@ -91,6 +91,9 @@ impl Programs {
 pub(super) struct Attempt {
     /// The hook's name in traces and `doctor` (for freeze/thaw, an `event::Hook` name).
     pub hook: &'static str,
+    /// What tells this attempt from others with the same hook (the kernel generation it is
+    /// for): `FREEZEWATCH_SKIP_HOOKS` and the fallbacks name it as `hook(variant)`.
+    pub variant: Option<&'static str>,
     pub programs: Programs,
     /// What this hook cannot see, when it attached.
     pub limits: Option<&'static str>,
@@ -106,6 +109,27 @@ pub(super) enum Need {
     Field { strukt: &'static str, path: &'static [&'static str] },
     /// A tracepoint's arguments, as the program reads them (after the tracepoint's own data).
     TracepointArgs { tracepoint: &'static str, args: u32 },
+}
+
+impl Attempt {
+    /// The attempt's own name: its hook, with its variant where it has one.
+    pub fn id(&self) -> String {
+        match self.variant {
+            Some(v) => format!("{}({v})", self.hook),
+            None => self.hook.to_owned(),
+        }
+    }
+
+    /// Whether `name` (from `FREEZEWATCH_SKIP_HOOKS`) picks this attempt: its hook (every
+    /// attempt with that hook) or its own name.
+    pub fn named(&self, name: &str) -> bool {
+        name == self.hook || name == self.id()
+    }
+
+    /// The same attempt, told from the others with its hook by `variant`.
+    const fn variant(self, variant: &'static str) -> Self {
+        Self { variant: Some(variant), ..self }
+    }
 }
 
 impl Need {
@@ -166,6 +190,7 @@ const MARK_INODE_DIRTY: BtfTpProg =
 const fn writeback(programs: &'static [BtfTpProg]) -> Attempt {
     Attempt {
         hook: "tp_btf:writeback",
+        variant: None,
         programs: Programs::BtfTracepoints(programs),
         limits: Some(WRITEBACK_LIMITS),
         needs: &[],
@@ -206,7 +231,7 @@ const fn fentry(program: &'static str, function: &'static str) -> TracingProg {
 }
 
 const fn attempt(hook: &'static str, programs: Programs) -> Attempt {
-    Attempt { hook, programs, limits: None, needs: &[] }
+    Attempt { hook, variant: None, programs, limits: None, needs: &[] }
 }
 
 const fn feature(name: Feature, chain: &'static [Attempt]) -> FeatureSpec {
@@ -271,23 +296,27 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
             // whose programs report those freezes and thaws themselves: the freeze_super and
             // thaw_super they call may be inlined or split (7.3), unseen by fentry. Before 6.8
             // the block-device functions had other names.
-            attempt("fentry:freeze_super", Programs::Tracing(&WITH_HOLDER_OPS)),
+            attempt("fentry:freeze_super", Programs::Tracing(&WITH_HOLDER_OPS)).variant("fs_bdev_freeze"),
             attempt(
                 "fentry:freeze_super",
                 Programs::Tracing(&with_freeze_super(bdev_calls("bdev_freeze", "bdev_thaw"))),
-            ),
+            )
+            .variant("bdev_freeze"),
             attempt(
                 "fentry:freeze_super",
                 Programs::Tracing(&with_freeze_super(bdev_calls("freeze_bdev", "thaw_bdev"))),
-            ),
+            )
+            .variant("freeze_bdev"),
             Attempt {
                 hook: "tp_btf:raw_syscalls:ioctl",
+                variant: None,
                 programs: Programs::Syscalls(syscall_feature::FREEZE),
                 limits: Some(IOCTL_LIMITS),
                 needs: &[],
             },
             Attempt {
                 hook: "tracepoint:syscalls:ioctl",
+                variant: None,
                 programs: Programs::Tracepoints(&[
                     tp("fw_ioctl_enter", "syscalls", "sys_enter_ioctl", tp::sys::IOCTL_ENTER),
                     tp("fw_ioctl_exit", "syscalls", "sys_exit_ioctl", tp::sys::EXIT),
@@ -306,6 +335,7 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
             // first), and names its block device from 5.12 on (before, its disk).
             Attempt {
                 hook: "raw_tracepoint:block:block_bio_queue",
+                variant: None,
                 programs: Programs::RawTracepoints {
                     module: None,
                     progs: &[raw("fw_raw_block_bio_queue", "block_bio_queue")],
@@ -366,7 +396,8 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                         raw("fw_raw_ext4_journal_start_inode", "ext4_journal_start_inode"),
                     ],
                 },
-            ),
+            )
+            .variant("ext4_journal_start_sb"),
             // Before 6.5 ext4 has one journal-start tracepoint, without the handle type.
             attempt(
                 "raw_tracepoint:ext4:ext4_journal_start",
@@ -374,7 +405,8 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     module: None,
                     progs: &[raw("fw_raw_ext4_journal_start", "ext4_journal_start")],
                 },
-            ),
+            )
+            .variant("ext4_journal_start"),
             attempt(
                 "tracepoint:ext4:ext4_journal_start",
                 Programs::Tracepoints(&[
@@ -391,7 +423,8 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                         tp::ext4::JOURNAL_START_INODE,
                     ),
                 ]),
-            ),
+            )
+            .variant("ext4_journal_start_sb"),
             // Before 6.5 ext4 has one journal-start tracepoint, without the handle type.
             attempt(
                 "tracepoint:ext4:ext4_journal_start",
@@ -401,7 +434,8 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     "ext4_journal_start",
                     tp::ext4::JOURNAL_START,
                 )]),
-            ),
+            )
+            .variant("ext4_journal_start"),
         ],
     ),
     feature(
@@ -499,13 +533,15 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
             writeback(&[
                 BtfTpProg { program: "fw_dirty_folio", tracepoint: "writeback_dirty_folio" },
                 MARK_INODE_DIRTY,
-            ]),
+            ])
+            .variant("writeback_dirty_folio"),
             // The same hook before folios (5.17), when the tracepoint passed a page: the two never
             // exist on one kernel, so FREEZEWATCH_SKIP_HOOKS=tp_btf:writeback skips whichever does.
             writeback(&[
                 BtfTpProg { program: "fw_dirty_page", tracepoint: "writeback_dirty_page" },
                 MARK_INODE_DIRTY,
-            ]),
+            ])
+            .variant("writeback_dirty_page"),
             attempt(
                 "tracepoint:syscalls:write",
                 Programs::Tracepoints(&[
@@ -527,6 +563,7 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
         name: Feature::MountDenial,
         chain: &[Attempt {
             hook: "lsm:sb_kern_mount+sb_mount+move_mount",
+            variant: None,
             programs: Programs::Lsm(&[
                 LsmProg { program: "fw_lsm_sb_kern_mount", hook: "sb_kern_mount" },
                 LsmProg { program: "fw_lsm_sb_mount", hook: "sb_mount" },
@@ -550,12 +587,14 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
         chain: &[
             Attempt {
                 hook: "tp_btf:raw_syscalls:fallocate+ftruncate",
+                variant: None,
                 programs: Programs::Syscalls(syscall_feature::BACKING),
                 limits: Some(BACKING_LIMITS),
                 needs: &[],
             },
             Attempt {
                 hook: "tracepoint:syscalls:fallocate+ftruncate",
+                variant: None,
                 programs: Programs::Tracepoints(&[
                     tp("fw_fallocate_enter", "syscalls", "sys_enter_fallocate", tp::sys::FALLOCATE_ENTER),
                     tp("fw_fallocate_exit", "syscalls", "sys_exit_fallocate", tp::sys::EXIT),
@@ -615,6 +654,31 @@ mod tests {
             assert!(obj.maps.contains_key(*map), "map {map} is not in the object");
         }
         // The globals are checked by every load: `override_global(name, _, must_exist = true)`.
+    }
+
+    /// Every attempt has a name of its own, so that `FREEZEWATCH_SKIP_HOOKS` can pick any one; its
+    /// hook is one the model knows (events carry it), or one of the few that name several.
+    #[test]
+    fn every_attempt_has_its_own_name_and_a_known_hook() {
+        let attempts = || FEATURES.iter().flat_map(|f| f.chain);
+        let ids: BTreeSet<String> = attempts().map(Attempt::id).collect();
+        assert_eq!(ids.len(), attempts().count(), "attempt names are unique: {ids:?}");
+        // Hooks of several programs that report under other hooks' names, or record nothing.
+        const SEVERAL: &[&str] = &[
+            "lsm:sb_kern_mount+sb_mount+move_mount",
+            "tp_btf:raw_syscalls:fallocate+ftruncate",
+            "tracepoint:syscalls:fallocate+ftruncate",
+            "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit",
+            "raw_tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
+            "tracepoint:btrfs:btrfs_transaction_commit+btrfs_space_reservation",
+        ];
+        for a in attempts() {
+            assert!(
+                freeze_model::event::Hook::from_name(a.hook).is_some() || SEVERAL.contains(&a.hook),
+                "{}: not a hook of the model",
+                a.hook
+            );
+        }
     }
 
     #[test]

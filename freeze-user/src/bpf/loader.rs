@@ -61,7 +61,7 @@ fn fallback(attempt: &Attempt, e: &AttachError) -> String {
         }
         _ => "",
     };
-    format!("{}: {why}{refused}", attempt.hook)
+    format!("{}: {why}{refused}", attempt.id())
 }
 
 pub type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -107,9 +107,9 @@ fn disabled_features() -> Vec<String> {
     env_list("FREEZEWATCH_DISABLE")
 }
 
-/// Hooks `FREEZEWATCH_SKIP_HOOKS` (comma-separated hook names, as `doctor` shows them) passes
-/// over, so that the next attempt of their feature's chain is what runs: to test and measure a
-/// fallback on a kernel where a better hook works.
+/// Hooks `FREEZEWATCH_SKIP_HOOKS` (comma-separated hook names, as `doctor` shows them, or one
+/// attempt's own name, `hook(variant)`) passes over, so that the next attempt of their feature's
+/// chain is what runs: to test and measure a fallback on a kernel where a better hook works.
 fn skipped_hooks() -> Vec<String> {
     env_list("FREEZEWATCH_SKIP_HOOKS")
 }
@@ -205,7 +205,7 @@ impl ChainWalk<'_> {
     }
 
     fn try_attach(&mut self, attempt: &Attempt) -> Result<(), AttachError> {
-        if self.skipped.iter().any(|h| h == attempt.hook) {
+        if self.skipped.iter().any(|h| attempt.named(h)) {
             return Err(AttachError::Skipped);
         }
         if let Some(why) = attempt.needs.iter().find_map(|n| n.unmet(self.btf)) {

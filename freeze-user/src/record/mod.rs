@@ -1,7 +1,7 @@
 //! `freezewatch record`: attach, stream events as NDJSON with findings as soon as they are
 //! certain, stop on command exit, duration or signal.
+mod pipeline;
 pub mod rotate;
-mod sink;
 
 use std::{
     io::Write,
@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     process::Command,
@@ -19,9 +20,9 @@ use freeze_model::{
     correlate::{self, Correlator},
     coverage::Feature,
     event::Event,
-    trace::{DenyStatus, EndReason, Footer, Header, Record},
+    trace::{DenyStatus, EndReason, Footer, Header},
 };
-use sink::Sink;
+use pipeline::EventPipeline;
 
 use crate::{
     bpf::loader::Loaded,
@@ -128,49 +129,73 @@ enum Stop {
     Signal,
 }
 
-pub async fn record(opts: Options) -> Result<Outcome> {
-    let mut loaded = Loaded::load(opts.deny_mounts)?;
+impl Stop {
+    /// Why the recording ended, and the command's exit code when it ended it.
+    fn reason(&self) -> (EndReason, Option<i32>) {
+        match self {
+            Stop::Command(code) => (EndReason::Command, *code),
+            Stop::Duration => (EndReason::Duration, None),
+            Stop::Signal => (EndReason::Signal, None),
+        }
+    }
+}
+
+/// Where the trace goes, opened: the writer the pipeline writes to, its name for the closing
+/// line, and the queue's lane when the writes are queued.
+struct Trace {
+    writer: Box<dyn Write + Send>,
+    dest: String,
+    lane: Option<Lane>,
+}
+
+impl Trace {
+    /// Files are queued (a trace on a frozen filesystem must not stop the recording): the
+    /// pipeline flushes after each batch it takes from the ring buffer (and each tick), and each
+    /// flush is one chunk the lane's writer thread writes with one write(2).
+    fn open(out: TraceOut, queue: &Queue) -> Result<Self> {
+        let (writer, dest, queued): (Box<dyn Write + Send>, String, bool) = match out {
+            TraceOut::File(path) => (
+                Box::new(
+                    std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+                ),
+                path.display().to_string(),
+                true,
+            ),
+            TraceOut::Stdout => (
+                Box::new(std::io::BufWriter::with_capacity(TRACE_BUFFER, std::io::stdout())),
+                "stdout".into(),
+                false,
+            ),
+            TraceOut::Discard => (Box::new(std::io::sink()), "nowhere (no --out)".into(), false),
+            TraceOut::Writer(w) => (w, "the trace directory".into(), true),
+        };
+        if !queued {
+            return Ok(Self { writer, dest, lane: None });
+        }
+        let lane =
+            queue.lane("trace", Rank::Trace, Box::new(Plain(writer))).context("starting the trace writer")?;
+        Ok(Self { writer: Box::new(lane.writer()), dest, lane: Some(lane) })
+    }
+}
+
+/// Loads and attaches the programs.
+fn attach(deny_mounts: Option<freeze_model::deny::DenyMode>) -> Result<Loaded> {
+    let loaded = Loaded::load(deny_mounts)?;
     // Loading parsed the kernel's BTF twice (tens of MiB, freed now): give those pages back, or
     // an idle recorder keeps them resident for good.
     // SAFETY: malloc_trim has no preconditions; it only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
-    let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
+    Ok(loaded)
+}
 
-    let to_stdout = matches!(opts.out, TraceOut::Stdout);
-    // Files are queued (a trace on a frozen filesystem must not stop the recording): the sink
-    // flushes after each batch it takes from the ring buffer (and each tick), and each flush is
-    // one chunk its writer thread writes with one write(2).
-    let (out, dest, queued): (Box<dyn Write + Send>, String, bool) = match opts.out {
-        TraceOut::File(path) => (
-            Box::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?),
-            path.display().to_string(),
-            true,
-        ),
-        TraceOut::Stdout => (
-            Box::new(std::io::BufWriter::with_capacity(TRACE_BUFFER, std::io::stdout())),
-            "stdout".into(),
-            false,
-        ),
-        TraceOut::Discard => (Box::new(std::io::sink()), "nowhere (no --out)".into(), false),
-        TraceOut::Writer(w) => (w, "the trace directory".into(), true),
-    };
-    let (out, trace_lane): (Box<dyn Write + Send>, _) = if queued {
-        let lane = opts
-            .queue
-            .lane("trace", Rank::Trace, Box::new(Plain(out)))
-            .context("starting the trace writer")?;
-        (Box::new(lane.writer()), Some(lane))
-    } else {
-        (out, None)
-    };
-    let correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
-    let mut sink = Sink::new(out, correlator, opts.tap);
-    let mounts = sink.mounts.all();
-    loaded.refresh_btrfs_aliases(&mounts);
-    loaded.refresh_mount_paths(&mounts);
-    loaded.refresh_storage(&mounts);
-    let started = Instant::now();
-    let header = Header {
+/// The trace's first line: what is recording, where, with which hooks.
+fn header(
+    loaded: &Loaded,
+    command: &[String],
+    deny_mounts: Option<freeze_model::deny::DenyMode>,
+    cgroup2_root: Option<&std::path::Path>,
+) -> Header {
+    Header {
         tool: "freezewatch".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         kernel: kernel::release(),
@@ -180,23 +205,23 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             .unwrap_or(0),
         started_monotonic_ns: kernel::monotonic_ns(),
         hooks: loaded.hooks.clone(),
-        command: (!opts.command.is_empty()).then(|| opts.command.clone()),
-        deny_mounts: opts.deny_mounts.map(|mode| DenyStatus { mode, active: loaded.denying }),
-        cgroup2_root: sink.cgroup2_root().map(|p| p.display().to_string()),
+        command: (!command.is_empty()).then(|| command.to_vec()),
+        deny_mounts: deny_mounts.map(|mode| DenyStatus { mode, active: loaded.denying }),
+        cgroup2_root: cgroup2_root.map(|p| p.display().to_string()),
         storage: Some(loaded.storage.coverage()),
-    };
-    sink.write(&Record::Header(header.clone())).context("writing the trace header")?;
-    if let Some(tap) = &sink.tap {
-        let _ = tap.send(Tap::Header(header));
     }
-    for h in loaded.hooks.iter().filter(|_| !opts.quiet) {
+}
+
+/// Says on stderr which hook each feature uses (unless quiet), and that mount denial is not
+/// active when it was asked for and could not attach (even when quiet: the user asked for it).
+fn announce(loaded: &Loaded, quiet: bool, deny_mounts: Option<freeze_model::deny::DenyMode>) {
+    for h in loaded.hooks.iter().filter(|_| !quiet) {
         crate::say!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
         for f in &h.fallbacks {
             crate::say!("freezewatch:   (not used: {f})");
         }
     }
-    if let (Some(mode), false) = (opts.deny_mounts, loaded.denying) {
-        // Audit mode without the BPF LSM: said even with --quiet, since the user asked for it.
+    if let (Some(mode), false) = (deny_mounts, loaded.denying) {
         let why = loaded
             .hooks
             .iter()
@@ -209,27 +234,37 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             mode.as_str()
         );
     }
+}
 
-    // Spawn the command only now, so that nothing it does happens before the hooks are attached.
-    let mut child = match opts.command.split_first() {
-        Some((program, args)) => {
-            let mut cmd = Command::new(program);
-            cmd.args(args);
-            if to_stdout {
-                // The trace owns stdout; the command's output goes to stderr so both stay readable.
-                cmd.stdout(std::io::stderr());
-            }
-            Some(cmd.spawn().with_context(|| format!("starting `{program}`"))?)
-        }
-        None => None,
-    };
-    if child.is_none() && !opts.quiet {
-        crate::say!(
-            "freezewatch: recording{}; Ctrl-C to stop",
-            opts.duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
-        );
+/// Starts the command, if there is one: only once the hooks are attached, so that nothing it
+/// does happens before. With the trace on stdout, its output goes to stderr.
+fn run_command(command: &[String], trace_on_stdout: bool) -> Result<Option<tokio::process::Child>> {
+    let Some((program, args)) = command.split_first() else { return Ok(None) };
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if trace_on_stdout {
+        cmd.stdout(std::io::stderr());
     }
+    Ok(Some(cmd.spawn().with_context(|| format!("starting `{program}`"))?))
+}
 
+/// What `drain_until_stop` waits on besides the ring buffer.
+struct Stops {
+    child: Option<tokio::process::Child>,
+    deadline: Option<tokio::time::Instant>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Runs the pipeline on the ring buffer (and the eBPF log) until the command exits, the
+/// duration passes, a signal comes or the caller stops it; refreshes the kernel's view of mounts
+/// and storage each second and ticks the correlator's clock. Returns the ring buffer, with what
+/// the programs emitted before the stop still in it.
+async fn drain_until_stop(
+    ring: RingBuf<MapData>,
+    loaded: &mut Loaded,
+    pipeline: &mut EventPipeline,
+    stops: &mut Stops,
+) -> Result<(Stop, RingBuf<MapData>)> {
     // SAFETY: the RingBuf owns its map's file descriptor, which stays open and unchanged until
     // the RingBuf is dropped or taken back out with `into_inner` below.
     let mut ring_fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -244,24 +279,17 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     };
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut stop = opts.stop;
-    // btrfs filesystems mounted while we record get their device aliases within a second.
+    // Filesystems mounted and layers set up while we record are known within a second.
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     // Time-based findings (a freeze that lasts too long) are raised while they are true.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let Stops { child, deadline, stop } = stops;
     let stop = loop {
         tokio::select! {
             guard = ring_fd.readable_mut() => {
                 let mut guard = guard.context("polling the ring buffer")?;
-                sink.drain(guard.get_inner_mut(), &loaded)?;
+                pipeline.drain(guard.get_inner_mut(), loaded)?;
                 guard.clear_ready();
-                if std::mem::take(&mut sink.mounts_changed) {
-                    sink.mounts.refresh();
-                    let mounts = sink.mounts.all();
-                    loaded.refresh_mount_paths(&mounts);
-                    loaded.refresh_storage(&mounts);
-                }
             }
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                 let mut guard = guard.context("polling the eBPF log")?;
@@ -275,63 +303,71 @@ pub async fn record(opts: Options) -> Result<Outcome> {
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 break Stop::Duration;
             }
-            _ = tick.tick() => sink.tick(kernel::monotonic_ns())?,
+            _ = tick.tick() => pipeline.tick(kernel::monotonic_ns())?,
             _ = refresh.tick() => {
-                sink.mounts.refresh();
-                let mounts = sink.mounts.all();
-                loaded.refresh_btrfs_aliases(&mounts);
-                loaded.refresh_mount_paths(&mounts);
-                loaded.refresh_storage(&mounts);
-                if let Some(tap) = &sink.tap {
-                    let mut counters = loaded.counters();
-                    counters.lost_undecodable = sink.undecodable;
-                    let _ = tap.send(Tap::Counters(counters));
-                }
+                pipeline.refresh(loaded);
+                pipeline.tap_counters(loaded);
             }
             _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => break Stop::Signal,
             _ = sigint.recv() => break Stop::Signal,
             _ = sigterm.recv() => break Stop::Signal,
         }
     };
-    // Whatever the programs emitted before the stop is already in the ring buffer: take it all.
-    ring = ring_fd.into_inner();
-    sink.drain(&mut ring, &loaded)?;
+    Ok((stop, ring_fd.into_inner()))
+}
 
-    let (ended_by, command_exit) = match stop {
-        Stop::Command(code) => (EndReason::Command, code),
-        Stop::Duration => (EndReason::Duration, None),
-        Stop::Signal => (EndReason::Signal, None),
-    };
-    if let (Stop::Signal | Stop::Duration, Some(child)) = (&stop, child.as_mut()) {
+/// A recording: attach, open the trace, write its header, announce, run the command, drain
+/// until stopped, finish (the last records, the open findings, summaries, the footer).
+pub async fn record(opts: Options) -> Result<Outcome> {
+    let Options { out, long_freeze, duration, command, tap, stop, quiet, deny_mounts, queue } = opts;
+    let mut loaded = attach(deny_mounts)?;
+    let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
+    let trace_on_stdout = matches!(out, TraceOut::Stdout);
+    let trace = Trace::open(out, &queue)?;
+    let correlator = Correlator::new(correlate::Options::with_long_freeze(long_freeze));
+    let mut pipeline = EventPipeline::new(trace.writer, correlator, tap);
+    pipeline.refresh(&mut loaded);
+    let started = Instant::now();
+    pipeline.start(header(&loaded, &command, deny_mounts, pipeline.cgroup2_root()))?;
+    announce(&loaded, quiet, deny_mounts);
+    let child = run_command(&command, trace_on_stdout)?;
+    if child.is_none() && !quiet {
+        crate::say!(
+            "freezewatch: recording{}; Ctrl-C to stop",
+            duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
+        );
+    }
+    let mut stops = Stops { child, deadline: duration.map(|d| tokio::time::Instant::now() + d), stop };
+    let (stop, ring_back) = drain_until_stop(ring, &mut loaded, &mut pipeline, &mut stops).await?;
+    ring = ring_back;
+    // Whatever the programs emitted before the stop is already in the ring buffer: take it all.
+    pipeline.drain(&mut ring, &mut loaded)?;
+    let (ended_by, command_exit) = stop.reason();
+    if let (Stop::Signal | Stop::Duration, Some(child)) = (&stop, stops.child.as_mut()) {
         // Ask the command to stop, but never wait for it: a writer blocked on a frozen
         // filesystem sits in D state and would hang us.
         let _ = child.start_kill();
     }
-    let mut counters = loaded.counters();
-    counters.lost_undecodable = sink.undecodable;
+    let counters = pipeline.counters(&loaded);
     let lost = counters.lost();
-    let end_ns = kernel::monotonic_ns();
-    sink.finish(end_ns)?;
     let footer = Footer {
-        events: sink.written.events,
+        events: 0,
         ended_by: ended_by.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
         command_exit,
         counters,
-        output_dropped: trace_lane.as_ref().map_or(0, Lane::dropped),
+        output_dropped: trace.lane.as_ref().map_or(0, Lane::dropped),
     };
-    sink.write(&Record::Footer(footer)).context("writing the trace footer")?;
-    // Its writer queues what is left when dropped.
-    let written = std::mem::take(&mut sink.written);
-    drop(sink);
-    if let Some(lane) = trace_lane {
+    let written = pipeline.finish(kernel::monotonic_ns(), footer)?;
+    if let Some(lane) = trace.lane {
         lane.close();
     }
     crate::say!(
-        "freezewatch: {} events, {} findings ({} slips), {lost} lost, written to {dest}",
+        "freezewatch: {} events, {} findings ({} slips), {lost} lost, written to {}",
         written.events,
         written.findings,
-        written.slips
+        written.slips,
+        trace.dest
     );
     if lost > 0 {
         crate::say!("freezewatch: WARNING: {lost} events were lost; the trace is incomplete");

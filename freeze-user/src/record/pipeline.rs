@@ -1,6 +1,7 @@
-//! Where ring-buffer records go: decoded, enriched (mount points, symbols, mount calls), written to
-//! the trace, handed to a live consumer, and fed to the streaming correlator, whose findings are
-//! written as soon as they are certain. Nothing here grows with the number of events.
+//! What happens to each ring-buffer record: decoded, enriched (mount points, cgroups, symbols,
+//! mount calls, storage layers), written to the trace, handed to a live consumer, and fed to the
+//! streaming correlator, whose findings are written as soon as they are certain. Nothing here
+//! grows with the number of events.
 use std::{collections::HashMap, io::Write};
 
 use anyhow::{Context as _, Result};
@@ -10,7 +11,7 @@ use freeze_model::{
     correlate::{Analysis, Correlator, Finding, FindingKind},
     decode::{Decoder, raw_from_bytes},
     event::{Event, EventKind, MountCall, Stack},
-    trace::{Record, SummaryLine, TraceWriter},
+    trace::{Counters, Footer, Header, Record, SummaryLine, TraceWriter},
 };
 
 use super::Tap;
@@ -23,27 +24,29 @@ use crate::{
 const MOUNT_CALLS_KEPT: usize = 4096;
 
 /// What a recording wrote, for its closing line and exit.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 pub(super) struct Written {
     pub events: u64,
     pub findings: u64,
     pub slips: u64,
 }
 
-pub(super) struct Sink {
+/// Decodes, enriches, writes and correlates the events of one recording.
+pub(super) struct EventPipeline {
     writer: TraceWriter<Box<dyn Write + Send>>,
-    pub(super) mounts: MountTable,
+    mounts: MountTable,
     correlator: Correlator,
-    pub(super) written: Written,
-    pub(super) undecodable: u64,
+    written: Written,
+    /// Records that did not decode (counted as lost in the footer).
+    undecodable: u64,
     /// Kernel symbols, read on the first event that carries a stack or a caller address (a tenth
     /// of a second, and megabytes a recording without one never needs).
     ksyms: Option<Ksyms>,
     /// Mount calls in progress, by thread: their end event repeats them.
     mount_calls: HashMap<u32, Box<MountCall>>,
-    pub(super) tap: Option<std::sync::mpsc::Sender<Tap>>,
+    tap: Option<std::sync::mpsc::Sender<Tap>>,
     /// A mount landed or a freeze began since the mount points were last given to the kernel.
-    pub(super) mounts_changed: bool,
+    mounts_changed: bool,
     /// Cgroup ids to paths, for attribution.
     cgroups: CgroupPaths,
     /// Shares the superblocks and parents that records repeat.
@@ -53,7 +56,7 @@ pub(super) struct Sink {
     stacks: HashMap<u32, Stack>,
 }
 
-impl Sink {
+impl EventPipeline {
     pub(super) fn new(
         out: Box<dyn Write + Send>,
         correlator: Correlator,
@@ -81,8 +84,40 @@ impl Sink {
     }
 
     /// Writes a record (the header, the footer) and flushes it out.
-    pub(super) fn write(&mut self, record: &Record) -> Result<()> {
+    fn write(&mut self, record: &Record) -> Result<()> {
         self.writer.write(record).and_then(|()| self.writer.flush()).context("writing the trace")
+    }
+
+    /// Starts the trace with `header`, and tells the live consumer.
+    pub(super) fn start(&mut self, header: Header) -> Result<()> {
+        self.write(&Record::Header(header.clone())).context("writing the trace header")?;
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(Tap::Header(header));
+        }
+        Ok(())
+    }
+
+    /// Reads the mount table again and gives the kernel what follows from it: btrfs members'
+    /// aliases, the mount points (for mount denial), the storage under each filesystem.
+    pub(super) fn refresh(&mut self, loaded: &mut Loaded) {
+        self.mounts.refresh();
+        let mounts = self.mounts.all();
+        loaded.refresh_btrfs_aliases(&mounts);
+        loaded.refresh_mount_paths(&mounts);
+        loaded.refresh_storage(&mounts);
+        self.mounts_changed = false;
+    }
+
+    /// The programs' counters, with the records this side could not decode.
+    pub(super) fn counters(&self, loaded: &Loaded) -> Counters {
+        Counters { lost_undecodable: self.undecodable, ..loaded.counters() }
+    }
+
+    /// Hands the counters to the live consumer, if there is one.
+    pub(super) fn tap_counters(&self, loaded: &Loaded) {
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(Tap::Counters(self.counters(loaded)));
+        }
     }
 
     fn write_findings(&mut self, findings: Vec<Finding>) -> Result<()> {
@@ -96,7 +131,9 @@ impl Sink {
         Ok(())
     }
 
-    pub(super) fn drain(&mut self, ring: &mut RingBuf<MapData>, loaded: &Loaded) -> Result<()> {
+    /// Takes every record the ring buffer holds through the pipeline; when one of them changed
+    /// the mounts (a mount, a freeze), refreshes what the kernel knows of them.
+    pub(super) fn drain(&mut self, ring: &mut RingBuf<MapData>, loaded: &mut Loaded) -> Result<()> {
         while let Some(item) = ring.next() {
             let decoded = raw_from_bytes(&item).and_then(|raw| {
                 let mountpoint = if raw.sb.sb != 0 {
@@ -132,7 +169,11 @@ impl Sink {
             self.write_findings(findings)?;
         }
         // What the kernel handed over is in the trace (one write for the whole batch).
-        self.writer.flush().context("writing the trace")
+        self.writer.flush().context("writing the trace")?;
+        if self.mounts_changed {
+            self.refresh(loaded);
+        }
+        Ok(())
     }
 
     /// The clock moved on: findings that only time makes certain (a freeze that has lasted too
@@ -143,8 +184,10 @@ impl Sink {
         self.writer.flush().context("writing the trace")
     }
 
-    /// Recording ended at `end_ns`: the findings still open, then a summary per superblock.
-    pub(super) fn finish(&mut self, end_ns: u64) -> Result<()> {
+    /// Recording ended at `end_ns`: the findings still open, a summary per superblock, then
+    /// `footer` (its event count filled in here); returns what was written. The trace's writer
+    /// is dropped, queueing what is left.
+    pub(super) fn finish(mut self, end_ns: u64, mut footer: Footer) -> Result<Written> {
         let correlator = std::mem::replace(&mut self.correlator, Correlator::new(Default::default()));
         let Analysis { findings, summaries } = correlator.finish(Some(end_ns));
         self.write_findings(findings)?;
@@ -153,7 +196,9 @@ impl Sink {
                 .write(&Record::Summary(SummaryLine { sb_id, summary }))
                 .context("writing a summary")?;
         }
-        self.writer.flush().context("writing the trace")
+        footer.events = self.written.events;
+        self.write(&Record::Footer(footer)).context("writing the trace footer")?;
+        Ok(self.written)
     }
 
     /// A mount_end repeats its begin's call, and says which device is now mounted at the target.

@@ -13,6 +13,7 @@
 mod render;
 #[cfg(test)]
 mod tests;
+mod timeline_svg;
 
 use std::io::Write;
 

@@ -193,6 +193,17 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(s, "freezewatch doctor — kernel {}", self.kernel);
         let _ = writeln!(s);
+        self.human_checks(&mut s);
+        self.human_program_types(&mut s);
+        self.human_offsets(&mut s);
+        self.human_features(&mut s);
+        self.human_storage(&mut s);
+        self.human_verdict(&mut s);
+        s
+    }
+
+    /// BTF, privileges, tracefs, kernel symbols and the LSMs, one line each.
+    fn human_checks(&self, s: &mut String) {
         match &self.btf {
             Ok(n) => _ = writeln!(s, "  [ok  ] kernel BTF: {n} types"),
             Err(e) => _ = writeln!(s, "  [FAIL] kernel BTF: {e}"),
@@ -231,6 +242,10 @@ impl Report {
             }
             Err(e) => _ = writeln!(s, "  [info] {e}"),
         }
+    }
+
+    /// What each program type did when a trivial program of it was loaded.
+    fn human_program_types(&self, s: &mut String) {
         let _ = writeln!(s, "\nprogram types (probed by loading a trivial program):");
         for p in &self.program_types {
             let tag = match p.status {
@@ -249,6 +264,10 @@ impl Report {
                  (a hypervisor or lockdown policy), not the boot command line."
             );
         }
+    }
+
+    /// Every offset the programs read, as resolved here.
+    fn human_offsets(&self, s: &mut String) {
         let _ = writeln!(s, "\nstruct offsets from BTF:");
         match &self.offsets {
             Ok(o) => {
@@ -258,6 +277,10 @@ impl Report {
             }
             Err(e) => _ = writeln!(s, "  FAIL: {e}"),
         }
+    }
+
+    /// The hook each feature attached, the fallbacks passed over, and their limits.
+    fn human_features(&self, s: &mut String) {
         let _ = writeln!(s, "\nfeatures (what a real load attached):");
         match &self.features {
             Ok(hooks) => {
@@ -276,6 +299,10 @@ impl Report {
             }
             Err(e) => _ = writeln!(s, "  FAIL: {e}"),
         }
+    }
+
+    /// Which storage layers are mapped, and the maps under each mounted filesystem.
+    fn human_storage(&self, s: &mut String) {
         let _ = writeln!(s, "\nstorage layers (a write below the filesystem is a slip where it is mapped):");
         match &self.storage {
             Ok(c) => {
@@ -307,6 +334,10 @@ impl Report {
             }
             Err(e) => _ = writeln!(s, "  FAIL: {e}"),
         }
+    }
+
+    /// Whether freezewatch can record here, and if not why.
+    fn human_verdict(&self, s: &mut String) {
         let _ = writeln!(s);
         if self.can_record {
             let _ = writeln!(s, "verdict: freezewatch can record on this machine.");
@@ -316,6 +347,5 @@ impl Report {
                 let _ = writeln!(s, "  - {p}");
             }
         }
-        s
     }
 }

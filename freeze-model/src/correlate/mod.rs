@@ -140,7 +140,36 @@ pub struct Finding {
     pub block: Option<Box<crate::event::BlockIo>>,
 }
 
+named_enum! {
+    /// How a slip reached its frozen filesystem (the `path` label of watch's slip metrics).
+    pub enum SlipPath {
+        /// A bio to its device or a device below it.
+        Block = "block",
+        /// A transaction the filesystem started.
+        Transaction = "transaction",
+        /// A change to a file: the filesystem's own, or a loop device's backing file under it.
+        Write = "write",
+    }
+}
+
 impl Finding {
+    /// For a slip, its path: bios are `block`; changes to a file (a backing file's op, or a
+    /// write hook's finding) are `write`; the rest are transactions.
+    pub fn slip_path(&self) -> Option<SlipPath> {
+        use crate::event::Hook;
+        if self.kind != FindingKind::Slip {
+            return None;
+        }
+        Some(match (&self.block, Hook::from_name(&self.hook)) {
+            (Some(b), _) if !b.op().is_file() => SlipPath::Block,
+            (Some(_), _)
+            | (None, Some(Hook::TracepointSysWrite | Hook::FexitVfsWrite | Hook::TpBtfWriteback)) => {
+                SlipPath::Write
+            }
+            _ => SlipPath::Transaction,
+        })
+    }
+
     /// "fsfreeze[8812] ← backup.sh[8790] in backup.service": the task behind the finding.
     pub fn who(&self) -> String {
         crate::attribution::describe(&self.comm, self.pid, self.parent.as_deref(), self.cgroup.as_deref())

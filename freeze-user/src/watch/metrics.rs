@@ -1,6 +1,7 @@
-//! `watch --metrics ADDR`: the Prometheus metrics (the official `prometheus-client` crate) and the
-//! small HTTP server (`tiny_http`) that serves them at `/metrics`. All the state metrics read is
-//! here, updated by the watch loop; the server thread only encodes the registry.
+//! `watch --metrics ADDR`: the Prometheus metrics (the official `prometheus-client` crate), kept
+//! up to date by the watch loop; `server.rs` serves them. Each per-filesystem family is declared
+//! once (`per_filesystem!`), which registers it, makes its counters at 0 when a filesystem is
+//! first seen, and drops its series when the filesystem is forgotten.
 use std::{
     collections::HashMap,
     sync::{Arc, atomic::AtomicU64},
@@ -8,8 +9,8 @@ use std::{
 };
 
 use freeze_model::{
-    correlate::{Finding, FindingKind},
-    event::{Event, EventKind, Hook, Superblock},
+    correlate::{Finding, FindingKind, SlipPath},
+    event::{Event, EventKind, Superblock},
     trace::{ActiveHook, Counters},
     watch::FrozenNow,
 };
@@ -51,8 +52,15 @@ struct SlipLabels {
     device: String,
     fstype: String,
     mountpoint: String,
-    /// `block`, `transaction` or `write`.
+    /// A `SlipPath`: `block`, `transaction` or `write`.
     path: String,
+}
+
+impl SlipLabels {
+    fn of(l: &FsLabels, path: SlipPath) -> Self {
+        let FsLabels { device, fstype, mountpoint } = l.clone();
+        Self { device, fstype, mountpoint, path: path.as_str().into() }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,9 +80,6 @@ struct FeatureLabels {
     hook: String,
 }
 
-/// The `path` label of slips.
-const SLIP_PATHS: [&str; 3] = ["block", "transaction", "write"];
-
 type Histograms = Family<FsLabels, Histogram, fn() -> Histogram>;
 
 fn durations() -> Histogram {
@@ -82,23 +87,86 @@ fn durations() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 4.0, 12))
 }
 
+/// The per-filesystem families, each once: its field, type, metric name and help (and the slips,
+/// labelled by path too, which the macro writes out itself). `counters` are
+/// made at 0 when a filesystem is first seen (`increase()` over a series born at 1 is 0, so the
+/// first slip of a filesystem would never alert); every family's series go when it is forgotten.
+macro_rules! per_filesystem {
+    (
+        counters { $($c:ident: $cname:literal, $chelp:expr;)* }
+        others { $($o:ident: $oty:ty = $omake:expr, $oname:literal, $ohelp:expr;)* }
+    ) => {
+        struct PerFs {
+            $($c: Family<FsLabels, Counter>,)*
+            $($o: $oty,)*
+            /// Labelled by path too.
+            slips: Family<SlipLabels, Counter>,
+        }
+
+        impl PerFs {
+            fn register(r: &mut Registry) -> Self {
+                $(let $c = Family::<FsLabels, Counter>::default(); r.register($cname, $chelp, $c.clone());)*
+                $(let $o: $oty = $omake; r.register($oname, $ohelp, $o.clone());)*
+                let slips = Family::<SlipLabels, Counter>::default();
+                r.register("slips", "Writes that reached a frozen filesystem, by path", slips.clone());
+                Self { $($c,)* $($o,)* slips }
+            }
+
+            /// A filesystem first seen: its counters at 0, slips of every path too.
+            fn born(&self, l: &FsLabels) {
+                $(let _ = self.$c.get_or_create(l);)*
+                for path in SlipPath::ALL {
+                    let _ = self.slips.get_or_create(&SlipLabels::of(l, *path));
+                }
+            }
+
+            /// A filesystem forgotten: every series of it goes.
+            fn forget(&self, l: &FsLabels) {
+                $(self.$c.remove(l);)*
+                $(self.$o.remove(l);)*
+                for path in SlipPath::ALL {
+                    self.slips.remove(&SlipLabels::of(l, *path));
+                }
+            }
+        }
+    };
+}
+
+per_filesystem! {
+    counters {
+        freezes: "freezes", "Freezes that completed";
+        mounts_while_frozen: "mounts_while_frozen", "Mounts of the filesystem that landed while it was frozen";
+        denied_mounts: "denied_mounts", "Mounts --deny-mounts refused (or in audit mode would have)";
+        watchdog_thaws: "watchdog_thaws", "Thaws the watchdog made";
+        watchdog_failures: "watchdog_failures",
+            "Watchdog thaws that failed (each is tried again, less and less often)";
+        suspends_orphaned: "suspends_orphaned",
+            "Block-device freezes (device-mapper suspends) whose owner went while the device stayed \
+             suspended: never thawed by the watchdog; `dmsetup resume` ends them";
+        alerts: "alerts", "frozen-too-long, freezer-gone and suspend-orphaned findings raised";
+    }
+    others {
+        level: Family<FsLabels, Gauge> = Family::default(), "freeze_level",
+            "The filesystem's freeze level (0 unfrozen ... 4 frozen)";
+        frozen_seconds: Family<FsLabels, Gauge<f64, AtomicU64>> = Family::default(), "frozen_seconds",
+            "How long the filesystem has been frozen so far (0 when not)";
+        freeze_duration: Histograms = Family::new_with_constructor(durations), "freeze_duration_seconds",
+            "How long each freeze lasted, to its thaw";
+        blocked: Family<FsLabels, Gauge> = Family::default(), "blocked_writers",
+            "Tasks waiting at the filesystem's freeze gate now";
+        wait_duration: Histograms = Family::new_with_constructor(durations), "blocked_wait_seconds",
+            "How long each writer waited at the gate";
+        freezer_gone: Family<FsLabels, Gauge> = Family::default(), "freezer_gone",
+            "1 while the filesystem is frozen and its freezer is gone";
+        suspend_orphaned: Family<FsLabels, Gauge> = Family::default(), "suspend_orphaned",
+            "1 while the filesystem is frozen through its block device (a device-mapper suspend) and \
+             the process that suspended it is gone: `dmsetup resume` ends it, never the watchdog";
+    }
+}
+
 pub struct Metrics {
     registry: Arc<Registry>,
-    level: Family<FsLabels, Gauge>,
-    frozen_seconds: Family<FsLabels, Gauge<f64, AtomicU64>>,
-    freezes: Family<FsLabels, Counter>,
-    freeze_duration: Histograms,
-    slips: Family<SlipLabels, Counter>,
-    blocked: Family<FsLabels, Gauge>,
-    wait_duration: Histograms,
-    mounts_while_frozen: Family<FsLabels, Counter>,
-    denied_mounts: Family<FsLabels, Counter>,
-    watchdog_thaws: Family<FsLabels, Counter>,
-    watchdog_failures: Family<FsLabels, Counter>,
-    suspends_orphaned: Family<FsLabels, Counter>,
-    alerts: Family<FsLabels, Counter>,
-    freezer_gone: Family<FsLabels, Gauge>,
-    suspend_orphaned: Family<FsLabels, Gauge>,
+    fs: PerFs,
     events: Counter,
     lost: Counter,
     /// The loss total last reported (the counter grows by the difference).
@@ -119,74 +187,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("freezewatch");
-        let level = Family::<FsLabels, Gauge>::default();
-        r.register("freeze_level", "The filesystem's freeze level (0 unfrozen ... 4 frozen)", level.clone());
-        let frozen_seconds = Family::<FsLabels, Gauge<f64, AtomicU64>>::default();
-        r.register(
-            "frozen_seconds",
-            "How long the filesystem has been frozen so far (0 when not)",
-            frozen_seconds.clone(),
-        );
-        let freezes = Family::<FsLabels, Counter>::default();
-        r.register("freezes", "Freezes that completed", freezes.clone());
-        let freeze_duration: Histograms = Family::new_with_constructor(durations);
-        r.register(
-            "freeze_duration_seconds",
-            "How long each freeze lasted, to its thaw",
-            freeze_duration.clone(),
-        );
-        let slips = Family::<SlipLabels, Counter>::default();
-        r.register("slips", "Writes that reached a frozen filesystem, by path", slips.clone());
-        let blocked = Family::<FsLabels, Gauge>::default();
-        r.register("blocked_writers", "Tasks waiting at the filesystem's freeze gate now", blocked.clone());
-        let wait_duration: Histograms = Family::new_with_constructor(durations);
-        r.register("blocked_wait_seconds", "How long each writer waited at the gate", wait_duration.clone());
-        let mounts_while_frozen = Family::<FsLabels, Counter>::default();
-        r.register(
-            "mounts_while_frozen",
-            "Mounts of the filesystem that landed while it was frozen",
-            mounts_while_frozen.clone(),
-        );
-        let denied_mounts = Family::<FsLabels, Counter>::default();
-        r.register(
-            "denied_mounts",
-            "Mounts --deny-mounts refused (or in audit mode would have)",
-            denied_mounts.clone(),
-        );
-        let watchdog_thaws = Family::<FsLabels, Counter>::default();
-        r.register("watchdog_thaws", "Thaws the watchdog made", watchdog_thaws.clone());
-        let watchdog_failures = Family::<FsLabels, Counter>::default();
-        r.register(
-            "watchdog_failures",
-            "Watchdog thaws that failed (each is tried again, less and less often)",
-            watchdog_failures.clone(),
-        );
-        let suspends_orphaned = Family::<FsLabels, Counter>::default();
-        r.register(
-            "suspends_orphaned",
-            "Block-device freezes (device-mapper suspends) whose owner went while the device stayed \
-             suspended: never thawed by the watchdog; `dmsetup resume` ends them",
-            suspends_orphaned.clone(),
-        );
-        let alerts = Family::<FsLabels, Counter>::default();
-        r.register(
-            "alerts",
-            "frozen-too-long, freezer-gone and suspend-orphaned findings raised",
-            alerts.clone(),
-        );
-        let freezer_gone = Family::<FsLabels, Gauge>::default();
-        r.register(
-            "freezer_gone",
-            "1 while the filesystem is frozen and its freezer is gone",
-            freezer_gone.clone(),
-        );
-        let suspend_orphaned = Family::<FsLabels, Gauge>::default();
-        r.register(
-            "suspend_orphaned",
-            "1 while the filesystem is frozen through its block device (a device-mapper suspend) and \
-             the process that suspended it is gone: `dmsetup resume` ends it, never the watchdog",
-            suspend_orphaned.clone(),
-        );
+        let fs = PerFs::register(&mut r);
         let events = Counter::default();
         r.register("events", "Events received from the kernel", events.clone());
         let lost = Counter::default();
@@ -208,21 +209,7 @@ impl Metrics {
         r.register("build", "The freezewatch build", Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]));
         Self {
             registry: Arc::new(r),
-            level,
-            frozen_seconds,
-            freezes,
-            freeze_duration,
-            slips,
-            blocked,
-            wait_duration,
-            mounts_while_frozen,
-            denied_mounts,
-            watchdog_thaws,
-            watchdog_failures,
-            suspends_orphaned,
-            alerts,
-            freezer_gone,
-            suspend_orphaned,
+            fs,
             events,
             lost,
             lost_seen: 0,
@@ -266,33 +253,8 @@ impl Metrics {
         }
         let labels = FsLabels::of(sb);
         self.seen.insert(sb.id.clone(), (labels.clone(), now));
-        self.born(&labels);
+        self.fs.born(&labels);
         labels
-    }
-
-    /// The counters of a filesystem but its slips (labelled by path too).
-    fn fs_counters(&self) -> [&Family<FsLabels, Counter>; 7] {
-        [
-            &self.freezes,
-            &self.mounts_while_frozen,
-            &self.denied_mounts,
-            &self.watchdog_thaws,
-            &self.watchdog_failures,
-            &self.suspends_orphaned,
-            &self.alerts,
-        ]
-    }
-
-    /// Every counter of a filesystem, at 0 from when it is first seen: `increase()` over a series
-    /// born at 1 is 0, so the first slip of a filesystem would never alert.
-    fn born(&self, l: &FsLabels) {
-        for c in self.fs_counters() {
-            let _ = c.get_or_create(l);
-        }
-        for path in SLIP_PATHS {
-            let FsLabels { device, fstype, mountpoint } = l.clone();
-            let _ = self.slips.get_or_create(&SlipLabels { device, fstype, mountpoint, path: path.into() });
-        }
     }
 
     pub fn event(&mut self, ev: &Event) {
@@ -302,15 +264,15 @@ impl Metrics {
         match ev.kind {
             EventKind::FreezeBegin | EventKind::FreezeEnd | EventKind::ThawBegin | EventKind::ThawEnd => {
                 if let Some(level) = ev.level_after {
-                    self.level.get_or_create(&labels).set(i64::from(level));
+                    self.fs.level.get_or_create(&labels).set(i64::from(level));
                 }
                 if ev.kind == EventKind::FreezeEnd && ev.ret == Some(0) {
-                    self.freezes.get_or_create(&labels).inc();
+                    self.fs.freezes.get_or_create(&labels).inc();
                 }
             }
-            EventKind::WriterBlocked => _ = self.blocked.get_or_create(&labels).inc(),
+            EventKind::WriterBlocked => _ = self.fs.blocked.get_or_create(&labels).inc(),
             EventKind::WriterUnblocked => {
-                let g = self.blocked.get_or_create(&labels);
+                let g = self.fs.blocked.get_or_create(&labels);
                 if g.get() > 0 {
                     g.dec();
                 }
@@ -323,34 +285,25 @@ impl Metrics {
         let labels = self.labels(&f.sb);
         match f.kind {
             FindingKind::Slip => {
-                // Bios are "block"; changes to a file (the filesystem's own, or a backing
-                // file under it) are "write"; the rest are transactions.
-                let path = match (&f.block, Hook::from_name(&f.hook)) {
-                    (Some(b), _) if !b.op().is_file() => "block",
-                    (Some(_), _)
-                    | (None, Some(Hook::TracepointSysWrite | Hook::FexitVfsWrite | Hook::TpBtfWriteback)) => {
-                        "write"
-                    }
-                    _ => "transaction",
-                };
-                let FsLabels { device, fstype, mountpoint } = labels;
-                self.slips.get_or_create(&SlipLabels { device, fstype, mountpoint, path: path.into() }).inc();
+                if let Some(path) = f.slip_path() {
+                    self.fs.slips.get_or_create(&SlipLabels::of(&labels, path)).inc();
+                }
             }
             FindingKind::BlockedWriter => {
                 if let Some(d) = f.duration_ns {
-                    self.wait_duration.get_or_create(&labels).observe(d as f64 / 1e9);
+                    self.fs.wait_duration.get_or_create(&labels).observe(d as f64 / 1e9);
                 }
             }
-            FindingKind::MountWhileFrozen => _ = self.mounts_while_frozen.get_or_create(&labels).inc(),
-            FindingKind::MountDenied => _ = self.denied_mounts.get_or_create(&labels).inc(),
-            FindingKind::ThawedByWatchdog => _ = self.watchdog_thaws.get_or_create(&labels).inc(),
-            FindingKind::WatchdogFailed => _ = self.watchdog_failures.get_or_create(&labels).inc(),
+            FindingKind::MountWhileFrozen => _ = self.fs.mounts_while_frozen.get_or_create(&labels).inc(),
+            FindingKind::MountDenied => _ = self.fs.denied_mounts.get_or_create(&labels).inc(),
+            FindingKind::ThawedByWatchdog => _ = self.fs.watchdog_thaws.get_or_create(&labels).inc(),
+            FindingKind::WatchdogFailed => _ = self.fs.watchdog_failures.get_or_create(&labels).inc(),
             FindingKind::FrozenTooLong | FindingKind::FreezerGone => {
-                _ = self.alerts.get_or_create(&labels).inc()
+                _ = self.fs.alerts.get_or_create(&labels).inc()
             }
             FindingKind::SuspendOrphaned => {
-                self.suspends_orphaned.get_or_create(&labels).inc();
-                self.alerts.get_or_create(&labels).inc();
+                self.fs.suspends_orphaned.get_or_create(&labels).inc();
+                self.fs.alerts.get_or_create(&labels).inc();
             }
             _ => {}
         }
@@ -359,7 +312,7 @@ impl Metrics {
     /// A freeze of `sb` ended after `d` ns.
     pub fn freeze_ended(&mut self, sb: &Superblock, d: u64) {
         let labels = self.labels(sb);
-        self.freeze_duration.get_or_create(&labels).observe(d as f64 / 1e9);
+        self.fs.freeze_duration.get_or_create(&labels).observe(d as f64 / 1e9);
     }
 
     pub fn counters(&mut self, c: &Counters) {
@@ -378,9 +331,9 @@ impl Metrics {
         let mut frozen_ids = Vec::new();
         for f in frozen {
             let labels = self.labels(f.sb);
-            self.frozen_seconds.get_or_create(&labels).set(now_ns.saturating_sub(f.since) as f64 / 1e9);
-            self.freezer_gone.get_or_create(&labels).set(i64::from(f.gone));
-            self.suspend_orphaned.get_or_create(&labels).set(i64::from(f.suspend_orphaned));
+            self.fs.frozen_seconds.get_or_create(&labels).set(now_ns.saturating_sub(f.since) as f64 / 1e9);
+            self.fs.freezer_gone.get_or_create(&labels).set(i64::from(f.gone));
+            self.fs.suspend_orphaned.get_or_create(&labels).set(i64::from(f.suspend_orphaned));
             frozen_ids.push(f.sb.id.clone());
         }
         let mut forget = Vec::new();
@@ -388,34 +341,17 @@ impl Metrics {
             if frozen_ids.contains(id) {
                 continue;
             }
-            self.frozen_seconds.get_or_create(labels).set(0.0);
-            self.freezer_gone.get_or_create(labels).set(0);
-            self.suspend_orphaned.get_or_create(labels).set(0);
+            self.fs.frozen_seconds.get_or_create(labels).set(0.0);
+            self.fs.freezer_gone.get_or_create(labels).set(0);
+            self.fs.suspend_orphaned.get_or_create(labels).set(0);
             if last.elapsed() > FORGET_AFTER {
                 forget.push(id.clone());
             }
         }
         for id in forget {
             if let Some((labels, _)) = self.seen.remove(&id) {
-                self.forget(&labels);
+                self.fs.forget(&labels);
             }
-        }
-    }
-
-    fn forget(&self, l: &FsLabels) {
-        for c in self.fs_counters() {
-            c.remove(l);
-        }
-        self.level.remove(l);
-        self.frozen_seconds.remove(l);
-        self.freeze_duration.remove(l);
-        self.blocked.remove(l);
-        self.wait_duration.remove(l);
-        self.freezer_gone.remove(l);
-        self.suspend_orphaned.remove(l);
-        for path in SLIP_PATHS {
-            let FsLabels { device, fstype, mountpoint } = l.clone();
-            self.slips.remove(&SlipLabels { device, fstype, mountpoint, path: path.into() });
         }
     }
 }

@@ -111,7 +111,7 @@ impl<T> Holds<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::tests::{freeze, thaw};
+    use crate::test_events::{freeze, thaw};
 
     fn held(kind: HeldBy, holder: &str, level_after: u32) -> Event {
         let [_, mut e] = freeze(0);

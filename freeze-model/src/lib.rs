@@ -16,6 +16,8 @@ pub mod html;
 mod names;
 pub mod report;
 pub mod storage;
+#[cfg(test)]
+pub(crate) mod test_events;
 pub mod timeline;
 pub mod trace;
 pub mod units;

@@ -98,6 +98,16 @@ impl Trace {
         self.of_type("finding").into_iter().filter(|f| f["kind"] == kind).collect()
     }
 
+    /// The findings of `kind` about the filesystem mounted at `mnt`.
+    pub fn findings_on(&self, kind: &str, mnt: &str) -> Vec<&Value> {
+        self.findings(kind).into_iter().filter(|f| f["sb"]["mountpoint"] == mnt).collect()
+    }
+
+    /// The events of `kind` on the filesystem mounted at `mnt`.
+    pub fn events_on(&self, kind: &str, mnt: &str) -> Vec<&Value> {
+        self.events().into_iter().filter(|e| e["kind"] == kind && e["sb"]["mountpoint"] == mnt).collect()
+    }
+
     /// The events within `window` ns of `ts_ns` on the same superblock, one line each: for
     /// assertion messages that must show what happened around a finding.
     pub fn around(&self, finding: &Value, window: u64) -> String {

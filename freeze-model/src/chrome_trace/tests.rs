@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::*;
 use crate::correlate::FindingKind;
 use crate::{
-    correlate::tests::{block_write, ev, freeze, thaw},
     event::{Event, EventKind},
+    test_events::{block_write, ev, freeze, thaw},
     trace,
 };
 

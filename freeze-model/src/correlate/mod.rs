@@ -12,7 +12,7 @@ mod reorder;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 use std::collections::BTreeMap;
 

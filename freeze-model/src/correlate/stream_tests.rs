@@ -1,8 +1,8 @@
 //! The correlator as a stream: one event at a time, out of order within the reorder window,
 //! with the clock ticking; and its memory, which must not grow with the number of events.
-use super::{
-    tests::{block_write, denied, ev, freeze, gated_mounts, kinds, mount_begin, mount_end, sb, thaw, txn},
-    *,
+use super::*;
+use crate::test_events::{
+    block_write, denied, ev, freeze, gated_mounts, kinds, mount_begin, mount_end, sb, thaw, txn,
 };
 use crate::{
     deny::DenyMode,

@@ -2,8 +2,8 @@
 use super::*;
 use crate::attribution::Parent;
 use crate::{
-    correlate::tests::{ev, freeze, thaw},
     event::FreezeVia,
+    test_events::{ev, freeze, thaw},
 };
 
 const S: u64 = 1_000_000_000;

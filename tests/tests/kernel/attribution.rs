@@ -62,10 +62,6 @@ impl Drop for TestCgroup {
     }
 }
 
-fn ours<'a>(trace: &'a Trace, kind: &str, fs: &LoopFs) -> Vec<&'a Value> {
-    trace.events().into_iter().filter(|e| e["kind"] == kind && e["sb"]["mountpoint"] == fs.mnt()).collect()
-}
-
 #[test]
 fn a_freeze_and_a_slip_from_a_cgroup_name_it_and_their_parent() {
     if !kernel_available("a_freeze_and_a_slip_from_a_cgroup_name_it_and_their_parent") {
@@ -113,7 +109,7 @@ fn a_freeze_and_a_slip_from_a_cgroup_name_it_and_their_parent() {
     let script_pid: u64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     assert_eq!(trace.of_type("header")[0]["cgroup2_root"], root.display().to_string());
 
-    let freezes = ours(&trace, "freeze_begin", &fs);
+    let freezes = trace.events_on("freeze_begin", fs.mnt());
     assert_eq!(freezes.len(), 2, "{freezes:#?}");
     for f in &freezes {
         assert_eq!(f["comm"], "fsfreeze");

@@ -8,10 +8,6 @@ use freezewatch_tests::{
 };
 use serde_json::Value;
 
-fn ours<'a>(trace: &'a Trace, kind: &str, fs: &LoopFs) -> Vec<&'a Value> {
-    trace.findings(kind).into_iter().filter(|f| f["sb"]["mountpoint"] == fs.mnt()).collect()
-}
-
 fn summary<'a>(trace: &'a Trace, fs: &LoopFs) -> &'a Value {
     let all = trace.of_type("summary");
     all.into_iter().find(|s| s["sb"]["mountpoint"] == fs.mnt()).expect("a summary of our filesystem")
@@ -29,7 +25,7 @@ fn a_filesystem_still_frozen_when_recording_ends_is_left_frozen() {
     // Recording stops while the filesystem is frozen; the thaw comes after.
     let trace = rec.finish().expect("trace");
     drop(frozen);
-    let left = ours(&trace, "left-frozen", &fs);
+    let left = trace.findings_on("left-frozen", fs.mnt());
     assert_eq!(left.len(), 1, "{left:#?}");
     assert_eq!(left[0]["severity"], "error");
     assert!(left[0]["duration_ns"].as_u64().is_some_and(|d| d >= 200_000_000), "{}", left[0]);
@@ -53,7 +49,7 @@ fn thawing_an_unfrozen_filesystem_is_flagged() {
         .filter(|e| e["kind"] == "thaw_end" && e["sb"]["mountpoint"] == fs.mnt())
         .collect();
     assert_eq!(thaws.len(), 1, "the freeze hook saw the thaw: {thaws:#?}");
-    let f = ours(&trace, "thaw-without-freeze", &fs);
+    let f = trace.findings_on("thaw-without-freeze", fs.mnt());
     assert_eq!(f.len(), 1, "{f:#?}");
     assert_eq!(f[0]["severity"], "warning");
     assert!(
@@ -71,7 +67,7 @@ fn freezing_a_frozen_filesystem_is_a_failed_freeze_finding() {
     let fs = LoopFs::new(FsType::Ext4).expect("fs");
     let script = format!("fsfreeze -f {m}; fsfreeze -f {m} || true; fsfreeze -u {m}", m = fs.mnt());
     let trace = record_script(&script).expect("recording");
-    let f = ours(&trace, "freeze-failed", &fs);
+    let f = trace.findings_on("freeze-failed", fs.mnt());
     assert_eq!(f.len(), 1, "{f:#?}");
     assert!(
         f[0]["message"].as_str().is_some_and(|m| m.ends_with("EBUSY (it was already frozen)")),
@@ -83,7 +79,7 @@ fn freezing_a_frozen_filesystem_is_a_failed_freeze_finding() {
         (s["freezes"].as_u64(), s["failed_freezes"].as_u64(), s["thaws"].as_u64()),
         (Some(1), Some(1), Some(1))
     );
-    assert!(ours(&trace, "left-frozen", &fs).is_empty());
+    assert!(trace.findings_on("left-frozen", fs.mnt()).is_empty());
 }
 
 #[test]
@@ -106,7 +102,7 @@ fn a_freeze_longer_than_the_threshold_is_a_long_freeze() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     // Raised while frozen, in the trace: how long it had been frozen then.
     let trace = Trace::parse(&std::fs::read_to_string(&path).expect("trace")).expect("parses");
-    let live = ours(&trace, "long-freeze", &fs);
+    let live = trace.findings_on("long-freeze", fs.mnt());
     assert_eq!(live.len(), 1, "{live:#?}");
     assert!(live[0]["message"].as_str().is_some_and(|m| m.ends_with("and still is")), "{}", live[0]);
     // The report of the finished trace: the whole window, once.

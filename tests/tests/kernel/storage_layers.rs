@@ -7,14 +7,10 @@
 use std::process::Command;
 
 use freezewatch_tests::{
-    DmDevices, DmStack, LoopDev, MountedOn, PartitionedLoop, Recorder, Trace, dmsetup, kernel_version,
+    DmDevices, DmStack, LoopDev, MountedOn, PartitionedLoop, Recorder, dmsetup, kernel_version,
     layer_available, mount_device, record_script, unmount,
 };
 use serde_json::Value;
-
-fn slips_of<'a>(trace: &'a Trace, mnt: &str) -> Vec<&'a Value> {
-    trace.findings("slip").into_iter().filter(|f| f["sb"]["mountpoint"] == mnt).collect()
-}
 
 /// `dd` of one 4 KiB block of zeroes to `dev` at 512-byte sector `sector`: one direct write.
 fn dd_at(dev: &str, sector: u64) -> String {
@@ -49,7 +45,7 @@ fn a_write_to_the_disk_over_a_frozen_partition_is_a_slip_and_over_its_neighbour_
         dd_at(&disk.partition(2).display().to_string(), 100),
     );
     let trace = record_script(&script).expect("recording");
-    let slips = slips_of(&trace, m);
+    let slips = trace.findings_on("slip", m);
     assert_eq!(slips.len(), 1, "only the write inside partition 1 reached its storage: {slips:#?}");
     let b = &slips[0]["block"];
     let disk_dev = dev_number(&disk.loopdev);
@@ -91,7 +87,7 @@ fn a_write_to_the_device_under_a_dm_linear_target_is_a_slip_inside_its_range_onl
         dd_at(&lower.dev, 2048 + 800),
     );
     let trace = record_script(&script).expect("recording");
-    let slips = slips_of(&trace, m);
+    let slips = trace.findings_on("slip", m);
     assert_eq!(slips.len(), 1, "{slips:#?}");
     let b = &slips[0]["block"];
     let lower_dev = lower.number().expect("dev number");
@@ -190,7 +186,7 @@ fn the_device_mapper_snapshot_flow_is_clean_denies_mounts_and_catches_a_lower_wr
     let denials: Vec<&Value> = trace.events().into_iter().filter(|e| e["kind"] == "mount_denied").collect();
     assert_eq!(denials.len(), denials_expected, "{denials:#?}");
     // One slip: the lower write, named with its writer and the layers it went through.
-    let slips = slips_of(&trace, &m);
+    let slips = trace.findings_on("slip", &m);
     assert_eq!(slips.len(), 1, "the snapshot's own I/O is no slip: {slips:#?}");
     let b = &slips[0]["block"];
     let data_dev = data.number().expect("dev number");

@@ -8,10 +8,6 @@ use freezewatch_tests::{
 };
 use serde_json::Value;
 
-fn slips_of<'a>(trace: &'a Trace, fs: &LoopFs) -> Vec<&'a Value> {
-    trace.findings("slip").into_iter().filter(|f| f["sb"]["mountpoint"] == fs.mnt()).collect()
-}
-
 /// Freezes `fs` around `body` in a script that thaws on any exit.
 fn frozen_script(fs: &LoopFs, body: &str) -> String {
     let m = fs.mnt();
@@ -34,7 +30,7 @@ fn discards_and_write_zeroes_of_a_frozen_device_are_slips_with_their_op_and_flus
         ),
     );
     let trace = record_script(&script).expect("recording");
-    let slips = slips_of(&trace, &fs);
+    let slips = trace.findings_on("slip", fs.mnt());
     let got: Vec<(&str, &str, u64, u64, &str)> = slips
         .iter()
         .map(|f| {
@@ -110,7 +106,7 @@ fn changes_to_the_backing_file_are_slips_naming_the_loop_device_and_other_files_
         other_dev = other.loopdev,
     );
     let trace = record_script(&frozen_script(&fs, &body)).expect("recording");
-    let slips = slips_of(&trace, &fs);
+    let slips = trace.findings_on("slip", fs.mnt());
     let got: Vec<(&str, &str, u64, u64)> = slips
         .iter()
         .map(|f| {
@@ -198,7 +194,8 @@ fn the_writeback_hook_and_the_syscall_fallback_see_a_backing_file_write_alike() 
     }
     let script = frozen_script(&fs, &body);
     let writes = |trace: &Trace| -> Vec<(String, String, u64, u64)> {
-        slips_of(trace, &fs)
+        trace
+            .findings_on("slip", fs.mnt())
             .iter()
             .map(|f| {
                 let b = &f["block"];

@@ -1,4 +1,4 @@
-//! freezewatch eBPF programs, one file per probe family under `probes/`:
+//! freezewatch eBPF programs, one file per program family under `programs/`:
 //! - `freeze`: freeze and thaw, by fentry/fexit on `freeze_super` / `thaw_super` (every freeze
 //!   path; refused on hosts that forbid tracing programs) or the FIFREEZE/FITHAW ioctls (through
 //!   `syscalls`, or their tracepoints, the fallback that loads everywhere; the superblock is
@@ -29,7 +29,7 @@ macro_rules! off {
 
 mod emit;
 mod maps;
-mod probes;
+mod programs;
 mod read;
 
 #[cfg(not(test))]

@@ -66,7 +66,7 @@ pub(crate) static BACKING_FILES: HashMap<InodeKey, Extent> = HashMap::with_max_e
 pub(crate) static WATCHING: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Slot 0: the `freeze_common::syscall_feature` bits of the features whose chain chose the
-/// syscall dispatcher (`probes::syscalls`); written by user space as each attaches.
+/// syscall dispatcher (`programs::syscalls`); written by user space as each attaches.
 #[map]
 pub(crate) static SYSCALL_FEATURES: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -105,7 +105,7 @@ pub(crate) static MOUNT_PATHS: LpmTrie<[u8; PATH_KEY_BYTES], u32> = LpmTrie::wit
 pub(crate) static PATH_SCRATCH: PerCpuArray<Key<[u8; PATH_KEY_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
 
 /// Processes that made a successful freeze call, and their parents, by thread group id → their
-/// start time: `probes::exit` reports the exit of exactly these processes (a later process that
+/// start time: `programs::exit` reports the exit of exactly these processes (a later process that
 /// reuses the pid starts at another time). Least recently used entries go first when it is full:
 /// a host freezes far fewer processes than this between their exits.
 #[map]

@@ -14,6 +14,7 @@ pub mod event;
 pub mod holds;
 pub mod html;
 mod names;
+pub mod oversight;
 pub mod report;
 pub mod storage;
 #[cfg(test)]
@@ -23,4 +24,3 @@ pub mod trace;
 pub mod units;
 pub mod verdicts;
 pub mod walk;
-pub mod watch;

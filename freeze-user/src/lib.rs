@@ -7,7 +7,7 @@
 //! - `bpf`: loading and attaching the eBPF programs (aya, and raw `bpf(2)` where aya cannot);
 //! - `record`: a recording session: the select loop, decoding and enriching events, the trace;
 //! - `tui`: the terminal UI, live or replaying a trace;
-//! - `watch`: the always-on service (live findings, alerts, watchdog, Prometheus metrics);
+//! - `service`: the always-on service of `watch` (live findings, alerts, watchdog, Prometheus metrics);
 //! - `queue`: output that never makes its producer wait (a frozen output filesystem blocks only
 //!   its own writer thread);
 //! - `cli`: the command line, one handler per command, and the exit-code policy.
@@ -17,5 +17,5 @@ pub mod host;
 pub mod queue;
 pub mod record;
 pub mod say;
+pub mod service;
 pub mod tui;
-pub mod watch;

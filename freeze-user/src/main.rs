@@ -1,4 +1,4 @@
 //! The `freezewatch` binary: everything is in the library's `cli` module.
 fn main() -> std::process::ExitCode {
-    freezewatch::cli::main()
+    freeze_user::cli::main()
 }

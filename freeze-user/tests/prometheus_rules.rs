@@ -39,7 +39,7 @@ fn exported() -> std::collections::BTreeSet<String> {
     let contents = freeze_model::trace::Contents::from_records(
         freeze_model::trace::read_trace(trace.as_bytes()).unwrap(),
     );
-    let mut metrics = freezewatch::watch::metrics::Metrics::new();
+    let mut metrics = freeze_user::service::metrics::Metrics::new();
     let mut correlator = freeze_model::correlate::Correlator::new(Default::default());
     let mut findings = Vec::new();
     for ev in contents.events.iter().cloned() {
@@ -59,7 +59,7 @@ fn exported() -> std::collections::BTreeSet<String> {
         hook_hits: [("fentry:freeze_super".to_owned(), 1)].into(),
         ..Default::default()
     });
-    let now = freeze_model::watch::FrozenNow { sb: &sb, since: 0, gone: true, suspend_orphaned: true };
+    let now = freeze_model::oversight::FrozenNow { sb: &sb, since: 0, gone: true, suspend_orphaned: true };
     metrics.tick(1, std::iter::once(now));
     // What watch reports at start and at every tick: its hooks, and its outputs' drops (0).
     metrics.hooks(&[freeze_model::trace::ActiveHook {

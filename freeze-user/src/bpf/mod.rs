@@ -7,7 +7,7 @@ mod features;
 pub mod loader;
 pub mod module_fexit;
 pub mod mount_paths;
-pub mod probe;
+pub mod program_types;
 pub mod storage_maps;
 pub mod sys;
 

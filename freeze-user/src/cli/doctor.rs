@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::{
     bpf::loader::Loaded,
-    bpf::probe::{self, ProbeResult, Status},
+    bpf::program_types::{self, ProbeResult, Status},
     host::btf::Btf,
     host::kernel::{self, Privileges},
     host::offsets,
@@ -94,7 +94,7 @@ pub fn run() -> Report {
         .map_err(|e| format!("{} not mounted and mount failed: {e}", kernel::TRACEFS));
     let lsms = kernel::active_lsms().map_err(|e| format!("cannot read the LSM list: {e}"));
     let bpf_lsm_listed = lsms.as_ref().is_ok_and(|l| l.iter().any(|s| s == "bpf"));
-    let program_types = probe::probe_all(btf.as_ref().ok());
+    let program_types = program_types::probe_all(btf.as_ref().ok());
     let tracepoint_ok =
         program_types.iter().any(|p| p.program_type == "tracepoint" && p.status == Status::Ok);
 

@@ -1,13 +1,13 @@
-//! `freezewatch watch`: the always-on service (see `crate::watch`).
+//! `freezewatch watch`: the always-on service (see `crate::service`).
 use std::{path::PathBuf, time::Duration};
 
-use freeze_model::watch::{ThawMode, WatchOptions};
+use freeze_model::oversight::{ThawMode, WatchOptions};
 
 use super::{
     args::{DenyArg, parse_duration_arg, parse_size_arg},
     exit::{Exit, Outcome},
 };
-use crate::watch;
+use crate::service;
 
 /// `--thaw-orphans[=MODE]` as clap parses it.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -81,7 +81,7 @@ fn ns(d: Duration) -> u64 {
 }
 
 pub fn command(a: Args) -> Outcome {
-    let opts = watch::Options {
+    let opts = service::Options {
         findings: a.findings,
         trace_dir: a.trace_dir.map(|dir| (dir, a.trace_size, usize::from(a.trace_keep))),
         watch: WatchOptions {
@@ -101,6 +101,6 @@ pub fn command(a: Args) -> Outcome {
         queue_bytes: usize::try_from(a.queue_size).unwrap_or(usize::MAX),
         web_config: a.web_config,
     };
-    watch::run(opts)?;
+    service::run(opts)?;
     Ok(Exit::Ok)
 }

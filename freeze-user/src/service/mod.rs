@@ -8,8 +8,8 @@
 //! (`crate::queue`) to writer threads, so an output on a frozen filesystem (`/` frozen by
 //! qemu-ga's freeze-everything) blocks only its writer, and the event loop, the judgement, the
 //! watchdog's FITHAW and `/metrics` go on.
+mod level_probe;
 pub mod metrics;
-mod probe;
 mod server;
 mod thaw;
 pub mod web_config;
@@ -25,8 +25,8 @@ use std::{
 use anyhow::{Context as _, Result};
 use freeze_model::{
     correlate::{self, Correlator, Finding},
+    oversight::{Watch, WatchOptions},
     trace::{Record, TraceWriter},
-    watch::{Watch, WatchOptions},
 };
 
 use crate::{
@@ -138,7 +138,7 @@ pub fn run(opts: Options) -> Result<()> {
     let header = &recorder.header;
     metrics.hooks(&header.hooks);
     // Filesystems frozen before we looked: the probe's events arrive through the tap like others.
-    let probed = probe::probe_all();
+    let probed = level_probe::probe_all();
     log::debug!("probed the freeze level of {probed} filesystems");
     for h in &header.hooks {
         crate::say!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));

@@ -11,8 +11,8 @@ use std::{
 use freeze_model::{
     correlate::{Finding, FindingKind, SlipPath},
     event::{Event, EventKind, Superblock},
+    oversight::FrozenNow,
     trace::{ActiveHook, Counters},
-    watch::FrozenNow,
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,

@@ -2,6 +2,9 @@
 //! attaches in full wins, the reasons the ones before it failed become its fallbacks, and
 //! `when_none` says what happens when none attaches. The loader walks this table; nothing else
 //! decides which program goes where.
+//!
+//! Longer than 500 lines on purpose: the table of every chain is read (and reviewed) in one piece,
+//! as the README's hook table is; what it is made of and its tests take the rest.
 use freeze_common::syscall_feature;
 use freeze_common::tp::{self, TpField};
 use freeze_model::coverage::Feature;

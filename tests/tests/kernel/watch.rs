@@ -2,6 +2,11 @@
 //! that dies (and the watchdog, in enforce and audit mode), a script that thaws what it froze, the
 //! metrics endpoint, bad input and SIGTERM during a freeze. Every "nothing happened" is paired with
 //! something that did happen in the same run.
+//!
+//! Longer than 500 lines: every test here runs the one service against real freezes, and they
+//! share its helpers (a freezer that holds its own freeze, a writer held at the gate, waiting for
+//! an exit without blocking on the gate); split, those helpers would move to `tests/src` for one
+//! user.
 use std::{
     net::TcpStream,
     process::{Child, Command, Stdio},

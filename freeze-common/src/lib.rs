@@ -32,7 +32,7 @@ pub mod syscall_nr;
 
 /// x86-64 `struct pt_regs` (arch/x86/include/asm/ptrace.h): byte offsets of what a syscall
 /// entered with. The verifier checks every load against the kernel's BTF, and freeze-user's
-/// offsets test against this machine's.
+/// offsets test against the running kernel's.
 pub mod pt_regs;
 
 /// `--deny-mounts` mode, as the eBPF global `DENY_MODE` and a MOUNT_DENIED event's `flags`.

@@ -1,10 +1,11 @@
 //! Every syscall freezewatch watches, from one pair of programs on the raw syscall tracepoints
 //! (`tp_btf` on `sys_enter` / `sys_exit`) that dispatch on the syscall number to the handlers the
 //! `syscalls:sys_*` tracepoint programs share. Each of those tracepoints attaches through a perf
-//! event whose detach waits for RCU grace periods under a kernel-wide mutex (35 ms apiece here:
-//! sixteen of them were 0.6 s of every exit); a raw tracepoint link detaches at once. Either way
-//! every task's syscalls take the kernel's traced slow path while attached; here each one also
-//! runs this program to its number's comparisons.
+//! event whose detach waits for RCU grace periods under a kernel-wide mutex (35 ms apiece on
+//! the 6.18 machines of docs/benchmarks.md, "start and stop": sixteen of them were 0.6 s of every
+//! exit); a raw tracepoint link detaches at once. Either way
+//! every task's syscalls take the kernel's traced slow path while attached; with the dispatcher
+//! each one also runs this program to its number's comparisons.
 use super::{backing, freeze, mount};
 use crate::{emit::on_end, maps::SYSCALL_FEATURES, read::RegArgs};
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};

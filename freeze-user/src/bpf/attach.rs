@@ -90,7 +90,8 @@ fn failed(what: String) -> impl FnOnce(ProgramError) -> AttachError {
 
 /// Links taken out of their programs, so that they can be detached all at once, on many
 /// threads (in Drop): a tracepoint's perf-event link waits for RCU grace periods to detach
-/// (35 ms here), though the kernel does those one at a time whatever the threads.
+/// (35 ms each on 6.18: docs/benchmarks.md, "start and stop"), though the kernel does those one
+/// at a time whatever the threads.
 #[derive(Default)]
 pub struct Links {
     links: Vec<Box<dyn Send>>,

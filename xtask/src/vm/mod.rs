@@ -206,22 +206,8 @@ fn sha256(path: &Path) -> Result<String> {
     Ok(text.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
-/// Boots each selected kernel and runs the kernel test suite in it; `filter` (a test name
-/// substring, no spaces) selects tests as `cargo test FILTER` does.
-pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<()> {
-    ensure!(
-        filter.is_none_or(|f| !f.is_empty() && !f.contains(char::is_whitespace)),
-        "--filter takes one test-name substring without spaces"
-    );
-    ensure_packages()?;
-    let tests = build_kernel_tests()?;
-    for (module, why) in HOST_ONLY_MODULES {
-        eprintln!("xtask: not run in the guests: {module} ({why})");
-    }
-    ensure!(
-        !tests.plan(filter).is_empty(),
-        "no kernel test run in the guests has a name containing {filter:?}"
-    );
+/// The kernels `which` names (comma-separated, or `all`), in the table's order.
+fn selected(which: &str) -> Result<Vec<&'static kernels::Kernel>> {
     let wanted: Vec<&str> = which.split(',').map(str::trim).collect();
     for name in &wanted {
         ensure!(
@@ -230,34 +216,50 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
             kernels::names()
         );
     }
-    let selected: Vec<&kernels::Kernel> =
-        KERNELS.iter().filter(|k| wanted.iter().any(|w| *w == "all" || *w == k.name)).collect();
-    let bin_sha256 = sha256(freezewatch)?;
-    eprintln!("xtask: the guests run {} (sha256 {bin_sha256})", freezewatch.display());
-    // Kernels and initramfs images first, one after the other (apt, downloads); then the guests,
-    // as many at once as there are cores (below).
-    let mut failures = Vec::new();
+    Ok(KERNELS.iter().filter(|k| wanted.iter().any(|w| *w == "all" || *w == k.name)).collect())
+}
+
+/// A guest ready to boot: its kernel, vmlinuz and initramfs.
+struct Ready {
+    kernel: &'static kernels::Kernel,
+    vmlinuz: PathBuf,
+    initrd: PathBuf,
+}
+
+/// Fetches each kernel and builds its initramfs, one after the other (apt, downloads); those that
+/// fail go to `failures`. Also says whether guests boot under KVM.
+fn prepare(
+    selected: Vec<&'static kernels::Kernel>,
+    freezewatch: &Path,
+    tests: &KernelTests,
+    filter: Option<&str>,
+    failures: &mut Vec<String>,
+) -> (Vec<Ready>, bool) {
     let mut kvm = None;
     let mut ready = Vec::new();
     for kernel in selected {
         let name = kernel.name;
-        let prepared = (|| -> Result<(PathBuf, PathBuf)> {
+        let prepared = (|| -> Result<Ready> {
             let (dir, vmlinuz) = kernels::fetch(kernel)?;
             kvm.get_or_insert_with(|| use_kvm(&vmlinuz));
             let initrd = root().join(format!("target/vm/initrd-{name}.gz"));
-            initramfs(&dir, freezewatch, &tests, filter, &initrd)?;
-            Ok((vmlinuz, initrd))
+            initramfs(&dir, freezewatch, tests, filter, &initrd)?;
+            Ok(Ready { kernel, vmlinuz, initrd })
         })();
         match prepared {
-            Ok((vmlinuz, initrd)) => ready.push((kernel, vmlinuz, initrd)),
+            Ok(r) => ready.push(r),
             Err(e) => {
                 eprintln!("xtask: {name}: FAILED: {e:#}");
                 failures.push(format!("{name}: {e:#}"));
             }
         }
     }
-    let kvm = kvm.unwrap_or(false);
-    for (kernel, _, _) in &ready {
+    (ready, kvm.unwrap_or(false))
+}
+
+/// What each kernel's table entry says differs, may skip, or is a quirk.
+fn say_what_differs(ready: &[Ready]) {
+    for kernel in ready.iter().map(|r| r.kernel) {
         for d in kernel.differs {
             eprintln!(
                 "xtask: {}: {} uses {}: {}",
@@ -274,6 +276,49 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
             eprintln!("xtask: {}: quirk {quirk}: {what}", kernel.name);
         }
     }
+}
+
+/// Boots the guest (once more if it wedged) and checks what it reported.
+fn run_guest(
+    r: &Ready,
+    kvm: bool,
+    tests: &KernelTests,
+    filter: Option<&str>,
+    bin_sha256: &str,
+) -> Result<()> {
+    let name = r.kernel.name;
+    let log = match boot(r.kernel, &r.vmlinuz, &r.initrd, kvm) {
+        Err(e) if e.is::<Wedged>() => {
+            eprintln!("xtask: {name}: {e} (see above); booting it once more");
+            boot(r.kernel, &r.vmlinuz, &r.initrd, kvm)?
+        }
+        other => other?,
+    };
+    check(r.kernel, &log, tests, filter, bin_sha256)
+}
+
+/// Boots each selected kernel and runs the kernel test suite in it; `filter` (a test name
+/// substring, no spaces) selects tests as `cargo test FILTER` does.
+pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<()> {
+    ensure!(
+        filter.is_none_or(|f| !f.is_empty() && !f.contains(char::is_whitespace)),
+        "--filter takes one test-name substring without spaces"
+    );
+    ensure_packages()?;
+    let tests = build_kernel_tests()?;
+    for (module, why) in HOST_ONLY_MODULES {
+        eprintln!("xtask: not run in the guests: {module} ({why})");
+    }
+    ensure!(
+        !tests.plan(filter).is_empty(),
+        "no kernel test run in the guests has a name containing {filter:?}"
+    );
+    let selected = selected(which)?;
+    let bin_sha256 = sha256(freezewatch)?;
+    eprintln!("xtask: the guests run {} (sha256 {bin_sha256})", freezewatch.display());
+    let mut failures = Vec::new();
+    let (ready, kvm) = prepare(selected, freezewatch, &tests, filter, &mut failures);
+    say_what_differs(&ready);
     // Each guest is one TCG thread: as many at once as the machine has cores (two here), the
     // others waiting their turn, so that no guest runs slower than alone.
     let at_once = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, GUESTS_AT_ONCE);
@@ -282,29 +327,18 @@ pub fn vm_test(which: &str, freezewatch: &Path, filter: Option<&str>) -> Result<
     std::thread::scope(|scope| {
         for _ in 0..at_once {
             scope.spawn(|| {
-                while let Some((kernel, vmlinuz, initrd)) = queue.lock().ok().and_then(|mut q| q.next()) {
-                    let name = kernel.name;
+                while let Some(r) = queue.lock().ok().and_then(|mut q| q.next()) {
                     let start = Instant::now();
-                    let result = (|| -> Result<()> {
-                        let log = match boot(kernel, vmlinuz, initrd, kvm) {
-                            Err(e) if e.is::<Wedged>() => {
-                                eprintln!("xtask: {name}: {e} (see above); booting it once more");
-                                boot(kernel, vmlinuz, initrd, kvm)?
-                            }
-                            other => other?,
-                        };
-                        check(kernel, &log, &tests, filter, &bin_sha256)
-                    })();
-                    eprintln!("xtask: {name}: the guest took {} s", start.elapsed().as_secs());
-                    if let Ok(mut r) = results.lock() {
-                        r.push((name, result));
+                    let result = run_guest(r, kvm, &tests, filter, &bin_sha256);
+                    eprintln!("xtask: {}: the guest took {} s", r.kernel.name, start.elapsed().as_secs());
+                    if let Ok(mut all) = results.lock() {
+                        all.push((r.kernel.name, result));
                     }
                 }
             });
         }
     });
-    let results = results.into_inner().unwrap_or_default();
-    for (name, result) in results {
+    for (name, result) in results.into_inner().unwrap_or_default() {
         if let Err(e) = result {
             eprintln!("xtask: {name}: FAILED: {e:#}");
             failures.push(format!("{name}: {e:#}"));

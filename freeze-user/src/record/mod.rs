@@ -68,6 +68,9 @@ pub enum TraceOut {
 pub enum Tap {
     Header(Header),
     Event(Box<Event>),
+    /// A finding of the recorder's correlator, as soon as it is certain (after the event that made
+    /// it certain), but not those of the recording's end.
+    Finding(Box<freeze_model::correlate::Finding>),
     Counters(freeze_model::trace::Counters),
 }
 

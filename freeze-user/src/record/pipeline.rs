@@ -120,8 +120,14 @@ impl EventPipeline {
         }
     }
 
-    fn write_findings(&mut self, findings: Vec<Finding>) -> Result<()> {
+    /// Writes findings; with `live`, also hands them to the live consumer (`watch` judges from
+    /// these rather than correlating a second time). The findings of the recording's end are not
+    /// live: a consumer that outlives the recording has not seen it end.
+    fn write_findings(&mut self, findings: Vec<Finding>, live: bool) -> Result<()> {
         for f in findings {
+            if let (true, Some(tap)) = (live, &self.tap) {
+                let _ = tap.send(Tap::Finding(Box::new(f.clone())));
+            }
             self.written.findings += 1;
             if f.kind == FindingKind::Slip {
                 self.written.slips += 1;
@@ -166,7 +172,7 @@ impl EventPipeline {
                 let _ = tap.send(Tap::Event(Box::new(ev.clone())));
             }
             let findings = self.correlator.push(ev);
-            self.write_findings(findings)?;
+            self.write_findings(findings, true)?;
         }
         // What the kernel handed over is in the trace (one write for the whole batch).
         self.writer.flush().context("writing the trace")?;
@@ -180,7 +186,7 @@ impl EventPipeline {
     /// long), and events the reorder window no longer needs to hold.
     pub(super) fn tick(&mut self, now_ns: u64) -> Result<()> {
         let findings = self.correlator.tick(now_ns);
-        self.write_findings(findings)?;
+        self.write_findings(findings, true)?;
         self.writer.flush().context("writing the trace")
     }
 
@@ -190,7 +196,7 @@ impl EventPipeline {
     pub(super) fn finish(mut self, end_ns: u64, mut footer: Footer) -> Result<Written> {
         let correlator = std::mem::replace(&mut self.correlator, Correlator::new(Default::default()));
         let Analysis { findings, summaries } = correlator.finish(Some(end_ns));
-        self.write_findings(findings)?;
+        self.write_findings(findings, false)?;
         for (sb_id, summary) in summaries {
             self.writer
                 .write(&Record::Summary(SummaryLine { sb_id, summary }))

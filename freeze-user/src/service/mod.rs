@@ -24,7 +24,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use freeze_model::{
-    correlate::{self, Correlator, Finding},
+    correlate::Finding,
     oversight::{Watch, WatchOptions},
     trace::{Record, TraceWriter},
 };
@@ -172,7 +172,6 @@ fn watch_loop(
     queue: &Queue,
     findings_lane: &Lane,
 ) -> Result<()> {
-    let mut correlator = Correlator::new(correlate::Options::with_long_freeze(opts.long_freeze));
     let mut watch = Watch::new(opts.watch.clone()).with_device_names(Box::new(thaw::dm_name));
     let mut last_tick = Instant::now();
     loop {
@@ -186,10 +185,9 @@ fn watch_loop(
                 for f in pushed.findings {
                     emit(out, metrics, f)?;
                 }
-                for f in correlator.push(*ev) {
-                    emit(out, metrics, f)?;
-                }
             }
+            // The recorder's correlator: watch does not correlate a second time.
+            Ok(Tap::Finding(f)) => emit(out, metrics, *f)?,
             Ok(Tap::Counters(c)) => metrics.counters(&c),
             Ok(Tap::Header(_)) | Err(RecvTimeoutError::Timeout) => {}
             // The recorder stopped: a signal, or an error it reports when joined.
@@ -205,9 +203,6 @@ fn watch_loop(
             findings_lane.reopen();
         }
         let now = kernel::monotonic_ns();
-        for f in correlator.tick(now) {
-            emit(out, metrics, f)?;
-        }
         let (alerts, orders) = watch.tick(now);
         for f in alerts {
             emit(out, metrics, f)?;

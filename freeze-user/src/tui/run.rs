@@ -183,6 +183,8 @@ fn live_loop(app: &mut App, taps: &std::sync::mpsc::Receiver<Tap>) -> Result<()>
                     }
                 }
                 Ok(Tap::Counters(c)) => app.counters = c,
+                // The app correlates for itself (a replay has no recorder).
+                Ok(Tap::Finding(_)) => {}
                 Ok(Tap::Header(h)) => app.header = Some(h),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 // The recorder ended (SIGTERM, or an error it will report): leave the screen.

@@ -115,7 +115,8 @@ fn skipped_hooks() -> Vec<String> {
 }
 
 /// What the kernel's BTF says, resolved before the object loads: the types (ours and aya's
-/// parse) and the offsets the programs read at (the modules' are added by `module_btf`).
+/// parse) and the offsets the programs read at (the modules' are added by
+/// `module_fexit::modules`).
 struct KernelTypes {
     btf: Btf,
     aya_btf: aya::Btf,
@@ -142,17 +143,6 @@ fn check_host() -> Result<(), LoadError> {
         return Err(LoadError::Privileges(missing));
     }
     kernel::ensure_tracefs().map(drop).map_err(LoadError::Tracefs)
-}
-
-/// The BTF of the modules whose functions programs attach to (or why not), adding the offsets
-/// into their structs to `offsets`.
-fn module_btf<'a>(
-    vmlinux: &'a Btf,
-    offsets: &mut KernelOffsets,
-) -> std::collections::HashMap<&'static str, Result<module_fexit::FuncBtf<'a>, String>> {
-    [("btrfs", module_fexit::btrfs(vmlinux, offsets)), ("xfs", module_fexit::xfs(vmlinux, offsets))]
-        .into_iter()
-        .collect()
 }
 
 /// Loads the object with its globals set: the offsets, the mount-denial mode and this process's
@@ -252,7 +242,7 @@ impl Loaded {
     pub fn load(deny: Option<DenyMode>) -> Result<Self, LoadError> {
         check_host()?;
         let KernelTypes { btf, aya_btf, mut offsets } = KernelTypes::resolve()?;
-        let module_btf = module_btf(&btf, &mut offsets);
+        let module_btf = module_fexit::modules(&btf, &mut offsets);
         let mut ebpf = load_object(&aya_btf, &offsets, deny)?;
         let map_fds = module_fexit::map_fds(&ebpf);
         // The logger owns the AYA_LOGS map: it must outlive the programs that write to it.

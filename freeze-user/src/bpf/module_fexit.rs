@@ -77,6 +77,15 @@ pub fn xfs<'a>(vmlinux: &'a Btf, offsets: &mut freeze_common::KernelOffsets) -> 
     Ok(target)
 }
 
+/// The BTF of every module whose functions programs attach to (or why not), by module name, with
+/// the offsets into their structs filled into `offsets`: what loading and `doctor` both resolve.
+pub fn modules<'a>(
+    vmlinux: &'a Btf,
+    offsets: &mut freeze_common::KernelOffsets,
+) -> std::collections::HashMap<&'static str, Result<FuncBtf<'a>, String>> {
+    [("btrfs", btrfs(vmlinux, offsets)), ("xfs", xfs(vmlinux, offsets))].into_iter().collect()
+}
+
 /// One attached program: the link keeps it attached, the program fd keeps it loaded.
 pub struct Attached {
     _link: OwnedFd,

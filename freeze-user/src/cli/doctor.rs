@@ -42,15 +42,11 @@ mod freeze_common_offsets {
 
     impl From<freeze_common::KernelOffsets> for Offsets {
         fn from(o: freeze_common::KernelOffsets) -> Self {
-            let fields = crate::host::offsets::FIELDS.iter().map(|f| (f.name, (f.get)(&o)));
-            let optional = crate::host::offsets::FIELDS.iter().map(|f| f.optional);
-            Offsets(
-                fields
-                    .zip(optional)
-                    .filter(|((_, v), optional)| !optional || *v != 0)
-                    .map(|(f, _)| f)
-                    .collect(),
-            )
+            let shown = crate::host::offsets::FIELDS.iter().filter_map(|f| {
+                let v = (f.get)(&o);
+                (!f.optional || v != 0).then_some((f.name, v))
+            });
+            Offsets(shown.collect())
         }
     }
 }
@@ -79,8 +75,7 @@ pub fn run() -> Report {
             .map(|mut o| {
                 // Best effort, as when recording: without a module's BTF only its hooks are
                 // missing, which the features section reports.
-                let _ = crate::bpf::module_fexit::btrfs(b, &mut o);
-                let _ = crate::bpf::module_fexit::xfs(b, &mut o);
+                let _ = crate::bpf::module_fexit::modules(b, &mut o);
                 o.into()
             })
             .map_err(|e| e.to_string()),

@@ -324,12 +324,11 @@ async fn drain_until_stop(
 pub async fn record(opts: Options) -> Result<Outcome> {
     let Options { out, long_freeze, duration, command, tap, stop, quiet, deny_mounts, queue } = opts;
     let mut loaded = attach(deny_mounts)?;
-    let mut ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
+    let ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
     let trace_on_stdout = matches!(out, TraceOut::Stdout);
     let trace = Trace::open(out, &queue)?;
     let correlator = Correlator::new(correlate::Options::with_long_freeze(long_freeze));
-    let mut pipeline = EventPipeline::new(trace.writer, correlator, tap);
-    pipeline.refresh(&mut loaded);
+    let mut pipeline = EventPipeline::new(trace.writer, correlator, tap, &mut loaded);
     let started = Instant::now();
     pipeline.start(header(&loaded, &command, deny_mounts, pipeline.cgroup2_root()))?;
     announce(&loaded, quiet, deny_mounts);
@@ -341,8 +340,7 @@ pub async fn record(opts: Options) -> Result<Outcome> {
         );
     }
     let mut stops = Stops { child, deadline: duration.map(|d| tokio::time::Instant::now() + d), stop };
-    let (stop, ring_back) = drain_until_stop(ring, &mut loaded, &mut pipeline, &mut stops).await?;
-    ring = ring_back;
+    let (stop, mut ring) = drain_until_stop(ring, &mut loaded, &mut pipeline, &mut stops).await?;
     // Whatever the programs emitted before the stop is already in the ring buffer: take it all.
     pipeline.drain(&mut ring, &mut loaded)?;
     let (ended_by, command_exit) = stop.reason();

@@ -57,14 +57,17 @@ pub(super) struct EventPipeline {
 }
 
 impl EventPipeline {
+    /// A pipeline writing to `out`. It reads the mount table here, once, and gives the kernel
+    /// what follows from it (`refresh`) before any event is drained.
     pub(super) fn new(
         out: Box<dyn Write + Send>,
         correlator: Correlator,
         tap: Option<std::sync::mpsc::Sender<Tap>>,
+        loaded: &mut Loaded,
     ) -> Self {
-        Self {
+        let mut pipeline = Self {
             writer: TraceWriter::new(out),
-            mounts: MountTable::load(),
+            mounts: MountTable::default(),
             correlator,
             written: Written::default(),
             undecodable: 0,
@@ -75,7 +78,9 @@ impl EventPipeline {
             cgroups: CgroupPaths::load(),
             decoder: Decoder::default(),
             stacks: HashMap::new(),
-        }
+        };
+        pipeline.refresh(loaded);
+        pipeline
     }
 
     /// The cgroup2 mount that cgroup paths are relative to (for the trace header).

@@ -110,7 +110,7 @@ pub struct ExtentKey {
 }
 
 /// Extents of one lower block device the programs look at.
-pub const EXTENTS_PER_DEV: u32 = 8;
+pub const EXTENTS_PER_DEV: u32 = 64;
 
 /// `BACKING_FILES` key: a regular file by its filesystem's `s_dev` and inode number.
 #[repr(C)]
@@ -322,6 +322,14 @@ pub struct KernelOffsets {
     pub signal_flags: u32,
     /// Bit offset of the one-bit `signal_struct.is_child_subreaper` from the struct's start.
     pub signal_subreaper_bit: u32,
+    /// `block_device.bd_disk` (pointer to its `gendisk`).
+    pub bdev_bd_disk: u32,
+    /// `gendisk.private_data` (for a loop device: its `struct loop_device`).
+    pub gendisk_private_data: u32,
+    /// `loop_device.lo_offset` (loff_t), from loop's BTF (module or vmlinux); 0 when loop has none.
+    pub loop_lo_offset: u32,
+    /// `loop_device.lo_backing_file` (pointer); 0 when loop has no BTF.
+    pub loop_lo_backing_file: u32,
 }
 
 impl KernelOffsets {
@@ -375,6 +383,10 @@ impl KernelOffsets {
             signal_live: 0,
             signal_flags: 0,
             signal_subreaper_bit: 0,
+            bdev_bd_disk: 0,
+            gendisk_private_data: 0,
+            loop_lo_offset: 0,
+            loop_lo_backing_file: 0,
         }
     }
 }

@@ -52,7 +52,7 @@ pub(crate) static WRITING: HashMap<u32, Writing> = HashMap::with_max_entries(409
 /// The lower block devices of mounted filesystems (partitions' disks, device-mapper targets'
 /// devices), filled by user space: (device, slot) → the sectors of it that hold the filesystem.
 #[map]
-pub(crate) static LOWER_EXTENTS: HashMap<ExtentKey, Extent> = HashMap::with_max_entries(1024, 0);
+pub(crate) static LOWER_EXTENTS: HashMap<ExtentKey, Extent> = HashMap::with_max_entries(4096, 0);
 
 /// Loop devices' backing files under mounted filesystems, filled by user space: (s_dev, inode)
 /// → the byte range the loop device maps.

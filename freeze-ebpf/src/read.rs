@@ -188,7 +188,13 @@ pub(crate) fn sb_bdev(sb: u64) -> u32 {
 pub(crate) fn frozen_sb_of(fs_dev: u32) -> Option<u64> {
     // SAFETY: the value is copied out at once.
     let sb = unsafe { FROZEN_SBS.get(fs_dev) }.copied()?;
-    (read_level(sb) == level::COMPLETE).then_some(sb)
+    is_frozen(sb).then_some(sb)
+}
+
+/// Whether `sb` is frozen all the way (level COMPLETE).
+#[inline(always)]
+pub(crate) fn is_frozen(sb: u64) -> bool {
+    read_level(sb) == level::COMPLETE
 }
 
 #[inline(always)]

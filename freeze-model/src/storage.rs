@@ -23,13 +23,19 @@ named_enum! {
         MemberWhole = "member-whole-device",
         /// A loop device's backing file (offsets in bytes of the file).
         LoopFile = "loop-backing-file",
+        /// The blocks of a loop device's backing file on the device of the filesystem that holds
+        /// the file (its FIEMAP extents): a range of that device, sector for sector.
+        FileExtent = "file-extents",
+        /// Another loop device over (part of) the same backing file: its range that reads the
+        /// filesystem's bytes, sector for sector.
+        LoopAlias = "loop-alias",
     }
 }
 
 impl Layer {
     /// Whether a position in the lower range maps to one sector of the filesystem's device.
     pub fn is_one_to_one(self) -> bool {
-        matches!(self, Self::Partition | Self::DmLinear | Self::LoopFile)
+        matches!(self, Self::Partition | Self::DmLinear | Self::LoopFile | Self::FileExtent | Self::LoopAlias)
     }
 }
 
@@ -42,9 +48,13 @@ pub struct Mapping {
     /// The lower device's name (`sda`, `dm-0`, `loop0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The backing file's path (loop-backing-file only).
+    /// The backing file's path (loop-backing-file, file-extents, loop-alias).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// file-extents and loop-alias: `major:minor` of the loop device whose backing file `file` is
+    /// (the filesystem's own, or one between it and this device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// The device-mapper target type (dm layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -140,6 +150,7 @@ mod tests {
             dev: dev.into(),
             name: None,
             file: None,
+            via: None,
             target: None,
             first,
             len,

@@ -1,21 +1,27 @@
 //! Modifying bios (writes, discards, secure erases, write-zeroes) queued to a frozen filesystem's
-//! storage (`block:block_bio_queue`): its own block device, a btrfs member, or a lower layer's
-//! range that holds it (a partition's disk, a device-mapper target's device).
+//! storage (`block:block_bio_queue`): its own block device, a btrfs member, a lower layer's
+//! range that holds it (a partition's disk, a device-mapper target's device, the blocks of its
+//! backing file on the device below), or any loop device over its backing file.
+use super::write::writing_a_backing_file;
 use crate::{
     emit::{Emit, emit, stack_of},
-    maps::{BDEV_ALIAS, LOWER_EXTENTS, WATCHED_DEVS, bump, hit, offsets_valid},
-    read::{frozen_sb_of, read_u32, read_u64},
+    maps::{BACKING_FILES, BDEV_ALIAS, LOWER_EXTENTS, WATCHED_DEVS, any_watched, bump, hit, offsets_valid},
+    read::{frozen_sb_of, is_frozen, read_u32, read_u64},
 };
 use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext, tracing::StackIdContext},
 };
 use freeze_common::tp::block_bio_queue as bio;
-use freeze_common::{EXTENTS_PER_DEV, ExtentKey, counter, hook, io_op, kind};
+use freeze_common::{EXTENTS_PER_DEV, ExtentKey, InodeKey, counter, hook, io_op, kdev, kind};
 
 #[tracepoint(category = "block", name = "block_bio_queue")]
 pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
     hit(hook::TP_BLOCK_BIO_QUEUE);
+    // Nothing freezing or frozen: no bio can matter.
+    if !any_watched() {
+        return 0;
+    }
     // SAFETY: the offsets are inside the tracepoint's record.
     let rwbs = unsafe { ctx.read_at::<[u8; 8]>(bio::RWBS.offset) }.unwrap_or([0; 8]);
     // SAFETY: as above.
@@ -26,7 +32,7 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
     let dev = unsafe { ctx.read_at::<u32>(bio::DEV.offset) }.unwrap_or(0);
     // SAFETY: as above.
     let sector = unsafe { ctx.read_at::<u64>(bio::SECTOR.offset) }.unwrap_or(0);
-    on_bio(&ctx, hook::TP_BLOCK_BIO_QUEUE, op, dev, sector, sectors);
+    on_bio(&ctx, hook::TP_BLOCK_BIO_QUEUE, op, Bio { dev, bdev: 0, sector, sectors });
     0
 }
 
@@ -35,7 +41,7 @@ pub fn fw_block_bio_queue(ctx: TracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "block_bio_queue")]
 pub fn fw_raw_block_bio_queue(ctx: RawTracePointContext) -> u32 {
     hit(hook::RAW_TP_BLOCK_BIO_QUEUE);
-    if !offsets_valid() {
+    if !offsets_valid() || !any_watched() {
         return 0;
     }
     let bio: u64 = ctx.arg(0);
@@ -46,18 +52,45 @@ pub fn fw_raw_block_bio_queue(ctx: RawTracePointContext) -> u32 {
     let Ok(bdev) = read_u64(bio + off!(bio_bi_bdev)) else { return 0 };
     let dev = read_u32(bdev + off!(bdev_bd_dev)).unwrap_or(0);
     let sector = read_u64(bio + off!(bio_bi_sector)).unwrap_or(0);
-    on_bio(&ctx, hook::RAW_TP_BLOCK_BIO_QUEUE, op, dev, sector, bytes >> 9);
+    on_bio(&ctx, hook::RAW_TP_BLOCK_BIO_QUEUE, op, Bio { dev, bdev, sector, sectors: bytes >> 9 });
     0
 }
 
-/// A modifying bio of `sectors` at `sector` of `dev`: emitted when that is a frozen
-/// filesystem's storage.
+/// A modifying bio of `sectors` at `sector` of `dev`.
+struct Bio {
+    dev: u32,
+    /// Its `struct block_device`; 0 where the hook does not give it (the tracepoint's record).
+    bdev: u64,
+    sector: u64,
+    sectors: u32,
+}
+
+/// `LOOP_MAJOR` (include/uapi/linux/major.h): every loop device's major number.
+const LOOP_MAJOR: u32 = 7;
+
+/// A modifying bio: emitted when it lands on a frozen filesystem's storage.
 #[inline(always)]
-fn on_bio<C: StackIdContext>(ctx: &C, hook: u32, op: u32, dev: u32, sector: u64, sectors: u32) {
-    let Some(sb) = own_device(dev).or_else(|| lower_extent(dev, sector, sectors)) else {
+fn on_bio<C: StackIdContext>(ctx: &C, hook: u32, op: u32, bio: Bio) {
+    let Bio { dev, bdev, sector, sectors } = bio;
+    // A device can be one filesystem's own and, below it, hold another's storage (the blocks of
+    // a loop device's backing file): a frozen one of either decides.
+    // 0 for "none": an Option kept across the branches below makes LLVM copy its payload
+    // uninitialised when it is None, which the verifier refuses.
+    let own = own_device(dev).unwrap_or(0);
+    let sb = if own != 0 && is_frozen(own) {
+        own
+    } else {
+        let below =
+            lower_extent(dev, sector, sectors).or_else(|| over_a_backing_file(bdev, dev, sector, sectors));
+        match below {
+            Some(sb) if !writing_a_backing_file() => sb,
+            _ => own,
+        }
+    };
+    if sb == 0 {
         bump(counter::FILTERED);
         return;
-    };
+    }
     // Writes while the freeze is still syncing (levels 1-3) are the freeze's own writeback.
     let Some(mut e) = Emit::if_frozen(kind::BLOCK_WRITE, hook, sb) else { return };
     e.arg = sector;
@@ -97,4 +130,31 @@ fn lower_extent(dev: u32, sector: u64, sectors: u32) -> Option<u64> {
         slot += 1;
     }
     None
+}
+
+/// The frozen superblock whose backing file the loop device `bdev` reads, where the bio's bytes
+/// of that file are the part the filesystem's own loop device maps: any loop device over it,
+/// however and whenever it was set up, judged here, before user space has mapped it. Needs the
+/// loop driver's BTF (`loop_device` offsets 0 otherwise: the storage maps alone judge then).
+#[inline(always)]
+fn over_a_backing_file(bdev: u64, dev: u32, sector: u64, sectors: u32) -> Option<u64> {
+    if bdev == 0 || kdev::split(dev).0 != LOOP_MAJOR || off!(loop_lo_backing_file) == 0 {
+        return None;
+    }
+    let disk = read_u64(bdev + off!(bdev_bd_disk)).ok()?;
+    let lo = read_u64(disk + off!(gendisk_private_data)).ok()?;
+    let file = read_u64(lo + off!(loop_lo_backing_file)).ok().filter(|f| *f != 0)?;
+    let lo_offset = read_u64(lo + off!(loop_lo_offset)).ok()?;
+    let inode = read_u64(file + off!(file_f_inode)).ok()?;
+    let sb = read_u64(inode + off!(inode_i_sb)).ok()?;
+    let key = InodeKey {
+        dev: read_u32(sb + off!(sb_s_dev)).ok()?,
+        _pad: 0,
+        ino: read_u64(inode + off!(inode_i_ino)).ok()?,
+    };
+    // SAFETY: the value is copied out at once.
+    let extent = unsafe { BACKING_FILES.get(key) }.copied()?;
+    let first = lo_offset.saturating_add(sector.saturating_mul(512));
+    let end = first.saturating_add(u64::from(sectors) * 512);
+    if first < extent.end && extent.first < end { frozen_sb_of(extent.fs_dev) } else { None }
 }

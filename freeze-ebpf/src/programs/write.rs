@@ -98,6 +98,16 @@ pub(crate) fn take_writing() -> Option<Writing> {
     Some(writing)
 }
 
+/// Whether this thread is inside a write (fallocate, ftruncate) of a frozen filesystem's backing
+/// file: the bios it submits meanwhile (O_DIRECT, its own writeback) are that write, which is
+/// judged when the syscall returns.
+#[inline(always)]
+pub(crate) fn writing_a_backing_file() -> bool {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is only tested.
+    unsafe { WRITING.get(tid) }.is_some_and(|w| w.via_dev != 0)
+}
+
 #[inline(always)]
 pub(crate) fn on_write_exit(ctx: &TracePointContext) -> u32 {
     let Some(w) = take_writing() else { return 0 };

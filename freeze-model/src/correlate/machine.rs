@@ -11,6 +11,7 @@ use super::{
 use crate::{
     event::{Event, EventKind, Superblock},
     holds::Holds,
+    storage::Layer,
 };
 
 /// Closed freeze windows kept per superblock for timelines (the newest; older ones drop off).
@@ -339,6 +340,8 @@ impl Correlator {
                 if loop_worker_write(ev) {
                     // The bio it carries reached the loop device first, where it was judged.
                     out.add(FindingKind::Exempt, || msg::loop_worker_write(ev, sb));
+                } else if backing_file_writeback(ev) {
+                    out.add(FindingKind::Exempt, || msg::backing_file_writeback(ev, sb));
                 } else if thawing && (t.thawing_tid == Some(ev.tid) || passed_down_by_the_kernel(ev, sb)) {
                     // thaw_super runs ->unfreeze_fs before lowering the level; ext4 writes its
                     // superblock there. Below the filesystem, a kernel worker may carry that
@@ -406,6 +409,20 @@ impl Correlator {
 /// bio queued to the loop device (user tasks' changes to the file come in their own context).
 fn loop_worker_write(ev: &Event) -> bool {
     ev.block.as_ref().is_some_and(|b| b.op().is_file()) && ev.is_kernel_thread()
+}
+
+/// A kernel thread's bio to the blocks of the filesystem's backing file on the device below it:
+/// the lower filesystem's writeback of the file's pages, or a direct-I/O loop worker. What it
+/// carries was written to the file by a write that was judged there (a write to the file, or a
+/// bio to the loop device); a user task's raw write to those blocks is never this.
+fn backing_file_writeback(ev: &Event) -> bool {
+    // file-extents, or a layer below them (which names the file too).
+    let on_file_blocks = ev
+        .block
+        .as_ref()
+        .and_then(|b| b.mapping.as_ref())
+        .is_some_and(|m| m.via.is_some() && m.layer != Layer::LoopAlias);
+    on_file_blocks && ev.is_kernel_thread()
 }
 
 /// A bio below the filesystem's own device, submitted by a kernel thread: I/O the layers pass

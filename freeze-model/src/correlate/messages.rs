@@ -157,6 +157,29 @@ pub(super) fn loop_worker_write(ev: &Event, sb: &SharedSuperblock) -> Finding {
     )
 }
 
+/// A kernel thread's bio to the blocks of a frozen filesystem's backing file: the lower
+/// filesystem writing back the file's pages (or a direct-I/O loop worker), whose change was judged
+/// where the file was written.
+pub(super) fn backing_file_writeback(ev: &Event, sb: &SharedSuperblock) -> Finding {
+    let (sector, bytes, file) = ev.block.as_ref().map_or((0, 0, String::new()), |b| {
+        let file = b.mapping.as_ref().and_then(|m| m.file.clone()).unwrap_or_default();
+        (b.sector, b.bytes, file)
+    });
+    exempt(
+        ev,
+        sb,
+        format!(
+            "{}[{}] wrote {bytes} bytes at sector {sector} in the blocks of {file}, the backing file of {}",
+            ev.comm,
+            ev.pid,
+            sb.describe()
+        ),
+        "a kernel thread carrying a write of the backing file down (writeback, a loop worker): \
+         judged where the file was written"
+            .into(),
+    )
+}
+
 pub(super) fn block_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
     let Some(io) = ev.block.as_ref() else {
         return finding(
@@ -221,9 +244,16 @@ fn lower_name(m: &Mapping) -> String {
         Some(name) => format!("{} ({name})", m.dev),
         None => m.dev.clone(),
     };
-    match &m.file {
-        Some(file) => format!("{file}, the backing file of loop device {dev}"),
-        None => format!("block device {dev}"),
+    match (m.layer, &m.file, &m.via) {
+        (Layer::LoopAlias, Some(file), Some(via)) => {
+            format!("loop device {dev}, over {file} as loop device {via} is")
+        }
+        // file-extents, and the layers below them.
+        (_, Some(file), Some(via)) => {
+            format!("block device {dev}, in the blocks of {file} (the backing file of loop device {via})")
+        }
+        (_, Some(file), None) => format!("{file}, the backing file of loop device {dev}"),
+        (_, None, _) => format!("block device {dev}"),
     }
 }
 

@@ -62,6 +62,7 @@ fn lower_write(ts: u64, comm: &str, parent_pid: u32) -> Event {
         dev: "7:5".into(),
         name: Some("loop5".into()),
         file: None,
+        via: None,
         target: Some("linear".into()),
         first: 2048,
         len: Some(10_000),

@@ -48,6 +48,7 @@ fn mapping() -> impl Strategy<Value = Mapping> {
             layer,
             dev,
             name: None,
+            via: file.clone(),
             file,
             target: None,
             first,

@@ -70,11 +70,21 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
         }
         src = cause.source();
     }
-    // Verifier logs can be long; keep the first line, which names the problem, and drop aya's
-    // "Verifier output:" label when the log is empty (as it is for EPERM).
-    let first = s.lines().next().unwrap_or_default().trim_end();
-    first.strip_suffix("Verifier output:").unwrap_or(first).trim_end().trim_end_matches('.').to_owned()
+    // Verifier logs can be long; keep the first line, which names the call and errno, and the
+    // log's last lines, where the verifier says why it refused; drop aya's "Verifier output:"
+    // label when the log is empty (as it is for EPERM).
+    let mut lines = s.lines().map(str::trim_end).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let first = first.strip_suffix("Verifier output:").unwrap_or(first).trim_end().trim_end_matches('.');
+    let rest: Vec<&str> = lines.collect();
+    match rest.len() {
+        0 => first.to_owned(),
+        n => format!("{first} [...] {}", rest[n.saturating_sub(VERIFIER_LINES_KEPT)..].join(" | ")),
+    }
 }
+
+/// The verifier log's last lines kept in an attach error.
+const VERIFIER_LINES_KEPT: usize = 5;
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, AttachError>
 where

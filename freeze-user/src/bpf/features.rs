@@ -182,9 +182,10 @@ const IOCTL_LIMITS: &str = "sees FIFREEZE/FITHAW ioctls only; kernel-internal fr
                             device-mapper, suspend) are not seen";
 
 /// What the writeback tracepoints cannot see.
-const WRITEBACK_LIMITS: &str = "a loop device's backing file is seen when a page of it turns dirty: O_DIRECT writes to \
-     it, writes to a page of it not yet written back, and writes to one on tmpfs (whose pages turn \
-     dirty without the tracepoint) are not seen";
+const WRITEBACK_LIMITS: &str = "a loop device's backing file is seen when a page of it turns dirty: writes to a page of \
+     it not yet written back, and writes to one on tmpfs (whose pages turn dirty without the \
+     tracepoint) are not seen; an O_DIRECT write to it is seen as a bio over its blocks (file-extents) \
+     where they were mapped";
 
 const MARK_INODE_DIRTY: BtfTpProg =
     BtfTpProg { program: "fw_mark_inode_dirty", tracepoint: "writeback_mark_inode_dirty" };

@@ -77,13 +77,32 @@ pub fn xfs<'a>(vmlinux: &'a Btf, offsets: &mut freeze_common::KernelOffsets) -> 
     Ok(target)
 }
 
-/// The BTF of every module whose functions programs attach to (or why not), by module name, with
-/// the offsets into their structs filled into `offsets`: what loading and `doctor` both resolve.
+/// The loop driver's BTF, with the `loop_device` offsets the raw block tracepoint reads (to
+/// judge a bio to any loop device over a watched backing file) filled into `offsets`. Where it
+/// fails, those offsets stay 0 and loop devices are judged by the storage maps alone.
+pub fn loop_driver<'a>(
+    vmlinux: &'a Btf,
+    offsets: &mut freeze_common::KernelOffsets,
+) -> Result<FuncBtf<'a>, String> {
+    let target = btf_of_module(vmlinux, "loop", "loop_configure")?;
+    crate::host::offsets::resolve_loop(target.btf(), offsets).map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
+/// The BTF of every module whose functions or structs programs use (or why not), by module
+/// name, with the offsets into their structs filled into `offsets`: what loading and `doctor`
+/// both resolve.
 pub fn modules<'a>(
     vmlinux: &'a Btf,
     offsets: &mut freeze_common::KernelOffsets,
 ) -> std::collections::HashMap<&'static str, Result<FuncBtf<'a>, String>> {
-    [("btrfs", btrfs(vmlinux, offsets)), ("xfs", xfs(vmlinux, offsets))].into_iter().collect()
+    [
+        ("btrfs", btrfs(vmlinux, offsets)),
+        ("xfs", xfs(vmlinux, offsets)),
+        ("loop", loop_driver(vmlinux, offsets)),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// One attached program: the link keeps it attached, the program fd keeps it loaded.

@@ -73,6 +73,10 @@ pub const FIELDS: &[Shown] = &[
     optional("xfs_trans.t_mountp", |o| o.xfs_trans_t_mountp),
     optional("xfs_trans.t_flags", |o| o.xfs_trans_t_flags),
     optional("xfs_mount.m_super", |o| o.xfs_mount_m_super),
+    shown("block_device.bd_disk", |o| o.bdev_bd_disk),
+    shown("gendisk.private_data", |o| o.gendisk_private_data),
+    optional("loop_device.lo_offset", |o| o.loop_lo_offset),
+    optional("loop_device.lo_backing_file", |o| o.loop_lo_backing_file),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -171,6 +175,11 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         signal_live: sized(btf, "signal_struct", &["live"], &[4], "4 (atomic_t)")?.offset,
         signal_flags: sized(btf, "signal_struct", &["flags"], &[4], "4 (unsigned int)")?.offset,
         signal_subreaper_bit: btf.flag_bit("signal_struct", "is_child_subreaper")?,
+        bdev_bd_disk: ptr(btf, "block_device", &["bd_disk"])?,
+        gendisk_private_data: ptr(btf, "gendisk", &["private_data"])?,
+        // loop's struct is described by its module's BTF: `resolve_loop` fills these.
+        loop_lo_offset: 0,
+        loop_lo_backing_file: 0,
     })
 }
 
@@ -210,6 +219,15 @@ pub fn resolve_btrfs(btf: &Btf, offsets: &mut KernelOffsets) -> Result<(), Offse
     let root_fs_info = ptr(btf, "btrfs_root", &["fs_info"])?;
     offsets.btrfs_fs_info_sb = ptr(btf, "btrfs_fs_info", &["sb"])?;
     offsets.btrfs_root_fs_info = root_fs_info;
+    Ok(())
+}
+
+/// Fills the loop fields from the BTF that describes the loop driver (vmlinux when it is built
+/// in, its module's split BTF otherwise): both or, on error, neither.
+pub fn resolve_loop(btf: &Btf, offsets: &mut KernelOffsets) -> Result<(), OffsetError> {
+    let lo_offset = sized(btf, "loop_device", &["lo_offset"], &[8], "8 (loff_t)")?.offset;
+    offsets.loop_lo_backing_file = ptr(btf, "loop_device", &["lo_backing_file"])?;
+    offsets.loop_lo_offset = lo_offset;
     Ok(())
 }
 

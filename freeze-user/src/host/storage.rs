@@ -1,14 +1,18 @@
 //! Resolves the storage map of a mounted filesystem (`freeze_model::storage`): from its own
 //! block device down, through partitions (sysfs `start`, `size`), device-mapper tables
 //! (`dm::table`: linear and striped targets exactly, other targets as whole devices), stacking
-//! drivers' `slaves/` (md: whole members) and loop devices (their backing file and range), and
-//! the entries the kernel's watch maps need for it.
+//! drivers' `slaves/` (md: whole members) and loop devices (their backing file and range, the
+//! file's blocks on the device below it (FIEMAP), followed further down, and every other loop
+//! device over the same file), and the entries the kernel's watch maps need for it.
 use std::path::{Path, PathBuf};
 
 use freeze_common::{Extent, InodeKey, kdev};
 use freeze_model::storage::{Layer, LayerSupport, Mapping, StorageCoverage, StorageMap};
 
-use super::dm::{DmError, DmTarget};
+use super::{
+    dm::{DmError, DmTarget},
+    fiemap::FileExtent,
+};
 
 /// (major, minor).
 pub type Dev = (u32, u32);
@@ -26,6 +30,8 @@ pub struct Sources<'a> {
     pub dm_table: &'a dyn Fn(Dev) -> Result<Vec<DmTarget>, DmError>,
     /// A path's (st_dev, st_ino).
     pub stat: &'a dyn Fn(&str) -> Option<(Dev, u64)>,
+    /// A file's extents (`fiemap::extents`).
+    pub fiemap: &'a dyn Fn(&str) -> std::io::Result<Vec<FileExtent>>,
 }
 
 impl Sources<'static> {
@@ -38,6 +44,7 @@ impl Sources<'static> {
                 let md = std::fs::metadata(path).ok()?;
                 Some(((libc::major(md.dev()), libc::minor(md.dev())), md.ino()))
             },
+            fiemap: &super::fiemap::extents,
         }
     }
 }
@@ -59,13 +66,16 @@ pub const LAYERS: &[(Layer, &str)] = &[
     (Layer::DmWhole, "other device-mapper targets (snapshot, crypt, thin, raid, ...): their devices whole"),
     (Layer::MemberWhole, "md arrays and other stacking drivers (sysfs slaves/): members whole"),
     (Layer::LoopFile, "a loop device's backing file: writes, fallocate, ftruncate in its range"),
+    (
+        Layer::FileExtent,
+        "a backing file's blocks on the device below it (FIEMAP), and that device's own layers",
+    ),
+    (Layer::LoopAlias, "every other loop device over a backing file, however and whenever it was set up"),
 ];
 
 /// What no layer follows, in words (the trace header and `doctor` state it).
-pub const UNMAPPED: &[&str] = &[
-    "the blocks of a loop device's backing file on its own filesystem's device (only the file is watched)",
-    "btrfs members' lower layers (members are watched whole, as their own devices)",
-];
+pub const UNMAPPED: &[&str] =
+    &["btrfs members' lower layers (members are watched whole, as their own devices)"];
 
 /// Which layer types this kernel has (their drivers are in `sysfs/module`), with what each
 /// watches; `maps` are the storage maps to report with them.
@@ -77,7 +87,7 @@ pub fn coverage(sysfs: &Path, maps: Vec<StorageMap>) -> StorageCoverage {
             let driver = match layer {
                 Layer::DmLinear | Layer::DmStriped | Layer::DmWhole => Some("dm_mod"),
                 Layer::MemberWhole => Some("md_mod"),
-                Layer::LoopFile => Some("loop"),
+                Layer::LoopFile | Layer::FileExtent | Layer::LoopAlias => Some("loop"),
                 Layer::Partition => None,
             };
             let available = driver.is_none_or(module);
@@ -97,12 +107,14 @@ pub fn resolve(src: &Sources<'_>, fs_dev: Dev) -> Resolved {
         map: StorageMap { fs_dev: dev_str(fs_dev), mappings: Vec::new(), limits: Vec::new() },
         ..Default::default()
     };
-    let top = Walk { dev: fs_dev, first: 0, len: None, fs_sector: Some(0), through: Vec::new() };
+    let top =
+        Walk { dev: fs_dev, first: 0, len: None, fs_sector: Some(0), through: Vec::new(), under_file: None };
     walk(src, &mut r, fs_dev, &top, 0);
     r
 }
 
 /// A range of a device being followed down.
+#[derive(Clone)]
 struct Walk {
     dev: Dev,
     first: u64,
@@ -112,6 +124,10 @@ struct Walk {
     fs_sector: Option<u64>,
     /// Devices between the filesystem's own and `dev` (exclusive), top down.
     through: Vec<String>,
+    /// Below the blocks of a backing file: (its path, the loop device it backs). Every mapping
+    /// down there names them, and a loop device met further down maps part of its own file,
+    /// whose inode is already another filesystem's watched backing file.
+    under_file: Option<(String, String)>,
 }
 
 fn dev_str((ma, mi): Dev) -> String {
@@ -146,7 +162,7 @@ fn walk(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, depth: usiz
     } else if real.join("dm").is_dir() {
         device_mapper(src, r, fs_dev, at, &real, depth);
     } else if real.join("loop").is_dir() {
-        loop_file(src, r, fs_dev, at, &real);
+        loop_file(src, r, fs_dev, at, &real, depth);
     } else {
         members(src, r, fs_dev, at, &real, depth, Layer::MemberWhole);
     }
@@ -176,7 +192,8 @@ fn lower(
         layer,
         dev: dev_str(dev),
         name,
-        file: None,
+        file: at.under_file.as_ref().map(|(path, _)| path.clone()),
+        via: at.under_file.as_ref().map(|(_, via)| via.clone()),
         target: target.map(str::to_owned),
         first,
         len,
@@ -185,7 +202,8 @@ fn lower(
     });
     let end = len.map_or(u64::MAX, |l| first.saturating_add(l));
     r.extents.push((dev, Extent { fs_dev: kdev::make(fs_dev.0, fs_dev.1), via_dev: 0, first, end }));
-    walk(src, r, fs_dev, &Walk { dev, first, len, fs_sector, through }, depth + 1);
+    let under_file = at.under_file.clone();
+    walk(src, r, fs_dev, &Walk { dev, first, len, fs_sector, through, under_file }, depth + 1);
 }
 
 fn name_of(src: &Sources<'_>, dev: Dev) -> Option<String> {
@@ -308,7 +326,7 @@ fn members(
     }
 }
 
-fn loop_file(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, real: &Path) {
+fn loop_file(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, real: &Path, depth: usize) {
     let Some(path) = read(&real.join("loop/backing_file")) else { return };
     let offset = read_u64(&real.join("loop/offset")).unwrap_or(0);
     let sizelimit = read_u64(&real.join("loop/sizelimit")).filter(|s| *s > 0);
@@ -329,26 +347,194 @@ fn loop_file(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, real: 
         (None, _, Some(limit)) => Some(limit.saturating_sub(at.first * 512)),
         (None, _, None) => None,
     };
-    r.map.mappings.push(Mapping {
-        layer: Layer::LoopFile,
-        dev: dev_str(at.dev),
-        name: name_of(src, at.dev),
-        file: Some(path),
-        target: None,
+    let file = FileRange {
+        path,
+        key: (file_dev, ino),
         first,
-        len,
-        fs_sector: at.fs_sector,
-        through: at.through.clone(),
-    });
-    let end = len.map_or(u64::MAX, |l| first.saturating_add(l));
-    let key = InodeKey { dev: kdev::make(file_dev.0, file_dev.1), _pad: 0, ino };
-    let extent = Extent {
-        fs_dev: kdev::make(fs_dev.0, fs_dev.1),
-        via_dev: kdev::make(at.dev.0, at.dev.1),
-        first,
-        end,
+        end: len.map_or(u64::MAX, |l| first.saturating_add(l)),
     };
-    r.backing.push((key, extent));
+    if at.under_file.is_none() {
+        r.map.mappings.push(Mapping {
+            layer: Layer::LoopFile,
+            dev: dev_str(at.dev),
+            name: name_of(src, at.dev),
+            file: Some(file.path.clone()),
+            via: None,
+            target: None,
+            first,
+            len,
+            fs_sector: at.fs_sector,
+            through: at.through.clone(),
+        });
+        let key = InodeKey { dev: kdev::make(file_dev.0, file_dev.1), _pad: 0, ino };
+        let extent = Extent {
+            fs_dev: kdev::make(fs_dev.0, fs_dev.1),
+            via_dev: kdev::make(at.dev.0, at.dev.1),
+            first,
+            end: file.end,
+        };
+        r.backing.push((key, extent));
+        loop_aliases(src, r, fs_dev, at, &file);
+    }
+    file_blocks(src, r, fs_dev, at, &file, depth);
+}
+
+/// The part of a loop device's backing file that holds the filesystem.
+struct FileRange {
+    path: String,
+    /// (st_dev, st_ino).
+    key: (Dev, u64),
+    /// Bytes of the file: [first, end).
+    first: u64,
+    end: u64,
+}
+
+/// More pieces of one file than this are merged (over-approximated) to fit the kernel's slots.
+const FILE_RANGES_MAX: usize = 16;
+
+/// The blocks of `file` on the device of the filesystem that holds it, each a file-extents layer
+/// of `at`'s filesystem followed further down like any device's range.
+fn file_blocks(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, file: &FileRange, depth: usize) {
+    let (file_dev, _) = file.key;
+    let extents = match (src.fiemap)(&file.path) {
+        Ok(e) => e,
+        // tmpfs and others have no FIEMAP, and no device under them either.
+        Err(_) if file_dev.0 == 0 => return,
+        Err(e) => {
+            r.map
+                .limits
+                .push(format!("{}: its extents are unreadable ({e}): its blocks are not watched", file.path));
+            return;
+        }
+    };
+    if file_dev.0 == 0 {
+        if !extents.is_empty() {
+            r.map.limits.push(format!(
+                "{}: on a filesystem without a device of its own (btrfs): its blocks are not watched",
+                file.path
+            ));
+        }
+        return;
+    }
+    let mut pending = 0u64;
+    // (sector on file_dev, sectors, the filesystem sector it holds).
+    let mut ranges: Vec<(u64, u64, Option<u64>)> = Vec::new();
+    for e in &extents {
+        let (lo, hi) = (e.logical.max(file.first), e.logical.saturating_add(e.len).min(file.end));
+        if lo >= hi {
+            continue;
+        }
+        if !e.is_placed() {
+            pending += hi - lo;
+            continue;
+        }
+        let sector = (e.physical + (lo - e.logical)) / 512;
+        let sectors = (hi - lo).div_ceil(512);
+        let fs_sector = at.fs_sector.map(|s| s + (lo - file.first) / 512);
+        match ranges.last_mut() {
+            // Contiguous on both sides: one range.
+            Some((s, n, f)) if *s + *n == sector && f.zip(fs_sector).is_none_or(|(f, g)| f + *n == g) => {
+                *n += sectors
+            }
+            _ => ranges.push((sector, sectors, fs_sector)),
+        }
+    }
+    if pending > 0 {
+        r.map.limits.push(format!(
+            "{}: {pending} bytes not yet on the device (delayed allocation): watched once written back",
+            file.path
+        ));
+    }
+    if ranges.len() > FILE_RANGES_MAX {
+        r.map.limits.push(format!(
+            "{}: {} pieces on {}, merged into {FILE_RANGES_MAX} ranges: a write between two pieces of a range \
+             is reported too",
+            file.path,
+            ranges.len(),
+            dev_str(file_dev)
+        ));
+        ranges = merge_closest(ranges, FILE_RANGES_MAX);
+    }
+    let under = Walk { under_file: Some((file.path.clone(), dev_str(at.dev))), ..at.clone() };
+    for (sector, sectors, fs_sector) in ranges {
+        lower(
+            src,
+            r,
+            fs_dev,
+            &under,
+            Layer::FileExtent,
+            None,
+            file_dev,
+            sector,
+            Some(sectors),
+            fs_sector,
+            depth,
+        );
+    }
+}
+
+/// `ranges` (sorted by sector) merged across their smallest gaps until `max` are left; a merged
+/// range no longer holds the filesystem sector for sector.
+fn merge_closest(mut ranges: Vec<(u64, u64, Option<u64>)>, max: usize) -> Vec<(u64, u64, Option<u64>)> {
+    ranges.sort_unstable_by_key(|r| r.0);
+    while ranges.len() > max.max(1) {
+        let Some(i) =
+            (0..ranges.len() - 1).min_by_key(|&i| ranges[i + 1].0.saturating_sub(ranges[i].0 + ranges[i].1))
+        else {
+            break;
+        };
+        let next = ranges.remove(i + 1);
+        let end = (ranges[i].0 + ranges[i].1).max(next.0 + next.1);
+        ranges[i] = (ranges[i].0, end - ranges[i].0, None);
+    }
+    ranges
+}
+
+/// Every other loop device over (part of) `file`: a loop-alias layer, whenever and however it
+/// was set up. Its bios are judged at it; its own worker's writes to the file then are the
+/// loop device's, as the filesystem's own loop device's are.
+fn loop_aliases(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, file: &FileRange) {
+    let Ok(devs) = std::fs::read_dir(src.sysfs.join("dev/block")) else { return };
+    // (loop device, its offset in the file, the bytes of `file` it reads: [lo, hi)).
+    let mut found: Vec<(Dev, u64, u64, u64)> = Vec::new();
+    for entry in devs.flatten() {
+        let Some(dev) = entry.file_name().to_str().and_then(parse_dev) else { continue };
+        if dev == at.dev {
+            continue;
+        }
+        let Ok(real) = std::fs::canonicalize(entry.path()) else { continue };
+        let Some(path) = read(&real.join("loop/backing_file")) else { continue };
+        let (Some(sectors), Some(key)) = (read_u64(&real.join("size")), (src.stat)(&path)) else { continue };
+        if key != file.key || sectors == 0 {
+            continue;
+        }
+        let offset = read_u64(&real.join("loop/offset")).unwrap_or(0);
+        let (lo, hi) = (file.first.max(offset), file.end.min(offset.saturating_add(sectors * 512)));
+        if lo < hi {
+            found.push((dev, offset, lo, hi));
+        }
+    }
+    found.sort_unstable();
+    for (dev, offset, lo, hi) in found {
+        let first = (lo - offset) / 512;
+        let sectors = (hi - offset).div_ceil(512) - first;
+        r.map.mappings.push(Mapping {
+            layer: Layer::LoopAlias,
+            dev: dev_str(dev),
+            name: name_of(src, dev),
+            file: Some(file.path.clone()),
+            via: Some(dev_str(at.dev)),
+            target: None,
+            first,
+            len: Some(sectors),
+            fs_sector: at.fs_sector.map(|s| s + (lo - file.first) / 512),
+            through: at.through.clone(),
+        });
+        r.extents.push((
+            dev,
+            Extent { fs_dev: kdev::make(fs_dev.0, fs_dev.1), via_dev: 0, first, end: first + sectors },
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -282,8 +282,21 @@ async fn drain_until_stop(
     };
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    // Filesystems mounted and layers set up while we record are known within a second.
+    // Filesystems mounted and layers set up while we record are known within a second, and
+    // layers at once where the kernel's device events can be read.
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    let mut uevents = match crate::host::uevents::Uevents::open() {
+        // SAFETY: `Uevents` owns its socket, which stays open and unchanged until it is dropped
+        // with the AsyncFd.
+        Ok(u) => Some(
+            unsafe { AsyncFd::register_with_interest(u, Interest::READABLE) }
+                .context("polling device events")?,
+        ),
+        Err(e) => {
+            log::warn!("device events cannot be read ({e}): new storage layers are mapped within a second");
+            None
+        }
+    };
     // Time-based findings (a freeze that lasts too long) are raised while they are true.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let Stops { child, deadline, stop } = stops;
@@ -305,6 +318,13 @@ async fn drain_until_stop(
             }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 break Stop::Duration;
+            }
+            guard = async { uevents.as_mut().expect("guarded").readable_mut().await }, if uevents.is_some() => {
+                let mut guard = guard.context("polling device events")?;
+                if guard.get_inner().drain_block_changes() {
+                    pipeline.refresh(loaded);
+                }
+                guard.clear_ready();
             }
             _ = tick.tick() => pipeline.tick(kernel::monotonic_ns())?,
             _ = refresh.tick() => {

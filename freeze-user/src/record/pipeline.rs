@@ -47,6 +47,8 @@ pub(super) struct EventPipeline {
     tap: Option<std::sync::mpsc::Sender<Tap>>,
     /// A mount landed or a freeze began since the mount points were last given to the kernel.
     mounts_changed: bool,
+    /// When an event's unknown layer last made the maps refresh.
+    layer_refreshed: Option<std::time::Instant>,
     /// Cgroup ids to paths, for attribution.
     cgroups: CgroupPaths,
     /// Shares the superblocks and parents that records repeat.
@@ -75,6 +77,7 @@ impl EventPipeline {
             mount_calls: HashMap::new(),
             tap,
             mounts_changed: false,
+            layer_refreshed: None,
             cgroups: CgroupPaths::load(),
             decoder: Decoder::default(),
             stacks: HashMap::new(),
@@ -111,6 +114,18 @@ impl EventPipeline {
         loaded.refresh_mount_paths(&mounts);
         loaded.refresh_storage(&mounts);
         self.mounts_changed = false;
+    }
+
+    /// Whether an unknown layer may make the maps refresh now: at most every
+    /// `LAYER_REFRESH_EVERY`, so that a stream of writes through one cannot keep the recorder
+    /// resolving storage.
+    fn may_refresh_for_a_layer(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self.layer_refreshed.is_none_or(|at| now.duration_since(at) >= LAYER_REFRESH_EVERY);
+        if due {
+            self.layer_refreshed = Some(now);
+        }
+        due
     }
 
     /// The programs' counters, with the records this side could not decode.
@@ -169,7 +184,12 @@ impl EventPipeline {
                 *cg = known;
             }
             self.symbolize(&raw, &mut ev, loaded);
-            name_the_layer(&mut ev, loaded);
+            if name_the_layer(&mut ev, loaded) == Named::Unknown && self.may_refresh_for_a_layer() {
+                // Judged in the kernel below a layer set up since the last refresh (a loop
+                // device over a watched file): map it now, to name it.
+                self.refresh(loaded);
+                name_the_layer(&mut ev, loaded);
+            }
             self.complete_mount(&mut ev);
             self.writer.write_event(&ev).context("writing the trace")?;
             self.written.events += 1;
@@ -215,7 +235,9 @@ impl EventPipeline {
     /// A mount_end repeats its begin's call, and says which device is now mounted at the target.
     fn complete_mount(&mut self, ev: &mut Event) {
         match ev.kind {
-            EventKind::FreezeBegin => self.mounts_changed = true,
+            // At the end too: a loop device's backing file settles its extents while the
+            // freeze syncs (delayed allocation), and they are what a write must be judged by.
+            EventKind::FreezeBegin | EventKind::FreezeEnd => self.mounts_changed = true,
             EventKind::MountBegin => {
                 if let Some(call) = ev.mount.as_mut() {
                     call.source_dev = self.source_dev(&call.source);
@@ -283,13 +305,26 @@ impl EventPipeline {
     }
 }
 
+/// Refreshing the storage maps to name a layer: at most this often.
+const LAYER_REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What `name_the_layer` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Named {
+    /// No layer to name (not a modification, or the filesystem's own device), or named.
+    Done,
+    /// Below the filesystem, and no map holds that device and range.
+    Unknown,
+}
+
 /// A modification of a device other than the filesystem's own: which layer maps it there.
-fn name_the_layer(ev: &mut Event, loaded: &Loaded) {
-    let (Some(sb), Some(block)) = (ev.sb.as_ref(), ev.block.as_mut()) else { return };
+fn name_the_layer(ev: &mut Event, loaded: &Loaded) -> Named {
+    let (Some(sb), Some(block)) = (ev.sb.as_ref(), ev.block.as_mut()) else { return Named::Done };
     let file = block.op().is_file();
     if block.dev == sb.dev && !file {
-        return;
+        return Named::Done;
     }
     block.mapping =
         loaded.storage.mapping(&sb.dev, &block.dev, file, block.position(), block.span()).map(Box::new);
+    if block.mapping.is_some() { Named::Done } else { Named::Unknown }
 }

@@ -19,6 +19,7 @@ mod raw_tracepoints;
 mod run_check;
 mod storage_layers;
 mod storage_paths;
+mod storage_stacks;
 mod stress;
 mod syscall_hooks;
 mod tui;

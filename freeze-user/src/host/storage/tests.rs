@@ -1,6 +1,7 @@
 //! Resolution over a fake sysfs: a partitioned loop disk, a dm-linear and a striped device, an
 //! md-like holder, and a loop device with an offset.
 use super::*;
+use crate::host::fiemap::flag;
 
 /// A sysfs tree in a temp dir: `devices/<path>` dirs with `dev` files, `dev/block/M:m` links.
 struct FakeSys {
@@ -37,8 +38,13 @@ impl FakeSys {
         dm: &'a dyn Fn(Dev) -> Result<Vec<DmTarget>, DmError>,
         stat: &'a dyn Fn(&str) -> Option<(Dev, u64)>,
     ) -> Sources<'a> {
-        Sources { sysfs: self.root.path().to_path_buf(), dm_table: dm, stat }
+        Sources { sysfs: self.root.path().to_path_buf(), dm_table: dm, stat, fiemap: &no_extents }
     }
+}
+
+/// A sparse file: no extents.
+fn no_extents(_: &str) -> std::io::Result<Vec<FileExtent>> {
+    Ok(Vec::new())
 }
 
 fn no_dm(_: Dev) -> Result<Vec<DmTarget>, DmError> {
@@ -222,4 +228,186 @@ fn layers_compose_dm_over_a_partition_over_a_loop_disk_over_a_file() {
     let disk: Vec<_> =
         r.extents.iter().filter(|(d, _)| *d == (7, 0)).map(|(_, e)| (e.first, e.end)).collect();
     assert_eq!(disk, vec![(2148, 3148)]);
+}
+
+/// (layer, dev, first, len, fs_sector, file, via) of a mapping.
+type Row<'a> = (Layer, &'a str, u64, Option<u64>, Option<u64>, Option<&'a str>, Option<&'a str>);
+
+/// (dev, first, len, fs_sector, via) of a loop-alias mapping.
+type AliasRow<'a> = (&'a str, u64, Option<u64>, Option<u64>, Option<&'a str>);
+
+fn extent(logical: u64, physical: u64, len: u64, flags: u32) -> FileExtent {
+    FileExtent { logical, physical, len, flags }
+}
+
+/// A loop device 7:0 over /tmp/x/disk.img (4 MiB, 8192 sectors), the file on partition 254:1
+/// (from sector 2048 of disk 254:0).
+fn loop_over_a_partitioned_disk(sys: &FakeSys) {
+    sys.device(
+        "virtual/block/loop0",
+        (7, 0),
+        &[("loop/backing_file", "/tmp/x/disk.img\n"), ("loop/offset", "0\n"), ("size", "8192\n")],
+    );
+    sys.device("vd/vda", (254, 0), &[]);
+    sys.device("vd/vda/vda1", (254, 1), &[("partition", "1\n"), ("start", "2048\n"), ("size", "100000\n")]);
+}
+
+fn stat_on_vda1(path: &str) -> Option<(Dev, u64)> {
+    (path == "/tmp/x/disk.img").then_some(((254, 1), 1234))
+}
+
+#[test]
+fn a_backing_files_blocks_are_followed_onto_its_device_and_further_down() {
+    let sys = FakeSys::new();
+    loop_over_a_partitioned_disk(&sys);
+    let fiemap = |_: &str| -> std::io::Result<Vec<FileExtent>> {
+        Ok(vec![
+            // Two pieces contiguous in the file and on the device: one range.
+            extent(0, 1 << 20, 64 << 10, 0),
+            extent(64 << 10, (1 << 20) + (64 << 10), 64 << 10, flag::UNWRITTEN),
+            extent(1 << 20, 10 << 20, 4096, 0),
+            // Not on the device yet.
+            extent(2 << 20, 0, 4096, flag::DELALLOC | flag::UNKNOWN),
+            // Past what the loop device reads (4 MiB).
+            extent(8 << 20, 20 << 20, 4096, flag::LAST),
+        ])
+    };
+    let src = Sources { fiemap: &fiemap, ..sys.sources(&no_dm, &stat_on_vda1) };
+    let r = resolve(&src, (7, 0));
+    let got: Vec<Row> = r
+        .map
+        .mappings
+        .iter()
+        .map(|m| (m.layer, m.dev.as_str(), m.first, m.len, m.fs_sector, m.file.as_deref(), m.via.as_deref()))
+        .collect();
+    let file = Some("/tmp/x/disk.img");
+    assert_eq!(
+        got,
+        vec![
+            (Layer::LoopFile, "7:0", 0, Some(4 << 20), Some(0), file, None),
+            (Layer::FileExtent, "254:1", 2048, Some(256), Some(0), file, Some("7:0")),
+            (Layer::Partition, "254:0", 4096, Some(256), Some(0), file, Some("7:0")),
+            (Layer::FileExtent, "254:1", 20480, Some(8), Some(2048), file, Some("7:0")),
+            (Layer::Partition, "254:0", 22528, Some(8), Some(2048), file, Some("7:0")),
+        ]
+    );
+    assert_eq!(r.map.mappings[2].through, vec!["254:1".to_owned()]);
+    assert_eq!(r.map.limits, vec!["/tmp/x/disk.img: 4096 bytes not yet on the device (delayed allocation): watched once written back".to_owned()]);
+    let extents: Vec<(Dev, u64, u64)> = r.extents.iter().map(|(d, e)| (*d, e.first, e.end)).collect();
+    assert_eq!(
+        extents,
+        vec![
+            ((254, 1), 2048, 2304),
+            ((254, 0), 4096, 4352),
+            ((254, 1), 20480, 20488),
+            ((254, 0), 22528, 22536)
+        ]
+    );
+    assert!(r.extents.iter().all(|(_, e)| e.fs_dev == kdev::make(7, 0) && e.via_dev == 0));
+    let m = r.map.lookup("254:0", false, 22530, 1).expect("the second piece, on the disk");
+    assert_eq!(m.fs_sector_of(22530), Some(2050));
+}
+
+#[test]
+fn more_pieces_than_fit_are_merged_across_their_smallest_gaps_and_said() {
+    let sys = FakeSys::new();
+    loop_over_a_partitioned_disk(&sys);
+    // Two more pieces of 4 KiB than fit, 1 MiB apart on the device, except two pairs 8 KiB apart.
+    let fiemap = |_: &str| -> std::io::Result<Vec<FileExtent>> {
+        let mut physical: Vec<u64> = (0..FILE_RANGES_MAX as u64 + 2).map(|i| i << 20).collect();
+        physical[2] = physical[1] + 8192;
+        physical[5] = physical[4] + 8192;
+        Ok(physical.iter().enumerate().map(|(i, p)| extent(i as u64 * 8192, *p, 4096, 0)).collect())
+    };
+    let src = Sources { fiemap: &fiemap, ..sys.sources(&no_dm, &stat_on_vda1) };
+    let r = resolve(&src, (7, 0));
+    let pieces: Vec<(u64, Option<u64>, Option<u64>)> = r
+        .map
+        .mappings
+        .iter()
+        .filter(|m| m.layer == Layer::FileExtent)
+        .map(|m| (m.first, m.len, m.fs_sector))
+        .collect();
+    assert_eq!(pieces.len(), FILE_RANGES_MAX, "{pieces:#?}");
+    assert_eq!(pieces[1], (2048, Some(24), None), "merged: no longer sector for sector");
+    assert_eq!(pieces[0], (0, Some(8), Some(0)));
+    assert!(
+        r.map.limits.iter().any(|l| l.contains(&format!(
+            "{} pieces on 254:1, merged into {FILE_RANGES_MAX} ranges",
+            FILE_RANGES_MAX + 2
+        ))),
+        "{:?}",
+        r.map.limits
+    );
+}
+
+#[test]
+fn every_other_loop_device_over_the_same_file_is_a_layer_for_the_part_it_reads() {
+    let sys = FakeSys::new();
+    loop_over_a_partitioned_disk(&sys);
+    // From 1 MiB of the file, 4 MiB: reads the filesystem's bytes [1 MiB, 4 MiB).
+    sys.device(
+        "virtual/block/loop1",
+        (7, 1),
+        &[("loop/backing_file", "/tmp/x/disk.img\n"), ("loop/offset", "1048576\n"), ("size", "8192\n")],
+    );
+    // Another file.
+    sys.device(
+        "virtual/block/loop2",
+        (7, 2),
+        &[("loop/backing_file", "/tmp/x/other.img\n"), ("loop/offset", "0\n"), ("size", "8192\n")],
+    );
+    // The same file, past the part the filesystem's loop device reads.
+    sys.device(
+        "virtual/block/loop3",
+        (7, 3),
+        &[("loop/backing_file", "/tmp/x/disk.img\n"), ("loop/offset", "4194304\n"), ("size", "8\n")],
+    );
+    // The same inode by another path (a hard link or a bind mount).
+    sys.device(
+        "virtual/block/loop4",
+        (7, 4),
+        &[("loop/backing_file", "/mnt/link.img\n"), ("loop/offset", "0\n"), ("size", "16\n")],
+    );
+    let stat = |path: &str| match path {
+        "/tmp/x/disk.img" | "/mnt/link.img" => Some(((254, 1), 1234)),
+        "/tmp/x/other.img" => Some(((254, 1), 99)),
+        _ => None,
+    };
+    let r = resolve(&sys.sources(&no_dm, &stat), (7, 0));
+    let aliases: Vec<AliasRow> = r
+        .map
+        .mappings
+        .iter()
+        .filter(|m| m.layer == Layer::LoopAlias)
+        .map(|m| (m.dev.as_str(), m.first, m.len, m.fs_sector, m.via.as_deref()))
+        .collect();
+    assert_eq!(
+        aliases,
+        vec![("7:1", 0, Some(6144), Some(2048), Some("7:0")), ("7:4", 0, Some(16), Some(0), Some("7:0"))]
+    );
+    assert!(
+        r.extents.contains(&((7, 1), Extent { fs_dev: kdev::make(7, 0), via_dev: 0, first: 0, end: 6144 }))
+    );
+    assert_eq!(r.backing.len(), 1, "the file is keyed once, by the filesystem's own loop device");
+    let m = r.map.lookup("7:1", false, 100, 8).expect("a bio to the other loop device");
+    assert_eq!(m.fs_sector_of(100), Some(2148));
+}
+
+#[test]
+fn a_file_on_a_filesystem_without_a_device_has_no_blocks_below_it() {
+    let sys = FakeSys::new();
+    loop_over_a_partitioned_disk(&sys);
+    let tmpfs = |_: &str| -> std::io::Result<Vec<FileExtent>> {
+        Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    };
+    let on_tmpfs = |path: &str| (path == "/tmp/x/disk.img").then_some(((0, 30), 5));
+    let r = resolve(&Sources { fiemap: &tmpfs, ..sys.sources(&no_dm, &on_tmpfs) }, (7, 0));
+    assert_eq!(r.map.mappings.len(), 1);
+    assert!(r.map.limits.is_empty(), "tmpfs: nothing below, nothing to say");
+    let btrfs =
+        |_: &str| -> std::io::Result<Vec<FileExtent>> { Ok(vec![extent(0, 1 << 30, 4096, flag::LAST)]) };
+    let r = resolve(&Sources { fiemap: &btrfs, ..sys.sources(&no_dm, &on_tmpfs) }, (7, 0));
+    assert_eq!(r.map.mappings.len(), 1);
+    assert!(r.map.limits[0].contains("without a device of its own (btrfs)"), "{:?}", r.map.limits);
 }

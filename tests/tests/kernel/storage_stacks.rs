@@ -1,0 +1,237 @@
+//! What lies under a loop device's backing file and beside it: the file's blocks on the device
+//! of the filesystem that holds it (a raw write there over them is a slip of the frozen
+//! filesystem above, one elsewhere on that device is not), and every other loop device over the
+//! same file, set up before the freeze, during it, or 50 ms before it.
+use std::{path::Path, process::Command};
+
+use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script};
+use serde_json::Value;
+
+/// Loop devices a test's script sets up (one path per line in `list`): detached in Drop, also
+/// when the test fails half-way.
+struct ScriptLoops<'a> {
+    list: &'a Path,
+}
+
+impl Drop for ScriptLoops<'_> {
+    fn drop(&mut self) {
+        for dev in std::fs::read_to_string(self.list).unwrap_or_default().lines() {
+            // The script detaches what it can; what is left, was left by a failure.
+            let _ =
+                Command::new("losetup").args(["-d", dev.trim()]).stderr(std::process::Stdio::null()).status();
+        }
+    }
+}
+
+/// major:minor of a block device node.
+fn dev_number(node: &str) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let rdev = std::fs::metadata(node).map(|m| m.rdev()).unwrap_or(0);
+    format!("{}:{}", libc::major(rdev), libc::minor(rdev))
+}
+
+/// (comm, dev, sector, bytes, layer, file, via) of each slip on `mnt`.
+fn slips_below(trace: &Trace, mnt: &str) -> Vec<(String, String, u64, u64, String, String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    trace
+        .findings_on("slip", mnt)
+        .iter()
+        .map(|f| {
+            let (b, m) = (&f["block"], &f["block"]["mapping"]);
+            (
+                text(&f["comm"]),
+                text(&b["dev"]),
+                b["sector"].as_u64().unwrap_or(u64::MAX),
+                b["bytes"].as_u64().unwrap_or(0),
+                text(&m["layer"]),
+                text(&m["file"]),
+                text(&m["via"]),
+            )
+        })
+        .collect()
+}
+
+/// Reads `count` bytes at `at` of `dev` and writes them back, both with O_DIRECT: a write that
+/// changes nothing but is a write all the same.
+fn rewrite(dev: &str, at: u64, count: u64, scratch: &Path) -> String {
+    let s = scratch.display();
+    format!(
+        "dd if={dev} of={s} bs={count} count=1 skip={blocks} iflag=direct status=none\n\
+         dd if={s} of={dev} bs={count} count=1 seek={blocks} oflag=direct conv=notrunc status=none",
+        blocks = at / count
+    )
+}
+
+#[test]
+fn a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsewhere_is_not() {
+    if !kernel_available(
+        "a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsewhere_is_not",
+    ) {
+        return;
+    }
+    let lower = LoopFs::new(FsType::Ext4).expect("the filesystem holding the image");
+    let upper = LoopFs::new_in(FsType::Ext4, &lower.mountpoint).expect("the filesystem on the image");
+    // Where the image's bytes lie on the lower device, found without freezewatch: a marker
+    // written through the upper device (into a block its filesystem leaves unused) and synced
+    // down, then looked for on the lower device.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker: Vec<u8> =
+        format!("freezewatch-marker-{}-", std::process::id()).bytes().cycle().take(4096).collect();
+    let marker_path = dir.path().join("marker");
+    std::fs::write(&marker_path, &marker).expect("marker");
+    let upper_block = upper.blocks_4k() - 8;
+    let put = Command::new("dd")
+        .arg(format!("if={}", marker_path.display()))
+        .arg(format!("of={}", upper.loopdev))
+        .args(["bs=4096", "count=1", &format!("seek={upper_block}"), "oflag=direct", "conv=notrunc,fsync"])
+        .args(["status=none"])
+        .status()
+        .expect("dd");
+    assert!(put.success());
+    assert!(Command::new("sync").arg("-f").arg(&upper.image).status().expect("sync").success());
+    let lower_bytes = Command::new("dd")
+        .arg(format!("if={}", lower.loopdev))
+        .args(["bs=1M", "iflag=direct", "status=none"])
+        .output()
+        .expect("reading the lower device")
+        .stdout;
+    // A small ext4 has 1 KiB blocks: the marker's first KiB is in one of them.
+    let at = (0..lower_bytes.len() / 1024)
+        .map(|i| i * 1024)
+        .find(|&i| lower_bytes[i..i + 1024] == marker[..1024])
+        .expect("the marker is on the lower device") as u64;
+    let scratch = dir.path().join("scratch");
+    let m = upper.mnt();
+    let script = format!(
+        "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{over}\n{elsewhere}\nfsfreeze -u {m}; trap - EXIT",
+        over = rewrite(&lower.loopdev, at, 1024, &scratch),
+        // Sector 0: ext4 leaves its first 1024 bytes alone, and no file is there.
+        elsewhere = rewrite(&lower.loopdev, 0, 512, &scratch),
+    );
+    let trace = record_script(&script).expect("recording");
+    let lower_dev = lower.loop_dev_number().expect("dev number");
+    let upper_dev = upper.loop_dev_number().expect("dev number");
+    let image = upper.image.display().to_string();
+    assert_eq!(
+        slips_below(&trace, m),
+        vec![(
+            "dd".to_owned(),
+            lower_dev.clone(),
+            at / 512,
+            1024,
+            "file-extents".to_owned(),
+            image.clone(),
+            upper_dev.clone()
+        )],
+        "the write over the image's block is the upper filesystem's slip; sector 0 is nobody's"
+    );
+    let slip = &trace.findings_on("slip", m)[0];
+    let message = slip["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("of block device {lower_dev}"))
+            && message
+                .contains(&format!("in the blocks of {image} (the backing file of loop device {upper_dev})"))
+            && message.contains(&format!("from its sector {} on", upper_block * 8)),
+        "{message}"
+    );
+    assert!(trace.findings_on("slip", lower.mnt()).is_empty(), "the lower filesystem was not frozen");
+}
+
+#[test]
+fn another_loop_device_over_a_frozen_filesystems_image_set_up_before_or_during_the_freeze_is_a_layer() {
+    if !kernel_available(
+        "another_loop_device_over_a_frozen_filesystems_image_set_up_before_or_during_the_freeze_is_a_layer",
+    ) {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (list, names, scratch) =
+        (dir.path().join("loops"), dir.path().join("names"), dir.path().join("scratch"));
+    let _loops = ScriptLoops { list: &list };
+    let (m, img, l) = (fs.mnt(), fs.image.display(), list.display());
+    // The one set up during the freeze is written to a second later, when the storage maps know
+    // it on every kernel; the next test is the one where no time passes.
+    let script = format!(
+        "set -e\n\
+         a=$(losetup -f --show {img}); echo $a >> {l}\n\
+         fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n\
+         b=$(losetup -f --show {img}); echo $b >> {l}\n\
+         sleep 1.2\n\
+         {write_a}\n{write_b}\n\
+         fsfreeze -u {m}; trap - EXIT\n\
+         echo $a $b > {names}",
+        write_a = rewrite("$a", 100 * 4096, 4096, &scratch),
+        write_b = rewrite("$b", 200 * 4096, 4096, &scratch),
+        names = names.display(),
+    );
+    let trace = record_script(&script).expect("recording");
+    let text = std::fs::read_to_string(&names).expect("the script ran to its end");
+    let [a, b] = text.split_whitespace().collect::<Vec<_>>()[..] else { panic!("{text}") };
+    let own = fs.loop_dev_number().expect("dev number");
+    let alias = |dev: &str, sector: u64| {
+        (
+            "dd".to_owned(),
+            dev_number(dev),
+            sector,
+            4096,
+            "loop-alias".to_owned(),
+            fs.image.display().to_string(),
+            own.clone(),
+        )
+    };
+    assert_eq!(slips_below(&trace, m), vec![alias(a, 800), alias(b, 1600)]);
+    let message = trace.findings_on("slip", m)[1]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains(&format!("over {img} as loop device {own} is"))
+            && message.contains("from its sector 1600 on"),
+        "{message}"
+    );
+    // What the other loop devices' workers then wrote to the file was judged at them.
+    assert!(
+        trace
+            .findings_on("exempt", m)
+            .iter()
+            .any(|f| f["message"].as_str().is_some_and(|t| t.contains("judged there"))),
+        "{:#?}",
+        trace.findings_on("exempt", m)
+    );
+}
+
+#[test]
+fn a_loop_device_set_up_50ms_before_the_freeze_is_judged_20_times_out_of_20() {
+    if !kernel_available("a_loop_device_set_up_50ms_before_the_freeze_is_judged_20_times_out_of_20") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (list, scratch) = (dir.path().join("loops"), dir.path().join("scratch"));
+    let _loops = ScriptLoops { list: &list };
+    let (m, img, l) = (fs.mnt(), fs.image.display(), list.display());
+    let script = format!(
+        "set -e; trap 'fsfreeze -u {m} 2>/dev/null' EXIT\n\
+         for i in $(seq 20); do\n\
+           x=$(losetup -f --show {img}); echo $x >> {l}\n\
+           sleep 0.05\n\
+           fsfreeze -f {m}\n\
+           {write}\n\
+           fsfreeze -u {m}\n\
+           losetup -d $x\n\
+         done\n\
+         trap - EXIT",
+        write = rewrite("$x", 0, 4096, &scratch)
+            .replace("skip=0", "skip=$((100 + i))")
+            .replace("seek=0", "seek=$((100 + i))"),
+    );
+    let trace = record_script(&script).expect("recording");
+    let slips = slips_below(&trace, m);
+    let sectors: Vec<u64> = slips.iter().map(|s| s.2).collect();
+    assert_eq!(sectors, (1..=20).map(|i| (100 + i) * 8).collect::<Vec<u64>>(), "{slips:#?}");
+    for (comm, dev, _, bytes, layer, ..) in &slips {
+        assert_eq!((comm.as_str(), *bytes), ("dd", 4096), "{slips:#?}");
+        assert!(dev.starts_with("7:") && *dev != fs.loop_dev_number().expect("dev"), "{slips:#?}");
+        // Named when the maps knew it by the time the event was read (it is detached right
+        // after): never as another layer.
+        assert!(["loop-alias", ""].contains(&layer.as_str()), "{slips:#?}");
+    }
+}

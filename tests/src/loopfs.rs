@@ -156,6 +156,11 @@ impl LoopFs {
     }
 }
 
+/// major:minor of a block device node (a loop device a test's script set up).
+pub fn block_dev_number(node: &str) -> Result<String> {
+    dev_number_of(node, true)
+}
+
 fn dev_number_of(path: &str, rdev: bool) -> Result<String> {
     use std::os::unix::fs::MetadataExt as _;
     let md = std::fs::metadata(path).with_context(|| format!("stat {path}"))?;

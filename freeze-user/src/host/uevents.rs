@@ -4,7 +4,7 @@
 //! freeze comes, not up to a second later.
 use std::{
     io,
-    os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
 /// The kernel's multicast group of uevents (udev listens on another, its own).
@@ -62,12 +62,6 @@ impl Uevents {
             block |= is_block_event(&buf[..n]);
         }
         block
-    }
-}
-
-impl AsFd for Uevents {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
     }
 }
 

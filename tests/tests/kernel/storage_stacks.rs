@@ -4,7 +4,7 @@
 //! same file, set up before the freeze, during it, or 50 ms before it.
 use std::{path::Path, process::Command};
 
-use freezewatch_tests::{FsType, LoopFs, Trace, kernel_available, record_script};
+use freezewatch_tests::{FsType, LoopFs, Trace, block_dev_number, kernel_available, record_script};
 use serde_json::Value;
 
 /// Loop devices a test's script sets up (one path per line in `list`): detached in Drop, also
@@ -21,13 +21,6 @@ impl Drop for ScriptLoops<'_> {
                 Command::new("losetup").args(["-d", dev.trim()]).stderr(std::process::Stdio::null()).status();
         }
     }
-}
-
-/// major:minor of a block device node.
-fn dev_number(node: &str) -> String {
-    use std::os::unix::fs::MetadataExt as _;
-    let rdev = std::fs::metadata(node).map(|m| m.rdev()).unwrap_or(0);
-    format!("{}:{}", libc::major(rdev), libc::minor(rdev))
 }
 
 /// (comm, dev, sector, bytes, layer, file, via) of each slip on `mnt`.
@@ -51,14 +44,13 @@ fn slips_below(trace: &Trace, mnt: &str) -> Vec<(String, String, u64, u64, Strin
         .collect()
 }
 
-/// Reads `count` bytes at `at` of `dev` and writes them back, both with O_DIRECT: a write that
-/// changes nothing but is a write all the same.
-fn rewrite(dev: &str, at: u64, count: u64, scratch: &Path) -> String {
+/// Reads block `block` (of `count` bytes; a number or a shell expression) of `dev` and writes it
+/// back, both with O_DIRECT: a write that changes nothing but is a write all the same.
+fn rewrite(dev: &str, block: &str, count: u64, scratch: &Path) -> String {
     let s = scratch.display();
     format!(
-        "dd if={dev} of={s} bs={count} count=1 skip={blocks} iflag=direct status=none\n\
-         dd if={s} of={dev} bs={count} count=1 seek={blocks} oflag=direct conv=notrunc status=none",
-        blocks = at / count
+        "dd if={dev} of={s} bs={count} count=1 skip={block} iflag=direct status=none\n\
+         dd if={s} of={dev} bs={count} count=1 seek={block} oflag=direct conv=notrunc status=none"
     )
 }
 
@@ -104,9 +96,9 @@ fn a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsew
     let m = upper.mnt();
     let script = format!(
         "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{over}\n{elsewhere}\nfsfreeze -u {m}; trap - EXIT",
-        over = rewrite(&lower.loopdev, at, 1024, &scratch),
+        over = rewrite(&lower.loopdev, &(at / 1024).to_string(), 1024, &scratch),
         // Sector 0: ext4 leaves its first 1024 bytes alone, and no file is there.
-        elsewhere = rewrite(&lower.loopdev, 0, 512, &scratch),
+        elsewhere = rewrite(&lower.loopdev, "0", 512, &scratch),
     );
     let trace = record_script(&script).expect("recording");
     let lower_dev = lower.loop_dev_number().expect("dev number");
@@ -161,8 +153,8 @@ fn another_loop_device_over_a_frozen_filesystems_image_set_up_before_or_during_t
          {write_a}\n{write_b}\n\
          fsfreeze -u {m}; trap - EXIT\n\
          echo $a $b > {names}",
-        write_a = rewrite("$a", 100 * 4096, 4096, &scratch),
-        write_b = rewrite("$b", 200 * 4096, 4096, &scratch),
+        write_a = rewrite("$a", "100", 4096, &scratch),
+        write_b = rewrite("$b", "200", 4096, &scratch),
         names = names.display(),
     );
     let trace = record_script(&script).expect("recording");
@@ -172,7 +164,7 @@ fn another_loop_device_over_a_frozen_filesystems_image_set_up_before_or_during_t
     let alias = |dev: &str, sector: u64| {
         (
             "dd".to_owned(),
-            dev_number(dev),
+            block_dev_number(dev).expect("dev number"),
             sector,
             4096,
             "loop-alias".to_owned(),
@@ -219,9 +211,7 @@ fn a_loop_device_set_up_50ms_before_the_freeze_is_judged_20_times_out_of_20() {
            losetup -d $x\n\
          done\n\
          trap - EXIT",
-        write = rewrite("$x", 0, 4096, &scratch)
-            .replace("skip=0", "skip=$((100 + i))")
-            .replace("seek=0", "seek=$((100 + i))"),
+        write = rewrite("$x", "$((100 + i))", 4096, &scratch),
     );
     let trace = record_script(&script).expect("recording");
     let slips = slips_below(&trace, m);

@@ -266,8 +266,13 @@ mod tests {
         let sem = b.composite(k::STRUCT, "percpu_rw_semaphore", 48, &[("x", int, 0)]);
         let sems = b.array(sem, int, 3);
         let sbw = b.composite(k::STRUCT, "sb_writers", 152, &[("frozen", int, 0), ("rw_sem", sems, 64)]);
-        let bdev =
-            b.composite(k::STRUCT, "block_device", 64, &[("bd_dev", uint, 32), ("bd_holder", pch, 128)]);
+        b.composite(k::STRUCT, "gendisk", 256, &[("private_data", pch, 8 * 200)]);
+        let bdev = b.composite(
+            k::STRUCT,
+            "block_device",
+            64,
+            &[("bd_dev", uint, 32), ("bd_holder", pch, 128), ("bd_disk", pch, 192)],
+        );
         let pbdev = b.ptr(bdev);
         let uuid = b.composite(
             k::STRUCT,
@@ -365,7 +370,10 @@ mod tests {
         assert_eq!(o.sb_s_id, 256);
         assert_eq!(o.sb_s_uuid, 288);
         assert_eq!(o.sb_s_bdev, 48);
-        assert_eq!((o.bdev_bd_dev, o.bdev_bd_holder), (4, 16));
+        assert_eq!((o.bdev_bd_dev, o.bdev_bd_holder, o.bdev_bd_disk), (4, 16, 24));
+        assert_eq!(o.gendisk_private_data, 200);
+        // No loop driver BTF in this kernel: its offsets stay 0 and the bio programs skip that test.
+        assert_eq!((o.loop_lo_offset, o.loop_lo_backing_file), (0, 0));
         assert_eq!((o.sb_rw_sem, o.rw_sem_size), (88, 48));
         assert_eq!(o.inode_i_mode, 0);
         assert_eq!(o.inode_i_sb, 40);

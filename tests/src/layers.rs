@@ -90,10 +90,15 @@ pub struct MountedOn {
 
 impl MountedOn {
     pub fn ext4(dev: &str) -> Result<Self> {
+        sh(Command::new("mkfs.ext4").args(["-q", "-F", dev]))?;
+        Self::existing(dev)
+    }
+
+    /// Mounts the ext4 already on `dev` (a snapshot of one, say).
+    pub fn existing(dev: &str) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("freezewatch-fs-").tempdir()?;
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint)?;
-        sh(Command::new("mkfs.ext4").args(["-q", "-F", dev]))?;
         sh(Command::new("mount").args(["-t", "ext4", dev]).arg(&mountpoint))?;
         Ok(Self { dev: dev.to_owned(), mountpoint, _dir: dir })
     }

@@ -347,6 +347,8 @@ impl Correlator {
                     // superblock there. Below the filesystem, a kernel worker may carry that
                     // write on (dm-snapshot's copy-out, a loop worker): the same write.
                     out.add(FindingKind::Exempt, || msg::own_thaw_write(ev, sb));
+                } else if layer_own_io(ev) {
+                    out.add(FindingKind::LayerIo, || msg::layer_io(ev, sb));
                 } else {
                     t.summary.slips += 1;
                     out.add(FindingKind::Slip, || msg::block_slip(ev, sb));
@@ -423,6 +425,21 @@ fn backing_file_writeback(ev: &Event) -> bool {
         .and_then(|b| b.mapping.as_ref())
         .is_some_and(|m| m.via.is_some() && m.layer != Layer::LoopAlias);
     on_file_blocks && ev.is_kernel_thread()
+}
+
+/// A kernel thread's bio to a device the storage map watches whole (an md member, a device in a
+/// dm table whose mapping is not followed). Those layers keep their own copies in step on their
+/// own threads: md resync and recovery, dm-snapshot's and dm-thin's copy-out (kcopyd), dm-crypt
+/// carrying a bio already judged at the dm device. None of it changes what the filesystem reads.
+/// Where the layer is sector for sector (partition, dm-linear, file extents), any write to the
+/// filesystem's range changes its bytes, so a kernel thread there stays a slip.
+fn layer_own_io(ev: &Event) -> bool {
+    let whole = ev
+        .block
+        .as_ref()
+        .and_then(|b| b.mapping.as_ref())
+        .is_some_and(|m| matches!(m.layer, Layer::DmWhole | Layer::MemberWhole));
+    whole && ev.is_kernel_thread()
 }
 
 /// A bio below the filesystem's own device, submitted by a kernel thread: I/O the layers pass

@@ -180,6 +180,29 @@ pub(super) fn backing_file_writeback(ev: &Event, sb: &SharedSuperblock) -> Findi
     )
 }
 
+/// A kernel thread's write to a device under the filesystem that is watched whole.
+pub(super) fn layer_io(ev: &Event, sb: &SharedSuperblock) -> Finding {
+    let (io, m) = match ev.block.as_ref().and_then(|io| io.mapping.as_ref().map(|m| (io, m))) {
+        Some(both) => both,
+        None => return block_slip(ev, sb),
+    };
+    let op = io.op();
+    let message = format!(
+        "{}[{}], a kernel thread, {} {} bytes at {} of {}, which holds part of {}, while it was \
+         frozen: the layer's own I/O ({}; md resync or recovery, a snapshot's copy-out, kcopyd), \
+         which leaves what the filesystem reads as it was. A user task's write there would be a slip",
+        ev.comm,
+        ev.pid,
+        op.verb(),
+        io.bytes,
+        position(io),
+        lower_name(m),
+        sb.describe(),
+        layer_path(m)
+    );
+    finding(FindingKind::LayerIo, ev, sb, message)
+}
+
 pub(super) fn block_slip(ev: &Event, sb: &SharedSuperblock) -> Finding {
     let Some(io) = ev.block.as_ref() else {
         return finding(

@@ -77,6 +77,11 @@ named_enum! {
         SuspendOrphaned = "suspend-orphaned",
         /// `watch`: the watchdog's thaw failed; it is tried again, less and less often.
         WatchdogFailed = "watchdog-failed",
+        /// A kernel thread's write to a device under a frozen filesystem that is watched whole
+        /// (an md member, a device in a snapshot, thin, raid or crypt table): the layer's own I/O
+        /// (md resync or recovery, dm-snapshot or dm-thin copy-out, kcopyd), which leaves the
+        /// bytes the filesystem reads as they were. A user task's write there is a slip.
+        LayerIo = "layer-io",
     }
 }
 
@@ -96,7 +101,8 @@ impl FindingKind {
             | Self::FrozenAtStart
             | Self::FreezeStalled
             | Self::FreezerGone
-            | Self::ThawedByWatchdog => Severity::Warning,
+            | Self::ThawedByWatchdog
+            | Self::LayerIo => Severity::Warning,
             Self::BlockedWriter | Self::Exempt | Self::MountDenied | Self::WatchdogWouldThaw => {
                 Severity::Info
             }

@@ -98,6 +98,43 @@ fn a_kernel_worker_passing_the_thaw_write_down_is_exempt_but_a_user_writer_below
     );
 }
 
+/// md's resync thread writing a member of the array the filesystem is on (watched whole): the
+/// layer's own I/O, a warning of its own kind. `dd` writing the same member: a slip. A kernel
+/// thread on a sector-for-sector layer stays a slip: there it changes the filesystem's bytes.
+#[test]
+fn a_kernel_thread_on_a_whole_device_layer_is_layer_io_and_a_user_task_there_is_a_slip() {
+    let member = |ts: u64, comm: &str, parent_pid: u32| {
+        let mut e = lower_write(ts, comm, parent_pid);
+        let io = e.block.as_mut().expect("a bio");
+        io.op = crate::event::IoOp::Write.into();
+        let m = io.mapping.as_mut().expect("mapped");
+        (m.layer, m.target, m.first, m.len, m.fs_sector) =
+            (crate::storage::Layer::MemberWhole, None, 0, None, None);
+        m.through = vec!["9:0".into()];
+        e
+    };
+    let mut events: Vec<Event> = freeze(100).into();
+    events.extend([
+        member(500, "md0_resync", 2),
+        member(600, "dd", 4242),
+        lower_write(700, "kworker/u8:1", 2),
+    ]);
+    events.extend(thaw(900, 0));
+    let a = analyze(&events, &Options::default(), None);
+    assert_eq!(kinds(&a), [FindingKind::LayerIo, FindingKind::Slip, FindingKind::Slip]);
+    assert_eq!(a.findings[0].severity, crate::correlate::Severity::Warning);
+    assert_eq!(
+        a.findings[0].message,
+        "md0_resync[77], a kernel thread, wrote 4096 bytes at sector 2848 of block device 7:5 (loop5), \
+         which holds part of ext4 7:0 (/mnt), while it was frozen: the layer's own I/O \
+         (member-whole-device through 9:0; md resync or recovery, a snapshot's copy-out, kcopyd), \
+         which leaves what the filesystem reads as it was. A user task's write there would be a slip"
+    );
+    assert!(a.findings[1].message.starts_with("dd[77] wrote 4096 bytes"), "{}", a.findings[1].message);
+    assert!(a.findings[2].message.starts_with("kworker/u8:1[77] discarded"), "{}", a.findings[2].message);
+    assert_eq!(a.summaries["0xa"].slips, 2);
+}
+
 #[test]
 fn transaction_starts_are_slips_unless_exempt() {
     let mut events: Vec<Event> = freeze(100).into();

@@ -159,6 +159,8 @@ enum Cmd {
             \x20 blocked-writer      a task waited at the gate (expected; shown with its wait)\n\
             \x20 mount-while-frozen  a mount of a frozen filesystem landed mid-snapshot\n\
             \x20 mount-denied        --deny-mounts refused a mount of a frozen filesystem (audit: would have)\n\
+            \x20 layer-io            a kernel thread wrote a device under a frozen filesystem that is watched \
+            whole (md resync, a snapshot's copy-out): a warning, not a slip\n\
             \x20 exempt              looked like a slip but is legitimate (counted by reason; --all lists them)\n\n\
             Needs no privileges. Exits 0 when the trace was read, 2 when it is malformed (the \
             message names the line).")]

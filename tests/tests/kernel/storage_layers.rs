@@ -3,7 +3,8 @@
 //! device under a dm-linear target is a slip inside the mapped range and not outside it; and the
 //! device-mapper snapshot flow (suspend, snapshot, resume) records the kernel's freeze and thaw
 //! with no slip, denies a mount of the origin, catches a write to the lower device, and leaves a
-//! snapshot equal to the origin at freeze time.
+//! snapshot equal to the origin at freeze time. Under a frozen snapshot, dm-snapshot's copy-out
+//! is `layer-io` and a user's write to the copy-on-write device a slip.
 use std::process::Command;
 
 use freezewatch_tests::{
@@ -209,5 +210,70 @@ fn the_device_mapper_snapshot_flow_is_clean_denies_mounts_and_catches_a_lower_wr
         slips[0]["message"].as_str().is_some_and(|s| s.contains("from its sector 4096 on")),
         "{}",
         slips[0]
+    );
+}
+
+/// ext4 on a writable dm snapshot, frozen. A write to the origin makes dm-snapshot copy the old
+/// chunk out to the copy-on-write device first (kcopyd, a kernel worker) and then lets the held
+/// write through on a worker: the snapshot's own I/O on the devices under the frozen filesystem,
+/// `layer-io`, not a slip. `dd` to the copy-on-write device in the same run: a slip.
+#[test]
+fn a_snapshot_copy_out_under_a_frozen_snapshot_is_layer_io_and_a_write_to_its_cow_is_a_slip() {
+    let name = "a_snapshot_copy_out_under_a_frozen_snapshot_is_layer_io_and_a_write_to_its_cow_is_a_slip";
+    if !layer_available(name, "device-mapper") {
+        return;
+    }
+    let pid = std::process::id();
+    let (real, origin, snap) = (format!("fwlreal{pid}"), format!("fwlorigin{pid}"), format!("fwlsnap{pid}"));
+    let data = LoopDev::new(64).expect("data device");
+    let cow = LoopDev::new(32).expect("copy-on-write device");
+    let sectors = 64u64 << 11;
+    let mut stack = DmStack { fs: None, dm: DmDevices::default(), loops: Vec::new() };
+    let real_dev =
+        stack.dm.create(&real, &format!("0 {sectors} linear {} 0", data.dev)).expect("origin-real");
+    // An ext4 on the origin before the snapshot, as a backup finds it.
+    drop(MountedOn::ext4(&real_dev).expect("ext4 on the origin"));
+    let origin_dev =
+        stack.dm.create(&origin, &format!("0 {sectors} snapshot-origin {real_dev}")).expect("origin");
+    let snap_dev = stack
+        .dm
+        .create(&snap, &format!("0 {sectors} snapshot {real_dev} {} P 8", cow.dev))
+        .expect("snapshot");
+    stack.fs = Some(MountedOn::existing(&snap_dev).expect("the snapshot's ext4 mounted"));
+    let m = stack.fs().mnt().to_owned();
+    // The last MiB of the origin, which mounting the snapshot did not write (no exception there
+    // yet, so the origin write must wait for a copy-out); sector 60000 of the 32 MiB
+    // copy-on-write device, past the exceptions this run stores.
+    let (origin_sector, cow_sector) = (sectors - 2048, 60000);
+    let script = format!(
+        "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{}\n{}\nfsfreeze -u {m}; trap - EXIT",
+        dd_at(&origin_dev, origin_sector),
+        dd_at(&cow.dev, cow_sector),
+    );
+    let trace = record_script(&script).expect("recording");
+
+    let layer_io = trace.findings_on("layer-io", &m);
+    assert!(!layer_io.is_empty(), "the copy-out was seen: {:#?}", trace.findings("slip"));
+    let cow_number = cow.number().expect("dev number");
+    for f in &layer_io {
+        let b = &f["block"];
+        assert_eq!(f["severity"], "warning", "{f}");
+        assert_eq!(b["mapping"]["layer"], "dm-whole-device", "{f}");
+        assert_eq!(f["parent"]["pid"], 2, "a kernel thread: {f}");
+    }
+    assert!(
+        layer_io.iter().any(|f| f["block"]["dev"] == cow_number.as_str()),
+        "the old chunk was copied to the copy-on-write device: {layer_io:#?}"
+    );
+    let slips = trace.findings_on("slip", &m);
+    assert_eq!(slips.len(), 1, "only dd's write to the copy-on-write device: {slips:#?}");
+    let b = &slips[0]["block"];
+    assert_eq!(
+        (slips[0]["comm"].as_str(), b["dev"].as_str(), b["sector"].as_u64()),
+        (Some("dd"), Some(cow_number.as_str()), Some(cow_sector))
+    );
+    assert_eq!(
+        (b["mapping"]["layer"].as_str(), b["mapping"]["target"].as_str()),
+        (Some("dm-whole-device"), Some("snapshot"))
     );
 }

@@ -70,9 +70,19 @@ pub struct Mapping {
     /// The devices between the filesystem's own and this one, top down (`major:minor`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub through: Vec<String>,
+    /// A layer above this range is watched whole (dm-whole-device, member-whole-device): the
+    /// kernel threads of that layer (copy-out, resync) pass their own I/O down to here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub under_whole: bool,
 }
 
 impl Mapping {
+    /// Whether this range is a whole-device layer or lies under one: where a layer's own
+    /// threads write copies the filesystem does not read through this range's sectors.
+    pub fn is_whole_layer_or_under_one(&self) -> bool {
+        self.under_whole || matches!(self.layer, Layer::DmWhole | Layer::MemberWhole)
+    }
+
     /// The range's end (exclusive), `u64::MAX` for "to the end".
     pub fn end(&self) -> u64 {
         self.len.map_or(u64::MAX, |l| self.first.saturating_add(l))
@@ -156,6 +166,7 @@ mod tests {
             len,
             fs_sector,
             through: vec![],
+            under_whole: false,
         }
     }
 

@@ -428,17 +428,16 @@ fn backing_file_writeback(ev: &Event) -> bool {
 }
 
 /// A kernel thread's bio to a device the storage map watches whole (an md member, a device in a
-/// dm table whose mapping is not followed). Those layers keep their own copies in step on their
-/// own threads: md resync and recovery, dm-snapshot's and dm-thin's copy-out (kcopyd), dm-crypt
-/// carrying a bio already judged at the dm device. None of it changes what the filesystem reads.
-/// Where the layer is sector for sector (partition, dm-linear, file extents), any write to the
-/// filesystem's range changes its bytes, so a kernel thread there stays a slip.
+/// dm table whose mapping is not followed), or to a range below one (origin-real's dm-linear
+/// device under a snapshot). Those layers keep their own copies in step on their own threads: md
+/// resync and recovery, dm-snapshot's and dm-thin's copy-out (kcopyd), the origin write a
+/// snapshot held until its chunk was copied out, dm-crypt carrying a bio already judged at the dm
+/// device. None of it changes what the filesystem reads. Where every layer above is sector for
+/// sector (partition, dm-linear, file extents), any write to the filesystem's range changes its
+/// bytes, so a kernel thread there stays a slip.
 fn layer_own_io(ev: &Event) -> bool {
-    let whole = ev
-        .block
-        .as_ref()
-        .and_then(|b| b.mapping.as_ref())
-        .is_some_and(|m| matches!(m.layer, Layer::DmWhole | Layer::MemberWhole));
+    let whole =
+        ev.block.as_ref().and_then(|b| b.mapping.as_ref()).is_some_and(|m| m.is_whole_layer_or_under_one());
     whole && ev.is_kernel_thread()
 }
 

@@ -298,6 +298,9 @@ fn layer_path(m: &Mapping) -> String {
     if !m.through.is_empty() {
         s.push_str(&format!(" through {}", m.through.join(", ")));
     }
+    if m.under_whole {
+        s.push_str(", under a device watched whole");
+    }
     s
 }
 

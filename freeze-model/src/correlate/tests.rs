@@ -68,6 +68,7 @@ fn lower_write(ts: u64, comm: &str, parent_pid: u32) -> Event {
         len: Some(10_000),
         fs_sector: Some(0),
         through: vec!["253:0".into()],
+        under_whole: false,
     }));
     e.block = Some(Box::new(io));
     e
@@ -100,7 +101,8 @@ fn a_kernel_worker_passing_the_thaw_write_down_is_exempt_but_a_user_writer_below
 
 /// md's resync thread writing a member of the array the filesystem is on (watched whole): the
 /// layer's own I/O, a warning of its own kind. `dd` writing the same member: a slip. A kernel
-/// thread on a sector-for-sector layer stays a slip: there it changes the filesystem's bytes.
+/// thread on a sector-for-sector layer stays a slip: there it changes the filesystem's bytes,
+/// unless a layer above is watched whole (a snapshot's held origin write on origin-real's disk).
 #[test]
 fn a_kernel_thread_on_a_whole_device_layer_is_layer_io_and_a_user_task_there_is_a_slip() {
     let member = |ts: u64, comm: &str, parent_pid: u32| {
@@ -113,15 +115,26 @@ fn a_kernel_thread_on_a_whole_device_layer_is_layer_io_and_a_user_task_there_is_
         m.through = vec!["9:0".into()];
         e
     };
+    let under_whole = |ts: u64, comm: &str, parent_pid: u32| {
+        let mut e = lower_write(ts, comm, parent_pid);
+        let m = e.block.as_mut().and_then(|io| io.mapping.as_mut()).expect("mapped");
+        (m.fs_sector, m.under_whole) = (None, true);
+        e
+    };
     let mut events: Vec<Event> = freeze(100).into();
     events.extend([
         member(500, "md0_resync", 2),
         member(600, "dd", 4242),
         lower_write(700, "kworker/u8:1", 2),
+        under_whole(800, "kworker/0:9", 2),
+        under_whole(810, "dd", 4242),
     ]);
     events.extend(thaw(900, 0));
     let a = analyze(&events, &Options::default(), None);
-    assert_eq!(kinds(&a), [FindingKind::LayerIo, FindingKind::Slip, FindingKind::Slip]);
+    assert_eq!(
+        kinds(&a),
+        [FindingKind::LayerIo, FindingKind::Slip, FindingKind::Slip, FindingKind::LayerIo, FindingKind::Slip]
+    );
     assert_eq!(a.findings[0].severity, crate::correlate::Severity::Warning);
     assert_eq!(
         a.findings[0].message,
@@ -132,7 +145,13 @@ fn a_kernel_thread_on_a_whole_device_layer_is_layer_io_and_a_user_task_there_is_
     );
     assert!(a.findings[1].message.starts_with("dd[77] wrote 4096 bytes"), "{}", a.findings[1].message);
     assert!(a.findings[2].message.starts_with("kworker/u8:1[77] discarded"), "{}", a.findings[2].message);
-    assert_eq!(a.summaries["0xa"].slips, 2);
+    assert!(
+        a.findings[3].message.contains("(dm-linear through 253:0, under a device watched whole; "),
+        "{}",
+        a.findings[3].message
+    );
+    assert!(a.findings[4].message.starts_with("dd[77] discarded"), "{}", a.findings[4].message);
+    assert_eq!(a.summaries["0xa"].slips, 3);
 }
 
 #[test]

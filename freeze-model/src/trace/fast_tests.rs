@@ -43,8 +43,9 @@ fn mapping() -> impl Strategy<Value = Mapping> {
         proptest::option::of(text()),
         any::<u64>(),
         proptest::option::of(any::<u64>()),
+        any::<bool>(),
     )
-        .prop_map(|(layer, dev, file, first, len)| Mapping {
+        .prop_map(|(layer, dev, file, first, len, under_whole)| Mapping {
             layer,
             dev,
             name: None,
@@ -55,6 +56,7 @@ fn mapping() -> impl Strategy<Value = Mapping> {
             len,
             fs_sector: len,
             through: vec!["253:0".into()],
+            under_whole,
         })
 }
 

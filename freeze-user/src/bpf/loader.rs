@@ -339,7 +339,10 @@ impl Loaded {
     /// Tells the programs which block devices belong to which btrfs filesystem (see btrfs_devs).
     /// Returns how many aliases are now known.
     pub fn refresh_btrfs_aliases(&mut self, mounts: &[crate::host::mountinfo::Mount]) -> usize {
-        let pairs = crate::host::btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), mounts);
+        let pairs = crate::host::btrfs_devs::aliases(
+            std::path::Path::new(crate::host::btrfs_devs::SYSFS_BTRFS),
+            mounts,
+        );
         let Some(map) = self.ebpf.map_mut(names::BDEV_ALIAS) else { return 0 };
         let Ok(mut alias) = aya::maps::HashMap::<_, u32, u32>::try_from(map) else { return 0 };
         let kdev = |(ma, mi): (u32, u32)| freeze_common::kdev::make(ma, mi);

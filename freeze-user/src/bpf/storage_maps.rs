@@ -8,6 +8,7 @@ use freeze_common::{EXTENTS_PER_DEV, Extent, ExtentKey, InodeKey, kdev};
 use freeze_model::storage::{Mapping, StorageMap};
 
 use crate::host::{
+    btrfs_devs,
     mountinfo::Mount,
     storage::{self, Dev, Resolved, Sources},
 };
@@ -33,11 +34,18 @@ fn block_filesystems(mounts: &[Mount]) -> Vec<Dev> {
 }
 
 impl StorageMaps {
-    /// Resolves every mounted block filesystem's storage and writes what changed.
+    /// Resolves every mounted block filesystem's storage, and what lies under each mounted btrfs's
+    /// members, and writes what changed.
     pub fn refresh(&mut self, ebpf: &mut aya::Ebpf, mounts: &[Mount]) {
         let src = Sources::system();
-        let resolved: Vec<Resolved> =
+        let mut resolved: Vec<Resolved> =
             block_filesystems(mounts).into_iter().map(|d| storage::resolve(&src, d)).collect();
+        let pairs = btrfs_devs::aliases(std::path::Path::new(btrfs_devs::SYSFS_BTRFS), mounts);
+        resolved.extend(
+            btrfs_devs::members_by_filesystem(&pairs)
+                .into_iter()
+                .map(|(fs, members)| storage::resolve_members(&src, fs, &members)),
+        );
         self.apply(ebpf, resolved);
     }
 

@@ -4,15 +4,30 @@
 //! mountinfo shows for the filesystem.
 use std::path::Path;
 
-use crate::host::mountinfo::Mount;
+use crate::host::{mountinfo::Mount, storage::Dev};
+
+/// Where btrfs lists its filesystems and their member devices.
+pub const SYSFS_BTRFS: &str = "/sys/fs/btrfs";
+
+/// Each mounted btrfs's anonymous `s_dev` with its member devices, from `aliases`' pairs.
+pub fn members_by_filesystem(pairs: &[(Dev, Dev)]) -> Vec<(Dev, Vec<Dev>)> {
+    let mut out: Vec<(Dev, Vec<Dev>)> = Vec::new();
+    for &(member, fs) in pairs {
+        match out.iter_mut().find(|(f, _)| *f == fs) {
+            Some((_, members)) => members.push(member),
+            None => out.push((fs, vec![member])),
+        }
+    }
+    out
+}
 
 /// (member block device, filesystem s_dev) pairs, both as (major, minor).
-pub fn aliases(sysfs_btrfs: &Path, mounts: &[Mount]) -> Vec<((u32, u32), (u32, u32))> {
+pub fn aliases(sysfs_btrfs: &Path, mounts: &[Mount]) -> Vec<(Dev, Dev)> {
     let mut out = Vec::new();
     let Ok(fsids) = std::fs::read_dir(sysfs_btrfs) else { return out };
     for fsid in fsids.flatten() {
         let Ok(devices) = std::fs::read_dir(fsid.path().join("devices")) else { continue };
-        let members: Vec<(u32, u32)> = devices
+        let members: Vec<Dev> = devices
             .flatten()
             .filter_map(|d| std::fs::read_to_string(d.path().join("dev")).ok())
             .filter_map(|s| {
@@ -47,6 +62,15 @@ fn rdev_of(path: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_are_grouped_by_filesystem_in_the_order_found() {
+        let pairs = [((7, 1), (0, 45)), ((7, 2), (0, 46)), ((7, 3), (0, 45))];
+        assert_eq!(
+            members_by_filesystem(&pairs),
+            vec![((0, 45), vec![(7, 1), (7, 3)]), ((0, 46), vec![(7, 2)])]
+        );
+    }
 
     #[test]
     fn without_btrfs_there_are_no_aliases() {

@@ -75,7 +75,8 @@ pub const LAYERS: &[(Layer, &str)] = &[
 
 /// What no layer follows, in words (the trace header and `doctor` state it).
 pub const UNMAPPED: &[&str] =
-    &["btrfs members' lower layers (members are watched whole, as their own devices)"];
+    &["the blocks of a loop device's backing file on btrfs (FIEMAP gives btrfs addresses, which only its \
+     chunk tree places on the members)"];
 
 /// Which layer types this kernel has (their drivers are in `sysfs/module`), with what each
 /// watches; `maps` are the storage maps to report with them.
@@ -107,9 +108,42 @@ pub fn resolve(src: &Sources<'_>, fs_dev: Dev) -> Resolved {
         map: StorageMap { fs_dev: dev_str(fs_dev), mappings: Vec::new(), limits: Vec::new() },
         ..Default::default()
     };
-    let top =
-        Walk { dev: fs_dev, first: 0, len: None, fs_sector: Some(0), through: Vec::new(), under_file: None };
+    let top = Walk {
+        dev: fs_dev,
+        first: 0,
+        len: None,
+        fs_sector: Some(0),
+        through: Vec::new(),
+        under_file: None,
+        under_whole: false,
+    };
     walk(src, &mut r, fs_dev, &top, 0);
+    r
+}
+
+/// The storage under a filesystem with no block device of its own whose `members` are (btrfs:
+/// `fs_dev` is its anonymous `s_dev`). Each member is its own device already (aliased to the
+/// filesystem); what lies under it is followed as under any filesystem's device, with no
+/// filesystem sector (btrfs places its chunks itself).
+pub fn resolve_members(src: &Sources<'_>, fs_dev: Dev, members: &[Dev]) -> Resolved {
+    let mut r = Resolved {
+        map: StorageMap { fs_dev: dev_str(fs_dev), mappings: Vec::new(), limits: Vec::new() },
+        ..Default::default()
+    };
+    for &member in members {
+        // A member is the filesystem's own device, not a layer's: btrfs writes it itself.
+        let top = Walk {
+            dev: member,
+            first: 0,
+            len: None,
+            fs_sector: None,
+            through: Vec::new(),
+            under_file: None,
+            under_whole: false,
+        };
+        // One level down already: the member is named in `through` of what lies under it.
+        walk(src, &mut r, fs_dev, &top, 1);
+    }
     r
 }
 
@@ -128,6 +162,8 @@ struct Walk {
     /// down there names them, and a loop device met further down maps part of its own file,
     /// whose inode is already another filesystem's watched backing file.
     under_file: Option<(String, String)>,
+    /// A layer above `dev` is watched whole (its own threads' I/O reaches down here).
+    under_whole: bool,
 }
 
 fn dev_str((ma, mi): Dev) -> String {
@@ -199,11 +235,14 @@ fn lower(
         len,
         fs_sector,
         through: through.clone(),
+        under_whole: at.under_whole,
     });
     let end = len.map_or(u64::MAX, |l| first.saturating_add(l));
     r.extents.push((dev, Extent { fs_dev: kdev::make(fs_dev.0, fs_dev.1), via_dev: 0, first, end }));
     let under_file = at.under_file.clone();
-    walk(src, r, fs_dev, &Walk { dev, first, len, fs_sector, through, under_file }, depth + 1);
+    let under_whole = at.under_whole || matches!(layer, Layer::DmWhole | Layer::MemberWhole);
+    let below = Walk { dev, first, len, fs_sector, through, under_file, under_whole };
+    walk(src, r, fs_dev, &below, depth + 1);
 }
 
 fn name_of(src: &Sources<'_>, dev: Dev) -> Option<String> {
@@ -365,6 +404,7 @@ fn loop_file(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, real: 
             len,
             fs_sector: at.fs_sector,
             through: at.through.clone(),
+            under_whole: at.under_whole,
         });
         let key = InodeKey { dev: kdev::make(file_dev.0, file_dev.1), _pad: 0, ino };
         let extent = Extent {
@@ -529,6 +569,7 @@ fn loop_aliases(src: &Sources<'_>, r: &mut Resolved, fs_dev: Dev, at: &Walk, fil
             len: Some(sectors),
             fs_sector: at.fs_sector.map(|s| s + (lo - file.first) / 512),
             through: at.through.clone(),
+            under_whole: at.under_whole,
         });
         r.extents.push((
             dev,

@@ -274,7 +274,8 @@ impl EventPipeline {
             if md.file_type().is_block_device() { (md.rdev(), true) } else { (md.dev(), false) };
         let mut num = (libc::major(dev), libc::minor(dev));
         if is_bdev {
-            let aliases = btrfs_devs::aliases(std::path::Path::new("/sys/fs/btrfs"), &self.mounts.all());
+            let aliases =
+                btrfs_devs::aliases(std::path::Path::new(btrfs_devs::SYSFS_BTRFS), &self.mounts.all());
             if let Some((_, fs)) = aliases.iter().find(|(member, _)| *member == num) {
                 num = *fs;
             }

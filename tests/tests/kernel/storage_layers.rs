@@ -215,8 +215,9 @@ fn the_device_mapper_snapshot_flow_is_clean_denies_mounts_and_catches_a_lower_wr
 
 /// ext4 on a writable dm snapshot, frozen. A write to the origin makes dm-snapshot copy the old
 /// chunk out to the copy-on-write device first (kcopyd, a kernel worker) and then lets the held
-/// write through on a worker: the snapshot's own I/O on the devices under the frozen filesystem,
-/// `layer-io`, not a slip. `dd` to the copy-on-write device in the same run: a slip.
+/// write through on a worker: the snapshot's own I/O on the devices under the frozen filesystem
+/// (and, where the kernel traces the held write again, on origin-real's disk), `layer-io`, not a
+/// slip. `dd` to the copy-on-write device in the same run: a slip.
 #[test]
 fn a_snapshot_copy_out_under_a_frozen_snapshot_is_layer_io_and_a_write_to_its_cow_is_a_slip() {
     let name = "a_snapshot_copy_out_under_a_frozen_snapshot_is_layer_io_and_a_write_to_its_cow_is_a_slip";
@@ -256,9 +257,11 @@ fn a_snapshot_copy_out_under_a_frozen_snapshot_is_layer_io_and_a_write_to_its_co
     assert!(!layer_io.is_empty(), "the copy-out was seen: {:#?}", trace.findings("slip"));
     let cow_number = cow.number().expect("dev number");
     for f in &layer_io {
-        let b = &f["block"];
+        let m = &f["block"]["mapping"];
         assert_eq!(f["severity"], "warning", "{f}");
-        assert_eq!(b["mapping"]["layer"], "dm-whole-device", "{f}");
+        // On the devices in the snapshot's table, or (5.10, where the held origin write is
+        // queued again at origin-real) on origin-real's disk below them.
+        assert!(m["layer"] == "dm-whole-device" || m["under_whole"] == true, "{f}");
         assert_eq!(f["parent"]["pid"], 2, "a kernel thread: {f}");
     }
     assert!(

@@ -1,7 +1,8 @@
 //! What lies under a loop device's backing file and beside it: the file's blocks on the device
 //! of the filesystem that holds it (a raw write there over them is a slip of the frozen
 //! filesystem above, one elsewhere on that device is not), and every other loop device over the
-//! same file, set up before the freeze, during it, or 50 ms before it.
+//! same file, set up before the freeze, during it, or 50 ms before it; and the same under a
+//! btrfs member's image.
 use std::{path::Path, process::Command};
 
 use freezewatch_tests::{FsType, LoopFs, Trace, block_dev_number, kernel_available, record_script};
@@ -54,22 +55,14 @@ fn rewrite(dev: &str, block: &str, count: u64, scratch: &Path) -> String {
     )
 }
 
-#[test]
-fn a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsewhere_is_not() {
-    if !kernel_available(
-        "a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsewhere_is_not",
-    ) {
-        return;
-    }
-    let lower = LoopFs::new(FsType::Ext4).expect("the filesystem holding the image");
-    let upper = LoopFs::new_in(FsType::Ext4, &lower.mountpoint).expect("the filesystem on the image");
-    // Where the image's bytes lie on the lower device, found without freezewatch: a marker
-    // written through the upper device (into a block its filesystem leaves unused) and synced
-    // down, then looked for on the lower device.
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Where a block of `upper`'s image lies on `lower`'s device (byte offset), found without
+/// freezewatch: a marker written through the upper device (into a block near its end, which
+/// ext4 and btrfs leave unused) and synced down, then looked for on the lower device. Returns it
+/// with the upper device's 4 KiB block that holds the marker.
+fn image_block_on_lower(lower: &LoopFs, upper: &LoopFs, dir: &Path) -> (u64, u64) {
     let marker: Vec<u8> =
         format!("freezewatch-marker-{}-", std::process::id()).bytes().cycle().take(4096).collect();
-    let marker_path = dir.path().join("marker");
+    let marker_path = dir.join("marker");
     std::fs::write(&marker_path, &marker).expect("marker");
     let upper_block = upper.blocks_4k() - 8;
     let put = Command::new("dd")
@@ -92,14 +85,32 @@ fn a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsew
         .map(|i| i * 1024)
         .find(|&i| lower_bytes[i..i + 1024] == marker[..1024])
         .expect("the marker is on the lower device") as u64;
-    let scratch = dir.path().join("scratch");
-    let m = upper.mnt();
-    let script = format!(
+    (at, upper_block)
+}
+
+/// A script that freezes `m`, rewrites the lower device's KiB at byte `at` (over the image) and
+/// its sector 0 (ext4 leaves its first 1024 bytes alone, and no file is there), and thaws.
+fn over_and_elsewhere(m: &str, lower: &LoopFs, at: u64, scratch: &Path) -> String {
+    format!(
         "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{over}\n{elsewhere}\nfsfreeze -u {m}; trap - EXIT",
-        over = rewrite(&lower.loopdev, &(at / 1024).to_string(), 1024, &scratch),
-        // Sector 0: ext4 leaves its first 1024 bytes alone, and no file is there.
-        elsewhere = rewrite(&lower.loopdev, "0", 512, &scratch),
-    );
+        over = rewrite(&lower.loopdev, &(at / 1024).to_string(), 1024, scratch),
+        elsewhere = rewrite(&lower.loopdev, "0", 512, scratch),
+    )
+}
+
+#[test]
+fn a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsewhere_is_not() {
+    if !kernel_available(
+        "a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsewhere_is_not",
+    ) {
+        return;
+    }
+    let lower = LoopFs::new(FsType::Ext4).expect("the filesystem holding the image");
+    let upper = LoopFs::new_in(FsType::Ext4, &lower.mountpoint).expect("the filesystem on the image");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (at, upper_block) = image_block_on_lower(&lower, &upper, dir.path());
+    let m = upper.mnt();
+    let script = over_and_elsewhere(m, &lower, at, &dir.path().join("scratch"));
     let trace = record_script(&script).expect("recording");
     let lower_dev = lower.loop_dev_number().expect("dev number");
     let upper_dev = upper.loop_dev_number().expect("dev number");
@@ -126,6 +137,42 @@ fn a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsew
             && message.contains(&format!("from its sector {} on", upper_block * 8)),
         "{message}"
     );
+    assert!(trace.findings_on("slip", lower.mnt()).is_empty(), "the lower filesystem was not frozen");
+}
+
+/// A btrfs whose member is a loop device over an image on an ext4: the member's own layers are
+/// followed down as any filesystem's device, so a raw write to the ext4's device over the image's
+/// block while the btrfs is frozen is its slip; sector 0 is nobody's.
+#[test]
+fn a_raw_write_under_a_frozen_btrfs_members_image_is_a_slip_and_elsewhere_is_not() {
+    if !kernel_available("a_raw_write_under_a_frozen_btrfs_members_image_is_a_slip_and_elsewhere_is_not") {
+        return;
+    }
+    let lower = LoopFs::new(FsType::Ext4).expect("the filesystem holding the image");
+    let upper = LoopFs::new_in(FsType::Btrfs, &lower.mountpoint).expect("btrfs on the image");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (at, _) = image_block_on_lower(&lower, &upper, dir.path());
+    let m = upper.mnt();
+    let trace =
+        record_script(&over_and_elsewhere(m, &lower, at, &dir.path().join("scratch"))).expect("recording");
+    let lower_dev = lower.loop_dev_number().expect("dev number");
+    let member = upper.loop_dev_number().expect("dev number");
+    assert_eq!(
+        slips_below(&trace, m),
+        vec![(
+            "dd".to_owned(),
+            lower_dev.clone(),
+            at / 512,
+            1024,
+            "file-extents".to_owned(),
+            upper.image.display().to_string(),
+            member.clone()
+        )],
+        "the write over the member's image is the btrfs's slip; sector 0 is nobody's"
+    );
+    let slip = &trace.findings_on("slip", m)[0];
+    assert_eq!(slip["sb"]["fstype"], "btrfs", "{slip}");
+    assert_eq!(slip["block"]["mapping"]["through"], serde_json::json!([member]), "{slip}");
     assert!(trace.findings_on("slip", lower.mnt()).is_empty(), "the lower filesystem was not frozen");
 }
 

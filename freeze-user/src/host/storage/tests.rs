@@ -94,6 +94,8 @@ fn a_partition_maps_to_its_range_of_the_disk_and_the_disk_to_its_backing_file() 
         (kdev::make(7, 0), 4096 * 512, (4096 + 8192) * 512)
     );
     assert!(r.map.limits.is_empty(), "{:?}", r.map.limits);
+    // btrfs writes its members itself: no layer's own threads below them.
+    assert!(r.map.mappings.iter().all(|m| !m.is_whole_layer_or_under_one()));
 }
 
 #[test]
@@ -142,6 +144,35 @@ fn striped_and_unknown_targets_are_watched_as_shares_and_wholes_and_said() {
     );
     assert_eq!(crypt.extents[0].1.end, u64::MAX);
     assert!(crypt.map.limits[0].contains("\"crypt\""), "{:?}", crypt.map.limits);
+}
+
+/// A snapshot watches origin-real and its copy-on-write device whole; origin-real's own linear
+/// table is still followed, and what lies there is marked as under a whole layer (the snapshot's
+/// held origin writes reach it on a worker).
+#[test]
+fn what_lies_under_a_device_watched_whole_is_marked_so() {
+    let sys = FakeSys::new();
+    sys.device("virtual/block/dm-0", (253, 0), &[("dm/name", "real\n")]);
+    sys.device("virtual/block/dm-2", (253, 2), &[("dm/name", "snap\n")]);
+    sys.device("virtual/block/loop0", (7, 0), &[]);
+    sys.device("virtual/block/loop1", (7, 1), &[]);
+    let dm = |dev: Dev| match dev {
+        (253, 0) => Ok(vec![target(0, 4096, "linear", "7:0 0")]),
+        (253, 2) => Ok(vec![target(0, 4096, "snapshot", "253:0 7:1 P 8")]),
+        other => panic!("no table for {other:?}"),
+    };
+    let r = resolve(&sys.sources(&dm, &stat_img), (253, 2));
+    let got: Vec<_> =
+        r.map.mappings.iter().map(|m| (m.layer, m.dev.as_str(), m.through.clone(), m.under_whole)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Layer::DmWhole, "253:0", vec![], false),
+            (Layer::DmLinear, "7:0", vec!["253:0".to_owned()], true),
+            (Layer::DmWhole, "7:1", vec![], false),
+        ]
+    );
+    assert!(r.map.mappings.iter().all(|m| m.is_whole_layer_or_under_one()));
 }
 
 #[test]
@@ -410,4 +441,46 @@ fn a_file_on_a_filesystem_without_a_device_has_no_blocks_below_it() {
     let r = resolve(&Sources { fiemap: &btrfs, ..sys.sources(&no_dm, &on_tmpfs) }, (7, 0));
     assert_eq!(r.map.mappings.len(), 1);
     assert!(r.map.limits[0].contains("without a device of its own (btrfs)"), "{:?}", r.map.limits);
+}
+
+/// A btrfs (anonymous 0:45) on two dm-linear devices over one loop disk: each member's table is
+/// followed down, the member named in `through`, with no filesystem sector, and the kernel
+/// extents belong to the btrfs.
+#[test]
+fn a_btrfs_members_layers_are_followed_down_as_any_devices() {
+    let sys = FakeSys::new();
+    sys.device("virtual/block/dm-0", (253, 0), &[("dm/name", "a\n")]);
+    sys.device("virtual/block/dm-1", (253, 1), &[("dm/name", "b\n")]);
+    sys.device("virtual/block/loop1", (7, 1), &[]);
+    let dm = |dev: Dev| match dev {
+        (253, 0) => Ok(vec![target(0, 1000, "linear", "7:1 2048")]),
+        (253, 1) => Ok(vec![target(0, 1000, "linear", "7:1 4096")]),
+        other => panic!("no table for {other:?}"),
+    };
+    let r = resolve_members(&sys.sources(&dm, &stat_img), (0, 45), &[(253, 0), (253, 1)]);
+    assert_eq!(r.map.fs_dev, "0:45");
+    let got: Vec<_> = r
+        .map
+        .mappings
+        .iter()
+        .map(|m| (m.layer, m.dev.as_str(), m.first, m.len, m.fs_sector, m.through.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Layer::DmLinear, "7:1", 2048, Some(1000), None, vec!["253:0".to_owned()]),
+            (Layer::DmLinear, "7:1", 4096, Some(1000), None, vec!["253:1".to_owned()])
+        ]
+    );
+    let btrfs = kdev::make(0, 45);
+    assert_eq!(
+        r.extents,
+        vec![
+            ((7, 1), Extent { fs_dev: btrfs, via_dev: 0, first: 2048, end: 3048 }),
+            ((7, 1), Extent { fs_dev: btrfs, via_dev: 0, first: 4096, end: 5096 })
+        ]
+    );
+    assert!(r.map.limits.is_empty(), "{:?}", r.map.limits);
+    // btrfs writes its members itself: no layer's own threads below them.
+    assert!(r.map.mappings.iter().all(|m| !m.is_whole_layer_or_under_one()));
 }

@@ -96,11 +96,25 @@ impl MountedOn {
 
     /// Mounts the ext4 already on `dev` (a snapshot of one, say).
     pub fn existing(dev: &str) -> Result<Self> {
+        Self::mount(&["-t", "ext4", dev])
+    }
+
+    /// A btrfs with its data and metadata mirrored (raid1) on `devs`, mounted from the first,
+    /// naming every member (no udev scan is needed).
+    pub fn btrfs_raid1(devs: &[&str]) -> Result<Self> {
+        sh(Command::new("mkfs.btrfs").args(["-q", "-f", "-d", "raid1", "-m", "raid1"]).args(devs))?;
+        let options: Vec<String> = devs.iter().map(|d| format!("device={d}")).collect();
+        Self::mount(&["-t", "btrfs", "-o", &options.join(","), devs[0]])
+    }
+
+    /// `mount ARGS <a new temp dir>`; the device is the last argument.
+    fn mount(args: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("freezewatch-fs-").tempdir()?;
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint)?;
-        sh(Command::new("mount").args(["-t", "ext4", dev]).arg(&mountpoint))?;
-        Ok(Self { dev: dev.to_owned(), mountpoint, _dir: dir })
+        sh(Command::new("mount").args(args).arg(&mountpoint))?;
+        let dev = args.last().copied().unwrap_or_default().to_owned();
+        Ok(Self { dev, mountpoint, _dir: dir })
     }
 
     pub fn mnt(&self) -> &str {

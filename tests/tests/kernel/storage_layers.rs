@@ -4,7 +4,8 @@
 //! device-mapper snapshot flow (suspend, snapshot, resume) records the kernel's freeze and thaw
 //! with no slip, denies a mount of the origin, catches a write to the lower device, and leaves a
 //! snapshot equal to the origin at freeze time. Under a frozen snapshot, dm-snapshot's copy-out
-//! is `layer-io` and a user's write to the copy-on-write device a slip.
+//! is `layer-io` and a user's write to the copy-on-write device a slip. Under a btrfs on two
+//! dm-linear devices, a write to a member's disk inside its range is a slip and outside it is not.
 use std::process::Command;
 
 use freezewatch_tests::{
@@ -279,4 +280,54 @@ fn a_snapshot_copy_out_under_a_frozen_snapshot_is_layer_io_and_a_write_to_its_co
         (b["mapping"]["layer"].as_str(), b["mapping"]["target"].as_str()),
         (Some("dm-whole-device"), Some("snapshot"))
     );
+}
+
+/// btrfs mirrored on two dm-linear devices, each over its own loop disk from MiB 8 on, frozen. A
+/// write to the first disk inside its member's range is a slip through that member; a write to
+/// the same disk before the range is not (the slip in the same run shows the hook was live).
+#[test]
+fn a_write_to_the_disk_under_a_frozen_btrfs_members_dm_linear_device_is_a_slip_and_outside_it_is_not() {
+    let name =
+        "a_write_to_the_disk_under_a_frozen_btrfs_members_dm_linear_device_is_a_slip_and_outside_it_is_not";
+    if !layer_available(name, "device-mapper") {
+        return;
+    }
+    let pid = std::process::id();
+    let (mb, offset) = (256u64, 16384u64);
+    let mut stack = DmStack { fs: None, dm: DmDevices::default(), loops: Vec::new() };
+    let mut members = Vec::new();
+    for i in 0..2 {
+        let disk = LoopDev::new(mb).expect("a member's disk");
+        let table = format!("0 {} linear {} {offset}", (mb << 11) - offset, disk.dev);
+        members.push(stack.dm.create(&format!("fwbtrfs{i}x{pid}"), &table).expect("a member"));
+        stack.loops.push(disk);
+    }
+    let member_refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    stack.fs = Some(MountedOn::btrfs_raid1(&member_refs).expect("btrfs on the two members"));
+    let m = stack.fs().mnt().to_owned();
+    let disk = stack.loops[0].dev.clone();
+    let inside = offset + 100_000;
+    let script = format!(
+        "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{}\n{}\nfsfreeze -u {m}; trap - EXIT",
+        dd_at(&disk, inside),
+        dd_at(&disk, 0),
+    );
+    let trace = record_script(&script).expect("recording");
+
+    let slips = trace.findings_on("slip", &m);
+    assert_eq!(slips.len(), 1, "only the write inside the member's range: {slips:#?}");
+    let (f, b) = (slips[0], &slips[0]["block"]);
+    assert_eq!(
+        (f["comm"].as_str(), b["dev"].as_str(), b["sector"].as_u64()),
+        (Some("dd"), Some(dev_number(&disk).as_str()), Some(inside)),
+        "{f}"
+    );
+    assert_eq!(f["sb"]["fstype"], "btrfs", "{f}");
+    let mapping = &b["mapping"];
+    assert_eq!(
+        (mapping["layer"].as_str(), mapping["first"].as_u64()),
+        (Some("dm-linear"), Some(offset)),
+        "{f}"
+    );
+    assert_eq!(mapping["through"], serde_json::json!([dev_number(&members[0])]), "{f}");
 }

@@ -37,6 +37,11 @@ impl Layer {
     pub fn is_one_to_one(self) -> bool {
         matches!(self, Self::Partition | Self::DmLinear | Self::LoopFile | Self::FileExtent | Self::LoopAlias)
     }
+
+    /// Whether the layer's lower devices are watched whole (their mapping is not followed).
+    pub fn is_watched_whole(self) -> bool {
+        matches!(self, Self::DmWhole | Self::MemberWhole)
+    }
 }
 
 /// One lower range that holds part of a filesystem.
@@ -80,7 +85,7 @@ impl Mapping {
     /// Whether this range is a whole-device layer or lies under one: where a layer's own
     /// threads write copies the filesystem does not read through this range's sectors.
     pub fn is_whole_layer_or_under_one(&self) -> bool {
-        self.under_whole || matches!(self.layer, Layer::DmWhole | Layer::MemberWhole)
+        self.under_whole || self.layer.is_watched_whole()
     }
 
     /// The range's end (exclusive), `u64::MAX` for "to the end".

@@ -16,6 +16,7 @@ use crate::host::{
     btf::Btf,
     kernel,
     offsets::{self, OffsetError},
+    storage::Dev,
 };
 use freeze_model::{
     coverage::Feature,
@@ -325,10 +326,11 @@ impl Loaded {
         self.mount_paths = keys;
     }
 
-    /// Resolves the storage under every mounted block filesystem and writes what changed into
-    /// the kernel (lower devices' ranges, loop backing files).
-    pub fn refresh_storage(&mut self, mounts: &[crate::host::mountinfo::Mount]) {
-        self.storage.refresh(&mut self.ebpf, mounts);
+    /// Resolves the storage under every mounted block filesystem and btrfs's members (`btrfs`:
+    /// `btrfs_devs::on_this_system`) and writes what changed into the kernel (lower devices'
+    /// ranges, loop backing files).
+    pub fn refresh_storage(&mut self, mounts: &[crate::host::mountinfo::Mount], btrfs: &[(Dev, Dev)]) {
+        self.storage.refresh(&mut self.ebpf, mounts, btrfs);
     }
 
     /// Takes the ring buffer out (once).
@@ -337,12 +339,9 @@ impl Loaded {
     }
 
     /// Tells the programs which block devices belong to which btrfs filesystem (see btrfs_devs).
-    /// Returns how many aliases are now known.
-    pub fn refresh_btrfs_aliases(&mut self, mounts: &[crate::host::mountinfo::Mount]) -> usize {
-        let pairs = crate::host::btrfs_devs::aliases(
-            std::path::Path::new(crate::host::btrfs_devs::SYSFS_BTRFS),
-            mounts,
-        );
+    /// `pairs`: (member, filesystem), `btrfs_devs::on_this_system`. Returns how many aliases
+    /// are now known.
+    pub fn refresh_btrfs_aliases(&mut self, pairs: &[(Dev, Dev)]) -> usize {
         let Some(map) = self.ebpf.map_mut(names::BDEV_ALIAS) else { return 0 };
         let Ok(mut alias) = aya::maps::HashMap::<_, u32, u32>::try_from(map) else { return 0 };
         let kdev = |(ma, mi): (u32, u32)| freeze_common::kdev::make(ma, mi);

@@ -35,14 +35,14 @@ fn block_filesystems(mounts: &[Mount]) -> Vec<Dev> {
 
 impl StorageMaps {
     /// Resolves every mounted block filesystem's storage, and what lies under each mounted btrfs's
-    /// members, and writes what changed.
-    pub fn refresh(&mut self, ebpf: &mut aya::Ebpf, mounts: &[Mount]) {
+    /// members (`btrfs`: (member, filesystem) pairs, `btrfs_devs::on_this_system`), and writes
+    /// what changed.
+    pub fn refresh(&mut self, ebpf: &mut aya::Ebpf, mounts: &[Mount], btrfs: &[(Dev, Dev)]) {
         let src = Sources::system();
         let mut resolved: Vec<Resolved> =
             block_filesystems(mounts).into_iter().map(|d| storage::resolve(&src, d)).collect();
-        let pairs = btrfs_devs::aliases(std::path::Path::new(btrfs_devs::SYSFS_BTRFS), mounts);
         resolved.extend(
-            btrfs_devs::members_by_filesystem(&pairs)
+            btrfs_devs::members_by_filesystem(btrfs)
                 .into_iter()
                 .map(|(fs, members)| storage::resolve_members(&src, fs, &members)),
         );

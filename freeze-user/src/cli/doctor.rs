@@ -99,7 +99,8 @@ pub fn run() -> Report {
         // Audit mode: the mount-denial programs are tried (and reported) but never refuse anything.
         Loaded::load(Some(DenyMode::Audit))
             .map(|mut l| {
-                l.refresh_storage(&crate::host::mountinfo::MountTable::load().all());
+                let mounts = crate::host::mountinfo::MountTable::load().all();
+                l.refresh_storage(&mounts, &crate::host::btrfs_devs::on_this_system(&mounts));
                 (l.hooks.clone(), l.storage.coverage())
             })
             .map_err(|e| e.to_string())

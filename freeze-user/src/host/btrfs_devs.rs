@@ -7,7 +7,12 @@ use std::path::Path;
 use crate::host::{mountinfo::Mount, storage::Dev};
 
 /// Where btrfs lists its filesystems and their member devices.
-pub const SYSFS_BTRFS: &str = "/sys/fs/btrfs";
+const SYSFS_BTRFS: &str = "/sys/fs/btrfs";
+
+/// `aliases` of this system's mounted btrfs filesystems.
+pub fn on_this_system(mounts: &[Mount]) -> Vec<(Dev, Dev)> {
+    aliases(Path::new(SYSFS_BTRFS), mounts)
+}
 
 /// Each mounted btrfs's anonymous `s_dev` with its member devices, from `aliases`' pairs.
 pub fn members_by_filesystem(pairs: &[(Dev, Dev)]) -> Vec<(Dev, Vec<Dev>)> {

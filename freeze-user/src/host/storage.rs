@@ -240,7 +240,7 @@ fn lower(
     let end = len.map_or(u64::MAX, |l| first.saturating_add(l));
     r.extents.push((dev, Extent { fs_dev: kdev::make(fs_dev.0, fs_dev.1), via_dev: 0, first, end }));
     let under_file = at.under_file.clone();
-    let under_whole = at.under_whole || matches!(layer, Layer::DmWhole | Layer::MemberWhole);
+    let under_whole = at.under_whole || layer.is_watched_whole();
     let below = Walk { dev, first, len, fs_sector, through, under_file, under_whole };
     walk(src, r, fs_dev, &below, depth + 1);
 }

@@ -110,9 +110,10 @@ impl EventPipeline {
     pub(super) fn refresh(&mut self, loaded: &mut Loaded) {
         self.mounts.refresh();
         let mounts = self.mounts.all();
-        loaded.refresh_btrfs_aliases(&mounts);
+        let btrfs = btrfs_devs::on_this_system(&mounts);
+        loaded.refresh_btrfs_aliases(&btrfs);
         loaded.refresh_mount_paths(&mounts);
-        loaded.refresh_storage(&mounts);
+        loaded.refresh_storage(&mounts, &btrfs);
         self.mounts_changed = false;
     }
 
@@ -274,8 +275,7 @@ impl EventPipeline {
             if md.file_type().is_block_device() { (md.rdev(), true) } else { (md.dev(), false) };
         let mut num = (libc::major(dev), libc::minor(dev));
         if is_bdev {
-            let aliases =
-                btrfs_devs::aliases(std::path::Path::new(btrfs_devs::SYSFS_BTRFS), &self.mounts.all());
+            let aliases = btrfs_devs::on_this_system(&self.mounts.all());
             if let Some((_, fs)) = aliases.iter().find(|(member, _)| *member == num) {
                 num = *fs;
             }

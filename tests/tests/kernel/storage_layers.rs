@@ -6,12 +6,16 @@
 //! snapshot equal to the origin at freeze time. Under a frozen snapshot, dm-snapshot's copy-out
 //! is `layer-io` and a user's write to the copy-on-write device a slip. Under a btrfs on two
 //! dm-linear devices, a write to a member's disk inside its range is a slip and outside it is not.
+//! Under a loop filesystem whose image lies on a partition, a write to the disk over the image is
+//! a slip through both layers.
 use std::process::Command;
 
 use freezewatch_tests::{
-    DmDevices, DmStack, LoopDev, MountedOn, PartitionedLoop, Recorder, dmsetup, kernel_version,
-    layer_available, mount_device, record_script, unmount,
+    DmDevices, DmStack, FsType, LoopDev, LoopFs, MountedOn, PartitionedLoop, Recorder, dmsetup,
+    kernel_version, layer_available, mount_device, record_script, unmount,
 };
+
+use crate::storage_stacks::{image_block_on_lower, over_and_elsewhere, slips_below};
 use serde_json::Value;
 
 /// `dd` of one 4 KiB block of zeroes to `dev` at 512-byte sector `sector`: one direct write.
@@ -330,4 +334,54 @@ fn a_write_to_the_disk_under_a_frozen_btrfs_members_dm_linear_device_is_a_slip_a
         "{f}"
     );
     assert_eq!(mapping["through"], serde_json::json!([dev_number(&members[0])]), "{f}");
+}
+
+/// A loop filesystem whose image lives on an ext4 on a partition: a raw write to the disk over the
+/// image's block, while the loop filesystem is frozen, is its slip through both layers (the
+/// image's extents on the partition, the partition on the disk); a write to the partition's first
+/// sector on the same disk, in no file, is not (the slip in the same run shows the hook was live).
+#[test]
+fn a_write_to_the_disk_under_a_frozen_filesystems_image_on_a_partition_is_a_slip_and_elsewhere_is_not() {
+    let name =
+        "a_write_to_the_disk_under_a_frozen_filesystems_image_on_a_partition_is_a_slip_and_elsewhere_is_not";
+    if !layer_available(name, "partitions") {
+        return;
+    }
+    // Declared lowest first: dropped top down (the image's filesystem, the partition's, the disk).
+    let disk = PartitionedLoop::new(&[196_608]).expect("a partitioned loop disk");
+    let p1 = disk.partition(1).display().to_string();
+    let lower = MountedOn::ext4(&p1).expect("ext4 on partition 1");
+    let upper = LoopFs::new_in(FsType::Ext4, &lower.mountpoint).expect("ext4 on an image on partition 1");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (at, upper_block) = image_block_on_lower(&p1, &upper, dir.path());
+    let (p1_start, _) = disk.parts[0];
+    let m = upper.mnt();
+    let script = over_and_elsewhere(m, &disk.loopdev, p1_start * 512, at, &dir.path().join("scratch"));
+    let trace = record_script(&script).expect("recording");
+
+    let (disk_dev, upper_dev) = (dev_number(&disk.loopdev), upper.loop_dev_number().expect("dev number"));
+    let image = upper.image.display().to_string();
+    assert_eq!(
+        slips_below(&trace, m),
+        vec![(
+            "dd".to_owned(),
+            disk_dev.clone(),
+            p1_start + at / 512,
+            1024,
+            "partition".to_owned(),
+            image.clone(),
+            upper_dev.clone()
+        )],
+        "the write over the image's block is the upper filesystem's slip; the partition's sector 0 is nobody's"
+    );
+    let slip = &trace.findings_on("slip", m)[0];
+    assert_eq!(slip["block"]["mapping"]["through"], serde_json::json!([dev_number(&p1)]), "{slip}");
+    let message = slip["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("of block device {disk_dev}"))
+            && message.contains(&format!("{image} (the backing file of loop device {upper_dev})"))
+            && message.contains(&format!("from its sector {} on", upper_block * 8)),
+        "{message}"
+    );
+    assert!(trace.findings_on("slip", lower.mnt()).is_empty(), "the partition's filesystem was not frozen");
 }

@@ -25,7 +25,10 @@ impl Drop for ScriptLoops<'_> {
 }
 
 /// (comm, dev, sector, bytes, layer, file, via) of each slip on `mnt`.
-fn slips_below(trace: &Trace, mnt: &str) -> Vec<(String, String, u64, u64, String, String, String)> {
+pub(crate) fn slips_below(
+    trace: &Trace,
+    mnt: &str,
+) -> Vec<(String, String, u64, u64, String, String, String)> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     trace
         .findings_on("slip", mnt)
@@ -55,11 +58,12 @@ fn rewrite(dev: &str, block: &str, count: u64, scratch: &Path) -> String {
     )
 }
 
-/// Where a block of `upper`'s image lies on `lower`'s device (byte offset), found without
-/// freezewatch: a marker written through the upper device (into a block near its end, which
-/// ext4 and btrfs leave unused) and synced down, then looked for on the lower device. Returns it
-/// with the upper device's 4 KiB block that holds the marker.
-fn image_block_on_lower(lower: &LoopFs, upper: &LoopFs, dir: &Path) -> (u64, u64) {
+/// Where a block of `upper`'s image lies on `lower_dev`, the device of the filesystem that holds
+/// the image (byte offset), found without freezewatch: a marker written through the upper
+/// device (into a block near its end, which ext4 and btrfs leave unused) and synced down, then
+/// looked for on the lower device. Returns it with the upper device's 4 KiB block that holds the
+/// marker.
+pub(crate) fn image_block_on_lower(lower_dev: &str, upper: &LoopFs, dir: &Path) -> (u64, u64) {
     let marker: Vec<u8> =
         format!("freezewatch-marker-{}-", std::process::id()).bytes().cycle().take(4096).collect();
     let marker_path = dir.join("marker");
@@ -75,7 +79,7 @@ fn image_block_on_lower(lower: &LoopFs, upper: &LoopFs, dir: &Path) -> (u64, u64
     assert!(put.success());
     assert!(Command::new("sync").arg("-f").arg(&upper.image).status().expect("sync").success());
     let lower_bytes = Command::new("dd")
-        .arg(format!("if={}", lower.loopdev))
+        .arg(format!("if={lower_dev}"))
         .args(["bs=1M", "iflag=direct", "status=none"])
         .output()
         .expect("reading the lower device")
@@ -88,13 +92,15 @@ fn image_block_on_lower(lower: &LoopFs, upper: &LoopFs, dir: &Path) -> (u64, u64
     (at, upper_block)
 }
 
-/// A script that freezes `m`, rewrites the lower device's KiB at byte `at` (over the image) and
-/// its sector 0 (ext4 leaves its first 1024 bytes alone, and no file is there), and thaws.
-fn over_and_elsewhere(m: &str, lower: &LoopFs, at: u64, scratch: &Path) -> String {
+/// A script that freezes `m`, rewrites the KiB at byte `at` of the lower filesystem (over the
+/// image) and its sector 0 (ext4 leaves its first 1024 bytes alone, and no file is there), and
+/// thaws. Both are written to `dev`, where the lower filesystem starts at byte `base` (0 on its
+/// own device; a partition's start on the disk under it).
+pub(crate) fn over_and_elsewhere(m: &str, dev: &str, base: u64, at: u64, scratch: &Path) -> String {
     format!(
         "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\n{over}\n{elsewhere}\nfsfreeze -u {m}; trap - EXIT",
-        over = rewrite(&lower.loopdev, &(at / 1024).to_string(), 1024, scratch),
-        elsewhere = rewrite(&lower.loopdev, "0", 512, scratch),
+        over = rewrite(dev, &((base + at) / 1024).to_string(), 1024, scratch),
+        elsewhere = rewrite(dev, &(base / 512).to_string(), 512, scratch),
     )
 }
 
@@ -108,9 +114,9 @@ fn a_raw_write_over_the_blocks_of_a_frozen_filesystems_image_is_a_slip_and_elsew
     let lower = LoopFs::new(FsType::Ext4).expect("the filesystem holding the image");
     let upper = LoopFs::new_in(FsType::Ext4, &lower.mountpoint).expect("the filesystem on the image");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (at, upper_block) = image_block_on_lower(&lower, &upper, dir.path());
+    let (at, upper_block) = image_block_on_lower(&lower.loopdev, &upper, dir.path());
     let m = upper.mnt();
-    let script = over_and_elsewhere(m, &lower, at, &dir.path().join("scratch"));
+    let script = over_and_elsewhere(m, &lower.loopdev, 0, at, &dir.path().join("scratch"));
     let trace = record_script(&script).expect("recording");
     let lower_dev = lower.loop_dev_number().expect("dev number");
     let upper_dev = upper.loop_dev_number().expect("dev number");
@@ -151,10 +157,10 @@ fn a_raw_write_under_a_frozen_btrfs_members_image_is_a_slip_and_elsewhere_is_not
     let lower = LoopFs::new(FsType::Ext4).expect("the filesystem holding the image");
     let upper = LoopFs::new_in(FsType::Btrfs, &lower.mountpoint).expect("btrfs on the image");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (at, _) = image_block_on_lower(&lower, &upper, dir.path());
+    let (at, _) = image_block_on_lower(&lower.loopdev, &upper, dir.path());
     let m = upper.mnt();
-    let trace =
-        record_script(&over_and_elsewhere(m, &lower, at, &dir.path().join("scratch"))).expect("recording");
+    let trace = record_script(&over_and_elsewhere(m, &lower.loopdev, 0, at, &dir.path().join("scratch")))
+        .expect("recording");
     let lower_dev = lower.loop_dev_number().expect("dev number");
     let member = upper.loop_dev_number().expect("dev number");
     assert_eq!(

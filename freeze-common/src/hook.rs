@@ -63,5 +63,14 @@ pub const TP_PROCESS_EXIT: u32 = 28;
 /// fentry/fexit on `__percpu_down_read`: a reader of a gate's semaphore that waits (kernels
 /// before 5.19, which have no lock contention tracepoints).
 pub const FENTRY_PERCPU_DOWN_READ: u32 = 29;
+/// fentry/fexit on `vfs_fallocate`: space punched, zeroed or shifted in a loop device's
+/// backing file, from any caller (fallocate(2), nfsd, ksmbd).
+pub const FENTRY_VFS_FALLOCATE: u32 = 30;
+/// fentry/fexit on `do_truncate`: a loop device's backing file truncated, by ftruncate(2),
+/// truncate(2) by path or an `O_TRUNC` open.
+pub const FENTRY_DO_TRUNCATE: u32 = 31;
+/// A `task_file` BPF iterator read by freezewatch itself (`watch`, at start): the freeze level
+/// of each directory it holds open (the level probe, without a syscall hook).
+pub const ITER_TASK_FILE: u32 = 32;
 /// Number of hook ids (size of the per-hook hit counters).
-pub const COUNT: u32 = 30;
+pub const COUNT: u32 = 33;

@@ -330,6 +330,13 @@ pub struct KernelOffsets {
     pub loop_lo_offset: u32,
     /// `loop_device.lo_backing_file` (pointer); 0 when loop has no BTF.
     pub loop_lo_backing_file: u32,
+    /// `dentry.d_inode` (pointer).
+    pub dentry_d_inode: u32,
+    /// Number of parameters of `do_truncate` (4 before 5.12, 5 since: an idmap or user
+    /// namespace first); 0 where BTF has no `do_truncate`, and its programs do not attach.
+    pub do_truncate_nargs: u32,
+    /// Index of `do_truncate`'s `dentry` parameter (its `length` is the next one).
+    pub do_truncate_dentry_arg: u32,
 }
 
 impl KernelOffsets {
@@ -387,6 +394,9 @@ impl KernelOffsets {
             gendisk_private_data: 0,
             loop_lo_offset: 0,
             loop_lo_backing_file: 0,
+            dentry_d_inode: 0,
+            do_truncate_nargs: 0,
+            do_truncate_dentry_arg: 0,
         }
     }
 }

@@ -29,3 +29,5 @@ pub const DENY_MODE: &str = "DENY_MODE";
 pub const PROBE_TGID: &str = "PROBE_TGID";
 /// The level probe's program (attached on its own, outside the feature table).
 pub const LEVEL_PROBE_PROGRAM: &str = "fw_level_probe";
+/// The level probe's first choice: a `task_file` iterator program.
+pub const LEVEL_ITER_PROGRAM: &str = "fw_level_iter";

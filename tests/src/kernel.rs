@@ -38,8 +38,13 @@ pub fn is_root() -> bool {
 }
 
 /// What `freezewatch doctor --json` says this kernel allows, read once per test.
+#[derive(Debug)]
 pub struct Capabilities {
     pub fentry: bool,
+    /// The hook watch's level probe attached with (`iter:task_file` where iterators load).
+    pub level_probe: Option<String>,
+    /// Iterator programs load (doctor's program types).
+    pub iter: bool,
     /// BPF LSM active and LSM programs accepted: `--deny-mounts` can enforce.
     pub lsm: bool,
 }
@@ -56,6 +61,10 @@ impl Capabilities {
         };
         Capabilities {
             fentry: hook("freeze").is_some_and(|h| h.starts_with("fentry:")),
+            level_probe: report["level_probe"]["Ok"].as_str().map(str::to_owned),
+            iter: report["program_types"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|p| p["program_type"] == "iter" && p["status"] == "ok")),
             lsm: hook("mount-denial").is_some(),
         }
     }

@@ -1,10 +1,11 @@
 //! Freeze and thaw: FIFREEZE/FITHAW ioctls (the handlers the syscall dispatcher calls, and their
 //! tracepoints, the fallback that loads everywhere) and fentry/fexit on `freeze_super`/`thaw_super`
 //! (every freeze path), with the block-device freeze and thaw around them (device-mapper).
+use super::write::{S_IFDIR, S_IFMT};
 use crate::{
     emit::{Emit, emit, on_begin, on_end},
     maps::{BDEV_CALLS, bdev_call, bump, hit},
-    read::{SysArgs, read_level, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
+    read::{SysArgs, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
 };
 use aya_ebpf::{
     EbpfContext,
@@ -56,10 +57,16 @@ pub fn fw_level_probe(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// freezewatch's own thread group id, once the loader has set it (0 before).
+#[inline(always)]
+fn probe_tgid() -> u32 {
+    // SAFETY: a read-only global the loader set before load.
+    unsafe { core::ptr::read_volatile(&raw const crate::maps::PROBE_TGID) }
+}
+
 #[inline(always)]
 pub(crate) fn level_probe(args: &impl SysArgs, hook: u32) {
-    // SAFETY: a read-only global the loader set before load.
-    let ours = unsafe { core::ptr::read_volatile(&raw const crate::maps::PROBE_TGID) };
+    let ours = probe_tgid();
     if off!(valid) == 0 || ours == 0 || (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32 != ours {
         return;
     }
@@ -70,6 +77,47 @@ pub(crate) fn level_probe(args: &impl SysArgs, hook: u32) {
         bump(counter::READ_FAILED);
         return;
     };
+    emit_level(sb, hook);
+}
+
+/// The level probe where tracing programs load: a `task_file` iterator, which user space reads
+/// once (`watch`, at start, holding every mount point it probes open). For each open file of each
+/// task, `struct bpf_iter__task_file { meta, task, fd, file }`: freezewatch's own directories
+/// report their superblock's freeze level. No syscall hook; it costs nothing until it is read.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task_file")]
+pub fn fw_level_iter(ctx: *mut core::ffi::c_void) -> i32 {
+    let field = |n: usize| -> u64 {
+        // SAFETY: the context is the iterator's record of four u64-sized fields; n is below four;
+        // bpf_probe_read_kernel fails instead of faulting anyway.
+        unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((ctx as *const u64).wrapping_add(n)) }.unwrap_or(0)
+    };
+    let (task, file) = (field(1), field(3));
+    let ours = probe_tgid();
+    if off!(valid) == 0 || ours == 0 || task == 0 || file == 0 {
+        return 0;
+    }
+    if read_u32(task + off!(task_tgid)) != Ok(ours) {
+        return 0;
+    }
+    hit(hook::ITER_TASK_FILE);
+    let Ok(inode) = read_u64(file + off!(file_f_inode)) else { return 0 };
+    let mode_addr = inode + off!(inode_i_mode);
+    // SAFETY: as read_u64.
+    let mode = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(mode_addr as *const u16) };
+    if mode.unwrap_or(0) & S_IFMT != S_IFDIR {
+        return 0;
+    }
+    match read_u64(inode + off!(inode_i_sb)) {
+        Ok(sb) if sb != 0 => emit_level(sb, hook::ITER_TASK_FILE),
+        _ => bump(counter::READ_FAILED),
+    }
+    0
+}
+
+/// A LEVEL_PROBE record: `sb`'s freeze level now.
+#[inline(always)]
+fn emit_level(sb: u64, hook: u32) {
     let level = read_level(sb);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };

@@ -16,6 +16,7 @@ use freeze_common::{Extent, InodeKey, counter, hook, io_op, kind};
 
 pub(crate) const S_IFMT: u16 = 0o170000;
 pub(crate) const S_IFREG: u16 = 0o100000;
+pub(crate) const S_IFDIR: u16 = 0o040000;
 
 /// Where a write to a regular file lands, when it can slip past a freeze.
 #[derive(Clone, Copy)]

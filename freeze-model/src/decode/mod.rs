@@ -69,6 +69,9 @@ impl Hook {
             hook::TP_BTF_PROCESS_EXIT => Self::TpBtfProcessExit,
             hook::TP_PROCESS_EXIT => Self::TracepointProcessExit,
             hook::FENTRY_PERCPU_DOWN_READ => Self::FentryPercpuDownRead,
+            hook::FENTRY_VFS_FALLOCATE => Self::FentryVfsFallocate,
+            hook::FENTRY_DO_TRUNCATE => Self::FentryDoTruncate,
+            hook::ITER_TASK_FILE => Self::IterTaskFile,
             _ => return None,
         })
     }

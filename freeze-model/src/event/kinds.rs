@@ -111,6 +111,14 @@ named_enum! {
         /// fentry/fexit on `__percpu_down_read` for `s_writers.rw_sem[]`: writers held at the
         /// gate on kernels without the lock contention tracepoints (before 5.19).
         FentryPercpuDownRead = "fentry:__percpu_down_read",
+        /// fentry/fexit on `vfs_fallocate` of a loop device's backing file (any caller).
+        FentryVfsFallocate = "fentry:vfs_fallocate",
+        /// fentry/fexit on `do_truncate` of a loop device's backing file: ftruncate(2),
+        /// truncate(2) by path, `O_TRUNC` opens.
+        FentryDoTruncate = "fentry:do_truncate",
+        /// A `task_file` BPF iterator over freezewatch's own open directories: the level probe
+        /// where tracing programs load.
+        IterTaskFile = "iter:task_file",
     }
 }
 

@@ -214,7 +214,10 @@ impl Watch {
         if level >= freeze_common::level::COMPLETE {
             self.frozen.insert(sb.id.clone(), Frozen::new(sb, ev.ts_ns, self.opts.alert_frozen_ns, true));
         }
-        Some(state_finding(FindingKind::FrozenAtStart, sb, ev.ts_ns, 0, message))
+        let mut finding = state_finding(FindingKind::FrozenAtStart, sb, ev.ts_ns, 0, message);
+        // How it was told: the level probe's hook (an iterator, or an ioctl hook).
+        finding.hook = ev.hook.as_str().into();
+        Some(finding)
     }
 
     /// A writer waits at the gate of a frozen filesystem: `thaw-blocked` when it is the freezer

@@ -220,8 +220,10 @@ fn a_filesystem_frozen_before_watch_is_reported_alerted_on_and_never_thawed() {
     let mut w = Watch::new(WatchOptions { thaw_after_ns: Some(S), ..opts() });
     let mut probe = ev(EventKind::LevelProbe, 0, 4, 4, None);
     probe.holder = None;
+    probe.hook = crate::event::Hook::IterTaskFile;
     let found = w.push(&probe).findings;
     assert_eq!(kinds(&found), [FindingKind::FrozenAtStart]);
+    assert_eq!(found[0].hook, "iter:task_file", "the probe's hook says how it was told");
     assert!(
         found[0].message.contains("was already frozen (level 4) when watch started"),
         "{}",

@@ -2,7 +2,7 @@
 //! an attempt failed (and whether the kernel refused it, without reading error text).
 use aya::{
     Ebpf,
-    programs::{BtfTracePoint, FEntry, FExit, Lsm, ProgramError, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, Iter, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 
 use super::{
@@ -43,6 +43,12 @@ pub enum AttachError {
     SyscallFeatures(#[source] aya::maps::MapError),
     #[error("map {0} missing from the object")]
     MissingMap(&'static str),
+    #[error("{what}: {}", chain(source))]
+    Link {
+        what: &'static str,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
 }
 
 impl AttachError {
@@ -151,12 +157,62 @@ fn attach_tracing(
     Ok(())
 }
 
-/// Attaches the level probe: the syscall dispatcher's, or else its tracepoint
+/// How the level probe attached (`watch` asks it for the levels of the filesystems it finds
+/// mounted at start).
+#[derive(Debug)]
+pub enum LevelProbe {
+    /// The `task_file` iterator (hook `iter:task_file`), no syscall hook: reading this file once
+    /// reports the level of every directory freezewatch holds open.
+    Iterator(std::fs::File),
+    /// An FIGETBSZ ioctl by freezewatch reports the level of its fd's filesystem, seen by this
+    /// hook (the syscall dispatcher, or the ioctl tracepoint).
+    Ioctl(freeze_model::event::Hook),
+}
+
+impl LevelProbe {
+    /// The hook the probe's events carry.
+    pub fn hook(&self) -> freeze_model::event::Hook {
+        match self {
+            Self::Iterator(_) => freeze_model::event::Hook::IterTaskFile,
+            Self::Ioctl(hook) => *hook,
+        }
+    }
+}
+
+/// Attaches the level probe: the `task_file` iterator where tracing programs are `allowed` (and
+/// load), else the syscall dispatcher's ioctl probe, or else its tracepoint
 /// (`features::LEVEL_PROBE`).
-pub fn attach_level_probe(ebpf: &mut Ebpf, btf: &aya::Btf, links: &mut Links) -> Result<(), AttachError> {
+pub fn attach_level_probe(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    links: &mut Links,
+    tracing_allowed: bool,
+) -> Result<LevelProbe, AttachError> {
+    use freeze_model::event::Hook;
+    if tracing_allowed {
+        match attach_level_iterator(ebpf, btf) {
+            Ok(file) => return Ok(LevelProbe::Iterator(file)),
+            Err(e) => log::debug!("the level probe's iterator: {e}"),
+        }
+    }
     attach_syscalls(ebpf, btf, freeze_common::syscall_feature::LEVEL_PROBE, links)
+        .map(|()| LevelProbe::Ioctl(Hook::TpBtfSysIoctl))
         .inspect_err(|e| log::debug!("the dispatcher's level probe: {e:?}"))
-        .or_else(|_| attach_tracepoints(ebpf, std::slice::from_ref(&super::features::LEVEL_PROBE), links))
+        .or_else(|_| {
+            attach_tracepoints(ebpf, std::slice::from_ref(&super::features::LEVEL_PROBE), links)
+                .map(|()| LevelProbe::Ioctl(Hook::TracepointIoctl))
+        })
+}
+
+/// Loads and attaches the `task_file` iterator, and opens the one read of it `watch` makes: the
+/// file holds the link (and so the program) until it is closed.
+fn attach_level_iterator(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<std::fs::File, AttachError> {
+    const WHAT: &str = "iter:task_file";
+    let prog: &mut Iter = program(ebpf, freeze_common::names::LEVEL_ITER_PROGRAM)?;
+    prog.load("task_file", btf).map_err(failed(WHAT.into()))?;
+    let id = prog.attach().map_err(failed(WHAT.into()))?;
+    let link = prog.take_link(id).map_err(failed(WHAT.into()))?;
+    link.into_file().map_err(|source| AttachError::Link { what: WHAT, source })
 }
 
 /// Points the syscall dispatcher at the syscalls of `feature` (a `syscall_feature` bit),

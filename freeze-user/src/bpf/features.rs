@@ -112,6 +112,9 @@ pub(super) enum Need {
     Field { strukt: &'static str, path: &'static [&'static str] },
     /// A tracepoint's arguments, as the program reads them (after the tracepoint's own data).
     TracepointArgs { tracepoint: &'static str, args: u32 },
+    /// A function's parameters `params`, one after the other, the first of them at one of the
+    /// indexes `at` (where the programs read them; more than one: `OFFSETS` says which).
+    Params { func: &'static str, params: &'static [&'static str], at: &'static [u32] },
 }
 
 impl Attempt {
@@ -149,6 +152,19 @@ impl Need {
                 )),
                 Err(e) => Some(format!("needs tracepoint {tracepoint} ({e})")),
             },
+            Need::Params { func, params, at } => {
+                let wanted = || format!("needs {func}({}, ...) from argument {at:?}", params.join(", "));
+                let mut first = None;
+                for (i, param) in params.iter().enumerate() {
+                    match btf.func_param(func, param) {
+                        Ok((index, _)) if first.is_none() && at.contains(&index) => first = Some(index),
+                        Ok((index, _)) if first.is_some_and(|f| index == f + i as u32) => {}
+                        Ok(_) => return Some(wanted()),
+                        Err(e) => return Some(format!("{} ({e})", wanted())),
+                    }
+                }
+                None
+            }
         }
     }
 }
@@ -201,9 +217,9 @@ const fn writeback(programs: &'static [BtfTpProg]) -> Attempt {
     }
 }
 
-/// What the fallocate/ftruncate hooks cannot see.
-const BACKING_LIMITS: &str =
-    "truncate(2) by path, O_TRUNC opens and writes through mmap of a backing file are not seen";
+/// What the fallocate/ftruncate syscall hooks cannot see.
+const BACKING_LIMITS: &str = "truncate(2) by path, O_TRUNC opens and fallocates from inside the kernel (nfsd, ksmbd) \
+                              of a backing file are not seen";
 
 /// What every feature that records nothing says.
 const RECORDS_NOTHING: &str = "unavailable: this feature records nothing";
@@ -589,6 +605,27 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     FeatureSpec {
         name: Feature::BackingFiles,
         chain: &[
+            // The functions every way in reaches: no syscall hook.
+            Attempt {
+                hook: "fentry:vfs_fallocate+do_truncate",
+                variant: None,
+                programs: Programs::Tracing(&[
+                    fentry("fw_vfs_fallocate_entry", "vfs_fallocate"),
+                    fexit("fw_vfs_fallocate_exit", "vfs_fallocate"),
+                    fentry("fw_do_truncate_entry", "do_truncate"),
+                    fexit("fw_do_truncate_exit", "do_truncate"),
+                ]),
+                limits: None,
+                needs: &[
+                    Need::Params {
+                        func: "vfs_fallocate",
+                        params: &["file", "mode", "offset", "len"],
+                        at: &[0],
+                    },
+                    // Before 5.12 without the idmap (user namespace) in front.
+                    Need::Params { func: "do_truncate", params: &["dentry", "length"], at: &[0, 1] },
+                ],
+            },
             Attempt {
                 hook: "tp_btf:raw_syscalls:fallocate+ftruncate",
                 variant: None,
@@ -651,7 +688,7 @@ mod tests {
             .iter()
             .flat_map(|f| f.chain)
             .flat_map(|a| a.programs.names())
-            .chain([LEVEL_PROBE.program])
+            .chain([LEVEL_PROBE.program, freeze_common::names::LEVEL_ITER_PROGRAM])
             .collect();
         assert_eq!(in_table, in_object, "programs in the table (and the level probe) vs in the object");
         for map in freeze_common::names::MAPS {
@@ -670,6 +707,7 @@ mod tests {
         // Hooks of several programs that report under other hooks' names, or record nothing.
         const SEVERAL: &[&str] = &[
             "lsm:sb_kern_mount+sb_mount+move_mount",
+            "fentry:vfs_fallocate+do_truncate",
             "tp_btf:raw_syscalls:fallocate+ftruncate",
             "tracepoint:syscalls:fallocate+ftruncate",
             "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit",

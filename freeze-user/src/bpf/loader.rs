@@ -81,8 +81,9 @@ pub struct Loaded {
     pub freeze_hook: Hook,
     /// Whether the mount-denial programs are attached (their mode is in the trace header's hooks).
     pub denying: bool,
-    /// Whether the level probe is attached (FIGETBSZ by this process reports a freeze level).
-    pub level_probe: bool,
+    /// How the level probe attached, if it did (`None`: frozen-at-start cannot be told); taken by
+    /// whoever probes (`watch`).
+    pub level_probe: Option<attach::LevelProbe>,
     /// The mount-point table last written to the kernel (for bind-source matching).
     mount_paths: Vec<crate::bpf::mount_paths::PathKey>,
     /// The storage under mounted filesystems, as last written to the kernel.
@@ -242,6 +243,7 @@ impl Loaded {
     /// error and audit mode records on, flagging mounts from the mount tracepoints instead).
     pub fn load(deny: Option<DenyMode>) -> Result<Self, LoadError> {
         check_host()?;
+        super::sys::raise_memlock_limit();
         let KernelTypes { btf, aya_btf, mut offsets } = KernelTypes::resolve()?;
         let module_btf = module_fexit::modules(&btf, &mut offsets);
         let mut ebpf = load_object(&aya_btf, &offsets, deny)?;
@@ -279,11 +281,11 @@ impl Loaded {
             }
             hooks.push(active_hook(feature, won, fallbacks)?);
         }
-        let level_probe = attach::attach_level_probe(walk.ebpf, &aya_btf, &mut walk.links)
+        let level_probe = attach::attach_level_probe(walk.ebpf, &aya_btf, &mut walk.links, fentry_allowed())
             .inspect_err(|e| {
                 log::warn!("the level probe did not attach ({e}): frozen-at-start cannot be told")
             })
-            .is_ok();
+            .ok();
         let ChainWalk { modules, links, .. } = walk;
         Ok(Self {
             _links: links,

@@ -3,6 +3,7 @@
 //! `loader` the session that owns them; aya for the kernel's own functions, tracepoints and
 //! LSM hooks, raw `bpf(2)` (`sys`) for module functions (`module_fexit`) and `doctor`'s probes.
 mod attach;
+pub use attach::LevelProbe;
 mod features;
 pub mod loader;
 pub mod module_fexit;

@@ -14,6 +14,7 @@ const PROG_LSM: u32 = 29;
 const ATTACH_TRACE_RAW_TP: u32 = 23;
 const ATTACH_TRACE_FENTRY: u32 = 24;
 const ATTACH_LSM_MAC: u32 = 27;
+const ATTACH_TRACE_ITER: u32 = 28;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -40,7 +41,7 @@ struct Spec {
     target: Option<(u32, &'static str)>,
 }
 
-const SPECS: [Spec; 5] = [
+const SPECS: [Spec; 6] = [
     Spec { name: "tracepoint", prog_type: PROG_TRACEPOINT, attach_type: 0, target: None },
     Spec { name: "raw_tracepoint", prog_type: PROG_RAW_TRACEPOINT, attach_type: 0, target: None },
     Spec {
@@ -54,6 +55,13 @@ const SPECS: [Spec; 5] = [
         prog_type: PROG_TRACING,
         attach_type: ATTACH_TRACE_FENTRY,
         target: Some((btf_kind::FUNC, "freeze_super")),
+    },
+    // Iterators are tracing programs too, but some hosts that refuse fentry let them load.
+    Spec {
+        name: "iter",
+        prog_type: PROG_TRACING,
+        attach_type: ATTACH_TRACE_ITER,
+        target: Some((btf_kind::FUNC, "bpf_iter_task_file")),
     },
     Spec {
         name: "lsm",
@@ -86,6 +94,7 @@ fn try_load(prog_type: u32, attach_type: u32, attach_btf_id: u32) -> Result<(), 
 
 /// Probes every program type freezewatch may use. `btf` is None when kernel BTF is unreadable.
 pub fn probe_all(btf: Option<&Btf>) -> Vec<ProbeResult> {
+    sys::raise_memlock_limit();
     SPECS
         .iter()
         .map(|s| {

@@ -25,6 +25,19 @@ pub fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
     if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(ret) }
 }
 
+/// Lifts this process's locked-memory limit, as far as it may: before 5.11 the kernel charges
+/// every BPF map and program to it, per user, so a second freezewatch (`doctor` beside a running
+/// `watch`) would be refused its smallest program under a limit the first one used up. From 5.11
+/// on memory cgroups account BPF memory and the limit no longer matters. A failure is only said:
+/// the load that needs the memory then fails with its own error.
+pub fn raise_memlock_limit() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct, which lives across the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
+        log::debug!("raising RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// Takes ownership of a file descriptor `bpf` just returned.
 pub fn owned(fd: i64) -> OwnedFd {
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.

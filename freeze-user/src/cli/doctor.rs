@@ -28,6 +28,9 @@ pub struct Report {
     pub kernel_symbols: Result<usize, String>,
     /// What a real load of freezewatch's programs attached, per feature.
     pub features: Result<Vec<ActiveHook>, String>,
+    /// The hook `watch`'s level probe attached with (what tells a filesystem frozen before it
+    /// started), `None` when none did.
+    pub level_probe: Result<Option<String>, String>,
     /// The storage layers under filesystems this kernel can map, and the maps of what is mounted.
     pub storage: Result<freeze_model::storage::StorageCoverage, String>,
     /// Whether `freezewatch record` can run here.
@@ -101,13 +104,14 @@ pub fn run() -> Report {
             .map(|mut l| {
                 let mounts = crate::host::mountinfo::MountTable::load().all();
                 l.refresh_storage(&mounts, &crate::host::btrfs_devs::on_this_system(&mounts));
-                (l.hooks.clone(), l.storage.coverage())
+                let probe = l.level_probe.as_ref().map(|p| p.hook().as_str().to_owned());
+                (l.hooks.clone(), l.storage.coverage(), probe)
             })
             .map_err(|e| e.to_string())
     };
-    let (features, storage) = match features {
-        Ok((hooks, storage)) => (Ok(hooks), Ok(storage)),
-        Err(e) => (Err(e.clone()), Err(e)),
+    let (features, storage, level_probe) = match features {
+        Ok((hooks, storage, probe)) => (Ok(hooks), Ok(storage), Ok(probe)),
+        Err(e) => (Err(e.clone()), Err(e.clone()), Err(e)),
     };
     if let Err(e) = &btf_status {
         problems.push(format!("kernel BTF unreadable: {e}"));
@@ -136,6 +140,7 @@ pub fn run() -> Report {
         offsets,
         kernel_symbols,
         features,
+        level_probe,
         storage,
         can_record,
         problems,
@@ -292,6 +297,11 @@ impl Report {
                 if hooks.iter().any(|h| h.feature == Feature::MountDenial.as_str() && h.hook.is_none()) {
                     let _ = writeln!(s, "  {:<17}   {}", "", self.deny_mounts_advice());
                 }
+                let probe = match &self.level_probe {
+                    Ok(Some(hook)) => hook.as_str(),
+                    _ => "NONE (watch cannot tell a filesystem frozen before it started)",
+                };
+                let _ = writeln!(s, "  {:<17} {probe} (watch's level probe, at start)", "level-probe");
             }
             Err(e) => _ = writeln!(s, "  FAIL: {e}"),
         }

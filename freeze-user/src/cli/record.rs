@@ -27,6 +27,7 @@ pub fn command(
         quiet: false,
         deny_mounts,
         queue: crate::queue::Queue::new(crate::queue::DEFAULT_BYTES),
+        probe_levels: false,
     }))?;
     Ok(Exit::Ok)
 }

@@ -42,6 +42,7 @@ pub fn command(
         quiet: false,
         deny_mounts,
         queue: crate::queue::Queue::new(crate::queue::DEFAULT_BYTES),
+        probe_levels: false,
     };
     let outcome = runtime()?.block_on(record::record(opts))?;
     // Judge the trace as written, exactly as `check` would; it was just written by us, so an

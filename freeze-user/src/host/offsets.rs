@@ -77,6 +77,9 @@ pub const FIELDS: &[Shown] = &[
     shown("gendisk.private_data", |o| o.gendisk_private_data),
     optional("loop_device.lo_offset", |o| o.loop_lo_offset),
     optional("loop_device.lo_backing_file", |o| o.loop_lo_backing_file),
+    shown("dentry.d_inode", |o| o.dentry_d_inode),
+    optional("do_truncate(nargs)", |o| o.do_truncate_nargs),
+    shown("do_truncate(dentry arg)", |o| o.do_truncate_dentry_arg),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -125,6 +128,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
             expected: "a multiple of 3 (one semaphore per freeze level)",
         });
     }
+    let (do_truncate_dentry_arg, do_truncate_nargs) = do_truncate(btf);
     Ok(KernelOffsets {
         valid: 1,
         task_files: ptr(btf, "task_struct", &["files"])?,
@@ -180,7 +184,21 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         // loop's struct is described by its module's BTF: `resolve_loop` fills these.
         loop_lo_offset: 0,
         loop_lo_backing_file: 0,
+        dentry_d_inode: ptr(btf, "dentry", &["d_inode"])?,
+        do_truncate_nargs,
+        do_truncate_dentry_arg,
     })
+}
+
+/// Where `do_truncate` has its `dentry` (and, next, its `length`), and how many parameters:
+/// `(0, 0)` where BTF has no such function, or one whose `dentry` and `length` are not the first
+/// two parameters after an optional idmap (its programs then do not attach: see the
+/// backing-files chain's needs).
+fn do_truncate(btf: &Btf) -> (u32, u32) {
+    match (btf.func_param("do_truncate", "dentry"), btf.func_param("do_truncate", "length")) {
+        (Ok((dentry, nargs)), Ok((length, _))) if dentry <= 1 && length == dentry + 1 => (dentry, nargs),
+        _ => (0, 0),
+    }
 }
 
 /// `folio.index`, or `page.index` on kernels without folios (before 5.16): the writeback
@@ -344,6 +362,14 @@ mod tests {
         let pvfsmount = b.ptr(vfsmount);
         b.composite(k::STRUCT, "path", 16, &[("mnt", pvfsmount, 0), ("dentry", fdt, 64)]);
         b.func("freeze_super", int, &[psb]);
+        let dentry = b.composite(k::STRUCT, "dentry", 64, &[("d_inode", inode, 8 * 48)]);
+        let pdentry = b.ptr(dentry);
+        let pint = b.ptr(int);
+        b.func_named(
+            "do_truncate",
+            int,
+            &[("idmap", pint), ("dentry", pdentry), ("length", loff), ("time_attrs", uint), ("filp", fdt)],
+        );
         b.composite(k::STRUCT, "address_space", 200, &[("host", inode, 0)]);
         // `index` sits in an anonymous struct in an anonymous union, as the kernel declares it.
         let page_part = b.composite(k::STRUCT, "", 32, &[("flags", ulong, 0), ("index", ulong, 192)]);
@@ -394,6 +420,7 @@ mod tests {
         assert_eq!(o.freeze_super_nargs, 1);
         assert_eq!((o.path_mnt, o.vfsmount_mnt_sb), (0, 8));
         assert_eq!((o.mapping_host, o.folio_index), (0, 24));
+        assert_eq!((o.dentry_d_inode, o.do_truncate_dentry_arg, o.do_truncate_nargs), (48, 1, 5));
         assert_eq!(1u32 << o.page_shift, crate::host::kernel::page_size());
     }
 
@@ -425,6 +452,8 @@ mod tests {
         }
         assert!((1..=3).contains(&o.freeze_super_nargs));
         assert_eq!(btf.func_nargs("thaw_super").ok(), Some(o.freeze_super_nargs));
+        // do_truncate: (dentry, length, time_attrs, filp), after an idmap from 5.12 on.
+        assert_eq!(o.do_truncate_nargs, o.do_truncate_dentry_arg + 4, "{o:?}");
         // The bio ops the raw block tracepoint tells apart, as this kernel numbers them.
         use freeze_common::req_op as op;
         for (name, value) in [
@@ -464,6 +493,7 @@ mod tests {
             assert_eq!(writers, 576);
             assert_eq!((o.sb_frozen, o.sb_frozen_size), (576, 2));
             assert_eq!(o.freeze_super_nargs, 3);
+            assert_eq!((o.do_truncate_dentry_arg, o.do_truncate_nargs), (1, 5));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `freezewatch record`: attach, stream events as NDJSON with findings as soon as they are
 //! certain, stop on command exit, duration or signal.
+mod level_probe;
 mod pipeline;
 pub mod rotate;
 
@@ -51,6 +52,9 @@ pub struct Options {
     /// Where a trace file's lines wait while the file cannot be written (it is on a frozen
     /// filesystem): the recording never waits for its output.
     pub queue: Queue,
+    /// Once attached, asks the level probe for the freeze level of every filesystem mounted from
+    /// a block device (`watch`: frozen-at-start).
+    pub probe_levels: bool,
 }
 
 /// Where the trace goes.
@@ -342,7 +346,8 @@ async fn drain_until_stop(
 /// A recording: attach, open the trace, write its header, announce, run the command, drain
 /// until stopped, finish (the last records, the open findings, summaries, the footer).
 pub async fn record(opts: Options) -> Result<Outcome> {
-    let Options { out, long_freeze, duration, command, tap, stop, quiet, deny_mounts, queue } = opts;
+    let Options { out, long_freeze, duration, command, tap, stop, quiet, deny_mounts, queue, probe_levels } =
+        opts;
     let mut loaded = attach(deny_mounts)?;
     let ring = loaded.take_events().context("the eBPF object has no EVENTS ring buffer")?;
     let trace_on_stdout = matches!(out, TraceOut::Stdout);
@@ -351,6 +356,16 @@ pub async fn record(opts: Options) -> Result<Outcome> {
     let mut pipeline = EventPipeline::new(trace.writer, correlator, tap, &mut loaded);
     let started = Instant::now();
     pipeline.start(header(&loaded, &command, deny_mounts, pipeline.cgroup2_root()))?;
+    // Filesystems frozen before we looked: the probe's events arrive like any others.
+    match (probe_levels, loaded.level_probe.take()) {
+        (true, Some(probe)) => {
+            let hook = probe.hook();
+            let probed = level_probe::probe_all(probe);
+            log::debug!("probed the freeze level of {probed} filesystems ({})", hook.as_str());
+        }
+        (true, None) => log::warn!("no level probe: a filesystem frozen before the start is not told"),
+        (false, _) => {}
+    }
     announce(&loaded, quiet, deny_mounts);
     let child = run_command(&command, trace_on_stdout)?;
     if child.is_none() && !quiet {

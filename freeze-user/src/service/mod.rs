@@ -8,7 +8,6 @@
 //! (`crate::queue`) to writer threads, so an output on a frozen filesystem (`/` frozen by
 //! qemu-ga's freeze-everything) blocks only its writer, and the event loop, the judgement, the
 //! watchdog's FITHAW and `/metrics` go on.
-mod level_probe;
 pub mod metrics;
 mod server;
 mod thaw;
@@ -125,6 +124,7 @@ pub fn run(opts: Options) -> Result<()> {
         quiet: true,
         deny_mounts: opts.deny_mounts,
         queue: queue.clone(),
+        probe_levels: true,
     };
     // The metrics server listens before the recorder attaches, so that a busy port is a plain
     // error with nothing attached; its hook labels are filled once the header arrives.
@@ -137,9 +137,6 @@ pub fn run(opts: Options) -> Result<()> {
     let recorder = Tapped::start(record_opts)?;
     let header = &recorder.header;
     metrics.hooks(&header.hooks);
-    // Filesystems frozen before we looked: the probe's events arrive through the tap like others.
-    let probed = level_probe::probe_all();
-    log::debug!("probed the freeze level of {probed} filesystems");
     for h in &header.hooks {
         crate::say!("freezewatch: {}: {}", h.feature, h.hook.as_deref().unwrap_or("none"));
     }

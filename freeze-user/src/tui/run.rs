@@ -152,6 +152,7 @@ pub fn live(opts: LiveOptions) -> Result<()> {
         quiet: true,
         deny_mounts: opts.deny_mounts,
         queue: crate::queue::Queue::new(crate::queue::DEFAULT_BYTES),
+        probe_levels: false,
     };
     // Attached (the header arrived) before the terminal is taken over, so that a failure to load
     // is printed as a plain error.

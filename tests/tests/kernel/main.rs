@@ -2,6 +2,7 @@
 //! links once. Run as root, one test at a time: `cargo test -p freezewatch-tests -- --test-threads=1`;
 //! `cargo xtask vm-test` runs it module by module in the guests.
 mod attribution;
+mod backing_files;
 mod cli;
 mod coverage;
 mod deny_mounts;

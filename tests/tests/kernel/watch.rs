@@ -14,9 +14,9 @@ use std::{
 };
 
 use freezewatch_tests::{
-    DmStack, Frozen, FsType, LoopFs, UnitSandbox, Watcher, absent_here, bpf_program_loaded, bpf_programs_of,
-    dmsetup, free_port, freezewatch, freezewatch_bin, hook_available, kernel_available, kill_and_reap,
-    layer_available, limit, poll_until, time_scale,
+    Capabilities, DmStack, Frozen, FsType, LoopFs, UnitSandbox, Watcher, absent_here, bpf_program_loaded,
+    bpf_programs_of, dmsetup, free_port, freezewatch, freezewatch_bin, hook_available, kernel_available,
+    kill_and_reap, layer_available, limit, poll_until, time_scale,
 };
 
 /// A process that froze `fs` and keeps running (`sh`, turned into `sleep` after fsfreeze returns):
@@ -717,6 +717,12 @@ fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
         watch.wait_for("frozen-at-start", frozen_fs.mnt(), limit(10)).expect("frozen-at-start arrives");
     let message = found["message"].as_str().unwrap_or_default();
     assert!(message.contains("was already frozen (level 4) when watch started"), "{message}");
+    // Told by a task_file iterator wherever the kernel loads iterators (this project's host and
+    // guests do): no syscall hook. Doctor names the same.
+    let caps = Capabilities::probe();
+    let probe = if caps.iter { "iter:task_file" } else { "tp_btf:raw_syscalls:ioctl" };
+    assert_eq!(found["hook"], probe, "{found} {caps:?}");
+    assert_eq!(caps.level_probe.as_deref(), Some(probe));
     // Past --thaw-after on watch's own clock: every tick until then has run.
     watch.wait_frozen_for(frozen_fs.mnt(), 2.0);
     assert!(watch.findings_of("frozen-at-start", thawed_fs.mnt()).is_empty(), "the unfrozen one is no news");

@@ -94,10 +94,18 @@ impl BtfBuilder {
     }
 
     pub fn func(&mut self, name: &str, ret: u32, params: &[u32]) -> u32 {
+        let unnamed: Vec<(&str, u32)> = params.iter().map(|p| ("", *p)).collect();
+        self.func_named(name, ret, &unnamed)
+    }
+
+    /// A function whose parameters have names, as vmlinux BTF gives them.
+    pub fn func_named(&mut self, name: &str, ret: u32, params: &[(&str, u32)]) -> u32 {
+        // Strings first: a parameter's entry is written whole, after the prototype's header.
+        let params: Vec<(u32, u32)> = params.iter().map(|(n, ty)| (self.str(n), *ty)).collect();
         let proto = self.header("", k::FUNC_PROTO, params.len() as u32, false, ret);
-        for p in params {
-            self.types.extend_from_slice(&0u32.to_le_bytes());
-            self.types.extend_from_slice(&p.to_le_bytes());
+        for (name_off, ty) in params {
+            self.types.extend_from_slice(&name_off.to_le_bytes());
+            self.types.extend_from_slice(&ty.to_le_bytes());
         }
         self.header(name, k::FUNC, 1, false, proto)
     }

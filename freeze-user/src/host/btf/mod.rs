@@ -56,6 +56,8 @@ pub enum BtfError {
     NotComposite { strukt: String, field: String },
     #[error("no function `{0}` in BTF")]
     NoFunc(String),
+    #[error("function `{func}` has no parameter `{param}` in BTF")]
+    NoParam { func: String, param: String },
     #[error("BTF type id {0} is out of range")]
     BadId(u32),
 }
@@ -380,6 +382,21 @@ impl Btf {
             return Err(BtfError::NoFunc(func.to_owned()));
         }
         Ok(proto.vlen)
+    }
+
+    /// The index of kernel function `func`'s parameter `param`, and how many it has.
+    pub fn func_param(&self, func: &str, param: &str) -> Result<(u32, u32), BtfError> {
+        let id = self.id_by_name(k::FUNC, func).ok_or_else(|| BtfError::NoFunc(func.to_owned()))?;
+        let proto = self.entry(self.entry(id)?.size_or_type)?;
+        if proto.kind != k::FUNC_PROTO {
+            return Err(BtfError::NoFunc(func.to_owned()));
+        }
+        for i in 0..proto.vlen {
+            if self.name(u32_at(&self.bytes, proto.data + 8 * i as usize)?) == param {
+                return Ok((i, proto.vlen));
+            }
+        }
+        Err(BtfError::NoParam { func: func.to_owned(), param: param.to_owned() })
     }
 
     /// The number of arguments tracepoint `name` passes its BTF programs (from the prototype of

@@ -17,6 +17,7 @@ fn sample() -> Btf {
         &[("pad", int, 0), ("", anon, 64), ("s_writers", inner, 128), ("w", p, 256)],
     );
     b.func("freeze_super", int, &[p, int, int]);
+    b.func_named("do_truncate", int, &[("idmap", p), ("dentry", p), ("length", int), ("filp", p)]);
     Btf::parse(b.build()).expect("sample BTF parses")
 }
 
@@ -29,6 +30,8 @@ fn nested_and_anonymous_fields_resolve() {
     assert_eq!(btf.field("super_block", &["w"]), Ok(FieldLoc { offset: 32, size: 8 }));
     assert_eq!(btf.struct_size("super_block"), Ok(64));
     assert_eq!(btf.func_nargs("freeze_super"), Ok(3));
+    assert_eq!(btf.func_param("do_truncate", "dentry"), Ok((1, 4)));
+    assert_eq!(btf.func_param("do_truncate", "filp"), Ok((3, 4)));
 }
 
 #[test]
@@ -44,6 +47,10 @@ fn missing_things_are_named_in_errors() {
         Err(BtfError::NotComposite { strukt: "super_block".into(), field: "pad".into() })
     );
     assert_eq!(btf.func_nargs("thaw_super"), Err(BtfError::NoFunc("thaw_super".into())));
+    assert_eq!(
+        btf.func_param("do_truncate", "time_attrs"),
+        Err(BtfError::NoParam { func: "do_truncate".into(), param: "time_attrs".into() })
+    );
 }
 
 #[test]

@@ -72,5 +72,10 @@ pub const FENTRY_DO_TRUNCATE: u32 = 31;
 /// A `task_file` BPF iterator read by freezewatch itself (`watch`, at start): the freeze level
 /// of each directory it holds open (the level probe, without a syscall hook).
 pub const ITER_TASK_FILE: u32 = 32;
+/// fentry/fexit on the mount calls' syscall functions (`__x64_sys_mount`, `move_mount`, `fsopen`,
+/// `fsconfig`, `fsmount`): only those calls pay, unlike a syscall tracepoint.
+pub const FENTRY_SYS_MOUNT: u32 = 33;
+/// fentry/fexit on `finish_automount` outside any mount call: a mount the kernel attached itself.
+pub const FENTRY_AUTOMOUNT: u32 = 34;
 /// Number of hook ids (size of the per-hook hit counters).
-pub const COUNT: u32 = 33;
+pub const COUNT: u32 = 35;

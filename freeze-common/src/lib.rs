@@ -337,6 +337,10 @@ pub struct KernelOffsets {
     pub do_truncate_nargs: u32,
     /// Index of `do_truncate`'s `dentry` parameter (its `length` is the next one).
     pub do_truncate_dentry_arg: u32,
+    /// `mount.mnt` (the `struct vfsmount` a `struct mount` embeds); 0 where BTF has no `mount`.
+    pub mount_mnt: u32,
+    /// `mount.mnt_id` (int: the id mountinfo shows); 0 where BTF has no `mount`.
+    pub mount_mnt_id: u32,
 }
 
 impl KernelOffsets {
@@ -397,6 +401,8 @@ impl KernelOffsets {
             dentry_d_inode: 0,
             do_truncate_nargs: 0,
             do_truncate_dentry_arg: 0,
+            mount_mnt: 0,
+            mount_mnt_id: 0,
         }
     }
 }

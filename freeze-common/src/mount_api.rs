@@ -8,3 +8,6 @@ pub const FSOPEN: u32 = 3;
 pub const FSCONFIG: u32 = 4;
 /// fsmount(2): turns a configured context into a detached mount (not yet visible).
 pub const FSMOUNT: u32 = 5;
+/// A mount the kernel attached itself, outside any mount call: an automount, seen at
+/// `finish_automount`; `arg` is its mount id.
+pub const AUTOMOUNT: u32 = 6;

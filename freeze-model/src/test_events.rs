@@ -73,6 +73,7 @@ pub(crate) fn mount_end(ts: u64, api: &str, sb_id: &str, mounted_dev: Option<&st
         flags: 0,
         mounted_dev: mounted_dev.map(Into::into),
         source_dev: None,
+        mount_id: None,
     }));
     e
 }
@@ -90,6 +91,7 @@ pub(crate) fn mount_begin(ts: u64, tid: u32, api: &str, source: &str, target: &s
         flags,
         mounted_dev: None,
         source_dev: None,
+        mount_id: None,
     }));
     e
 }

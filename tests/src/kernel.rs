@@ -250,3 +250,66 @@ pub fn bpf_program_loaded(id: u32) -> bool {
     }
     std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
 }
+
+/// What the kernel says of each BPF program process `pid` holds: its type (`bpf_prog_type`) and
+/// name (cut to 15 bytes, as the kernel keeps it), from `BPF_OBJ_GET_INFO_BY_FD`.
+pub fn bpf_program_infos_of(pid: u32) -> Vec<(u32, String)> {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    bpf_programs_of(pid)
+        .into_iter()
+        .filter_map(|id| {
+            let attr: [u32; 3] = [id, 0, 0];
+            // SAFETY: bpf(2) reads the attribute from a live local and returns a new descriptor.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_PROG_GET_FD_BY_ID,
+                    attr.as_ptr(),
+                    std::mem::size_of_val(&attr),
+                )
+            };
+            if fd < 0 {
+                return None;
+            }
+            // struct bpf_prog_info up to its name: type at 0, name[16] at 64.
+            let mut info = [0u8; 80];
+            // union bpf_attr's info member: bpf_fd, info_len, info (a pointer).
+            #[repr(C)]
+            struct InfoAttr {
+                bpf_fd: u32,
+                info_len: u32,
+                info: u64,
+            }
+            let get =
+                InfoAttr { bpf_fd: fd as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+            // SAFETY: the kernel writes at most `info_len` bytes into `info`, which outlives the
+            // call; the descriptor is ours and closed right after.
+            let rc = unsafe {
+                let rc = libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_OBJ_GET_INFO_BY_FD,
+                    &raw const get,
+                    size_of::<InfoAttr>(),
+                );
+                libc::close(fd as libc::c_int);
+                rc
+            };
+            if rc != 0 {
+                return None;
+            }
+            let kind = u32::from_ne_bytes(info[0..4].try_into().ok()?);
+            let name = info[64..80].split(|b| *b == 0).next().unwrap_or_default();
+            Some((kind, String::from_utf8_lossy(name).into_owned()))
+        })
+        .collect()
+}
+
+/// The tracepoints process `pid`'s raw tracepoint links (raw tracepoints and `tp_btf`) are on:
+/// the `tp_name:` lines of their `/proc/PID/fdinfo`.
+pub fn raw_tracepoints_of(pid: u32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Vec::new() };
+    fds.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| info.lines().find_map(|l| Some(l.strip_prefix("tp_name:")?.trim().to_owned())))
+        .collect()
+}

@@ -68,6 +68,19 @@ enum Cmd {
         /// Only the user-space figures (no root needed, a minute and a half).
         #[arg(long)]
         user_only: bool,
+        /// Instead, what recording costs on a kernel with fentry: boot KERNEL (5.10, 6.1, 6.12,
+        /// 7.3, several separated by commas, or all) under QEMU and run the kernel loads
+        /// untraced, under record and under watch, interleaved in that one boot, before, during
+        /// and after another filesystem's freeze. Ratios to untraced (medians over rounds) go to
+        /// target/bench/results.json under guest.KERNEL; about 15 minutes a kernel under TCG.
+        #[arg(long, value_name = "KERNEL")]
+        guest: Option<String>,
+        /// Rounds of the guest bench (each runs every load in every setup and state).
+        #[arg(long, default_value_t = 3, requires = "guest")]
+        rounds: u32,
+        /// Seconds each load runs in the guest bench.
+        #[arg(long, default_value_t = 3.0, requires = "guest")]
+        seconds: f64,
     },
     /// Boot Debian cloud kernels (5.10, 6.1, 6.12, 7.3) under QEMU, two at a time, where fentry and BPF LSM load, and run
     /// the kernel test suite there (fentry paths, mount denial) with the packaged binary (`dist`). Downloads are cached under
@@ -167,7 +180,10 @@ fn main() -> Result<()> {
             run(Command::new(bin).args(&args))
         }
         Cmd::Test { args } => test(&args),
-        Cmd::Bench { user_only } => bench::bench(&build(true)?, user_only),
+        Cmd::Bench { guest: Some(kernel), rounds, seconds, .. } => {
+            vm::bench_guest(&kernel, &build(true)?, rounds, seconds)
+        }
+        Cmd::Bench { user_only, guest: None, .. } => bench::bench(&build(true)?, user_only),
         Cmd::Soak { cycles } => soak::soak(&build(true)?, cycles),
         Cmd::Screenshot => screenshot::screenshot(&build(false)?),
         Cmd::Dist => dist::dist().map(|p| eprintln!("xtask: unpacked in {}", p.unpacked.display())),

@@ -1,13 +1,16 @@
-//! Mount calls: mount(2), move_mount, fsopen/fsconfig/fsmount, begin and end.
+//! Mount calls: mount(2), move_mount, fsopen/fsconfig/fsmount, begin and end; where fentry
+//! works, at their syscall functions (only those calls pay), with the mounts the kernel attaches
+//! itself at `finish_automount`; else from the syscall dispatcher or the syscall tracepoints.
+use super::syscalls::reg_args;
 use crate::{
     emit::{Emit, emit_mount, on_end},
     maps::{PENDING, Pending, bump, hit},
-    read::{SysArgs, read_level, sb_from_fd, sys_exit_ret},
+    read::{SysArgs, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_str_bytes},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{fentry, fexit, tracepoint},
+    programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use freeze_common::tp::sys;
 use freeze_common::{counter, hook, kind, mount_api};
@@ -182,4 +185,66 @@ pub fn fw_mount_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_move_mount")]
 pub fn fw_move_mount_exit(ctx: TracePointContext) -> u32 {
     mount_call_exit(&ctx)
+}
+
+/// fentry/fexit on a mount call's syscall function, `long __x64_sys_NAME(const struct pt_regs *)`:
+/// the same handler as the dispatcher's, on the same registers; the return value follows the
+/// argument.
+macro_rules! mount_syscall {
+    ($entry:ident, $exit:ident, $func:literal, $handler:ident) => {
+        #[fentry(function = $func)]
+        pub fn $entry(ctx: FEntryContext) -> u32 {
+            let regs: *const u8 = ctx.arg(0);
+            if !regs.is_null() {
+                $handler(&reg_args(regs), hook::FENTRY_SYS_MOUNT);
+            }
+            0
+        }
+
+        #[fexit(function = $func)]
+        pub fn $exit(ctx: FExitContext) -> u32 {
+            on_end(hook::FENTRY_SYS_MOUNT, untyped_arg(&ctx, 1) as i64);
+            0
+        }
+    };
+}
+
+mount_syscall!(fw_sys_mount_entry, fw_sys_mount_exit, "__x64_sys_mount", mount_enter);
+mount_syscall!(fw_sys_move_mount_entry, fw_sys_move_mount_exit, "__x64_sys_move_mount", move_mount_enter);
+mount_syscall!(fw_sys_fsopen_entry, fw_sys_fsopen_exit, "__x64_sys_fsopen", fsopen_enter);
+mount_syscall!(fw_sys_fsconfig_entry, fw_sys_fsconfig_exit, "__x64_sys_fsconfig", fsconfig_enter);
+mount_syscall!(fw_sys_fsmount_entry, fw_sys_fsmount_exit, "__x64_sys_fsmount", fsmount_enter);
+
+/// `int finish_automount(struct vfsmount *m, const struct path *path)`: a mount the kernel made
+/// for a path walk (an automount) joins the tree. Inside a mount call (a pending operation of
+/// this thread) that call's own events tell what it mounts; outside one, a MOUNT_BEGIN of API
+/// `automount` for the mount's superblock, `arg` its mount id (`m` is the `mnt` inside its
+/// `struct mount`).
+#[fentry(function = "finish_automount")]
+pub fn fw_automount_entry(ctx: FEntryContext) -> u32 {
+    hit(hook::FENTRY_AUTOMOUNT);
+    if off!(valid) == 0 || off!(mount_mnt_id) == 0 {
+        return 0;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is only tested for presence.
+    if unsafe { PENDING.get(tid) }.is_some() {
+        return 0;
+    }
+    let mnt = untyped_arg(&ctx, 0);
+    let Ok(sb) = read_u64(mnt + off!(vfsmount_mnt_sb)) else {
+        bump(counter::READ_FAILED);
+        return 0;
+    };
+    let id = read_u32(mnt.wrapping_sub(off!(mount_mnt)) + off!(mount_mnt_id)).unwrap_or(0);
+    on_mount_begin(hook::FENTRY_AUTOMOUNT, mount_api::AUTOMOUNT, sb, u64::from(id), 0, 0, 0);
+    0
+}
+
+/// Its int return value follows its two arguments; `on_end` ends only the operation its entry
+/// began.
+#[fexit(function = "finish_automount")]
+pub fn fw_automount_exit(ctx: FExitContext) -> u32 {
+    on_end(hook::FENTRY_AUTOMOUNT, untyped_arg(&ctx, 2) as i32 as i64);
+    0
 }

@@ -19,6 +19,13 @@ fn reg(regs: *const u8, offset: usize) -> u64 {
     unsafe { core::ptr::read_volatile(regs.wrapping_add(offset) as *const u64) }
 }
 
+/// A syscall's six arguments, from its BTF-typed `struct pt_regs *` (the dispatcher's, or the
+/// argument of an `__x64_sys_*` function under fentry).
+#[inline(always)]
+pub(crate) fn reg_args(regs: *const u8) -> RegArgs {
+    RegArgs(pt_regs::ARGS.map(|offset| reg(regs, offset)))
+}
+
 /// The features user space pointed here (`freeze_common::syscall_feature`).
 #[inline(always)]
 fn features() -> u32 {
@@ -59,7 +66,7 @@ pub fn fw_sys_enter(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let on = features();
-    let args = RegArgs(pt_regs::ARGS.map(|offset| reg(regs, offset)));
+    let args = reg_args(regs);
     match id {
         nr::IOCTL => {
             if on & feature::FREEZE != 0 {

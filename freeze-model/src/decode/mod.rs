@@ -72,6 +72,8 @@ impl Hook {
             hook::FENTRY_VFS_FALLOCATE => Self::FentryVfsFallocate,
             hook::FENTRY_DO_TRUNCATE => Self::FentryDoTruncate,
             hook::ITER_TASK_FILE => Self::IterTaskFile,
+            hook::FENTRY_SYS_MOUNT => Self::FentrySysMount,
+            hook::FENTRY_AUTOMOUNT => Self::FentryAutomount,
             _ => return None,
         })
     }
@@ -105,6 +107,7 @@ impl MountApi {
             m::FSOPEN => Self::Fsopen,
             m::FSCONFIG => Self::Fsconfig,
             m::FSMOUNT => Self::Fsmount,
+            m::AUTOMOUNT => Self::Automount,
             _ => Self::Mount,
         }
     }
@@ -281,14 +284,20 @@ impl Decoder {
         let gate_level =
             matches!(kind, EventKind::WriterBlocked | EventKind::WriterUnblocked).then_some(raw.flags);
         // The caller address is symbolized by the recorder, which has the kernel's symbols.
-        let mount = matches!(kind, EventKind::MountBegin | EventKind::MountEnd).then(|| MountCall {
-            api: MountApi::from_raw(raw.flags),
-            source: String::new(),
-            target: String::new(),
-            fstype: String::new(),
-            flags: raw.arg,
-            mounted_dev: None,
-            source_dev: None,
+        let mount = matches!(kind, EventKind::MountBegin | EventKind::MountEnd).then(|| {
+            let api = MountApi::from_raw(raw.flags);
+            // An automount has no flags: its `arg` is the mount's id.
+            let attach = api == MountApi::Automount;
+            MountCall {
+                api,
+                source: String::new(),
+                target: String::new(),
+                fstype: String::new(),
+                flags: if attach { 0 } else { raw.arg },
+                mounted_dev: None,
+                source_dev: None,
+                mount_id: attach.then_some(raw.arg),
+            }
         });
         let denial = (kind == EventKind::MountDenied).then(|| Denial {
             mode: DenyMode::from_raw(raw.flags).unwrap_or(DenyMode::Audit),

@@ -119,6 +119,12 @@ named_enum! {
         /// A `task_file` BPF iterator over freezewatch's own open directories: the level probe
         /// where tracing programs load.
         IterTaskFile = "iter:task_file",
+        /// fentry/fexit on the mount calls' syscall functions (`__x64_sys_mount`, `move_mount`,
+        /// `fsopen`, `fsconfig`, `fsmount`): the calls themselves, and nothing else, pay.
+        FentrySysMount = "fentry:sys_mount",
+        /// fentry/fexit on `finish_automount` outside a mount call: a mount the kernel attached
+        /// itself.
+        FentryAutomount = "fentry:finish_automount",
     }
 }
 
@@ -192,13 +198,15 @@ named_enum! {
         Fsopen = "fsopen",
         Fsconfig = "fsconfig",
         Fsmount = "fsmount",
+        /// A mount the kernel attached itself, outside any mount call: an automount.
+        Automount = "automount",
     }
 }
 
 impl MountApi {
     /// Whether a successful call attaches a mount (fsopen/fsconfig/fsmount only prepare one).
     pub fn attaches(self) -> bool {
-        matches!(self, Self::Mount | Self::MoveMount)
+        matches!(self, Self::Mount | Self::MoveMount | Self::Automount)
     }
 }
 

@@ -181,12 +181,23 @@ pub struct MountCall {
     /// block device's number (a btrfs member maps to its filesystem), or a bind source's st_dev.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_dev: Option<String>,
+    /// An automount: the mount's id, as mountinfo numbers it (its `target` and
+    /// `mounted_dev` are found there by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_id: Option<u64>,
 }
 
 impl MountCall {
     /// "mount of /dev/loop0 on /mnt", "bind mount of /a/sub on /b", "move_mount to /c".
     pub fn describe(&self) -> String {
-        if self.api == MountApi::MoveMount {
+        if self.api == MountApi::Automount {
+            let on = if self.target.is_empty() {
+                "a mount point not in this mount namespace"
+            } else {
+                &self.target
+            };
+            format!("automount ({}) on {on}", if self.fstype.is_empty() { "?" } else { &self.fstype })
+        } else if self.api == MountApi::MoveMount {
             format!("move_mount to {}", self.target)
         } else if self.flags & freeze_common::mount_flags::MS_BIND != 0 {
             format!("bind mount of {} on {}", self.source, self.target)

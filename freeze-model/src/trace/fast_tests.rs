@@ -80,8 +80,16 @@ fn block() -> impl Strategy<Value = BlockIo> {
 }
 
 fn mount() -> impl Strategy<Value = MountCall> {
-    (one_of(MountApi::ALL), text(), text(), text(), any::<u64>(), proptest::option::of(text())).prop_map(
-        |(api, source, target, fstype, flags, mounted_dev)| MountCall {
+    (
+        one_of(MountApi::ALL),
+        text(),
+        text(),
+        text(),
+        any::<u64>(),
+        proptest::option::of(text()),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(api, source, target, fstype, flags, mounted_dev, mount_id)| MountCall {
             api,
             source,
             target,
@@ -89,8 +97,8 @@ fn mount() -> impl Strategy<Value = MountCall> {
             flags,
             mounted_dev,
             source_dev: None,
-        },
-    )
+            mount_id,
+        })
 }
 
 /// The parts of an event most lines lack.

@@ -526,6 +526,36 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
     feature(
         Feature::Mounts,
         &[
+            // The mount calls at their syscall functions (no syscall tracepoint: other syscalls
+            // pay nothing), and the mounts the kernel attaches itself (finish_automount: a global
+            // function, which no kernel inlines, unlike attach_recursive_mnt in 7.3).
+            Attempt {
+                hook: "fentry:sys_mount+finish_automount",
+                variant: None,
+                programs: Programs::Tracing(&[
+                    fentry("fw_sys_mount_entry", "__x64_sys_mount"),
+                    fexit("fw_sys_mount_exit", "__x64_sys_mount"),
+                    fentry("fw_sys_move_mount_entry", "__x64_sys_move_mount"),
+                    fexit("fw_sys_move_mount_exit", "__x64_sys_move_mount"),
+                    fentry("fw_sys_fsopen_entry", "__x64_sys_fsopen"),
+                    fexit("fw_sys_fsopen_exit", "__x64_sys_fsopen"),
+                    fentry("fw_sys_fsconfig_entry", "__x64_sys_fsconfig"),
+                    fexit("fw_sys_fsconfig_exit", "__x64_sys_fsconfig"),
+                    fentry("fw_sys_fsmount_entry", "__x64_sys_fsmount"),
+                    fexit("fw_sys_fsmount_exit", "__x64_sys_fsmount"),
+                    fentry("fw_automount_entry", "finish_automount"),
+                    fexit("fw_automount_exit", "finish_automount"),
+                ]),
+                limits: Some(
+                    "an automount's mount point is named when it is in freezewatch's mount namespace",
+                ),
+                needs: &[
+                    // (vfsmount, path): the mount, then where it goes (`m`, `__m` from 6.17).
+                    Need::Params { func: "finish_automount", params: &["path"], at: &[1] },
+                    Need::Field { strukt: "mount", path: &["mnt", "mnt_sb"] },
+                    Need::Field { strukt: "mount", path: &["mnt_id"] },
+                ],
+            },
             attempt("tp_btf:raw_syscalls:mount", Programs::Syscalls(syscall_feature::MOUNTS)),
             attempt(
                 "tracepoint:syscalls:mount",
@@ -708,6 +738,7 @@ mod tests {
         const SEVERAL: &[&str] = &[
             "lsm:sb_kern_mount+sb_mount+move_mount",
             "fentry:vfs_fallocate+do_truncate",
+            "fentry:sys_mount+finish_automount",
             "tp_btf:raw_syscalls:fallocate+ftruncate",
             "tracepoint:syscalls:fallocate+ftruncate",
             "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit",

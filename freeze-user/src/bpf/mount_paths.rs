@@ -63,6 +63,7 @@ mod tests {
 
     fn mount(dev: (u32, u32), mountpoint: &str) -> Mount {
         Mount {
+            id: 0,
             dev,
             root: "/".into(),
             mountpoint: mountpoint.into(),

@@ -104,6 +104,7 @@ mod tests {
         std::fs::write(member.join("dev"), format!("{}:{}\n", rdev.0, rdev.1)).expect("write");
         let mounts = vec![
             Mount {
+                id: 0,
                 dev: (0, 55),
                 root: "/".into(),
                 mountpoint: "/m".into(),
@@ -111,6 +112,7 @@ mod tests {
                 source: node.into(),
             },
             Mount {
+                id: 0,
                 dev: (0, 56),
                 root: "/".into(),
                 mountpoint: "/o".into(),

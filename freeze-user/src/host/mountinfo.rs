@@ -3,6 +3,8 @@ use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
+    /// The mount's id (mountinfo's first field).
+    pub id: u32,
     pub dev: (u32, u32),
     /// Root of the mount within the filesystem ("/" for a whole-fs mount).
     pub root: String,
@@ -38,6 +40,7 @@ pub fn parse(text: &str) -> Vec<Mount> {
             let r: Vec<&str> = right.split(' ').collect();
             let (maj, min) = f.get(2)?.split_once(':')?;
             Some(Mount {
+                id: f.first()?.parse().ok()?,
                 dev: (maj.parse().ok()?, min.parse().ok()?),
                 root: unescape(f.get(3)?),
                 mountpoint: unescape(f.get(4)?),
@@ -80,6 +83,11 @@ impl MountTable {
         self.in_order.iter().rev().find(|m| m.mountpoint == mountpoint).map(|m| m.dev)
     }
 
+    /// The mount with id `id`.
+    pub fn by_id(&self, id: u32) -> Option<&Mount> {
+        self.in_order.iter().find(|m| m.id == id)
+    }
+
     pub fn refresh(&mut self) {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         *self = Self::from_mounts(parse(&text));
@@ -116,6 +124,8 @@ garbage line without separator
         let m = parse(SAMPLE);
         assert_eq!(m.len(), 4);
         assert_eq!(m[1].dev, (7, 0));
+        assert_eq!((m[0].id, m[1].id), (22, 40));
+        assert_eq!(MountTable::from_mounts(m.clone()).by_id(41).map(|m| m.root.as_str()), Some("/sub"));
         assert_eq!(m[1].mountpoint, "/tmp/fw test/mnt");
         assert_eq!(m[3].fstype, "btrfs");
         assert_eq!(m[3].source, "/dev/loop1");

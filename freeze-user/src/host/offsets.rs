@@ -80,6 +80,8 @@ pub const FIELDS: &[Shown] = &[
     shown("dentry.d_inode", |o| o.dentry_d_inode),
     optional("do_truncate(nargs)", |o| o.do_truncate_nargs),
     shown("do_truncate(dentry arg)", |o| o.do_truncate_dentry_arg),
+    optional("mount.mnt", |o| o.mount_mnt),
+    optional("mount.mnt_id", |o| o.mount_mnt_id),
 ];
 
 /// `SB_FREEZE_LEVELS`: `s_writers.rw_sem[]` has one semaphore per gate level.
@@ -187,7 +189,16 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetError> {
         dentry_d_inode: ptr(btf, "dentry", &["d_inode"])?,
         do_truncate_nargs,
         do_truncate_dentry_arg,
+        // The mount-attach programs need these; where they are missing the attempt's needs say
+        // so and the programs stay unattached.
+        mount_mnt: offset_or_zero(btf.field("mount", &["mnt"])),
+        mount_mnt_id: sized(btf, "mount", &["mnt_id"], &[4], "4 (int)").map_or(0, |l| l.offset),
     })
+}
+
+/// A field's offset, or 0 where it is missing (only for fields an attempt's needs check).
+fn offset_or_zero(loc: Result<crate::host::btf::FieldLoc, BtfError>) -> u32 {
+    loc.map_or(0, |l| l.offset)
 }
 
 /// Where `do_truncate` has its `dentry` (and, next, its `length`), and how many parameters:
@@ -421,6 +432,8 @@ mod tests {
         assert_eq!((o.path_mnt, o.vfsmount_mnt_sb), (0, 8));
         assert_eq!((o.mapping_host, o.folio_index), (0, 24));
         assert_eq!((o.dentry_d_inode, o.do_truncate_dentry_arg, o.do_truncate_nargs), (48, 1, 5));
+        // No `struct mount` in this miniature: 0, and no error.
+        assert_eq!((o.mount_mnt, o.mount_mnt_id), (0, 0));
         assert_eq!(1u32 << o.page_shift, crate::host::kernel::page_size());
     }
 
@@ -494,6 +507,7 @@ mod tests {
             assert_eq!((o.sb_frozen, o.sb_frozen_size), (576, 2));
             assert_eq!(o.freeze_super_nargs, 3);
             assert_eq!((o.do_truncate_dentry_arg, o.do_truncate_nargs), (1, 5));
+            assert!(o.mount_mnt > 0 && o.mount_mnt_id > o.mount_mnt, "{o:?}");
         }
     }
 }

@@ -253,7 +253,16 @@ impl EventPipeline {
                 if ev.ret == Some(0) {
                     self.mounts_changed = true;
                 }
-                if ev.ret == Some(0) && call.target.starts_with('/') {
+                if let (Some(0), Some(id)) = (ev.ret, call.mount_id) {
+                    // A kernel attach: where it landed, and what, is the mount with its id.
+                    self.mounts.refresh();
+                    if let Some(m) = u32::try_from(id).ok().and_then(|id| self.mounts.by_id(id)) {
+                        call.target = m.mountpoint.clone();
+                        call.source = m.source.clone();
+                        call.fstype = m.fstype.clone();
+                        call.mounted_dev = Some(format!("{}:{}", m.dev.0, m.dev.1));
+                    }
+                } else if ev.ret == Some(0) && call.target.starts_with('/') {
                     let target = std::fs::canonicalize(&call.target)
                         .map(|p| p.to_string_lossy().into_owned())
                         .unwrap_or_else(|_| call.target.clone());

@@ -13,6 +13,7 @@ mod gate;
 mod hooks;
 mod live_findings;
 mod memory;
+mod mount_hooks;
 mod mounts;
 mod package;
 mod prometheus;

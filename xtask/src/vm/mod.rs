@@ -13,9 +13,12 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
+mod bench;
 mod kernels;
 mod qemu;
 mod stage;
+
+pub use bench::bench_guest;
 
 use kernels::KERNELS;
 use qemu::*;
@@ -74,10 +77,10 @@ const GUEST_HOOKS: &[(&str, &str)] = &[
     ("txn-ext4", "raw_tracepoint:ext4:ext4_journal_start"),
     ("txn-xfs", "raw_tracepoint:xfs:xfs_trans_alloc"),
     ("txn-btrfs", "fexit:btrfs_transaction+tracepoint:btrfs:btrfs_transaction_commit"),
-    ("mounts", "tp_btf:raw_syscalls:mount"),
+    ("mounts", "fentry:sys_mount+finish_automount"),
     ("completed-writes", "tp_btf:writeback"),
     ("mount-denial", "lsm:sb_kern_mount+sb_mount+move_mount"),
-    ("backing-files", "tp_btf:raw_syscalls:fallocate+ftruncate"),
+    ("backing-files", "fentry:vfs_fallocate+do_truncate"),
     ("freezer-exits", "tp_btf:sched:sched_process_exit"),
 ];
 
@@ -148,6 +151,12 @@ fn check(
     };
     ensure!(probe("fentry") == Some("ok".into()), "{name}: fentry probe: {:?}", probe("fentry"));
     ensure!(probe("lsm") == Some("ok".into()), "{name}: LSM probe: {:?}", probe("lsm"));
+    ensure!(probe("iter") == Some("ok".into()), "{name}: iterator probe: {:?}", probe("iter"));
+    let level_probe = &doctor["level_probe"]["Ok"];
+    ensure!(
+        level_probe == "iter:task_file",
+        "{name}: the level probe is {level_probe}, expected iter:task_file"
+    );
     let features = doctor["features"]["Ok"].as_array().with_context(|| format!("{name}: doctor features"))?;
     for (feature, hook) in GUEST_HOOKS {
         let hook = kernel.differs.iter().find(|d| d.feature == *feature).map_or(Some(*hook), |d| d.hook);

@@ -68,6 +68,17 @@ pub(super) fn probe_kvm(vmlinuz: &Path) -> std::result::Result<(), String> {
 
 /// Boots the guest and returns its console output, streamed to stderr as it comes.
 pub(super) fn boot(kernel: &kernels::Kernel, vmlinuz: &Path, initrd: &Path, kvm: bool) -> Result<String> {
+    boot_with(kernel, vmlinuz, initrd, kvm, "")
+}
+
+/// `boot`, with `extra` added to the kernel command line (the bench guest's settings).
+pub(super) fn boot_with(
+    kernel: &kernels::Kernel,
+    vmlinuz: &Path,
+    initrd: &Path,
+    kvm: bool,
+    extra: &str,
+) -> Result<String> {
     let name = kernel.name;
     let mut cmd = Command::new("qemu-system-x86_64");
     // One vCPU: with two, a TCG guest wedged for good (both vCPUs in soft lockup) in one of
@@ -81,7 +92,7 @@ pub(super) fn boot(kernel: &kernels::Kernel, vmlinuz: &Path, initrd: &Path, kvm:
         .arg("-append")
         .arg(format!(
             // Unknown key=value parameters reach the guest's init as environment variables.
-            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_ABSENT={} FW_OTHER_HOOK={} FW_QUIRKS={}",
+            "console=ttyS0 lsm=lockdown,capability,landlock,bpf panic=-1 quiet loglevel=1 FW_ABSENT={} FW_OTHER_HOOK={} FW_QUIRKS={} {extra}",
             kernel.absent(),
             kernel.other_hooks(),
             kernel.quirk_names(),

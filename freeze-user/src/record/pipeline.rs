@@ -263,9 +263,7 @@ impl EventPipeline {
                         call.mounted_dev = Some(format!("{}:{}", m.dev.0, m.dev.1));
                     }
                 } else if ev.ret == Some(0) && call.target.starts_with('/') {
-                    let target = std::fs::canonicalize(&call.target)
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .unwrap_or_else(|_| call.target.clone());
+                    let target = canonical_mount_point(&call.target);
                     self.mounts.refresh();
                     call.mounted_dev = self.mounts.dev_at(&target).map(|(ma, mi)| format!("{ma}:{mi}"));
                 }
@@ -337,4 +335,37 @@ fn name_the_layer(ev: &mut Event, loaded: &Loaded) -> Named {
     block.mapping =
         loaded.storage.mapping(&sb.dev, &block.dev, file, block.position(), block.span()).map(Box::new);
     if block.mapping.is_some() { Named::Done } else { Named::Unknown }
+}
+
+/// `target` with its directories' symlinks and dots resolved, as mountinfo names mount points,
+/// without walking into the mount point itself: a path walk through a mount holds it for that
+/// moment, and a `umount` right after the `mount` would then fail with EBUSY.
+fn canonical_mount_point(target: &str) -> String {
+    let path = std::path::Path::new(target);
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|p| p.join(name).to_string_lossy().into_owned())
+            .unwrap_or_else(|_| target.to_owned()),
+        _ => target.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_mount_point;
+
+    /// The directories above a mount point are resolved (a symlink among them); the mount point
+    /// itself is taken as named, never walked into.
+    #[test]
+    fn a_mount_point_is_resolved_up_to_its_parent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let real = dir.path().join("real");
+        std::fs::create_dir_all(real.join("mnt")).expect("dirs");
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).expect("symlink");
+        let canonical_real = std::fs::canonicalize(&real).expect("canonical");
+        let via_link = dir.path().join("link/mnt").display().to_string();
+        assert_eq!(canonical_mount_point(&via_link), canonical_real.join("mnt").display().to_string());
+        assert_eq!(canonical_mount_point("/"), "/");
+        assert_eq!(canonical_mount_point("/no/such/dir/mnt"), "/no/such/dir/mnt");
+    }
 }

@@ -70,6 +70,9 @@ fn bench_initramfs(kernel_dir: &Path, freezewatch: &Path, fw_load: &Path, out: &
         std::fs::create_dir_all(stage.join(d))?;
     }
     std::fs::copy("/bin/busybox", stage.join("bin/busybox")).context("busybox-static")?;
+    // The script's shell (see bench-init): dash runs PATH's programs, busybox's its applets.
+    let dash = output(Command::new("which").arg("dash"))?;
+    copy_with_libs_to(Path::new(dash.trim()), &stage, "bin/sh")?;
     copy_with_libs(freezewatch, &stage)?;
     copy_with_libs_to(fw_load, &stage, "usr/sbin/fw-load")?;
     for tool in BENCH_TOOLS {

@@ -250,9 +250,6 @@ impl EventPipeline {
             }
             EventKind::MountEnd => {
                 let Some(mut call) = self.mount_calls.remove(&ev.tid) else { return };
-                if ev.ret == Some(0) {
-                    self.mounts_changed = true;
-                }
                 if let (Some(0), Some(id)) = (ev.ret, call.mount_id) {
                     // A kernel attach: where it landed, and what, is the mount with its id.
                     self.mounts.refresh();
@@ -266,6 +263,9 @@ impl EventPipeline {
                     let target = canonical_mount_point(&call.target);
                     self.mounts.refresh();
                     call.mounted_dev = self.mounts.dev_at(&target).map(|(ma, mi)| format!("{ma}:{mi}"));
+                }
+                if ev.ret == Some(0) && call.api.attaches() && may_change_storage(&call, &self.mounts) {
+                    self.mounts_changed = true;
                 }
                 ev.mount = Some(call);
             }
@@ -337,6 +337,18 @@ fn name_the_layer(ev: &mut Event, loaded: &Loaded) -> Named {
     if block.mapping.is_some() { Named::Done } else { Named::Unknown }
 }
 
+/// Whether a mount that landed may change what the storage maps and the mount-point table hold:
+/// a filesystem on a block device, or a btrfs (whose superblock has an anonymous device), or one
+/// not known. A tmpfs, proc or other virtual mount changes neither, and a mount loop of them
+/// would otherwise have the recorder walk sysfs for each (docs/benchmarks.md, guest bench).
+fn may_change_storage(call: &MountCall, mounts: &MountTable) -> bool {
+    let Some((major, minor)) = call.mounted_dev.as_deref().and_then(|d| d.split_once(':')) else {
+        return true;
+    };
+    let (Ok(major), Ok(minor)) = (major.parse::<u32>(), minor.parse::<u32>()) else { return true };
+    major != 0 || mounts.all().iter().any(|m| m.dev == (major, minor) && m.fstype == "btrfs")
+}
+
 /// `target` with its directories' symlinks and dots resolved, as mountinfo names mount points,
 /// without walking into the mount point itself: a path walk through a mount holds it for that
 /// moment, and a `umount` right after the `mount` would then fail with EBUSY.
@@ -352,7 +364,34 @@ fn canonical_mount_point(target: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::canonical_mount_point;
+    use super::{canonical_mount_point, may_change_storage};
+    use crate::host::mountinfo::{MountTable, parse};
+    use freeze_model::event::{MountApi, MountCall};
+
+    fn landed(dev: Option<&str>) -> MountCall {
+        MountCall {
+            api: MountApi::Mount,
+            source: String::new(),
+            target: "/m".into(),
+            fstype: String::new(),
+            flags: 0,
+            mounted_dev: dev.map(Into::into),
+            source_dev: None,
+            mount_id: None,
+        }
+    }
+
+    /// Block-device and btrfs mounts (and unknown ones) refresh the storage maps; a tmpfs does not.
+    #[test]
+    fn only_a_mount_that_can_hold_storage_refreshes_the_maps() {
+        let mounts = MountTable::from_mounts(parse(
+            "30 1 0:40 / /t rw - tmpfs none rw\n31 1 0:41 / /b rw - btrfs /dev/loop1 rw\n",
+        ));
+        assert!(may_change_storage(&landed(Some("7:0")), &mounts));
+        assert!(may_change_storage(&landed(Some("0:41")), &mounts), "btrfs");
+        assert!(may_change_storage(&landed(None), &mounts), "unknown");
+        assert!(!may_change_storage(&landed(Some("0:40")), &mounts), "tmpfs");
+    }
 
     /// The directories above a mount point are resolved (a symlink among them); the mount point
     /// itself is taken as named, never walked into.

@@ -60,6 +60,14 @@ pub(crate) fn read_u64(addr: u64) -> Result<u64, i32> {
     unsafe { bpf_probe_read_kernel(addr as *const u64) }
 }
 
+/// `inode->i_mode` (umode_t), 0 where it cannot be read.
+#[inline(always)]
+pub(crate) fn inode_mode(inode: u64) -> u16 {
+    let addr = inode + off!(inode_i_mode);
+    // SAFETY: as read_u64.
+    unsafe { bpf_probe_read_kernel(addr as *const u16) }.unwrap_or(0)
+}
+
 #[inline(always)]
 pub(crate) fn read_u32(addr: u64) -> Result<u32, i32> {
     // SAFETY: as read_u64.

@@ -234,8 +234,9 @@ pub fn bpf_programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
         .collect()
 }
 
-/// Whether BPF program `id` is still loaded (BPF_PROG_GET_FD_BY_ID finds it).
-pub fn bpf_program_loaded(id: u32) -> bool {
+/// A descriptor of BPF program `id` (BPF_PROG_GET_FD_BY_ID), or the errno.
+fn bpf_program_fd(id: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
     const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
     // union bpf_attr's GET_FD_BY_ID member: prog_id, next_id, open_flags.
     let attr: [u32; 3] = [id, 0, 0];
@@ -243,57 +244,45 @@ pub fn bpf_program_loaded(id: u32) -> bool {
     let fd = unsafe {
         libc::syscall(libc::SYS_bpf, BPF_PROG_GET_FD_BY_ID, attr.as_ptr(), std::mem::size_of_val(&attr))
     };
-    if fd >= 0 {
-        // SAFETY: a descriptor the call above returned to us and nobody else holds.
-        unsafe { libc::close(fd as libc::c_int) };
-        return true;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
+    // SAFETY: a descriptor the call above returned to us and nobody else holds.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Whether BPF program `id` is still loaded (BPF_PROG_GET_FD_BY_ID finds it).
+pub fn bpf_program_loaded(id: u32) -> bool {
+    bpf_program_fd(id).map_or_else(|e| e.raw_os_error() != Some(libc::ENOENT), |_| true)
 }
 
 /// What the kernel says of each BPF program process `pid` holds: its type (`bpf_prog_type`) and
 /// name (cut to 15 bytes, as the kernel keeps it), from `BPF_OBJ_GET_INFO_BY_FD`.
 pub fn bpf_program_infos_of(pid: u32) -> Vec<(u32, String)> {
-    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    use std::os::fd::AsRawFd as _;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // union bpf_attr's info member: bpf_fd, info_len, info (a pointer).
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
     bpf_programs_of(pid)
         .into_iter()
         .filter_map(|id| {
-            let attr: [u32; 3] = [id, 0, 0];
-            // SAFETY: bpf(2) reads the attribute from a live local and returns a new descriptor.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_PROG_GET_FD_BY_ID,
-                    attr.as_ptr(),
-                    std::mem::size_of_val(&attr),
-                )
-            };
-            if fd < 0 {
-                return None;
-            }
+            let fd = bpf_program_fd(id).ok()?;
             // struct bpf_prog_info up to its name: type at 0, name[16] at 64.
             let mut info = [0u8; 80];
-            // union bpf_attr's info member: bpf_fd, info_len, info (a pointer).
-            #[repr(C)]
-            struct InfoAttr {
-                bpf_fd: u32,
-                info_len: u32,
-                info: u64,
-            }
-            let get =
-                InfoAttr { bpf_fd: fd as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+            let get = InfoAttr {
+                bpf_fd: fd.as_raw_fd() as u32,
+                info_len: info.len() as u32,
+                info: info.as_mut_ptr() as u64,
+            };
             // SAFETY: the kernel writes at most `info_len` bytes into `info`, which outlives the
-            // call; the descriptor is ours and closed right after.
+            // call, and reads the attribute from a live local.
             let rc = unsafe {
-                let rc = libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_OBJ_GET_INFO_BY_FD,
-                    &raw const get,
-                    size_of::<InfoAttr>(),
-                );
-                libc::close(fd as libc::c_int);
-                rc
+                libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &raw const get, size_of::<InfoAttr>())
             };
             if rc != 0 {
                 return None;

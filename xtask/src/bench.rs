@@ -62,7 +62,8 @@ fn measure(cmd: &mut Command, input: Option<&Path>) -> Result<Run> {
     Ok(Run { wall, cpu: secs(usage.ru_utime) + secs(usage.ru_stime), rss_kib: usage.ru_maxrss as u64 })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the upper one of an even count); `v` is not empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -16,7 +16,10 @@ use std::{
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::scratch::{LoopFs, Reaped, Tmpfs};
+use crate::{
+    bench::median,
+    scratch::{LoopFs, Reaped, Tmpfs},
+};
 
 const ROUNDS: usize = 3;
 const RUN: Duration = Duration::from_secs(2);
@@ -197,11 +200,6 @@ fn run_workload(w: usize, mnt: &Path) -> Result<f64> {
             Ok(ops as f64 / began.elapsed().as_secs_f64())
         }
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Wall seconds of `cmd` from spawn to exit.

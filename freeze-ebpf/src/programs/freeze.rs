@@ -5,7 +5,7 @@ use super::write::{S_IFDIR, S_IFMT};
 use crate::{
     emit::{Emit, emit, on_begin, on_end},
     maps::{BDEV_CALLS, bdev_call, bump, hit},
-    read::{SysArgs, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
+    read::{SysArgs, inode_mode, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
 };
 use aya_ebpf::{
     EbpfContext,
@@ -102,10 +102,7 @@ pub fn fw_level_iter(ctx: *mut core::ffi::c_void) -> i32 {
     }
     hit(hook::ITER_TASK_FILE);
     let Ok(inode) = read_u64(file + off!(file_f_inode)) else { return 0 };
-    let mode_addr = inode + off!(inode_i_mode);
-    // SAFETY: as read_u64.
-    let mode = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(mode_addr as *const u16) };
-    if mode.unwrap_or(0) & S_IFMT != S_IFDIR {
+    if inode_mode(inode) & S_IFMT != S_IFDIR {
         return 0;
     }
     match read_u64(inode + off!(inode_i_sb)) {

@@ -4,10 +4,10 @@
 use crate::{
     emit::{Emit, emit, stack_of},
     maps::{BACKING_FILES, WATCHED_DEVS, WRITING, Writing, any_watched, bump, hit},
-    read::{file_from_fd, frozen_sb_of, read_u32, read_u64, sb_bdev, sys_exit_ret},
+    read::{file_from_fd, frozen_sb_of, inode_mode, read_u32, read_u64, sb_bdev, sys_exit_ret},
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::bpf_get_current_pid_tgid,
     macros::tracepoint,
     programs::{TracePointContext, tracing::StackIdContext},
 };
@@ -31,10 +31,7 @@ pub(crate) enum Target {
 /// superblock or the backing file of a frozen filesystem's loop device.
 #[inline(always)]
 pub(crate) fn write_target(inode: u64) -> Option<Target> {
-    let mode_addr = inode + off!(inode_i_mode);
-    // SAFETY: as read_u64.
-    let mode = unsafe { bpf_probe_read_kernel(mode_addr as *const u16) }.unwrap_or(0);
-    if mode & S_IFMT != S_IFREG {
+    if inode_mode(inode) & S_IFMT != S_IFREG {
         return None;
     }
     let sb = read_u64(inode + off!(inode_i_sb)).ok()?;

@@ -83,6 +83,11 @@ impl MountTable {
         self.in_order.iter().rev().find(|m| m.mountpoint == mountpoint).map(|m| m.dev)
     }
 
+    /// The filesystem type mounted from `dev`.
+    pub fn fstype(&self, dev: (u32, u32)) -> Option<&str> {
+        self.by_dev.get(&dev)?.first().map(|m| m.fstype.as_str())
+    }
+
     /// The mount with id `id`.
     pub fn by_id(&self, id: u32) -> Option<&Mount> {
         self.in_order.iter().find(|m| m.id == id)

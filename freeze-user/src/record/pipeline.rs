@@ -250,21 +250,24 @@ impl EventPipeline {
             }
             EventKind::MountEnd => {
                 let Some(mut call) = self.mount_calls.remove(&ev.tid) else { return };
+                // The device now mounted where it landed, from mountinfo.
+                let mut landed = None;
                 if let (Some(0), Some(id)) = (ev.ret, call.mount_id) {
-                    // A kernel attach: where it landed, and what, is the mount with its id.
+                    // An automount: where it landed, and what, is the mount with its id.
                     self.mounts.refresh();
                     if let Some(m) = u32::try_from(id).ok().and_then(|id| self.mounts.by_id(id)) {
                         call.target = m.mountpoint.clone();
                         call.source = m.source.clone();
                         call.fstype = m.fstype.clone();
-                        call.mounted_dev = Some(format!("{}:{}", m.dev.0, m.dev.1));
+                        landed = Some(m.dev);
                     }
                 } else if ev.ret == Some(0) && call.target.starts_with('/') {
                     let target = canonical_mount_point(&call.target);
                     self.mounts.refresh();
-                    call.mounted_dev = self.mounts.dev_at(&target).map(|(ma, mi)| format!("{ma}:{mi}"));
+                    landed = self.mounts.dev_at(&target);
                 }
-                if ev.ret == Some(0) && call.api.attaches() && may_change_storage(&call, &self.mounts) {
+                call.mounted_dev = landed.map(|(ma, mi)| format!("{ma}:{mi}"));
+                if ev.ret == Some(0) && call.api.attaches() && may_change_storage(landed, &self.mounts) {
                     self.mounts_changed = true;
                 }
                 ev.mount = Some(call);
@@ -341,12 +344,8 @@ fn name_the_layer(ev: &mut Event, loaded: &Loaded) -> Named {
 /// a filesystem on a block device, or a btrfs (whose superblock has an anonymous device), or one
 /// not known. A tmpfs, proc or other virtual mount changes neither, and a mount loop of them
 /// would otherwise have the recorder walk sysfs for each (docs/benchmarks.md, guest bench).
-fn may_change_storage(call: &MountCall, mounts: &MountTable) -> bool {
-    let Some((major, minor)) = call.mounted_dev.as_deref().and_then(|d| d.split_once(':')) else {
-        return true;
-    };
-    let (Ok(major), Ok(minor)) = (major.parse::<u32>(), minor.parse::<u32>()) else { return true };
-    major != 0 || mounts.all().iter().any(|m| m.dev == (major, minor) && m.fstype == "btrfs")
+fn may_change_storage(landed: Option<(u32, u32)>, mounts: &MountTable) -> bool {
+    landed.is_none_or(|dev| dev.0 != 0 || mounts.fstype(dev) == Some("btrfs"))
 }
 
 /// `target` with its directories' symlinks and dots resolved, as mountinfo names mount points,
@@ -366,20 +365,6 @@ fn canonical_mount_point(target: &str) -> String {
 mod tests {
     use super::{canonical_mount_point, may_change_storage};
     use crate::host::mountinfo::{MountTable, parse};
-    use freeze_model::event::{MountApi, MountCall};
-
-    fn landed(dev: Option<&str>) -> MountCall {
-        MountCall {
-            api: MountApi::Mount,
-            source: String::new(),
-            target: "/m".into(),
-            fstype: String::new(),
-            flags: 0,
-            mounted_dev: dev.map(Into::into),
-            source_dev: None,
-            mount_id: None,
-        }
-    }
 
     /// Block-device and btrfs mounts (and unknown ones) refresh the storage maps; a tmpfs does not.
     #[test]
@@ -387,10 +372,10 @@ mod tests {
         let mounts = MountTable::from_mounts(parse(
             "30 1 0:40 / /t rw - tmpfs none rw\n31 1 0:41 / /b rw - btrfs /dev/loop1 rw\n",
         ));
-        assert!(may_change_storage(&landed(Some("7:0")), &mounts));
-        assert!(may_change_storage(&landed(Some("0:41")), &mounts), "btrfs");
-        assert!(may_change_storage(&landed(None), &mounts), "unknown");
-        assert!(!may_change_storage(&landed(Some("0:40")), &mounts), "tmpfs");
+        assert!(may_change_storage(Some((7, 0)), &mounts));
+        assert!(may_change_storage(Some((0, 41)), &mounts), "btrfs");
+        assert!(may_change_storage(None, &mounts), "unknown");
+        assert!(!may_change_storage(Some((0, 40)), &mounts), "tmpfs");
     }
 
     /// The directories above a mount point are resolved (a symlink among them); the mount point

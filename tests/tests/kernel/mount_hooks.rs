@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use freezewatch_tests::{
-    FsType, LoopFs, Recorder, Trace, bpf_program_infos_of, guest_feature_available, raw_tracepoints_of,
-    record_script_with,
+    Frozen, FsType, LoopFs, Recorder, Trace, bpf_program_infos_of, guest_feature_available, mount_device,
+    raw_tracepoints_of, record_script_with,
 };
 use serde_json::Value;
 
@@ -158,16 +158,14 @@ fn where_fentry_works_no_program_is_attached_to_a_syscall_tracepoint() {
     let rec = Recorder::start(&[]).expect("recorder");
     let raw = raw_tracepoints_of(rec.pid());
     let programs = bpf_program_infos_of(rec.pid());
-    let run = |args: &[&str]| {
-        let ok = std::process::Command::new(args[0]).args(&args[1..]).status().is_ok_and(|s| s.success());
-        assert!(ok, "{args:?}");
+    let (mounted, truncated) = {
+        let _frozen = Frozen::new(&fs).expect("freeze");
+        let mounted = mount_device("ext4", &fs.loopdev, &again);
+        let truncated = std::process::Command::new("truncate").args(["-s", "63M"]).arg(&fs.image).status();
+        (mounted, truncated)
     };
-    run(&["fsfreeze", "-f", fs.mnt()]);
-    let mounted = std::process::Command::new("mount").args(["-t", "ext4", &fs.loopdev]).arg(&again).status();
     let _unmount = Unmount(&again);
-    let truncated = std::process::Command::new("truncate").args(["-s", "63M"]).arg(&fs.image).status();
-    run(&["fsfreeze", "-u", fs.mnt()]);
-    assert!(mounted.is_ok_and(|s| s.success()) && truncated.is_ok_and(|s| s.success()));
+    assert!(mounted.is_ok() && truncated.as_ref().is_ok_and(|s| s.success()), "{mounted:?} {truncated:?}");
     let trace = rec.finish().expect("trace");
 
     assert!(raw.iter().any(|t| t == "sched_process_exit"), "the links are read: {raw:?}");

@@ -7,13 +7,13 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Command,
 };
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::bench::median;
 
 /// The tools the bench guest runs beside freezewatch (copied from this machine with their
 /// libraries): its loads, and what makes the filesystems they run on.
@@ -24,11 +24,6 @@ const BENCH_PACKAGES: &[(&str, &str)] = &[("fio", "fio")];
 
 /// One run's figure: (round, setup, state, load) → operations per second.
 type Runs = BTreeMap<(u32, String, String, String), f64>;
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    (!v.is_empty()).then(|| v[v.len() / 2])
-}
 
 /// The `FW-BENCH ROUND SETUP STATE LOAD OPS` lines of a guest's log.
 fn runs_in(log: &str) -> Runs {
@@ -64,33 +59,9 @@ fn ratios(runs: &Runs) -> Value {
 /// The initramfs of the bench guest: freezewatch, fw-load, the tools, the kernel's modules and
 /// bench-init as PID 1.
 fn bench_initramfs(kernel_dir: &Path, freezewatch: &Path, fw_load: &Path, out: &Path) -> Result<()> {
-    let stage = out.with_extension("d");
-    let _ = std::fs::remove_dir_all(&stage);
-    for d in ["bin", "usr/sbin", "lib", "etc", "proc", "sys", "dev", "tmp", "mnt"] {
-        std::fs::create_dir_all(stage.join(d))?;
-    }
-    std::fs::copy("/bin/busybox", stage.join("bin/busybox")).context("busybox-static")?;
-    // The script's shell (see bench-init): dash runs PATH's programs, busybox's its applets.
-    let dash = output(Command::new("which").arg("dash"))?;
-    copy_with_libs_to(Path::new(dash.trim()), &stage, "bin/sh")?;
-    copy_with_libs(freezewatch, &stage)?;
-    copy_with_libs_to(fw_load, &stage, "usr/sbin/fw-load")?;
-    for tool in BENCH_TOOLS {
-        let path = output(Command::new("which").arg(tool))?;
-        copy_with_libs(Path::new(path.trim()), &stage)?;
-    }
-    std::fs::copy("/etc/mke2fs.conf", stage.join("etc/mke2fs.conf")).context("mke2fs.conf")?;
-    stage_modules(kernel_dir, &stage)?;
-    std::fs::copy(root().join("xtask/vm/bench-init"), stage.join("init"))?;
-    std::fs::set_permissions(stage.join("init"), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    crate::run(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("find . | cpio -o -H newc --quiet | gzip -1 > '{}'", out.display()))
-            .current_dir(&stage),
-    )?;
-    std::fs::remove_dir_all(&stage)?;
-    Ok(())
+    build_initramfs(kernel_dir, freezewatch, BENCH_TOOLS, "bench-init", out, |stage| {
+        copy_with_libs_to(fw_load, stage, "usr/sbin/fw-load")
+    })
 }
 
 /// Builds fw-load (release) and returns its path.

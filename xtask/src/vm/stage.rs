@@ -239,29 +239,47 @@ pub(super) fn initramfs(
     filter: Option<&str>,
     out: &Path,
 ) -> Result<()> {
+    build_initramfs(kernel_dir, freezewatch, GUEST_TOOLS, "init", out, |stage| {
+        copy_with_libs_to(&tests.fsmount, stage, "usr/sbin/fw-fsmount")?;
+        copy_with_libs_to(&tests.exe, stage, "tests/kernel")?;
+        // The plan the init runs: one line per module, its name and then its tests' full names.
+        let plan: Vec<String> =
+            tests.plan(filter).iter().map(|(m, t)| format!("{m} {}", t.join(" "))).collect();
+        std::fs::write(stage.join("tests/plan"), plan.join("\n") + "\n")?;
+        Ok(())
+    })
+}
+
+/// Builds the gzipped cpio `out` a guest boots with: busybox, dash as /bin/sh, freezewatch and
+/// `tools` (found on PATH) with their libraries, mke2fs.conf, the kernel's modules, and
+/// xtask/vm/`init` as PID 1; `extra` adds what only this guest needs to the staging directory.
+pub(super) fn build_initramfs(
+    kernel_dir: &Path,
+    freezewatch: &Path,
+    tools: &[&str],
+    init: &str,
+    out: &Path,
+    extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let stage = out.with_extension("d");
     let _ = std::fs::remove_dir_all(&stage);
-    for d in ["bin", "usr/sbin", "lib", "etc", "proc", "sys", "dev", "tmp", "tests"] {
+    for d in ["bin", "usr/sbin", "lib", "etc", "proc", "sys", "dev", "tmp"] {
         std::fs::create_dir_all(stage.join(d))?;
     }
     std::fs::copy("/bin/busybox", stage.join("bin/busybox")).context("busybox-static")?;
     let which =
         |b: &str| -> Result<PathBuf> { Ok(PathBuf::from(output(Command::new("which").arg(b))?.trim())) };
     // A POSIX shell that runs PATH's programs: busybox sh would run its own applets instead
-    // (its fsfreeze, mount and dd differ from util-linux's and coreutils').
+    // (its fsfreeze, mount, losetup and dd differ from util-linux's and coreutils').
     copy_with_libs_to(&which("dash")?, &stage, "bin/sh")?;
     copy_with_libs(freezewatch, &stage)?;
-    copy_with_libs_to(&tests.fsmount, &stage, "usr/sbin/fw-fsmount")?;
-    for tool in GUEST_TOOLS {
+    for tool in tools {
         copy_with_libs(&which(tool)?, &stage)?;
     }
-    copy_with_libs_to(&tests.exe, &stage, "tests/kernel")?;
-    // The plan the init runs: one line per module, its name and then its tests' full names.
-    let plan: Vec<String> = tests.plan(filter).iter().map(|(m, t)| format!("{m} {}", t.join(" "))).collect();
-    std::fs::write(stage.join("tests/plan"), plan.join("\n") + "\n")?;
+    extra(&stage)?;
     std::fs::copy("/etc/mke2fs.conf", stage.join("etc/mke2fs.conf")).context("mke2fs.conf")?;
     stage_modules(kernel_dir, &stage)?;
-    std::fs::copy(root().join("xtask/vm/init"), stage.join("init"))?;
+    std::fs::copy(root().join("xtask/vm").join(init), stage.join("init"))?;
     // PID 1 must be executable whatever mode the checkout gave the file.
     std::fs::set_permissions(stage.join("init"), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     run(Command::new("sh")

@@ -2,8 +2,8 @@
 //! watch maps that let the hot paths filter by superblock.
 use crate::{
     maps::{
-        BDEV_CALLS, EVENTS, FROZEN_SBS, GATE_LOCKS, GateLock, OWNERS, PENDING, Pending, STACKS, WATCHED_DEVS,
-        WATCHED_UUIDS, WATCHING, bump,
+        BDEV_CALLS, EVENTS, FROZEN_SBS, GATE_LOCKS, GateLock, HELD_MOUNTS, OWNERS, PENDING, Pending, STACKS,
+        WATCHED_DEVS, WATCHED_UUIDS, WATCHING, any_watched, bump, judged_by_relevance,
     },
     read::{
         fill_ident, gate_lock_addr, group_exiting, is_reaper, process_start, read_level, read_u32, read_u64,
@@ -156,6 +156,26 @@ pub(crate) fn emit_mount(e: &Emit, source: u64, target: u64, fstype: u64) {
     entry.submit(0);
 }
 
+/// A mount call of this thread (`p`) ends: when its begin record was held back, sends it if the
+/// call matters (see `HELD_MOUNTS`). Returns whether its end record is to be sent.
+#[inline(always)]
+fn send_held_mount(tid: u32, p: &Pending) -> bool {
+    // SAFETY: the value is copied out at once.
+    let Some(held) = (unsafe { HELD_MOUNTS.get(tid) }).copied() else { return true };
+    let _ = HELD_MOUNTS.remove(tid);
+    let matters = if judged_by_relevance(p.hook, held.api) { held.matters != 0 } else { any_watched() };
+    if !matters {
+        return false;
+    }
+    let mut e = Emit::new(kind::MOUNT_BEGIN, p.hook, p.begin_ts_ns, p.sb);
+    e.level_before = p.level_before;
+    e.level_after = p.level_before;
+    e.flags = held.api;
+    e.arg = held.flags;
+    emit_mount(&e, held.source, held.target, held.fstype);
+    true
+}
+
 #[inline(always)]
 pub(crate) fn on_begin(begin_kind: u32, hook: u32, sb: u64, holder: u32) {
     // SAFETY: the helper has no preconditions.
@@ -190,6 +210,9 @@ pub(crate) fn on_end(hook: u32, ret: i64) {
         return;
     }
     let _ = PENDING.remove(tid);
+    if p.begin_kind == kind::MOUNT_BEGIN && !send_held_mount(tid, &p) {
+        return;
+    }
     // SAFETY: the helper has no preconditions.
     let ts = unsafe { bpf_ktime_get_ns() };
     let level_after = read_level(p.sb);

@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, StackTrace, lpm_trie::Key},
 };
-use freeze_common::{Extent, ExtentKey, InodeKey, KernelOffsets, PATH_KEY_BYTES, counter, deny, hook};
+use freeze_common::{
+    Extent, ExtentKey, InodeKey, KernelOffsets, PATH_KEY_BYTES, counter, deny, hook, mount_api,
+};
 
 /// Filled by user space before load (`EbpfLoader::override_global`); read-only for the programs.
 #[unsafe(no_mangle)]
@@ -126,6 +128,36 @@ pub(crate) mod bdev_call {
     /// 6.8 on), which reports the freeze itself: the `freeze_super`/`thaw_super` it calls stays
     /// silent (a kernel may call an inlined or split copy of those, which fentry never sees).
     pub const REPORTS: u32 = 2;
+}
+
+/// Mount calls whose begin record is held back, by thread id: between freezes none is sent (a
+/// mount then cannot land on a frozen filesystem, and a mount loop costs user space nothing), and
+/// at the mount calls' functions none is sent until the call shows it touched a freezing or
+/// frozen superblock. Sent with the end when the call turns out to matter (`emit::on_end`).
+#[map]
+pub(crate) static HELD_MOUNTS: HashMap<u32, HeldMount> = HashMap::with_max_entries(4096, 0);
+
+/// What a held-back MOUNT_BEGIN record needs besides its `Pending`: the call's user-memory
+/// strings (read when it is sent, still the caller's), its `flags`, and its api.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct HeldMount {
+    pub(crate) source: u64,
+    pub(crate) target: u64,
+    pub(crate) fstype: u64,
+    pub(crate) flags: u64,
+    pub(crate) api: u32,
+    /// Set by the relevance programs (`programs::mount`): the call reached a superblock that
+    /// is not unfrozen, or a path they cannot place.
+    pub(crate) matters: u32,
+}
+
+/// Whether the relevance programs judge a call of `api` begun at `hook`: mount(2) and
+/// move_mount at their functions (the same attempt attaches both). Other calls, and every call
+/// seen elsewhere, matter when something is freezing or frozen at their end.
+#[inline(always)]
+pub(crate) fn judged_by_relevance(hook: u32, api: u32) -> bool {
+    hook == hook::FENTRY_SYS_MOUNT && (api == mount_api::MOUNT || api == mount_api::MOVE_MOUNT)
 }
 
 /// Tasks waiting at a gate, by thread id.

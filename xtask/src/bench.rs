@@ -63,6 +63,12 @@ fn measure(cmd: &mut Command, input: Option<&Path>) -> Result<Run> {
 }
 
 /// The median of `v` (the upper one of an even count); `v` is not empty.
+/// Builds a binary of the tests crate (release: fw-load, fw-floor) and returns its path.
+pub(crate) fn build_tests_bin(name: &str) -> Result<PathBuf> {
+    crate::run(crate::cargo().args(["build", "--release", "--package", "freezewatch-tests", "--bin", name]))?;
+    Ok(workspace_root().join("target/release").join(name))
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]

@@ -64,6 +64,13 @@ fn bpftrace_program() -> String {
 /// Where `Tracer::Freezewatch` writes its trace, in the scratch directory.
 const RECORD_TRACE: &str = "record.ndjson";
 
+/// The programs the tracers run.
+struct Bins<'a> {
+    freezewatch: &'a Path,
+    /// The tests crate's fw-floor (release).
+    floor: &'a Path,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tracer {
     None,
@@ -75,15 +82,19 @@ enum Tracer {
     /// (`FIRST_CHOICES` skipped).
     FreezewatchTracepoints,
     Bpftrace,
+    /// An empty `tp_btf` program on `raw_syscalls:sys_enter` and one on `sys_exit` (the tests
+    /// crate's fw-floor): the least any syscall hook costs, the floor of the dispatcher.
+    Floor,
 }
 
 impl Tracer {
-    const ALL: [Tracer; 5] = [
+    const ALL: [Tracer; 6] = [
         Tracer::None,
         Tracer::Freezewatch,
         Tracer::FreezewatchSyscalls,
         Tracer::FreezewatchTracepoints,
         Tracer::Bpftrace,
+        Tracer::Floor,
     ];
 
     fn name(self) -> &'static str {
@@ -93,16 +104,17 @@ impl Tracer {
             Tracer::FreezewatchSyscalls => "freezewatch record, write-syscall fallback",
             Tracer::FreezewatchTracepoints => "freezewatch record, tracepoint fallbacks",
             Tracer::Bpftrace => "bpftrace",
+            Tracer::Floor => "empty tp_btf on sys_enter/sys_exit",
         }
     }
 
     /// Starts the tracer and returns once its probes are attached.
-    fn start(self, bin: &Path, scratch: &Path) -> Result<Option<Reaped>> {
+    fn start(self, bins: &Bins, scratch: &Path) -> Result<Option<Reaped>> {
         let log = scratch.join("tracer.log");
         let mut cmd = match self {
             Tracer::None => return Ok(None),
             Tracer::Freezewatch | Tracer::FreezewatchSyscalls | Tracer::FreezewatchTracepoints => {
-                let mut c = Command::new(bin);
+                let mut c = Command::new(bins.freezewatch);
                 c.args(["record", "--out"]).arg(scratch.join(RECORD_TRACE));
                 match self {
                     Tracer::FreezewatchSyscalls => _ = c.env("FREEZEWATCH_SKIP_HOOKS", "tp_btf:writeback"),
@@ -116,6 +128,12 @@ impl Tracer {
                 c.arg("-e").arg(bpftrace_program());
                 c
             }
+            Tracer::Floor => {
+                // It holds its programs until stdin closes (or SIGINT, as the others stop).
+                let mut c = Command::new(bins.floor);
+                c.stdin(std::process::Stdio::piped());
+                c
+            }
         };
         let file = std::fs::File::create(&log)?;
         cmd.stdout(file.try_clone()?).stderr(file);
@@ -124,6 +142,7 @@ impl Tracer {
             Tracer::Freezewatch | Tracer::FreezewatchSyscalls | Tracer::FreezewatchTracepoints => {
                 "freezewatch: recording"
             }
+            Tracer::Floor => "fw-floor: attached",
             _ => "Attaching",
         };
         let began = Instant::now();
@@ -256,10 +275,10 @@ const PACKAGES: &[(&str, &str)] = &[("fio", "fio"), ("bpftrace", "bpftrace")];
 /// Writers hammering a frozen filesystem's own loop device with 4 KiB O_DIRECT writes for a
 /// second, each one a slip event: how many the kernel sent, how many the trace holds, how many
 /// were lost (the ring buffer was full), at the default ring size.
-fn burst(bin: &Path, scratch: &Path) -> Result<Value> {
+fn burst(bins: &Bins, scratch: &Path) -> Result<Value> {
     const WRITERS: usize = 2;
     let fs = LoopFs::new("ext4", 256, scratch, "burst")?;
-    let rec = Tracer::Freezewatch.start(bin, scratch)?;
+    let rec = Tracer::Freezewatch.start(bins, scratch)?;
     fs.fsfreeze("-f")?;
     let written: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..WRITERS)
@@ -323,7 +342,9 @@ pub fn bench(bin: &Path) -> Result<Value> {
     }
     let tmp = Tmpfs::new("bench", 1536)?;
     let starts = start_stop(bin, &tmp.dir)?;
-    let burst = burst(bin, &tmp.dir)?;
+    let floor = crate::bench::build_tests_bin("fw-floor")?;
+    let bins = Bins { freezewatch: bin, floor: &floor };
+    let burst = burst(&bins, &tmp.dir)?;
     let other = LoopFs::new("ext4", 64, &tmp.dir, "other")?;
     let mut rows = Vec::new();
     for fstype in ["ext4", "xfs"] {
@@ -336,7 +357,7 @@ pub fn bench(bin: &Path) -> Result<Value> {
                 let t = (round + k) % tracers;
                 let tracer = Tracer::ALL[t];
                 eprintln!("xtask: bench {fstype} round {} {}", round + 1, tracer.name());
-                let running = tracer.start(bin, &tmp.dir)?;
+                let running = tracer.start(&bins, &tmp.dir)?;
                 for (s, state) in State::ALL.iter().enumerate() {
                     match state {
                         State::Fresh => {}
@@ -364,17 +385,29 @@ pub fn bench(bin: &Path) -> Result<Value> {
                     "untraced_ops_per_s": median(per_tracer[0].clone()),
                     "freezewatch_ratio": ratio(1), "freezewatch_syscalls_ratio": ratio(2),
                     "freezewatch_tracepoints_ratio": ratio(3), "bpftrace_ratio": ratio(4),
+                    "floor_ratio": ratio(5),
+                    // freezewatch's throughput against the empty programs' (the goal: >= 0.97).
+                    "freezewatch_vs_floor": median((0..ROUNDS).map(|r| per_tracer[1][r] / per_tracer[5][r]).collect()),
                     "rounds": ROUNDS}));
             }
         }
     }
     println!(
-        "\n{:<5} {:<34} {:<30} {:>12} {:>11} {:>11} {:>13} {:>9}",
-        "fs", "workload", "state", "untraced/s", "freezewatch", "(syscalls)", "(tracepoints)", "bpftrace"
+        "\n{:<5} {:<34} {:<30} {:>12} {:>11} {:>11} {:>13} {:>9} {:>9} {:>10}",
+        "fs",
+        "workload",
+        "state",
+        "untraced/s",
+        "freezewatch",
+        "(syscalls)",
+        "(tracepoints)",
+        "bpftrace",
+        "floor",
+        "fw/floor"
     );
     for r in &rows {
         println!(
-            "{:<5} {:<34} {:<30} {:>12.0} {:>10.3}x {:>10.3}x {:>12.3}x {:>8.3}x",
+            "{:<5} {:<34} {:<30} {:>12.0} {:>10.3}x {:>10.3}x {:>12.3}x {:>8.3}x {:>8.3}x {:>9.3}x",
             r["fs"].as_str().unwrap_or(""),
             r["workload"].as_str().unwrap_or(""),
             r["state"].as_str().unwrap_or(""),
@@ -383,6 +416,8 @@ pub fn bench(bin: &Path) -> Result<Value> {
             r["freezewatch_syscalls_ratio"].as_f64().unwrap_or(0.0),
             r["freezewatch_tracepoints_ratio"].as_f64().unwrap_or(0.0),
             r["bpftrace_ratio"].as_f64().unwrap_or(0.0),
+            r["floor_ratio"].as_f64().unwrap_or(0.0),
+            r["freezewatch_vs_floor"].as_f64().unwrap_or(0.0),
         );
     }
     Ok(json!({"start_stop": starts, "burst": burst, "overhead": rows}))

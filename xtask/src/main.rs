@@ -62,7 +62,8 @@ enum Cmd {
     Screenshot,
     /// Benchmarks (release build): `check` and `report` of a synthetic trace of a million events;
     /// as root also start + stop and idle memory of `record`, and what recording costs fio and
-    /// create/unlink loads on loop ext4 and xfs, beside bpftrace on the same tracepoints. Medians
+    /// create/unlink loads on loop ext4 and xfs, beside bpftrace on the same tracepoints and the
+    /// floor of any syscall hook (an empty tp_btf program on sys_enter/sys_exit). Medians
     /// over interleaved rounds; results in target/bench/results.json (see docs/benchmarks.md).
     Bench {
         /// Only the user-space figures (no root needed, a minute and a half).
@@ -81,6 +82,15 @@ enum Cmd {
         /// Seconds each load runs in the guest bench.
         #[arg(long, default_value_t = 3.0, requires = "guest")]
         seconds: f64,
+        /// Only these loads of the guest bench (fio-1k-buffered, fio-4k-direct, create-unlink,
+        /// getppid, mount-umount), separated by commas.
+        #[arg(long, value_delimiter = ',', requires = "guest")]
+        loads: Vec<String>,
+        /// Have the guest's kernel time every program run (kernel.bpf_stats_enabled) and print
+        /// the programs' share beside the tracer's CPU: to find where a cost is (it adds two
+        /// clock reads to every run, so the ratios are not the product's).
+        #[arg(long, requires = "guest")]
+        bpf_stats: bool,
     },
     /// Boot Debian cloud kernels (5.10, 6.1, 6.12, 7.3) under QEMU, two at a time, where fentry and BPF LSM load, and run
     /// the kernel test suite there (fentry paths, mount denial) with the packaged binary (`dist`). Downloads are cached under
@@ -180,8 +190,9 @@ fn main() -> Result<()> {
             run(Command::new(bin).args(&args))
         }
         Cmd::Test { args } => test(&args),
-        Cmd::Bench { guest: Some(kernel), rounds, seconds, .. } => {
-            vm::bench_guest(&kernel, &build(true)?, rounds, seconds)
+        Cmd::Bench { guest: Some(kernel), rounds, seconds, loads, bpf_stats, .. } => {
+            let bench = vm::GuestBench { rounds, seconds, loads: &loads, bpf_stats };
+            vm::bench_guest(&kernel, &build(true)?, &bench)
         }
         Cmd::Bench { user_only, guest: None, .. } => bench::bench(&build(true)?, user_only),
         Cmd::Soak { cycles } => soak::soak(&build(true)?, cycles),

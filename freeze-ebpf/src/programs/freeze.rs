@@ -3,7 +3,7 @@
 //! (every freeze path), with the block-device freeze and thaw around them (device-mapper).
 use super::write::{S_IFDIR, S_IFMT};
 use crate::{
-    emit::{Emit, emit, on_begin, on_end},
+    emit::{Emit, emit, on_begin, on_end, watch},
     maps::{BDEV_CALLS, bdev_call, bump, hit},
     read::{SysArgs, inode_mode, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
 };
@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use freeze_common::tp::sys;
-use freeze_common::{FIFREEZE, FIGETBSZ, FITHAW, counter, holder, hook, kind};
+use freeze_common::{FIFREEZE, FIGETBSZ, FITHAW, counter, holder, hook, kind, level};
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
 pub fn fw_ioctl_enter(ctx: TracePointContext) -> u32 {
@@ -112,10 +112,15 @@ pub fn fw_level_iter(ctx: *mut core::ffi::c_void) -> i32 {
     0
 }
 
-/// A LEVEL_PROBE record: `sb`'s freeze level now.
+/// A LEVEL_PROBE record: `sb`'s freeze level now. A superblock found freezing or frozen is
+/// watched from here on, as if its freeze had been seen: what reaches it (writes, mounts) is
+/// judged, and its thaw ends that.
 #[inline(always)]
 fn emit_level(sb: u64, hook: u32) {
     let level = read_level(sb);
+    if level != level::UNFROZEN && level != level::UNKNOWN {
+        watch(sb);
+    }
     // SAFETY: the helper has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     let mut e = Emit::new(kind::LEVEL_PROBE, hook, now, sb);

@@ -94,6 +94,15 @@ pub fn fw_lsm_sb_mount(ctx: LsmContext) -> i32 {
 /// The superblock (seen freezing while we run) that the absolute path `dev_name` lies on.
 #[inline(always)]
 pub(crate) fn bind_source_sb(dev_name: u64) -> Option<u64> {
+    let dev = source_dev(dev_name)?;
+    // SAFETY: the key is a plain u32 and the value is copied out at once.
+    unsafe { FROZEN_SBS.get(dev) }.copied()
+}
+
+/// The device of the mount point that the absolute path `dev_name` (a kernel string) lies
+/// under, by longest prefix; None when it cannot be placed (relative, too long, unreadable).
+#[inline(always)]
+pub(crate) fn source_dev(dev_name: u64) -> Option<u32> {
     let key = PATH_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: the pointer comes from the map lookup and is this CPU's slot; nothing else on this
     // CPU uses it while the program runs.
@@ -113,7 +122,5 @@ pub(crate) fn bind_source_sb(dev_name: u64) -> Option<u64> {
         bytes = len + 1;
     }
     key.prefix_len = (bytes * 8) as u32;
-    let dev = *MOUNT_PATHS.get(&*key)?;
-    // SAFETY: the key is a plain u32 and the value is copied out at once.
-    unsafe { FROZEN_SBS.get(dev) }.copied()
+    MOUNT_PATHS.get(&*key).copied()
 }

@@ -1,10 +1,13 @@
 //! Mount calls: mount(2), move_mount, fsopen/fsconfig/fsmount, begin and end; where fentry
 //! works, at their syscall functions (only those calls pay), with the mounts the kernel attaches
 //! itself at `finish_automount`; else from the syscall dispatcher or the syscall tracepoints.
-use super::syscalls::reg_args;
+use super::{lsm::source_dev, syscalls::reg_args};
 use crate::{
     emit::{Emit, emit_mount, on_end},
-    maps::{PENDING, Pending, bump, hit},
+    maps::{
+        DENY_MODE, FROZEN_SBS, HELD_MOUNTS, HeldMount, PENDING, Pending, any_watched, bump, hit,
+        judged_by_relevance,
+    },
     read::{SysArgs, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
 };
 use aya_ebpf::{
@@ -12,10 +15,14 @@ use aya_ebpf::{
     macros::{fentry, fexit, tracepoint},
     programs::{FEntryContext, FExitContext, TracePointContext},
 };
+use freeze_common::mount_flags::{MS_BIND, MS_MOVE};
 use freeze_common::tp::sys;
-use freeze_common::{counter, hook, kind, mount_api};
+use freeze_common::{counter, deny, hook, kind, level, mount_api};
 
-/// Starts a pending MOUNT operation for this thread and emits its begin record.
+/// Starts a pending MOUNT operation for this thread and emits its begin record, or holds it back
+/// (`HELD_MOUNTS`) when the call cannot matter yet: nothing is freezing or frozen, or its
+/// function's relevance programs will tell. With `--deny-mounts` nothing is held back: a
+/// denial names the call its begin record describes.
 #[inline(always)]
 pub(crate) fn on_mount_begin(
     hook: u32,
@@ -43,12 +50,93 @@ pub(crate) fn on_mount_begin(
     if PENDING.insert(tid, pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
+    if deny_off() && (judged_by_relevance(hook, api) || !any_watched()) {
+        let held = HeldMount { source, target, fstype, flags, api, matters: 0 };
+        if HELD_MOUNTS.insert(tid, held, 0).is_err() {
+            bump(counter::PENDING_FULL);
+        }
+        return;
+    }
+    // A record held back for an earlier call whose end was lost must not be sent with this one.
+    let _ = HELD_MOUNTS.remove(tid);
     let mut e = Emit::new(kind::MOUNT_BEGIN, hook, ts, sb);
     e.level_before = level;
     e.level_after = level;
     e.flags = api;
     e.arg = flags;
     emit_mount(&e, source, target, fstype);
+}
+
+/// Whether `--deny-mounts` is off.
+#[inline(always)]
+fn deny_off() -> bool {
+    // SAFETY: DENY_MODE is a static that lives for the whole program; volatile so that the value
+    // user space set at load time is read.
+    let mode = unsafe { core::ptr::read_volatile(&raw const DENY_MODE) };
+    mode == deny::OFF
+}
+
+/// The held-back call of this thread matters (see `HELD_MOUNTS`).
+#[inline(always)]
+fn held_call_matters() {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(held) = HELD_MOUNTS.get_ptr_mut(tid) {
+        // SAFETY: the pointer comes from the map lookup and points at this thread's entry,
+        // which only this thread writes.
+        unsafe { (*held).matters = 1 };
+    }
+}
+
+/// Whether a mount that reaches `sb` can be a mount while frozen: it is not unfrozen (freezing,
+/// frozen, thawing, or unreadable).
+#[inline(always)]
+fn not_unfrozen(sb: u64) -> bool {
+    read_level(sb) != level::UNFROZEN
+}
+
+/// The superblock a `struct path` lies on, 0 when unreadable.
+#[inline(always)]
+fn path_sb(path: u64) -> u64 {
+    read_u64(path + off!(path_mnt)).and_then(|mnt| read_u64(mnt + off!(vfsmount_mnt_sb))).unwrap_or(0)
+}
+
+/// `security_sb_kern_mount(sb)`: mount(2) of a new mount (or fsconfig's create) reaches the
+/// superblock it will attach.
+#[fentry(function = "security_sb_kern_mount")]
+pub fn fw_mount_reaches_sb(ctx: FEntryContext) -> u32 {
+    if not_unfrozen(untyped_arg(&ctx, 0)) {
+        held_call_matters();
+    }
+    0
+}
+
+/// `security_sb_mount(dev_name, path, type, flags, data)`: every mount(2), before it does
+/// anything. It matters when its target lies on a superblock that is not unfrozen (a remount or
+/// a propagation change there), or when it binds or moves a source that does or cannot be placed
+/// (a path matched against the mount points, as mount denial does).
+#[fentry(function = "security_sb_mount")]
+pub fn fw_mount_reaches_path(ctx: FEntryContext) -> u32 {
+    let (dev_name, path, flags) = (untyped_arg(&ctx, 0), untyped_arg(&ctx, 1), untyped_arg(&ctx, 3));
+    let matters = not_unfrozen(path_sb(path))
+        || (flags & (MS_BIND | MS_MOVE) != 0
+            && match source_dev(dev_name) {
+                // SAFETY: the value is only tested for presence.
+                Some(dev) => unsafe { FROZEN_SBS.get(dev) }.is_some(),
+                None => true,
+            });
+    if matters {
+        held_call_matters();
+    }
+    0
+}
+
+/// `security_move_mount(from_path, to_path)`: move_mount(2) attaches `from_path`'s mount.
+#[fentry(function = "security_move_mount")]
+pub fn fw_move_mount_reaches(ctx: FEntryContext) -> u32 {
+    if not_unfrozen(path_sb(untyped_arg(&ctx, 0))) || not_unfrozen(path_sb(untyped_arg(&ctx, 1))) {
+        held_call_matters();
+    }
+    0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_mount")]

@@ -528,7 +528,9 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
         &[
             // The mount calls at their syscall functions (no syscall tracepoint: other syscalls
             // pay nothing), and the mounts the kernel attaches itself (finish_automount: a global
-            // function, which no kernel inlines, unlike attach_recursive_mnt in 7.3).
+            // function, which no kernel inlines, unlike attach_recursive_mnt in 7.3). The
+            // security_* functions every mount(2) and move_mount pass tell whether the call
+            // reached a superblock that is not unfrozen: only those calls are recorded.
             Attempt {
                 hook: "fentry:sys_mount+finish_automount",
                 variant: None,
@@ -545,6 +547,9 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     fexit("fw_sys_fsmount_exit", "__x64_sys_fsmount"),
                     fentry("fw_automount_entry", "finish_automount"),
                     fexit("fw_automount_exit", "finish_automount"),
+                    fentry("fw_mount_reaches_path", "security_sb_mount"),
+                    fentry("fw_mount_reaches_sb", "security_sb_kern_mount"),
+                    fentry("fw_move_mount_reaches", "security_move_mount"),
                 ]),
                 limits: Some(
                     "an automount's mount point is named when it is in freezewatch's mount namespace",
@@ -554,6 +559,12 @@ pub(super) const FEATURES: &[FeatureSpec] = &[
                     Need::Params { func: "finish_automount", params: &["path"], at: &[1] },
                     Need::Field { strukt: "mount", path: &["mnt", "mnt_sb"] },
                     Need::Field { strukt: "mount", path: &["mnt_id"] },
+                    Need::Params { func: "security_sb_mount", params: &["dev_name", "path"], at: &[0] },
+                    Need::Params { func: "security_sb_mount", params: &["flags"], at: &[3] },
+                    Need::Params { func: "security_sb_kern_mount", params: &["sb"], at: &[0] },
+                    Need::Params { func: "security_move_mount", params: &["from_path", "to_path"], at: &[0] },
+                    Need::Field { strukt: "path", path: &["mnt"] },
+                    Need::Field { strukt: "vfsmount", path: &["mnt_sb"] },
                 ],
             },
             attempt("tp_btf:raw_syscalls:mount", Programs::Syscalls(syscall_feature::MOUNTS)),

@@ -302,12 +302,10 @@ impl Loaded {
         })
     }
 
-    /// Writes the mount points (for matching bind-mount sources) into the kernel, when the
-    /// mount-denial programs are attached. Only changes are written.
+    /// Writes the mount points into the kernel, for matching the source path of a bind or move
+    /// mount (mount denial, and whether a mount call at its function matters). Only changes are
+    /// written.
     pub fn refresh_mount_paths(&mut self, mounts: &[crate::host::mountinfo::Mount]) {
-        if !self.denying {
-            return;
-        }
         let keys = crate::bpf::mount_paths::path_keys(mounts);
         if keys == self.mount_paths {
             return;

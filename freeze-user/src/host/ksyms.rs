@@ -1,30 +1,52 @@
 //! Kernel symbols from /proc/kallsyms, to name stack frames and callers ("xfs_trans_alloc+0x2f").
 pub struct Ksyms {
-    /// Sorted by address.
-    syms: Vec<(u64, String)>,
+    /// (address, start of the name in `names`, its length), sorted by address: one allocation
+    /// for all names rather than one each (a kernel has over 100,000 text symbols; `watch` holds
+    /// them for its whole life).
+    syms: Vec<(u64, u32, u32)>,
+    names: String,
 }
 
 impl Ksyms {
-    /// Reads /proc/kallsyms (as root the addresses are real; otherwise they read as 0 and every
-    /// lookup misses).
+    /// Reads /proc/kallsyms line by line (as root the addresses are real; otherwise they read as
+    /// 0 and every lookup misses).
     pub fn load() -> Self {
-        Self::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())
+        use std::io::BufRead as _;
+        let mut k = Self { syms: Vec::new(), names: String::new() };
+        let Ok(file) = std::fs::File::open("/proc/kallsyms") else { return k };
+        let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            k.add(&line);
+            line.clear();
+        }
+        k.finish()
     }
 
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let addr = u64::from_str_radix(f.next()?, 16).ok()?;
-                let ty = f.next()?;
-                let name = f.next()?;
-                // Text symbols only: t/T (and w/W for weak functions).
-                (addr != 0 && matches!(ty, "t" | "T" | "w" | "W")).then(|| (addr, name.to_owned()))
-            })
-            .collect();
-        syms.sort_unstable_by_key(|(a, _)| *a);
-        Self { syms }
+        let mut k = Self { syms: Vec::new(), names: String::new() };
+        text.lines().for_each(|l| k.add(l));
+        k.finish()
+    }
+
+    /// Keeps a text symbol's line (t/T, and w/W for weak functions).
+    fn add(&mut self, line: &str) {
+        let mut f = line.split_whitespace();
+        let (Some(addr), Some(ty), Some(name)) = (f.next(), f.next(), f.next()) else { return };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else { return };
+        if addr == 0 || !matches!(ty, "t" | "T" | "w" | "W") {
+            return;
+        }
+        let (Ok(at), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len())) else { return };
+        self.names.push_str(name);
+        self.syms.push((addr, at, len));
+    }
+
+    fn finish(mut self) -> Self {
+        self.syms.sort_unstable_by_key(|(a, ..)| *a);
+        self.syms.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -35,20 +57,25 @@ impl Ksyms {
         self.syms.len()
     }
 
+    /// The symbol covering `addr`: its start and name.
+    fn covering(&self, addr: u64) -> Option<(u64, &str)> {
+        let i = self.syms.partition_point(|(a, ..)| *a <= addr);
+        let &(start, at, len) = self.syms.get(i.checked_sub(1)?)?;
+        let name = self.names.get(at as usize..(at + len) as usize)?;
+        (addr - start < 1 << 20).then_some((start, name))
+    }
+
     /// `name+0xoff` for an address, or the hex address when nothing covers it.
     pub fn name(&self, addr: u64) -> String {
-        let i = self.syms.partition_point(|(a, _)| *a <= addr);
-        match i.checked_sub(1).and_then(|i| self.syms.get(i)) {
-            Some((start, name)) if addr - start < 1 << 20 => format!("{name}+{:#x}", addr - start),
-            _ => format!("{addr:#x}"),
+        match self.covering(addr) {
+            Some((start, name)) => format!("{name}+{:#x}", addr - start),
+            None => format!("{addr:#x}"),
         }
     }
 
     /// The bare function name for an address (no offset), if known.
     pub fn function(&self, addr: u64) -> Option<&str> {
-        let i = self.syms.partition_point(|(a, _)| *a <= addr);
-        let (start, name) = self.syms.get(i.checked_sub(1)?)?;
-        (addr - start < 1 << 20).then_some(name.as_str())
+        self.covering(addr).map(|(_, name)| name)
     }
 }
 

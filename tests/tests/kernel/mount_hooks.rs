@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use freezewatch_tests::{
-    Frozen, FsType, LoopFs, Recorder, Trace, bpf_program_infos_of, guest_feature_available, mount_device,
-    raw_tracepoints_of, record_script_with,
+    ExtraMounts, Frozen, FsType, LoopFs, Recorder, Trace, bpf_program_infos_of, guest_feature_available,
+    mount_device, raw_tracepoints_of, record_script_with,
 };
 use serde_json::Value;
 
@@ -104,7 +104,7 @@ fn the_mount_calls_at_their_functions_and_the_syscall_dispatcher_see_the_same_mo
 }
 
 /// debugfs mounts tracefs on its `tracing` directory when it is first walked into: a mount the
-/// kernel attaches itself, inside no mount call. It is a mount event of API `automount`, by the task
+/// kernel attaches itself, inside no mount call, here while another filesystem is frozen. It is a mount event of API `automount`, by the task
 /// whose walk set it off, naming the mount point and the filesystem from mountinfo.
 #[test]
 fn an_automount_is_seen_where_the_kernel_attaches_it() {
@@ -122,7 +122,16 @@ fn an_automount_is_seen_where_the_kernel_attaches_it() {
     assert!(status.success(), "mounting debugfs");
     let _unmount = Unmount(&debugfs);
     let tracing = debugfs.join("tracing");
-    let trace = record_script_with(&format!("ls {} > /dev/null", tracing.display()), &[]).expect("recording");
+    // Mounts are recorded while something is frozen (between freezes none can matter): the walk
+    // happens while a filesystem of the test's own is.
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let _thaw = ExtraMounts { thaw: fs.mountpoint.clone(), paths: vec![] };
+    let script = format!(
+        "set -e; fsfreeze -f {m}; trap 'fsfreeze -u {m}' EXIT\nls {t} > /dev/null",
+        m = fs.mnt(),
+        t = tracing.display()
+    );
+    let trace = record_script_with(&script, &[]).expect("recording");
     assert_eq!(trace.feature_hook("mounts"), FENTRY, "{}", hooks_of(&trace));
     let target = tracing.display().to_string();
     let ends: Vec<&Value> = trace

@@ -1,6 +1,11 @@
 //! Mounts that land on a frozen filesystem: mount(2) of its device, a bind mount out of it, and
-//! fsmount + move_mount of it are all flagged; a mount of an unrelated filesystem is not.
-use freezewatch_tests::{ExtraMounts, FsType, LoopFs, fsmount_bin, kernel_available, record_script};
+//! fsmount + move_mount of it are all flagged; a mount of an unrelated filesystem is not, and one
+//! between freezes is not even recorded.
+use freezewatch_tests::{ExtraMounts, FsType, LoopFs, Trace, fsmount_bin, kernel_available, record_script};
+
+/// The mounts hook where fentry works: the mount calls at their functions, which also tell
+/// whether a call reached a frozen superblock.
+const MOUNT_FUNCTIONS: &str = "fentry:sys_mount+finish_automount";
 
 fn mounts_while_frozen_are_flagged(fstype: FsType) {
     if !kernel_available(&format!("mounts_while_frozen_are_flagged({})", fstype.name())) {
@@ -94,12 +99,13 @@ fn mounts_while_frozen_are_flagged(fstype: FsType) {
     );
     assert_eq!(api("fsmount").len(), 1);
     assert_eq!(api("move_mount").len(), 1);
-    // The unrelated ext4 mount was recorded, and not flagged.
+    // The unrelated ext4 mount was not flagged. It is recorded (something is frozen at the time)
+    // unless the mount calls are watched at their functions, which tell that it reached no
+    // frozen superblock.
     let ends: Vec<_> = trace.events().into_iter().filter(|e| e["kind"] == "mount_end").collect();
-    assert!(
-        ends.iter().any(|e| e["mount"]["target"] == other_mnt.to_str().expect("utf8") && e["ret"] == 0),
-        "{ends:?}"
-    );
+    let other_seen =
+        ends.iter().any(|e| e["mount"]["target"] == other_mnt.to_str().expect("utf8") && e["ret"] == 0);
+    assert_eq!(other_seen, trace.feature_hook("mounts") != MOUNT_FUNCTIONS, "{ends:?}");
     assert_eq!(
         trace.of_type("summary").iter().map(|s| s["mounts_while_frozen"].as_u64().unwrap_or(0)).sum::<u64>(),
         3
@@ -123,4 +129,57 @@ fn xfs_mounts_while_frozen_are_flagged() {
 #[test]
 fn btrfs_mounts_while_frozen_are_flagged() {
     mounts_while_frozen_are_flagged(FsType::Btrfs);
+}
+
+/// The mount(2) calls of `trace` that landed on `target`.
+fn mounts_on(trace: &Trace, target: &std::path::Path) -> usize {
+    let target = target.to_str().expect("UTF-8 path");
+    trace.events().into_iter().filter(|e| e["kind"] == "mount_end" && e["mount"]["target"] == target).count()
+}
+
+/// Between freezes a mount call costs no record: nothing can land on a frozen filesystem then.
+/// While one is frozen, a second mount of its device is recorded and flagged (the hook was live
+/// all along); an unrelated tmpfs mount then is recorded only where the mount calls are not seen
+/// at their functions (these tell it reached no frozen superblock).
+#[test]
+fn a_mount_between_freezes_costs_no_record() {
+    if !kernel_available("a_mount_between_freezes_costs_no_record") {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (before, during, again, after) = (
+        dir.path().join("before"),
+        dir.path().join("during"),
+        dir.path().join("again"),
+        dir.path().join("after"),
+    );
+    for d in [&before, &during, &again, &after] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    let _cleanup = ExtraMounts {
+        thaw: fs.mountpoint.clone(),
+        paths: vec![before.clone(), during.clone(), again.clone(), after.clone()],
+    };
+    let script = format!(
+        "set -e; \
+         mount -t tmpfs none {before}; umount {before}; \
+         fsfreeze -f {m}; \
+         mount -t tmpfs none {during}; umount {during}; \
+         mount -t ext4 {dev} {again}; umount {again}; \
+         fsfreeze -u {m}; \
+         mount -t tmpfs none {after}; umount {after}",
+        m = fs.mnt(),
+        dev = fs.loopdev,
+        before = before.display(),
+        during = during.display(),
+        again = again.display(),
+        after = after.display(),
+    );
+    let trace = record_script(&script).expect("recording");
+    assert_eq!(mounts_on(&trace, &again), 1, "the mount of the frozen device: {:#?}", trace.events());
+    assert_eq!(trace.findings_on("mount-while-frozen", fs.mnt()).len(), 1);
+    assert_eq!((mounts_on(&trace, &before), mounts_on(&trace, &after)), (0, 0), "{:#?}", trace.events());
+    let judged_at_functions = trace.feature_hook("mounts") == MOUNT_FUNCTIONS;
+    assert_eq!(mounts_on(&trace, &during), usize::from(!judged_at_functions), "{:#?}", trace.events());
 }

@@ -703,6 +703,15 @@ fn a_full_trace_disk_is_a_clear_error_and_an_unwritable_one_fails_before_attachi
     assert!(!is_frozen(&fs), "nothing left frozen");
 }
 
+/// Unmounts a test's own mount point when dropped (also when an assertion fails).
+struct Unmounted<'a>(&'a std::path::Path);
+
+impl Drop for Unmounted<'_> {
+    fn drop(&mut self) {
+        freezewatch_tests::unmount(self.0);
+    }
+}
+
 #[test]
 fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
     if !kernel_available("a_filesystem_frozen_before_watch_starts_is_frozen_at_start") {
@@ -723,6 +732,15 @@ fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
     let probe = if caps.iter { "iter:task_file" } else { "tp_btf:raw_syscalls:ioctl" };
     assert_eq!(found["hook"], probe, "{found} {caps:?}");
     assert_eq!(caps.level_probe.as_deref(), Some(probe));
+    // Found frozen, it is watched as if its freeze had been seen: a second mount of its device
+    // now is a mount while frozen.
+    let again = tempfile::tempdir().expect("mount point");
+    let mounted = freezewatch_tests::mount_device("xfs", &frozen_fs.loopdev, again.path());
+    let unmount_again = Unmounted(again.path());
+    assert_eq!(mounted, Ok(()), "a second mount of the frozen device");
+    watch
+        .wait_for("mount-while-frozen", frozen_fs.mnt(), limit(10))
+        .expect("the mount of a filesystem frozen before watch started is flagged");
     // Past --thaw-after on watch's own clock: every tick until then has run.
     watch.wait_frozen_for(frozen_fs.mnt(), 2.0);
     assert!(watch.findings_of("frozen-at-start", thawed_fs.mnt()).is_empty(), "the unfrozen one is no news");
@@ -731,6 +749,7 @@ fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
         "its holder is unknown: left alone"
     );
     assert!(is_frozen(&frozen_fs));
+    drop(unmount_again);
     drop(frozen);
     watch.wait_thawed(frozen_fs.mnt());
     // Its thaw is a thaw, not a thaw of something unfrozen: the probe told the correlator.

@@ -18,7 +18,7 @@ mod kernels;
 mod qemu;
 mod stage;
 
-pub use bench::bench_guest;
+pub use bench::{GuestBench, bench_guest};
 
 use kernels::KERNELS;
 use qemu::*;

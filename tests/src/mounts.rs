@@ -20,6 +20,16 @@ pub fn unmount(target: &Path) {
     unsafe { libc::umount2(t.as_ptr(), 0) };
 }
 
+/// Unmounts a test's own mount point when dropped (also when an assertion fails): lazily and with
+/// whatever is mounted below it.
+pub struct Unmount<'a>(pub &'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-R").arg("-l").arg(self.0).status();
+    }
+}
+
 /// mount(2) of a block device (a new mount of whatever superblock is on it).
 pub fn mount_device(fstype: &str, dev: &str, target: &Path) -> MountResult {
     let (src, dst, ty) = (c_path(dev), c_path(target.to_str().expect("UTF-8")), c_path(fstype));

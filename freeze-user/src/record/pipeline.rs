@@ -299,7 +299,13 @@ impl EventPipeline {
         if raw.stack_id == 0 && caller.is_none() {
             return;
         }
-        let ksyms = self.ksyms.get_or_insert_with(Ksyms::load);
+        let ksyms = self.ksyms.get_or_insert_with(|| {
+            let ksyms = Ksyms::load();
+            // Reading them grew the heap past what they keep: give the rest back, as after loading.
+            // SAFETY: malloc_trim has no preconditions; it only releases free heap memory.
+            unsafe { libc::malloc_trim(0) };
+            ksyms
+        });
         if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {
             txn.caller = Some(ksyms.name(addr));
         }

@@ -4,11 +4,9 @@
 //! attaches itself (an automount), which no syscall shows. With freeze, backing files and the
 //! level probe on fentry and an iterator too, a recorder there holds no program on a syscall
 //! tracepoint: every task's syscalls keep their fast path.
-use std::path::Path;
-
 use freezewatch_tests::{
-    ExtraMounts, Frozen, FsType, LoopFs, Recorder, Trace, bpf_program_infos_of, guest_feature_available,
-    mount_device, raw_tracepoints_of, record_script_with,
+    ExtraMounts, Frozen, FsType, LoopFs, Recorder, Trace, Unmount, bpf_program_infos_of,
+    guest_feature_available, mount_device, raw_tracepoints_of, record_script_with,
 };
 use serde_json::Value;
 
@@ -38,15 +36,6 @@ fn hooks_of(trace: &Trace) -> String {
         .filter(|l| l.contains("mounts") || l.contains("not used"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Unmounts `path` (lazily, with what is mounted under it) in Drop.
-struct Unmount<'a>(&'a Path);
-
-impl Drop for Unmount<'_> {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-R").arg("-l").arg(self.0).status();
-    }
 }
 
 /// A second mount of a frozen filesystem's device and a bind mount of its mount point, while it

@@ -682,13 +682,7 @@ fn a_full_trace_disk_is_a_clear_error_and_an_unwritable_one_fails_before_attachi
     let mounted =
         Command::new("mount").args(["-t", "tmpfs", "-o", "size=32k", "tmpfs"]).arg(small.path()).status();
     assert!(mounted.expect("mount").success());
-    struct Unmount<'a>(&'a std::path::Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.path());
+    let _unmount = freezewatch_tests::Unmount(small.path());
     let mut watch = Watcher::start(&["--trace-dir", small.path().to_str().unwrap(), "--trace-size", "1MiB"])
         .expect("watch");
     let start = Instant::now();
@@ -701,15 +695,6 @@ fn a_full_trace_disk_is_a_clear_error_and_an_unwritable_one_fails_before_attachi
     assert!(stderr.contains("No space left on device"), "a clear error: {stderr}");
     assert_eq!(status.code(), Some(1), "and exit 1 (not a crash): {stderr}");
     assert!(!is_frozen(&fs), "nothing left frozen");
-}
-
-/// Unmounts a test's own mount point when dropped (also when an assertion fails).
-struct Unmounted<'a>(&'a std::path::Path);
-
-impl Drop for Unmounted<'_> {
-    fn drop(&mut self) {
-        freezewatch_tests::unmount(self.0);
-    }
 }
 
 #[test]
@@ -736,7 +721,7 @@ fn a_filesystem_frozen_before_watch_starts_is_frozen_at_start() {
     // now is a mount while frozen.
     let again = tempfile::tempdir().expect("mount point");
     let mounted = freezewatch_tests::mount_device("xfs", &frozen_fs.loopdev, again.path());
-    let unmount_again = Unmounted(again.path());
+    let unmount_again = freezewatch_tests::Unmount(again.path());
     assert_eq!(mounted, Ok(()), "a second mount of the frozen device");
     watch
         .wait_for("mount-while-frozen", frozen_fs.mnt(), limit(10))

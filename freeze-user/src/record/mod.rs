@@ -267,6 +267,8 @@ struct Stops {
 /// at each freeze too), and when it does not.
 const REFRESH_ANNOUNCED: Duration = Duration::from_secs(10);
 const REFRESH_UNANNOUNCED: Duration = Duration::from_secs(1);
+/// Mount changes refresh at most this often; one that comes sooner is taken at the next second.
+const MOUNT_REFRESH_AT_MOST: Duration = Duration::from_secs(1);
 
 /// Runs the pipeline on the ring buffer (and the eBPF log) until the command exits, the
 /// duration passes, a signal comes or the caller stops it; refreshes the kernel's view of mounts
@@ -323,6 +325,7 @@ async fn drain_until_stop(
     let refresh_every =
         if mount_changes.is_some() && uevents.is_some() { REFRESH_ANNOUNCED } else { REFRESH_UNANNOUNCED };
     let mut refresh = tokio::time::interval(refresh_every);
+    let (mut last_refresh, mut mounts_pending) = (Instant::now(), false);
     // Time-based findings (a freeze that lasts too long) are raised while they are true.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let Stops { child, deadline, stop } = stops;
@@ -355,12 +358,27 @@ async fn drain_until_stop(
             guard = async { mount_changes.as_mut().expect("guarded").ready_mut(Interest::PRIORITY).await },
                 if mount_changes.is_some() => {
                 let mut guard = guard.context("polling mount changes")?;
-                pipeline.refresh(loaded);
+                // At most once a second: a mount/umount loop changes the table thousands of times.
+                if last_refresh.elapsed() >= MOUNT_REFRESH_AT_MOST {
+                    pipeline.refresh(loaded);
+                    last_refresh = Instant::now();
+                } else {
+                    mounts_pending = true;
+                }
                 guard.clear_ready();
             }
             _ = tick.tick() => pipeline.tick(kernel::monotonic_ns())?,
-            _ = refresh.tick() => pipeline.refresh(loaded),
-            _ = counters.tick() => pipeline.tap_counters(loaded),
+            _ = refresh.tick() => {
+                pipeline.refresh(loaded);
+                (last_refresh, mounts_pending) = (Instant::now(), false);
+            }
+            _ = counters.tick() => {
+                if std::mem::take(&mut mounts_pending) {
+                    pipeline.refresh(loaded);
+                    last_refresh = Instant::now();
+                }
+                pipeline.tap_counters(loaded);
+            }
             _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => break Stop::Signal,
             _ = sigint.recv() => break Stop::Signal,
             _ = sigterm.recv() => break Stop::Signal,

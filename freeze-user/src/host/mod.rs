@@ -1,5 +1,5 @@
 //! What the running system says: kernel version and privileges, BTF and the struct offsets
-//! resolved from it, tracefs formats, mountinfo and its changes, kallsyms, btrfs member devices, cgroup paths, files' extents.
+//! resolved from it, tracefs formats, mountinfo, kallsyms, btrfs member devices, cgroup paths, files' extents.
 pub mod btf;
 pub mod btrfs_devs;
 pub mod cgroups;
@@ -7,7 +7,6 @@ pub mod dm;
 pub mod fiemap;
 pub mod kernel;
 pub mod ksyms;
-pub mod mount_changes;
 pub mod mountinfo;
 pub mod offsets;
 pub mod storage;

@@ -262,17 +262,9 @@ struct Stops {
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
-/// How often the mounts and storage maps are read again when the kernel announces mount and
-/// device changes (the rest: a loop device's backing file growing, a btrfs device added, is read
-/// at each freeze too), and when it does not.
-const REFRESH_ANNOUNCED: Duration = Duration::from_secs(10);
-const REFRESH_UNANNOUNCED: Duration = Duration::from_secs(1);
-/// Mount changes refresh at most this often; one that comes sooner is taken at the next second.
-const MOUNT_REFRESH_AT_MOST: Duration = Duration::from_secs(1);
-
 /// Runs the pipeline on the ring buffer (and the eBPF log) until the command exits, the
 /// duration passes, a signal comes or the caller stops it; refreshes the kernel's view of mounts
-/// and storage when they change, and ticks the correlator's clock. Returns the ring buffer, with what
+/// and storage each second and ticks the correlator's clock. Returns the ring buffer, with what
 /// the programs emitted before the stop still in it.
 async fn drain_until_stop(
     ring: RingBuf<MapData>,
@@ -294,22 +286,9 @@ async fn drain_until_stop(
     };
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    // Filesystems mounted and layers set up while we record are known at once where the kernel
-    // announces them (mountinfo's poll, device events), else within a second; the storage maps
-    // are read again every ten seconds anyway (and at every freeze: `EventPipeline::drain`).
-    let mount_changes = crate::host::mount_changes::MountChanges::open().and_then(|m| {
-        // SAFETY: `MountChanges` owns its file, which stays open and unchanged until it is
-        // dropped with the AsyncFd.
-        unsafe { AsyncFd::register_with_interest(m, Interest::PRIORITY) }.map_err(std::io::Error::from)
-    });
-    let mut mount_changes = match mount_changes {
-        Ok(fd) => Some(fd),
-        Err(e) => {
-            log::warn!("mount changes cannot be polled ({e}): new mounts are known within a second");
-            None
-        }
-    };
-    let mut counters = tokio::time::interval(Duration::from_secs(1));
+    // Filesystems mounted and layers set up while we record are known within a second, and
+    // layers at once where the kernel's device events can be read.
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
     let mut uevents = match crate::host::uevents::Uevents::open() {
         // SAFETY: `Uevents` owns its socket, which stays open and unchanged until it is dropped
         // with the AsyncFd.
@@ -322,10 +301,6 @@ async fn drain_until_stop(
             None
         }
     };
-    let refresh_every =
-        if mount_changes.is_some() && uevents.is_some() { REFRESH_ANNOUNCED } else { REFRESH_UNANNOUNCED };
-    let mut refresh = tokio::time::interval(refresh_every);
-    let (mut last_refresh, mut mounts_pending) = (Instant::now(), false);
     // Time-based findings (a freeze that lasts too long) are raised while they are true.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let Stops { child, deadline, stop } = stops;
@@ -355,28 +330,9 @@ async fn drain_until_stop(
                 }
                 guard.clear_ready();
             }
-            guard = async { mount_changes.as_mut().expect("guarded").ready_mut(Interest::PRIORITY).await },
-                if mount_changes.is_some() => {
-                let mut guard = guard.context("polling mount changes")?;
-                // At most once a second: a mount/umount loop changes the table thousands of times.
-                if last_refresh.elapsed() >= MOUNT_REFRESH_AT_MOST {
-                    pipeline.refresh(loaded);
-                    last_refresh = Instant::now();
-                } else {
-                    mounts_pending = true;
-                }
-                guard.clear_ready();
-            }
             _ = tick.tick() => pipeline.tick(kernel::monotonic_ns())?,
             _ = refresh.tick() => {
                 pipeline.refresh(loaded);
-                (last_refresh, mounts_pending) = (Instant::now(), false);
-            }
-            _ = counters.tick() => {
-                if std::mem::take(&mut mounts_pending) {
-                    pipeline.refresh(loaded);
-                    last_refresh = Instant::now();
-                }
                 pipeline.tap_counters(loaded);
             }
             _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => break Stop::Signal,

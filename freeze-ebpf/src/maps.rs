@@ -15,6 +15,14 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::zeroed();
 #[unsafe(no_mangle)]
 pub(crate) static DENY_MODE: u32 = deny::OFF;
 
+/// `DENY_MODE` as user space set it.
+#[inline(always)]
+pub(crate) fn deny_mode() -> u32 {
+    // SAFETY: DENY_MODE is a static that lives for the whole program; volatile so that the value
+    // user space set at load time is read, not the default it was compiled with.
+    unsafe { core::ptr::read_volatile(&raw const DENY_MODE) }
+}
+
 /// freezewatch's own thread group id: only its FIGETBSZ ioctls are level probes.
 #[unsafe(no_mangle)]
 pub(crate) static PROBE_TGID: u32 = 0;

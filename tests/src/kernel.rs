@@ -234,19 +234,27 @@ pub fn bpf_programs_of(pid: u32) -> std::collections::BTreeSet<u32> {
         .collect()
 }
 
+/// bpf(2) command `cmd` with `attr`, the leading part of `union bpf_attr` it takes (the kernel
+/// reads `size_of::<T>()` bytes and zero beyond): its non-negative result, or the errno.
+///
+/// # Safety
+/// Every pointer in `attr` must be valid for what `cmd` does with it (read or written) for the
+/// call's duration.
+pub unsafe fn bpf_call<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, initialised value of the size passed; what its pointers reach is
+    // the caller's promise.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, std::mem::size_of::<T>()) };
+    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(rc) }
+}
+
 /// A descriptor of BPF program `id` (BPF_PROG_GET_FD_BY_ID), or the errno.
 fn bpf_program_fd(id: u32) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd as _;
     const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
     // union bpf_attr's GET_FD_BY_ID member: prog_id, next_id, open_flags.
     let attr: [u32; 3] = [id, 0, 0];
-    // SAFETY: bpf(2) reads `size_of_val(&attr)` bytes from a live local; it writes nothing.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_PROG_GET_FD_BY_ID, attr.as_ptr(), std::mem::size_of_val(&attr))
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // SAFETY: the attribute holds no pointer.
+    let fd = unsafe { bpf_call(BPF_PROG_GET_FD_BY_ID, &attr) }?;
     // SAFETY: a descriptor the call above returned to us and nobody else holds.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
@@ -280,13 +288,8 @@ pub fn bpf_program_infos_of(pid: u32) -> Vec<(u32, String)> {
                 info: info.as_mut_ptr() as u64,
             };
             // SAFETY: the kernel writes at most `info_len` bytes into `info`, which outlives the
-            // call, and reads the attribute from a live local.
-            let rc = unsafe {
-                libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &raw const get, size_of::<InfoAttr>())
-            };
-            if rc != 0 {
-                return None;
-            }
+            // call.
+            unsafe { bpf_call(BPF_OBJ_GET_INFO_BY_FD, &get) }.ok()?;
             let kind = u32::from_ne_bytes(info[0..4].try_into().ok()?);
             let name = info[64..80].split(|b| *b == 0).next().unwrap_or_default();
             Some((kind, String::from_utf8_lossy(name).into_owned()))

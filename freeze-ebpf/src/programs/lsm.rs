@@ -1,7 +1,7 @@
 //! Mount denial (BPF LSM), loaded only with --deny-mounts.
 use crate::{
     emit::{Emit, emit},
-    maps::{DENY_MODE, FROZEN_SBS, MOUNT_PATHS, PATH_SCRATCH, hit},
+    maps::{FROZEN_SBS, MOUNT_PATHS, PATH_SCRATCH, deny_mode, hit},
     read::{read_level, read_u64},
 };
 use aya_ebpf::{
@@ -26,9 +26,7 @@ pub(crate) const EPERM: i32 = 1;
 
 #[inline(always)]
 pub(crate) fn mount_gate(lsm: u64, sb: u64) -> i32 {
-    // SAFETY: DENY_MODE is a static that lives for the whole program; volatile so that the value
-    // user space set at load time is read, not the default it was compiled with.
-    let mode = unsafe { core::ptr::read_volatile(&raw const DENY_MODE) };
+    let mode = deny_mode();
     if mode == deny::OFF || sb == 0 || off!(valid) == 0 {
         return 0;
     }

@@ -5,7 +5,7 @@ use super::{lsm::source_dev, syscalls::reg_args};
 use crate::{
     emit::{Emit, emit_mount, on_end},
     maps::{
-        DENY_MODE, FROZEN_SBS, HELD_MOUNTS, HeldMount, PENDING, Pending, any_watched, bump, hit,
+        FROZEN_SBS, HELD_MOUNTS, HeldMount, PENDING, Pending, any_watched, bump, deny_mode, hit,
         judged_by_relevance,
     },
     read::{SysArgs, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
@@ -50,7 +50,7 @@ pub(crate) fn on_mount_begin(
     if PENDING.insert(tid, pending, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
-    if deny_off() && (judged_by_relevance(hook, api) || !any_watched()) {
+    if deny_mode() == deny::OFF && (judged_by_relevance(hook, api) || !any_watched()) {
         let held = HeldMount { source, target, fstype, flags, api, matters: 0 };
         if HELD_MOUNTS.insert(tid, held, 0).is_err() {
             bump(counter::PENDING_FULL);
@@ -65,15 +65,6 @@ pub(crate) fn on_mount_begin(
     e.flags = api;
     e.arg = flags;
     emit_mount(&e, source, target, fstype);
-}
-
-/// Whether `--deny-mounts` is off.
-#[inline(always)]
-fn deny_off() -> bool {
-    // SAFETY: DENY_MODE is a static that lives for the whole program; volatile so that the value
-    // user space set at load time is read.
-    let mode = unsafe { core::ptr::read_volatile(&raw const DENY_MODE) };
-    mode == deny::OFF
 }
 
 /// The held-back call of this thread matters (see `HELD_MOUNTS`).
@@ -119,11 +110,8 @@ pub fn fw_mount_reaches_path(ctx: FEntryContext) -> u32 {
     let (dev_name, path, flags) = (untyped_arg(&ctx, 0), untyped_arg(&ctx, 1), untyped_arg(&ctx, 3));
     let matters = not_unfrozen(path_sb(path))
         || (flags & (MS_BIND | MS_MOVE) != 0
-            && match source_dev(dev_name) {
-                // SAFETY: the value is only tested for presence.
-                Some(dev) => unsafe { FROZEN_SBS.get(dev) }.is_some(),
-                None => true,
-            });
+            // SAFETY: the value is only tested for presence.
+            && source_dev(dev_name).is_none_or(|dev| unsafe { FROZEN_SBS.get(dev) }.is_some()));
     if matters {
         held_call_matters();
     }

@@ -1,5 +1,6 @@
 //! The mount-point table the kernel matches a bind or move mount's source path against (mount
-//! denial, and whether a mount call seen at its function can matter). Pure code; the loader writes the table into the kernel's `MOUNT_PATHS` trie.
+//! denial, and whether a mount call seen at its function can matter). Pure code; the loader
+//! writes the table into the kernel's `MOUNT_PATHS` trie.
 use freeze_common::{PATH_KEY_BYTES, kdev};
 
 use crate::host::mountinfo::Mount;

@@ -1,4 +1,5 @@
 //! Kernel symbols from /proc/kallsyms, to name stack frames and callers ("xfs_trans_alloc+0x2f").
+#[derive(Default)]
 pub struct Ksyms {
     /// (address, start of the name in `names`, its length), sorted by address: one allocation
     /// for all names rather than one each (a kernel has over 100,000 text symbols; `watch` holds
@@ -12,7 +13,7 @@ impl Ksyms {
     /// 0 and every lookup misses).
     pub fn load() -> Self {
         use std::io::BufRead as _;
-        let mut k = Self { syms: Vec::new(), names: String::new() };
+        let mut k = Self::default();
         let Ok(file) = std::fs::File::open("/proc/kallsyms") else { return k };
         let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
         let mut line = String::new();
@@ -24,7 +25,7 @@ impl Ksyms {
     }
 
     pub fn parse(text: &str) -> Self {
-        let mut k = Self { syms: Vec::new(), names: String::new() };
+        let mut k = Self::default();
         text.lines().for_each(|l| k.add(l));
         k.finish()
     }

@@ -190,9 +190,14 @@ fn attach(deny_mounts: Option<freeze_model::deny::DenyMode>) -> Result<Loaded> {
     let loaded = Loaded::load(deny_mounts)?;
     // Loading parsed the kernel's BTF twice (tens of MiB, freed now): give those pages back, or
     // an idle recorder keeps them resident for good.
+    release_free_heap();
+    Ok(loaded)
+}
+
+/// Gives the heap's free pages back to the kernel, after work that grew it past what is kept.
+pub(super) fn release_free_heap() {
     // SAFETY: malloc_trim has no preconditions; it only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
-    Ok(loaded)
 }
 
 /// The trace's first line: what is recording, where, with which hooks.

@@ -302,8 +302,7 @@ impl EventPipeline {
         let ksyms = self.ksyms.get_or_insert_with(|| {
             let ksyms = Ksyms::load();
             // Reading them grew the heap past what they keep: give the rest back, as after loading.
-            // SAFETY: malloc_trim has no preconditions; it only releases free heap memory.
-            unsafe { libc::malloc_trim(0) };
+            super::release_free_heap();
             ksyms
         });
         if let (Some(txn), Some(addr)) = (ev.txn.as_mut(), caller) {

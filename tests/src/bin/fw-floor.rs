@@ -53,11 +53,11 @@ struct RawTracepointOpen {
     _pad: u32,
 }
 
+/// bpf(2), for a command that returns a descriptor.
 fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<RawFd> {
-    // SAFETY: `attr` is a valid, initialised bpf_attr prefix of the size passed, which outlives
-    // the call; the kernel only reads it (and the buffers it points at, which outlive it too).
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, std::mem::size_of::<T>()) };
-    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(rc as RawFd) }
+    // SAFETY: the attributes built here point at buffers (instructions, licence) that outlive
+    // the call, and the kernel only reads them.
+    unsafe { freezewatch_tests::bpf_call(cmd, attr) }.map(|fd| fd as RawFd)
 }
 
 /// The id of the type named `name` of kind `kind` in a raw BTF blob (header, types, strings).

@@ -9,6 +9,11 @@ pub const THAW_END: u32 = 4;
 /// A write bio was queued to the block device of a superblock at level COMPLETE:
 /// `arg` = sector, `flags` = bytes, `bdev` = the block device. Kernel-filtered: only frozen.
 pub const BLOCK_WRITE: u32 = 10;
+/// A modifying bio that no storage map judged, sent while the maps may be older than the
+/// storage (see `maps_age`): `arg` = sector, `flags` = bytes, `bdev` = the block device, no
+/// superblock. The recorder judges it once its maps are newer than the bio and writes it as a
+/// BLOCK_WRITE if it landed on a frozen filesystem's storage; it never reaches a trace.
+pub const UNMAPPED_BIO: u32 = 11;
 /// A task started waiting on a superblock's freeze gate (`s_writers.rw_sem[flags - 1]`);
 /// `flags` = gate level (1 write, 2 page fault, 3 fs-internal).
 pub const WRITER_BLOCKED: u32 = 20;

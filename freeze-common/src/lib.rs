@@ -112,6 +112,22 @@ pub struct ExtentKey {
 /// Extents of one lower block device the programs look at.
 pub const EXTENTS_PER_DEV: u32 = 64;
 
+/// Slots of the `MAPS_AGE` array: whether the storage maps are older than the newest freeze.
+/// A freeze that completes bumps `FREEZES` in the kernel; user space reads it before it reads
+/// the storage layers and writes what it read to `MAPPED` after. While they differ, a modifying
+/// bio that no map judges is sent as `kind::UNMAPPED_BIO`, for user space to judge against maps
+/// read after it: a layer set up just before the freeze is judged whatever the timing.
+pub mod maps_age {
+    pub const FREEZES: u32 = 0;
+    pub const MAPPED: u32 = 1;
+    pub const SLOTS: u32 = 2;
+}
+
+/// Loop devices `LOOPS_MAPPED` holds at most: a bio to a loop device bound since the storage
+/// layers were read (or beyond this many) is sent for user space to judge while something is
+/// frozen, where the kernel cannot judge loop devices itself.
+pub const LOOPS_MAPPED_MAX: u32 = 1024;
+
 /// `BACKING_FILES` key: a regular file by its filesystem's `s_dev` and inode number.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

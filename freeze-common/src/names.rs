@@ -7,6 +7,10 @@ pub const MOUNT_PATHS: &str = "MOUNT_PATHS";
 pub const FROZEN_SBS: &str = "FROZEN_SBS";
 pub const LOWER_EXTENTS: &str = "LOWER_EXTENTS";
 pub const BACKING_FILES: &str = "BACKING_FILES";
+/// Two `u32`s, the slots of `maps_age`.
+pub const MAPS_AGE: &str = "MAPS_AGE";
+/// Loop devices bound when user space last read the storage layers (`dev` → 1).
+pub const LOOPS_MAPPED: &str = "LOOPS_MAPPED";
 /// One `u32` of `syscall_feature` bits: what the syscall dispatcher handles.
 pub const SYSCALL_FEATURES: &str = "SYSCALL_FEATURES";
 /// Maps user space opens by name.
@@ -20,6 +24,8 @@ pub const MAPS: &[&str] = &[
     FROZEN_SBS,
     LOWER_EXTENTS,
     BACKING_FILES,
+    MAPS_AGE,
+    LOOPS_MAPPED,
     SYSCALL_FEATURES,
 ];
 /// Read-only globals user space fills before load (`.rodata`).

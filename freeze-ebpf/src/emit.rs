@@ -3,7 +3,7 @@
 use crate::{
     maps::{
         BDEV_CALLS, EVENTS, FROZEN_SBS, GATE_LOCKS, GateLock, HELD_MOUNTS, OWNERS, PENDING, Pending, STACKS,
-        WATCHED_DEVS, WATCHED_UUIDS, WATCHING, any_watched, bump, judged_by_relevance,
+        WATCHED_DEVS, WATCHED_UUIDS, WATCHING, any_watched, bump, freeze_completed, judged_by_relevance,
     },
     read::{
         fill_ident, gate_lock_addr, group_exiting, is_reaper, process_start, read_level, read_u32, read_u64,
@@ -230,6 +230,9 @@ pub(crate) fn on_end(hook: u32, ret: i64) {
     e.flags = p.flags;
     if p.begin_kind == kind::FREEZE_BEGIN && ret == 0 {
         e.flags |= note_owners();
+    }
+    if p.begin_kind == kind::FREEZE_BEGIN && level_after == level::COMPLETE {
+        freeze_completed();
     }
     emit(&e);
 }

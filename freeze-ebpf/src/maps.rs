@@ -4,7 +4,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, StackTrace, lpm_trie::Key},
 };
 use freeze_common::{
-    Extent, ExtentKey, InodeKey, KernelOffsets, PATH_KEY_BYTES, counter, deny, hook, mount_api,
+    Extent, ExtentKey, InodeKey, KernelOffsets, LOOPS_MAPPED_MAX, PATH_KEY_BYTES, counter, deny, hook,
+    maps_age, mount_api,
 };
 
 /// Filled by user space before load (`EbpfLoader::override_global`); read-only for the programs.
@@ -68,6 +69,33 @@ pub(crate) static LOWER_EXTENTS: HashMap<ExtentKey, Extent> = HashMap::with_max_
 /// → the byte range the loop device maps.
 #[map]
 pub(crate) static BACKING_FILES: HashMap<InodeKey, Extent> = HashMap::with_max_entries(256, 0);
+
+/// Whether the storage maps are older than the newest completed freeze (`freeze_common::maps_age`).
+#[map]
+pub(crate) static MAPS_AGE: Array<u32> = Array::with_max_entries(maps_age::SLOTS, 0);
+
+/// Loop devices bound when user space last read the storage layers → 1.
+#[map]
+pub(crate) static LOOPS_MAPPED: HashMap<u32, u8> = HashMap::with_max_entries(LOOPS_MAPPED_MAX, 0);
+
+/// Whether a freeze completed since user space last read the storage layers.
+#[inline(always)]
+pub(crate) fn maps_behind() -> bool {
+    MAPS_AGE.get(maps_age::FREEZES).copied() != MAPS_AGE.get(maps_age::MAPPED).copied()
+}
+
+/// Counts a completed freeze: the storage maps are behind it until user space reads them again.
+#[inline(always)]
+pub(crate) fn freeze_completed() {
+    if let Some(p) = MAPS_AGE.get_ptr_mut(maps_age::FREEZES) {
+        // As `WATCHING`'s count: BPF's atomic add, the only write to this slot in the kernel.
+        // SAFETY: the pointer comes from the map lookup and points at an aligned u32 that lives
+        // as long as the map.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u32, u32, { core::intrinsics::AtomicOrdering::Relaxed }>(p, 1)
+        };
+    }
+}
 
 /// Slot 0: how many superblocks are freezing or frozen now (in `WATCHED_DEVS`). While it is 0,
 /// write syscalls cost one array lookup, not an fd-to-superblock walk: in the steady state

@@ -174,7 +174,7 @@ impl Drop for LoopFs {
         if self.mounted {
             // Thaw first: unmounting or touching a frozen filesystem would block.
             let _ = Command::new("fsfreeze").arg("-u").arg(&self.mountpoint).stderr(Stdio::null()).status();
-            let _ = Command::new("umount").arg(&self.mountpoint).status();
+            let _ = Command::new("umount").arg(&self.mountpoint).stderr(Stdio::null()).status();
         }
         let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
     }

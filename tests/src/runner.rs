@@ -175,10 +175,13 @@ pub fn record_script_with(script: &str, env: &[(&str, &str)]) -> Result<Trace> {
     Ok(trace)
 }
 
-/// The fw-fsmount helper: $FREEZEWATCH_FSMOUNT_BIN (the QEMU guests set it), else the path cargo
-/// built it at (`built`, from `env!("CARGO_BIN_EXE_fw-fsmount")` in the test).
-pub fn fsmount_bin(built: &str) -> String {
-    std::env::var("FREEZEWATCH_FSMOUNT_BIN").unwrap_or_else(|_| built.to_owned())
+/// A script helper of this crate (`tests/src/bin`, e.g. fw-fsmount): in
+/// $FREEZEWATCH_HELPERS_DIR (the QEMU guests set it), else the path cargo built it at (`built`,
+/// from `env!("CARGO_BIN_EXE_NAME")` in the test).
+pub fn helper_bin(name: &str, built: &str) -> String {
+    std::env::var_os("FREEZEWATCH_HELPERS_DIR")
+        .map(|dir| PathBuf::from(dir).join(name).display().to_string())
+        .unwrap_or_else(|| built.to_owned())
 }
 
 /// A freezewatch command running in the background, its stderr in a file; killed in Drop.

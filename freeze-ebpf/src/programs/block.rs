@@ -1,14 +1,19 @@
 //! Modifying bios (writes, discards, secure erases, write-zeroes) queued to a frozen filesystem's
 //! storage (`block:block_bio_queue`): its own block device, a btrfs member, a lower layer's
 //! range that holds it (a partition's disk, a device-mapper target's device, the blocks of its
-//! backing file on the device below), or any loop device over its backing file.
+//! backing file on the device below), or any loop device over its backing file. A bio no map
+//! judges while the maps may be older than the storage goes to user space to be judged there.
 use super::write::writing_a_backing_file;
 use crate::{
     emit::{Emit, emit, stack_of},
-    maps::{BACKING_FILES, BDEV_ALIAS, LOWER_EXTENTS, WATCHED_DEVS, any_watched, bump, hit, offsets_valid},
+    maps::{
+        BACKING_FILES, BDEV_ALIAS, LOOPS_MAPPED, LOWER_EXTENTS, WATCHED_DEVS, any_watched, bump, hit,
+        maps_behind, offsets_valid,
+    },
     read::{frozen_sb_of, is_frozen, read_u32, read_u64},
 };
 use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext, tracing::StackIdContext},
 };
@@ -57,6 +62,7 @@ pub fn fw_raw_block_bio_queue(ctx: RawTracePointContext) -> u32 {
 }
 
 /// A modifying bio of `sectors` at `sector` of `dev`.
+#[derive(Clone, Copy)]
 struct Bio {
     dev: u32,
     /// Its `struct block_device`; 0 where the hook does not give it (the tracepoint's record).
@@ -88,17 +94,45 @@ fn on_bio<C: StackIdContext>(ctx: &C, hook: u32, op: u32, bio: Bio) {
         }
     };
     if sb == 0 {
-        bump(counter::FILTERED);
+        if own == 0 && unmapped(dev, bdev) && !writing_a_backing_file() {
+            // SAFETY: the helper has no preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            send(ctx, Emit::new(kind::UNMAPPED_BIO, hook, now, 0), op, bio);
+        } else {
+            bump(counter::FILTERED);
+        }
         return;
     }
     // Writes while the freeze is still syncing (levels 1-3) are the freeze's own writeback.
-    let Some(mut e) = Emit::if_frozen(kind::BLOCK_WRITE, hook, sb) else { return };
-    e.arg = sector;
-    e.flags = sectors.saturating_mul(512);
-    e.bdev = dev;
+    if let Some(e) = Emit::if_frozen(kind::BLOCK_WRITE, hook, sb) {
+        send(ctx, e, op, bio);
+    }
+}
+
+/// Sends `e` with the bio's fields (`kind::BLOCK_WRITE`, `kind::UNMAPPED_BIO`).
+#[inline(always)]
+fn send<C: StackIdContext>(ctx: &C, mut e: Emit, op: u32, bio: Bio) {
+    e.arg = bio.sector;
+    e.flags = bio.sectors.saturating_mul(512);
+    e.bdev = bio.dev;
     e.io_op = op;
     e.stack_id = stack_of(ctx);
     emit(&e);
+}
+
+/// Whether a bio no map judged may still be a slip: the maps are older than the newest freeze
+/// (a layer set up just before it may be missing), or `dev` is a loop device bound since they
+/// were read where the kernel cannot judge loop devices itself (no `bdev`, or no loop BTF).
+/// Only while something is freezing or frozen (`on_bio`'s callers), and only until user space
+/// has read the storage layers again.
+#[inline(always)]
+fn unmapped(dev: u32, bdev: u64) -> bool {
+    if maps_behind() {
+        return true;
+    }
+    let judged_here = bdev != 0 && off!(loop_lo_backing_file) != 0;
+    // SAFETY: the value is only tested for presence.
+    kdev::split(dev).0 == LOOP_MAJOR && !judged_here && unsafe { LOOPS_MAPPED.get(dev) }.is_none()
 }
 
 /// The watched superblock whose own device (or btrfs member) `dev` is.

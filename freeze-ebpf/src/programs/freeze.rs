@@ -4,7 +4,7 @@
 use super::write::{S_IFDIR, S_IFMT};
 use crate::{
     emit::{Emit, emit, on_begin, on_end, watch},
-    maps::{BDEV_CALLS, bdev_call, bump, hit},
+    maps::{BDEV_CALLS, bdev_call, bump, freeze_completed, hit},
     read::{SysArgs, inode_mode, read_level, read_u32, read_u64, sb_from_fd, sys_exit_ret, untyped_arg},
 };
 use aya_ebpf::{
@@ -120,6 +120,9 @@ fn emit_level(sb: u64, hook: u32) {
     let level = read_level(sb);
     if level != level::UNFROZEN && level != level::UNKNOWN {
         watch(sb);
+    }
+    if level == level::COMPLETE {
+        freeze_completed();
     }
     // SAFETY: the helper has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };

@@ -3,9 +3,9 @@
 //! is dropped, and the kernel detaches them if the process dies.
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
 };
-use freeze_common::{KernelOffsets, counter, names};
+use freeze_common::{KernelOffsets, counter, maps_age, names};
 
 use super::{
     attach::{self, AttachError, Modules},
@@ -331,6 +331,25 @@ impl Loaded {
     /// ranges, loop backing files).
     pub fn refresh_storage(&mut self, mounts: &[crate::host::mountinfo::Mount], btrfs: &[(Dev, Dev)]) {
         self.storage.refresh(&mut self.ebpf, mounts, btrfs);
+    }
+
+    /// How many freezes have completed, as the kernel counts them (`maps_age::FREEZES`): read
+    /// before the storage layers, handed to `maps_read_after` once they are in the maps.
+    pub fn freezes_completed(&self) -> u32 {
+        self.maps_age().and_then(|a| a.get(&maps_age::FREEZES, 0).ok()).unwrap_or(0)
+    }
+
+    /// The storage maps now hold what was read after `freezes` freezes had completed: the
+    /// kernel stops sending bios it cannot judge until the next freeze completes.
+    pub fn maps_read_after(&mut self, freezes: u32) {
+        let Some(map) = self.ebpf.map_mut(names::MAPS_AGE) else { return };
+        if let Ok(mut age) = Array::<_, u32>::try_from(map) {
+            let _ = age.set(maps_age::MAPPED, freezes, 0);
+        }
+    }
+
+    fn maps_age(&self) -> Option<Array<&MapData, u32>> {
+        Array::try_from(self.ebpf.map(names::MAPS_AGE)?).ok()
     }
 
     /// Takes the ring buffer out (once).

@@ -1,10 +1,11 @@
 //! Writes the storage maps of mounted filesystems (`host::storage`) into the kernel's
-//! `LOWER_EXTENTS` and `BACKING_FILES`, changes only, and keeps them for naming the layer of an
-//! event (`StorageMaps::mapping`).
+//! `LOWER_EXTENTS` and `BACKING_FILES` and the loop devices bound into `LOOPS_MAPPED`, changes
+//! only, and keeps them for naming the layer of an event (`StorageMaps::mapping`) and judging
+//! the bios the kernel could not (`StorageMaps::holders`).
 use std::collections::HashMap;
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
-use freeze_common::{EXTENTS_PER_DEV, Extent, ExtentKey, InodeKey, kdev};
+use freeze_common::{EXTENTS_PER_DEV, Extent, ExtentKey, InodeKey, LOOPS_MAPPED_MAX, kdev};
 use freeze_model::storage::{Mapping, StorageMap};
 
 use crate::host::{
@@ -20,6 +21,8 @@ pub struct StorageMaps {
     maps: HashMap<String, StorageMap>,
     extents: HashMap<ExtentKey, Extent>,
     backing: HashMap<InodeKey, Extent>,
+    /// The loop devices bound at the last refresh (`LOOPS_MAPPED`).
+    loops: HashMap<u32, u8>,
     /// Lower devices whose extents did not all fit (said once each).
     overflow_said: Vec<Dev>,
 }
@@ -47,6 +50,15 @@ impl StorageMaps {
                 .map(|(fs, members)| storage::resolve_members(&src, fs, &members)),
         );
         self.apply(ebpf, resolved);
+        let loops: HashMap<u32, u8> = storage::bound_loops(&src)
+            .into_iter()
+            .take(LOOPS_MAPPED_MAX as usize)
+            .map(|(ma, mi)| (kdev::make(ma, mi), 1))
+            .collect();
+        if loops != self.loops {
+            sync(ebpf, freeze_common::names::LOOPS_MAPPED, &self.loops, &loops);
+            self.loops = loops;
+        }
     }
 
     fn apply(&mut self, ebpf: &mut aya::Ebpf, resolved: Vec<Resolved>) {
@@ -89,6 +101,16 @@ impl StorageMaps {
     /// The mapping an event's modification went through, for the filesystem on `fs_dev`.
     pub fn mapping(&self, fs_dev: &str, dev: &str, file: bool, at: u64, len: u64) -> Option<Mapping> {
         self.maps.get(fs_dev)?.lookup(dev, file, at, len).cloned()
+    }
+
+    /// The filesystems (`major:minor`) whose maps have a block range of `dev` overlapping `len`
+    /// sectors at `sector`.
+    pub fn holders(&self, dev: &str, sector: u64, len: u64) -> Vec<String> {
+        self.maps
+            .values()
+            .filter(|m| m.lookup(dev, false, sector, len).is_some())
+            .map(|m| m.fs_dev.clone())
+            .collect()
     }
 
     /// What this kernel's layers allow, with the maps of the filesystems that have layers under

@@ -530,6 +530,18 @@ fn merge_closest(mut ranges: Vec<(u64, u64, Option<u64>)>, max: usize) -> Vec<(u
     ranges
 }
 
+/// Every loop device bound to a backing file now.
+pub fn bound_loops(src: &Sources<'_>) -> Vec<Dev> {
+    let Ok(devs) = std::fs::read_dir(src.sysfs.join("dev/block")) else { return Vec::new() };
+    let mut bound: Vec<Dev> = devs
+        .flatten()
+        .filter(|e| e.path().join("loop/backing_file").exists())
+        .filter_map(|e| e.file_name().to_str().and_then(parse_dev))
+        .collect();
+    bound.sort_unstable();
+    bound
+}
+
 /// Every other loop device over (part of) `file`: a loop-alias layer, whenever and however it
 /// was set up. Its bios are judged at it; its own worker's writes to the file then are the
 /// loop device's, as the filesystem's own loop device's are.

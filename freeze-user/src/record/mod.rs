@@ -3,6 +3,7 @@
 mod level_probe;
 mod pipeline;
 pub mod rotate;
+mod unmapped;
 
 use std::{
     io::Write,
@@ -335,7 +336,7 @@ async fn drain_until_stop(
                 }
                 guard.clear_ready();
             }
-            _ = tick.tick() => pipeline.tick(kernel::monotonic_ns())?,
+            _ = tick.tick() => pipeline.tick(kernel::monotonic_ns(), loaded)?,
             _ = refresh.tick() => {
                 pipeline.refresh(loaded);
                 pipeline.tap_counters(loaded);

@@ -14,10 +14,13 @@ use freeze_model::{
     trace::{Counters, Footer, Header, Record, SummaryLine, TraceWriter},
 };
 
-use super::Tap;
+use super::{
+    Tap,
+    unmapped::{self, FrozenSpans, Held},
+};
 use crate::{
     bpf::loader::Loaded,
-    host::{btrfs_devs, cgroups::CgroupPaths, ksyms::Ksyms, mountinfo::MountTable},
+    host::{btrfs_devs, cgroups::CgroupPaths, kernel, ksyms::Ksyms, mountinfo::MountTable},
 };
 
 /// Mount calls remembered at most (a call whose end was lost is forgotten with the rest).
@@ -49,6 +52,12 @@ pub(super) struct EventPipeline {
     mounts_changed: bool,
     /// When an event's unknown layer last made the maps refresh.
     layer_refreshed: Option<std::time::Instant>,
+    /// When the storage maps were last read (CLOCK_MONOTONIC ns, the events' clock).
+    maps_read_ns: u64,
+    /// Bios the kernel could not judge, waiting for maps read after them.
+    unmapped: Held,
+    /// When each filesystem was frozen, to judge those bios by their time.
+    frozen: FrozenSpans,
     /// Cgroup ids to paths, for attribution.
     cgroups: CgroupPaths,
     /// Shares the superblocks and parents that records repeat.
@@ -78,6 +87,9 @@ impl EventPipeline {
             tap,
             mounts_changed: false,
             layer_refreshed: None,
+            maps_read_ns: 0,
+            unmapped: Held::default(),
+            frozen: FrozenSpans::default(),
             cgroups: CgroupPaths::load(),
             decoder: Decoder::default(),
             stacks: HashMap::new(),
@@ -108,12 +120,17 @@ impl EventPipeline {
     /// Reads the mount table again and gives the kernel what follows from it: btrfs members'
     /// aliases, the mount points (for mount denial), the storage under each filesystem.
     pub(super) fn refresh(&mut self, loaded: &mut Loaded) {
+        // Read before the layers: a freeze that completes while they are read leaves the maps
+        // behind it, and the kernel keeps sending what it cannot judge.
+        let freezes = loaded.freezes_completed();
+        self.maps_read_ns = kernel::monotonic_ns();
         self.mounts.refresh();
         let mounts = self.mounts.all();
         let btrfs = btrfs_devs::on_this_system(&mounts);
         loaded.refresh_btrfs_aliases(&btrfs);
         loaded.refresh_mount_paths(&mounts);
         loaded.refresh_storage(&mounts, &btrfs);
+        loaded.maps_read_after(freezes);
         self.mounts_changed = false;
     }
 
@@ -162,44 +179,25 @@ impl EventPipeline {
     /// the mounts (a mount, a freeze), refreshes what the kernel knows of them.
     pub(super) fn drain(&mut self, ring: &mut RingBuf<MapData>, loaded: &mut Loaded) -> Result<()> {
         while let Some(item) = ring.next() {
-            let decoded = raw_from_bytes(&item).and_then(|raw| {
-                let mountpoint = if raw.sb.sb != 0 {
-                    self.mounts.mountpoint_refreshing(kdev::split(raw.sb.dev))
-                } else {
-                    None
-                };
-                self.decoder.event(&raw, mountpoint).map(|ev| (raw, ev))
-            });
-            let (raw, mut ev) = match decoded {
-                Ok(d) => d,
+            let raw = match raw_from_bytes(&item) {
+                Ok(raw) => raw,
                 Err(e) => {
                     self.undecodable += 1;
                     log::warn!("dropped an undecodable record: {e}");
                     continue;
                 }
             };
-            ev.add_mount_strings(&item);
-            if let Some(cg) = ev.cgroup.as_mut()
-                && let Some(known) = self.cgroups.cgroup(cg.id)
-            {
-                *cg = known;
+            self.frozen.observe(&raw);
+            if raw.kind == freeze_common::kind::UNMAPPED_BIO {
+                self.hold_unmapped(raw, loaded)?;
+                continue;
             }
-            self.symbolize(&raw, &mut ev, loaded);
-            if name_the_layer(&mut ev, loaded) == Named::Unknown && self.may_refresh_for_a_layer() {
-                // Judged in the kernel below a layer set up since the last refresh (a loop
-                // device over a watched file): map it now, to name it.
-                self.refresh(loaded);
-                name_the_layer(&mut ev, loaded);
-            }
-            self.complete_mount(&mut ev);
-            self.writer.write_event(&ev).context("writing the trace")?;
-            self.written.events += 1;
-            if let Some(tap) = &self.tap {
-                let _ = tap.send(Tap::Event(Box::new(ev.clone())));
-            }
-            let findings = self.correlator.push(ev);
-            self.write_findings(findings, true)?;
+            self.take(&raw, &item, loaded)?;
         }
+        if !self.unmapped.is_empty() && self.may_refresh_for_a_layer() {
+            self.refresh(loaded);
+        }
+        self.judge_unmapped(loaded)?;
         // What the kernel handed over is in the trace (one write for the whole batch).
         self.writer.flush().context("writing the trace")?;
         if self.mounts_changed {
@@ -208,9 +206,70 @@ impl EventPipeline {
         Ok(())
     }
 
+    /// One record (`item`: its bytes, for a mount call's strings) through the pipeline.
+    fn take(&mut self, raw: &freeze_common::RawEvent, item: &[u8], loaded: &mut Loaded) -> Result<()> {
+        let mountpoint =
+            if raw.sb.sb != 0 { self.mounts.mountpoint_refreshing(kdev::split(raw.sb.dev)) } else { None };
+        let mut ev = match self.decoder.event(raw, mountpoint) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.undecodable += 1;
+                log::warn!("dropped an undecodable record: {e}");
+                return Ok(());
+            }
+        };
+        ev.add_mount_strings(item);
+        if let Some(cg) = ev.cgroup.as_mut()
+            && let Some(known) = self.cgroups.cgroup(cg.id)
+        {
+            *cg = known;
+        }
+        self.symbolize(raw, &mut ev, loaded);
+        if name_the_layer(&mut ev, loaded) == Named::Unknown && self.may_refresh_for_a_layer() {
+            // Judged in the kernel below a layer set up since the last refresh (a loop
+            // device over a watched file): map it now, to name it.
+            self.refresh(loaded);
+            name_the_layer(&mut ev, loaded);
+        }
+        self.complete_mount(&mut ev);
+        self.writer.write_event(&ev).context("writing the trace")?;
+        self.written.events += 1;
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(Tap::Event(Box::new(ev.clone())));
+        }
+        let findings = self.correlator.push(ev);
+        self.write_findings(findings, true)
+    }
+
+    /// A bio the kernel could not judge: held until the maps are read after it. A full hold
+    /// has the maps read now, however recently they were, so that none is dropped.
+    fn hold_unmapped(&mut self, raw: freeze_common::RawEvent, loaded: &mut Loaded) -> Result<()> {
+        self.unmapped.push(raw);
+        if self.unmapped.is_full() {
+            self.refresh(loaded);
+            self.judge_unmapped(loaded)?;
+        }
+        Ok(())
+    }
+
+    /// Judges the held bios the maps were read after: those that landed on a filesystem frozen
+    /// at their time go on as the block writes the kernel would have sent.
+    fn judge_unmapped(&mut self, loaded: &mut Loaded) -> Result<()> {
+        for bio in self.unmapped.take_older_than(self.maps_read_ns) {
+            if let Some(judged) = unmapped::judge(&bio, &self.frozen, &loaded.storage) {
+                self.take(&judged, &[], loaded)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The clock moved on: findings that only time makes certain (a freeze that has lasted too
     /// long), and events the reorder window no longer needs to hold.
-    pub(super) fn tick(&mut self, now_ns: u64) -> Result<()> {
+    pub(super) fn tick(&mut self, now_ns: u64, loaded: &mut Loaded) -> Result<()> {
+        if !self.unmapped.is_empty() && self.may_refresh_for_a_layer() {
+            self.refresh(loaded);
+            self.judge_unmapped(loaded)?;
+        }
         let findings = self.correlator.tick(now_ns);
         self.write_findings(findings, true)?;
         self.writer.flush().context("writing the trace")

@@ -1,7 +1,7 @@
 //! Mounts that land on a frozen filesystem: mount(2) of its device, a bind mount out of it, and
 //! fsmount + move_mount of it are all flagged; a mount of an unrelated filesystem is not, and one
 //! between freezes is not even recorded.
-use freezewatch_tests::{ExtraMounts, FsType, LoopFs, Trace, fsmount_bin, kernel_available, record_script};
+use freezewatch_tests::{ExtraMounts, FsType, LoopFs, Trace, helper_bin, kernel_available, record_script};
 
 /// The mounts hook where fentry works: the mount calls at their functions, which also tell
 /// whether a call reached a frozen superblock.
@@ -46,7 +46,7 @@ fn mounts_while_frozen_are_flagged(fstype: FsType) {
         o = other_mnt.display(),
         o_src = other.mnt(),
         o_dev = other.loopdev,
-        fsmount = fsmount_bin(env!("CARGO_BIN_EXE_fw-fsmount")),
+        fsmount = helper_bin("fw-fsmount", env!("CARGO_BIN_EXE_fw-fsmount")),
     );
     let trace = record_script(&script).expect("recording");
     assert_eq!(

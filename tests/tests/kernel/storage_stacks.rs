@@ -5,7 +5,10 @@
 //! btrfs member's image.
 use std::{path::Path, process::Command};
 
-use freezewatch_tests::{FsType, LoopFs, Trace, block_dev_number, kernel_available, record_script};
+use freezewatch_tests::{
+    FsType, LoopFs, Trace, block_dev_number, helper_bin, kernel_available, limit, record_script,
+    record_script_with,
+};
 use serde_json::Value;
 
 /// Loop devices a test's script sets up (one path per line in `list`): detached in Drop, also
@@ -287,4 +290,99 @@ fn a_loop_device_set_up_50ms_before_the_freeze_is_judged_20_times_out_of_20() {
         // after): never as another layer.
         assert!(["loop-alias", ""].contains(&layer.as_str()), "{slips:#?}");
     }
+}
+
+/// Where the kernel cannot judge a loop device itself (the block tracepoint's record names no
+/// `struct block_device`: before 5.12, or the raw tracepoint skipped as here), a loop device bound
+/// during the freeze and written at once by the same process (no tool can have read the new layer
+/// in between) is not in the kernel's maps: the bio goes to user space, which judges it against
+/// the maps read after it. The layer outlives that read (300 ms), as a backup's would.
+#[test]
+fn a_loop_device_bound_during_a_freeze_and_written_at_once_is_judged_where_the_kernel_cannot() {
+    if !kernel_available(
+        "a_loop_device_bound_during_a_freeze_and_written_at_once_is_judged_where_the_kernel_cannot",
+    ) {
+        return;
+    }
+    let fs = LoopFs::new(FsType::Ext4).expect("fs");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = dir.path().join("loops");
+    let _loops = ScriptLoops { list: &list };
+    let (m, img, l) = (fs.mnt(), fs.image.display(), list.display());
+    let at_once = helper_bin("fw-at-once", env!("CARGO_BIN_EXE_fw-at-once"));
+    let script = format!(
+        "set -e; trap 'fsfreeze -u {m} 2>/dev/null' EXIT\n\
+         for i in $(seq 20); do\n\
+           fsfreeze -f {m}\n\
+           {at_once} bind {img} rewrite @bound $(((100 + i) * 4096)) 4096 sleep {hold} >> {l}\n\
+           fsfreeze -u {m}\n\
+         done\n\
+         trap - EXIT",
+        hold = limit(1).as_millis() * 3 / 10,
+    );
+    let trace =
+        record_script_with(&script, &[("FREEZEWATCH_SKIP_HOOKS", "raw_tracepoint:block:block_bio_queue")])
+            .expect("recording");
+    // The hook that ran is the tracepoint: the kernel had no loop device to judge the bio by.
+    let hooks = trace.of_type("header")[0]["hooks"].clone();
+    let block = hooks.as_array().and_then(|h| h.iter().find(|h| h["feature"] == "block-writes")).cloned();
+    assert_eq!(block.map(|b| b["hook"].clone()), Some("tracepoint:block:block_bio_queue".into()), "{hooks}");
+    let slips = slips_below(&trace, m);
+    let sectors: Vec<u64> = slips.iter().map(|s| s.2).collect();
+    assert_eq!(sectors, (1..=20).map(|i| (100 + i) * 8).collect::<Vec<u64>>(), "{slips:#?}");
+    for (comm, dev, _, bytes, layer, file, ..) in &slips {
+        assert_eq!((comm.as_str(), *bytes, layer.as_str()), ("fw-at-once", 4096, "loop-alias"), "{slips:#?}");
+        assert!(dev.starts_with("7:") && *dev != fs.loop_dev_number().expect("dev"), "{slips:#?}");
+        assert_eq!(file.as_str(), fs.image.to_str().expect("path"), "{slips:#?}");
+    }
+}
+
+/// A filesystem mounted, frozen, and the device under its image written while the recorder
+/// cannot run (stopped with SIGSTOP, as a loaded host may keep it from running): its storage maps
+/// were read before the mount, so none holds the image's blocks when the write comes. A freeze
+/// that completes leaves the maps behind it: the kernel sends what no map judged until they are
+/// read again, and once it runs again the recorder judges the write against the maps it reads
+/// after it, while the filesystem is still mounted and frozen.
+#[test]
+fn a_write_under_a_filesystem_mounted_and_frozen_while_the_recorder_is_stopped_is_a_slip() {
+    if !kernel_available(
+        "a_write_under_a_filesystem_mounted_and_frozen_while_the_recorder_is_stopped_is_a_slip",
+    ) {
+        return;
+    }
+    let lower = LoopFs::new(FsType::Ext4).expect("the filesystem holding the image");
+    let upper = LoopFs::new_in(FsType::Ext4, &lower.mountpoint).expect("the filesystem on the image");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (at, _) = image_block_on_lower(&lower.loopdev, &upper, dir.path());
+    // Not mounted when the recording starts: no map holds the image's blocks.
+    let m = upper.mnt();
+    assert!(Command::new("umount").arg(m).status().expect("umount").success());
+    let at_once = helper_bin("fw-at-once", env!("CARGO_BIN_EXE_fw-at-once"));
+    let done = dir.path().join("written");
+    // The recorder is the script's parent. It runs again on any exit of the script; the helper
+    // thaws and unmounts when it exits.
+    let script = format!(
+        "set -e; trap 'kill -CONT $PPID' EXIT; kill -STOP $PPID\n\
+         {at_once} mount {upper_dev} {m} ext4 freeze {m} rewrite {lower_dev} {at} 1024 mark {done} sleep {hold} &\n\
+         while [ ! -e {done} ]; do sleep 0.05; done\n\
+         kill -CONT $PPID; wait",
+        upper_dev = upper.loopdev,
+        lower_dev = lower.loopdev,
+        done = done.display(),
+        hold = limit(2).as_millis(),
+    );
+    let trace = record_script(&script).expect("recording");
+    assert_eq!(
+        slips_below(&trace, m),
+        vec![(
+            "fw-at-once".to_owned(),
+            lower.loop_dev_number().expect("dev number"),
+            at / 512,
+            1024,
+            "file-extents".to_owned(),
+            upper.image.display().to_string(),
+            upper.loop_dev_number().expect("dev number"),
+        )],
+        "the write over the image's block, made before any map held it, is the upper filesystem's slip"
+    );
 }

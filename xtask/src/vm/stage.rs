@@ -138,14 +138,20 @@ pub(super) fn stage_modules(kernel_dir: &Path, stage: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The kernel test binary (tests/tests/kernel/), its tests by module, and fw-fsmount, as built for
-/// this machine. The guests run it once per module, so each module is accounted for on its own.
+/// The kernel test binary (tests/tests/kernel/), its tests by module, and the script helpers, as
+/// built for this machine. The guests run it once per module, so each module is accounted for on
+/// its own.
 pub struct KernelTests {
     pub exe: PathBuf,
     /// Module name, then the full names of its tests (`module::test`), as `--list` gives them.
     pub modules: Vec<(String, Vec<String>)>,
-    pub fsmount: PathBuf,
+    /// Each of `SCRIPT_HELPERS` and where it was built.
+    pub helpers: Vec<(&'static str, PathBuf)>,
 }
+
+/// The tests crate's binaries that test scripts run (`tests/src/bin`), found in the guests in
+/// `/usr/sbin` ($FREEZEWATCH_HELPERS_DIR).
+const SCRIPT_HELPERS: &[&str] = &["fw-fsmount", "fw-at-once"];
 
 impl KernelTests {
     /// The modules to run, with the tests whose names contain `filter` (all without one); a module
@@ -190,7 +196,7 @@ pub fn build_kernel_tests() -> Result<KernelTests> {
         .context("cargo test --no-run")?;
     ensure!(out.status.success(), "building the kernel test binary failed");
     let mut exe = None;
-    let mut fsmount = None;
+    let mut helpers = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<Value>(line) else { continue };
         let (Some(path), Some(name)) = (msg["executable"].as_str(), msg["target"]["name"].as_str()) else {
@@ -203,15 +209,20 @@ pub fn build_kernel_tests() -> Result<KernelTests> {
                 "a second kernel test binary, {name}: make it a module of tests/tests/kernel"
             );
             exe = Some(PathBuf::from(path));
-        } else if name == "fw-fsmount" && msg["profile"]["test"] == false {
+        } else if let Some(helper) = SCRIPT_HELPERS.iter().find(|h| **h == name)
+            && msg["profile"]["test"] == false
+        {
             // (cargo also builds the bin's own unit-test harness under that target name.)
-            fsmount = Some(PathBuf::from(path));
+            helpers.push((*helper, PathBuf::from(path)));
         }
     }
     let exe = exe.context("cargo built no kernel test binary")?;
     let modules = modules_of(&output(Command::new(&exe).args(["--list", "--format", "terse"]))?);
     ensure!(!modules.is_empty(), "the kernel test binary lists no tests");
-    Ok(KernelTests { exe, modules, fsmount: fsmount.context("fw-fsmount was not built")? })
+    for helper in SCRIPT_HELPERS {
+        ensure!(helpers.iter().any(|(h, _)| h == helper), "{helper} was not built");
+    }
+    Ok(KernelTests { exe, modules, helpers })
 }
 
 /// The tests of a `--list --format terse` listing ("module::name: test"), by module, without the
@@ -240,7 +251,9 @@ pub(super) fn initramfs(
     out: &Path,
 ) -> Result<()> {
     build_initramfs(kernel_dir, freezewatch, GUEST_TOOLS, "init", out, |stage| {
-        copy_with_libs_to(&tests.fsmount, stage, "usr/sbin/fw-fsmount")?;
+        for (name, built) in &tests.helpers {
+            copy_with_libs_to(built, stage, &format!("usr/sbin/{name}"))?;
+        }
         copy_with_libs_to(&tests.exe, stage, "tests/kernel")?;
         // The plan the init runs: one line per module, its name and then its tests' full names.
         let plan: Vec<String> =
@@ -309,8 +322,7 @@ mod tests {
 
     #[test]
     fn a_filter_keeps_the_modules_with_a_matching_test() {
-        let tests =
-            KernelTests { exe: PathBuf::new(), modules: modules_of(LISTING), fsmount: PathBuf::new() };
+        let tests = KernelTests { exe: PathBuf::new(), modules: modules_of(LISTING), helpers: Vec::new() };
         assert_eq!(tests.plan(None).len(), 3);
         assert_eq!(tests.plan(Some("cli::c")), [("cli", vec!["cli::c"])]);
         assert!(tests.plan(Some("nothing")).is_empty());

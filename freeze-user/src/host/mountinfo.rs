@@ -57,6 +57,11 @@ pub struct MountTable {
     by_dev: HashMap<(u32, u32), Vec<Mount>>,
     /// In mountinfo order: the last entry at a mountpoint is the one on top.
     in_order: Vec<Mount>,
+    /// The mountinfo text last read: an unchanged table is not parsed again.
+    text: String,
+    /// How often a refresh found the table changed: what was derived from it at one count is
+    /// current while the count stays.
+    changes: u64,
 }
 
 impl MountTable {
@@ -71,7 +76,12 @@ impl MountTable {
         for m in &mounts {
             by_dev.entry(m.dev).or_default().push(m.clone());
         }
-        Self { by_dev, in_order: mounts }
+        Self { by_dev, in_order: mounts, text: String::new(), changes: 0 }
+    }
+
+    /// How often a refresh found the table changed.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     pub fn all(&self) -> Vec<Mount> {
@@ -93,9 +103,15 @@ impl MountTable {
         self.in_order.iter().find(|m| m.id == id)
     }
 
+    /// Reads the table again (parsed only when it changed).
     pub fn refresh(&mut self) {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        *self = Self::from_mounts(parse(&text));
+        if text == self.text {
+            return;
+        }
+        let changes = self.changes + 1;
+        let table = Self::from_mounts(parse(&text));
+        *self = Self { text, changes, ..table };
     }
 
     /// The mountpoint of the whole filesystem on `dev` (root "/" preferred, else the first).

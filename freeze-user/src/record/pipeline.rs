@@ -48,8 +48,12 @@ pub(super) struct EventPipeline {
     /// Mount calls in progress, by thread: their end event repeats them.
     mount_calls: HashMap<u32, Box<MountCall>>,
     tap: Option<std::sync::mpsc::Sender<Tap>>,
-    /// A mount landed or a freeze began since the mount points were last given to the kernel.
+    /// A mount landed since the mount points were last given to the kernel.
     mounts_changed: bool,
+    /// A freeze began since the mount table was last read.
+    freezes_seen: bool,
+    /// `MountTable::changes` when the maps were last read: they are current while it stays.
+    mapped_mounts: u64,
     /// When an event's unknown layer last made the maps refresh.
     layer_refreshed: Option<std::time::Instant>,
     /// When the storage maps were last read (CLOCK_MONOTONIC ns, the events' clock).
@@ -86,6 +90,8 @@ impl EventPipeline {
             mount_calls: HashMap::new(),
             tap,
             mounts_changed: false,
+            freezes_seen: false,
+            mapped_mounts: 0,
             layer_refreshed: None,
             maps_read_ns: 0,
             unmapped: Held::default(),
@@ -125,6 +131,7 @@ impl EventPipeline {
         let freezes = loaded.freezes_completed();
         self.maps_read_ns = kernel::monotonic_ns();
         self.mounts.refresh();
+        self.mapped_mounts = self.mounts.changes();
         let mounts = self.mounts.all();
         let btrfs = btrfs_devs::on_this_system(&mounts);
         loaded.refresh_btrfs_aliases(&btrfs);
@@ -200,6 +207,14 @@ impl EventPipeline {
         self.judge_unmapped(loaded)?;
         // What the kernel handed over is in the trace (one write for the whole batch).
         self.writer.flush().context("writing the trace")?;
+        if self.freezes_seen {
+            // The table is read, and only a changed one is mapped again: layers that change
+            // without a mount are device events (refreshed on them), and what the freeze's sync
+            // changes is read when it completes.
+            self.freezes_seen = false;
+            self.mounts.refresh();
+            self.mounts_changed |= self.mounts.changes() != self.mapped_mounts;
+        }
         if self.mounts_changed {
             self.refresh(loaded);
         }
@@ -295,9 +310,12 @@ impl EventPipeline {
     /// A mount_end repeats its begin's call, and says which device is now mounted at the target.
     fn complete_mount(&mut self, ev: &mut Event) {
         match ev.kind {
-            // At the end too: a loop device's backing file settles its extents while the
-            // freeze syncs (delayed allocation), and they are what a write must be judged by.
-            EventKind::FreezeBegin | EventKind::FreezeEnd => self.mounts_changed = true,
+            // A freeze that begins needs the mount table current (mount denial, the storage
+            // under a filesystem mounted just before), which it usually is already.
+            EventKind::FreezeBegin => self.freezes_seen = true,
+            // A loop device's backing file settles its extents while the freeze syncs (delayed
+            // allocation), and they are what a write must be judged by from now on.
+            EventKind::FreezeEnd => self.mounts_changed = true,
             EventKind::MountBegin => {
                 if let Some(call) = ev.mount.as_mut() {
                     call.source_dev = self.source_dev(&call.source);

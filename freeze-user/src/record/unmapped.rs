@@ -15,6 +15,11 @@ pub(super) const HELD_MAX: usize = 4096;
 /// Frozen spans remembered per filesystem: a bio read late is judged by the span of its time.
 const SPANS_KEPT: usize = 4;
 
+/// Filesystems remembered before those thawed more than `FORGET_AFTER_NS` ago are forgotten
+/// (an always-on `watch` sees loop devices come and go for months).
+const FILESYSTEMS_KEPT: usize = 256;
+const FORGET_AFTER_NS: u64 = 60_000_000_000;
+
 /// When each filesystem was frozen, from the freeze, thaw and level-probe records drained.
 #[derive(Default)]
 pub(super) struct FrozenSpans {
@@ -48,6 +53,10 @@ impl FrozenSpans {
         };
         if !completed || raw.sb.sb == 0 || self.open_span(raw.sb.dev).is_some() {
             return;
+        }
+        if self.by_dev.len() >= FILESYSTEMS_KEPT {
+            let since = raw.ts_ns.saturating_sub(FORGET_AFTER_NS);
+            self.by_dev.retain(|_, spans| spans.back().is_some_and(|s| s.until.is_none_or(|u| u > since)));
         }
         let spans = self.by_dev.entry(raw.sb.dev).or_default();
         if spans.len() >= SPANS_KEPT {
@@ -205,6 +214,23 @@ mod tests {
         nested.level_after = level::COMPLETE;
         spans.observe(&nested);
         assert!(judge(&bio(1600, 120), &spans, &OneAlias).is_some(), "another holder keeps it frozen");
+    }
+
+    #[test]
+    fn filesystems_thawed_long_ago_are_forgotten_once_many_were_seen() {
+        let mut spans = FrozenSpans::default();
+        for dev in 0..FILESYSTEMS_KEPT as u32 {
+            let mut f = freeze_end(1000);
+            (f.sb.dev, f.sb.sb) = (kdev::make(7, 100 + dev), 1);
+            spans.observe(&f);
+            let mut t = thaw_end(2000);
+            t.sb.dev = f.sb.dev;
+            spans.observe(&t);
+        }
+        let later = FORGET_AFTER_NS + 10_000;
+        spans.observe(&freeze_end(later));
+        assert_eq!(spans.by_dev.len(), 1, "only the one frozen now is kept");
+        assert!(judge(&bio(later + 1, 120), &spans, &OneAlias).is_some());
     }
 
     #[test]

@@ -42,6 +42,13 @@ impl StorageMaps {
     /// what changed.
     pub fn refresh(&mut self, ebpf: &mut aya::Ebpf, mounts: &[Mount], btrfs: &[(Dev, Dev)]) {
         let src = Sources::system();
+        // Read before the layers: a loop device bound between the two reads is then left out of
+        // `LOOPS_MAPPED` (its bios go to user space), never in it without its layer mapped.
+        let loops: HashMap<u32, u8> = storage::bound_loops(&src)
+            .into_iter()
+            .take(LOOPS_MAPPED_MAX as usize)
+            .map(|(ma, mi)| (kdev::make(ma, mi), 1))
+            .collect();
         let mut resolved: Vec<Resolved> =
             block_filesystems(mounts).into_iter().map(|d| storage::resolve(&src, d)).collect();
         resolved.extend(
@@ -50,11 +57,6 @@ impl StorageMaps {
                 .map(|(fs, members)| storage::resolve_members(&src, fs, &members)),
         );
         self.apply(ebpf, resolved);
-        let loops: HashMap<u32, u8> = storage::bound_loops(&src)
-            .into_iter()
-            .take(LOOPS_MAPPED_MAX as usize)
-            .map(|(ma, mi)| (kdev::make(ma, mi), 1))
-            .collect();
         if loops != self.loops {
             sync(ebpf, freeze_common::names::LOOPS_MAPPED, &self.loops, &loops);
             self.loops = loops;

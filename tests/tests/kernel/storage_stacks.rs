@@ -296,7 +296,9 @@ fn a_loop_device_set_up_50ms_before_the_freeze_is_judged_20_times_out_of_20() {
 /// `struct block_device`: before 5.12, or the raw tracepoint skipped as here), a loop device bound
 /// during the freeze and written at once by the same process (no tool can have read the new layer
 /// in between) is not in the kernel's maps: the bio goes to user space, which judges it against
-/// the maps read after it. The layer outlives that read (300 ms), as a backup's would.
+/// the maps read after it. The layer outlives that read (300 ms, scaled), as a backup's would.
+/// The number it freed is then taken (and kept) by another loop device, so that each iteration
+/// binds a new one: one detached and bound again while the maps are read is a known limit.
 #[test]
 fn a_loop_device_bound_during_a_freeze_and_written_at_once_is_judged_where_the_kernel_cannot() {
     if !kernel_available(
@@ -315,6 +317,7 @@ fn a_loop_device_bound_during_a_freeze_and_written_at_once_is_judged_where_the_k
          for i in $(seq 20); do\n\
            fsfreeze -f {m}\n\
            {at_once} bind {img} rewrite @bound $(((100 + i) * 4096)) 4096 sleep {hold} >> {l}\n\
+           losetup -f --show {img} >> {l}\n\
            fsfreeze -u {m}\n\
          done\n\
          trap - EXIT",

@@ -201,10 +201,7 @@ impl EventPipeline {
             }
             self.take(&raw, &item, loaded)?;
         }
-        if !self.unmapped.is_empty() && self.may_refresh_for_a_layer() {
-            self.refresh(loaded);
-        }
-        self.judge_unmapped(loaded)?;
+        self.catch_up_unmapped(loaded)?;
         // What the kernel handed over is in the trace (one write for the whole batch).
         self.writer.flush().context("writing the trace")?;
         if self.freezes_seen {
@@ -267,6 +264,15 @@ impl EventPipeline {
         Ok(())
     }
 
+    /// Reads the maps again for held bios (at most every `LAYER_REFRESH_EVERY`), and judges
+    /// those the maps were read after.
+    fn catch_up_unmapped(&mut self, loaded: &mut Loaded) -> Result<()> {
+        if !self.unmapped.is_empty() && self.may_refresh_for_a_layer() {
+            self.refresh(loaded);
+        }
+        self.judge_unmapped(loaded)
+    }
+
     /// Judges the held bios the maps were read after: those that landed on a filesystem frozen
     /// at their time go on as the block writes the kernel would have sent.
     fn judge_unmapped(&mut self, loaded: &mut Loaded) -> Result<()> {
@@ -281,10 +287,7 @@ impl EventPipeline {
     /// The clock moved on: findings that only time makes certain (a freeze that has lasted too
     /// long), and events the reorder window no longer needs to hold.
     pub(super) fn tick(&mut self, now_ns: u64, loaded: &mut Loaded) -> Result<()> {
-        if !self.unmapped.is_empty() && self.may_refresh_for_a_layer() {
-            self.refresh(loaded);
-            self.judge_unmapped(loaded)?;
-        }
+        self.catch_up_unmapped(loaded)?;
         let findings = self.correlator.tick(now_ns);
         self.write_findings(findings, true)?;
         self.writer.flush().context("writing the trace")

@@ -24,12 +24,12 @@ use std::{
     time::Duration,
 };
 
-/// include/uapi/linux/loop.h and include/uapi/linux/fs.h.
+/// include/uapi/linux/loop.h.
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const FIFREEZE: libc::c_ulong = 0xC004_5877;
-const FITHAW: libc::c_ulong = 0xC004_5878;
+const FIFREEZE: libc::c_ulong = freeze_common::FIFREEZE as libc::c_ulong;
+const FITHAW: libc::c_ulong = freeze_common::FITHAW as libc::c_ulong;
 
 /// The largest rewrite, and its buffer's alignment (O_DIRECT).
 const MAX_BYTES: usize = 1 << 20;

@@ -89,7 +89,7 @@ fn hold_freeze_helper() {
     };
     let dir = std::fs::File::open(mnt).expect("opens the mount point");
     // SAFETY: FIFREEZE takes no argument; the descriptor is open for the call.
-    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), 0xC004_5877, 0) };
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), freeze_common::FIFREEZE as libc::c_ulong, 0) };
     assert_eq!(rc, 0, "FIFREEZE: {}", std::io::Error::last_os_error());
     std::fs::write(mark, b"").expect("marks");
     std::thread::sleep(Duration::from_secs(3600));
